@@ -1,0 +1,4 @@
+"""Persistence: settings, engine/session factory, SQLModel tables, migrations, seed data.
+
+`db` imports nothing of ours; `core` builds on it.
+"""

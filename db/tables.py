@@ -1,0 +1,327 @@
+"""SQLModel tables: the product's durable state. Column enums live in db/enums.py.
+
+Conventions: ids are 32-char hex UUIDs; timestamps are naive UTC (db/clock.py); every row that belongs
+to a tenant carries ``tenant_id`` so every query can be scoped by it; JSON is stored as text we write
+ourselves (canonical JSON for plans), which keeps both databases identical.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
+from sqlmodel import Field, SQLModel
+
+from db.clock import utcnow
+
+
+def new_id() -> str:
+    """A fresh 32-char hex id."""
+    return uuid.uuid4().hex
+
+
+class Tenant(SQLModel, table=True):
+    __tablename__ = "tenants"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    name: str = Field(max_length=64, unique=True)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class TenantSettings(SQLModel, table=True):
+    """Execution mode of a tenant (the dark-launch switch)."""
+
+    __tablename__ = "tenant_settings"
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    mode: str = Field(default="dry_run", max_length=16)
+    max_live_level: int = Field(default=0)
+    over_level: str = Field(default="dry_run", max_length=16)
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=32)
+
+
+class User(SQLModel, table=True):
+    __tablename__ = "users"
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    username: str = Field(max_length=64, unique=True)
+    display_name: str = Field(default="", max_length=128)
+    password_hash: str | None = Field(default=None, max_length=256)
+    disabled: bool = Field(default=False)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Membership(SQLModel, table=True):
+    """A user's role in one tenant; ``max_action_class`` optionally limits what an operator may run."""
+
+    __tablename__ = "memberships"
+    __table_args__ = (Index("ix_memberships_user", "user_id"),)
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    user_id: str = Field(sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True))
+    role: str = Field(max_length=16)
+    max_action_class: str | None = Field(default=None, max_length=16)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Asset(SQLModel, table=True):
+    __tablename__ = "assets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_assets_tenant_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=128)
+    connection: str = Field(max_length=16)
+    host: str | None = Field(default=None, max_length=255)
+    port: int | None = Field(default=None)
+    base_url: str | None = Field(default=None, max_length=512)
+    tags_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
+    credential_ref: str | None = Field(default=None, max_length=128)
+    known_host_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Secret(SQLModel, table=True):
+    """A tenant's secret, encrypted (Fernet). The plaintext is never stored."""
+
+    __tablename__ = "secrets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_secrets_tenant_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=128)
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    version: int = Field(default=1)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=32)
+
+
+class TimeoutPolicy(SQLModel, table=True):
+    """DESIGN §6: one row per (sla_class, action_class)."""
+
+    __tablename__ = "timeout_policies"
+
+    sla_class: str = Field(primary_key=True, max_length=16)
+    action_class: str = Field(primary_key=True, max_length=16)
+    step_s: int
+    execution_s: int
+    lease_s: int
+    approval_s: int
+    max_attempts: int
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str | None = Field(default=None, max_length=32)
+
+
+class Execution(SQLModel, table=True):
+    """One submitted plan and its life (DESIGN §4). ``status`` changes only through core.fsm."""
+
+    __tablename__ = "executions"
+    __table_args__ = (
+        Index("ix_executions_tenant_created", "tenant_id", "created_at"),
+        Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
+        Index("ix_executions_tenant_requester_created", "tenant_id", "requested_by", "created_at"),
+        Index("ix_executions_status_updated", "status", "updated_at"),
+        # Idempotency (core/idempotency.py): at most one *active* execution per key and tenant.
+        # A partial unique index, so the database settles a race of two submits, not our code.
+        Index(
+            "ux_executions_idempotency_active",
+            "tenant_id",
+            "idempotency_key",
+            unique=True,
+            sqlite_where=text("idempotency_active = 1"),
+            postgresql_where=text("idempotency_active"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    requested_by: str = Field(sa_column=Column(ForeignKey("users.id"), nullable=False))
+    name: str = Field(max_length=200)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    plan_json: str = Field(sa_column=Column(Text, nullable=False))
+    plan_hash: str = Field(max_length=64)
+    action_class: str = Field(max_length=16)
+    approval_level: int
+    sla_class: str = Field(max_length=16)
+    execution_mode: str = Field(max_length=16)
+    run_mode: str = Field(max_length=16)
+    continue_on_error: bool = Field(default=False)
+    status: str = Field(max_length=24)
+    idempotency_key: str = Field(max_length=128)
+    idempotency_active: bool = Field(default=True)
+    attempt: int = Field(default=1)
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    approval_expires_at: datetime | None = Field(default=None)
+    cancel_requested_at: datetime | None = Field(default=None)
+    cancel_requested_by: str | None = Field(default=None, max_length=32)
+    cancel_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = Field(default=None)
+    finished_at: datetime | None = Field(default=None)
+
+
+class ExecutionStep(SQLModel, table=True):
+    __tablename__ = "execution_steps"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "step_index", name="uq_execution_steps_index"),
+        Index("ix_execution_steps_tenant_target", "tenant_id", "target_asset_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    step_index: int
+    name: str = Field(max_length=200)
+    action: str = Field(max_length=64)
+    target_asset_id: str = Field(sa_column=Column(ForeignKey("assets.id"), nullable=False))
+    target_name: str = Field(max_length=128)
+    action_class: str = Field(max_length=16)
+    params_json: str = Field(sa_column=Column(Text, nullable=False))
+    timeout_s: int | None = Field(default=None)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    started_at: datetime | None = Field(default=None)
+    finished_at: datetime | None = Field(default=None)
+
+
+class Approval(SQLModel, table=True):
+    """One approver's decision, bound to the plan hash they saw. ``step_index`` set = a level-3 step gate."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        Index("ix_approvals_execution", "execution_id"),
+        Index("ix_approvals_tenant_approver", "tenant_id", "approver_id"),
+        Index(
+            "ux_approvals_plan_decision",
+            "execution_id",
+            "approver_id",
+            unique=True,
+            sqlite_where=text("step_index IS NULL"),
+            postgresql_where=text("step_index IS NULL"),
+        ),
+        Index(
+            "ux_approvals_gate_decision",
+            "execution_id",
+            "approver_id",
+            "step_index",
+            unique=True,
+            sqlite_where=text("step_index IS NOT NULL"),
+            postgresql_where=text("step_index IS NOT NULL"),
+        ),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    approver_id: str = Field(sa_column=Column(ForeignKey("users.id"), nullable=False))
+    decision: str = Field(max_length=16)
+    plan_hash: str = Field(max_length=64)
+    step_index: int | None = Field(default=None)
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ExecutionEvent(SQLModel, table=True):
+    """The audit trail: every change of state of an execution, in order."""
+
+    __tablename__ = "execution_events"
+    __table_args__ = (
+        Index("ix_execution_events_execution", "execution_id", "id"),
+        Index("ix_execution_events_tenant_created", "tenant_id", "created_at"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    kind: str = Field(max_length=32)
+    from_status: str | None = Field(default=None, max_length=24)
+    to_status: str | None = Field(default=None, max_length=24)
+    step_index: int | None = Field(default=None)
+    actor: str | None = Field(default=None, max_length=64)
+    message: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
+    data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class QueueItem(SQLModel, table=True):
+    """The outbox: an execution ready to run. Committed before any broker message is sent."""
+
+    __tablename__ = "execution_queue"
+    __table_args__ = (
+        Index("ix_execution_queue_available", "available_at"),
+        Index("ix_execution_queue_tenant_sla", "tenant_id", "sla_class"),
+        Index("ix_execution_queue_lease", "lease_expires_at"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False, unique=True)
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    sla_class: str = Field(max_length=16)
+    available_at: datetime = Field(default_factory=utcnow)
+    dispatched_at: datetime | None = Field(default=None)
+    lease_token: str | None = Field(default=None, max_length=32)
+    lease_expires_at: datetime | None = Field(default=None)
+    claimed_by: str | None = Field(default=None, max_length=128)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class DlqEntry(SQLModel, table=True):
+    """Failed work waiting for an operator's decision (requeue or discard)."""
+
+    __tablename__ = "execution_dlq"
+    __table_args__ = (
+        Index("ix_execution_dlq_tenant_open", "tenant_id", "resolved_at", "created_at"),
+        Index("ix_execution_dlq_execution", "execution_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    reason: str = Field(max_length=64)
+    step_index: int | None = Field(default=None)
+    attempts: int = Field(default=0)
+    last_error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow)
+    resolved_at: datetime | None = Field(default=None)
+    resolution: str | None = Field(default=None, max_length=16)
+    resolved_by: str | None = Field(default=None, max_length=32)
+    comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class ExecutionLock(SQLModel, table=True):
+    """Per-asset mutex (DESIGN §3.9): one row per locked (tenant, asset)."""
+
+    __tablename__ = "execution_locks"
+    __table_args__ = (
+        Index("ix_execution_locks_execution", "execution_id"),
+        Index("ix_execution_locks_expires", "expires_at"),
+    )
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    asset_id: str = Field(sa_column=Column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True))
+    execution_id: str = Field(
+        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
+    )
+    fencing_token: int
+    acquired_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+
