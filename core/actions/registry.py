@@ -1,0 +1,71 @@
+"""The action registry: name → ActionType. What a plan step may name in ``action``.
+
+An ActionType declares what the planner needs before anything runs: its params schema, its default
+action class, whether it is idempotent, and an estimate of its duration (for the SLA class). The
+runners' ``run``/``dry_run`` join these classes with the job runner.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+from db.enums import ActionClass, Connection
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ActionType:
+    """Base of every action type. Subclasses set the class attributes and may refine the hooks."""
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[BaseModel]] = NoParams
+    default_class: ClassVar[ActionClass] = ActionClass.DEPLOY
+    idempotent: ClassVar[bool] = False
+    default_estimate_s: ClassVar[float] = 5.0
+    # Asset connections the action can run on; None = any (diagnostics like noop and sleep).
+    connections: ClassVar[frozenset[Connection] | None] = None
+
+    @classmethod
+    def action_class(cls, params: BaseModel) -> ActionClass:
+        """The action class these params imply (a plan may raise it, never lower it)."""
+        return cls.default_class
+
+    @classmethod
+    def estimate_s(cls, params: BaseModel) -> float:
+        """Expected duration in seconds when the step gives no ``timeout_s``."""
+        return cls.default_estimate_s
+
+
+_registry: dict[str, type[ActionType]] = {}
+
+
+def register(action: type[ActionType]) -> type[ActionType]:
+    """Register an action type under its ``name`` (usable as a class decorator)."""
+    _registry[action.name] = action
+    return action
+
+
+def get_action(name: str) -> type[ActionType] | None:
+    """The action type called ``name``, or None."""
+    return _registry.get(name)
+
+
+def known_actions() -> Mapping[str, type[ActionType]]:
+    """Every registered action type by name."""
+    return dict(_registry)
+
+
+def load_plugins(group: str = "opsconductor.actions") -> list[str]:
+    """Register third-party action types from entry points; returns the names loaded."""
+    loaded: list[str] = []
+    for ep in entry_points(group=group):
+        action: Any = ep.load()
+        register(action)
+        loaded.append(action.name)
+    return loaded

@@ -1,0 +1,145 @@
+"""Admin use cases: users and roles, assets, secrets, timeout policies, tenant mode.
+
+Each checks the principal's current role first. Reading lists needs ``viewer``; changing needs ``admin``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core import directory, inventory, policies, rbac, tenants
+from core.errors import InvalidInput
+from core.policies import PolicyValues
+from core.rbac import Permission
+from core.safety import secret_store
+from core.schemas import AssetView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
+from db.engine import session_scope
+from db.enums import ActionClass, Connection, OverLevelBehaviour, Role, SlaClass, TenantMode
+
+
+def list_members(principal: Principal) -> list[MemberView]:
+    """The tenant's users and roles."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return directory.list_members(session, principal.tenant_id)
+
+
+def set_member(
+    principal: Principal, username: str, role: Role, *, max_action_class: ActionClass | None = None
+) -> MemberView:
+    """Create the user if needed and give them ``role`` in the principal's tenant (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        user = directory.ensure_user(session, username)
+        directory.set_membership(session, principal.tenant_id, user, role, max_action_class=max_action_class)
+        return next(m for m in directory.list_members(session, principal.tenant_id) if m.username == username)
+
+
+def remove_member(principal: Principal, username: str) -> None:
+    """Take away a user's role in the principal's tenant (admin; not your own)."""
+    if username == principal.username:
+        raise InvalidInput("you cannot remove your own role", path="username")
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        directory.remove_membership(session, principal.tenant_id, username)
+
+
+def list_assets(principal: Principal) -> list[AssetView]:
+    """The tenant's inventory."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return inventory.list_assets(session, principal.tenant_id)
+
+
+def add_asset(
+    principal: Principal,
+    name: str,
+    connection: Connection,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    base_url: str | None = None,
+    tags: Iterable[str] = (),
+    credential_ref: str | None = None,
+    known_host_key: str | None = None,
+) -> AssetView:
+    """Add an asset to the tenant's inventory (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        return inventory.add_asset(
+            session,
+            principal.tenant_id,
+            name=name,
+            connection=connection,
+            host=host,
+            port=port,
+            base_url=base_url,
+            tags=tags,
+            credential_ref=credential_ref,
+            known_host_key=known_host_key,
+        )
+
+
+def remove_asset(principal: Principal, name: str) -> None:
+    """Remove an unused asset (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        inventory.remove_asset(session, principal.tenant_id, name)
+
+
+def list_secrets(principal: Principal) -> list[SecretInfo]:
+    """Secret names and versions (admin; values are never shown)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        return secret_store.list_secrets(session, principal.tenant_id)
+
+
+def set_secret(principal: Principal, name: str, value: str) -> SecretInfo:
+    """Create or rotate a secret (admin). The value is encrypted before it is stored."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        return secret_store.set_secret(session, principal.tenant_id, name, value, actor_id=principal.user_id)
+
+
+def delete_secret(principal: Principal, name: str) -> None:
+    """Delete a secret (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        secret_store.delete_secret(session, principal.tenant_id, name)
+
+
+def list_policies(principal: Principal) -> list[PolicyView]:
+    """The timeout policy matrix."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return policies.list_policies(session)
+
+
+def update_policy(principal: Principal, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues) -> PolicyView:
+    """Change one row of the timeout policy matrix (admin; validated)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        return policies.update_policy(session, sla_class, action_class, values, actor_id=principal.user_id)
+
+
+def get_tenant_settings(principal: Principal) -> TenantSettingsView:
+    """The tenant's execution mode."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+
+
+def set_tenant_mode(
+    principal: Principal,
+    mode: TenantMode,
+    *,
+    max_live_level: int | None = None,
+    over_level: OverLevelBehaviour | None = None,
+) -> TenantSettingsView:
+    """Switch the tenant's execution mode (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        tenants.set_mode(
+            session, principal.tenant_id, mode, max_live_level=max_live_level, over_level=over_level, actor_id=principal.user_id
+        )
+        return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))

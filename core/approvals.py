@@ -1,0 +1,186 @@
+"""Approvals (DESIGN §3.6, §9): who may decide, how many it takes, expiry, and the plan-hash binding.
+
+Levels: 0 none; 1 one approver; 2 two distinct approvers; 3 two approvers and a gate before every step.
+The requester never approves their own request; one person counts once; an approval counts only for
+the plan hash it was given for, and only while the approver still holds ``approver`` or ``admin``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, col, select
+
+from core import rbac
+from core.audit import record_event
+from core.errors import Conflict, DeadlineExceeded, PermissionDenied, SafetyRefused
+from core.executions import build_view, load_execution
+from core.fsm import transition
+from core.plans import APPROVALS_REQUIRED, plan_hash
+from core.ports import dispatch_committed
+from core.queueing import enqueue
+from core.rbac import Permission
+from core.schemas import ExecutionView, Principal
+from db.clock import utcnow
+from db.engine import session_scope
+from db.enums import Decision, ExecutionStatus, Role
+from db.tables import Approval, Execution, Membership
+
+MAX_COMMENT = 2000
+
+
+def approve(
+    principal: Principal, execution_id: str, *, comment: str | None = None, plan_hash_seen: str | None = None
+) -> ExecutionView:
+    """Record the principal's approval; once enough distinct approvers agree, the execution is queued.
+
+    Args:
+        plan_hash_seen: the hash the approver reviewed (the console passes it); a mismatch is refused.
+
+    Raises:
+        PermissionDenied: own request, or not an approver in this tenant.
+        Conflict: not pending approval, already approved by this person, or the plan changed.
+        DeadlineExceeded: the approval window has passed (the execution is now ``expired``).
+        NotFound: no such execution in this tenant.
+    """
+    return _decide(principal, execution_id, Decision.APPROVED, comment, plan_hash_seen)
+
+
+def reject(principal: Principal, execution_id: str, *, comment: str | None = None) -> ExecutionView:
+    """Reject a pending execution (one eligible approver's rejection ends it). Raises as ``approve``."""
+    return _decide(principal, execution_id, Decision.REJECTED, comment, None)
+
+
+def _decide(
+    principal: Principal, execution_id: str, decision: Decision, comment: str | None, seen: str | None
+) -> ExecutionView:
+    comment = (comment or "").strip()[:MAX_COMMENT] or None
+    if _expire_if_due(principal, execution_id):
+        raise DeadlineExceeded(f"execution {execution_id}: the approval window has passed; it is now expired")
+    queued: list[str] = []
+    with session_scope() as session:
+        execution = load_execution(session, principal.tenant_id, execution_id)
+        rbac.require(session, principal, Permission.APPROVE)
+        if execution.requested_by == principal.user_id:
+            raise PermissionDenied("nobody may approve or reject their own request")
+        if execution.status != ExecutionStatus.PENDING_APPROVAL:
+            raise Conflict(f"execution {execution_id} is {execution.status}, not pending approval")
+        _verify_plan_hash(execution)
+        if seen is not None and seen != execution.plan_hash:
+            raise Conflict("the plan changed since you reviewed it; review the current plan and approve again")
+        if _has_decided(session, execution, principal.user_id):
+            raise Conflict(f"{principal.username} has already decided on execution {execution_id}")
+        session.add(
+            Approval(
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                approver_id=principal.user_id,
+                decision=decision.value,
+                plan_hash=execution.plan_hash,
+                comment=comment,
+            )
+        )
+        try:
+            session.flush()
+        except IntegrityError as exc:  # a concurrent click by the same approver
+            raise Conflict(f"{principal.username} has already decided on execution {execution_id}") from exc
+        if decision is Decision.REJECTED:
+            transition(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                to=ExecutionStatus.REJECTED,
+                expected=ExecutionStatus.PENDING_APPROVAL,
+                actor=principal.username,
+                message=comment or "rejected",
+            )
+        else:
+            count = len(valid_approvers(session, execution))
+            needed = APPROVALS_REQUIRED[execution.approval_level]
+            if count >= needed:
+                transition(
+                    session,
+                    execution_id=execution.id,
+                    tenant_id=execution.tenant_id,
+                    to=ExecutionStatus.APPROVED,
+                    expected=ExecutionStatus.PENDING_APPROVAL,
+                    actor=principal.username,
+                    message=f"approved by {count} of {needed}",
+                )
+                enqueue(session, execution, actor=principal.username)
+                queued.append(execution.id)
+            else:
+                record_event(
+                    session,
+                    execution_id=execution.id,
+                    tenant_id=execution.tenant_id,
+                    kind="approval",
+                    actor=principal.username,
+                    message=f"approval {count} of {needed}",
+                )
+        view = build_view(session, load_execution(session, principal.tenant_id, execution_id))
+    dispatch_committed(queued)
+    return view
+
+
+def _expire_if_due(principal: Principal, execution_id: str) -> bool:
+    """Expire a pending execution whose approval window has passed (committed on its own)."""
+    with session_scope() as session:
+        execution = load_execution(session, principal.tenant_id, execution_id)
+        if execution.status != ExecutionStatus.PENDING_APPROVAL or execution.approval_expires_at is None:
+            return False
+        if execution.approval_expires_at > utcnow():
+            return False
+        transition(
+            session,
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            to=ExecutionStatus.EXPIRED,
+            expected=ExecutionStatus.PENDING_APPROVAL,
+            actor="system",
+            message="approval window passed",
+        )
+        return True
+
+
+def _verify_plan_hash(execution: Execution) -> None:
+    if plan_hash(execution.plan_json) != execution.plan_hash:
+        raise SafetyRefused("plan_hash_mismatch", f"execution {execution.id}: stored plan does not match its hash")
+
+
+def _has_decided(session: Session, execution: Execution, user_id: str) -> bool:
+    return (
+        session.exec(
+            select(Approval.id).where(
+                Approval.execution_id == execution.id,
+                Approval.approver_id == user_id,
+                col(Approval.step_index).is_(None),
+            )
+        ).first()
+        is not None
+    )
+
+
+def valid_approvers(session: Session, execution: Execution) -> set[str]:
+    """User ids whose approval counts now: for this plan hash, not the requester, still approver or admin."""
+    rows = session.exec(
+        select(Approval.approver_id, Membership.role)
+        .join(
+            Membership,
+            (Membership.user_id == Approval.approver_id) & (Membership.tenant_id == Approval.tenant_id),  # type: ignore[arg-type]
+        )
+        .where(
+            Approval.execution_id == execution.id,
+            Approval.decision == Decision.APPROVED.value,
+            Approval.plan_hash == execution.plan_hash,
+            col(Approval.step_index).is_(None),
+            Approval.approver_id != execution.requested_by,
+        )
+    ).all()
+    return {uid for uid, role in rows if Role(role).rank >= Role.APPROVER.rank}
+
+
+def approvals_satisfied(session: Session, execution: Execution) -> bool:
+    """True if the execution's approvals still hold (the worker re-checks this before every step)."""
+    if plan_hash(execution.plan_json) != execution.plan_hash:
+        return False
+    return len(valid_approvers(session, execution)) >= APPROVALS_REQUIRED[execution.approval_level]

@@ -1,0 +1,40 @@
+"""The audit trail: one ``execution_events`` row per change of state, written in the caller's transaction."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from sqlmodel import Session
+
+from db.tables import ExecutionEvent
+
+
+def record_event(
+    session: Session,
+    *,
+    execution_id: str,
+    tenant_id: str,
+    kind: str,
+    actor: str | None,
+    message: str = "",
+    from_status: str | None = None,
+    to_status: str | None = None,
+    step_index: int | None = None,
+    data: dict[str, Any] | None = None,
+) -> ExecutionEvent:
+    """Append an event to the execution's trail (flushed, not committed: the caller's transaction decides)."""
+    event = ExecutionEvent(
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+        kind=kind,
+        actor=actor,
+        message=message,
+        from_status=from_status,
+        to_status=to_status,
+        step_index=step_index,
+        data_json=json.dumps(data or {}, sort_keys=True, default=str),
+    )
+    session.add(event)
+    session.flush()
+    return event

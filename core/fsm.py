@@ -1,0 +1,118 @@
+"""The execution state machine (DESIGN §4) and the one function allowed to change a status.
+
+``transition`` is a compare-and-set (``UPDATE … WHERE id = :id AND status = :from``) that writes its
+audit event in the same transaction; an edge not in ``EDGES`` raises InvalidTransition.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from core.audit import record_event
+from core.errors import InvalidTransition, NotFound
+from db.clock import utcnow
+from db.enums import ExecutionStatus as S
+from db.tables import Execution
+
+EDGES: dict[S, frozenset[S]] = {
+    S.PENDING_APPROVAL: frozenset({S.APPROVED, S.REJECTED, S.EXPIRED, S.CANCELLED}),
+    S.APPROVED: frozenset({S.QUEUED, S.RUNNING, S.CANCELLED}),
+    S.QUEUED: frozenset({S.RUNNING, S.CANCELLED, S.TIMEOUT, S.FAILED}),
+    S.RUNNING: frozenset({S.COMPLETED, S.FAILED, S.PARTIAL, S.CANCELLED, S.TIMEOUT}),
+    # The operator edge: requeue from the DLQ, recorded as a new attempt.
+    S.FAILED: frozenset({S.QUEUED}),
+    S.TIMEOUT: frozenset({S.QUEUED}),
+    S.REJECTED: frozenset(),
+    S.EXPIRED: frozenset(),
+    S.COMPLETED: frozenset(),
+    S.PARTIAL: frozenset(),
+    S.CANCELLED: frozenset(),
+}
+
+TERMINAL: frozenset[S] = frozenset({S.REJECTED, S.EXPIRED, S.COMPLETED, S.FAILED, S.PARTIAL, S.CANCELLED, S.TIMEOUT})
+ACTIVE: frozenset[S] = frozenset(set(S) - TERMINAL)
+
+# Ends after which the same plan may be submitted again (core/idempotency.py).
+RESUBMITTABLE: frozenset[S] = frozenset({S.FAILED, S.CANCELLED, S.REJECTED, S.EXPIRED, S.TIMEOUT})
+
+
+def initial_status(approval_level: int) -> S:
+    """The status a new execution is created in: the create edge of §4."""
+    return S.APPROVED if approval_level == 0 else S.PENDING_APPROVAL
+
+
+def is_legal(from_status: S, to_status: S) -> bool:
+    """True if §4 has the edge ``from_status → to_status``."""
+    return to_status in EDGES[from_status]
+
+
+def transition(
+    session: Session,
+    *,
+    execution_id: str,
+    tenant_id: str,
+    to: S,
+    actor: str | None,
+    message: str = "",
+    expected: S | None = None,
+    values: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> S:
+    """Move an execution to ``to`` with compare-and-set, and audit it in the same transaction.
+
+    Args:
+        expected: the status the caller believes it is in; read from the row when omitted.
+        values: other columns to set in the same UPDATE (e.g. ``error``, ``started_at``).
+
+    Returns:
+        The status the execution left.
+
+    Raises:
+        NotFound: no such execution in this tenant.
+        InvalidTransition: the edge does not exist, or another writer changed the status first.
+    """
+    current = expected or _status(session, execution_id, tenant_id)
+    if not is_legal(current, to):
+        raise InvalidTransition(execution_id, current, to)
+    now = utcnow()
+    changes: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
+    if to in TERMINAL:
+        changes.setdefault("finished_at", now)
+    if to in RESUBMITTABLE:
+        changes["idempotency_active"] = False
+    if to is S.RUNNING:
+        changes.setdefault("started_at", now)
+    result = session.execute(
+        update(Execution)
+        .where(Execution.id == execution_id)  # type: ignore[arg-type]
+        .where(Execution.tenant_id == tenant_id)  # type: ignore[arg-type]
+        .where(Execution.status == current.value)  # type: ignore[arg-type]
+        .values(**changes)
+        .execution_options(synchronize_session="fetch")
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        raise InvalidTransition(execution_id, _status(session, execution_id, tenant_id), to)
+    record_event(
+        session,
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+        kind="status",
+        actor=actor,
+        message=message,
+        from_status=current.value,
+        to_status=to.value,
+        data=data,
+    )
+    return current
+
+
+def _status(session: Session, execution_id: str, tenant_id: str) -> S:
+    status = session.exec(
+        select(Execution.status).where(Execution.id == execution_id, Execution.tenant_id == tenant_id)
+    ).first()
+    if status is None:
+        raise NotFound("execution", execution_id)
+    return S(status)

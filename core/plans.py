@@ -1,0 +1,244 @@
+"""Plans (DESIGN §5): parse, validate with path-precise errors, canonicalise, hash, derive.
+
+Pure functions: nothing here touches the database. Target names are resolved to asset ids by the
+caller (core/submission.py), which passes the mapping to ``canonical_plan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from core.actions import registry
+from core.errors import InvalidInput
+from core.safety.credentials import find_literal_credentials, secret_refs
+from db.enums import ActionClass, ExecutionMode, SlaClass
+
+MAX_STEPS = 200
+MAX_BYTES = 256 * 1024
+
+APPROVAL_FLOOR = {ActionClass.READ: 0, ActionClass.MODIFY: 1, ActionClass.DEPLOY: 2}
+# Distinct approvers each level needs; level 3 adds a gate before every step (core/approvals.py).
+APPROVALS_REQUIRED = {0: 0, 1: 1, 2: 2, 3: 2}
+FAST_BELOW_S = 10.0
+MEDIUM_BELOW_S = 30.0
+
+
+class StepSpec(BaseModel):
+    """One step as written in the plan."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    action: str = Field(min_length=1, max_length=64)
+    target: str = Field(min_length=1, max_length=128)
+    action_class: ActionClass | None = None
+    params: dict[str, Any] = Field(default_factory=dict)
+    timeout_s: int | None = Field(default=None, gt=0, le=86400)
+
+
+class PlanSpec(BaseModel):
+    """A plan as written (YAML or JSON)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    name: str = Field(min_length=1, max_length=200)
+    description: str = Field(default="", max_length=4000)
+    approval_level: int | None = Field(default=None, ge=0, le=3)
+    continue_on_error: bool = False
+    steps: list[StepSpec] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class PlannedStep:
+    """A validated step: its spec, the action's normalised params, and its effective action class."""
+
+    index: int
+    spec: StepSpec
+    params: dict[str, Any]
+    action_class: ActionClass
+    estimate_s: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A validated plan and what the server derives from it (action class, level, SLA class)."""
+
+    spec: PlanSpec
+    steps: tuple[PlannedStep, ...]
+    secret_names: frozenset[str]
+
+    @property
+    def action_class(self) -> ActionClass:
+        """The highest action class of any step."""
+        return max((s.action_class for s in self.steps), key=lambda c: c.rank)
+
+    @property
+    def approval_level(self) -> int:
+        """max(requested, floor of the plan's action class): a plan may raise its level, never lower it."""
+        return max(self.spec.approval_level or 0, APPROVAL_FLOOR[self.action_class])
+
+    @property
+    def estimated_s(self) -> float:
+        """Sum of step timeouts, or the actions' estimates where a step gives none."""
+        return sum(s.estimate_s for s in self.steps)
+
+    @property
+    def sla_class(self) -> SlaClass:
+        est = self.estimated_s
+        if est < FAST_BELOW_S:
+            return SlaClass.FAST
+        return SlaClass.MEDIUM if est < MEDIUM_BELOW_S else SlaClass.LONG
+
+    def execution_mode(self, *, background: bool = False) -> ExecutionMode:
+        """``immediate`` only for fast level-0 plans, and only if the caller did not ask for background."""
+        if not background and self.sla_class is SlaClass.FAST and self.approval_level == 0:
+            return ExecutionMode.IMMEDIATE
+        return ExecutionMode.BACKGROUND
+
+
+def parse_plan(
+    source: str | bytes | Mapping[str, Any], *, max_steps: int = MAX_STEPS, max_bytes: int = MAX_BYTES
+) -> Plan:
+    """Parse and validate a plan from YAML/JSON text or an already-decoded mapping.
+
+    Raises:
+        InvalidInput: with one (path, message) per problem, e.g. ``steps[2].params.command: required``.
+    """
+    data = _decode(source, max_bytes)
+    steps = data.get("steps")
+    if isinstance(steps, list) and len(steps) > max_steps:
+        raise InvalidInput(f"{len(steps)} steps; a plan may have at most {max_steps}", path="steps")
+    try:
+        spec = PlanSpec.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(_issues(exc, prefix="")) from None
+    return _plan(spec)
+
+
+def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
+    if isinstance(source, Mapping):
+        size = len(json.dumps(source, default=str).encode())
+        if size > max_bytes:
+            raise InvalidInput(f"plan is {size} bytes; the limit is {max_bytes}")
+        return dict(source)
+    raw = source.encode() if isinstance(source, str) else source
+    if len(raw) > max_bytes:
+        raise InvalidInput(f"plan is {len(raw)} bytes; the limit is {max_bytes}")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidInput("plan is not UTF-8 text") from None
+    if not text.strip():
+        raise InvalidInput("plan is empty")
+    try:
+        # JSON is a subset of YAML 1.2 in practice; one loader keeps error messages uniform.
+        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "syntax error"
+        raise InvalidInput(f"invalid YAML{where}: {problem}") from None
+    if not isinstance(data, dict):
+        raise InvalidInput(f"a plan must be a mapping with name and steps, not {type(data).__name__}")
+    return data
+
+
+def _plan(spec: PlanSpec) -> Plan:
+    issues: list[tuple[str, str]] = []
+    seen: dict[str, int] = {}
+    planned: list[PlannedStep] = []
+    for i, step in enumerate(spec.steps):
+        where = f"steps[{i}]"
+        if step.name in seen:
+            issues.append((f"{where}.name", f"duplicate of steps[{seen[step.name]}].name ({step.name!r})"))
+        seen.setdefault(step.name, i)
+        action = registry.get_action(step.action)
+        if action is None:
+            known = ", ".join(sorted(registry.known_actions()))
+            issues.append((f"{where}.action", f"unknown action {step.action!r} (known: {known})"))
+            continue
+        literals = find_literal_credentials(step.params, f"{where}.params")
+        if literals:
+            issues.extend(literals)
+            continue
+        try:
+            params_model = action.params_model.model_validate(step.params)
+        except ValidationError as exc:
+            issues.extend(_issues(exc, prefix=f"{where}.params"))
+            continue
+        cls = max(action.action_class(params_model), step.action_class or ActionClass.READ, key=lambda c: c.rank)
+        estimate = float(step.timeout_s) if step.timeout_s else action.estimate_s(params_model)
+        planned.append(PlannedStep(i, step, params_model.model_dump(mode="json"), cls, estimate))
+    for label, text in (("name", spec.name), ("description", spec.description)):
+        issues.extend(find_literal_credentials(text, label))
+    if issues:
+        raise InvalidInput(issues)
+    names = frozenset(n for s in planned for n in secret_refs(s.params))
+    return Plan(spec=spec, steps=tuple(planned), secret_names=names)
+
+
+def _issues(exc: ValidationError, *, prefix: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    for err in exc.errors(include_url=False, include_input=False):
+        path = prefix
+        for part in err["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif part in {"str", "list[str]"}:
+                continue  # a union member's name, not a path segment
+            else:
+                path += f".{part}" if path else str(part)
+        out.append((path, _message(err["type"], err["msg"])))
+    return out
+
+
+def _message(kind: str, msg: str) -> str:
+    return {
+        "missing": "required",
+        "extra_forbidden": "unknown field",
+    }.get(kind, msg[0].lower() + msg[1:] if msg else kind)
+
+
+def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
+    """The canonical form: defaults filled, classes made effective, targets as asset ids, no volatile fields.
+
+    Two plans that mean the same thing (keys reordered, defaults spelt out) have the same canonical form.
+    The input plan is not mutated.
+    """
+    return {
+        "name": plan.spec.name,
+        "description": plan.spec.description,
+        "approval_level": plan.approval_level,
+        "continue_on_error": plan.spec.continue_on_error,
+        "steps": [
+            {
+                "name": s.spec.name,
+                "action": s.spec.action,
+                "target": asset_ids[s.spec.target],
+                "action_class": s.action_class.value,
+                "params": s.params,
+                "timeout_s": s.spec.timeout_s,
+            }
+            for s in plan.steps
+        ],
+    }
+
+
+def canonical_json(value: Any) -> str:
+    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def plan_hash(canonical: Mapping[str, Any] | str) -> str:
+    """SHA-256 (hex) of the canonical JSON; approvals bind to it (DESIGN §3.6)."""
+    text = canonical if isinstance(canonical, str) else canonical_json(canonical)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

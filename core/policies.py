@@ -1,0 +1,98 @@
+"""Timeout policies (DESIGN §6): the 9 seeded rows, lookup, validation, admin edits."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from sqlmodel import Session, select
+
+from core.errors import InvalidInput, NotFound
+from core.schemas import PolicyView
+from db.clock import utcnow
+from db.enums import ActionClass, SlaClass
+from db.tables import TimeoutPolicy
+
+
+class PolicyValues(NamedTuple):
+    step_s: int
+    execution_s: int
+    lease_s: int
+    approval_s: int
+    max_attempts: int
+
+
+DEFAULT_POLICIES: dict[tuple[SlaClass, ActionClass], PolicyValues] = {
+    (SlaClass.FAST, ActionClass.READ): PolicyValues(5, 10, 15, 300, 3),
+    (SlaClass.FAST, ActionClass.MODIFY): PolicyValues(8, 15, 20, 600, 3),
+    (SlaClass.FAST, ActionClass.DEPLOY): PolicyValues(10, 20, 30, 900, 3),
+    (SlaClass.MEDIUM, ActionClass.READ): PolicyValues(15, 30, 45, 600, 5),
+    (SlaClass.MEDIUM, ActionClass.MODIFY): PolicyValues(20, 45, 60, 900, 5),
+    (SlaClass.MEDIUM, ActionClass.DEPLOY): PolicyValues(30, 60, 90, 1800, 5),
+    (SlaClass.LONG, ActionClass.READ): PolicyValues(60, 300, 360, 1800, 3),
+    (SlaClass.LONG, ActionClass.MODIFY): PolicyValues(120, 600, 720, 3600, 3),
+    (SlaClass.LONG, ActionClass.DEPLOY): PolicyValues(300, 1800, 2160, 7200, 3),
+}
+
+
+def validate_policy(values: PolicyValues) -> None:
+    """Raise InvalidInput unless every limit is positive, lease ≥ step and execution ≥ step."""
+    issues = [(f, "must be a positive integer") for f, v in values._asdict().items() if not (isinstance(v, int) and v > 0)]
+    if not issues:
+        if values.lease_s < values.step_s:
+            issues.append(("lease_s", f"must be at least step_s ({values.step_s})"))
+        if values.execution_s < values.step_s:
+            issues.append(("execution_s", f"must be at least step_s ({values.step_s})"))
+    if issues:
+        raise InvalidInput(issues)
+
+
+def seed_policies(session: Session) -> int:
+    """Insert whichever of the 9 default rows are missing (never overwrites an admin's edit). Returns rows added."""
+    existing = {(r.sla_class, r.action_class) for r in session.exec(select(TimeoutPolicy)).all()}
+    added = 0
+    for (sla, cls), values in DEFAULT_POLICIES.items():
+        if (sla.value, cls.value) not in existing:
+            session.add(TimeoutPolicy(sla_class=sla.value, action_class=cls.value, **values._asdict()))
+            added += 1
+    session.flush()
+    return added
+
+
+def get_policy(session: Session, sla_class: SlaClass | str, action_class: ActionClass | str) -> PolicyView:
+    """The policy row for (sla_class, action_class).
+
+    Raises:
+        NotFound: the row is missing (run ``opsconductor init``).
+    """
+    row = session.get(TimeoutPolicy, (str(sla_class), str(action_class)))
+    if row is None:
+        raise NotFound("timeout policy", f"{sla_class}/{action_class}")
+    return _view(row)
+
+
+def list_policies(session: Session) -> list[PolicyView]:
+    """Every policy row, ordered by SLA class then action class."""
+    order = {c.value: i for i, c in enumerate(SlaClass)} | {c.value: i for i, c in enumerate(ActionClass)}
+    rows = session.exec(select(TimeoutPolicy)).all()
+    return [_view(r) for r in sorted(rows, key=lambda r: (order[r.sla_class], order[r.action_class]))]
+
+
+def update_policy(
+    session: Session, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues, *, actor_id: str
+) -> PolicyView:
+    """Validate and store new limits for one row (admin checks are the caller's)."""
+    validate_policy(values)
+    row = session.get(TimeoutPolicy, (sla_class.value, action_class.value))
+    if row is None:
+        raise NotFound("timeout policy", f"{sla_class}/{action_class}")
+    for field, value in values._asdict().items():
+        setattr(row, field, value)
+    row.updated_at = utcnow()
+    row.updated_by = actor_id
+    session.add(row)
+    session.flush()
+    return _view(row)
+
+
+def _view(row: TimeoutPolicy) -> PolicyView:
+    return PolicyView.model_validate(row, from_attributes=True)

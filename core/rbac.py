@@ -1,0 +1,89 @@
+"""Roles and permissions (DESIGN §9). Every check re-reads the membership, so revocation is immediate.
+
+Roles are ordered viewer < operator < approver < admin; each includes the rights before it.
+An operator may be limited to a highest action class (``memberships.max_action_class``).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from sqlmodel import Session, select
+
+from core.errors import PermissionDenied
+from core.schemas import Principal
+from db.enums import ActionClass, Role
+from db.tables import Membership, User
+
+
+class Permission(StrEnum):
+    READ = "read"
+    SUBMIT = "submit"
+    APPROVE = "approve"
+    CANCEL_OWN = "cancel_own"
+    ADMIN = "admin"
+
+
+MIN_ROLE: dict[Permission, Role] = {
+    Permission.READ: Role.VIEWER,
+    Permission.SUBMIT: Role.OPERATOR,
+    Permission.CANCEL_OWN: Role.OPERATOR,
+    Permission.APPROVE: Role.APPROVER,
+    Permission.ADMIN: Role.ADMIN,
+}
+
+
+def has_permission(role: Role | None, permission: Permission) -> bool:
+    """True if ``role`` grants ``permission``."""
+    return role is not None and role.rank >= MIN_ROLE[permission].rank
+
+
+def may_run_class(role: Role | None, max_action_class: ActionClass | None, action_class: ActionClass) -> bool:
+    """True if this role (and its optional class limit) may submit/run steps of ``action_class``."""
+    if not has_permission(role, Permission.SUBMIT):
+        return False
+    if role is Role.ADMIN or max_action_class is None:
+        return True
+    return action_class.rank <= max_action_class.rank
+
+
+def current_membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
+    """The user's membership in the tenant as the database holds it now (None if removed or user disabled)."""
+    return session.exec(
+        select(Membership)
+        .join(User, User.id == Membership.user_id)  # type: ignore[arg-type]
+        .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id, User.disabled == False)  # noqa: E712
+    ).first()
+
+
+def require(session: Session, principal: Principal, permission: Permission) -> Role:
+    """Check ``permission`` against the principal's *current* role; return that role.
+
+    Raises:
+        PermissionDenied: with the role held and the role needed.
+    """
+    membership = current_membership(session, principal.tenant_id, principal.user_id)
+    role = Role(membership.role) if membership else None
+    if not has_permission(role, permission):
+        held = role.value if role else "no role"
+        raise PermissionDenied(
+            f"{principal.username} ({held} in {principal.tenant}) may not {permission.value.replace('_', ' ')}; "
+            f"needs {MIN_ROLE[permission].value}"
+        )
+    return role  # type: ignore[return-value]
+
+
+def require_class(session: Session, principal: Principal, action_class: ActionClass) -> None:
+    """Check the principal may run steps of ``action_class`` in this tenant, right now.
+
+    Raises:
+        PermissionDenied: naming the class and the principal's limit.
+    """
+    membership = current_membership(session, principal.tenant_id, principal.user_id)
+    role = Role(membership.role) if membership else None
+    limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
+    if not may_run_class(role, limit, action_class):
+        why = f"limited to {limit.value}" if limit else f"role {role.value if role else 'none'}"
+        raise PermissionDenied(
+            f"{principal.username} may not run {action_class.value} actions in {principal.tenant} ({why})"
+        )

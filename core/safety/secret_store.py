@@ -1,0 +1,119 @@
+"""The built-in secret store: values encrypted with Fernet under ``OPSC_SECRET_KEY``, per tenant.
+
+Values go in (``set_secret``) and, later, out only to the worker at step start. No function here returns
+a value to a human interface, and no message contains one.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy.engine import make_url
+from sqlmodel import Session, select
+
+from core.errors import InvalidInput, NotFound, SafetyRefused
+from core.schemas import SecretInfo
+from db.clock import utcnow
+from db.settings import Settings, get_settings
+from db.tables import Secret
+
+SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
+MAX_SECRET_BYTES = 64 * 1024
+
+
+def key_file_path(settings: Settings) -> Path | None:
+    """Where the embedded mode keeps its generated key: next to the SQLite file (None otherwise)."""
+    if settings.secret_key_file:
+        return Path(settings.secret_key_file)
+    if not settings.is_sqlite:
+        return None
+    database = make_url(settings.database_url).database
+    if not database or database == ":memory:":
+        return None
+    return Path(database).with_suffix(".secret-key")
+
+
+def fernet(settings: Settings | None = None) -> Fernet:
+    """The cipher: from ``OPSC_SECRET_KEY``, else (embedded mode) a 0600 key file, generated when absent.
+
+    Raises:
+        SafetyRefused: no key and not in embedded mode, or the key is malformed.
+    """
+    settings = settings or get_settings()
+    key = settings.secret_key
+    if not key:
+        path = key_file_path(settings)
+        if path is None:
+            raise SafetyRefused("no_secret_key", "OPSC_SECRET_KEY is required outside the embedded SQLite mode")
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(Fernet.generate_key())
+        key = path.read_text().strip()
+    try:
+        return Fernet(key.encode() if isinstance(key, str) else key)
+    except ValueError:
+        raise SafetyRefused("bad_secret_key", "OPSC_SECRET_KEY is not a valid Fernet key") from None
+
+
+def set_secret(session: Session, tenant_id: str, name: str, value: str, *, actor_id: str) -> SecretInfo:
+    """Create or rotate a secret (stores ciphertext only)."""
+    if not SECRET_NAME.match(name):
+        raise InvalidInput("letters, digits, '_', '.', '-', starting with a letter or '_'", path="name")
+    if not value:
+        raise InvalidInput("the value is empty", path="value")
+    if len(value.encode()) > MAX_SECRET_BYTES:
+        raise InvalidInput(f"the value is larger than {MAX_SECRET_BYTES} bytes", path="value")
+    token = fernet().encrypt(value.encode()).decode()
+    row = _row(session, tenant_id, name)
+    now = utcnow()
+    if row is None:
+        row = Secret(tenant_id=tenant_id, name=name, ciphertext=token, updated_by=actor_id)
+    else:
+        row.ciphertext, row.version, row.updated_at, row.updated_by = token, row.version + 1, now, actor_id
+    session.add(row)
+    session.flush()
+    return SecretInfo(name=row.name, version=row.version, updated_at=row.updated_at)
+
+
+def list_secrets(session: Session, tenant_id: str) -> list[SecretInfo]:
+    """Names and versions of the tenant's secrets (never values)."""
+    rows = session.exec(select(Secret).where(Secret.tenant_id == tenant_id).order_by(Secret.name)).all()
+    return [SecretInfo(name=r.name, version=r.version, updated_at=r.updated_at) for r in rows]
+
+
+def secret_names(session: Session, tenant_id: str) -> set[str]:
+    """The names of the tenant's secrets."""
+    return set(session.exec(select(Secret.name).where(Secret.tenant_id == tenant_id)).all())
+
+
+def delete_secret(session: Session, tenant_id: str, name: str) -> None:
+    """Delete a secret. Raises NotFound."""
+    row = _row(session, tenant_id, name)
+    if row is None:
+        raise NotFound("secret", name)
+    session.delete(row)
+    session.flush()
+
+
+def reveal_secret(session: Session, tenant_id: str, name: str) -> str:
+    """Decrypt a secret for a worker about to use it. Never call this from a human interface.
+
+    Raises:
+        NotFound: no such secret in this tenant. SafetyRefused: the key cannot decrypt it.
+    """
+    row = _row(session, tenant_id, name)
+    if row is None:
+        raise NotFound("secret", name)
+    try:
+        return fernet().decrypt(row.ciphertext.encode()).decode()
+    except InvalidToken:
+        raise SafetyRefused("secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key") from None
+
+
+def _row(session: Session, tenant_id: str, name: str) -> Secret | None:
+    return session.exec(select(Secret).where(Secret.tenant_id == tenant_id, Secret.name == name)).first()

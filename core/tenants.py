@@ -1,0 +1,103 @@
+"""Tenants and their execution mode (the dark-launch switch) and what it decides for a new execution."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from core.errors import Conflict, InvalidInput, NotFound, SafetyRefused
+from core.schemas import TenantSettingsView
+from db.clock import utcnow
+from db.enums import OverLevelBehaviour, RunMode, TenantMode
+from db.tables import Tenant, TenantSettings
+
+
+def create_tenant(
+    session: Session, name: str, *, mode: TenantMode = TenantMode.DRY_RUN, max_live_level: int = 0
+) -> Tenant:
+    """Create a tenant (new tenants start in ``dry_run`` unless told otherwise).
+
+    Raises:
+        InvalidInput: bad name. Conflict: the name is taken.
+    """
+    name = name.strip()
+    if not name or len(name) > 64 or not name.replace("-", "").replace("_", "").isalnum():
+        raise InvalidInput("tenant names are 1-64 letters, digits, '-' or '_'", path="tenant")
+    if session.exec(select(Tenant).where(Tenant.name == name)).first() is not None:
+        raise Conflict(f"tenant {name!r} already exists")
+    tenant = Tenant(name=name)
+    session.add(tenant)
+    session.flush()
+    session.add(TenantSettings(tenant_id=tenant.id, mode=mode.value, max_live_level=max_live_level))
+    session.flush()
+    return tenant
+
+
+def get_tenant(session: Session, name: str) -> Tenant:
+    """The tenant called ``name``. Raises NotFound."""
+    tenant = session.exec(select(Tenant).where(Tenant.name == name)).first()
+    if tenant is None:
+        raise NotFound("tenant", name)
+    return tenant
+
+
+def tenant_settings(session: Session, tenant_id: str) -> TenantSettings:
+    """The tenant's settings row (created with the defaults if missing)."""
+    row = session.get(TenantSettings, tenant_id)
+    if row is None:
+        row = TenantSettings(tenant_id=tenant_id)
+        session.add(row)
+        session.flush()
+    return row
+
+
+def settings_view(session: Session, tenant: Tenant) -> TenantSettingsView:
+    row = tenant_settings(session, tenant.id)
+    return TenantSettingsView(
+        tenant=tenant.name, mode=row.mode, max_live_level=row.max_live_level, over_level=row.over_level
+    )
+
+
+def set_mode(
+    session: Session,
+    tenant_id: str,
+    mode: TenantMode,
+    *,
+    max_live_level: int | None,
+    over_level: OverLevelBehaviour | None,
+    actor_id: str,
+) -> TenantSettings:
+    """Change the tenant's mode (admin checks are the caller's)."""
+    if max_live_level is not None and not 0 <= max_live_level <= 3:
+        raise InvalidInput("must be between 0 and 3", path="max_live_level")
+    row = tenant_settings(session, tenant_id)
+    row.mode = mode.value
+    if max_live_level is not None:
+        row.max_live_level = max_live_level
+    if over_level is not None:
+        row.over_level = over_level.value
+    row.updated_at = utcnow()
+    row.updated_by = actor_id
+    session.add(row)
+    session.flush()
+    return row
+
+
+def run_mode_for(settings: TenantSettings, approval_level: int) -> RunMode:
+    """Whether a new execution at ``approval_level`` runs live or as a dry run in this tenant.
+
+    Raises:
+        SafetyRefused: the tenant is ``off``, or live with ``over_level = refuse`` and the level is too high.
+    """
+    mode = TenantMode(settings.mode)
+    if mode is TenantMode.OFF:
+        raise SafetyRefused("tenant_off", "execution is switched off for this tenant; an admin can enable it")
+    if mode is TenantMode.DRY_RUN:
+        return RunMode.DRY_RUN
+    if approval_level <= settings.max_live_level:
+        return RunMode.LIVE
+    if OverLevelBehaviour(settings.over_level) is OverLevelBehaviour.REFUSE:
+        raise SafetyRefused(
+            "level_not_live",
+            f"approval level {approval_level} is above this tenant's live limit ({settings.max_live_level})",
+        )
+    return RunMode.DRY_RUN
