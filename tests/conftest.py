@@ -1,0 +1,127 @@
+"""Shared fixtures: databases (SQLite file and a real PostgreSQL database per test session), demo data.
+
+DESIGN §12: PostgreSQL comes from OPSC_TEST_DATABASE_URL (default: the local server); each test session
+creates its own database and drops it after. An unreachable service skips its tests with one clear line,
+except with OPSC_REQUIRE_SERVICES=1 (set by .ci/run), where it fails the run.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from cryptography.fernet import Fernet
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+from sqlmodel import SQLModel
+
+import db.tables  # noqa: F401  (registers the tables)
+from db import migrate
+from db.engine import dispose_engines, session_scope
+from db.settings import get_settings
+
+PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+REQUIRE_SERVICES = os.environ.get("OPSC_REQUIRE_SERVICES") == "1"
+
+# One key for the whole run: PostgreSQL mode requires OPSC_SECRET_KEY (no key file next to a SQLite DB).
+os.environ.setdefault("OPSC_SECRET_KEY", Fernet.generate_key().decode())
+
+
+def service_unavailable(what: str, error: Exception) -> None:
+    """Skip (or, with OPSC_REQUIRE_SERVICES=1, fail) because a required service cannot be reached."""
+    message = f"{what} unreachable: {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+    if REQUIRE_SERVICES:
+        pytest.fail(f"{message} (OPSC_REQUIRE_SERVICES=1)", pytrace=False)
+    pytest.skip(message)
+
+
+def use_database(url: str) -> None:
+    """Point the process (settings, engines) at ``url``."""
+    os.environ["OPSC_DATABASE_URL"] = url
+    get_settings.cache_clear()
+    dispose_engines()
+
+
+@pytest.fixture(scope="session")
+def sqlite_url(tmp_path_factory: pytest.TempPathFactory) -> str:
+    url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'opsc.db'}"
+    migrate.upgrade(url)
+    return url
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    admin = make_url(PG_ADMIN_URL)
+    name = f"opsc_test_{uuid.uuid4().hex[:12]}"
+    engine = create_engine(admin, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except Exception as exc:  # noqa: BLE001  any failure to reach the server is "unavailable"
+        engine.dispose()
+        service_unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
+    url = admin.set(database=name).render_as_string(hide_password=False)
+    migrate.upgrade(url)
+    yield url
+    dispose_engines()
+    with engine.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    engine.dispose()
+
+
+def reset_database(url: str) -> None:
+    """Empty every table, then seed the policies and the demo data."""
+    from core.policies import seed_policies
+    from core.setup import seed_demo
+
+    use_database(url)
+    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
+    with session_scope() as session:
+        if url.startswith("postgresql"):
+            session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
+        else:
+            for table in tables:
+                session.execute(text(f"DELETE FROM {table}"))
+    with session_scope() as session:
+        seed_policies(session)
+        seed_demo(session)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
+def db(request: pytest.FixtureRequest) -> str:
+    """A clean database with policies and demo data, on SQLite and on PostgreSQL. Yields its URL."""
+    url = request.getfixturevalue("sqlite_url" if request.param == "sqlite" else "pg_url")
+    reset_database(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_db(sqlite_url: str) -> str:
+    """A clean SQLite database with policies and demo data (for tests that need no PostgreSQL)."""
+    reset_database(sqlite_url)
+    return sqlite_url
+
+
+@pytest.fixture
+def postgres_db(pg_url: str) -> str:
+    """A clean PostgreSQL database with policies and demo data."""
+    reset_database(pg_url)
+    return pg_url
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A reachable Redis URL (skips, or fails under OPSC_REQUIRE_SERVICES=1, when it is down)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        service_unavailable(f"Redis at {REDIS_URL}", exc)
+    finally:
+        client.close()
+    return REDIS_URL
