@@ -115,7 +115,9 @@ def list_policies(principal: Principal) -> list[PolicyView]:
         return policies.list_policies(session)
 
 
-def update_policy(principal: Principal, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues) -> PolicyView:
+def update_policy(
+    principal: Principal, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues
+) -> PolicyView:
     """Change one row of the timeout policy matrix (admin; validated)."""
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
@@ -140,6 +142,11 @@ def set_tenant_mode(
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         tenants.set_mode(
-            session, principal.tenant_id, mode, max_live_level=max_live_level, over_level=over_level, actor_id=principal.user_id
+            session,
+            principal.tenant_id,
+            mode,
+            max_live_level=max_live_level,
+            over_level=over_level,
+            actor_id=principal.user_id,
         )
         return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))

@@ -48,7 +48,11 @@ def cancel(principal: Principal, execution_id: str, *, reason: str | None = None
                 expected=status,
                 actor=principal.username,
                 message=reason or "cancelled",
-                values={"cancel_requested_at": utcnow(), "cancel_requested_by": principal.user_id, "cancel_reason": reason},
+                values={
+                    "cancel_requested_at": utcnow(),
+                    "cancel_requested_by": principal.user_id,
+                    "cancel_reason": reason,
+                },
             )
             dequeue(session, execution.id)
         elif status is S.RUNNING:

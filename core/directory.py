@@ -21,7 +21,9 @@ def ensure_user(session: Session, username: str, *, display_name: str = "") -> U
         InvalidInput: the name is not 1-64 lowercase letters, digits, '_', '.', '-' starting with a letter.
     """
     if not _USERNAME.match(username):
-        raise InvalidInput("usernames are lowercase letters, digits, '_', '.', '-', starting with a letter", path="username")
+        raise InvalidInput(
+            "usernames are lowercase letters, digits, '_', '.', '-', starting with a letter", path="username"
+        )
     user = session.exec(select(User).where(User.username == username)).first()
     if user is None:
         user = User(username=username, display_name=display_name or username)

@@ -92,7 +92,9 @@ def _summaries(session: Session, rows: list[Execution]) -> list[ExecutionSummary
     user_ids = {r.requested_by for r in rows}
     tenant_ids = {r.tenant_id for r in rows}
     users = dict(session.exec(select(User.id, User.username).where(col(User.id).in_(user_ids))).all()) if rows else {}
-    tenants = dict(session.exec(select(Tenant.id, Tenant.name).where(col(Tenant.id).in_(tenant_ids))).all()) if rows else {}
+    tenants = (
+        dict(session.exec(select(Tenant.id, Tenant.name).where(col(Tenant.id).in_(tenant_ids))).all()) if rows else {}
+    )
     return [
         ExecutionSummary(
             execution_id=r.id,

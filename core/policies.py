@@ -36,7 +36,9 @@ DEFAULT_POLICIES: dict[tuple[SlaClass, ActionClass], PolicyValues] = {
 
 def validate_policy(values: PolicyValues) -> None:
     """Raise InvalidInput unless every limit is positive, lease ≥ step and execution ≥ step."""
-    issues = [(f, "must be a positive integer") for f, v in values._asdict().items() if not (isinstance(v, int) and v > 0)]
+    issues = [
+        (f, "must be a positive integer") for f, v in values._asdict().items() if not (isinstance(v, int) and v > 0)
+    ]
     if not issues:
         if values.lease_s < values.step_s:
             issues.append(("lease_s", f"must be at least step_s ({values.step_s})"))

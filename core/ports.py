@@ -41,5 +41,5 @@ def dispatch_committed(execution_ids: Iterable[str]) -> None:
     for execution_id in execution_ids:
         try:
             dispatcher.dispatch(execution_id)
-        except Exception:  # noqa: BLE001  the outbox row is committed; the sweeper re-dispatches it
+        except Exception:
             log.warning("dispatch of %s failed; the sweeper will retry", execution_id, exc_info=True)

@@ -18,10 +18,16 @@ from db.enums import Connection, Role, TenantMode
 from db.tables import Asset, Secret, Tenant
 
 DEMO_USERS: dict[str, dict[str, Role]] = {
-    "demo": {"alice": Role.OPERATOR, "bob": Role.APPROVER, "carol": Role.APPROVER, "dave": Role.VIEWER, "admin": Role.ADMIN},
+    "demo": {
+        "alice": Role.OPERATOR,
+        "bob": Role.APPROVER,
+        "carol": Role.APPROVER,
+        "dave": Role.VIEWER,
+        "admin": Role.ADMIN,
+    },
     "globex": {"mallory": Role.OPERATOR, "admin": Role.ADMIN},
 }
-DEMO_SECRET = "demo_token"
+DEMO_SECRET = "demo_token"  # noqa: S105  (the secret's name, not a value)
 
 
 @dataclass
@@ -59,8 +65,13 @@ def seed_demo(session: Session) -> list[str]:
         if session.exec(select(Asset).where(Asset.tenant_id == tenant.id, Asset.name == "localhost")).first() is None:
             inventory.add_asset(session, tenant.id, name="localhost", connection=Connection.LOCAL, tags=["demo"])
             created.append(f"asset {tenant_name}/localhost")
-        if session.exec(select(Secret).where(Secret.tenant_id == tenant.id, Secret.name == DEMO_SECRET)).first() is None:
+        if (
+            session.exec(select(Secret).where(Secret.tenant_id == tenant.id, Secret.name == DEMO_SECRET)).first()
+            is None
+        ):
             # A demo value, not a credential of anything; it exists so masking can be shown.
-            secret_store.set_secret(session, tenant.id, DEMO_SECRET, f"demo-{tenant_name}-s3cr3t-value", actor_id="init")
+            secret_store.set_secret(
+                session, tenant.id, DEMO_SECRET, f"demo-{tenant_name}-s3cr3t-value", actor_id="init"
+            )
             created.append(f"secret {tenant_name}/{DEMO_SECRET}")
     return created

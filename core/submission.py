@@ -108,9 +108,7 @@ def _existing(principal: Principal, plan: Plan, caller_key: str | None, window_s
         return SubmitResult(execution=build_view(session, holder), created=False)
 
 
-def _persist(
-    session: Session, principal: Principal, plan: Plan, caller_key: str | None, background: bool
-) -> Execution:
+def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str | None, background: bool) -> Execution:
     rbac.require(session, principal, Permission.SUBMIT)
     rbac.require_class(session, principal, plan.action_class)
     run_mode = run_mode_for(tenant_settings(session, principal.tenant_id), plan.approval_level)
@@ -135,7 +133,9 @@ def _persist(
         continue_on_error=plan.spec.continue_on_error,
         status=status.value,
         idempotency_key=caller_key or idempotency.derive_key(principal.tenant_id, principal.user_id, digest),
-        approval_expires_at=now + timedelta(seconds=policy.approval_s) if status is ExecutionStatus.PENDING_APPROVAL else None,
+        approval_expires_at=now + timedelta(seconds=policy.approval_s)
+        if status is ExecutionStatus.PENDING_APPROVAL
+        else None,
         created_at=now,
         updated_at=now,
     )
@@ -177,13 +177,18 @@ def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict
     for step in plan.steps:
         asset = assets.get(step.spec.target)
         if asset is None:
-            issues.append((f"steps[{step.index}].target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}"))
+            issues.append(
+                (f"steps[{step.index}].target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
+            )
             continue
         allowed = registry.get_action(step.spec.action).connections  # type: ignore[union-attr]
         if allowed is not None and Connection(asset.connection) not in allowed:
             kinds = "/".join(sorted(c.value for c in allowed))
             issues.append(
-                (f"steps[{step.index}].target", f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}")
+                (
+                    f"steps[{step.index}].target",
+                    f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
+                )
             )
     missing = sorted(plan.secret_names - secret_names(session, principal.tenant_id))
     issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)

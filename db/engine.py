@@ -6,9 +6,9 @@ because worker threads share the engine. PostgreSQL gets a pre-pinged pool.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-import threading
 from typing import Any
 
 from sqlalchemy import event

@@ -172,9 +172,7 @@ class ExecutionStep(SQLModel, table=True):
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    execution_id: str = Field(
-        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
-    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     step_index: int
     name: str = Field(max_length=200)
@@ -219,9 +217,7 @@ class Approval(SQLModel, table=True):
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    execution_id: str = Field(
-        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
-    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     approver_id: str = Field(sa_column=Column(ForeignKey("users.id"), nullable=False))
     decision: str = Field(max_length=16)
@@ -244,9 +240,7 @@ class ExecutionEvent(SQLModel, table=True):
         default=None,
         sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
     )
-    execution_id: str = Field(
-        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
-    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     kind: str = Field(max_length=32)
     from_status: str | None = Field(default=None, max_length=24)
@@ -292,9 +286,7 @@ class DlqEntry(SQLModel, table=True):
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
-    execution_id: str = Field(
-        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
-    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     reason: str = Field(max_length=64)
     step_index: int | None = Field(default=None)
@@ -318,10 +310,7 @@ class ExecutionLock(SQLModel, table=True):
 
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
     asset_id: str = Field(sa_column=Column(ForeignKey("assets.id", ondelete="CASCADE"), primary_key=True))
-    execution_id: str = Field(
-        sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False)
-    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
     fencing_token: int
     acquired_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
-

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""Background execution with Dramatiq (broker, actors, workers, sweeper): built in the job-runner issue."""

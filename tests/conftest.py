@@ -17,7 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel
 
-import db.tables  # noqa: F401  (registers the tables)
+import db.tables
 from db import migrate
 from db.engine import dispose_engines, session_scope
 from db.settings import get_settings
@@ -28,6 +28,32 @@ REQUIRE_SERVICES = os.environ.get("OPSC_REQUIRE_SERVICES") == "1"
 
 # One key for the whole run: PostgreSQL mode requires OPSC_SECRET_KEY (no key file next to a SQLite DB).
 os.environ.setdefault("OPSC_SECRET_KEY", Fernet.generate_key().decode())
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """With OPSC_REQUIRE_SERVICES=1, stop at once, loudly, if PostgreSQL or Redis cannot be reached."""
+    if not REQUIRE_SERVICES:
+        return
+    import redis
+
+    problems = []
+    engine = create_engine(make_url(PG_ADMIN_URL), connect_args={"connect_timeout": 3})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001  any failure is "unreachable"
+        problems.append(f"PostgreSQL ({make_url(PG_ADMIN_URL).render_as_string(hide_password=True)}): {exc}")
+    finally:
+        engine.dispose()
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=3)
+    try:
+        client.ping()
+    except Exception as exc:  # noqa: BLE001
+        problems.append(f"Redis ({REDIS_URL}): {exc}")
+    finally:
+        client.close()
+    if problems:
+        pytest.exit("OPSC_REQUIRE_SERVICES=1 but services are unreachable:\n  " + "\n  ".join(problems), returncode=3)
 
 
 def service_unavailable(what: str, error: Exception) -> None:
@@ -60,7 +86,7 @@ def pg_url() -> Iterator[str]:
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
-    except Exception as exc:  # noqa: BLE001  any failure to reach the server is "unavailable"
+    except Exception as exc:
         engine.dispose()
         service_unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
     url = admin.set(database=name).render_as_string(hide_password=False)
@@ -120,7 +146,7 @@ def redis_url() -> str:
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
     try:
         client.ping()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         service_unavailable(f"Redis at {REDIS_URL}", exc)
     finally:
         client.close()

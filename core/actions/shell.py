@@ -28,8 +28,11 @@ class ShellParams(BaseModel):
             if "\x00" in value:
                 raise ValueError("must not contain NUL")
             shlex.split(value)  # unbalanced quotes fail here, at submit, not at run time
-        elif not value or not all(part for part in value):
-            raise ValueError("must be a non-empty list of non-empty strings")
+        else:
+            if not value or not all(part for part in value):
+                raise ValueError("must be a non-empty list of non-empty strings")
+            if any("\x00" in part for part in value):
+                raise ValueError("must not contain NUL")
         return value
 
 

@@ -13,8 +13,9 @@ from typing import Any
 SECRET_REF = re.compile(r"\{\{\s*secret:([A-Za-z_][A-Za-z0-9_.-]{0,127})\s*\}\}")
 
 # Key names whose string values must be secret references (DB_PASSWORD, github_token, api-key, ...).
+# The long words also count glued to a prefix (PGPASSWORD, MYSQLPASSWORD); the short ones need a separator.
 SENSITIVE_KEY = re.compile(
-    r"(?i)(^|[_.-])(password|passwd|pwd|passphrase|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"(?i)(password|passwd|passphrase)$|(^|[_.-])(pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|client[_-]?secret|credentials?|authorization|auth)$"
 )
 
@@ -67,6 +68,9 @@ def _strings(value: Any, path: str) -> Iterator[tuple[str, str]]:
 def _strings_with_keys(value: Any, path: str, key: str | None) -> Iterator[tuple[str, str, str | None]]:
     if isinstance(value, str):
         yield path, value, key
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        # YAML reads `DB_PASSWORD: 123456` as a number: still a literal under a sensitive key.
+        yield path, str(value), key
     elif isinstance(value, dict):
         for k, v in value.items():
             yield from _strings_with_keys(v, f"{path}.{k}" if path else str(k), str(k))

@@ -112,7 +112,9 @@ def reveal_secret(session: Session, tenant_id: str, name: str) -> str:
     try:
         return fernet().decrypt(row.ciphertext.encode()).decode()
     except InvalidToken:
-        raise SafetyRefused("secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key") from None
+        raise SafetyRefused(
+            "secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key"
+        ) from None
 
 
 def _row(session: Session, tenant_id: str, name: str) -> Secret | None:

@@ -1,0 +1,27 @@
+"""The console's entry point: a router over the pages the signed-in principal's role may open. Nothing else.
+
+Run it with ``streamlit run streamlit_app.py`` (``opsconductor up`` adds the embedded worker).
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from core import Role
+from ui import state
+
+# (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call.
+PAGES = [
+    ("ui/pages/executions.py", "Executions", ":material/list_alt:", Role.VIEWER),
+    ("ui/pages/submit.py", "Submit", ":material/upload_file:", Role.OPERATOR),
+    ("ui/pages/approvals.py", "Approvals", ":material/approval:", Role.APPROVER),
+    ("ui/pages/admin.py", "Admin", ":material/admin_panel_settings:", Role.ADMIN),
+]
+
+st.set_page_config(page_title="OpsConductor", page_icon=":material/play_circle:", layout="wide")
+who = state.principal()
+if who is None:
+    pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
+else:
+    pages = [st.Page(path, title=title, icon=icon) for path, title, icon, role in PAGES if who.role.rank >= role.rank]
+st.navigation(pages).run()

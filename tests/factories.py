@@ -1,0 +1,50 @@
+"""Small builders for tests: plans as text, and raw execution rows in a chosen status."""
+
+from __future__ import annotations
+
+from sqlmodel import Session, select
+
+from core.plans import canonical_json, plan_hash
+from db.enums import ExecutionStatus
+from db.tables import Execution, Tenant, User, new_id
+
+
+def plan_text(name: str = "p", *, action_class: str = "read", steps: int = 1, command: str = "echo hi") -> str:
+    """A YAML plan of ``steps`` shell steps on ``localhost`` with the given requested action class."""
+    lines = [f"name: {name}", "steps:"]
+    for i in range(steps):
+        lines.append(
+            f"  - {{name: s{i}, action: shell, target: localhost, action_class: {action_class}, "
+            f"params: {{command: '{command}'}}}}"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def noop_plan(name: str = "n", *, level: int | None = None) -> str:
+    """A one-step noop plan (read, fast): level 0 unless ``level`` raises it."""
+    extra = f"approval_level: {level}\n" if level is not None else ""
+    return f"name: {name}\n{extra}steps:\n  - {{name: a, action: noop, target: localhost}}\n"
+
+
+def raw_execution(session: Session, status: ExecutionStatus, *, tenant: str = "demo", user: str = "alice") -> Execution:
+    """Insert an execution directly in ``status`` (bypassing submit) for FSM-level tests."""
+    tenant_id = session.exec(select(Tenant.id).where(Tenant.name == tenant)).one()
+    user_id = session.exec(select(User.id).where(User.username == user)).one()
+    plan_json = canonical_json({"name": "raw", "steps": []})
+    row = Execution(
+        tenant_id=tenant_id,
+        requested_by=user_id,
+        name="raw",
+        plan_json=plan_json,
+        plan_hash=plan_hash(plan_json),
+        action_class="read",
+        approval_level=1,
+        sla_class="fast",
+        execution_mode="background",
+        run_mode="live",
+        status=status.value,
+        idempotency_key=new_id(),
+    )
+    session.add(row)
+    session.flush()
+    return row

@@ -1,0 +1,1 @@
+"""Console building blocks: each takes DTOs, renders them, and returns what the user asked for (an intent)."""

@@ -1,0 +1,141 @@
+"""Executions: filters, the list, the pick, and the detail (summary, approvals, steps, events, cancel)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core import EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
+from ui import state
+from ui.components.tables import views_table, when
+
+# DESIGN §4's terminal statuses. core keeps its FSM table private (core.fsm.TERMINAL); the UI uses this
+# only to decide whether to poll and whether to offer Cancel. core.cancel makes the real decision.
+FINISHED = frozenset(
+    {
+        ExecutionStatus.REJECTED,
+        ExecutionStatus.EXPIRED,
+        ExecutionStatus.COMPLETED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.PARTIAL,
+        ExecutionStatus.CANCELLED,
+        ExecutionStatus.TIMEOUT,
+    }
+)
+LIST_COLUMNS = ["execution_id", "name", "status", "requested_by", "action_class", "approval_level", "run_mode", "created_at"]
+
+
+def is_active(status: str) -> bool:
+    """True while the execution can still change by itself (worth polling)."""
+    return ExecutionStatus(status) not in FINISHED
+
+
+@dataclass(frozen=True)
+class ExecutionFilters:
+    """What the user asked the list to show."""
+
+    statuses: list[ExecutionStatus]
+    requester: str | None
+    search: str | None
+
+
+def execution_filters(on_change: Callable[[], None]) -> ExecutionFilters:
+    """Status, requester and text filters in one row; ``on_change`` runs when any of them changes."""
+    status_col, requester_col, search_col = st.columns([2, 1, 1])
+    statuses = status_col.multiselect(
+        "Status", list(ExecutionStatus), key=state.FILTER_STATUS, on_change=on_change, format_func=str
+    )
+    requester = requester_col.text_input("Requested by", key=state.FILTER_REQUESTER, on_change=on_change)
+    search = search_col.text_input("Search name or id", key=state.FILTER_SEARCH, on_change=on_change)
+    return ExecutionFilters(list(statuses), requester.strip() or None, search.strip() or None)
+
+
+def execution_table(rows: Sequence[ExecutionSummary], *, empty: str = "No executions match.") -> None:
+    """The list of executions."""
+    views_table(rows, LIST_COLUMNS, empty=empty)
+
+
+def pager(page: int, has_next: bool, go_to: Callable[[int], None]) -> None:
+    """Previous/Next buttons; ``go_to`` receives the page asked for."""
+    prev_col, label_col, next_col = st.columns([1, 2, 1])
+    prev_col.button("Previous", disabled=page == 0, on_click=go_to, args=(page - 1,), icon=":material/chevron_left:")
+    label_col.caption(f"Page {page + 1}")
+    next_col.button("Next", disabled=not has_next, on_click=go_to, args=(page + 1,), icon=":material/chevron_right:")
+
+
+def execution_picker(rows: Sequence[ExecutionSummary], *, key: str, label: str = "Open execution") -> str | None:
+    """A choice among ``rows``; returns the picked execution id."""
+    labels = {r.execution_id: f"{r.name} · {r.status} · {r.requested_by} · {r.execution_id[:8]}" for r in rows}
+    picked: str | None = st.selectbox(
+        label, list(labels), index=None, key=key, format_func=labels.__getitem__, placeholder="Pick one"
+    )
+    return picked
+
+
+def execution_summary(view: ExecutionView) -> None:
+    """Status, derived classes, times, plan hash and error of one execution."""
+    st.subheader(f"{view.name} · {view.status}")
+    if view.description:
+        st.caption(view.description)
+    cols = st.columns(4)
+    cols[0].metric("Status", view.status)
+    cols[1].metric("Approval level", view.approval_level, help=f"{view.approvals_required} approval(s) required")
+    cols[2].metric("Action class", view.action_class)
+    cols[3].metric("SLA class", view.sla_class)
+    facts = {
+        "Execution id": view.execution_id,
+        "Requested by": view.requested_by,
+        "Mode": f"{view.execution_mode}, {view.run_mode}",
+        "Attempt": str(view.attempt),
+        "Created": when(view.created_at),
+        "Started": when(view.started_at),
+        "Finished": when(view.finished_at),
+    }
+    if view.approval_expires_at is not None and view.status == ExecutionStatus.PENDING_APPROVAL:
+        facts["Approval expires"] = when(view.approval_expires_at)
+    st.markdown("  \n".join(f"**{name}:** {value or '-'}" for name, value in facts.items()))
+    st.caption("Plan hash (SHA-256)")
+    st.code(view.plan_hash, language=None)
+    if view.cancel_requested_at is not None and view.status == ExecutionStatus.RUNNING:
+        st.info(f"Cancel requested at {when(view.cancel_requested_at)}; the worker is stopping it.")
+    if view.error:
+        st.error(view.error)
+
+
+def approvals_table(view: ExecutionView) -> None:
+    """Who decided what on this execution."""
+    st.markdown(f"**Approvals** ({view.approvals_required} required)")
+    views_table(view.approvals, ["approver", "decision", "comment", "created_at"], empty="No decisions yet.")
+
+
+def steps_table(steps: Sequence[StepView]) -> None:
+    """The steps with their status, attempts, times, and (masked) output and error."""
+    st.markdown("**Steps**")
+    columns = ["index", "name", "action", "target", "action_class", "status", "attempts", "started_at", "finished_at", "output", "error"]
+    views_table(steps, columns, empty="No steps.")
+
+
+def event_log(events: Sequence[EventView]) -> None:
+    """The audit trail, oldest first."""
+    st.markdown("**Events**")
+    views_table(events, ["created_at", "kind", "from_status", "to_status", "step_index", "actor", "message"], empty="No events.")
+
+
+def may_cancel(who: Principal, view: ExecutionView) -> bool:
+    """Whether to offer Cancel: operators for their own, admins for any, while it can still end (core decides)."""
+    if not is_active(view.status) or view.cancel_requested_at is not None:
+        return False
+    if who.role is Role.ADMIN:
+        return True
+    return who.role.rank >= Role.OPERATOR.rank and view.requested_by == who.username
+
+
+def cancel_request(execution_id: str) -> str | None:
+    """A reason field and a Cancel button; returns the reason ("" for none) when clicked."""
+    reason_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
+    reason = reason_col.text_input("Reason for cancelling (optional)", key=f"{state.CANCEL_REASON}.{execution_id}")
+    if button_col.button("Cancel execution", key=f"{state.CANCEL_BUTTON}.{execution_id}", type="primary", icon=":material/cancel:"):
+        return reason.strip()
+    return None

@@ -1,0 +1,59 @@
+"""The one seam between pages and core errors, plus success messages that survive a rerun.
+
+A ``CoreError`` is the user's business and is shown as is; anything else is a bug: it is logged with a
+short reference id and the page shows only that id, never the traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+import streamlit as st
+
+from core import CoreError, InvalidInput
+from ui import state
+
+log = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def attempt(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """Run ``call``; on failure show the error and return None."""
+    try:
+        return call(*args, **kwargs)
+    except InvalidInput as exc:
+        st.error(_issues(exc))
+    except CoreError as exc:
+        st.error(str(exc))
+    except Exception:
+        ref = uuid.uuid4().hex[:8].upper()
+        log.exception("console: unexpected error (ref %s) in %s", ref, getattr(call, "__qualname__", call))
+        st.error(f"Something went wrong (ref {ref}). The details are in the server log.")
+    return None
+
+
+def _issues(exc: InvalidInput) -> str:
+    if len(exc.issues) <= 1:
+        return str(exc)
+    lines = [f"- `{path}`: {message}" if path else f"- {message}" for path, message in exc.issues]
+    return "The input has problems:\n" + "\n".join(lines)
+
+
+def succeed(message: str, *, after_rerun: bool = False) -> None:
+    """Confirm an action: now, or (``after_rerun``) at the top of the page once it has re-rendered."""
+    if after_rerun:
+        state.add_notice(message)
+        return
+    st.success(message)
+    st.toast(message)
+
+
+def show_notices() -> None:
+    """Show the confirmations queued before the last rerun."""
+    for message in state.take_notices():
+        st.success(message)

@@ -1,0 +1,71 @@
+"""Plans: the editor (text or file), what the server derives from one, and what submitting it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import streamlit as st
+
+from core import PlanPreview, SubmitResult
+from ui import state
+from ui.components.tables import views_table
+
+EXAMPLE = """name: disk-usage
+description: How full are the disks on localhost?
+steps:
+  - name: df
+    action: shell
+    target: localhost
+    params: {command: "df -h"}
+"""
+
+
+@dataclass(frozen=True)
+class PlanDraft:
+    """The plan the user wants previewed or submitted, and how."""
+
+    source: str | bytes
+    background: bool
+
+
+def plan_editor() -> PlanDraft:
+    """A file upload or a text area (the upload wins), and the background option."""
+    upload = st.file_uploader("Plan file (YAML or JSON)", type=["yaml", "yml", "json"], key=state.PLAN_FILE)
+    text = st.text_area("Plan (YAML or JSON)", key=state.PLAN_TEXT, height=260, placeholder=EXAMPLE)
+    background = st.checkbox(
+        "Run in the background", key=state.PLAN_BACKGROUND, help="Never run in this process, even a fast level-0 plan."
+    )
+    if upload is not None:
+        st.caption(f"Using the uploaded file {upload.name}; clear it to use the text.")
+        return PlanDraft(upload.getvalue(), background)
+    return PlanDraft(text, background)
+
+
+def plan_preview(preview: PlanPreview) -> None:
+    """Everything the server derived from the plan: classes, approvals, SLA, modes, policy, hash, steps."""
+    st.subheader(f"Preview: {preview.name}")
+    cols = st.columns(4)
+    cols[0].metric("Action class", preview.action_class)
+    cols[1].metric("Approval level", preview.approval_level)
+    cols[2].metric("Approvals required", preview.approvals_required)
+    cols[3].metric("SLA class", preview.sla_class, help=f"estimated {preview.estimated_s:g} s")
+    st.markdown(f"**Mode:** {preview.execution_mode} · **Run mode:** {preview.run_mode}")
+    if preview.secret_names:
+        st.markdown("**Secrets referenced:** " + ", ".join(f"`{name}`" for name in preview.secret_names))
+    st.markdown("**Timeout policy** (seconds)")
+    views_table([preview.policy])
+    st.caption("Plan hash (SHA-256)")
+    st.code(preview.plan_hash, language=None)
+    st.markdown("**Steps**")
+    st.dataframe(preview.steps, hide_index=True, width="stretch")
+
+
+def submit_outcome(result: SubmitResult) -> str:
+    """A one-line account of a submit: created, or the duplicate it matched."""
+    view = result.execution
+    if result.created:
+        return f"Submitted {view.name} as execution {view.execution_id}: {view.status}."
+    return (
+        f"Not submitted again: the same plan is already active as execution {view.execution_id} "
+        f"({view.status}, requested by {view.requested_by})."
+    )

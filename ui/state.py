@@ -1,0 +1,80 @@
+"""Every ``st.session_state`` key the console uses, with typed accessors.
+
+Pages and components read and write session state only through this module, so a key is defined once
+and its type is known. Widget keys live here too: tests find widgets by them.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import streamlit as st
+
+from core import Principal
+
+# Values the console keeps between reruns.
+PRINCIPAL: Final = "opsc.principal"
+NOTICES: Final = "opsc.notices"
+EXECUTIONS_PAGE: Final = "opsc.executions.page"
+
+# Widget keys.
+SIGN_IN_USERNAME: Final = "opsc.sign_in.username"
+SIGN_IN_TENANT: Final = "opsc.sign_in.tenant"
+SIGN_OUT: Final = "opsc.sign_out"
+DEMO_BUTTON: Final = "opsc.sign_in.demo"  # suffixed with tenant and username
+FILTER_STATUS: Final = "opsc.executions.status"
+FILTER_REQUESTER: Final = "opsc.executions.requester"
+FILTER_SEARCH: Final = "opsc.executions.search"
+EXECUTION_PICK: Final = "opsc.executions.pick"
+CANCEL_REASON: Final = "opsc.executions.cancel_reason"  # suffixed with the execution id
+CANCEL_BUTTON: Final = "opsc.executions.cancel"  # suffixed with the execution id
+PLAN_TEXT: Final = "opsc.submit.plan_text"
+PLAN_FILE: Final = "opsc.submit.plan_file"
+PLAN_BACKGROUND: Final = "opsc.submit.background"
+APPROVAL_PICK: Final = "opsc.approvals.pick"
+APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
+APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
+REJECT_BUTTON: Final = "opsc.approvals.reject"  # suffixed with the execution id
+
+
+def principal() -> Principal | None:
+    """The signed-in principal, or None."""
+    value = st.session_state.get(PRINCIPAL)
+    return value if isinstance(value, Principal) else None
+
+
+def sign_in(who: Principal) -> None:
+    """Remember ``who`` as the signed-in principal of this browser session."""
+    st.session_state[PRINCIPAL] = who
+
+
+def sign_out() -> None:
+    """Forget the principal and everything else of the session (filters, picks, notices)."""
+    st.session_state.clear()
+
+
+def add_notice(message: str) -> None:
+    """Queue a success message to show after the next rerun."""
+    st.session_state.setdefault(NOTICES, []).append(message)
+
+
+def take_notices() -> list[str]:
+    """The queued success messages, removed from the queue."""
+    notices: list[str] = st.session_state.pop(NOTICES, [])
+    return notices
+
+
+def executions_page() -> int:
+    """The zero-based page of the executions list."""
+    return int(st.session_state.get(EXECUTIONS_PAGE, 0))
+
+
+def set_executions_page(page: int) -> None:
+    """Go to a page of the executions list (never below the first)."""
+    st.session_state[EXECUTIONS_PAGE] = max(page, 0)
+
+
+def reset_executions_page() -> None:
+    """Back to the first page (a filter changed)."""
+    st.session_state[EXECUTIONS_PAGE] = 0
+
