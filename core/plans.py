@@ -6,6 +6,7 @@ caller (core/submission.py), which passes the mapping to ``canonical_plan``.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
@@ -225,7 +226,7 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
                 "action": s.spec.action,
                 "target": asset_ids[s.spec.target],
                 "action_class": s.action_class.value,
-                "params": s.params,
+                "params": copy.deepcopy(s.params),
                 "timeout_s": s.spec.timeout_s,
             }
             for s in plan.steps

@@ -9,4 +9,4 @@ from __future__ import annotations
 from core.actions import noop, shell, sleep
 from core.actions.registry import ActionType, get_action, known_actions, register
 
-__all__ = ["ActionType", "get_action", "known_actions", "register", "noop", "shell", "sleep"]
+__all__ = ["ActionType", "get_action", "known_actions", "noop", "register", "shell", "sleep"]

@@ -10,12 +10,12 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
-SECRET_REF = re.compile(r"\{\{\s*secret:([A-Za-z_][A-Za-z0-9_.-]{0,127})\s*\}\}")
+SECRET_REF = re.compile(r"\{\{\s*secret:\s*([A-Za-z_][A-Za-z0-9_.-]{0,127})\s*\}\}")
 
 # Key names whose string values must be secret references (DB_PASSWORD, github_token, api-key, ...).
 # The long words also count glued to a prefix (PGPASSWORD, MYSQLPASSWORD); the short ones need a separator.
 SENSITIVE_KEY = re.compile(
-    r"(?i)(password|passwd|passphrase)$|(^|[_.-])(pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"(?i)(password|passwd|passphrase)$|(^|[_.-])(secret|token|api[_-]?key|apikey|access[_-]?key|"
     r"private[_-]?key|client[_-]?secret|credentials?|authorization|auth)$"
 )
 
@@ -50,7 +50,8 @@ def find_literal_credentials(value: Any, path: str) -> list[tuple[str, str]]:
     found: list[tuple[str, str]] = []
     for where, text, key in _strings_with_keys(value, path, None):
         scrubbed = SECRET_REF.sub(_REF_SENTINEL, text)
-        if key is not None and SENSITIVE_KEY.search(key) and scrubbed.replace(_REF_SENTINEL, "").strip():
+        # Under a sensitive key, a value must use a reference ("Bearer {{ secret:x }}" is fine, "hunter2" is not).
+        if key is not None and SENSITIVE_KEY.search(key) and _REF_SENTINEL not in scrubbed and scrubbed.strip():
             found.append((where, f"{key!r} holds a literal; reference the secret as {{{{ secret:NAME }}}}"))
             continue
         for label, pattern in CREDENTIAL_PATTERNS.items():

@@ -22,6 +22,7 @@ JWT = (
         ("{{ secret:db }}", {"db"}),
         ("{{secret:db}}", {"db"}),
         ("{{   secret:db\t}}", {"db"}),
+        ("{{ secret: db }}", {"db"}),
         ("user={{ secret:u }} pass={{ secret:p }}", {"u", "p"}),
         ("{{ secret:a.b-c_9 }}", {"a.b-c_9"}),
         ("{{ secret:_x }}", {"_x"}),
@@ -33,7 +34,14 @@ def test_secret_refs_finds_names_with_and_without_inner_spaces(text: str, names:
 
 @pytest.mark.parametrize(
     "text",
-    ["{{ secret: db }}", "{{ secrets:db }}", "{ secret:db }", "{{ secret:9db }}", "{{ secret: }}", "secret:db", "plain"],
+    [
+        "{{ secrets:db }}",
+        "{ secret:db }",
+        "{{ secret:9db }}",
+        "{{ secret: }}",
+        "secret:db",
+        "plain",
+    ],
 )
 def test_secret_refs_ignores_what_is_not_a_reference(text: str) -> None:
     assert secret_refs(text) == set()
@@ -77,14 +85,22 @@ def test_sensitive_key_with_literal_value_is_refused(value: dict[str, Any], wher
     ("text", "label", "secret"),
     [
         ("aws configure set aws_access_key_id AKIAIOSFODNN7EXAMPLE", "aws access key", "AKIAIOSFODNN7EXAMPLE"),
-        ("-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----", "private key block", "MIIEvQIBADANBg"),
+        (
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBg\n-----END PRIVATE KEY-----",
+            "private key block",
+            "MIIEvQIBADANBg",
+        ),
         ("-----BEGIN OPENSSH PRIVATE KEY-----", "private key block", "OPENSSH PRIVATE"),
         ("Authorization: Bearer Zx9QvR7mTb3LpK2wYs8Nd4Hc", "bearer token", "Zx9QvR7mTb3LpK2wYs8Nd4Hc"),
         ("git clone https://bob:pa55word@git.example.com/r.git", "url with user:password", "pa55word"),
         ("psql password=xyzzy", "password assignment", "xyzzy"),
         ("run --token: abcdef", "password assignment", "abcdef"),
         ("mysql --password xyzzy", "password flag", "xyzzy"),
-        ("gh auth ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "github token", "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"),
+        (
+            "gh auth ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+            "github token",
+            "ghp_a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8",
+        ),
         ("xoxb-1234567890-abcdefghij", "slack token", "xoxb-1234567890-abcdefghij"),
         (f"curl -d {JWT}", "jwt", JWT),
     ],
@@ -104,7 +120,11 @@ def test_one_issue_per_string_even_if_several_patterns_match() -> None:
 
 
 def test_paths_name_the_position_in_nested_structures() -> None:
-    value = {"cmd": ["curl", "https://u:pw12345@h/"], "env": {"A": "ok", "MY_TOKEN": "t0k"}, "x": [{"y": "AKIAIOSFODNN7EXAMPLE"}]}
+    value = {
+        "cmd": ["curl", "https://u:pw12345@h/"],
+        "env": {"A": "ok", "MY_TOKEN": "t0k"},
+        "x": [{"y": "AKIAIOSFODNN7EXAMPLE"}],
+    }
     paths = sorted(path for path, _ in find_literal_credentials(value, "steps[3].params"))
     assert paths == ["steps[3].params.cmd[1]", "steps[3].params.env.MY_TOKEN", "steps[3].params.x[0].y"]
 
@@ -146,3 +166,14 @@ def test_empty_structures_pass() -> None:
     assert find_literal_credentials({}, "p") == []
     assert find_literal_credentials([], "p") == []
     assert find_literal_credentials(None, "p") == []
+
+
+def test_a_reference_inside_a_sensitive_value_is_accepted() -> None:
+    """`Authorization: Bearer {{ secret:x }}` is the normal way to build a header from a secret."""
+    assert find_literal_credentials({"Authorization": "Bearer {{ secret:api }}"}, "params.headers") == []
+    assert find_literal_credentials({"Authorization": "Bearer abc123"}, "params.headers") != []
+
+
+def test_pwd_is_a_directory_not_a_password() -> None:
+    """The shell's PWD/OLDPWD variables hold paths; they are not credentials."""
+    assert find_literal_credentials({"PWD": "/srv/app", "OLDPWD": "/"}, "params.env") == []

@@ -8,10 +8,9 @@ import json
 import string
 from typing import Any
 
+import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-import yaml
 
 from core.plans import canonical_json, canonical_plan, parse_plan, plan_hash
 from core.safety.credentials import SENSITIVE_KEY
@@ -236,7 +235,9 @@ def test_plan_hash_of_known_text() -> None:
 
 _names = st.text(alphabet=string.ascii_lowercase, min_size=1, max_size=8)
 _param_keys = _names.filter(lambda k: SENSITIVE_KEY.search(k) is None)
-_param_values = st.one_of(st.integers(-(10**6), 10**6), st.text(alphabet=string.ascii_letters + string.digits + " ./", max_size=12))
+_param_values = st.one_of(
+    st.integers(-(10**6), 10**6), st.text(alphabet=string.ascii_letters + string.digits + " ./", max_size=12)
+)
 _steps = st.lists(
     st.tuples(_names, st.sampled_from(sorted(ASSETS)), st.dictionaries(_param_keys, _param_values, max_size=5)),
     min_size=1,
@@ -255,13 +256,16 @@ def _permuted(data: st.DataObject, mapping: dict[str, Any]) -> dict[str, Any]:
 def test_hash_is_invariant_under_key_permutations(
     steps: list[tuple[str, str, dict[str, Any]]], description: str, data: st.DataObject
 ) -> None:
-    plan = {
+    step_maps: list[dict[str, Any]] = [
+        {"name": n, "action": "noop", "target": t, "params": p, "timeout_s": 1} for n, t, p in steps
+    ]
+    plan: dict[str, Any] = {
         "name": "generated",
         "description": description,
         "continue_on_error": False,
-        "steps": [{"name": n, "action": "noop", "target": t, "params": p, "timeout_s": 1} for n, t, p in steps],
+        "steps": step_maps,
     }
     permuted = _permuted(data, plan)
-    permuted["steps"] = [_permuted(data, {**s, "params": _permuted(data, s["params"])}) for s in plan["steps"]]
+    permuted["steps"] = [_permuted(data, {**s, "params": _permuted(data, s["params"])}) for s in step_maps]
     assert canonical_json(canonical_of(permuted)) == canonical_json(canonical_of(plan))
     assert hash_of(permuted) == hash_of(plan)

@@ -51,10 +51,15 @@ def shell(name: str = "s", command: Any = "ls -la /tmp", **fields: Any) -> dict[
     return step(name, "shell", params=params, **fields)
 
 
-def issues_of(source: Any, **kwargs: Any) -> list[tuple[str, str]]:
+def refused(source: Any, **kwargs: Any) -> InvalidInput:
+    """The InvalidInput that parsing ``source`` raises (fails the test if it parses)."""
     with pytest.raises(InvalidInput) as info:
         parse_plan(source, **kwargs)
-    return info.value.issues
+    return info.value
+
+
+def issues_of(source: Any, **kwargs: Any) -> list[tuple[str, str]]:
+    return refused(source, **kwargs).issues
 
 
 def paths_of(source: Any, **kwargs: Any) -> list[str]:
@@ -88,7 +93,13 @@ def test_example_plan_derivations() -> None:
 
 def test_yaml_json_text_bytes_and_mapping_give_the_same_plan() -> None:
     data = yaml.safe_load(EXAMPLE_YAML)
-    forms: list[Any] = [EXAMPLE_YAML, EXAMPLE_YAML.encode(), json.dumps(data, indent=2), json.dumps(data).encode(), data]
+    forms: list[Any] = [
+        EXAMPLE_YAML,
+        EXAMPLE_YAML.encode(),
+        json.dumps(data, indent=2),
+        json.dumps(data).encode(),
+        data,
+    ]
     parsed = [parse_plan(f) for f in forms]
     assert all(p.spec == parsed[0].spec for p in parsed)
     assert all(p.steps == parsed[0].steps for p in parsed)
@@ -110,18 +121,18 @@ def test_parsing_a_mapping_leaves_it_untouched() -> None:
 
 
 def test_malformed_yaml_names_line_and_column() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, "name: ok\n  steps: x\n").value
+    exc = refused("name: ok\n  steps: x\n")
     assert exc.path == ""
     assert "invalid YAML at line 2, column 8" in str(exc)
 
 
 def test_malformed_yaml_at_end_of_stream_names_the_line() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, "name: ok\nsteps:\n  - name: s\n    action: [noop\n").value
+    exc = refused("name: ok\nsteps:\n  - name: s\n    action: [noop\n")
     assert "invalid YAML at line 5, column 1" in str(exc)
 
 
 def test_malformed_json_names_line_and_column() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, '{\n  "name": "a",\n  "steps": [,]\n}').value
+    exc = refused('{\n  "name": "a",\n  "steps": [,]\n}')
     assert "invalid JSON at line 3, column 13" in str(exc)
 
 
@@ -130,40 +141,40 @@ def test_malformed_json_names_line_and_column() -> None:
     [("- a\n- b\n", "list"), ("just a string\n", "str"), ("42\n", "int"), ("# only a comment\n", "NoneType")],
 )
 def test_non_mapping_top_level_is_refused(text: str, kind: str) -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, text).value
+    exc = refused(text)
     assert "must be a mapping" in str(exc) and kind in str(exc)
 
 
 @pytest.mark.parametrize("text", ["", "   \n\t\n", b""])
 def test_empty_text_is_refused(text: str | bytes) -> None:
-    assert str(pytest.raises(InvalidInput, parse_plan, text).value) == "plan is empty"
+    assert str(refused(text)) == "plan is empty"
 
 
 def test_non_utf8_bytes_are_refused() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, b"name: caf\xe9\nsteps: []\n").value
+    exc = refused(b"name: caf\xe9\nsteps: []\n")
     assert "not UTF-8" in str(exc)
 
 
 def test_text_over_max_bytes_is_refused_before_parsing() -> None:
     text = yaml.safe_dump(plan(step(params={"blob": "x" * 200})))
     size = len(text.encode())
-    exc = pytest.raises(InvalidInput, parse_plan, text, max_bytes=size - 1).value
+    exc = refused(text, max_bytes=size - 1)
     assert f"{size} bytes" in str(exc) and f"limit is {size - 1}" in str(exc)
     assert parse_plan(text, max_bytes=size).spec.name == "p"
 
 
 def test_mapping_over_max_bytes_is_refused() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, plan(step(params={"blob": "x" * 500})), max_bytes=300).value
+    exc = refused(plan(step(params={"blob": "x" * 500})), max_bytes=300)
     assert "limit is 300" in str(exc)
 
 
 def test_default_byte_limit_refuses_a_huge_plan() -> None:
-    assert "bytes; the limit is" in str(pytest.raises(InvalidInput, parse_plan, "#" * (300 * 1024)).value)
+    assert "bytes; the limit is" in str(refused("#" * (300 * 1024)))
 
 
 def test_too_many_steps_names_the_limit_at_path_steps() -> None:
     data = plan(*(step(f"s{i}") for i in range(4)))
-    exc = pytest.raises(InvalidInput, parse_plan, data, max_steps=3).value
+    exc = refused(data, max_steps=3)
     assert exc.path == "steps"
     assert "at most 3" in exc.issues[0][1]
     assert len(parse_plan(data, max_steps=4).steps) == 4
@@ -171,7 +182,7 @@ def test_too_many_steps_names_the_limit_at_path_steps() -> None:
 
 def test_default_step_limit_is_200() -> None:
     assert len(parse_plan(plan(*(step(f"s{i}") for i in range(200)))).steps) == 200
-    exc = pytest.raises(InvalidInput, parse_plan, plan(*(step(f"s{i}") for i in range(201)))).value
+    exc = refused(plan(*(step(f"s{i}") for i in range(201))))
     assert exc.path == "steps" and "at most 200" in str(exc)
 
 
@@ -229,7 +240,7 @@ def test_unknown_action_lists_the_known_actions() -> None:
 def test_missing_required_param_is_exactly_path_required() -> None:
     """The DESIGN's own example: ``steps[2].params.command: required``."""
     data = plan(shell("a"), shell("b"), step("c", action="shell", params={"env": {}}))
-    exc = pytest.raises(InvalidInput, parse_plan, data).value
+    exc = refused(data)
     assert ("steps[2].params.command", "required") in exc.issues
     assert exc.issues == [("steps[2].params.command", "required")]
     assert str(exc) == "steps[2].params.command: required"
@@ -291,7 +302,7 @@ def test_several_problems_give_one_issue_each_with_its_path() -> None:
         step("d", action="sleep", params={"seconds": -1}),
         shell("e", params={"env": {"DB_PASSWORD": "hunter2"}}),
     )
-    exc = pytest.raises(InvalidInput, parse_plan, data).value
+    exc = refused(data)
     paths = [p for p, _m in exc.issues]
     assert paths == [
         "steps[0].action",
@@ -348,14 +359,28 @@ BEARER = "Zx9QvR7mTb3LpK2wYs8Nd4Hc6Fj1Ge5A"
 
 LITERALS = [
     # (id, step mapping, path of the issue, the secret that must not be echoed)
-    ("env-db-password", shell(params={"env": {"DB_PASSWORD": "hunter2"}}), "steps[0].params.env.DB_PASSWORD", "hunter2"),
+    (
+        "env-db-password",
+        shell(params={"env": {"DB_PASSWORD": "hunter2"}}),
+        "steps[0].params.env.DB_PASSWORD",
+        "hunter2",
+    ),
     ("api_key", step(params={"api_key": "k3yv4lu3"}), "steps[0].params.api_key", "k3yv4lu3"),
-    ("github-token-key", shell(params={"env": {"GITHUB_TOKEN": "tok-123456"}}), "steps[0].params.env.GITHUB_TOKEN", "tok-123456"),
+    (
+        "github-token-key",
+        shell(params={"env": {"GITHUB_TOKEN": "tok-123456"}}),
+        "steps[0].params.env.GITHUB_TOKEN",
+        "tok-123456",
+    ),
     ("numeric-password", step(params={"password": 918273}), "steps[0].params.password", "918273"),
     ("aws", shell(command="aws s3 ls --key AKIAIOSFODNN7EXAMPLE"), "steps[0].params.command", "AKIAIOSFODNN7EXAMPLE"),
     (
         "pem",
-        step(params={"key_material": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAq7s\n-----END RSA PRIVATE KEY-----"}),
+        step(
+            params={
+                "key_material": "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAq7s\n-----END RSA PRIVATE KEY-----"
+            }
+        ),
         "steps[0].params.key_material",
         "MIIEowIBAAKCAQEAq7s",
     ),
@@ -365,7 +390,12 @@ LITERALS = [
         "steps[0].params.command",
         BEARER,
     ),
-    ("url-userinfo", shell(command="curl https://admin:s3cr3tpw@example.com/api"), "steps[0].params.command", "s3cr3tpw"),
+    (
+        "url-userinfo",
+        shell(command="curl https://admin:s3cr3tpw@example.com/api"),
+        "steps[0].params.command",
+        "s3cr3tpw",
+    ),
     ("password=", shell(command="mysql -u root password=xyzzy1"), "steps[0].params.command", "xyzzy1"),
     ("--password", shell(command="mysqladmin --password xyzzy2 status"), "steps[0].params.command", "xyzzy2"),
     ("github-token", shell(command=["gh", "auth", GITHUB_TOKEN]), "steps[0].params.command[2]", GITHUB_TOKEN),
@@ -374,8 +404,10 @@ LITERALS = [
 
 
 @pytest.mark.parametrize(("source", "path", "value"), [c[1:] for c in LITERALS], ids=[c[0] for c in LITERALS])
-def test_literal_credential_is_refused_with_path_and_without_value(source: dict[str, Any], path: str, value: str) -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, plan(source)).value
+def test_literal_credential_is_refused_with_path_and_without_value(
+    source: dict[str, Any], path: str, value: str
+) -> None:
+    exc = refused(plan(source))
     assert [p for p, _m in exc.issues] == [path]
     assert "secret:NAME" in exc.issues[0][1]
     assert value not in str(exc)
@@ -384,13 +416,13 @@ def test_literal_credential_is_refused_with_path_and_without_value(source: dict[
 
 def test_literal_credential_in_yaml_text_is_refused_without_value() -> None:
     text = EXAMPLE_YAML.replace('"{{ secret:nginx_token }}"', "s3cr3t-literal")
-    exc = pytest.raises(InvalidInput, parse_plan, text).value
+    exc = refused(text)
     assert [p for p, _m in exc.issues] == ["steps[1].params.env.TOKEN"]
     assert "s3cr3t-literal" not in str(exc)
 
 
 def test_literal_credential_in_plan_description_is_refused() -> None:
-    exc = pytest.raises(InvalidInput, parse_plan, plan(description="use password=hunter22 for db")).value
+    exc = refused(plan(description="use password=hunter22 for db"))
     assert exc.path == "description" and "hunter22" not in str(exc)
 
 
@@ -472,7 +504,8 @@ def sla(*steps: dict[str, Any]) -> SlaClass:
 
 
 @pytest.mark.parametrize(
-    ("timeout", "expected"), [(1, SlaClass.FAST), (9, SlaClass.FAST), (10, SlaClass.MEDIUM), (29, SlaClass.MEDIUM), (30, SlaClass.LONG)]
+    ("timeout", "expected"),
+    [(1, SlaClass.FAST), (9, SlaClass.FAST), (10, SlaClass.MEDIUM), (29, SlaClass.MEDIUM), (30, SlaClass.LONG)],
 )
 def test_sla_class_from_timeout_boundaries(timeout: int, expected: SlaClass) -> None:
     assert sla(step(timeout_s=timeout)) is expected
@@ -480,8 +513,16 @@ def test_sla_class_from_timeout_boundaries(timeout: int, expected: SlaClass) -> 
 
 @pytest.mark.parametrize(
     ("seconds", "expected"),
-    [(0, SlaClass.FAST), (9.9, SlaClass.FAST), (9.999, SlaClass.FAST), (10, SlaClass.MEDIUM), (29, SlaClass.MEDIUM),
-     (29.99, SlaClass.MEDIUM), (30, SlaClass.LONG), (3600, SlaClass.LONG)],
+    [
+        (0, SlaClass.FAST),
+        (9.9, SlaClass.FAST),
+        (9.999, SlaClass.FAST),
+        (10, SlaClass.MEDIUM),
+        (29, SlaClass.MEDIUM),
+        (29.99, SlaClass.MEDIUM),
+        (30, SlaClass.LONG),
+        (3600, SlaClass.LONG),
+    ],
 )
 def test_sla_class_from_sleep_estimate_boundaries(seconds: float, expected: SlaClass) -> None:
     parsed = parse_plan(plan(step(action="sleep", params={"seconds": seconds})))
@@ -492,7 +533,10 @@ def test_sla_class_from_sleep_estimate_boundaries(seconds: float, expected: SlaC
 def test_sla_class_sums_the_steps() -> None:
     assert sla(step("a", timeout_s=4), step("b", timeout_s=5)) is SlaClass.FAST
     assert sla(step("a", timeout_s=5), step("b", timeout_s=5)) is SlaClass.MEDIUM
-    assert sla(step("a", action="sleep", params={"seconds": 4.5}), step("b", action="sleep", params={"seconds": 5.5})) is SlaClass.MEDIUM
+    assert (
+        sla(step("a", action="sleep", params={"seconds": 4.5}), step("b", action="sleep", params={"seconds": 5.5}))
+        is SlaClass.MEDIUM
+    )
     assert sla(step("a", timeout_s=20), step("b", action="sleep", params={"seconds": 10})) is SlaClass.LONG
 
 
