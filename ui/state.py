@@ -77,4 +77,3 @@ def set_executions_page(page: int) -> None:
 def reset_executions_page() -> None:
     """Back to the first page (a filter changed)."""
     st.session_state[EXECUTIONS_PAGE] = 0
-

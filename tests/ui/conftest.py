@@ -61,8 +61,11 @@ def button(at: AppTest, label: str) -> Button:
 
 def texts(at: AppTest) -> str:
     """Everything the page shows as text (markdown, captions, alerts, tables), for "never shown" checks."""
-    parts = [e.value for kind in ("title", "subheader", "markdown", "caption", "code", "success", "info", "warning", "error")
-             for e in getattr(at, kind)]
+    parts = [
+        e.value
+        for kind in ("title", "subheader", "markdown", "caption", "code", "success", "info", "warning", "error")
+        for e in getattr(at, kind)
+    ]
     parts += [frame.value.to_csv() for frame in at.dataframe]
     parts += [str(m.value) for m in at.metric]
     return "\n".join(str(p) for p in parts)

@@ -34,7 +34,9 @@ def opens(console: OpenConsole, username: str | None, page: str, tenant: str = "
         ("admin", [EXECUTIONS, SUBMIT, APPROVALS, ADMIN], []),
     ],
 )
-def test_navigation_follows_the_role(console: OpenConsole, username: str | None, visible: list[str], hidden: list[str]) -> None:
+def test_navigation_follows_the_role(
+    console: OpenConsole, username: str | None, visible: list[str], hidden: list[str]
+) -> None:
     """viewer: Executions; operator: +Submit; approver: +Approvals; admin: +Admin; signed out: sign-in only."""
     for page in visible:
         assert opens(console, username, page), f"{username} should see {page}"

@@ -27,7 +27,11 @@ def decision_form(who: Principal, view: ExecutionView) -> Decision | None:
     comment = st.text_area("Comment", key=f"{state.APPROVAL_COMMENT}.{view.execution_id}", height=80)
     approve_col, reject_col = st.columns(2)
     approve = approve_col.button(
-        "Approve", key=f"{state.APPROVE_BUTTON}.{view.execution_id}", type="primary", icon=":material/check:", width="stretch"
+        "Approve",
+        key=f"{state.APPROVE_BUTTON}.{view.execution_id}",
+        type="primary",
+        icon=":material/check:",
+        width="stretch",
     )
     reject = reject_col.button(
         "Reject", key=f"{state.REJECT_BUTTON}.{view.execution_id}", icon=":material/close:", width="stretch"

@@ -24,7 +24,16 @@ FINISHED = frozenset(
         ExecutionStatus.TIMEOUT,
     }
 )
-LIST_COLUMNS = ["execution_id", "name", "status", "requested_by", "action_class", "approval_level", "run_mode", "created_at"]
+LIST_COLUMNS = [
+    "execution_id",
+    "name",
+    "status",
+    "requested_by",
+    "action_class",
+    "approval_level",
+    "run_mode",
+    "created_at",
+]
 
 
 def is_active(status: str) -> bool:
@@ -113,14 +122,28 @@ def approvals_table(view: ExecutionView) -> None:
 def steps_table(steps: Sequence[StepView]) -> None:
     """The steps with their status, attempts, times, and (masked) output and error."""
     st.markdown("**Steps**")
-    columns = ["index", "name", "action", "target", "action_class", "status", "attempts", "started_at", "finished_at", "output", "error"]
+    columns = [
+        "index",
+        "name",
+        "action",
+        "target",
+        "action_class",
+        "status",
+        "attempts",
+        "started_at",
+        "finished_at",
+        "output",
+        "error",
+    ]
     views_table(steps, columns, empty="No steps.")
 
 
 def event_log(events: Sequence[EventView]) -> None:
     """The audit trail, oldest first."""
     st.markdown("**Events**")
-    views_table(events, ["created_at", "kind", "from_status", "to_status", "step_index", "actor", "message"], empty="No events.")
+    views_table(
+        events, ["created_at", "kind", "from_status", "to_status", "step_index", "actor", "message"], empty="No events."
+    )
 
 
 def may_cancel(who: Principal, view: ExecutionView) -> bool:
@@ -136,6 +159,8 @@ def cancel_request(execution_id: str) -> str | None:
     """A reason field and a Cancel button; returns the reason ("" for none) when clicked."""
     reason_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
     reason = reason_col.text_input("Reason for cancelling (optional)", key=f"{state.CANCEL_REASON}.{execution_id}")
-    if button_col.button("Cancel execution", key=f"{state.CANCEL_BUTTON}.{execution_id}", type="primary", icon=":material/cancel:"):
+    if button_col.button(
+        "Cancel execution", key=f"{state.CANCEL_BUTTON}.{execution_id}", type="primary", icon=":material/cancel:"
+    ):
         return reason.strip()
     return None

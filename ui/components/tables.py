@@ -15,7 +15,9 @@ def when(moment: datetime | None) -> str:
     return moment.strftime("%Y-%m-%d %H:%M:%S") if moment is not None else ""
 
 
-def views_table(views: Sequence[BaseModel], columns: Sequence[str] | None = None, *, empty: str = "Nothing here.") -> None:
+def views_table(
+    views: Sequence[BaseModel], columns: Sequence[str] | None = None, *, empty: str = "Nothing here."
+) -> None:
     """Render DTOs as a table (``columns`` picks and orders fields); a caption when there are none."""
     if not views:
         st.caption(empty)

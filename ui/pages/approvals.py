@@ -29,7 +29,9 @@ if picked is not None and (view := attempt(core.get_execution, who, picked)) is 
     ex.approvals_table(view)
     if (decision := decision_form(who, view)) is not None:
         if decision.approve:
-            done = attempt(core.approve, who, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash)
+            done = attempt(
+                core.approve, who, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash
+            )
         else:
             done = attempt(core.reject, who, view.execution_id, comment=decision.comment)
         if done is not None:

@@ -19,15 +19,18 @@ show_notices()
 filters = ex.execution_filters(on_change=state.reset_executions_page)
 page = state.executions_page()
 # One row more than a page tells whether there is a next page.
-rows = attempt(
-    core.list_executions,
-    who,
-    status=filters.statuses or None,
-    requested_by=filters.requester,
-    search=filters.search,
-    limit=PAGE_SIZE + 1,
-    offset=page * PAGE_SIZE,
-) or []
+rows = (
+    attempt(
+        core.list_executions,
+        who,
+        status=filters.statuses or None,
+        requested_by=filters.requester,
+        search=filters.search,
+        limit=PAGE_SIZE + 1,
+        offset=page * PAGE_SIZE,
+    )
+    or []
+)
 ex.execution_table(rows[:PAGE_SIZE])
 ex.pager(page, len(rows) > PAGE_SIZE, state.set_executions_page)
 
@@ -40,11 +43,11 @@ def detail(execution_id: str, live: bool) -> None:
     if live and not ex.is_active(view.status):
         st.rerun()  # it ended: refresh the list and stop polling
     ex.execution_summary(view)
-    if ex.may_cancel(who, view) and (reason := ex.cancel_request(view.execution_id)) is not None:
-        if (done := attempt(core.cancel, who, view.execution_id, reason=reason or None)) is not None:
-            asked = done.status == core.ExecutionStatus.RUNNING
-            succeed(f"{done.name}: {'cancel requested' if asked else done.status}", after_rerun=True)
-            st.rerun()
+    reason = ex.cancel_request(view.execution_id) if ex.may_cancel(who, view) else None
+    if reason is not None and (done := attempt(core.cancel, who, view.execution_id, reason=reason or None)):
+        asked = done.status == core.ExecutionStatus.RUNNING
+        succeed(f"{done.name}: {'cancel requested' if asked else done.status}", after_rerun=True)
+        st.rerun()
     ex.approvals_table(view)
     ex.steps_table(view.steps)
     ex.event_log(attempt(core.list_events, who, execution_id) or [])
