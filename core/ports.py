@@ -16,7 +16,7 @@ log = logging.getLogger(__name__)
 class Dispatcher(Protocol):
     """Sends the broker message for queued work. Called only after the queue row is committed."""
 
-    def dispatch(self, execution_id: str) -> None: ...
+    def dispatch(self, execution_id: str, delay_s: float = 0.0) -> None: ...
 
 
 _dispatcher: Dispatcher | None = None
@@ -33,13 +33,13 @@ def get_dispatcher() -> Dispatcher | None:
     return _dispatcher
 
 
-def dispatch_committed(execution_ids: Iterable[str]) -> None:
+def dispatch_committed(execution_ids: Iterable[str], *, delay_s: float = 0.0) -> None:
     """Hand committed work to the job runner. A lost message is not an error: the sweeper re-sends it."""
     dispatcher = _dispatcher
     if dispatcher is None:
         return
     for execution_id in execution_ids:
         try:
-            dispatcher.dispatch(execution_id)
+            dispatcher.dispatch(execution_id, delay_s)
         except Exception:
             log.warning("dispatch of %s failed; the sweeper will retry", execution_id, exc_info=True)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from core.fsm import transition
+from core.ports import get_dispatcher
+from db.clock import utcnow
 from db.enums import ExecutionStatus
 from db.tables import Execution, QueueItem
 
@@ -23,7 +25,16 @@ def enqueue(session: Session, execution: Execution, *, actor: str | None) -> Non
         actor=actor,
         message="queued for a worker",
     )
-    session.add(QueueItem(execution_id=execution.id, tenant_id=execution.tenant_id, sla_class=execution.sla_class))
+    # With a dispatcher the message follows the commit; without one, the sweeper's first pass sends it.
+    sent_at = utcnow() if get_dispatcher() is not None else None
+    session.add(
+        QueueItem(
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            sla_class=execution.sla_class,
+            dispatched_at=sent_at,
+        )
+    )
     session.flush()
 
 

@@ -13,11 +13,11 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core import idempotency, inventory, rbac
+from core import engine, idempotency, inventory, rbac
 from core.actions import registry
 from core.audit import record_event
 from core.errors import Conflict, InvalidInput
-from core.executions import build_view
+from core.executions import build_view, get_execution
 from core.fsm import initial_status
 from core.plans import APPROVALS_REQUIRED, Plan, canonical_json, canonical_plan, parse_plan, plan_hash
 from core.policies import get_policy
@@ -29,7 +29,7 @@ from core.schemas import PlanPreview, Principal, SubmitResult
 from core.tenants import run_mode_for, tenant_settings
 from db.clock import utcnow
 from db.engine import session_scope
-from db.enums import Connection, ExecutionStatus
+from db.enums import Connection, ExecutionMode, ExecutionStatus
 from db.settings import get_settings
 from db.tables import Execution, ExecutionStep
 
@@ -88,6 +88,10 @@ def _insert(principal: Principal, plan: Plan, caller_key: str | None, background
         if not _is_key_violation(exc):
             raise
         raise _KeyTaken from None
+    if queued and view.execution_mode == ExecutionMode.IMMEDIATE:
+        # Fast and level 0: run here, through the same engine (same leases, same events).
+        engine.run_inline(view.execution_id)
+        return SubmitResult(execution=get_execution(principal, view.execution_id), created=True)
     dispatch_committed(queued)
     return SubmitResult(execution=view, created=True)
 

@@ -24,6 +24,15 @@ class Settings(BaseSettings):
     idempotency_window_s: int = 24 * 3600
     max_plan_steps: int = 200
     max_plan_bytes: int = 256 * 1024
+    # Job runner (DESIGN §3.2-3.5): retry backoff, the sweeper's rhythm, how fast a running step notices
+    # a cancel or a deadline, and how long a queued message may be missing before it is sent again.
+    redis_namespace: str = "opsconductor"
+    retry_backoff_s: float = 1.0
+    retry_backoff_max_s: float = 60.0
+    sweep_interval_s: float = 2.0
+    redispatch_after_s: float = 15.0
+    watch_interval_s: float = 0.25
+    worker_heartbeat_s: float = 2.0
 
     @property
     def is_sqlite(self) -> bool:

@@ -124,6 +124,8 @@ class Execution(SQLModel, table=True):
         Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
         Index("ix_executions_tenant_requester_created", "tenant_id", "requested_by", "created_at"),
         Index("ix_executions_status_updated", "status", "updated_at"),
+        Index("ix_executions_status_deadline", "status", "deadline_at"),
+        Index("ix_executions_status_approval_expires", "status", "approval_expires_at"),
         # Idempotency (core/idempotency.py): at most one *active* execution per key and tenant.
         # A partial unique index, so the database settles a race of two submits, not our code.
         Index(
@@ -161,6 +163,8 @@ class Execution(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(default=None)
+    # started_at + the policy's execution timeout; the sweeper's "time out running executions" reads it.
+    deadline_at: datetime | None = Field(default=None)
     finished_at: datetime | None = Field(default=None)
 
 
@@ -253,7 +257,11 @@ class ExecutionEvent(SQLModel, table=True):
 
 
 class QueueItem(SQLModel, table=True):
-    """The outbox: an execution ready to run. Committed before any broker message is sent."""
+    """The outbox and the work lease: the next step of an execution that is queued or running.
+
+    Committed before any broker message is sent. A worker owns the step while ``lease_token`` is set and
+    ``lease_expires_at`` is in the future; ``available_at`` delays retries (backoff).
+    """
 
     __tablename__ = "execution_queue"
     __table_args__ = (
@@ -268,6 +276,7 @@ class QueueItem(SQLModel, table=True):
     )
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     sla_class: str = Field(max_length=16)
+    step_index: int = Field(default=0)
     available_at: datetime = Field(default_factory=utcnow)
     dispatched_at: datetime | None = Field(default=None)
     lease_token: str | None = Field(default=None, max_length=32)
@@ -314,3 +323,21 @@ class ExecutionLock(SQLModel, table=True):
     fencing_token: int
     acquired_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime
+
+
+class Worker(SQLModel, table=True):
+    """A worker process (or the embedded runtime) and its heartbeat, for the console and the GO/NO-GO check."""
+
+    __tablename__ = "workers"
+    __table_args__ = (Index("ix_workers_last_seen", "last_seen_at"),)
+
+    id: str = Field(primary_key=True, max_length=64)
+    host: str = Field(max_length=255)
+    pid: int
+    kind: str = Field(default="dramatiq", max_length=16)
+    threads: int = Field(default=1)
+    started_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)
+    stopped_at: datetime | None = Field(default=None)
+    current_execution_id: str | None = Field(default=None, max_length=32)
+    current_step_index: int | None = Field(default=None)

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 from pydantic import BaseModel, ConfigDict
 
+from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass
 
@@ -19,3 +22,12 @@ class Noop(ActionType):
     default_class = ActionClass.READ
     idempotent = True
     default_estimate_s = 0.1
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        if ctx.params:
+            ctx.output.write(json.dumps(ctx.params, sort_keys=True, default=str))
+        return ActionResult(ok=True, data=dict(ctx.params))
+
+    def dry_run(self, ctx: StepContext) -> ActionResult:
+        ctx.output.write("would do nothing (noop)")
+        return ActionResult(ok=True)

@@ -13,6 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
+from core.actions.context import ActionResult, StepContext
 from db.enums import ActionClass, Connection
 
 
@@ -40,6 +41,15 @@ class ActionType:
     def estimate_s(cls, params: BaseModel) -> float:
         """Expected duration in seconds when the step gives no ``timeout_s``."""
         return cls.default_estimate_s
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        """Do the work. Must return promptly once ``ctx.should_stop()`` (cancel, timeout, shutdown)."""
+        raise NotImplementedError(f"action {self.name!r} cannot run")
+
+    def dry_run(self, ctx: StepContext) -> ActionResult:
+        """Say precisely what ``run`` would do, touching nothing (secrets stay masked)."""
+        ctx.output.write(f"would run {self.name} on {ctx.asset.name} with {ctx.params}\n")
+        return ActionResult(ok=True)
 
 
 _registry: dict[str, type[ActionType]] = {}

@@ -1,13 +1,28 @@
-"""``shell``: a command on a ``local`` asset, run as argv without a shell unless ``shell: true``."""
+"""``shell``: a command on a ``local`` asset, run as argv without a shell unless ``shell: true``.
+
+The child gets its own process group, a minimal environment (never the worker's: it holds
+``OPSC_SECRET_KEY``) plus the step's ``env``; on stop or deadline the whole group gets SIGTERM, then
+SIGKILL after a grace period, so no grandchild outlives the step.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shlex
+import signal
+import subprocess
+import threading
+import time
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass, Connection
+
+KILL_GRACE_S = 2.0
+BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 class ShellParams(BaseModel):
@@ -36,6 +51,14 @@ class ShellParams(BaseModel):
         return value
 
 
+def argv_for(params: ShellParams) -> list[str]:
+    """The exact argv: the list as given, a string split with shlex, or ``/bin/sh -c`` only if ``shell``."""
+    if params.shell:
+        command = params.command if isinstance(params.command, str) else shlex.join(params.command)
+        return ["/bin/sh", "-c", command]
+    return list(params.command) if isinstance(params.command, list) else shlex.split(params.command)
+
+
 @register
 class Shell(ActionType):
     name = "shell"
@@ -51,3 +74,70 @@ class Shell(ActionType):
         # A shell interprets its input (pipes, redirects, `;`): treat it as at least `modify`.
         assert isinstance(params, ShellParams)
         return ActionClass.MODIFY if params.shell else cls.default_class
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        params = ShellParams.model_validate(ctx.params)
+        env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": params.cwd or "/"}
+        env |= params.env
+        try:
+            proc = subprocess.Popen(
+                argv_for(params),
+                stdin=subprocess.PIPE if params.stdin is not None else subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                cwd=params.cwd,
+                env=env,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            return ActionResult(ok=False, error=f"cannot start command: {exc.strerror or exc}")
+        reader = threading.Thread(target=_pump, args=(proc, ctx), daemon=True)
+        reader.start()
+        if params.stdin is not None:
+            threading.Thread(target=_feed, args=(proc, params.stdin), daemon=True).start()
+        while proc.poll() is None:
+            if ctx.should_stop():
+                _kill_group(proc)
+                reader.join(timeout=1)
+                why = "cancelled" if ctx.stop.is_set() else "timed out"
+                return ActionResult(ok=False, stopped=True, exit_code=proc.returncode, error=f"command {why}")
+            time.sleep(0.05)
+        reader.join(timeout=1)
+        if proc.returncode != 0:
+            return ActionResult(ok=False, exit_code=proc.returncode, error=f"exit code {proc.returncode}")
+        return ActionResult(ok=True, exit_code=0)
+
+    def dry_run(self, ctx: StepContext) -> ActionResult:
+        params = ShellParams.model_validate(ctx.params)
+        where = f" in {params.cwd}" if params.cwd else ""
+        env = f" with env {sorted(params.env)}" if params.env else ""
+        ctx.output.write(f"would run {shlex.join(argv_for(params))} on {ctx.asset.name}{where}{env}")
+        return ActionResult(ok=True)
+
+
+def _pump(proc: subprocess.Popen[bytes], ctx: StepContext) -> None:
+    assert proc.stdout is not None
+    for line in iter(proc.stdout.readline, b""):
+        ctx.output.write(line.decode("utf-8", errors="replace"))
+
+
+def _feed(proc: subprocess.Popen[bytes], data: str) -> None:
+    assert proc.stdin is not None
+    try:
+        proc.stdin.write(data.encode())
+        proc.stdin.close()
+    except BrokenPipeError:
+        pass  # the command exited without reading all of its input: its exit code tells
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the process group, SIGKILL it after the grace period."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=KILL_GRACE_S)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # the leader may be gone while children linger
+    proc.wait()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass
 
@@ -25,3 +26,16 @@ class Sleep(ActionType):
     def estimate_s(cls, params: BaseModel) -> float:
         assert isinstance(params, SleepParams)
         return params.seconds
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        seconds = float(ctx.params["seconds"])
+        budget = min(seconds, ctx.remaining_s())
+        # Wake on stop (cancel, shutdown) or when the sleep or the step's deadline is over.
+        if ctx.stop.wait(budget) or budget < seconds:
+            return ActionResult(ok=False, stopped=True, error=f"interrupted after at most {budget:.1f}s")
+        ctx.output.write(f"slept {seconds:g}s")
+        return ActionResult(ok=True)
+
+    def dry_run(self, ctx: StepContext) -> ActionResult:
+        ctx.output.write(f"would sleep {float(ctx.params['seconds']):g}s")
+        return ActionResult(ok=True)

@@ -154,6 +154,6 @@ def test_earlier_approval_stops_counting_when_the_approver_loses_the_role(db: st
 
 
 def test_level_zero_is_approved_without_anyone(db: str) -> None:
-    """A read plan with no requested level skips approval and is queued at once."""
-    view = submit(principal("alice", "demo"), plan_text(action_class="read")).execution
+    """A read plan with no requested level skips approval: queued at once in background mode."""
+    view = submit(principal("alice", "demo"), plan_text(action_class="read"), background=True).execution
     assert (view.approval_level, view.status, view.approvals_required) == (0, "queued", 0)

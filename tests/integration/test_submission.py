@@ -227,14 +227,13 @@ def test_preview_writes_nothing_and_matches_submit(db: str) -> None:
 def test_cancel_semantics(db: str) -> None:
     """Pending and queued cancel at once (queue row removed); twice is a no-op; a completed one is a conflict."""
     alice = principal("alice", "demo")
-    queued = submit(alice, noop_plan("q")).execution.execution_id
+    queued = submit(alice, noop_plan("q"), background=True).execution.execution_id
     assert cancel(alice, queued, reason="not needed").status == "cancelled"
     assert cancel(alice, queued).status == "cancelled"
     with session_scope() as session:
         assert session.exec(select(QueueItem).where(QueueItem.execution_id == queued)).first() is None
-    done = submit(alice, noop_plan("c")).execution.execution_id
-    with session_scope() as session:
-        session.execute(update(Execution).where(Execution.id == done).values(status="completed"))
+    done = submit(alice, noop_plan("c")).execution.execution_id  # immediate: runs to completion inline
+    assert get_execution(alice, done).status == "completed"
     with pytest.raises(Conflict):
         cancel(alice, done)
 
@@ -242,7 +241,7 @@ def test_cancel_semantics(db: str) -> None:
 def test_cancel_of_running_is_a_request(db: str) -> None:
     """A running execution gets cancel_requested_at and an event; it stays running for its worker to stop."""
     alice = principal("alice", "demo")
-    execution_id = submit(alice, noop_plan()).execution.execution_id
+    execution_id = submit(alice, noop_plan(), background=True).execution.execution_id
     with session_scope() as session:
         session.execute(update(Execution).where(Execution.id == execution_id).values(status="running"))
     view = cancel(alice, execution_id, reason="stop")

@@ -1,0 +1,553 @@
+"""The engine: runs the next step of an execution, durably (DESIGN §3.2-3.5, §6, §7).
+
+``process(execution_id)`` is what a worker does with a message (which carries the id only):
+
+1. **claim** (one transaction): take the queue row's lease with a compare-and-set; a duplicate, late or
+   early message finds no free lease and is a no-op. Start the execution on its first step (deadline
+   from the policy), re-check the plan hash, the approvals and the requester's permission, mark the step
+   ``running`` and count the attempt. Secrets are resolved here, in memory only, into a per-step masker.
+2. **run** the action with a stop event; a watcher thread renews the lease, and sets the stop event
+   within ``watch_interval_s`` of a cancel request, the execution deadline, a lost lease or a shutdown.
+3. **persist** (one transaction): only while the lease is still ours (a stale result is refused and
+   audited). Decide the next state: next step (dispatched after commit), retry with backoff (read or
+   idempotent steps, up to the policy's attempts), or the end: completed, partial, failed, cancelled,
+   timeout, with a DLQ entry for failed and timed-out work.
+
+Crashed workers are handled by core/recovery.py (the sweeper), which shares ``finish_execution``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from core import rbac
+from core.actions import registry
+from core.actions.context import ActionResult, OutputSink, StepContext
+from core.approvals import approvals_satisfied
+from core.audit import record_event
+from core.errors import CoreError
+from core.fsm import TERMINAL, transition
+from core.inventory import asset_view
+from core.plans import plan_hash
+from core.policies import get_policy
+from core.ports import dispatch_committed
+from core.safety.credentials import SECRET_REF
+from core.safety.masking import Masker
+from core.safety.secret_store import reveal_secret
+from db.clock import utcnow
+from db.engine import session_scope
+from db.enums import ActionClass, Role, RunMode, StepStatus
+from db.enums import ExecutionStatus as S
+from db.settings import get_settings
+from db.tables import Asset, DlqEntry, Execution, ExecutionStep, Membership, QueueItem, Worker, new_id
+
+log = logging.getLogger(__name__)
+
+_shutdown = threading.Event()
+
+
+class Outcome(StrEnum):
+    """What ``process`` did with a message."""
+
+    NOOP = "noop"  # nothing to do: duplicate, late, early, or already ended
+    ADVANCED = "advanced"  # a step finished and the next one was queued
+    RETRY = "retry"  # the step failed and will be retried after a backoff
+    RELEASED = "released"  # the worker is shutting down; the step was handed back untouched
+    FINISHED = "finished"  # the execution ended
+    STALE = "stale"  # the lease was lost while the step ran; its result was refused
+
+
+class StopReason(StrEnum):
+    CANCEL = "cancel"
+    EXECUTION_TIMEOUT = "execution_timeout"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass
+class Claim:
+    """A step this worker holds the lease for, with everything needed to run and persist it."""
+
+    execution_id: str
+    tenant_id: str
+    step_index: int
+    step_count: int
+    token: str
+    worker_id: str
+    lease_s: int
+    step_timeout_s: float
+    deadline_at_epoch: float
+    action: str
+    params: dict[str, Any]
+    asset: Any
+    run_mode: RunMode
+    retryable: bool
+    attempts: int
+    max_attempts: int
+    continue_on_error: bool
+    masker: Masker = field(default_factory=Masker)
+    refusal: str | None = None  # a run-time check failed: the step must not run
+    cancelled: bool = False  # a cancel was requested before the step could start
+
+
+def worker_identity(kind: str = "inline") -> str:
+    """An id naming this process: kind, host and pid, plus a random suffix so restarts differ."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
+
+
+def request_shutdown() -> None:
+    """Ask running retryable steps of this process to stop and hand their work back (graceful stop)."""
+    _shutdown.set()
+
+
+def reset_shutdown() -> None:
+    """Clear a previous shutdown request (a runtime started again in the same process, e.g. in tests)."""
+    _shutdown.clear()
+
+
+def process(execution_id: str, *, worker_id: str) -> Outcome:
+    """Run the next step of ``execution_id`` if its lease is free; see the module docstring."""
+    claim = _claim(execution_id, worker_id)
+    if claim is None:
+        return Outcome.NOOP
+    result, reason, output = _run(claim)
+    outcome, delay_s = _persist(claim, result, reason, output)
+    if outcome in {Outcome.ADVANCED, Outcome.RETRY, Outcome.RELEASED}:
+        dispatch_committed([execution_id], delay_s=delay_s)
+    return outcome
+
+
+def run_inline(execution_id: str, *, max_steps: int = 1000) -> Outcome:
+    """Run an execution to its end in the calling thread (immediate mode), through the same code.
+
+    Stops at the first step it cannot run at once (a retry backoff, a lease held elsewhere) and hands
+    the execution to the background workers instead.
+    """
+    worker_id = worker_identity("inline")
+    outcome = Outcome.NOOP
+    for _ in range(max_steps):
+        outcome = process(execution_id, worker_id=worker_id)
+        if outcome is not Outcome.ADVANCED:
+            break
+    if outcome is Outcome.NOOP:
+        dispatch_committed([execution_id])  # could not start here: the background takes it
+    return outcome
+
+
+# -- claim -------------------------------------------------------------------------------------------
+
+
+def _claim(execution_id: str, worker_id: str) -> Claim | None:
+    with session_scope() as session:
+        now = utcnow()
+        item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first()
+        if item is None or item.lease_token is not None or item.available_at > now:
+            return None
+        execution = session.get(Execution, execution_id)
+        if execution is None:
+            return None
+        if S(execution.status) in TERMINAL:
+            session.delete(item)  # an ended execution keeps no work
+            return None
+        step = _step(session, execution_id, item.step_index)
+        policy = get_policy(session, execution.sla_class, step.action_class)
+        token = new_id()
+        taken = session.execute(
+            update(QueueItem)
+            .where(col(QueueItem.id) == item.id, col(QueueItem.lease_token).is_(None))
+            .values(lease_token=token, lease_expires_at=now + timedelta(seconds=policy.lease_s), claimed_by=worker_id)
+            .execution_options(synchronize_session=False)
+        )
+        if taken.rowcount != 1:  # type: ignore[attr-defined]
+            return None
+        if execution.status in {S.APPROVED, S.QUEUED}:
+            run_policy = get_policy(session, execution.sla_class, execution.action_class)
+            transition(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                to=S.RUNNING,
+                expected=S(execution.status),
+                actor=worker_id,
+                message="started",
+                values={"started_at": now, "deadline_at": now + timedelta(seconds=run_policy.execution_s)},
+            )
+            session.refresh(execution)
+        action = registry.get_action(step.action)
+        claim = Claim(
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            step_index=step.step_index,
+            step_count=_step_count(session, execution.id),
+            token=token,
+            worker_id=worker_id,
+            lease_s=policy.lease_s,
+            step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
+            deadline_at_epoch=execution.deadline_at.timestamp() if execution.deadline_at else time.time() + 3600,
+            action=step.action,
+            params={},
+            asset=asset_view(session.get(Asset, step.target_asset_id)),  # type: ignore[arg-type]
+            run_mode=RunMode(execution.run_mode),
+            retryable=ActionClass(step.action_class) is ActionClass.READ or bool(action and action.idempotent),
+            attempts=step.attempts + 1,
+            max_attempts=policy.max_attempts,
+            continue_on_error=execution.continue_on_error,
+            cancelled=execution.cancel_requested_at is not None,
+        )
+        claim.refusal = _refusal(session, execution, step) if action else f"unknown action {step.action!r}"
+        if claim.refusal is None and not claim.cancelled:
+            claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
+        step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, claim.attempts, now
+        step.finished_at = None
+        session.add(step)
+        record_event(
+            session,
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            kind="step_started",
+            actor=worker_id,
+            step_index=step.step_index,
+            message=f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
+        )
+        _worker_at(session, worker_id, execution.id, step.step_index)
+        return claim
+
+
+def _refusal(session: Session, execution: Execution, step: ExecutionStep) -> str | None:
+    """Run-time authorisation (DESIGN §3.7): plan hash, approvals, the requester's current right."""
+    if plan_hash(execution.plan_json) != execution.plan_hash:
+        return "plan hash mismatch: the stored plan was changed after approval"
+    if not approvals_satisfied(session, execution):
+        return "approvals no longer valid (an approver lost their role, or the plan changed)"
+    membership = session.exec(
+        select(Membership).where(
+            Membership.tenant_id == execution.tenant_id, Membership.user_id == execution.requested_by
+        )
+    ).first()
+    role = Role(membership.role) if membership else None
+    limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
+    if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
+        return f"permission denied: the requester may no longer run {step.action_class} actions"
+    return None
+
+
+def _resolve_secrets(
+    session: Session, tenant_id: str, step: ExecutionStep, masker: Masker
+) -> tuple[dict[str, Any], str | None]:
+    """Fill ``{{ secret:NAME }}`` references from the store, registering each value with the masker."""
+    params = json.loads(step.params_json)
+
+    def fill(value: Any) -> Any:
+        if isinstance(value, str):
+
+            def one(match: Any) -> str:
+                secret = reveal_secret(session, tenant_id, match.group(1))
+                masker.register(secret)
+                return secret
+
+            return SECRET_REF.sub(one, value)
+        if isinstance(value, dict):
+            return {k: fill(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [fill(v) for v in value]
+        return value
+
+    try:
+        return fill(params), None
+    except CoreError as exc:
+        return {}, f"secret resolution failed: {exc}"
+
+
+# -- run ---------------------------------------------------------------------------------------------
+
+
+def _run(claim: Claim) -> tuple[ActionResult, StopReason | None, str]:
+    """Run the claimed step with a watcher; returns the result, why it was stopped (if it was), its output."""
+    sink = OutputSink(claim.masker)
+    if claim.cancelled:
+        return ActionResult(ok=False, stopped=True, error="cancelled before start"), StopReason.CANCEL, ""
+    if claim.refusal is not None:
+        return ActionResult(ok=False, error=claim.refusal), None, ""
+    stop = threading.Event()
+    reason: list[StopReason] = []
+    done = threading.Event()
+    watcher = threading.Thread(target=_watch, args=(claim, stop, reason, done), daemon=True, name="opsc-watch")
+    watcher.start()
+    now = time.monotonic()
+    deadline = now + min(claim.step_timeout_s, max(0.0, claim.deadline_at_epoch - time.time()))
+    ctx = StepContext(
+        execution_id=claim.execution_id,
+        step_index=claim.step_index,
+        params=claim.params,
+        asset=claim.asset,
+        deadline=deadline,
+        stop=stop,
+        output=sink,
+        masker=claim.masker,
+        dry_run=claim.run_mode is RunMode.DRY_RUN,
+    )
+    runner = registry.get_action(claim.action)()  # type: ignore[misc]
+    try:
+        result = runner.dry_run(ctx) if ctx.dry_run else runner.run(ctx)
+    except Exception as exc:
+        log.warning("action %s raised", claim.action, exc_info=True)
+        result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
+    finally:
+        done.set()
+        watcher.join(timeout=5)
+    if not result.ok and time.time() >= claim.deadline_at_epoch and not reason:
+        reason.append(StopReason.EXECUTION_TIMEOUT)
+    return result, (reason[0] if reason else None), sink.text()
+
+
+def _watch(claim: Claim, stop: threading.Event, reason: list[StopReason], done: threading.Event) -> None:
+    """Renew the lease and turn cancel requests, the execution deadline and shutdown into ``stop``."""
+    settings = get_settings()
+    renew_every = max(0.5, claim.lease_s / 3)
+    last_renewal = time.monotonic()
+    while not done.wait(settings.watch_interval_s):
+        why: StopReason | None = None
+        if _shutdown.is_set() and claim.retryable:
+            why = StopReason.SHUTDOWN
+        elif time.time() >= claim.deadline_at_epoch:
+            why = StopReason.EXECUTION_TIMEOUT
+        else:
+            try:
+                with session_scope() as session:
+                    row = session.exec(
+                        select(Execution.cancel_requested_at, Execution.deadline_at).where(
+                            Execution.id == claim.execution_id
+                        )
+                    ).first()
+                    if row is not None and row[1] is not None:
+                        claim.deadline_at_epoch = row[1].timestamp()  # the sweeper or an admin may move it
+                    if row is not None and row[0] is not None:
+                        why = StopReason.CANCEL
+                    elif time.time() >= claim.deadline_at_epoch:
+                        why = StopReason.EXECUTION_TIMEOUT
+                    elif time.monotonic() - last_renewal >= renew_every:
+                        if not _renew(session, claim):
+                            why = StopReason.LEASE_LOST
+                        last_renewal = time.monotonic()
+            except Exception:
+                log.warning("watcher of %s could not reach the database", claim.execution_id, exc_info=True)
+        if why is not None:
+            reason.append(why)
+            stop.set()
+            return
+
+
+def _renew(session: Session, claim: Claim) -> bool:
+    result = session.execute(
+        update(QueueItem)
+        .where(col(QueueItem.execution_id) == claim.execution_id, col(QueueItem.lease_token) == claim.token)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=claim.lease_s))
+        .execution_options(synchronize_session=False)
+    )
+    session.execute(
+        update(Worker)
+        .where(col(Worker.id) == claim.worker_id)
+        .values(last_seen_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- persist -----------------------------------------------------------------------------------------
+
+
+def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, output: str) -> tuple[Outcome, float]:
+    """Store the step's result and decide what comes next, in one transaction, if the lease is still ours."""
+    settings = get_settings()
+    error = claim.masker.mask(result.error)
+    with session_scope() as session:
+        now = utcnow()
+        released = session.execute(
+            update(QueueItem)
+            .where(col(QueueItem.execution_id) == claim.execution_id, col(QueueItem.lease_token) == claim.token)
+            .values(lease_token=None, lease_expires_at=None, claimed_by=None)
+            .execution_options(synchronize_session=False)
+        )
+        if released.rowcount != 1:  # type: ignore[attr-defined]
+            record_event(
+                session,
+                execution_id=claim.execution_id,
+                tenant_id=claim.tenant_id,
+                kind="stale_result",
+                actor=claim.worker_id,
+                step_index=claim.step_index,
+                message="lease lost while the step ran; this worker's result was refused",
+                data={"ok": result.ok, "error": error},
+            )
+            return Outcome.STALE, 0.0
+        _worker_at(session, claim.worker_id, None, None)
+        step = _step(session, claim.execution_id, claim.step_index)
+        execution = session.get(Execution, claim.execution_id)
+        assert execution is not None
+        step.output, step.error, step.finished_at = output or None, error, now
+        item = session.exec(select(QueueItem).where(QueueItem.execution_id == claim.execution_id)).one()
+
+        if result.ok:
+            step.status = StepStatus.COMPLETED.value
+            return _advance(session, execution, step, item, claim), 0.0
+        if reason is StopReason.SHUTDOWN:
+            step.status, step.attempts, step.finished_at = StepStatus.PENDING.value, step.attempts - 1, None
+            _event(session, claim, "step_released", "worker shutting down; step handed back")
+            return Outcome.RELEASED, 0.0
+        if reason is StopReason.CANCEL:
+            step.status = StepStatus.CANCELLED.value
+            finish_execution(session, execution, S.CANCELLED, actor=claim.worker_id, message="cancelled")
+            return Outcome.FINISHED, 0.0
+        if reason is StopReason.EXECUTION_TIMEOUT:
+            step.status = StepStatus.TIMEOUT.value
+            finish_execution(
+                session,
+                execution,
+                S.TIMEOUT,
+                actor=claim.worker_id,
+                message="execution timeout",
+                dlq=("execution_timeout", step.step_index, step.attempts, error or "execution timeout"),
+            )
+            return Outcome.FINISHED, 0.0
+        step.status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
+        if claim.refusal is None and claim.retryable and step.attempts < claim.max_attempts:
+            delay_s = backoff_s(step.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            _event(session, claim, "step_retry", f"{step.status}: {error}; retry in {delay_s:.2f}s")
+            step.status = StepStatus.PENDING.value
+            item.available_at, item.dispatched_at = now + timedelta(seconds=delay_s), now
+            session.add(item)
+            return Outcome.RETRY, delay_s
+        _event(session, claim, "step_failed", f"{step.status}: {error}")
+        if claim.continue_on_error and claim.refusal is None:
+            return _advance(session, execution, step, item, claim), 0.0
+        why = "permission_denied" if claim.refusal else ("retries_exhausted" if claim.retryable else "step_failed")
+        finish_execution(
+            session,
+            execution,
+            S.FAILED,
+            actor=claim.worker_id,
+            message=f"step {step.name} {step.status}",
+            error=f"step {step.step_index} ({step.name}): {error}",
+            dlq=(why, step.step_index, step.attempts, error),
+        )
+        return Outcome.FINISHED, 0.0
+
+
+def _advance(session: Session, execution: Execution, step: ExecutionStep, item: QueueItem, claim: Claim) -> Outcome:
+    session.add(step)
+    _event(session, claim, "step_finished", f"{step.name}: {step.status}")
+    if step.step_index + 1 < claim.step_count:
+        item.step_index, item.available_at, item.dispatched_at = step.step_index + 1, utcnow(), utcnow()
+        session.add(item)
+        return Outcome.ADVANCED
+    failed = session.exec(
+        select(ExecutionStep.id).where(
+            ExecutionStep.execution_id == execution.id, ExecutionStep.status != StepStatus.COMPLETED.value
+        )
+    ).first()
+    final = S.PARTIAL if failed else S.COMPLETED
+    finish_execution(session, execution, final, actor=claim.worker_id, message=final.value)
+    return Outcome.FINISHED
+
+
+def finish_execution(
+    session: Session,
+    execution: Execution,
+    status: S,
+    *,
+    actor: str,
+    message: str,
+    error: str | None = None,
+    dlq: tuple[str, int | None, int, str | None] | None = None,
+) -> None:
+    """End an execution: its status, its unfinished steps, its queue row, and a DLQ entry when given.
+
+    Args:
+        dlq: (reason, step_index, attempts, last_error) for failed or timed-out work.
+    """
+    values: dict[str, Any] = {"error": error} if error else {}
+    transition(
+        session,
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        to=status,
+        expected=S(execution.status),
+        actor=actor,
+        message=message,
+        values=values,
+    )
+    if status in {S.CANCELLED, S.TIMEOUT}:
+        session.execute(
+            update(ExecutionStep)
+            .where(
+                col(ExecutionStep.execution_id) == execution.id, col(ExecutionStep.status) == StepStatus.PENDING.value
+            )
+            .values(status=StepStatus.CANCELLED.value)
+            .execution_options(synchronize_session=False)
+        )
+    item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution.id)).first()
+    if item is not None:
+        session.delete(item)
+    if dlq is not None:
+        reason, step_index, attempts, last_error = dlq
+        session.add(
+            DlqEntry(
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                reason=reason,
+                step_index=step_index,
+                attempts=attempts,
+                last_error=last_error,
+            )
+        )
+    session.flush()
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1), capped, plus up to 50 % random extra."""
+    delay = min(max_s, base_s * (2 ** max(0, attempt - 1)))
+    return delay * (1 + random.random() / 2)  # noqa: S311  jitter, not cryptography
+
+
+def _step(session: Session, execution_id: str, index: int) -> ExecutionStep:
+    return session.exec(
+        select(ExecutionStep).where(ExecutionStep.execution_id == execution_id, ExecutionStep.step_index == index)
+    ).one()
+
+
+def _step_count(session: Session, execution_id: str) -> int:
+    return len(session.exec(select(ExecutionStep.id).where(ExecutionStep.execution_id == execution_id)).all())
+
+
+def _event(session: Session, claim: Claim, kind: str, message: str) -> None:
+    record_event(
+        session,
+        execution_id=claim.execution_id,
+        tenant_id=claim.tenant_id,
+        kind=kind,
+        actor=claim.worker_id,
+        step_index=claim.step_index,
+        message=message,
+    )
+
+
+def _worker_at(session: Session, worker_id: str, execution_id: str | None, step_index: int | None) -> None:
+    session.execute(
+        update(Worker)
+        .where(col(Worker.id) == worker_id)
+        .values(current_execution_id=execution_id, current_step_index=step_index, last_seen_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )

@@ -1,0 +1,202 @@
+"""Recovery: what the sweeper does about work nobody is doing (DESIGN §3.3, §3.5, §3.10).
+
+Each function handles one execution in its own transaction and is safe to run in every worker at
+once: rows are picked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serialises writers anyway)
+and every status change is a compare-and-set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import or_, update
+from sqlmodel import col, select
+
+from core.actions import registry
+from core.audit import record_event
+from core.engine import backoff_s, finish_execution
+from core.fsm import transition
+from core.policies import get_policy
+from db.clock import utcnow
+from db.engine import session_scope
+from db.enums import ActionClass, StepStatus
+from db.enums import ExecutionStatus as S
+from db.settings import get_settings
+from db.tables import Execution, ExecutionStep, QueueItem
+
+BATCH = 200
+
+
+def due_redispatch(*, older_than_s: float) -> list[str]:
+    """Queued work with no live message for ``older_than_s``: mark it sent now and return its ids."""
+    now = utcnow()
+    with session_scope() as session:
+        rows = session.exec(
+            select(QueueItem)
+            .where(
+                col(QueueItem.lease_token).is_(None),
+                QueueItem.available_at <= now,
+                or_(
+                    col(QueueItem.dispatched_at).is_(None),
+                    col(QueueItem.dispatched_at) < now - timedelta(seconds=older_than_s),
+                ),
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for row in rows:
+            row.dispatched_at = now
+            session.add(row)
+        return [r.execution_id for r in rows]
+
+
+def expired_leases() -> list[str]:
+    """Ids of executions whose step lease has expired (their worker died or hung)."""
+    with session_scope() as session:
+        return list(
+            session.exec(
+                select(QueueItem.execution_id)
+                .where(col(QueueItem.lease_token).is_not(None), col(QueueItem.lease_expires_at) < utcnow())
+                .limit(BATCH)
+            ).all()
+        )
+
+
+def reclaim_lease(execution_id: str) -> str | None:
+    """Take back an expired lease. A read (or idempotent) step is retried, counting the attempt; a
+    modify/deploy step's outcome is unknown: it is not run again, and the execution goes to the DLQ.
+
+    Returns what happened ("retry", "unknown", "exhausted") or None if someone else got there first.
+    """
+    settings = get_settings()
+    with session_scope() as session:
+        now = utcnow()
+        item = session.exec(
+            select(QueueItem)
+            .where(QueueItem.execution_id == execution_id, col(QueueItem.lease_expires_at) < now)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if item is None or item.lease_token is None:
+            return None
+        execution = session.get(Execution, execution_id)
+        step = session.exec(
+            select(ExecutionStep).where(
+                ExecutionStep.execution_id == execution_id, ExecutionStep.step_index == item.step_index
+            )
+        ).one()
+        assert execution is not None
+        lost_by = item.claimed_by
+        item.lease_token = item.lease_expires_at = item.claimed_by = None
+        session.add(item)
+        action = registry.get_action(step.action)
+        retryable = ActionClass(step.action_class) is ActionClass.READ or bool(action and action.idempotent)
+        max_attempts = get_policy(session, execution.sla_class, step.action_class).max_attempts
+        message = f"lease of {lost_by} expired during {step.name} (attempt {step.attempts})"
+        record_event(
+            session,
+            execution_id=execution_id,
+            tenant_id=execution.tenant_id,
+            kind="lease_expired",
+            actor="sweeper",
+            step_index=step.step_index,
+            message=message,
+        )
+        step.finished_at = now
+        if retryable and step.attempts < max_attempts:
+            delay = backoff_s(step.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
+            item.available_at, item.dispatched_at = now + timedelta(seconds=delay), None
+            session.add_all([step, item])
+            return "retry"
+        if retryable:
+            step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
+            session.add(step)
+            finish_execution(
+                session,
+                execution,
+                S.FAILED,
+                actor="sweeper",
+                message=message,
+                error=step.error,
+                dlq=("retries_exhausted", step.step_index, step.attempts, step.error),
+            )
+            return "exhausted"
+        step.status = StepStatus.UNKNOWN.value
+        step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
+        session.add(step)
+        finish_execution(
+            session,
+            execution,
+            S.FAILED,
+            actor="sweeper",
+            message=message,
+            error=step.error,
+            dlq=("unknown_outcome", step.step_index, step.attempts, step.error),
+        )
+        return "unknown"
+
+
+def expire_approvals() -> int:
+    """Pending executions whose approval window has passed become ``expired``. Returns how many."""
+    count = 0
+    with session_scope() as session:
+        rows = session.exec(
+            select(Execution)
+            .where(Execution.status == S.PENDING_APPROVAL.value, col(Execution.approval_expires_at) < utcnow())
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for execution in rows:
+            transition(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                to=S.EXPIRED,
+                expected=S.PENDING_APPROVAL,
+                actor="sweeper",
+                message="approval window passed",
+            )
+            count += 1
+    return count
+
+
+def time_out_idle_executions() -> int:
+    """Running executions past their deadline that no worker holds (between steps, in backoff) end
+    ``timeout`` with a DLQ entry. Held ones are stopped by their own worker's watcher."""
+    count = 0
+    with session_scope() as session:
+        rows = session.exec(
+            select(Execution)
+            .join(QueueItem, QueueItem.execution_id == Execution.id)  # type: ignore[arg-type]
+            .where(
+                Execution.status == S.RUNNING.value,
+                col(Execution.deadline_at) < utcnow(),
+                col(QueueItem.lease_token).is_(None),
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for execution in rows:
+            finish_execution(
+                session,
+                execution,
+                S.TIMEOUT,
+                actor="sweeper",
+                message="execution timeout",
+                error="execution timeout",
+                dlq=("execution_timeout", None, 0, "execution timeout"),
+            )
+            count += 1
+    return count
+
+
+def release_worker_leases(worker_id: str) -> int:
+    """Free the leases a stopping worker still holds on steps that had not started (graceful shutdown)."""
+    with session_scope() as session:
+        result = session.execute(
+            update(QueueItem)
+            .where(col(QueueItem.claimed_by) == worker_id)
+            .values(lease_expires_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]

@@ -1,0 +1,76 @@
+"""The workers table: who runs work, since when, last heartbeat, current step (for console and checks)."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import update
+from sqlmodel import col, select
+
+from core import rbac
+from core.rbac import Permission
+from core.schemas import Principal
+from db.clock import utcnow
+from db.engine import session_scope
+from db.tables import Worker
+
+
+class WorkerView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    host: str
+    pid: int
+    kind: str
+    threads: int
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None
+    current_execution_id: str | None
+    current_step_index: int | None
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        return (utcnow() - self.last_seen_at).total_seconds()
+
+
+def register_worker(worker_id: str, *, kind: str, threads: int) -> None:
+    """Record a starting worker (this process)."""
+    with session_scope() as session:
+        session.merge(Worker(id=worker_id, host=socket.gethostname(), pid=os.getpid(), kind=kind, threads=threads))
+
+
+def heartbeat(worker_id: str) -> None:
+    """Mark the worker alive now."""
+    with session_scope() as session:
+        session.execute(
+            update(Worker)
+            .where(col(Worker.id) == worker_id)
+            .values(last_seen_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+
+
+def mark_stopped(worker_id: str) -> None:
+    """Record a clean stop."""
+    with session_scope() as session:
+        session.execute(
+            update(Worker)
+            .where(col(Worker.id) == worker_id)
+            .values(stopped_at=utcnow(), current_execution_id=None, current_step_index=None)
+            .execution_options(synchronize_session=False)
+        )
+
+
+def list_workers(principal: Principal, *, include_stopped: bool = False, limit: int = 200) -> list[WorkerView]:
+    """Workers, most recently seen first (any role may look)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        query = select(Worker)
+        if not include_stopped:
+            query = query.where(col(Worker.stopped_at).is_(None))
+        rows = session.exec(query.order_by(col(Worker.last_seen_at).desc()).limit(limit)).all()
+        return [WorkerView.model_validate(r, from_attributes=True) for r in rows]

@@ -1,0 +1,37 @@
+"""The Dramatiq broker, chosen once per process before any actor is declared (DESIGN §10).
+
+``OPSC_REDIS_URL`` set → a RedisBroker in the ``OPSC_REDIS_NAMESPACE`` namespace. Unset → the embedded
+StubBroker, whose messages are consumed by worker threads in this same process (jobs/runtime.py).
+Our own middleware starts the heartbeat and sweeper threads in each worker process.
+"""
+
+from __future__ import annotations
+
+import dramatiq
+from dramatiq.brokers.redis import RedisBroker
+from dramatiq.brokers.stub import StubBroker
+
+from db.settings import get_settings
+from jobs.middleware import OpsMiddleware
+
+QUEUE = "opsconductor"
+
+
+def _build() -> dramatiq.Broker:
+    settings = get_settings()
+    broker: dramatiq.Broker
+    if settings.redis_url:
+        broker = RedisBroker(url=settings.redis_url, namespace=settings.redis_namespace)
+    else:
+        broker = StubBroker()
+    broker.add_middleware(OpsMiddleware())
+    return broker
+
+
+broker = _build()
+dramatiq.set_broker(broker)
+
+
+def is_embedded() -> bool:
+    """True when the broker is the in-process StubBroker."""
+    return isinstance(broker, StubBroker)

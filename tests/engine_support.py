@@ -1,0 +1,75 @@
+"""Helpers for driving the engine in tests without a broker: a recording dispatcher and a drive loop."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from core import engine, ports
+from core.engine import Outcome
+
+
+class RecordingDispatcher:
+    """Collects dispatched ids (with their delays) instead of sending them anywhere."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, float]] = []
+        self._lock = threading.Lock()
+
+    def dispatch(self, execution_id: str, delay_s: float = 0.0) -> None:
+        with self._lock:
+            self.sent.append((execution_id, delay_s))
+
+
+@contextmanager
+def recording_dispatcher() -> Iterator[RecordingDispatcher]:
+    recorder = RecordingDispatcher()
+    ports.set_dispatcher(recorder)
+    try:
+        yield recorder
+    finally:
+        ports.set_dispatcher(None)
+
+
+def drive(
+    execution_id: str, *, worker_id: str = "test-worker", limit: int = 50, timeout_s: float = 30
+) -> list[Outcome]:
+    """Process the execution's messages until it finishes (waiting out retry backoffs)."""
+    outcomes: list[Outcome] = []
+    deadline = time.monotonic() + timeout_s
+    while len(outcomes) < limit and time.monotonic() < deadline:
+        outcome = engine.process(execution_id, worker_id=worker_id)
+        outcomes.append(outcome)
+        if outcome in {Outcome.FINISHED, Outcome.STALE}:
+            return outcomes
+        if outcome is Outcome.NOOP:
+            time.sleep(0.02)  # a retry not yet due
+    return outcomes
+
+
+def tee_step(name: str, log: Path, marker: str, *, action_class: str = "read") -> str:
+    """A plan step (YAML flow mapping) that appends ``marker`` to ``log``: a countable side effect."""
+    return (
+        f"  - {{name: {name}, action: shell, target: localhost, action_class: {action_class}, "
+        f"params: {{command: [tee, -a, '{log}'], stdin: \"{marker}\\n\"}}}}\n"
+    )
+
+
+def processes_matching(pattern: str) -> list[int]:
+    """Pids of live processes whose command line contains ``pattern`` (zombies excluded)."""
+    out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout  # noqa: S607
+    pids = [int(p) for p in out.split()]
+    alive = []
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        except OSError:
+            continue
+        if state != "Z" and pid != os.getpid():
+            alive.append(pid)
+    return alive

@@ -1,0 +1,314 @@
+"""The engine (DESIGN §3.2-3.5, §6, §7) driven directly, on SQLite and PostgreSQL, without a broker."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import select
+
+from core import (
+    ActionClass,
+    PolicyValues,
+    Role,
+    SlaClass,
+    approve,
+    cancel,
+    engine,
+    get_execution,
+    list_events,
+    principal,
+    set_member,
+    submit,
+    sweeper,
+    update_policy,
+)
+from core.dlq import discard, list_dlq, requeue
+from core.engine import Outcome
+from db.clock import utcnow
+from db.engine import session_scope
+from db.settings import get_settings
+from db.tables import Execution, QueueItem
+from tests.engine_support import drive, processes_matching, recording_dispatcher, tee_step
+
+
+@pytest.fixture
+def fast(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Small backoffs and a quick watcher, so retries and cancels are fast to test."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
+    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    yield db
+    get_settings.cache_clear()
+
+
+def _bg(plan: str, who: str = "alice") -> str:
+    return submit(principal(who, "demo"), plan, background=True).execution.execution_id
+
+
+def test_three_steps_complete_in_order_each_once(fast: str, tmp_path: Path) -> None:
+    """Each step runs once, in order; the execution completes; events tell the story."""
+    log = tmp_path / "log"
+    execution_id = _bg("name: three\nsteps:\n" + "".join(tee_step(f"s{i}", log, f"step-{i}") for i in range(3)))
+    with recording_dispatcher() as sent:
+        outcomes = drive(execution_id)
+    assert outcomes == [Outcome.ADVANCED, Outcome.ADVANCED, Outcome.FINISHED]
+    assert [i for i, _ in sent.sent] == [execution_id, execution_id]  # each step dispatches the next
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "completed" and view.started_at and view.finished_at
+    assert [(s.status, s.attempts, s.output) for s in view.steps] == [("completed", 1, f"step-{i}\n") for i in range(3)]
+    assert log.read_text().splitlines() == ["step-0", "step-1", "step-2"]
+    kinds = [e.kind for e in list_events(principal("alice", "demo"), execution_id)]
+    assert kinds.count("step_started") == 3 and kinds.count("step_finished") == 3
+
+
+def test_duplicate_delivery_runs_the_step_once(fast: str, tmp_path: Path) -> None:
+    """The same message delivered three times at once: one worker claims it, the others are no-ops."""
+    log = tmp_path / "log"
+    execution_id = _bg("name: dup\nsteps:\n" + tee_step("only", log, "once"))
+    barrier = threading.Barrier(3)
+    outcomes: list[Outcome] = []
+
+    def deliver(n: int) -> None:
+        barrier.wait()
+        outcomes.append(engine.process(execution_id, worker_id=f"w{n}"))
+
+    threads = [threading.Thread(target=deliver, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(outcomes) == sorted([Outcome.FINISHED, Outcome.NOOP, Outcome.NOOP])
+    assert engine.process(execution_id, worker_id="late") is Outcome.NOOP
+    assert log.read_text() == "once\n"
+
+
+def test_failing_read_step_is_retried_then_dead_lettered(fast: str) -> None:
+    """A read step that fails is retried with backoff up to the policy's 3 attempts, then goes to the DLQ."""
+    execution_id = _bg(
+        "name: flaky\nsteps:\n  - {name: f, action: shell, target: localhost, params: {command: 'false'}}\n"
+    )
+    with recording_dispatcher() as sent:
+        outcomes = drive(execution_id)
+    assert [o for o in outcomes if o is not Outcome.NOOP] == [Outcome.RETRY, Outcome.RETRY, Outcome.FINISHED]
+    assert all(delay > 0 for _, delay in sent.sent)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "failed" and view.steps[0].attempts == 3 and view.steps[0].error == "exit code 1"
+    [entry] = list_dlq(principal("alice", "demo"))
+    assert (entry.reason, entry.attempts, entry.step_index, entry.last_error) == (
+        "retries_exhausted",
+        3,
+        0,
+        "exit code 1",
+    )
+
+
+def test_failing_modify_step_is_not_retried(fast: str) -> None:
+    """A modify step runs at most once: one failure fails the execution (DLQ reason step_failed)."""
+    execution_id = submit(
+        principal("alice", "demo"),
+        "name: m\nsteps:\n  - {name: f, action: shell, target: localhost, action_class: modify, params: {command: 'false'}}\n",
+    ).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    drive(execution_id)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.steps[0].attempts) == ("failed", 1)
+    assert list_dlq(principal("bob", "demo"))[0].reason == "step_failed"
+
+
+def test_continue_on_error_ends_partial(fast: str, tmp_path: Path) -> None:
+    """With continue_on_error a failed step does not stop the plan; the end is partial, not DLQ'd."""
+    log = tmp_path / "log"
+    plan = (
+        "name: p\ncontinue_on_error: true\nsteps:\n"
+        "  - {name: bad, action: shell, target: localhost, params: {command: [ls, /nonexistent-dir-x]}}\n"
+        + tee_step("good", log, "ran")
+    )
+    execution_id = _bg(plan)
+    drive(execution_id)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "partial" and [s.status for s in view.steps] == ["failed", "completed"]
+    assert "No such file" in (view.steps[0].output or "") and log.read_text() == "ran\n"
+    assert list_dlq(principal("alice", "demo")) == []
+
+
+def test_cancel_kills_the_running_command_within_a_second(fast: str) -> None:
+    """Cancel of a running execution: its process group is gone within 1 s, remaining steps cancelled."""
+    marker = "31.7071"
+    execution_id = _bg(
+        f"name: long\nsteps:\n  - {{name: s, action: shell, target: localhost, params: {{command: [sleep, '{marker}'], }}, timeout_s: 60}}\n"
+        "  - {name: after, action: noop, target: localhost}\n"
+    )
+    update_policy(principal("admin", "demo"), SlaClass.LONG, ActionClass.READ, PolicyValues(60, 300, 360, 1800, 3))
+    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    worker.start()
+    deadline = time.monotonic() + 10
+    while not processes_matching(f"sleep {marker}") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert processes_matching(f"sleep {marker}"), "the command never started"
+    asked = time.monotonic()
+    cancel(principal("alice", "demo"), execution_id, reason="stop it")
+    while processes_matching(f"sleep {marker}") and time.monotonic() - asked < 5:
+        time.sleep(0.01)
+    gone_after = time.monotonic() - asked
+    worker.join(timeout=10)
+    assert gone_after < 1.0, f"process still alive {gone_after:.2f}s after the cancel"
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "cancelled" and [s.status for s in view.steps] == ["cancelled", "cancelled"]
+    with session_scope() as session:
+        assert session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first() is None
+
+
+def test_step_timeout_kills_the_command_and_leaves_no_child(fast: str) -> None:
+    """A `sleep 60` with timeout_s 1 ends `timeout` within timeout + 1 s, with its process group gone."""
+    marker = "60.1234"
+    update_policy(principal("admin", "demo"), SlaClass.FAST, ActionClass.READ, PolicyValues(5, 10, 15, 300, 1))
+    execution_id = _bg(
+        f"name: t\nsteps:\n  - {{name: s, action: shell, target: localhost, params: {{command: [sleep, '{marker}']}}, timeout_s: 1}}\n"
+    )
+    started = time.monotonic()
+    assert engine.process(execution_id, worker_id="w") is Outcome.FINISHED
+    elapsed = time.monotonic() - started
+    assert elapsed < 2.0, elapsed
+    assert processes_matching(f"sleep {marker}") == []
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.steps[0].status, view.steps[0].error) == ("failed", "timeout", "command timed out")
+
+
+def test_execution_deadline_stops_a_running_step(fast: str) -> None:
+    """Past the execution deadline the watcher stops the step: execution `timeout`, DLQ execution_timeout."""
+    execution_id = _bg("name: d\nsteps:\n  - {name: s, action: sleep, target: localhost, params: {seconds: 4}}\n")
+    claim_thread = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    claim_thread.start()
+    time.sleep(0.3)
+    with session_scope() as session:
+        session.execute(update(Execution).where(Execution.id == execution_id).values(deadline_at=utcnow()))
+    claim_thread.join(timeout=10)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.steps[0].status) == ("timeout", "timeout")
+    assert list_dlq(principal("alice", "demo"))[0].reason == "execution_timeout"
+
+
+def test_sweeper_times_out_an_idle_execution_and_expires_approvals(fast: str) -> None:
+    """Between steps (no lease) past its deadline → timeout; a pending approval past its window → expired."""
+    running = _bg(
+        "name: two\nsteps:\n  - {name: a, action: noop, target: localhost}\n  - {name: b, action: noop, target: localhost}\n"
+    )
+    assert engine.process(running, worker_id="w") is Outcome.ADVANCED
+    pending = submit(
+        principal("alice", "demo"),
+        "name: m\nsteps:\n  - {name: a, action: noop, target: localhost, action_class: modify}\n",
+    ).execution.execution_id
+    with session_scope() as session:
+        session.execute(update(Execution).where(Execution.id == running).values(deadline_at=utcnow()))
+        session.execute(update(Execution).where(Execution.id == pending).values(approval_expires_at=utcnow()))
+    report = sweeper.sweep()
+    assert (report.timed_out, report.expired_approvals) == (1, 1)
+    alice = principal("alice", "demo")
+    assert get_execution(alice, running).status == "timeout"
+    assert [s.status for s in get_execution(alice, running).steps] == ["completed", "cancelled"]
+    assert get_execution(alice, pending).status == "expired"
+
+
+def _crash_mid_step(execution_id: str) -> None:
+    """Simulate a worker that claimed the step, started it, and died: the lease is left to expire."""
+    claim = engine._claim(execution_id, "doomed-worker")
+    assert claim is not None
+    with session_scope() as session:
+        session.execute(
+            update(QueueItem).where(QueueItem.execution_id == execution_id).values(lease_expires_at=utcnow())
+        )
+
+
+def test_expired_lease_of_a_read_step_is_retried(fast: str, tmp_path: Path) -> None:
+    """A read step whose worker died is retried (attempt counted) and the execution completes."""
+    log = tmp_path / "log"
+    execution_id = _bg("name: r\nsteps:\n" + tee_step("s", log, "ran"))
+    _crash_mid_step(execution_id)
+    with recording_dispatcher():
+        assert sweeper.sweep(redispatch_after_s=0).reclaimed == 1
+        drive(execution_id)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.steps[0].attempts) == ("completed", 2)
+    assert "lease_expired" in [e.kind for e in list_events(principal("alice", "demo"), execution_id)]
+
+
+def test_expired_lease_of_a_modify_step_is_unknown_then_requeue_resumes_there(fast: str, tmp_path: Path) -> None:
+    """A modify step whose worker died is `unknown`: not re-run, DLQ; requeue resumes at that step only."""
+    log = tmp_path / "log"
+    plan = (
+        "name: m\nsteps:\n"
+        + tee_step("first", log, "first", action_class="modify")
+        + tee_step("second", log, "second", action_class="modify")
+    )
+    execution_id = submit(principal("alice", "demo"), plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED
+    _crash_mid_step(execution_id)
+    assert sweeper.sweep().reclaimed == 1
+    alice = principal("alice", "demo")
+    view = get_execution(alice, execution_id)
+    assert (view.status, [s.status for s in view.steps]) == ("failed", ["completed", "unknown"])
+    [entry] = list_dlq(alice)
+    assert (entry.reason, entry.step_index) == ("unknown_outcome", 1)
+    with pytest.raises(Exception, match="only their own"):
+        requeue(principal("carol", "demo"), execution_id)
+    requeued = requeue(alice, execution_id, comment="checked by hand: it did not run")
+    assert (requeued.status, requeued.attempt) == ("queued", 2)
+    drive(execution_id)
+    assert get_execution(alice, execution_id).status == "completed"
+    assert log.read_text().splitlines() == ["first", "second"]  # first never ran twice
+    assert list_dlq(alice) == [] and list_dlq(alice, include_resolved=True)[0].resolution == "requeued"
+
+
+def test_permission_revoked_after_approval_stops_the_run(fast: str, tmp_path: Path) -> None:
+    """The worker re-checks the requester's right before each step: revoked → failed, no side effect."""
+    log = tmp_path / "log"
+    execution_id = submit(
+        principal("alice", "demo"), "name: m\nsteps:\n" + tee_step("s", log, "x", action_class="modify")
+    ).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    set_member(principal("admin", "demo"), "alice", Role.VIEWER)
+    drive(execution_id)
+    view = get_execution(principal("admin", "demo"), execution_id)
+    assert view.status == "failed" and "permission denied" in (view.steps[0].error or "")
+    assert not log.exists()
+    assert list_dlq(principal("admin", "demo"))[0].reason == "permission_denied"
+
+
+def test_discard_needs_admin_and_a_comment(fast: str) -> None:
+    """Discarding a DLQ entry is an admin decision with a reason."""
+    execution_id = _bg("name: f\nsteps:\n  - {name: f, action: shell, target: localhost, params: {command: 'false'}}\n")
+    drive(execution_id)
+    from core import InvalidInput, PermissionDenied
+
+    with pytest.raises(PermissionDenied):
+        discard(principal("alice", "demo"), execution_id, comment="meh")
+    with pytest.raises(InvalidInput):
+        discard(principal("admin", "demo"), execution_id, comment=" ")
+    discard(principal("admin", "demo"), execution_id, comment="known flaky host")
+    assert list_dlq(principal("admin", "demo")) == []
+
+
+def test_immediate_mode_runs_in_the_caller(fast: str) -> None:
+    """A fast level-0 plan submitted without --background completes inside submit, no broker involved."""
+    view = submit(
+        principal("alice", "demo"), "name: i\nsteps:\n  - {name: a, action: noop, target: localhost, params: {x: 1}}\n"
+    ).execution
+    assert (view.execution_mode, view.status, view.steps[0].output) == ("immediate", "completed", '{"x": 1}')
+
+
+def test_secrets_are_resolved_at_run_time_and_masked_in_output(fast: str) -> None:
+    """A secret reference reaches the command, but its value is masked in the stored output."""
+    execution_id = _bg(
+        "name: s\nsteps:\n  - {name: e, action: shell, target: localhost, params: {command: [printenv, TOKEN], env: {TOKEN: '{{ secret:demo_token }}'}}}\n"
+    )
+    drive(execution_id)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "completed" and view.steps[0].output == "***\n"
+    with session_scope() as session:
+        stored = session.exec(select(Execution.plan_json).where(Execution.id == execution_id)).one()
+    assert "demo-demo-s3cr3t-value" not in stored
