@@ -85,7 +85,7 @@ def up_command(
 ) -> None:
     """Initialise the database, then start the Streamlit console.
 
-    No background worker is started yet (it comes in a later release): approved executions stay queued.
+    No background worker is started yet (it comes in a later release): queued executions wait for one.
     """
     if not STREAMLIT_APP.is_file():
         typer.echo(f"error: the console entry point {STREAMLIT_APP} is missing from this installation", err=True)
@@ -98,7 +98,7 @@ def up_command(
     typer.echo(f"starting the console on http://localhost:{port} (no background worker yet)")
     sys.stdout.flush()
     sys.stderr.flush()
-    os.execvp(argv[0], argv)
+    os.execvp(argv[0], argv)  # noqa: S606  an argv list, no shell: the console takes over this process
 
 
 # executions ----------------------------------------------------------------------------------------
@@ -112,7 +112,9 @@ def submit_command(
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Your key: resubmitting with it returns the same execution.")
     ] = None,
-    background: Annotated[bool, typer.Option("--background", help="Never run in this process.")] = False,
+    background: Annotated[
+        bool, typer.Option("--background", help="Leave it to a worker, even a fast level-0 plan that would run here.")
+    ] = False,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for a terminal status (see --timeout).")] = False,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 5.0,
     json_out: JsonOpt = False,
@@ -151,17 +153,22 @@ def wait_briefly(actor: Principal, view: ExecutionView, timeout_s: float) -> Exe
         return wait_for(actor, view.execution_id, timeout_s=timeout_s)
     except DeadlineExceeded:
         current = get_execution(actor, view.execution_id)
+    note = f"note: execution {current.execution_id} is still {current.status} after {timeout_s:g}s"
     if current.status == ExecutionStatus.PENDING_APPROVAL:
-        why = "it is waiting for approval"
-    else:
-        why = "no worker is running yet (workers come in a later release), so it will not start"
-    typer.echo(f"note: execution {current.execution_id} is still {current.status} after {timeout_s:g}s; {why}", err=True)
+        note += "; it is waiting for approval"
+    elif current.status in (ExecutionStatus.APPROVED, ExecutionStatus.QUEUED):
+        note += "; no worker is running yet (workers come in a later release), so it will not start"
+    typer.echo(note, err=True)
     return current
 
 
 @app.command("approve")
 def approve_command(
-    execution_id: ExecutionId, as_user: AsUser, comment: Comment = None, tenant: TenantOpt = None, json_out: JsonOpt = False
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Comment = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Approve a pending execution (approvers; never your own request)."""
     view = approve(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
@@ -170,7 +177,11 @@ def approve_command(
 
 @app.command("reject")
 def reject_command(
-    execution_id: ExecutionId, as_user: AsUser, comment: Comment = None, tenant: TenantOpt = None, json_out: JsonOpt = False
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Comment = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Reject a pending execution (approvers; never your own request)."""
     view = reject(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
@@ -191,7 +202,9 @@ def cancel_command(
 
 
 @app.command("show")
-def show_command(execution_id: ExecutionId, as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def show_command(
+    execution_id: ExecutionId, as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False
+) -> None:
     """Show one execution and its steps."""
     actor = acting_on(as_user, execution_id, tenant)
     show_view(get_execution(actor, execution_id), json_out)

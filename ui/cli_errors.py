@@ -27,7 +27,8 @@ log = logging.getLogger("opsconductor.cli")
 class GuardedGroup(TyperGroup):
     """The root command group: every subcommand runs inside its ``invoke``, so one handler covers all."""
 
-    def invoke(self, ctx: typer.Context) -> Any:
+    # ``Any``: the parameter is typer's vendored click Context, whose module is private.
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
@@ -58,10 +59,10 @@ def report_core_error(exc: CoreError) -> None:
 class _ShortFormatter(logging.Formatter):
     """One line per record: the traceback stays out of the user's terminal."""
 
-    def formatException(self, ei: Any) -> str:  # noqa: N802  (logging's name)
+    def formatException(self, ei: Any) -> str:
         return ""
 
-    def formatStack(self, stack_info: str) -> str:  # noqa: N802
+    def formatStack(self, stack_info: str) -> str:
         return ""
 
 

@@ -54,9 +54,10 @@ def approvals_given(view: ExecutionView) -> int:
 
 def render_execution(view: ExecutionView) -> str:
     """A short readable summary of one execution and its steps."""
+    stopping = "  (cancel requested)" if view.cancel_requested_at and view.status == "running" else ""
     lines = [
         f"execution {view.execution_id}  {view.name}",
-        f"  status     {view.status}" + ("  (cancel requested)" if view.cancel_requested_at and view.status == "running" else ""),
+        f"  status     {view.status}{stopping}",
         f"  tenant     {view.tenant}  requested by {view.requested_by} at {fmt_time(view.created_at)}",
         f"  level      {view.approval_level}  approvals {approvals_given(view)}/{view.approvals_required}"
         f"  class {view.action_class}  sla {view.sla_class}  mode {view.execution_mode}  run {view.run_mode}",
