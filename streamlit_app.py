@@ -8,7 +8,7 @@ from __future__ import annotations
 import streamlit as st
 
 from core import Role
-from ui import state
+from ui import runtime, state
 
 # (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call.
 PAGES = [
@@ -19,6 +19,15 @@ PAGES = [
 ]
 
 st.set_page_config(page_title="OpsConductor", page_icon=":material/play_circle:", layout="wide")
+
+
+@st.cache_resource
+def _runtime() -> str:
+    # Once per server process, shared by every session: the embedded worker (or the Redis dispatcher).
+    return runtime.ensure_console_runtime()
+
+
+_runtime()
 who = state.principal()
 if who is None:
     pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]

@@ -14,6 +14,8 @@ Errors are ``CoreError`` subclasses (see core.errors)::
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from core.admin import (
     add_asset,
     delete_secret,
@@ -31,6 +33,7 @@ from core.admin import (
 )
 from core.approvals import approve, reject
 from core.cancellation import cancel
+from core.dlq import DlqView, discard, list_dlq, requeue
 from core.errors import (
     Conflict,
     CoreError,
@@ -40,8 +43,10 @@ from core.errors import (
     NotFound,
     PermissionDenied,
     SafetyRefused,
+    ServiceUnavailable,
 )
 from core.executions import get_execution, list_events, list_executions, wait_for
+from core.fsm import TERMINAL as TERMINAL_STATUSES
 from core.plans import parse_plan
 from core.policies import PolicyValues
 from core.principals import principal, principal_for
@@ -60,8 +65,8 @@ from core.schemas import (
     SubmitResult,
     TenantSettingsView,
 )
-from core.setup import InitReport, initialize
 from core.submission import preview, submit
+from core.workers import WorkerView, list_workers
 from db.enums import (
     ActionClass,
     Connection,
@@ -74,18 +79,31 @@ from db.enums import (
     StepStatus,
     TenantMode,
 )
+from db.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from core.setup import InitReport, initialize
+
+
+def __getattr__(name: str) -> Any:
+    # Setting up pulls in Alembic (~0.5 s); only `init` and `up` need it, so it is imported on first use.
+    if name in {"initialize", "InitReport"}:
+        from core import setup
+
+        return getattr(setup, name)
+    raise AttributeError(f"module 'core' has no attribute {name!r}")
+
 
 __all__ = [
-    # enums
+    "TERMINAL_STATUSES",
     "ActionClass",
-    # views
     "ApprovalView",
     "AssetView",
-    # errors
     "Conflict",
     "Connection",
     "CoreError",
     "DeadlineExceeded",
+    "DlqView",
     "EventView",
     "ExecutionMode",
     "ExecutionStatus",
@@ -106,26 +124,32 @@ __all__ = [
     "RunMode",
     "SafetyRefused",
     "SecretInfo",
+    "ServiceUnavailable",
+    "Settings",
     "SlaClass",
     "StepStatus",
     "StepView",
     "SubmitResult",
     "TenantMode",
     "TenantSettingsView",
-    # use cases
+    "WorkerView",
     "add_asset",
     "approve",
     "cancel",
     "delete_secret",
+    "discard",
     "get_execution",
+    "get_settings",
     "get_tenant_settings",
     "initialize",
     "list_assets",
+    "list_dlq",
     "list_events",
     "list_executions",
     "list_members",
     "list_policies",
     "list_secrets",
+    "list_workers",
     "parse_plan",
     "preview",
     "principal",
@@ -133,6 +157,7 @@ __all__ = [
     "reject",
     "remove_asset",
     "remove_member",
+    "requeue",
     "set_member",
     "set_secret",
     "set_tenant_mode",

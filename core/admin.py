@@ -13,7 +13,7 @@ from core.policies import PolicyValues
 from core.rbac import Permission
 from core.safety import secret_store
 from core.schemas import AssetView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
-from db.engine import session_scope
+from core.transactions import session_scope
 from db.enums import ActionClass, Connection, OverLevelBehaviour, Role, SlaClass, TenantMode
 
 

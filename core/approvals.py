@@ -20,8 +20,8 @@ from core.ports import dispatch_committed
 from core.queueing import enqueue
 from core.rbac import Permission
 from core.schemas import ExecutionView, Principal
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import Decision, ExecutionStatus, Role
 from db.tables import Approval, Execution, Membership
 

@@ -13,8 +13,8 @@ from core.fsm import transition
 from core.queueing import dequeue
 from core.rbac import Permission
 from core.schemas import ExecutionView, Principal
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import ExecutionStatus as S
 from db.enums import Role
 

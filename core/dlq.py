@@ -22,8 +22,8 @@ from core.plans import plan_hash
 from core.ports import dispatch_committed, get_dispatcher
 from core.rbac import Permission
 from core.schemas import ExecutionView, Principal
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import DlqResolution, ExecutionStatus, Role, StepStatus
 from db.tables import DlqEntry, Execution, ExecutionStep, QueueItem, User
 

@@ -47,8 +47,8 @@ from core.ports import dispatch_committed
 from core.safety.credentials import SECRET_REF
 from core.safety.masking import Masker
 from core.safety.secret_store import reveal_secret
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings

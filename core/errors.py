@@ -7,7 +7,8 @@
     ├── Conflict            duplicate, already decided, lock held (``owner``)             → CLI exit 5
     │   └── InvalidTransition   an FSM edge that does not exist (``execution_id, from_status, to_status``)
     ├── SafetyRefused       a safety rule said no (``reason`` is a stable code)           → CLI exit 3
-    └── DeadlineExceeded    a bounded wait ran out (approval expired, wait_for timed out) → CLI exit 5
+    ├── DeadlineExceeded    a bounded wait ran out (approval expired, wait_for timed out) → CLI exit 5
+    └── ServiceUnavailable  the database is unreachable or not initialised                → CLI exit 1
 
 Facts are attributes, the message is for humans. Database errors are translated where they happen
 (``raise … from exc``); anything that is not a CoreError is a bug.
@@ -86,3 +87,9 @@ class SafetyRefused(CoreError):
 
 class DeadlineExceeded(CoreError):
     exit_code = 5
+
+
+class ServiceUnavailable(CoreError):
+    """A service we depend on cannot be used right now; the message says what to do."""
+
+    exit_code = 1

@@ -19,7 +19,7 @@ from core.fsm import TERMINAL
 from core.plans import APPROVALS_REQUIRED
 from core.rbac import Permission
 from core.schemas import ApprovalView, EventView, ExecutionSummary, ExecutionView, Principal, StepView
-from db.engine import session_scope
+from core.transactions import session_scope
 from db.enums import ExecutionStatus
 from db.tables import Approval, Execution, ExecutionEvent, ExecutionStep, Tenant, User
 

@@ -6,7 +6,7 @@ from sqlmodel import Session, select
 
 from core.errors import InvalidInput, NotFound
 from core.schemas import Principal
-from db.engine import session_scope
+from core.transactions import session_scope
 from db.enums import ActionClass, Role
 from db.tables import Execution, Membership, Tenant, User
 

@@ -17,8 +17,8 @@ from core.audit import record_event
 from core.engine import backoff_s, finish_execution
 from core.fsm import transition
 from core.policies import get_policy
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import ActionClass, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings

@@ -12,8 +12,8 @@ from sqlmodel import Session, select
 from core import directory, inventory, tenants
 from core.policies import seed_policies
 from core.safety import secret_store
+from core.transactions import session_scope
 from db import migrate
-from db.engine import session_scope
 from db.enums import Connection, Role, TenantMode
 from db.tables import Asset, Secret, Tenant
 

@@ -27,8 +27,8 @@ from core.rbac import Permission
 from core.safety.secret_store import secret_names
 from core.schemas import PlanPreview, Principal, SubmitResult
 from core.tenants import run_mode_for, tenant_settings
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.enums import Connection, ExecutionMode, ExecutionStatus
 from db.settings import get_settings
 from db.tables import Execution, ExecutionStep

@@ -13,8 +13,8 @@ from sqlmodel import col, select
 from core import rbac
 from core.rbac import Permission
 from core.schemas import Principal
+from core.transactions import session_scope
 from db.clock import utcnow
-from db.engine import session_scope
 from db.tables import Worker
 
 

@@ -61,6 +61,8 @@ class OpsMiddleware(Middleware):
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=5)
+        set_dispatcher(None)  # nothing consumes this broker any more: the sweeper of a live worker re-sends
+        engine.reset_shutdown()  # the running steps have ended; inline runs in this process may go on
         if self.worker_id is not None:
             recovery.release_worker_leases(self.worker_id)
             workers.mark_stopped(self.worker_id)

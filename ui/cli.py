@@ -7,8 +7,6 @@ is the console script's entry point.
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -23,19 +21,20 @@ from core import (
     approve,
     cancel,
     get_execution,
+    get_settings,
     initialize,
     list_executions,
     reject,
     submit,
     wait_for,
 )
+from ui import runtime
 from ui.cli_admin import assets_app, policies_app, secrets_app, tenant_app, users_app
+from ui.cli_dlq import dlq_app
 from ui.cli_errors import DEBUG_KEY, GuardedGroup
 from ui.cli_options import AsUser, JsonOpt, TenantOpt, acting, acting_on
 from ui.cli_output import as_json, print_json, render_execution, render_summaries
-
-STREAMLIT_APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
-DEFAULT_PORT = 8501
+from ui.cli_runtime import up_command, watch_command, worker_command
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -50,6 +49,10 @@ app.add_typer(assets_app, name="assets")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(policies_app, name="policies")
+app.add_typer(dlq_app, name="dlq")
+app.command("up")(up_command)
+app.command("worker")(worker_command)
+app.command("watch")(watch_command)
 
 ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 Comment = Annotated[str | None, typer.Option("--comment", help="A note recorded with the decision.")]
@@ -62,6 +65,7 @@ def root(
 ) -> None:
     """OpsConductor Execution: submit, approve and run operations plans safely."""
     ctx.meta[DEBUG_KEY] = debug
+    runtime.connect()  # with Redis configured, work this command queues is sent to the workers at once
 
 
 # setup ---------------------------------------------------------------------------------------------
@@ -78,29 +82,6 @@ def init_command(
         typer.echo(f"created {item}")
 
 
-@app.command("up")
-def up_command(
-    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the console.")] = DEFAULT_PORT,
-    demo: Annotated[bool, typer.Option("--demo", help="Also create the demo data.")] = False,
-) -> None:
-    """Initialise the database, then start the Streamlit console.
-
-    No background worker is started yet (it comes in a later release): queued executions wait for one.
-    """
-    if not STREAMLIT_APP.is_file():
-        typer.echo(f"error: the console entry point {STREAMLIT_APP} is missing from this installation", err=True)
-        raise typer.Exit(1)
-    initialize(demo=demo)
-    argv = [
-        sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP),
-        "--server.port", str(port), "--server.headless", "true",
-    ]  # fmt: skip
-    typer.echo(f"starting the console on http://localhost:{port} (no background worker yet)")
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os.execvp(argv[0], argv)  # noqa: S606  an argv list, no shell: the console takes over this process
-
-
 # executions ----------------------------------------------------------------------------------------
 
 
@@ -115,15 +96,23 @@ def submit_command(
     background: Annotated[
         bool, typer.Option("--background", help="Leave it to a worker, even a fast level-0 plan that would run here.")
     ] = False,
-    wait: Annotated[bool, typer.Option("--wait", help="Wait for a terminal status (see --timeout).")] = False,
-    timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 5.0,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for a terminal status (runs an embedded worker if no Redis).")
+    ] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
     """Submit a plan. A duplicate (same plan, or same --idempotency-key) returns the existing execution."""
     source = read_plan(plan)
     actor = acting(as_user, tenant)
-    result = submit(actor, source, idempotency_key=idempotency_key, background=background)
-    view = wait_briefly(actor, result.execution, timeout_s) if wait else result.execution
+    if wait and not get_settings().redis_url:
+        runtime.start_embedded(threads=2)  # no workers elsewhere on the embedded default: be one until done
+    try:
+        result = submit(actor, source, idempotency_key=idempotency_key, background=background)
+        view = wait_briefly(actor, result.execution, timeout_s) if wait else result.execution
+    finally:
+        if wait and not get_settings().redis_url:
+            runtime.stop_embedded()
     if json_out:
         print_json(as_json(view, created=result.created))
         return
@@ -157,7 +146,7 @@ def wait_briefly(actor: Principal, view: ExecutionView, timeout_s: float) -> Exe
     if current.status == ExecutionStatus.PENDING_APPROVAL:
         note += "; it is waiting for approval"
     elif current.status in (ExecutionStatus.APPROVED, ExecutionStatus.QUEUED):
-        note += "; no worker is running yet (workers come in a later release), so it will not start"
+        note += "; no worker has taken it yet (is `opsconductor worker` running?)"
     typer.echo(note, err=True)
     return current
 

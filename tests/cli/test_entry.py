@@ -13,6 +13,7 @@ import pytest
 
 from tests.cli.support import MODIFY_PLAN, Cli, PlanFile, ok_json
 from ui import cli as cli_module
+from ui import cli_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -97,15 +98,15 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     calls: list[tuple[str, list[str]]] = []
     inits: list[bool] = []
     monkeypatch.setattr(os, "execvp", lambda file, argv: calls.append((file, list(argv))))
-    real_initialize = cli_module.initialize
-    monkeypatch.setattr(cli_module, "initialize", lambda *, demo: inits.append(demo) or real_initialize(demo=demo))
+    real_initialize = cli_runtime.initialize
+    monkeypatch.setattr(cli_runtime, "initialize", lambda *, demo: inits.append(demo) or real_initialize(demo=demo))
     result = cli("up", "--port", "8765", "--demo")
     assert result.exit_code == 0, result.stderr
     assert inits == [True]
     [(file, argv)] = calls
     assert file == argv[0] == sys.executable
     assert argv[1:5] == ["-m", "streamlit", "run", str(REPO / "streamlit_app.py")]
-    assert argv[5:] == ["--server.port", "8765", "--server.headless", "true"]
+    assert argv[5:] == ["--server.port", "8765", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
 
 
 def test_up_refuses_a_port_out_of_range(cli: Cli) -> None:

@@ -112,14 +112,12 @@ def test_submit_reads_the_plan_from_stdin(sqlite_db: str, cli: Cli) -> None:
     assert ok_json(result)["name"] == "disk-usage"
 
 
-def test_submit_wait_without_a_worker_prints_the_state_and_a_note(
-    sqlite_db: str, cli: Cli, plan_file: PlanFile
-) -> None:
-    """--wait gives up after --timeout, prints the current state and exits 0 with a note on stderr."""
-    args = ("--background", "--wait", "--timeout", "0.3", "--json")
-    result = cli("submit", plan_file(READ_PLAN), "--as", "alice", *args)
-    assert ok_json(result)["status"] == "queued"
-    assert "note:" in result.stderr and "no worker" in result.stderr
+def test_submit_background_wait_runs_in_an_embedded_worker(sqlite_db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """On the embedded default, --wait runs worker threads in the CLI until the execution ends."""
+    result = cli("submit", plan_file(READ_PLAN), "--as", "alice", "--background", "--wait", "--timeout", "30", "--json")
+    body = ok_json(result)
+    assert (body["execution_mode"], body["status"]) == ("background", "completed")
+    assert body["steps"][0]["output"]
 
 
 def test_submit_wait_on_a_plan_needing_approval_says_so(sqlite_db: str, cli: Cli, plan_file: PlanFile) -> None:

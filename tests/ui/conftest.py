@@ -35,6 +35,13 @@ steps:
 OpenConsole = Callable[..., AppTest]
 
 
+@pytest.fixture(autouse=True)
+def no_console_worker(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The app under AppTest runs in the test process: keep worker threads out of it (tests drive work)."""
+    monkeypatch.setenv("OPSC_CONSOLE_WORKER", "0")
+    core.get_settings.cache_clear()
+
+
 @pytest.fixture
 def console(sqlite_db: str) -> OpenConsole:
     """Open the console, optionally signed in as ``username`` (in ``tenant``) and switched to ``page``."""

@@ -1,0 +1,37 @@
+"""Transactions for core's use cases: db's session scope, with database errors translated once, here.
+
+An unreachable database or one without our schema becomes ``ServiceUnavailable`` (with what to do),
+so the console and the CLI show a clear message instead of a driver traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from sqlmodel import Session
+
+from core.errors import ServiceUnavailable
+from db import engine
+
+_MISSING_SCHEMA = ("no such table", "does not exist", "undefinedtable")
+
+
+@contextmanager
+def session_scope() -> Iterator[Session]:
+    """One transaction on the configured database (commit on success, roll back on error).
+
+    Raises:
+        ServiceUnavailable: the database cannot be reached, or has no schema (run ``opsconductor init``).
+    """
+    try:
+        with engine.session_scope() as session:
+            yield session
+    except (OperationalError, ProgrammingError) as exc:
+        text = str(exc.orig).lower()
+        if any(marker in text for marker in _MISSING_SCHEMA):
+            raise ServiceUnavailable("the database has no OpsConductor schema yet: run `opsconductor init`") from exc
+        if isinstance(exc, OperationalError) and ("connect" in text or "unable to open" in text or "timeout" in text):
+            raise ServiceUnavailable(f"the database is unreachable: {str(exc.orig).splitlines()[0]}") from exc
+        raise

@@ -1,0 +1,70 @@
+"""A client process for the e2e tests: uses the public API with the environment it is given.
+
+Usage: client.py submit N PLAN_FILE | wait IDS_FILE TIMEOUT_S | workers | show ID | approve ID | requeue ID |
+       policy SLA CLASS STEP EXEC LEASE APPROVAL ATTEMPTS
+Prints one JSON object on its last line.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+import core
+from core.workers import list_workers
+from ui import runtime
+
+
+def main(argv: list[str]) -> dict[str, object]:
+    runtime.connect()  # Redis configured: messages go out after each commit
+    command = argv[0]
+    if command == "submit":
+        count, plan = int(argv[1]), Path(argv[2]).read_text()
+        alice = core.principal("alice", "demo")
+        ids = []
+        for i in range(count):
+            text = plan.replace("NAME", f"plan-{i}")
+            ids.append(core.submit(alice, text, background=True).execution.execution_id)
+        return {"ids": ids}
+    if command == "wait":
+        ids, timeout_s = json.loads(Path(argv[1]).read_text()), float(argv[2])
+        admin = core.principal("admin", "demo")
+        deadline = time.monotonic() + timeout_s
+        statuses: dict[str, str] = {}
+        for execution_id in ids:
+            try:
+                remaining = max(0.1, deadline - time.monotonic())
+                statuses[execution_id] = core.wait_for(admin, execution_id, timeout_s=remaining).status
+            except core.DeadlineExceeded:
+                statuses[execution_id] = core.get_execution(admin, execution_id).status
+        return {"statuses": statuses}
+    if command == "workers":
+        views = list_workers(core.principal("admin", "demo"))
+        return {
+            "live": sum(1 for w in views if w.heartbeat_age_s < 5),
+            "workers": [w.model_dump(mode="json") for w in views],
+        }
+    if command == "approve":
+        return core.approve(core.principal("bob", "demo"), argv[1]).model_dump(mode="json")
+    if command == "requeue":
+        from core.dlq import requeue
+
+        return requeue(core.principal("alice", "demo"), argv[1], comment="e2e").model_dump(mode="json")
+    if command == "policy":
+        sla, cls, *values = argv[1:]
+        core.update_policy(
+            core.principal("admin", "demo"),
+            core.SlaClass(sla),
+            core.ActionClass(cls),
+            core.PolicyValues(*(int(v) for v in values)),
+        )
+        return {"ok": True}
+    if command == "show":
+        return core.get_execution(core.principal("admin", "demo"), argv[1]).model_dump(mode="json")
+    raise SystemExit(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    print(json.dumps(main(sys.argv[1:])))

@@ -1,0 +1,133 @@
+"""Worker processes on the real Redis and PostgreSQL (DESIGN §3.2-3.5): throughput, exactly-once steps,
+crashes mid-step, and a broker that loses every message."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import redis
+
+from tests.e2e.conftest import Cluster
+from tests.engine_support import processes_matching
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+def _tee(name: str, log: Path, marker: str, *, action_class: str = "read", timeout_s: int = 1) -> str:
+    return (
+        f"  - {{name: {name}, action: shell, target: localhost, action_class: {action_class}, timeout_s: {timeout_s}, "
+        f"params: {{command: [tee, -a, '{log}'], stdin: \"{marker}\\n\"}}}}\n"
+    )
+
+
+def _write(tmp_path: Path, name: str, text: str) -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _wait_all(cluster: Cluster, tmp_path: Path, ids: list[str], timeout_s: float) -> dict[str, str]:
+    ids_file = _write(tmp_path, "ids.json", json.dumps(ids))
+    return cluster.client("wait", ids_file, str(timeout_s))["statuses"]
+
+
+def test_200_executions_of_3_steps_on_2_worker_processes_run_each_step_once(cluster: Cluster, tmp_path: Path) -> None:
+    """200 three-step plans through 2 worker processes: all complete, and the 600 side effects are unique."""
+    log = tmp_path / "effects.log"
+    plan = _write(
+        tmp_path, "plan.yaml", "name: NAME\nsteps:\n" + "".join(_tee(f"s{i}", log, f"NAME:s{i}") for i in range(3))
+    )
+    cluster.start_worker(processes=2, threads=4)
+    cluster.wait_for_workers(2)
+    ids = cluster.client("submit", "200", plan)["ids"]
+    statuses = _wait_all(cluster, tmp_path, ids, 180)
+    assert Counter(statuses.values()) == {"completed": 200}
+    lines = log.read_text().splitlines()
+    assert len(lines) == 600 and len(set(lines)) == 600
+    by_plan: dict[str, list[str]] = {}
+    for line in lines:
+        name, step = line.split(":")
+        by_plan.setdefault(name, []).append(step)
+    assert all(steps == ["s0", "s1", "s2"] for steps in by_plan.values())  # in order, each once
+
+
+def _worker_running(marker: str, timeout_s: float = 20) -> int:
+    """The pid of the worker process whose step runs `sleep <marker>`."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for pid in processes_matching(f"sleep {marker}"):
+            return int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])  # its parent
+        time.sleep(0.05)
+    raise AssertionError(f"no process ran sleep {marker}")
+
+
+def test_worker_killed_mid_read_step_is_retried_elsewhere(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL the worker in the middle of a read step: after the lease expires another worker retries it."""
+    cluster.client("policy", "fast", "read", "3", "20", "3", "300", "3")
+    log = tmp_path / "effects.log"
+    plan = _write(
+        tmp_path,
+        "plan.yaml",
+        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 3, params: {command: [sleep, '2.713']}}\n"
+        + _tee("after", log, "after"),
+    )
+    cluster.start_worker(threads=2)
+    cluster.start_worker(threads=2)
+    cluster.wait_for_workers(2)
+    [execution_id] = cluster.client("submit", "1", plan)["ids"]
+    os.kill(_worker_running("2.713"), signal.SIGKILL)
+    statuses = _wait_all(cluster, tmp_path, [execution_id], 40)
+    assert statuses == {execution_id: "completed"}
+    view = cluster.client("show", execution_id)
+    assert [(s["status"], s["attempts"]) for s in view["steps"]] == [("completed", 2), ("completed", 1)]
+    assert log.read_text() == "after\n"
+
+
+def test_worker_killed_mid_modify_step_goes_to_dlq_and_requeue_resumes_there(cluster: Cluster, tmp_path: Path) -> None:
+    """SIGKILL mid modify step: the step is `unknown`, nothing runs twice; requeue resumes at that step."""
+    cluster.client("policy", "fast", "modify", "3", "20", "3", "600", "3")
+    log = tmp_path / "effects.log"
+    plan = _write(
+        tmp_path,
+        "plan.yaml",
+        "name: NAME\nsteps:\n"
+        + _tee("first", log, "first", action_class="modify")
+        + "  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 3, params: {command: [sleep, '2.917']}}\n"
+        + _tee("third", log, "third", action_class="modify"),
+    )
+    cluster.start_worker(threads=2)
+    cluster.start_worker(threads=2)
+    cluster.wait_for_workers(2)
+    [execution_id] = cluster.client("submit", "1", plan)["ids"]
+    cluster.client("approve", execution_id)
+    os.kill(_worker_running("2.917"), signal.SIGKILL)
+    assert _wait_all(cluster, tmp_path, [execution_id], 40) == {execution_id: "failed"}
+    view = cluster.client("show", execution_id)
+    assert [s["status"] for s in view["steps"]] == ["completed", "unknown", "pending"]
+    assert log.read_text() == "first\n"
+    cluster.client("requeue", execution_id)
+    assert _wait_all(cluster, tmp_path, [execution_id], 40) == {execution_id: "completed"}
+    assert log.read_text() == "first\nthird\n"
+
+
+def test_redis_flushed_while_100_are_queued_all_still_complete(
+    cluster: Cluster, tmp_path: Path, redis_url: str
+) -> None:
+    """FLUSHALL with 100 executions queued and no worker up: the sweeper re-dispatches them from the DB."""
+    log = tmp_path / "effects.log"
+    plan = _write(tmp_path, "plan.yaml", "name: NAME\nsteps:\n" + _tee("only", log, "NAME"))
+    ids = cluster.client("submit", "100", plan)["ids"]
+    client = redis.Redis.from_url(redis_url)
+    assert any(key.startswith(cluster.env["OPSC_REDIS_NAMESPACE"].encode()) for key in client.keys("*"))
+    client.flushall()
+    client.close()
+    cluster.start_worker(threads=4)
+    statuses = _wait_all(cluster, tmp_path, ids, 90)
+    assert Counter(statuses.values()) == {"completed": 100}
+    assert len(set(log.read_text().splitlines())) == 100
