@@ -1,0 +1,248 @@
+"""Throughput and latency of the job runner against a raw Dramatiq floor, in one run (issue: job runner).
+
+Measures, on the same PostgreSQL and Redis, with the same number of worker processes and threads:
+  (a) raw floor: plain Dramatiq, one PostgreSQL insert per message (bench/raw_floor_actors.py);
+  (b) OpsConductor: N level-0 plans of 3 noop steps, submitted in background mode, run by
+      `opsconductor worker` processes through the full path (claim, lease, events, dispatch per step).
+Prints steps/s for both and their ratio, submit latency p50/p99, submit→completed p50/p99,
+approve→first-step-started p95 (level-1 plans), and the peak RSS of a worker process; the last line
+is one JSON object with every figure.
+
+Usage: uv run python bench/throughput.py [--plans 300] [--processes 2] [--threads 4] [--approvals 30]
+Needs PostgreSQL (OPSC_TEST_DATABASE_URL or 127.0.0.1:5432) and Redis (OPSC_TEST_REDIS_URL or :6379);
+it creates and drops its own database and uses its own Redis namespaces.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import psycopg2
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(
+    f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(3)
+)
+MODIFY_PLAN = "name: {name}\nsteps:\n  - {{name: m, action: noop, target: localhost, action_class: modify}}\n"
+
+
+def percentile(values: list[float], pct: float) -> float:
+    """The pct-th percentile (nearest rank) of ``values``, in the values' unit."""
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(pct / 100 * len(ordered)) - 1))]
+
+
+def peak_rss_mb(group_leader: int) -> float:
+    """The largest peak RSS (VmHWM) among the processes of a process group, in MB."""
+    peak = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if os.getpgid(int(entry.name)) != group_leader:
+                continue
+            for line in (entry / "status").read_text().splitlines():
+                if line.startswith("VmHWM:"):
+                    peak = max(peak, int(line.split()[1]) / 1024)
+        except (OSError, ProcessLookupError):
+            continue
+    return peak
+
+
+def start_group(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    handle = log.open("wb")
+    return subprocess.Popen(argv, cwd=ROOT, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stop_group(proc: subprocess.Popen[bytes]) -> None:
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path) -> dict[str, float]:
+    """Plain Dramatiq + one insert per message: messages per second."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("CREATE TABLE bench_raw (id bigserial PRIMARY KEY, n int NOT NULL, at timestamptz DEFAULT now())")
+    namespace = f"bench-raw-{uuid.uuid4().hex[:8]}"
+    env = {**os.environ, "BENCH_REDIS_URL": REDIS_URL, "BENCH_NAMESPACE": namespace, "BENCH_PG_DSN": dsn}
+    argv = [
+        sys.executable,
+        "-m",
+        "dramatiq",
+        "bench.raw_floor_actors",
+        "--processes",
+        str(processes),
+        "--threads",
+        str(threads),
+    ]
+    workers = start_group(argv, env, logs / "raw-workers.log")
+    os.environ.update({"BENCH_REDIS_URL": REDIS_URL, "BENCH_NAMESPACE": namespace, "BENCH_PG_DSN": dsn})
+    sys.path.insert(0, str(ROOT))
+    from bench import raw_floor_actors
+
+    try:
+        raw_floor_actors.insert_row.send(-1)  # warm-up: workers connected and consuming
+        _wait_rows(conn, 1, 60)
+        started = time.perf_counter()
+        for n in range(messages):
+            raw_floor_actors.insert_row.send(n)
+        _wait_rows(conn, messages + 1, 300)
+        elapsed = time.perf_counter() - started
+        rss = peak_rss_mb(workers.pid)
+    finally:
+        stop_group(workers)
+        conn.close()
+    return {"steps_per_s": messages / elapsed, "seconds": elapsed, "peak_rss_mb": rss}
+
+
+def _wait_rows(conn: psycopg2.extensions.connection, count: int, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    with conn.cursor() as cur:
+        while time.monotonic() < deadline:
+            cur.execute("SELECT count(*) FROM bench_raw")
+            if cur.fetchone()[0] >= count:  # type: ignore[index]
+                return
+            time.sleep(0.01)
+    raise TimeoutError(f"raw floor: fewer than {count} rows after {timeout_s}s")
+
+
+def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: int, logs: Path) -> dict[str, float]:
+    """The full path: background submits of 3-noop-step plans, run by `opsconductor worker` processes."""
+    namespace = f"bench-opsc-{uuid.uuid4().hex[:8]}"
+    from cryptography.fernet import Fernet
+
+    os.environ.update(
+        {
+            "OPSC_DATABASE_URL": url,
+            "OPSC_REDIS_URL": REDIS_URL,
+            "OPSC_REDIS_NAMESPACE": namespace,
+            "OPSC_SECRET_KEY": Fernet.generate_key().decode(),
+        }
+    )
+    import core  # configured by the environment above: import only now
+    from core.workers import list_workers
+    from ui import runtime
+
+    core.initialize(demo=True)
+    runtime.connect()
+    workers = start_group(
+        [sys.executable, "-m", "ui.cli", "worker", "--processes", str(processes), "--threads", str(threads)],
+        dict(os.environ),
+        logs / "opsc-workers.log",
+    )
+    alice, bob, admin = core.principal("alice", "demo"), core.principal("bob", "demo"), core.principal("admin", "demo")
+    try:
+        deadline = time.monotonic() + 60
+        while len(list_workers(admin)) < processes and time.monotonic() < deadline:
+            time.sleep(0.1)
+        core.wait_for(
+            alice, core.submit(alice, NOOP_PLAN.format(name="warm-up"), background=True).execution.execution_id
+        )
+        submit_ms: list[float] = []
+        ids: list[str] = []
+        started = time.perf_counter()
+        for i in range(plans):
+            t0 = time.perf_counter()
+            ids.append(core.submit(alice, NOOP_PLAN.format(name=f"bench-{i}"), background=True).execution.execution_id)
+            submit_ms.append((time.perf_counter() - t0) * 1000)
+        for execution_id in ids:
+            view = core.wait_for(alice, execution_id, timeout_s=600, poll_s=0.05)
+            assert view.status == "completed", view
+        elapsed = time.perf_counter() - started
+        completed_ms = [
+            ((v.finished_at - v.created_at).total_seconds() * 1000)  # type: ignore[operator]
+            for v in (core.get_execution(alice, i) for i in ids)
+        ]
+        approve_ms: list[float] = []
+        for i in range(approvals):
+            execution_id = core.submit(alice, MODIFY_PLAN.format(name=f"approve-{i}")).execution.execution_id
+            core.approve(bob, execution_id)
+            core.wait_for(alice, execution_id, timeout_s=60, poll_s=0.05)
+            decided = max(a.created_at for a in core.get_execution(alice, execution_id).approvals)
+            first = next(e for e in core.list_events(alice, execution_id) if e.kind == "step_started")
+            approve_ms.append((first.created_at - decided).total_seconds() * 1000)
+        rss = peak_rss_mb(workers.pid)
+    finally:
+        stop_group(workers)
+    return {
+        "steps_per_s": 3 * plans / elapsed,
+        "seconds": elapsed,
+        "submit_ms_p50": percentile(submit_ms, 50),
+        "submit_ms_p99": percentile(submit_ms, 99),
+        "completed_ms_p50": percentile(completed_ms, 50),
+        "completed_ms_p99": percentile(completed_ms, 99),
+        "approve_to_first_step_ms_p95": percentile(approve_ms, 95),
+        "peak_rss_mb": rss,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--plans", type=int, default=300)
+    parser.add_argument("--approvals", type=int, default=30)
+    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=4)
+    args = parser.parse_args()
+    logs = Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".bench-logs"))
+    logs.mkdir(parents=True, exist_ok=True)
+    admin = create_engine(make_url(PG_ADMIN), isolation_level="AUTOCOMMIT")
+    name = f"opsc_bench_{uuid.uuid4().hex[:8]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = make_url(PG_ADMIN).set(database=name)
+    dsn = f"dbname={name} user={url.username or 'postgres'} host={url.host or '127.0.0.1'} port={url.port or 5432}"
+    try:
+        print(
+            f"raw floor: {3 * args.plans} messages, {args.processes} processes x {args.threads} threads ...", flush=True
+        )
+        raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs)
+        print(f"  {raw['steps_per_s']:.0f} steps/s", flush=True)
+        print(f"opsconductor: {args.plans} plans x 3 noop steps ...", flush=True)
+        ops = opsconductor(
+            url.render_as_string(hide_password=False), args.plans, args.approvals, args.processes, args.threads, logs
+        )
+    finally:
+        from db.engine import dispose_engines
+
+        dispose_engines()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    ratio = ops["steps_per_s"] / raw["steps_per_s"]
+    print(f"  {ops['steps_per_s']:.0f} steps/s = {ratio:.0%} of the raw floor")
+    print(f"  submit latency p50 {ops['submit_ms_p50']:.1f} ms, p99 {ops['submit_ms_p99']:.1f} ms")
+    print(f"  submit→completed p50 {ops['completed_ms_p50']:.0f} ms, p99 {ops['completed_ms_p99']:.0f} ms")
+    print(f"  approve→first step started p95 {ops['approve_to_first_step_ms_p95']:.0f} ms")
+    print(f"  peak RSS of a worker process {ops['peak_rss_mb']:.0f} MB (raw floor worker {raw['peak_rss_mb']:.0f} MB)")
+    result = {
+        "plans": args.plans,
+        "processes": args.processes,
+        "threads": args.threads,
+        "raw_steps_per_s": round(raw["steps_per_s"], 1),
+        "opsc_steps_per_s": round(ops["steps_per_s"], 1),
+        "ratio": round(ratio, 3),
+        **{k: round(v, 1) for k, v in ops.items() if k != "steps_per_s"},
+        "raw_peak_rss_mb": round(raw["peak_rss_mb"], 1),
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
