@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from sqlalchemy import insert
 from sqlmodel import Session
 
+from db.clock import utcnow
 from db.tables import ExecutionEvent
 
 
@@ -22,19 +24,20 @@ def record_event(
     to_status: str | None = None,
     step_index: int | None = None,
     data: dict[str, Any] | None = None,
-) -> ExecutionEvent:
-    """Append an event to the execution's trail (flushed, not committed: the caller's transaction decides)."""
-    event = ExecutionEvent(
-        execution_id=execution_id,
-        tenant_id=tenant_id,
-        kind=kind,
-        actor=actor,
-        message=message,
-        from_status=from_status,
-        to_status=to_status,
-        step_index=step_index,
-        data_json=json.dumps(data or {}, sort_keys=True, default=str),
+) -> None:
+    """Append an event to the execution's trail, in the caller's transaction (which decides to commit)."""
+    # A Core insert: the audit trail is written on every step, and no caller needs the ORM object back.
+    session.execute(
+        insert(ExecutionEvent.__table__).values(  # type: ignore[attr-defined]
+            execution_id=execution_id,
+            tenant_id=tenant_id,
+            kind=kind,
+            actor=actor,
+            message=message,
+            from_status=from_status,
+            to_status=to_status,
+            step_index=step_index,
+            data_json=json.dumps(data or {}, sort_keys=True, default=str),
+            created_at=utcnow(),
+        )
     )
-    session.add(event)
-    session.flush()
-    return event

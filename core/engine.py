@@ -18,6 +18,7 @@ Crashed workers are handled by core/recovery.py (the sweeper), which shares ``fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,11 +27,11 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import delete, update
 from sqlmodel import Session, col, select
 
 from core import rbac
@@ -42,7 +43,7 @@ from core.errors import CoreError
 from core.fsm import TERMINAL, transition
 from core.inventory import asset_view
 from core.plans import plan_hash
-from core.policies import get_policy
+from core.policies import cached_policy
 from core.ports import dispatch_committed
 from core.safety.credentials import SECRET_REF
 from core.safety.masking import Masker
@@ -101,6 +102,8 @@ class Claim:
     masker: Masker = field(default_factory=Masker)
     refusal: str | None = None  # a run-time check failed: the step must not run
     cancelled: bool = False  # a cancel was requested before the step could start
+    step_name: str = ""
+    reported_position: bool = False  # the watcher told the workers table which step this worker runs
 
 
 def worker_identity(kind: str = "inline") -> str:
@@ -151,30 +154,47 @@ def run_inline(execution_id: str, *, max_steps: int = 1000) -> Outcome:
 
 
 def _claim(execution_id: str, worker_id: str) -> Claim | None:
+    # The hot path: one read (queue row, execution, step, asset and the requester's membership together),
+    # one compare-and-set, one step update, one event. Policies come from a short-lived cache.
     with session_scope() as session:
         now = utcnow()
-        item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first()
-        if item is None or item.lease_token is not None or item.available_at > now:
+        row = session.exec(
+            select(QueueItem, Execution, ExecutionStep, Asset, Membership)
+            .join(Execution, col(Execution.id) == QueueItem.execution_id)
+            .join(
+                ExecutionStep,
+                (col(ExecutionStep.execution_id) == QueueItem.execution_id)
+                & (col(ExecutionStep.step_index) == QueueItem.step_index),
+            )
+            .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
+            .outerjoin(
+                Membership,
+                (col(Membership.tenant_id) == Execution.tenant_id)
+                & (col(Membership.user_id) == Execution.requested_by),
+            )
+            .where(QueueItem.execution_id == execution_id)
+        ).first()
+        if row is None:
             return None
-        execution = session.get(Execution, execution_id)
-        if execution is None:
+        item, execution, step, asset, membership = row
+        if item.lease_token is not None or item.available_at > now:
             return None
         if S(execution.status) in TERMINAL:
             session.delete(item)  # an ended execution keeps no work
             return None
-        step = _step(session, execution_id, item.step_index)
-        policy = get_policy(session, execution.sla_class, step.action_class)
+        policy = cached_policy(session, execution.sla_class, step.action_class)
         token = new_id()
         taken = session.execute(
-            update(QueueItem)
-            .where(col(QueueItem.id) == item.id, col(QueueItem.lease_token).is_(None))
+            _QUEUE.update()
+            .where(_QUEUE.c.id == item.id, _QUEUE.c.lease_token.is_(None))
             .values(lease_token=token, lease_expires_at=now + timedelta(seconds=policy.lease_s), claimed_by=worker_id)
-            .execution_options(synchronize_session=False)
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        deadline_at = execution.deadline_at
         if execution.status in {S.APPROVED, S.QUEUED}:
-            run_policy = get_policy(session, execution.sla_class, execution.action_class)
+            run_policy = cached_policy(session, execution.sla_class, execution.action_class)
+            deadline_at = now + timedelta(seconds=run_policy.execution_s)
             transition(
                 session,
                 execution_id=execution.id,
@@ -183,60 +203,56 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
                 expected=S(execution.status),
                 actor=worker_id,
                 message="started",
-                values={"started_at": now, "deadline_at": now + timedelta(seconds=run_policy.execution_s)},
+                values={"started_at": now, "deadline_at": deadline_at},
             )
-            session.refresh(execution)
         action = registry.get_action(step.action)
         claim = Claim(
             execution_id=execution.id,
             tenant_id=execution.tenant_id,
             step_index=step.step_index,
-            step_count=_step_count(session, execution.id),
+            step_count=len(json.loads(execution.plan_json)["steps"]),
             token=token,
             worker_id=worker_id,
             lease_s=policy.lease_s,
             step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
-            deadline_at_epoch=execution.deadline_at.timestamp() if execution.deadline_at else time.time() + 3600,
+            deadline_at_epoch=deadline_at.timestamp() if deadline_at else time.time() + 3600,
             action=step.action,
             params={},
-            asset=asset_view(session.get(Asset, step.target_asset_id)),  # type: ignore[arg-type]
+            asset=asset_view(asset),
             run_mode=RunMode(execution.run_mode),
             retryable=ActionClass(step.action_class) is ActionClass.READ or bool(action and action.idempotent),
             attempts=step.attempts + 1,
             max_attempts=policy.max_attempts,
             continue_on_error=execution.continue_on_error,
             cancelled=execution.cancel_requested_at is not None,
+            step_name=step.name,
         )
-        claim.refusal = _refusal(session, execution, step) if action else f"unknown action {step.action!r}"
+        claim.refusal = _refusal(session, execution, step, membership) if action else f"unknown action {step.action!r}"
         if claim.refusal is None and not claim.cancelled:
             claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
-        step.status, step.attempts, step.started_at = StepStatus.RUNNING.value, claim.attempts, now
-        step.finished_at = None
-        session.add(step)
-        record_event(
+        _update_step(
             session,
-            execution_id=execution.id,
-            tenant_id=execution.tenant_id,
-            kind="step_started",
-            actor=worker_id,
-            step_index=step.step_index,
-            message=f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
+            claim,
+            status=StepStatus.RUNNING.value,
+            attempts=claim.attempts,
+            started_at=now,
+            finished_at=None,
         )
-        _worker_at(session, worker_id, execution.id, step.step_index)
+        _event(
+            session,
+            claim,
+            "step_started",
+            f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
+        )
         return claim
 
 
-def _refusal(session: Session, execution: Execution, step: ExecutionStep) -> str | None:
+def _refusal(session: Session, execution: Execution, step: ExecutionStep, membership: Membership | None) -> str | None:
     """Run-time authorisation (DESIGN §3.7): plan hash, approvals, the requester's current right."""
     if plan_hash(execution.plan_json) != execution.plan_hash:
         return "plan hash mismatch: the stored plan was changed after approval"
     if not approvals_satisfied(session, execution):
         return "approvals no longer valid (an approver lost their role, or the plan changed)"
-    membership = session.exec(
-        select(Membership).where(
-            Membership.tenant_id == execution.tenant_id, Membership.user_id == execution.requested_by
-        )
-    ).first()
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
     if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
@@ -319,6 +335,11 @@ def _watch(claim: Claim, stop: threading.Event, reason: list[StopReason], done: 
     renew_every = max(0.5, claim.lease_s / 3)
     last_renewal = time.monotonic()
     while not done.wait(settings.watch_interval_s):
+        if not claim.reported_position:
+            # Only steps that outlive one tick are worth showing in the workers table.
+            with contextlib.suppress(Exception), session_scope() as session:
+                _worker_at(session, claim.worker_id, claim.execution_id, claim.step_index)
+                claim.reported_position = True
         why: StopReason | None = None
         if _shutdown.is_set() and claim.retryable:
             why = StopReason.SHUTDOWN
@@ -376,10 +397,9 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
     with session_scope() as session:
         now = utcnow()
         released = session.execute(
-            update(QueueItem)
-            .where(col(QueueItem.execution_id) == claim.execution_id, col(QueueItem.lease_token) == claim.token)
+            _QUEUE.update()
+            .where(_QUEUE.c.execution_id == claim.execution_id, _QUEUE.c.lease_token == claim.token)
             .values(lease_token=None, lease_expires_at=None, claimed_by=None)
-            .execution_options(synchronize_session=False)
         )
         if released.rowcount != 1:  # type: ignore[attr-defined]
             record_event(
@@ -393,74 +413,96 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
                 data={"ok": result.ok, "error": error},
             )
             return Outcome.STALE, 0.0
-        _worker_at(session, claim.worker_id, None, None)
-        step = _step(session, claim.execution_id, claim.step_index)
-        execution = session.get(Execution, claim.execution_id)
-        assert execution is not None
-        step.output, step.error, step.finished_at = output or None, error, now
-        item = session.exec(select(QueueItem).where(QueueItem.execution_id == claim.execution_id)).one()
+        if claim.reported_position:
+            _worker_at(session, claim.worker_id, None, None)
+        done = {"output": output or None, "error": error, "finished_at": now}
 
         if result.ok:
-            step.status = StepStatus.COMPLETED.value
-            return _advance(session, execution, step, item, claim), 0.0
+            _update_step(session, claim, status=StepStatus.COMPLETED.value, **done)
+            return _advance(session, claim, now), 0.0
         if reason is StopReason.SHUTDOWN:
-            step.status, step.attempts, step.finished_at = StepStatus.PENDING.value, step.attempts - 1, None
+            _update_step(session, claim, status=StepStatus.PENDING.value, attempts=claim.attempts - 1, finished_at=None)
             _event(session, claim, "step_released", "worker shutting down; step handed back")
             return Outcome.RELEASED, 0.0
+        execution = session.get(Execution, claim.execution_id)
+        assert execution is not None
         if reason is StopReason.CANCEL:
-            step.status = StepStatus.CANCELLED.value
+            _update_step(session, claim, status=StepStatus.CANCELLED.value, **done)
             finish_execution(session, execution, S.CANCELLED, actor=claim.worker_id, message="cancelled")
             return Outcome.FINISHED, 0.0
         if reason is StopReason.EXECUTION_TIMEOUT:
-            step.status = StepStatus.TIMEOUT.value
+            _update_step(session, claim, status=StepStatus.TIMEOUT.value, **done)
             finish_execution(
                 session,
                 execution,
                 S.TIMEOUT,
                 actor=claim.worker_id,
                 message="execution timeout",
-                dlq=("execution_timeout", step.step_index, step.attempts, error or "execution timeout"),
+                dlq=("execution_timeout", claim.step_index, claim.attempts, error or "execution timeout"),
             )
             return Outcome.FINISHED, 0.0
-        step.status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
-        if claim.refusal is None and claim.retryable and step.attempts < claim.max_attempts:
-            delay_s = backoff_s(step.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
-            _event(session, claim, "step_retry", f"{step.status}: {error}; retry in {delay_s:.2f}s")
-            step.status = StepStatus.PENDING.value
-            item.available_at, item.dispatched_at = now + timedelta(seconds=delay_s), now
-            session.add(item)
+        status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
+        if claim.refusal is None and claim.retryable and claim.attempts < claim.max_attempts:
+            delay_s = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
+            _update_step(session, claim, status=StepStatus.PENDING.value, **done)
+            _event(session, claim, "step_retry", f"{status}: {error}; retry in {delay_s:.2f}s")
+            _move_queue(session, claim, step_index=claim.step_index, available_at=now + timedelta(seconds=delay_s))
             return Outcome.RETRY, delay_s
-        _event(session, claim, "step_failed", f"{step.status}: {error}")
+        _update_step(session, claim, status=status, **done)
+        _event(session, claim, "step_failed", f"{status}: {error}")
         if claim.continue_on_error and claim.refusal is None:
-            return _advance(session, execution, step, item, claim), 0.0
+            return _advance(session, claim, now), 0.0
         why = "permission_denied" if claim.refusal else ("retries_exhausted" if claim.retryable else "step_failed")
         finish_execution(
             session,
             execution,
             S.FAILED,
             actor=claim.worker_id,
-            message=f"step {step.name} {step.status}",
-            error=f"step {step.step_index} ({step.name}): {error}",
-            dlq=(why, step.step_index, step.attempts, error),
+            message=f"step {claim.step_name} {status}",
+            error=f"step {claim.step_index} ({claim.step_name}): {error}",
+            dlq=(why, claim.step_index, claim.attempts, error),
         )
         return Outcome.FINISHED, 0.0
 
 
-def _advance(session: Session, execution: Execution, step: ExecutionStep, item: QueueItem, claim: Claim) -> Outcome:
-    session.add(step)
-    _event(session, claim, "step_finished", f"{step.name}: {step.status}")
-    if step.step_index + 1 < claim.step_count:
-        item.step_index, item.available_at, item.dispatched_at = step.step_index + 1, utcnow(), utcnow()
-        session.add(item)
+def _advance(session: Session, claim: Claim, now: datetime) -> Outcome:
+    _event(session, claim, "step_finished", f"{claim.step_name}: done")
+    if claim.step_index + 1 < claim.step_count:
+        _move_queue(session, claim, step_index=claim.step_index + 1, available_at=now)
         return Outcome.ADVANCED
-    failed = session.exec(
+    unfinished = session.exec(
         select(ExecutionStep.id).where(
-            ExecutionStep.execution_id == execution.id, ExecutionStep.status != StepStatus.COMPLETED.value
+            ExecutionStep.execution_id == claim.execution_id, ExecutionStep.status != StepStatus.COMPLETED.value
         )
     ).first()
-    final = S.PARTIAL if failed else S.COMPLETED
+    final = S.PARTIAL if unfinished else S.COMPLETED
+    execution = session.get(Execution, claim.execution_id)
+    assert execution is not None
     finish_execution(session, execution, final, actor=claim.worker_id, message=final.value)
     return Outcome.FINISHED
+
+
+# The per-step writes below go through the tables (SQLAlchemy Core), not the ORM: they run for every
+# step, nobody holds these rows as objects in the session, and the ORM's bulk layer doubles their cost.
+_QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
+_STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+_WORKERS = Worker.__table__  # type: ignore[attr-defined]
+
+
+def _move_queue(session: Session, claim: Claim, *, step_index: int, available_at: datetime) -> None:
+    session.execute(
+        _QUEUE.update()
+        .where(_QUEUE.c.execution_id == claim.execution_id)
+        .values(step_index=step_index, available_at=available_at, dispatched_at=utcnow())
+    )
+
+
+def _update_step(session: Session, claim: Claim, **values: Any) -> None:
+    session.execute(
+        _STEPS.update()
+        .where(_STEPS.c.execution_id == claim.execution_id, _STEPS.c.step_index == claim.step_index)
+        .values(**values)
+    )
 
 
 def finish_execution(
@@ -498,9 +540,7 @@ def finish_execution(
             .values(status=StepStatus.CANCELLED.value)
             .execution_options(synchronize_session=False)
         )
-    item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution.id)).first()
-    if item is not None:
-        session.delete(item)
+    session.execute(delete(QueueItem).where(col(QueueItem.execution_id) == execution.id))
     if dlq is not None:
         reason, step_index, attempts, last_error = dlq
         session.add(
@@ -522,16 +562,6 @@ def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     return delay * (1 + random.random() / 2)  # noqa: S311  jitter, not cryptography
 
 
-def _step(session: Session, execution_id: str, index: int) -> ExecutionStep:
-    return session.exec(
-        select(ExecutionStep).where(ExecutionStep.execution_id == execution_id, ExecutionStep.step_index == index)
-    ).one()
-
-
-def _step_count(session: Session, execution_id: str) -> int:
-    return len(session.exec(select(ExecutionStep.id).where(ExecutionStep.execution_id == execution_id)).all())
-
-
 def _event(session: Session, claim: Claim, kind: str, message: str) -> None:
     record_event(
         session,
@@ -546,8 +576,7 @@ def _event(session: Session, claim: Claim, kind: str, message: str) -> None:
 
 def _worker_at(session: Session, worker_id: str, execution_id: str | None, step_index: int | None) -> None:
     session.execute(
-        update(Worker)
-        .where(col(Worker.id) == worker_id)
+        _WORKERS.update()
+        .where(_WORKERS.c.id == worker_id)
         .values(current_execution_id=execution_id, current_step_index=step_index, last_seen_at=utcnow())
-        .execution_options(synchronize_session=False)
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 from sqlmodel import Session, select
@@ -72,6 +73,28 @@ def get_policy(session: Session, sla_class: SlaClass | str, action_class: Action
     return _view(row)
 
 
+_cache: dict[tuple[str, str], tuple[float, PolicyView]] = {}
+CACHE_TTL_S = 5.0
+
+
+def cached_policy(session: Session, sla_class: SlaClass | str, action_class: ActionClass | str) -> PolicyView:
+    """``get_policy`` through a per-process cache of ``CACHE_TTL_S``: the engine reads it for every step,
+    and an admin's edit may take that long to reach running workers."""
+    key = (str(sla_class), str(action_class))
+    hit = _cache.get(key)
+    now = time.monotonic()
+    if hit is not None and now - hit[0] < CACHE_TTL_S:
+        return hit[1]
+    view = get_policy(session, sla_class, action_class)
+    _cache[key] = (now, view)
+    return view
+
+
+def clear_policy_cache() -> None:
+    """Forget cached policies (after an edit in this process, and in tests)."""
+    _cache.clear()
+
+
 def list_policies(session: Session) -> list[PolicyView]:
     """Every policy row, ordered by SLA class then action class."""
     order = {c.value: i for i, c in enumerate(SlaClass)} | {c.value: i for i, c in enumerate(ActionClass)}
@@ -93,6 +116,7 @@ def update_policy(
     row.updated_by = actor_id
     session.add(row)
     session.flush()
+    clear_policy_cache()
     return _view(row)
 
 
