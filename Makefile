@@ -19,10 +19,12 @@ run: install
 test: install
 	$(UV) run lint-imports
 	$(UV) run ruff check .
+	$(UV) run mypy
 	$(UV) run pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check .
+	$(UV) run mypy
 	$(UV) run ruff format --check .
 
 clean:

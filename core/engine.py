@@ -32,6 +32,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import delete, update
+from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from core import rbac
@@ -158,8 +159,8 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
     # one compare-and-set, one step update, one event. Policies come from a short-lived cache.
     with session_scope() as session:
         now = utcnow()
-        row = session.exec(
-            select(QueueItem, Execution, ExecutionStep, Asset, Membership)
+        row = session.execute(
+            sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
             .join(Execution, col(Execution.id) == QueueItem.execution_id)
             .join(
                 ExecutionStep,
@@ -172,7 +173,7 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
                 (col(Membership.tenant_id) == Execution.tenant_id)
                 & (col(Membership.user_id) == Execution.requested_by),
             )
-            .where(QueueItem.execution_id == execution_id)
+            .where(col(QueueItem.execution_id) == execution_id)
         ).first()
         if row is None:
             return None
@@ -558,8 +559,8 @@ def finish_execution(
 
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
     """Exponential backoff with jitter: base·2^(attempt-1), capped, plus up to 50 % random extra."""
-    delay = min(max_s, base_s * (2 ** max(0, attempt - 1)))
-    return delay * (1 + random.random() / 2)  # noqa: S311  jitter, not cryptography
+    delay = min(max_s, base_s * 2.0 ** max(0, attempt - 1))
+    return float(delay * (1 + random.random() / 2))  # noqa: S311  jitter, not cryptography
 
 
 def _event(session: Session, claim: Claim, kind: str, message: str) -> None:

@@ -21,7 +21,7 @@ def _build() -> dramatiq.Broker:
     settings = get_settings()
     broker: dramatiq.Broker
     if settings.redis_url:
-        broker = RedisBroker(url=settings.redis_url, namespace=settings.redis_namespace)
+        broker = RedisBroker(url=settings.redis_url, namespace=settings.redis_namespace)  # type: ignore[no-untyped-call]
     else:
         broker = StubBroker()
     broker.add_middleware(OpsMiddleware())
