@@ -312,3 +312,23 @@ def test_secrets_are_resolved_at_run_time_and_masked_in_output(fast: str) -> Non
     with session_scope() as session:
         stored = session.exec(select(Execution.plan_json).where(Execution.id == execution_id)).one()
     assert "demo-demo-s3cr3t-value" not in stored
+
+
+def test_shutdown_hands_a_running_read_step_back_uncounted(fast: str) -> None:
+    """A worker asked to stop interrupts its read step and releases it: pending again, attempt not counted."""
+    execution_id = _bg("name: s\nsteps:\n  - {name: s, action: sleep, target: localhost, params: {seconds: 4}}\n")
+    outcomes: list[Outcome] = []
+    with recording_dispatcher() as sent:
+        worker = threading.Thread(target=lambda: outcomes.append(engine.process(execution_id, worker_id="w")))
+        worker.start()
+        time.sleep(0.3)
+        engine.request_shutdown()
+        try:
+            worker.join(timeout=5)
+        finally:
+            engine.reset_shutdown()
+    assert outcomes == [Outcome.RELEASED] and sent.sent == [(execution_id, 0.0)]  # handed to another worker
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.steps[0].status, view.steps[0].attempts) == ("running", "pending", 0)
+    assert drive(execution_id)[-1] is Outcome.FINISHED
+    assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
