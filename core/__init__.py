@@ -47,6 +47,7 @@ from core.errors import (
 )
 from core.executions import get_execution, list_events, list_executions, wait_for
 from core.fsm import TERMINAL as TERMINAL_STATUSES
+from core.gates import approve_gate
 from core.plans import parse_plan
 from core.policies import PolicyValues
 from core.principals import principal, principal_for
@@ -135,6 +136,7 @@ __all__ = [
     "WorkerView",
     "add_asset",
     "approve",
+    "approve_gate",
     "cancel",
     "delete_secret",
     "discard",

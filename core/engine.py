@@ -42,6 +42,7 @@ from core.approvals import approvals_satisfied
 from core.audit import record_event
 from core.errors import CoreError
 from core.fsm import TERMINAL, transition
+from core.gates import gate_open, needs_gate, park_for_gate, waiting_since
 from core.inventory import asset_view
 from core.plans import plan_hash
 from core.policies import cached_policy
@@ -184,6 +185,10 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
             session.delete(item)  # an ended execution keeps no work
             return None
         policy = cached_policy(session, execution.sla_class, step.action_class)
+        gated = needs_gate(execution) and execution.cancel_requested_at is None
+        if gated and not gate_open(session, execution, step.step_index):
+            _hold_at_gate(session, item, execution, step.step_index, policy.approval_s, worker_id)
+            return None
         token = new_id()
         taken = session.execute(
             _QUEUE.update()
@@ -246,6 +251,25 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
             f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
         )
         return claim
+
+
+def _hold_at_gate(
+    session: Session, item: QueueItem, execution: Execution, step_index: int, wait_s: int, worker_id: str
+) -> None:
+    """A level-3 step without its go: park it, or (parked before and the wait is over) end the execution."""
+    if waiting_since(session, execution.id, step_index) is None:
+        park_for_gate(session, item, step_index, wait_s, actor=worker_id)
+        return
+    message = f"no approver gave the go for step {step_index} within {wait_s}s"
+    finish_execution(
+        session,
+        execution,
+        S.TIMEOUT,
+        actor=worker_id,
+        message=message,
+        error=message,
+        dlq=("gate_timeout", step_index, 0, message),
+    )
 
 
 def _refusal(session: Session, execution: Execution, step: ExecutionStep, membership: Membership | None) -> str | None:

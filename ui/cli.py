@@ -19,6 +19,7 @@ from core import (
     InvalidInput,
     Principal,
     approve,
+    approve_gate,
     cancel,
     get_execution,
     get_settings,
@@ -156,11 +157,18 @@ def approve_command(
     execution_id: ExecutionId,
     as_user: AsUser,
     comment: Comment = None,
+    step: Annotated[
+        int | None, typer.Option("--step", min=0, help="Give the go for this step of a level-3 execution.")
+    ] = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Approve a pending execution (approvers; never your own request)."""
-    view = approve(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    """Approve a pending execution, or (--step) open a level-3 step gate (approvers; never your own request)."""
+    actor = acting_on(as_user, execution_id, tenant)
+    if step is None:
+        view = approve(actor, execution_id, comment=comment)
+    else:
+        view = approve_gate(actor, execution_id, step, comment=comment)
     show_view(view, json_out)
 
 

@@ -337,3 +337,19 @@ def test_list_of_an_empty_tenant_says_so(sqlite_db: str, cli: Cli) -> None:
     """No executions: a plain message, exit 0."""
     result = cli("list", "--as", "mallory")
     assert (result.exit_code, result.stdout.strip()) == (0, "no executions")
+
+
+def test_approve_step_opens_a_level_three_gate(sqlite_db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """`approve ID --step N` gives the go for a step of a level-3 execution; on a level-1 one it is exit 2."""
+    level3 = plan_file("name: l3\napproval_level: 3\nsteps:\n  - {name: a, action: noop, target: localhost}\n")
+    execution_id = ok_json(cli("submit", level3, "--as", "alice", "--json"))["execution_id"]
+    assert cli("approve", execution_id, "--as", "bob").exit_code == 0
+    assert cli("approve", execution_id, "--as", "carol").exit_code == 0
+    assert cli("approve", execution_id, "--as", "alice", "--step", "0").exit_code == 3
+    opened = cli("approve", execution_id, "--as", "bob", "--step", "0", "--json")
+    assert [(a["approver"], a["step_index"]) for a in ok_json(opened)["approvals"] if a["step_index"] is not None] == [
+        ("bob", 0)
+    ]
+    level1 = ok_json(cli("submit", plan_file(MODIFY_PLAN), "--as", "alice", "--json"))["execution_id"]
+    result = cli("approve", level1, "--as", "bob", "--step", "0")
+    assert result.exit_code == 2 and "no step gates" in result.stderr

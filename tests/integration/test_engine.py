@@ -332,3 +332,44 @@ def test_shutdown_hands_a_running_read_step_back_uncounted(fast: str) -> None:
     assert (view.status, view.steps[0].status, view.steps[0].attempts) == ("running", "pending", 0)
     assert drive(execution_id)[-1] is Outcome.FINISHED
     assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
+
+
+def test_level_three_steps_wait_for_a_go_each(fast: str, tmp_path: Path) -> None:
+    """Level 3: after two approvals, each step waits for an approver's go; the requester cannot give it."""
+    from core import PermissionDenied, approve_gate
+
+    log = tmp_path / "log"
+    plan = "name: l3\napproval_level: 3\nsteps:\n" + tee_step("a", log, "a") + tee_step("b", log, "b")
+    execution_id = submit(principal("alice", "demo"), plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    approve(principal("carol", "demo"), execution_id)
+    with recording_dispatcher() as sent:
+        assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # parked at step 0's gate
+        assert not log.exists()
+        assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # still parked: no second event
+        with pytest.raises(PermissionDenied):
+            approve_gate(principal("alice", "demo"), execution_id, 0)
+        approve_gate(principal("bob", "demo"), execution_id, 0, comment="go")
+        assert sent.sent == [(execution_id, 0.0)]
+        assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED
+        assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # step 1 waits for its own go
+        approve_gate(principal("carol", "demo"), execution_id, 1)
+        assert engine.process(execution_id, worker_id="w") is Outcome.FINISHED
+    assert log.read_text() == "a\nb\n"
+    kinds = [e.kind for e in list_events(principal("alice", "demo"), execution_id)]
+    assert kinds.count("gate_waiting") == 2 and kinds.count("gate_approved") == 2
+
+
+def test_a_gate_not_opened_in_time_ends_the_execution(fast: str) -> None:
+    """A level-3 step whose go does not come within the approval window: timeout, DLQ gate_timeout."""
+    execution_id = submit(
+        principal("alice", "demo"), "name: g\napproval_level: 3\nsteps:\n  - {name: a, action: noop, target: localhost}\n"
+    ).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    approve(principal("carol", "demo"), execution_id)
+    assert engine.process(execution_id, worker_id="w") is Outcome.NOOP
+    with session_scope() as session:
+        session.execute(update(QueueItem).where(QueueItem.execution_id == execution_id).values(available_at=utcnow()))
+    assert engine.process(execution_id, worker_id="w") is Outcome.NOOP
+    assert get_execution(principal("alice", "demo"), execution_id).status == "timeout"
+    assert list_dlq(principal("alice", "demo"))[0].reason == "gate_timeout"
