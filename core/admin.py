@@ -11,7 +11,7 @@ from core import directory, inventory, policies, rbac, tenants
 from core.errors import InvalidInput
 from core.policies import PolicyValues
 from core.rbac import Permission
-from core.safety import secret_store
+from core.safety import mutex, secret_store
 from core.schemas import AssetView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
 from core.transactions import session_scope
 from db.enums import ActionClass, Connection, OverLevelBehaviour, Role, SlaClass, TenantMode
@@ -150,3 +150,10 @@ def set_tenant_mode(
             actor_id=principal.user_id,
         )
         return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+
+
+def list_locks(principal: Principal) -> list[mutex.LockInfo]:
+    """Who holds which asset lock since when, and how many executions wait for it."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return mutex.list_locks(session, principal.tenant_id)

@@ -47,6 +47,7 @@ from core.inventory import asset_view
 from core.plans import plan_hash
 from core.policies import cached_policy
 from core.ports import dispatch_committed
+from core.safety import mutex
 from core.safety.credentials import SECRET_REF
 from core.safety.masking import Masker
 from core.safety.secret_store import reveal_secret
@@ -105,6 +106,7 @@ class Claim:
     refusal: str | None = None  # a run-time check failed: the step must not run
     cancelled: bool = False  # a cancel was requested before the step could start
     step_name: str = ""
+    lock_tokens: dict[str, int] = field(default_factory=dict)  # asset id → fencing token held at claim
     reported_position: bool = False  # the watcher told the workers table which step this worker runs
 
 
@@ -197,10 +199,22 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
+        plan = json.loads(execution.plan_json)
+        targets = {s["target"] for s in plan["steps"]}
         deadline_at = execution.deadline_at
         if execution.status in {S.APPROVED, S.QUEUED}:
             run_policy = cached_policy(session, execution.sla_class, execution.action_class)
             deadline_at = now + timedelta(seconds=run_policy.execution_s)
+            tokens = mutex.acquire(
+                session,
+                tenant_id=execution.tenant_id,
+                execution_id=execution.id,
+                asset_ids=sorted(targets),
+                expires_at=mutex.lock_expiry(deadline_at, policy.lease_s),
+            )
+            if isinstance(tokens, mutex.Busy):
+                _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
+                return None
             transition(
                 session,
                 execution_id=execution.id,
@@ -211,12 +225,14 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
                 message="started",
                 values={"started_at": now, "deadline_at": deadline_at},
             )
+        else:
+            tokens = mutex.held(session, execution.id)
         action = registry.get_action(step.action)
         claim = Claim(
             execution_id=execution.id,
             tenant_id=execution.tenant_id,
             step_index=step.step_index,
-            step_count=len(json.loads(execution.plan_json)["steps"]),
+            step_count=len(plan["steps"]),
             token=token,
             worker_id=worker_id,
             lease_s=policy.lease_s,
@@ -232,8 +248,11 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
             continue_on_error=execution.continue_on_error,
             cancelled=execution.cancel_requested_at is not None,
             step_name=step.name,
+            lock_tokens=tokens,
         )
         claim.refusal = _refusal(session, execution, step, membership) if action else f"unknown action {step.action!r}"
+        if claim.refusal is None and set(tokens) != targets:
+            claim.refusal = "lock lost: another execution may hold this execution's assets"
         if claim.refusal is None and not claim.cancelled:
             claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
         _update_step(
@@ -251,6 +270,29 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
             f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
         )
         return claim
+
+
+def _wait_for_lock(
+    session: Session, item: QueueItem, execution: Execution, busy: mutex.Busy, bound_s: int, worker_id: str
+) -> None:
+    """An asset is busy: give back the lease and park in that asset's FIFO, or give up after ``bound_s``."""
+    session.execute(
+        _QUEUE.update().where(_QUEUE.c.id == item.id).values(lease_token=None, lease_expires_at=None, claimed_by=None)
+    )
+    waited = utcnow() - item.created_at
+    if waited >= timedelta(seconds=bound_s):
+        message = f"waited {waited.total_seconds():.0f}s for {busy.asset_name}, held by execution {busy.holder}"
+        finish_execution(
+            session,
+            execution,
+            S.TIMEOUT,
+            actor=worker_id,
+            message=message,
+            error=message,
+            dlq=("queue_timeout", None, 0, message),
+        )
+        return
+    mutex.park(session, item, busy, until=item.created_at + timedelta(seconds=bound_s), actor=worker_id)
 
 
 def _hold_at_gate(
@@ -403,6 +445,7 @@ def _renew(session: Session, claim: Claim) -> bool:
         .values(lease_expires_at=utcnow() + timedelta(seconds=claim.lease_s))
         .execution_options(synchronize_session=False)
     )
+    mutex.extend(session, claim.execution_id, utcnow() + timedelta(seconds=claim.lease_s))
     session.execute(
         update(Worker)
         .where(col(Worker.id) == claim.worker_id)
@@ -440,6 +483,12 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
             return Outcome.STALE, 0.0
         if claim.reported_position:
             _worker_at(session, claim.worker_id, None, None)
+        if (
+            claim.refusal is None
+            and not claim.cancelled
+            and mutex.held(session, claim.execution_id) != claim.lock_tokens
+        ):
+            return _refuse_fenced(session, claim), 0.0
         done = {"output": output or None, "error": error, "finished_at": now}
 
         if result.ok:
@@ -488,6 +537,25 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
             dlq=(why, claim.step_index, claim.attempts, error),
         )
         return Outcome.FINISHED, 0.0
+
+
+def _refuse_fenced(session: Session, claim: Claim) -> Outcome:
+    """The locks changed hands while the step ran: refuse its result, record it, send it to the DLQ."""
+    message = "fencing token changed while the step ran: its result was refused"
+    _update_step(session, claim, status=StepStatus.UNKNOWN.value, error=message, finished_at=utcnow())
+    _event(session, claim, "fencing_refused", message)
+    execution = session.get(Execution, claim.execution_id)
+    assert execution is not None
+    finish_execution(
+        session,
+        execution,
+        S.FAILED,
+        actor=claim.worker_id,
+        message=message,
+        error=message,
+        dlq=("lock_lost", claim.step_index, claim.attempts, message),
+    )
+    return Outcome.FINISHED
 
 
 def _advance(session: Session, claim: Claim, now: datetime) -> Outcome:
@@ -566,6 +634,7 @@ def finish_execution(
             .execution_options(synchronize_session=False)
         )
     session.execute(delete(QueueItem).where(col(QueueItem.execution_id) == execution.id))
+    mutex.release(session, execution.id)  # wakes the next execution waiting for each asset, after commit
     if dlq is not None:
         reason, step_index, attempts, last_error = dlq
         session.add(

@@ -21,6 +21,7 @@ from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.executions import build_view, load_execution
 from core.ports import dispatch_committed, get_dispatcher
 from core.rbac import Permission
+from core.safety import mutex
 from core.schemas import ExecutionView, Principal
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -29,6 +30,7 @@ from db.tables import Approval, Execution, ExecutionEvent, ExecutionStep, Member
 
 GATED_LEVEL = 3
 GATE_WAITING = "gate_waiting"
+LOCK_GRACE_S = 3600  # locks outlive the moved deadline by this much; released at the end anyway
 
 
 def needs_gate(execution: Execution) -> bool:
@@ -126,6 +128,7 @@ def approve_gate(
                 # The wait was an approval wait, bounded by its own limit: give the execution its time back.
                 execution.deadline_at = execution.deadline_at + (now - parked.created_at)
                 session.add(execution)
+                mutex.extend(session, execution.id, mutex.lock_expiry(execution.deadline_at, LOCK_GRACE_S))
             item.available_at = now
             item.dispatched_at = now if get_dispatcher() is not None else None
             session.add(item)

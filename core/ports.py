@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Protocol
+from typing import Any, Protocol
 
 log = logging.getLogger(__name__)
 
@@ -43,3 +43,11 @@ def dispatch_committed(execution_ids: Iterable[str], *, delay_s: float = 0.0) ->
             dispatcher.dispatch(execution_id, delay_s)
         except Exception:
             log.warning("dispatch of %s failed; the sweeper will retry", execution_id, exc_info=True)
+
+
+AFTER_COMMIT_KEY = "opsc.dispatch_after_commit"
+
+
+def dispatch_after_commit(session: Any, execution_ids: Iterable[str]) -> None:
+    """Queue ids on the session; core.transactions.session_scope dispatches them once it has committed."""
+    session.info.setdefault(AFTER_COMMIT_KEY, []).extend(execution_ids)

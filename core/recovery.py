@@ -17,6 +17,7 @@ from core.audit import record_event
 from core.engine import backoff_s, finish_execution
 from core.fsm import transition
 from core.policies import get_policy
+from core.safety import mutex
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, StepStatus
@@ -200,3 +201,9 @@ def release_worker_leases(worker_id: str) -> int:
             .execution_options(synchronize_session=False)
         )
         return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def reap_locks() -> int:
+    """Delete expired asset locks (their holder died or hung) and wake the next waiter of each asset."""
+    with session_scope() as session:
+        return mutex.reap_expired(session)

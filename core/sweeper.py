@@ -2,7 +2,7 @@
 
 Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ), then
 timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
-restarted, a crash between commit and send).
+restarted, a crash between commit and send). Expired asset locks are reaped and handed on.
 """
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ class SweepReport:
     expired_approvals: int = 0
     timed_out: int = 0
     redispatched: int = 0
+    reaped_locks: int = 0
 
     def __bool__(self) -> bool:
-        return any((self.reclaimed, self.expired_approvals, self.timed_out, self.redispatched))
+        return any((self.reclaimed, self.expired_approvals, self.timed_out, self.redispatched, self.reaped_locks))
 
 
 def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
@@ -39,6 +40,7 @@ def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
             report.reclaimed += 1
     report.timed_out = recovery.time_out_idle_executions()
     report.expired_approvals = recovery.expire_approvals()
+    report.reaped_locks = recovery.reap_locks()
     ids = recovery.due_redispatch(
         older_than_s=settings.redispatch_after_s if redispatch_after_s is None else redispatch_after_s
     )

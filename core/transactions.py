@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session
 
 from core.errors import ServiceUnavailable
+from core.ports import AFTER_COMMIT_KEY, dispatch_committed
 from db import engine
 
 _MISSING_SCHEMA = ("no such table", "does not exist", "undefinedtable")
@@ -28,6 +29,7 @@ def session_scope() -> Iterator[Session]:
     try:
         with engine.session_scope() as session:
             yield session
+            pending = session.info.pop(AFTER_COMMIT_KEY, [])
     except (OperationalError, ProgrammingError) as exc:
         text = str(exc.orig).lower()
         if any(marker in text for marker in _MISSING_SCHEMA):
@@ -35,3 +37,5 @@ def session_scope() -> Iterator[Session]:
         if isinstance(exc, OperationalError) and ("connect" in text or "unable to open" in text or "timeout" in text):
             raise ServiceUnavailable(f"the database is unreachable: {str(exc.orig).splitlines()[0]}") from exc
         raise
+    if pending:
+        dispatch_committed(pending)  # outbox: the broker hears of work only once it is committed

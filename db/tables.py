@@ -80,6 +80,8 @@ class Asset(SQLModel, table=True):
     tags_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     credential_ref: str | None = Field(default=None, max_length=128)
     known_host_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The last fencing token handed out for this asset's lock (core/safety/mutex.py): only ever grows.
+    lock_fence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -268,6 +270,7 @@ class QueueItem(SQLModel, table=True):
         Index("ix_execution_queue_available", "available_at"),
         Index("ix_execution_queue_tenant_sla", "tenant_id", "sla_class"),
         Index("ix_execution_queue_lease", "lease_expires_at"),
+        Index("ix_execution_queue_waiting", "waiting_for_asset_id", "created_at"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -282,6 +285,8 @@ class QueueItem(SQLModel, table=True):
     lease_token: str | None = Field(default=None, max_length=32)
     lease_expires_at: datetime | None = Field(default=None)
     claimed_by: str | None = Field(default=None, max_length=128)
+    # Set while the execution waits for another execution's asset lock: FIFO hand-off per asset.
+    waiting_for_asset_id: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
 
 

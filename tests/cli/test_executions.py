@@ -353,3 +353,30 @@ def test_approve_step_opens_a_level_three_gate(sqlite_db: str, cli: Cli, plan_fi
     level1 = ok_json(cli("submit", plan_file(MODIFY_PLAN), "--as", "alice", "--json"))["execution_id"]
     result = cli("approve", level1, "--as", "bob", "--step", "0")
     assert result.exit_code == 2 and "no step gates" in result.stderr
+
+
+def test_locks_shows_the_holder_and_waiters(sqlite_db: str, cli: Cli) -> None:
+    """`locks` lists held asset locks with their holder; with none held it says so."""
+    from datetime import UTC
+    from datetime import datetime as dt
+
+    import core
+    from core.safety import mutex
+    from db.engine import session_scope
+    from tests.factories import noop_plan
+
+    assert cli("locks", "--as", "dave").stdout.strip() == "no asset is locked"
+    execution_id = core.submit(
+        core.principal("alice", "demo"), noop_plan("held"), background=True
+    ).execution.execution_id
+    asset_id = core.list_assets(core.principal("alice", "demo"))[0].id
+    with session_scope() as session:
+        mutex.acquire(
+            session,
+            tenant_id=core.principal("alice", "demo").tenant_id,
+            execution_id=execution_id,
+            asset_ids=[asset_id],
+            expires_at=dt(2100, 1, 1, tzinfo=UTC),
+        )
+    listed = ok_json(cli("locks", "--as", "dave", "--json"))["locks"]
+    assert [(r["asset"], r["execution_id"], r["waiters"]) for r in listed] == [("localhost", execution_id, 0)]

@@ -363,7 +363,8 @@ def test_level_three_steps_wait_for_a_go_each(fast: str, tmp_path: Path) -> None
 def test_a_gate_not_opened_in_time_ends_the_execution(fast: str) -> None:
     """A level-3 step whose go does not come within the approval window: timeout, DLQ gate_timeout."""
     execution_id = submit(
-        principal("alice", "demo"), "name: g\napproval_level: 3\nsteps:\n  - {name: a, action: noop, target: localhost}\n"
+        principal("alice", "demo"),
+        "name: g\napproval_level: 3\nsteps:\n  - {name: a, action: noop, target: localhost}\n",
     ).execution.execution_id
     approve(principal("bob", "demo"), execution_id)
     approve(principal("carol", "demo"), execution_id)
