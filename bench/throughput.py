@@ -2,7 +2,7 @@
 
 Measures, on the same PostgreSQL and Redis, with the same number of worker processes and threads:
   (a) raw floor: plain Dramatiq, one PostgreSQL insert per message (bench/raw_floor_actors.py);
-  (b) OpsConductor: N level-0 plans of 3 noop steps, submitted in background mode, run by
+  (b) OpsConductor: N level-0 plans of 3 noop steps on 64 assets, submitted in background mode, run by
       `opsconductor worker` processes through the full path (claim, lease, events, dispatch per step).
 Prints steps/s for both and their ratio, submit latency p50/p99, submit→completed p50/p99,
 approve→first-step-started p95 (level-1 plans), and the peak RSS of a worker process; the last line
@@ -23,6 +23,7 @@ import subprocess
 import sys
 import time
 import uuid
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +34,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(
-    f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(3)
-)
+NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop, target: TARGET}}\n" for i in range(3))
+ASSETS = 64
 MODIFY_PLAN = "name: {name}\nsteps:\n  - {name: m, action: noop, target: localhost, action_class: modify}\n"
 
 
@@ -146,6 +146,10 @@ def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: 
 
     core.initialize(demo=True)
     runtime.connect()
+    # A fleet: one plan at a time per asset (DESIGN §3.9), so plans spread over ASSETS local assets.
+    admin = core.principal("admin", "demo")
+    for n in range(ASSETS):
+        core.add_asset(admin, f"node-{n}", core.Connection.LOCAL)
     alice, bob = core.principal("alice", "demo"), core.principal("bob", "demo")
     queued = [submit_background(core, alice, f"drain-{i}")[0] for i in range(plans)]
     workers = start_group(
@@ -191,7 +195,8 @@ def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: 
 def submit_background(core: Any, alice: Any, name: str) -> tuple[str, float]:
     """Submit one 3-noop-step plan in background mode; its id and how long submit took (ms)."""
     started = time.perf_counter()
-    result = core.submit(alice, NOOP_PLAN.replace("{name}", name), background=True)
+    target = f"node-{zlib.crc32(name.encode()) % ASSETS}"
+    result = core.submit(alice, NOOP_PLAN.replace("{name}", name).replace("TARGET", target), background=True)
     return result.execution.execution_id, (time.perf_counter() - started) * 1000
 
 

@@ -107,6 +107,7 @@ class Claim:
     cancelled: bool = False  # a cancel was requested before the step could start
     step_name: str = ""
     lock_tokens: dict[str, int] = field(default_factory=dict)  # asset id → fencing token held at claim
+    gated: bool = False  # level 3: every step waits for its go, so steps are never chained
     reported_position: bool = False  # the watcher told the workers table which step this worker runs
 
 
@@ -126,12 +127,21 @@ def reset_shutdown() -> None:
 
 
 def process(execution_id: str, *, worker_id: str) -> Outcome:
-    """Run the next step of ``execution_id`` if its lease is free; see the module docstring."""
+    """Run the next step of ``execution_id`` if its lease is free; see the module docstring.
+
+    With ``OPSC_CHAIN_STEPS`` (the default) a worker that completes a step keeps the lease and claims the
+    next one in the same transaction, so a plan's steps run back to back without a broker round trip;
+    the queue row stays the outbox, and a message is sent only when the chain breaks.
+    """
     claim = _claim(execution_id, worker_id)
     if claim is None:
         return Outcome.NOOP
-    result, reason, output = _run(claim)
-    outcome, delay_s = _persist(claim, result, reason, output)
+    while True:
+        result, reason, output = _run(claim)
+        outcome, delay_s, chained = _persist(claim, result, reason, output)
+        if chained is None:
+            break
+        claim = chained
     if outcome in {Outcome.ADVANCED, Outcome.RETRY, Outcome.RELEASED}:
         dispatch_committed([execution_id], delay_s=delay_s)
     return outcome
@@ -158,40 +168,47 @@ def run_inline(execution_id: str, *, max_steps: int = 1000) -> Outcome:
 
 
 def _claim(execution_id: str, worker_id: str) -> Claim | None:
-    # The hot path: one read (queue row, execution, step, asset and the requester's membership together),
-    # one compare-and-set, one step update, one event. Policies come from a short-lived cache.
     with session_scope() as session:
-        now = utcnow()
-        row = session.execute(
-            sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
-            .join(Execution, col(Execution.id) == QueueItem.execution_id)
-            .join(
-                ExecutionStep,
-                (col(ExecutionStep.execution_id) == QueueItem.execution_id)
-                & (col(ExecutionStep.step_index) == QueueItem.step_index),
-            )
-            .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
-            .outerjoin(
-                Membership,
-                (col(Membership.tenant_id) == Execution.tenant_id)
-                & (col(Membership.user_id) == Execution.requested_by),
-            )
-            .where(col(QueueItem.execution_id) == execution_id)
-        ).first()
-        if row is None:
-            return None
-        item, execution, step, asset, membership = row
-        if item.lease_token is not None or item.available_at > now:
-            return None
-        if S(execution.status) in TERMINAL:
-            session.delete(item)  # an ended execution keeps no work
-            return None
-        policy = cached_policy(session, execution.sla_class, step.action_class)
-        gated = needs_gate(execution) and execution.cancel_requested_at is None
-        if gated and not gate_open(session, execution, step.step_index):
-            _hold_at_gate(session, item, execution, step.step_index, policy.approval_s, worker_id)
-            return None
-        token = new_id()
+        return _claim_in(session, execution_id, worker_id, held=None)
+
+
+def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim | None) -> Claim | None:
+    """Claim the queue row's step: take its free lease, or (``held``: chaining) keep the one we hold.
+
+    The hot path: one read (queue row, execution, step, asset and the requester's membership together),
+    one compare-and-set, one step update, one event. Policies come from a short-lived cache.
+    """
+    now = utcnow()
+    row = session.execute(
+        sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
+        .join(Execution, col(Execution.id) == QueueItem.execution_id)
+        .join(
+            ExecutionStep,
+            (col(ExecutionStep.execution_id) == QueueItem.execution_id)
+            & (col(ExecutionStep.step_index) == QueueItem.step_index),
+        )
+        .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
+        .outerjoin(
+            Membership,
+            (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by),
+        )
+        .where(col(QueueItem.execution_id) == execution_id)
+    ).first()
+    if row is None:
+        return None
+    item, execution, step, asset, membership = row
+    if held is None and (item.lease_token is not None or item.available_at > now):
+        return None
+    if S(execution.status) in TERMINAL:
+        session.delete(item)  # an ended execution keeps no work
+        return None
+    policy = cached_policy(session, execution.sla_class, step.action_class)
+    gated = needs_gate(execution) and execution.cancel_requested_at is None
+    if gated and not gate_open(session, execution, step.step_index):
+        _hold_at_gate(session, item, execution, step.step_index, policy.approval_s, worker_id)
+        return None
+    token = held.token if held is not None else new_id()
+    if held is None:
         taken = session.execute(
             _QUEUE.update()
             .where(_QUEUE.c.id == item.id, _QUEUE.c.lease_token.is_(None))
@@ -199,77 +216,81 @@ def _claim(execution_id: str, worker_id: str) -> Claim | None:
         )
         if taken.rowcount != 1:  # type: ignore[attr-defined]
             return None
-        plan = json.loads(execution.plan_json)
-        targets = {s["target"] for s in plan["steps"]}
-        deadline_at = execution.deadline_at
-        if execution.status in {S.APPROVED, S.QUEUED}:
-            run_policy = cached_policy(session, execution.sla_class, execution.action_class)
-            deadline_at = now + timedelta(seconds=run_policy.execution_s)
-            tokens = mutex.acquire(
-                session,
-                tenant_id=execution.tenant_id,
-                execution_id=execution.id,
-                asset_ids=sorted(targets),
-                expires_at=mutex.lock_expiry(deadline_at, policy.lease_s),
-            )
-            if isinstance(tokens, mutex.Busy):
-                _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
-                return None
-            transition(
-                session,
-                execution_id=execution.id,
-                tenant_id=execution.tenant_id,
-                to=S.RUNNING,
-                expected=S(execution.status),
-                actor=worker_id,
-                message="started",
-                values={"started_at": now, "deadline_at": deadline_at},
-            )
-        else:
-            tokens = mutex.held(session, execution.id)
-        action = registry.get_action(step.action)
-        claim = Claim(
+    plan = json.loads(execution.plan_json)
+    targets = {s["target"] for s in plan["steps"]}
+    deadline_at = execution.deadline_at
+    if execution.status in {S.APPROVED, S.QUEUED}:
+        run_policy = cached_policy(session, execution.sla_class, execution.action_class)
+        deadline_at = now + timedelta(seconds=run_policy.execution_s)
+        tokens = mutex.acquire(
+            session,
+            tenant_id=execution.tenant_id,
+            execution_id=execution.id,
+            asset_ids=sorted(targets),
+            expires_at=mutex.lock_expiry(deadline_at, policy.lease_s),
+        )
+        if isinstance(tokens, mutex.Busy):
+            _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
+            return None
+        # Acquiring may have waited for the previous holder's commit: the execution starts now.
+        now = utcnow()
+        deadline_at = now + timedelta(seconds=run_policy.execution_s)
+        transition(
+            session,
             execution_id=execution.id,
             tenant_id=execution.tenant_id,
-            step_index=step.step_index,
-            step_count=len(plan["steps"]),
-            token=token,
-            worker_id=worker_id,
-            lease_s=policy.lease_s,
-            step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
-            deadline_at_epoch=deadline_at.timestamp() if deadline_at else time.time() + 3600,
-            action=step.action,
-            params={},
-            asset=asset_view(asset),
-            run_mode=RunMode(execution.run_mode),
-            retryable=ActionClass(step.action_class) is ActionClass.READ or bool(action and action.idempotent),
-            attempts=step.attempts + 1,
-            max_attempts=policy.max_attempts,
-            continue_on_error=execution.continue_on_error,
-            cancelled=execution.cancel_requested_at is not None,
-            step_name=step.name,
-            lock_tokens=tokens,
+            to=S.RUNNING,
+            expected=S(execution.status),
+            actor=worker_id,
+            message="started",
+            values={"started_at": now, "deadline_at": deadline_at},
         )
-        claim.refusal = _refusal(session, execution, step, membership) if action else f"unknown action {step.action!r}"
-        if claim.refusal is None and set(tokens) != targets:
-            claim.refusal = "lock lost: another execution may hold this execution's assets"
-        if claim.refusal is None and not claim.cancelled:
-            claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
-        _update_step(
-            session,
-            claim,
-            status=StepStatus.RUNNING.value,
-            attempts=claim.attempts,
-            started_at=now,
-            finished_at=None,
-        )
-        _event(
-            session,
-            claim,
-            "step_started",
-            f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
-        )
-        return claim
+    else:
+        tokens = held.lock_tokens if held is not None else mutex.held(session, execution.id)
+    action = registry.get_action(step.action)
+    claim = Claim(
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        step_index=step.step_index,
+        step_count=len(plan["steps"]),
+        token=token,
+        worker_id=worker_id,
+        lease_s=policy.lease_s,
+        step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
+        deadline_at_epoch=deadline_at.timestamp() if deadline_at else time.time() + 3600,
+        action=step.action,
+        params={},
+        asset=asset_view(asset),
+        run_mode=RunMode(execution.run_mode),
+        retryable=ActionClass(step.action_class) is ActionClass.READ or bool(action and action.idempotent),
+        attempts=step.attempts + 1,
+        max_attempts=policy.max_attempts,
+        continue_on_error=execution.continue_on_error,
+        cancelled=execution.cancel_requested_at is not None,
+        step_name=step.name,
+        lock_tokens=tokens,
+        gated=needs_gate(execution),
+    )
+    claim.refusal = _refusal(session, execution, step, membership) if action else f"unknown action {step.action!r}"
+    if claim.refusal is None and set(tokens) != targets:
+        claim.refusal = "lock lost: another execution may hold this execution's assets"
+    if claim.refusal is None and not claim.cancelled:
+        claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
+    _update_step(
+        session,
+        claim,
+        status=StepStatus.RUNNING.value,
+        attempts=claim.attempts,
+        started_at=now,
+        finished_at=None,
+    )
+    _event(
+        session,
+        claim,
+        "step_started",
+        f"{step.name}: attempt {claim.attempts} of {claim.max_attempts if claim.retryable else 1}",
+    )
+    return claim
 
 
 def _wait_for_lock(
@@ -458,18 +479,20 @@ def _renew(session: Session, claim: Claim) -> bool:
 # -- persist -----------------------------------------------------------------------------------------
 
 
-def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, output: str) -> tuple[Outcome, float]:
+def _persist(
+    claim: Claim, result: ActionResult, reason: StopReason | None, output: str
+) -> tuple[Outcome, float, Claim | None]:
     """Store the step's result and decide what comes next, in one transaction, if the lease is still ours."""
     settings = get_settings()
     error = claim.masker.mask(result.error)
     with session_scope() as session:
         now = utcnow()
-        released = session.execute(
+        still_ours = session.execute(
             _QUEUE.update()
             .where(_QUEUE.c.execution_id == claim.execution_id, _QUEUE.c.lease_token == claim.token)
-            .values(lease_token=None, lease_expires_at=None, claimed_by=None)
+            .values(lease_expires_at=now + timedelta(seconds=claim.lease_s))
         )
-        if released.rowcount != 1:  # type: ignore[attr-defined]
+        if still_ours.rowcount != 1:  # type: ignore[attr-defined]
             record_event(
                 session,
                 execution_id=claim.execution_id,
@@ -480,7 +503,7 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
                 message="lease lost while the step ran; this worker's result was refused",
                 data={"ok": result.ok, "error": error},
             )
-            return Outcome.STALE, 0.0
+            return Outcome.STALE, 0.0, None
         if claim.reported_position:
             _worker_at(session, claim.worker_id, None, None)
         if (
@@ -488,22 +511,30 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
             and not claim.cancelled
             and mutex.held(session, claim.execution_id) != claim.lock_tokens
         ):
-            return _refuse_fenced(session, claim), 0.0
+            return _refuse_fenced(session, claim), 0.0, None
         done = {"output": output or None, "error": error, "finished_at": now}
 
         if result.ok:
             _update_step(session, claim, status=StepStatus.COMPLETED.value, **done)
-            return _advance(session, claim, now), 0.0
+            chain = settings.chain_steps and not claim.gated and not _shutdown.is_set()
+            outcome = _advance(session, claim, now, keep_lease=chain)
+            if outcome is Outcome.ADVANCED and chain:
+                chained = _claim_in(session, claim.execution_id, claim.worker_id, held=claim)
+                if chained is not None:
+                    return outcome, 0.0, chained
+                _release(session, claim)
+            return outcome, 0.0, None
         if reason is StopReason.SHUTDOWN:
             _update_step(session, claim, status=StepStatus.PENDING.value, attempts=claim.attempts - 1, finished_at=None)
             _event(session, claim, "step_released", "worker shutting down; step handed back")
-            return Outcome.RELEASED, 0.0
+            _release(session, claim)
+            return Outcome.RELEASED, 0.0, None
         execution = session.get(Execution, claim.execution_id)
         assert execution is not None
         if reason is StopReason.CANCEL:
             _update_step(session, claim, status=StepStatus.CANCELLED.value, **done)
             finish_execution(session, execution, S.CANCELLED, actor=claim.worker_id, message="cancelled")
-            return Outcome.FINISHED, 0.0
+            return Outcome.FINISHED, 0.0, None
         if reason is StopReason.EXECUTION_TIMEOUT:
             _update_step(session, claim, status=StepStatus.TIMEOUT.value, **done)
             finish_execution(
@@ -514,18 +545,18 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
                 message="execution timeout",
                 dlq=("execution_timeout", claim.step_index, claim.attempts, error or "execution timeout"),
             )
-            return Outcome.FINISHED, 0.0
+            return Outcome.FINISHED, 0.0, None
         status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
         if claim.refusal is None and claim.retryable and claim.attempts < claim.max_attempts:
             delay_s = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
             _update_step(session, claim, status=StepStatus.PENDING.value, **done)
             _event(session, claim, "step_retry", f"{status}: {error}; retry in {delay_s:.2f}s")
             _move_queue(session, claim, step_index=claim.step_index, available_at=now + timedelta(seconds=delay_s))
-            return Outcome.RETRY, delay_s
+            return Outcome.RETRY, delay_s, None
         _update_step(session, claim, status=status, **done)
         _event(session, claim, "step_failed", f"{status}: {error}")
         if claim.continue_on_error and claim.refusal is None:
-            return _advance(session, claim, now), 0.0
+            return _advance(session, claim, now), 0.0, None
         why = "permission_denied" if claim.refusal else ("retries_exhausted" if claim.retryable else "step_failed")
         finish_execution(
             session,
@@ -536,7 +567,7 @@ def _persist(claim: Claim, result: ActionResult, reason: StopReason | None, outp
             error=f"step {claim.step_index} ({claim.step_name}): {error}",
             dlq=(why, claim.step_index, claim.attempts, error),
         )
-        return Outcome.FINISHED, 0.0
+        return Outcome.FINISHED, 0.0, None
 
 
 def _refuse_fenced(session: Session, claim: Claim) -> Outcome:
@@ -558,10 +589,10 @@ def _refuse_fenced(session: Session, claim: Claim) -> Outcome:
     return Outcome.FINISHED
 
 
-def _advance(session: Session, claim: Claim, now: datetime) -> Outcome:
+def _advance(session: Session, claim: Claim, now: datetime, *, keep_lease: bool = False) -> Outcome:
     _event(session, claim, "step_finished", f"{claim.step_name}: done")
     if claim.step_index + 1 < claim.step_count:
-        _move_queue(session, claim, step_index=claim.step_index + 1, available_at=now)
+        _move_queue(session, claim, step_index=claim.step_index + 1, available_at=now, keep_lease=keep_lease)
         return Outcome.ADVANCED
     unfinished = session.exec(
         select(ExecutionStep.id).where(
@@ -582,11 +613,21 @@ _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 _WORKERS = Worker.__table__  # type: ignore[attr-defined]
 
 
-def _move_queue(session: Session, claim: Claim, *, step_index: int, available_at: datetime) -> None:
+def _move_queue(
+    session: Session, claim: Claim, *, step_index: int, available_at: datetime, keep_lease: bool = False
+) -> None:
+    """Point the queue row (the outbox) at its next step; give the lease back unless we chain into it."""
+    values: dict[str, Any] = {"step_index": step_index, "available_at": available_at, "dispatched_at": utcnow()}
+    if not keep_lease:
+        values |= {"lease_token": None, "lease_expires_at": None, "claimed_by": None}
+    session.execute(_QUEUE.update().where(_QUEUE.c.execution_id == claim.execution_id).values(**values))
+
+
+def _release(session: Session, claim: Claim) -> None:
     session.execute(
         _QUEUE.update()
-        .where(_QUEUE.c.execution_id == claim.execution_id)
-        .values(step_index=step_index, available_at=available_at, dispatched_at=utcnow())
+        .where(_QUEUE.c.execution_id == claim.execution_id, _QUEUE.c.lease_token == claim.token)
+        .values(lease_token=None, lease_expires_at=None, claimed_by=None)
     )
 
 

@@ -1,6 +1,6 @@
 """A client process for the e2e tests: uses the public API with the environment it is given.
 
-Usage: client.py submit N PLAN_FILE | wait IDS_FILE TIMEOUT_S | workers | show ID | approve ID | requeue ID |
+Usage: client.py submit N PLAN_FILE [SPREAD] | wait IDS_FILE TIMEOUT_S | workers | show ID | approve ID | requeue ID |
        policy SLA CLASS STEP EXEC LEASE APPROVAL ATTEMPTS
 Prints one JSON object on its last line.
 """
@@ -22,10 +22,15 @@ def main(argv: list[str]) -> dict[str, object]:
     command = argv[0]
     if command == "submit":
         count, plan = int(argv[1]), Path(argv[2]).read_text()
-        alice = core.principal("alice", "demo")
+        spread = int(argv[3]) if len(argv) > 3 else 0  # plans on TARGET spread over this many local assets
+        alice, admin = core.principal("alice", "demo"), core.principal("admin", "demo")
+        existing = {a.name for a in core.list_assets(admin)}
+        for n in range(spread):
+            if f"node-{n}" not in existing:
+                core.add_asset(admin, f"node-{n}", core.Connection.LOCAL)
         ids = []
         for i in range(count):
-            text = plan.replace("NAME", f"plan-{i}")
+            text = plan.replace("NAME", f"plan-{i}").replace("TARGET", f"node-{i % spread}" if spread else "localhost")
             ids.append(core.submit(alice, text, background=True).execution.execution_id)
         return {"ids": ids}
     if command == "wait":
@@ -40,6 +45,15 @@ def main(argv: list[str]) -> dict[str, object]:
             except core.DeadlineExceeded:
                 statuses[execution_id] = core.get_execution(admin, execution_id).status
         return {"statuses": statuses}
+    if command == "intervals":
+        admin = core.principal("admin", "demo")
+        views = [core.get_execution(admin, i) for i in json.loads(Path(argv[1]).read_text())]
+        return {
+            "intervals": [
+                [v.steps[0].target, v.started_at.isoformat(), v.finished_at.isoformat()]  # type: ignore[union-attr]
+                for v in views
+            ]
+        }
     if command == "workers":
         views = list_workers(core.principal("admin", "demo"))
         return {

@@ -3,6 +3,7 @@ crashes mid-step, and a broker that loses every message."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import signal
@@ -19,9 +20,11 @@ from tests.engine_support import processes_matching
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
-def _tee(name: str, log: Path, marker: str, *, action_class: str = "read", timeout_s: int = 1) -> str:
+def _tee(
+    name: str, log: Path, marker: str, *, action_class: str = "read", timeout_s: int = 1, target: str = "localhost"
+) -> str:
     return (
-        f"  - {{name: {name}, action: shell, target: localhost, action_class: {action_class}, timeout_s: {timeout_s}, "
+        f"  - {{name: {name}, action: shell, target: {target}, action_class: {action_class}, timeout_s: {timeout_s}, "
         f"params: {{command: [tee, -a, '{log}'], stdin: \"{marker}\\n\"}}}}\n"
     )
 
@@ -38,14 +41,13 @@ def _wait_all(cluster: Cluster, tmp_path: Path, ids: list[str], timeout_s: float
 
 
 def test_200_executions_of_3_steps_on_2_worker_processes_run_each_step_once(cluster: Cluster, tmp_path: Path) -> None:
-    """200 three-step plans through 2 worker processes: all complete, and the 600 side effects are unique."""
+    """200 three-step plans on 16 assets through 2 worker processes: all complete, 600 unique side effects."""
     log = tmp_path / "effects.log"
-    plan = _write(
-        tmp_path, "plan.yaml", "name: NAME\nsteps:\n" + "".join(_tee(f"s{i}", log, f"NAME:s{i}") for i in range(3))
-    )
+    steps = "".join(_tee(f"s{i}", log, f"NAME:s{i}", target="TARGET") for i in range(3))
+    plan = _write(tmp_path, "plan.yaml", "name: NAME\nsteps:\n" + steps)
     cluster.start_worker(processes=2, threads=4)
     cluster.wait_for_workers(2)
-    ids = cluster.client("submit", "200", plan)["ids"]
+    ids = cluster.client("submit", "200", plan, "16")["ids"]  # spread over 16 assets: one plan at a time on each
     statuses = _wait_all(cluster, tmp_path, ids, 180)
     assert Counter(statuses.values()) == {"completed": 200}
     lines = log.read_text().splitlines()
@@ -55,6 +57,14 @@ def test_200_executions_of_3_steps_on_2_worker_processes_run_each_step_once(clus
         name, step = line.split(":")
         by_plan.setdefault(name, []).append(step)
     assert all(steps == ["s0", "s1", "s2"] for steps in by_plan.values())  # in order, each once
+    by_asset: dict[str, list[tuple[str, str]]] = {}
+    for target, started, finished in cluster.client("intervals", _write(tmp_path, "ids.json", json.dumps(ids)))[
+        "intervals"
+    ]:
+        by_asset.setdefault(target, []).append((started, finished))
+    for target, spans in by_asset.items():  # one plan at a time per asset, across processes
+        spans.sort()
+        assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), target
 
 
 def _worker_running(marker: str, timeout_s: float = 20) -> int:

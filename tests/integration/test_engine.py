@@ -40,6 +40,7 @@ def fast(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """Small backoffs and a quick watcher, so retries and cancels are fast to test."""
     monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
     monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    monkeypatch.setenv("OPSC_CHAIN_STEPS", "0")  # one step per process() call, to observe each (chained: below)
     get_settings.cache_clear()
     yield db
     get_settings.cache_clear()
@@ -374,3 +375,51 @@ def test_a_gate_not_opened_in_time_ends_the_execution(fast: str) -> None:
     assert engine.process(execution_id, worker_id="w") is Outcome.NOOP
     assert get_execution(principal("alice", "demo"), execution_id).status == "timeout"
     assert list_dlq(principal("alice", "demo"))[0].reason == "gate_timeout"
+
+
+def test_chained_steps_run_back_to_back_in_one_worker(db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """With chaining (the default) one message runs the whole plan: each step once, in order, no dispatch;
+    a duplicate message meanwhile finds the lease held and does nothing."""
+    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    assert get_settings().chain_steps
+    log = tmp_path / "log"
+    plan = (
+        "name: chain\nsteps:\n"
+        + tee_step("a", log, "a")
+        + "  - {name: nap, action: sleep, target: localhost, params: {seconds: 0.5}}\n"
+        + tee_step("c", log, "c")
+    )
+    execution_id = _bg(plan)
+    outcomes: list[Outcome] = []
+    with recording_dispatcher() as sent:
+        worker = threading.Thread(target=lambda: outcomes.append(engine.process(execution_id, worker_id="w")))
+        worker.start()
+        time.sleep(0.25)  # inside the chain, during the sleep step
+        assert engine.process(execution_id, worker_id="duplicate") is Outcome.NOOP
+        worker.join(timeout=10)
+    assert outcomes == [Outcome.FINISHED] and sent.sent == []
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "completed" and [s.attempts for s in view.steps] == [1, 1, 1]
+    assert log.read_text() == "a\nc\n"
+    with session_scope() as session:
+        assert session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first() is None
+
+
+def test_a_cancel_between_chained_steps_stops_the_chain(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cancel requested while a chained plan runs ends it cancelled; later steps never start."""
+    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    plan = "name: c\nsteps:\n" + "".join(
+        f"  - {{name: s{i}, action: sleep, target: localhost, params: {{seconds: 0.3}}}}\n" for i in range(5)
+    )
+    execution_id = _bg(plan)
+    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    worker.start()
+    time.sleep(0.45)
+    cancel(principal("alice", "demo"), execution_id)
+    worker.join(timeout=10)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "cancelled"
+    assert view.steps[0].status == "completed" and view.steps[-1].status == "cancelled"
+    assert all(s.attempts <= 1 for s in view.steps)

@@ -25,6 +25,7 @@ from tests.engine_support import drive, recording_dispatcher
 def fast(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
     monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    monkeypatch.setenv("OPSC_CHAIN_STEPS", "0")  # one step per process() call, to observe each (chained: below)
     get_settings.cache_clear()
     yield db
     get_settings.cache_clear()
