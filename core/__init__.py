@@ -52,6 +52,7 @@ from core.gates import approve_gate
 from core.plans import parse_plan
 from core.policies import PolicyValues
 from core.principals import principal, principal_for
+from core.safety.masking import install_log_masking
 from core.schemas import (
     ApprovalView,
     AssetView,
@@ -145,6 +146,7 @@ __all__ = [
     "get_settings",
     "get_tenant_settings",
     "initialize",
+    "install_log_masking",
     "list_assets",
     "list_dlq",
     "list_events",

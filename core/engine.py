@@ -137,8 +137,11 @@ def process(execution_id: str, *, worker_id: str) -> Outcome:
     if claim is None:
         return Outcome.NOOP
     while True:
-        result, reason, output = _run(claim)
-        outcome, delay_s, chained = _persist(claim, result, reason, output)
+        try:
+            result, reason, output = _run(claim)
+            outcome, delay_s, chained = _persist(claim, result, reason, output)
+        finally:
+            claim.masker.close()  # the step is over: its secret values leave memory with it
         if chained is None:
             break
         claim = chained
@@ -370,9 +373,22 @@ def _resolve_secrets(
         return value
 
     try:
-        return fill(params), None
+        filled = fill(params)
     except CoreError as exc:
         return {}, f"secret resolution failed: {exc}"
+    names = sorted(set(SECRET_REF.findall(step.params_json)))
+    if names:  # audited by name only
+        record_event(
+            session,
+            execution_id=step.execution_id,
+            tenant_id=tenant_id,
+            kind="secrets_read",
+            actor="worker",
+            step_index=step.step_index,
+            message=f"resolved {', '.join(names)}",
+            data={"names": names},
+        )
+    return filled, None
 
 
 # -- run ---------------------------------------------------------------------------------------------
@@ -406,8 +422,8 @@ def _run(claim: Claim) -> tuple[ActionResult, StopReason | None, str]:
     runner = registry.get_action(claim.action)()  # type: ignore[misc]
     try:
         result = runner.dry_run(ctx) if ctx.dry_run else runner.run(ctx)
-    except Exception as exc:
-        log.warning("action %s raised", claim.action, exc_info=True)
+    except Exception as exc:  # noqa: BLE001  a runner bug must end the step, not the worker
+        log.warning("action %s raised: %s", claim.action, claim.masker.mask(f"{type(exc).__name__}: {exc}"))
         result = ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}")
     finally:
         done.set()

@@ -15,6 +15,7 @@ from dramatiq.middleware import Middleware
 
 from core import engine, recovery, sweeper, workers
 from core.ports import set_dispatcher
+from core.safety.masking import install_log_masking
 from db.engine import dispose_engines
 from db.settings import get_settings
 
@@ -33,11 +34,13 @@ class OpsMiddleware(Middleware):
         from jobs.dispatch import BrokerDispatcher
 
         dispose_engines()  # a forked process must not share its parent's connections
+        install_log_masking()
         set_dispatcher(BrokerDispatcher())
         engine.reset_shutdown()
         self._stop.clear()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
+        install_log_masking()  # again: the dramatiq CLI sets up its handlers before the workers boot
         self.worker_id = engine.worker_identity("worker")
         workers.register_worker(self.worker_id, kind=type(broker).__name__, threads=worker.worker_threads)
         current_worker_id.set(self.worker_id)

@@ -24,6 +24,7 @@ from core import (
     get_execution,
     get_settings,
     initialize,
+    install_log_masking,
     list_executions,
     reject,
     submit,
@@ -68,6 +69,7 @@ def root(
 ) -> None:
     """OpsConductor Execution: submit, approve and run operations plans safely."""
     ctx.meta[DEBUG_KEY] = debug
+    install_log_masking()
     runtime.connect()  # with Redis configured, work this command queues is sent to the workers at once
 
 

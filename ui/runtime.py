@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from core import get_settings
+from core import get_settings, install_log_masking
 
 
 def connect() -> None:
@@ -29,6 +29,7 @@ def ensure_console_runtime() -> str:
 
     Returns a one-line description for the sidebar.
     """
+    install_log_masking()
     settings = get_settings()
     if settings.redis_url:
         connect()
