@@ -231,10 +231,15 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
             execution_id=execution.id,
             asset_ids=sorted(targets),
             expires_at=mutex.lock_expiry(deadline_at, policy.lease_s),
+            waiting_since=item.waiting_since,
         )
         if isinstance(tokens, mutex.Busy):
             _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
             return None
+        if item.waiting_since is not None:  # it got its turn: no longer in line
+            session.execute(
+                _QUEUE.update().where(_QUEUE.c.id == item.id).values(waiting_for_asset_id=None, waiting_since=None)
+            )
         # Acquiring may have waited for the previous holder's commit: the execution starts now.
         now = utcnow()
         deadline_at = now + timedelta(seconds=run_policy.execution_s)
@@ -305,7 +310,7 @@ def _wait_for_lock(
     )
     waited = utcnow() - item.created_at
     if waited >= timedelta(seconds=bound_s):
-        message = f"waited {waited.total_seconds():.0f}s for {busy.asset_name}, held by execution {busy.holder}"
+        message = f"{busy.describe()}: gave up after {waited.total_seconds():.0f}s"
         finish_execution(
             session,
             execution,
@@ -317,6 +322,8 @@ def _wait_for_lock(
         )
         return
     mutex.park(session, item, busy, until=item.created_at + timedelta(seconds=bound_s), actor=worker_id)
+    if busy.holder is None and busy.ahead is not None:
+        mutex.wake(session, busy.ahead)  # the lock is free: whoever is first in line must not sleep on
 
 
 def _hold_at_gate(

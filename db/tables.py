@@ -270,7 +270,7 @@ class QueueItem(SQLModel, table=True):
         Index("ix_execution_queue_available", "available_at"),
         Index("ix_execution_queue_tenant_sla", "tenant_id", "sla_class"),
         Index("ix_execution_queue_lease", "lease_expires_at"),
-        Index("ix_execution_queue_waiting", "waiting_for_asset_id", "created_at"),
+        Index("ix_execution_queue_waiting", "waiting_for_asset_id", "waiting_since"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -287,6 +287,8 @@ class QueueItem(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=128)
     # Set while the execution waits for another execution's asset lock: FIFO hand-off per asset.
     waiting_for_asset_id: str | None = Field(default=None, max_length=32)
+    # When it first queued for a lock: its place in line (kept after it is woken, until it gets the lock).
+    waiting_since: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
 
 

@@ -32,17 +32,33 @@ _QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
 
 @dataclass(frozen=True)
 class Busy:
-    """An asset another execution holds."""
+    """An asset another execution holds, or that others queue for ahead of us."""
 
     asset_id: str
     asset_name: str
     holder: str | None
+    ahead: str | None = None  # the first execution in line before us, when the lock itself is free
+
+    def describe(self) -> str:
+        if self.holder is not None:
+            return f"waiting for {self.asset_name}, held by execution {self.holder}"
+        return f"waiting for {self.asset_name}, behind execution {self.ahead} in its queue"
 
 
 def acquire(
-    session: Session, *, tenant_id: str, execution_id: str, asset_ids: list[str], expires_at: datetime
+    session: Session,
+    *,
+    tenant_id: str,
+    execution_id: str,
+    asset_ids: list[str],
+    expires_at: datetime,
+    waiting_since: datetime | None = None,
 ) -> dict[str, int] | Busy:
-    """Take every lock or none. Returns {asset_id: fencing token}, or the first asset that is busy."""
+    """Take every lock or none. Returns {asset_id: fencing token}, or the first asset that is busy.
+
+    An asset whose lock is free still counts as busy while executions that queued for it earlier than
+    ``waiting_since`` (any, for a newcomer) are in line: nobody jumps the FIFO.
+    """
     now = utcnow()
     savepoint = session.begin_nested()
     tokens: dict[str, int] = {}
@@ -55,6 +71,12 @@ def acquire(
             .values(lock_fence=_ASSETS.c.lock_fence + 1)
             .returning(_ASSETS.c.lock_fence)
         ).scalar_one()
+        in_line = select(_QUEUE.c.execution_id).where(
+            _QUEUE.c.waiting_for_asset_id == asset_id, _QUEUE.c.execution_id != execution_id
+        )
+        if waiting_since is not None:
+            in_line = in_line.where(_QUEUE.c.waiting_since < waiting_since)
+        ahead = session.execute(in_line.order_by(_QUEUE.c.waiting_since).limit(1)).scalar()
         values = {"execution_id": execution_id, "fencing_token": token, "acquired_at": now, "expires_at": expires_at}
         upsert = insert(_LOCKS).values(tenant_id=tenant_id, asset_id=asset_id, **values)
         upsert = upsert.on_conflict_do_update(
@@ -62,13 +84,13 @@ def acquire(
             set_=values,
             where=(_LOCKS.c.expires_at < now) | (_LOCKS.c.execution_id == execution_id),
         )
-        if session.execute(upsert).rowcount != 1:  # type: ignore[attr-defined]
+        if ahead is not None or session.execute(upsert).rowcount != 1:  # type: ignore[attr-defined]
             holder = session.execute(
                 select(_LOCKS.c.execution_id).where(_LOCKS.c.tenant_id == tenant_id, _LOCKS.c.asset_id == asset_id)
             ).scalar()
             name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
             savepoint.rollback()
-            return Busy(asset_id=asset_id, asset_name=name, holder=holder)
+            return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
         tokens[asset_id] = token
     savepoint.commit()
     return tokens
@@ -116,7 +138,13 @@ def reap_expired(session: Session) -> int:
 def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, actor: str) -> None:
     """Make the execution wait for ``busy`` (no thread, no polling) and say who holds it."""
     session.execute(
-        update(_QUEUE).where(_QUEUE.c.id == item.id).values(waiting_for_asset_id=busy.asset_id, available_at=until)
+        update(_QUEUE)
+        .where(_QUEUE.c.id == item.id)
+        .values(
+            waiting_for_asset_id=busy.asset_id,
+            available_at=until,
+            waiting_since=item.waiting_since or utcnow(),  # a woken waiter that lost keeps its place
+        )
     )
     record_event(
         session,
@@ -124,9 +152,19 @@ def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, acto
         tenant_id=item.tenant_id,
         kind="lock_waiting",
         actor=actor,
-        message=f"waiting for {busy.asset_name}, held by execution {busy.holder}",
-        data={"asset_id": busy.asset_id, "holder": busy.holder},
+        message=busy.describe(),
+        data={"asset_id": busy.asset_id, "holder": busy.holder, "ahead": busy.ahead},
     )
+
+
+def wake(session: Session, execution_id: str) -> None:
+    """Wake a waiter whose turn it is although the lock is free (its hand-off was missed): dispatch it."""
+    session.execute(
+        update(_QUEUE)
+        .where(_QUEUE.c.execution_id == execution_id)
+        .values(available_at=utcnow(), dispatched_at=utcnow())
+    )
+    dispatch_after_commit(session, [execution_id])
 
 
 def _hand_off(session: Session, asset_ids: list[str]) -> None:
@@ -135,7 +173,7 @@ def _hand_off(session: Session, asset_ids: list[str]) -> None:
         oldest = session.execute(
             select(_QUEUE.c.id, _QUEUE.c.execution_id)
             .where(_QUEUE.c.waiting_for_asset_id == asset_id)
-            .order_by(_QUEUE.c.created_at, _QUEUE.c.id)
+            .order_by(_QUEUE.c.waiting_since, _QUEUE.c.id)
             .limit(1)
         ).first()
         if oldest is None:
@@ -143,7 +181,7 @@ def _hand_off(session: Session, asset_ids: list[str]) -> None:
         session.execute(
             update(_QUEUE)
             .where(_QUEUE.c.id == oldest.id)
-            .values(waiting_for_asset_id=None, available_at=utcnow(), dispatched_at=utcnow())
+            .values(available_at=utcnow(), dispatched_at=utcnow())  # still in line until it has the lock
         )
         woken.append(oldest.execution_id)
     dispatch_after_commit(session, woken)

@@ -162,7 +162,7 @@ def test_expired_locks_are_reaped_and_handed_on(fast: str) -> None:
     with session_scope() as session:
         assert session.exec(select(ExecutionLock)).all() == []
         row = session.exec(select(QueueItem).where(QueueItem.execution_id == waiter)).one()
-        assert row.waiting_for_asset_id is None and row.available_at <= utcnow()
+        assert row.available_at <= utcnow()  # woken; it stays in line until it has the lock
     assert drive(waiter)[-1] is Outcome.FINISHED
 
 
@@ -199,3 +199,22 @@ def test_acquire_race_on_postgresql_gives_the_lock_to_one(postgres_db: str) -> N
         t.join()
     winners = [r for r in results if isinstance(r, dict)]
     assert len(winners) == 1 and all(isinstance(r, mutex.Busy) for r in results if r not in winners)
+
+
+def test_a_newcomer_does_not_jump_the_queue(fast: str) -> None:
+    """A waiter woken by a release keeps its place: an execution arriving just then queues behind it."""
+    holder, waiter = _bg(_sleep_plan("hold", 0.6)), _bg(_sleep_plan("first-in-line", 0))
+    runner = threading.Thread(target=lambda: engine.process(holder, worker_id="w1"))
+    runner.start()
+    time.sleep(0.2)
+    assert engine.process(waiter, worker_id="w2") is Outcome.NOOP
+    runner.join(timeout=10)  # released: the waiter is woken, but has not claimed yet
+    newcomer = _bg(_sleep_plan("newcomer", 0))
+    assert engine.process(newcomer, worker_id="w3") is Outcome.NOOP
+    alice = principal("alice", "demo")
+    [event] = [e for e in list_events(alice, newcomer) if e.kind == "lock_waiting"]
+    assert event.message == f"waiting for localhost, behind execution {waiter} in its queue"
+    assert engine.process(waiter, worker_id="w2") is Outcome.FINISHED
+    assert drive(newcomer)[-1] is Outcome.FINISHED
+    first, second = get_execution(alice, waiter), get_execution(alice, newcomer)
+    assert first.finished_at <= second.started_at  # type: ignore[operator]
