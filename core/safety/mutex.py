@@ -137,13 +137,14 @@ def reap_expired(session: Session) -> int:
 
 def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, actor: str) -> None:
     """Make the execution wait for ``busy`` (no thread, no polling) and say who holds it."""
+    since = item.waiting_since or utcnow()  # a woken waiter that lost keeps its place in line
     session.execute(
         update(_QUEUE)
         .where(_QUEUE.c.id == item.id)
         .values(
             waiting_for_asset_id=busy.asset_id,
             available_at=until,
-            waiting_since=item.waiting_since or utcnow(),  # a woken waiter that lost keeps its place
+            waiting_since=since,
         )
     )
     record_event(
@@ -153,7 +154,7 @@ def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, acto
         kind="lock_waiting",
         actor=actor,
         message=busy.describe(),
-        data={"asset_id": busy.asset_id, "holder": busy.holder, "ahead": busy.ahead},
+        data={"asset_id": busy.asset_id, "holder": busy.holder, "ahead": busy.ahead, "since": since.isoformat()},
     )
 
 

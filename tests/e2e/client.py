@@ -48,6 +48,24 @@ def main(argv: list[str]) -> dict[str, object]:
     if command == "intervals":
         admin = core.principal("admin", "demo")
         views = [core.get_execution(admin, i) for i in json.loads(Path(argv[1]).read_text())]
+        if len(argv) > 2 and argv[2] == "--parked":  # also when each first queued for a lock, if it had to
+            parked = []
+            for v in views:
+                waits = [
+                    e.created_at.isoformat()
+                    for e in core.list_events(admin, v.execution_id)
+                    if e.kind == "lock_waiting"
+                ]
+                parked.append(
+                    [
+                        v.execution_id,
+                        v.status,
+                        waits[0] if waits else None,
+                        v.started_at.isoformat() if v.started_at else None,
+                        v.finished_at.isoformat() if v.finished_at else None,
+                    ]
+                )
+            return {"parked": parked}
         return {
             "intervals": [
                 [v.steps[0].target, v.started_at.isoformat(), v.finished_at.isoformat()]  # type: ignore[union-attr]
