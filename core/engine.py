@@ -47,16 +47,15 @@ from core.inventory import asset_view
 from core.plans import plan_hash
 from core.policies import cached_policy
 from core.ports import dispatch_committed
-from core.safety import mutex
+from core.safety import mutex, secret_backends
 from core.safety.credentials import SECRET_REF
 from core.safety.masking import Masker
-from core.safety.secret_store import reveal_secret
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings
-from db.tables import Asset, DlqEntry, Execution, ExecutionStep, Membership, QueueItem, Worker, new_id
+from db.tables import Asset, DlqEntry, Execution, ExecutionStep, Membership, QueueItem, Tenant, Worker, new_id
 
 log = logging.getLogger(__name__)
 
@@ -361,14 +360,18 @@ def _refusal(session: Session, execution: Execution, step: ExecutionStep, member
 def _resolve_secrets(
     session: Session, tenant_id: str, step: ExecutionStep, masker: Masker
 ) -> tuple[dict[str, Any], str | None]:
-    """Fill ``{{ secret:NAME }}`` references from the store, registering each value with the masker."""
+    """Fill ``{{ secret:NAME }}`` references from the backends, registering each value with the masker."""
     params = json.loads(step.params_json)
+    if not SECRET_REF.search(step.params_json):
+        return params, None
+    tenant = session.get(Tenant, tenant_id)
+    tenant_name = tenant.name if tenant is not None else ""
 
     def fill(value: Any) -> Any:
         if isinstance(value, str):
 
             def one(match: Any) -> str:
-                secret = reveal_secret(session, tenant_id, match.group(1))
+                secret = secret_backends.reveal(session, tenant_id, tenant_name, match.group(1))
                 masker.register(secret)
                 return secret
 

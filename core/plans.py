@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import registry
 from core.errors import InvalidInput
-from core.safety.credentials import find_literal_credentials, secret_refs
+from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
 MAX_STEPS = 200
@@ -167,7 +167,9 @@ def _plan(spec: PlanSpec) -> Plan:
             known = ", ".join(sorted(registry.known_actions()))
             issues.append((f"{where}.action", f"unknown action {step.action!r} (known: {known})"))
             continue
-        literals = find_literal_credentials(step.params, f"{where}.params")
+        literals = find_malformed_refs(step.params, f"{where}.params") + find_literal_credentials(
+            step.params, f"{where}.params"
+        )
         if literals:
             issues.extend(literals)
             continue

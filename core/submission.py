@@ -24,7 +24,7 @@ from core.policies import get_policy
 from core.ports import dispatch_committed
 from core.queueing import enqueue
 from core.rbac import Permission
-from core.safety.secret_store import secret_names
+from core.safety import secret_backends
 from core.schemas import PlanPreview, Principal, SubmitResult
 from core.tenants import run_mode_for, tenant_settings
 from core.transactions import session_scope
@@ -194,7 +194,11 @@ def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict
                     f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
                 )
             )
-    missing = sorted(plan.secret_names - secret_names(session, principal.tenant_id))
+    missing = sorted(
+        name
+        for name in plan.secret_names
+        if not secret_backends.exists(session, principal.tenant_id, principal.tenant, name)
+    )
     issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)
     if issues:
         raise InvalidInput(issues)

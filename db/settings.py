@@ -33,6 +33,10 @@ class Settings(BaseSettings):
     redispatch_after_s: float = 15.0
     watch_interval_s: float = 0.25
     worker_heartbeat_s: float = 2.0
+    # HashiCorp Vault as a secret backend (KV v2); unset = not used.
+    vault_url: str | None = None
+    vault_token: str | None = None
+    vault_mount: str = "secret"
     # A worker that completes a step claims the next one in the same transaction (core/engine.py).
     chain_steps: bool = True
     # The console starts an embedded worker on the embedded default (off in UI tests, or behind workers).

@@ -45,6 +45,20 @@ def secret_refs(value: Any) -> set[str]:
     return names
 
 
+_ANY_REF = re.compile(r"\{\{\s*secrets?\s*:[^}]*\}?\}?")
+
+
+def find_malformed_refs(value: Any, path: str) -> list[tuple[str, str]]:
+    """(path, reason) for each string holding something that starts like a secret reference but is not one."""
+    found = []
+    for where, text in _strings(value, path):
+        for candidate in _ANY_REF.findall(text):
+            if not SECRET_REF.fullmatch(candidate.strip()):
+                found.append((where, "malformed secret reference; write {{ secret:NAME }} (letters, digits, _ . -)"))
+                break
+    return found
+
+
 def find_literal_credentials(value: Any, path: str) -> list[tuple[str, str]]:
     """(path, reason) for each string under ``value`` that looks like a credential literal."""
     found: list[tuple[str, str]] = []

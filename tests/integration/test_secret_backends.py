@@ -1,0 +1,102 @@
+"""Secret backends: environment (tenant-scoped) and Vault (KV v2 through the real hvac client).
+
+No Vault server can run here (no download of its binary), so Vault is a small local HTTP server that
+answers the KV v2 read endpoint as Vault does; hvac talks to it over a real socket."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core import InvalidInput, SafetyRefused, get_execution, principal, submit
+from core.safety.secret_backends import EnvironmentBackend, VaultBackend, env_var
+from db.settings import get_settings
+from tests.engine_support import drive
+
+TOKEN = "test-vault-token"
+VAULT: dict[str, str] = {"/v1/secret/data/opsconductor/demo/vaulted": "from-vault-v4lue"}
+
+
+class FakeVault(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        if self.headers.get("X-Vault-Token") != TOKEN:
+            self._answer(403, {"errors": ["permission denied"]})
+        elif self.path.split("?")[0] in VAULT:
+            value = VAULT[self.path.split("?")[0]]
+            self._answer(200, {"data": {"data": {"value": value}, "metadata": {"version": 1, "deletion_time": ""}}})
+        else:
+            self._answer(404, {"errors": []})
+
+    def _answer(self, status: int, body: dict[str, object]) -> None:
+        payload = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def vault_url() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVault)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_environment_backend_is_tenant_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPSC_SECRET_<TENANT>__<NAME>: demo's variable is not globex's."""
+    monkeypatch.setenv(env_var("demo", "db.pass-word"), "env-value-1")
+    assert env_var("demo", "db.pass-word") == "OPSC_SECRET_DEMO__DB_PASS_WORD"
+    backend = EnvironmentBackend()
+    assert backend.reveal("demo", "db.pass-word") == "env-value-1"
+    assert backend.reveal("globex", "db.pass-word") is None and not backend.has("globex", "db.pass-word")
+
+
+def test_vault_backend_reads_kv_v2_and_refuses_clearly(vault_url: str) -> None:
+    """Found, not found (None), and a refused token (SafetyRefused naming no value)."""
+    assert VaultBackend(vault_url, TOKEN, "secret").reveal("demo", "vaulted") == "from-vault-v4lue"
+    assert VaultBackend(vault_url, TOKEN, "secret").reveal("globex", "vaulted") is None
+    with pytest.raises(SafetyRefused) as info:
+        VaultBackend(vault_url, "wrong", "secret").reveal("demo", "vaulted")
+    assert info.value.reason == "vault_unavailable" and "from-vault" not in str(info.value)
+
+
+def test_steps_resolve_environment_and_vault_secrets_masked(
+    db: str, vault_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A plan referencing an environment secret and a Vault secret runs with both, output masked."""
+    monkeypatch.setenv("OPSC_VAULT_URL", vault_url)
+    monkeypatch.setenv("OPSC_VAULT_TOKEN", TOKEN)
+    monkeypatch.setenv(env_var("demo", "from_env"), "env-s3cret-value")
+    get_settings.cache_clear()
+    plan = (
+        "name: backends\nsteps:\n  - {name: e, action: shell, target: localhost, params: {command: [printenv, A, B], "
+        "env: {A: '{{ secret:from_env }}', B: '{{ secret:vaulted }}'}}}\n"
+    )
+    execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    drive(execution_id)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "completed" and view.steps[0].output == "***\n***\n"
+    with pytest.raises(InvalidInput, match="unknown secret 'vaulted' in tenant globex"):
+        submit(principal("mallory", "globex"), plan.replace("from_env", "vaulted"))
+
+
+@pytest.mark.parametrize(
+    ("reference", "message"),
+    [("{{ secret:nope }}", "unknown secret 'nope'"), ("{{ secret:bad name }}", "malformed secret reference"),
+     ("{{ secrets:x }}", "malformed secret reference")],
+)  # fmt: skip
+def test_bad_secret_references_are_clear_errors(db: str, reference: str, message: str) -> None:
+    """Unknown, malformed or misspelt references are refused at submit with what is wrong."""
+    plan = f"name: r\nsteps:\n  - {{name: e, action: shell, target: localhost, params: {{command: [echo], env: {{X: '{reference}'}}}}}}\n"
+    with pytest.raises(InvalidInput, match=message):
+        submit(principal("alice", "demo"), plan)
