@@ -16,6 +16,7 @@ it creates and drops its own database and uses its own Redis namespaces.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -36,6 +37,7 @@ PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postg
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop, target: TARGET}}\n" for i in range(3))
 ASSETS = 64
+HANDOFF_PLANS = 100
 MODIFY_PLAN = "name: {name}\nsteps:\n  - {name: m, action: noop, target: localhost, action_class: modify}\n"
 
 
@@ -177,6 +179,7 @@ def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: 
             decided = max(a.created_at for a in core.get_execution(alice, execution_id).approvals)
             started = next(e for e in core.list_events(alice, execution_id) if e.kind == "step_started")
             approve_ms.append((started.created_at - decided).total_seconds() * 1000)
+        handoff_ms = lock_handoff_ms(core, alice, HANDOFF_PLANS)
         rss = peak_rss_mb(workers.pid)
     finally:
         stop_group(workers)
@@ -188,8 +191,27 @@ def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: 
         "completed_ms_p50": percentile(completed_ms, 50),
         "completed_ms_p99": percentile(completed_ms, 99),
         "approve_to_first_step_ms_p95": percentile(approve_ms, 95),
+        "lock_handoff_ms_p50": percentile(handoff_ms, 50),
+        "lock_handoff_ms_p95": percentile(handoff_ms, 95),
         "peak_rss_mb": rss,
     }
+
+
+def lock_handoff_ms(core: Any, alice: Any, plans: int) -> list[float]:
+    """``plans`` one-step plans on one asset, queued at once: for each holder after the first, the time from
+    the previous holder's end (its locks released in that commit) to its own first step starting."""
+    ids = [
+        core.submit(
+            alice, f"name: handoff-{i}\nsteps:\n  - {{name: n, action: noop, target: localhost}}\n", background=True
+        ).execution.execution_id
+        for i in range(plans)
+    ]
+    views = sorted((core.wait_for(alice, i, timeout_s=600, poll_s=0.05) for i in ids), key=lambda v: v.started_at)
+    assert all(v.status == "completed" for v in views)
+    return [
+        (after.steps[0].started_at - before.finished_at).total_seconds() * 1000
+        for before, after in itertools.pairwise(views)
+    ]
 
 
 def submit_background(core: Any, alice: Any, name: str) -> tuple[str, float]:
@@ -236,6 +258,10 @@ def main() -> None:
     print(f"  submit latency p50 {ops['submit_ms_p50']:.1f} ms, p99 {ops['submit_ms_p99']:.1f} ms")
     print(f"  submit→completed p50 {ops['completed_ms_p50']:.0f} ms, p99 {ops['completed_ms_p99']:.0f} ms")
     print(f"  approve→first step started p95 {ops['approve_to_first_step_ms_p95']:.0f} ms")
+    print(
+        f"  lock hand-off (release→next waiter's first step) p50 {ops['lock_handoff_ms_p50']:.0f} ms,"
+        f" p95 {ops['lock_handoff_ms_p95']:.0f} ms"
+    )
     print(f"  peak RSS of a worker process {ops['peak_rss_mb']:.0f} MB (raw floor worker {raw['peak_rss_mb']:.0f} MB)")
     result = {
         "plans": args.plans,

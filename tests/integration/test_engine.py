@@ -423,3 +423,24 @@ def test_a_cancel_between_chained_steps_stops_the_chain(db: str, monkeypatch: py
     assert view.status == "cancelled"
     assert view.steps[0].status == "completed" and view.steps[-1].status == "cancelled"
     assert all(s.attempts <= 1 for s in view.steps)
+
+
+def test_role_revoked_mid_run_stops_at_the_next_step(db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The requester loses the role while step 0 runs: step 1 is refused before it runs, audited, DLQ'd."""
+    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    log = tmp_path / "log"
+    plan = "name: r\nsteps:\n  - {name: nap, action: sleep, target: localhost, params: {seconds: 0.5}}\n" + tee_step(
+        "after", log, "x"
+    )
+    execution_id = _bg(plan)
+    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    worker.start()
+    time.sleep(0.2)
+    set_member(principal("admin", "demo"), "alice", Role.VIEWER)
+    worker.join(timeout=10)
+    view = get_execution(principal("admin", "demo"), execution_id)
+    assert [s.status for s in view.steps] == ["completed", "failed"] and "permission denied" in (
+        view.steps[1].error or ""
+    )
+    assert not log.exists() and list_dlq(principal("admin", "demo"))[0].reason == "permission_denied"
