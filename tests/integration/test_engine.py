@@ -416,7 +416,10 @@ def test_a_cancel_between_chained_steps_stops_the_chain(db: str, monkeypatch: py
     execution_id = _bg(plan)
     worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
     worker.start()
-    time.sleep(0.45)
+    deadline = time.monotonic() + 10
+    while get_execution(principal("alice", "demo"), execution_id).steps[0].status != "completed":
+        assert time.monotonic() < deadline, "step 0 never completed"
+        time.sleep(0.02)
     cancel(principal("alice", "demo"), execution_id)
     worker.join(timeout=10)
     view = get_execution(principal("alice", "demo"), execution_id)
