@@ -107,6 +107,7 @@ class Claim:
     step_name: str = ""
     lock_tokens: dict[str, int] = field(default_factory=dict)  # asset id → fencing token held at claim
     gated: bool = False  # level 3: every step waits for its go, so steps are never chained
+    credential: str | None = None  # the asset's credential, resolved just in time (never persisted)
     reported_position: bool = False  # the watcher told the workers table which step this worker runs
 
 
@@ -283,6 +284,8 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
         claim.refusal = "lock lost: another execution may hold this execution's assets"
     if claim.refusal is None and not claim.cancelled:
         claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
+    if claim.refusal is None and not claim.cancelled and asset.credential_ref:
+        claim.credential, claim.refusal = _resolve_credential(session, execution.tenant_id, step, asset, claim.masker)
     _update_step(
         session,
         claim,
@@ -357,6 +360,29 @@ def _refusal(session: Session, execution: Execution, step: ExecutionStep, member
     return None
 
 
+def _resolve_credential(
+    session: Session, tenant_id: str, step: ExecutionStep, asset: Asset, masker: Masker
+) -> tuple[str | None, str | None]:
+    """The asset's ``credential_ref`` secret, registered with the masker and audited by name."""
+    tenant = session.get(Tenant, tenant_id)
+    try:
+        value = secret_backends.reveal(session, tenant_id, tenant.name if tenant else "", asset.credential_ref or "")
+    except CoreError as exc:
+        return None, f"credential of {asset.name} unavailable: {exc}"
+    masker.register(value)
+    record_event(
+        session,
+        execution_id=step.execution_id,
+        tenant_id=tenant_id,
+        kind="secrets_read",
+        actor="worker",
+        step_index=step.step_index,
+        message=f"resolved the credential of {asset.name} ({asset.credential_ref})",
+        data={"names": [asset.credential_ref]},
+    )
+    return value, None
+
+
 def _resolve_secrets(
     session: Session, tenant_id: str, step: ExecutionStep, masker: Masker
 ) -> tuple[dict[str, Any], str | None]:
@@ -427,6 +453,7 @@ def _run(claim: Claim) -> tuple[ActionResult, StopReason | None, str]:
         stop=stop,
         output=sink,
         masker=claim.masker,
+        credential=claim.credential,
         dry_run=claim.run_mode is RunMode.DRY_RUN,
     )
     runner = registry.get_action(claim.action)()  # type: ignore[misc]

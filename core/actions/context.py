@@ -63,6 +63,7 @@ class StepContext:
     output: OutputSink
     masker: Masker
     dry_run: bool = False
+    credential: str | None = None  # the asset's credential_ref, resolved (ssh password or key, http token)
 
     def remaining_s(self) -> float:
         """Seconds until the deadline (never negative)."""

@@ -160,3 +160,34 @@ def test_log_filter_masks_args_fstrings_and_tracebacks(captured_logs: io.StringI
         masker.close()
     out = captured_logs.getvalue()
     assert "zz-topsecret-zz" not in out and "value=***" in out and "ValueError: ***" in out
+
+
+class CredentialEcho(ActionType):
+    """A test action that writes the asset credential it was given (to prove it arrives, and is masked)."""
+
+    name = "credential_echo"
+    default_class = ActionClass.READ
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        ctx.output.write(f"credential={ctx.credential!s}-end")
+        return ActionResult(ok=True)
+
+
+def test_asset_credential_ref_is_resolved_just_in_time_and_masked(db: str) -> None:
+    """An asset's credential_ref reaches the runner at step start; stored output shows it masked."""
+    from core import Connection, add_asset
+
+    register(CredentialEcho)
+    try:
+        add_asset(principal("admin", "demo"), "box", Connection.LOCAL, credential_ref="demo_token")
+        plan = "name: c\nsteps:\n  - {name: c, action: credential_echo, target: box}\n"
+        execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+        drive(execution_id)
+    finally:
+        _registry.pop("credential_echo", None)
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "completed" and view.steps[0].output == f"credential={MASK}-end"
+    assert any(
+        e.kind == "secrets_read" and "demo_token" in e.message
+        for e in list_events(principal("alice", "demo"), execution_id)
+    )
