@@ -12,7 +12,7 @@ from core.errors import InvalidInput
 from core.policies import PolicyValues
 from core.rbac import Permission
 from core.safety import mutex, secret_store
-from core.schemas import AssetView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
+from core.schemas import AssetView, LockView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
 from core.transactions import session_scope
 from db.enums import ActionClass, Connection, OverLevelBehaviour, Role, SlaClass, TenantMode
 
@@ -152,7 +152,7 @@ def set_tenant_mode(
         return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
 
 
-def list_locks(principal: Principal) -> list[mutex.LockInfo]:
+def list_locks(principal: Principal) -> list[LockView]:
     """Who holds which asset lock since when, and how many executions wait for it."""
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)

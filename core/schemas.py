@@ -166,3 +166,15 @@ class PlanPreview(View):
     policy: PolicyView
     steps: list[dict[str, Any]]
     secret_names: list[str]
+
+
+class LockView(View):
+    """A held asset lock: who holds it since when, and how many executions wait for the asset."""
+
+    asset: str
+    execution_id: str
+    execution_name: str
+    fencing_token: int
+    acquired_at: datetime
+    expires_at: datetime
+    waiters: int

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-
 import typer
 
 from core import list_locks
@@ -15,15 +13,7 @@ def locks_command(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt =
     """The tenant's held asset locks: holder, since, expiry, fencing token, waiters."""
     rows = list_locks(acting(as_user, tenant))
     if json_out:
-        print_json(
-            {
-                "locks": [
-                    dataclasses.asdict(r)
-                    | {"acquired_at": fmt_time(r.acquired_at), "expires_at": fmt_time(r.expires_at)}
-                    for r in rows
-                ]
-            }
-        )
+        print_json({"locks": [r.model_dump(mode="json") for r in rows]})
         return
     if not rows:
         typer.echo("no asset is locked")

@@ -22,6 +22,7 @@ from sqlmodel import Session
 
 from core.audit import record_event
 from core.ports import dispatch_after_commit
+from core.schemas import LockView
 from db.clock import utcnow
 from db.tables import Asset, Execution, ExecutionLock, QueueItem
 
@@ -188,20 +189,7 @@ def _hand_off(session: Session, asset_ids: list[str]) -> None:
     dispatch_after_commit(session, woken)
 
 
-@dataclass(frozen=True)
-class LockInfo:
-    """A held lock, for the console and the CLI."""
-
-    asset: str
-    execution_id: str
-    execution_name: str
-    fencing_token: int
-    acquired_at: datetime
-    expires_at: datetime
-    waiters: int
-
-
-def list_locks(session: Session, tenant_id: str) -> list[LockInfo]:
+def list_locks(session: Session, tenant_id: str) -> list[LockView]:
     """The tenant's held locks with their holder and how many executions wait for each asset."""
     waiters = dict(
         session.execute(
@@ -218,7 +206,7 @@ def list_locks(session: Session, tenant_id: str) -> list[LockInfo]:
         .order_by(_ASSETS.c.name)
     ).all()
     return [
-        LockInfo(
+        LockView(
             asset=r.name,
             execution_id=r.execution_id,
             execution_name=r.execution_name,
