@@ -61,17 +61,22 @@ def acquire(
     ``waiting_since`` (any, for a newcomer) are in line: nobody jumps the FIFO.
     """
     now = utcnow()
-    savepoint = session.begin_nested()
-    tokens: dict[str, int] = {}
     insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
-    for asset_id in sorted(set(asset_ids)):
-        # Bumping the counter also row-locks the asset on PostgreSQL: rival acquirers queue here, in order.
-        token = session.execute(
+    # Bump every counter first, outside the savepoint: on PostgreSQL that row-locks the assets until this
+    # transaction ends, so acquiring, parking in line and releasing one asset happen one at a time, in a
+    # single order, and a waiter can never park unseen by the release that should wake it. A refused
+    # acquisition burns its tokens; they still only grow.
+    tokens = {
+        asset_id: session.execute(
             update(_ASSETS)
             .where(_ASSETS.c.id == asset_id)
             .values(lock_fence=_ASSETS.c.lock_fence + 1)
             .returning(_ASSETS.c.lock_fence)
         ).scalar_one()
+        for asset_id in sorted(set(asset_ids))
+    }
+    savepoint = session.begin_nested()
+    for asset_id, token in tokens.items():
         in_line = select(_QUEUE.c.execution_id).where(
             _QUEUE.c.waiting_for_asset_id == asset_id, _QUEUE.c.execution_id != execution_id
         )
@@ -92,7 +97,6 @@ def acquire(
             name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
             savepoint.rollback()
             return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
-        tokens[asset_id] = token
     savepoint.commit()
     return tokens
 
@@ -116,6 +120,8 @@ def extend(session: Session, execution_id: str, expires_at: datetime) -> None:
 
 def release(session: Session, execution_id: str) -> list[str]:
     """Drop the execution's locks and wake the oldest waiter of each asset (after commit)."""
+    mine = session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.execution_id == execution_id)).scalars().all()
+    _lock_assets(session, list(mine))
     asset_ids = list(
         session.execute(delete(_LOCKS).where(_LOCKS.c.execution_id == execution_id).returning(_LOCKS.c.asset_id))
         .scalars()
@@ -127,6 +133,8 @@ def release(session: Session, execution_id: str) -> list[str]:
 
 def reap_expired(session: Session) -> int:
     """Delete locks past their expiry (their holder died or hung) and hand the assets on. Returns how many."""
+    expired = session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.expires_at < utcnow())).scalars().all()
+    _lock_assets(session, list(expired))
     asset_ids = list(
         session.execute(delete(_LOCKS).where(_LOCKS.c.expires_at < utcnow()).returning(_LOCKS.c.asset_id))
         .scalars()
@@ -136,18 +144,28 @@ def reap_expired(session: Session) -> int:
     return len(asset_ids)
 
 
+def _lock_assets(session: Session, asset_ids: list[str]) -> None:
+    """Row-lock the assets (sorted, like acquirers) so a release is ordered with parking on PostgreSQL."""
+    if asset_ids and session.get_bind().dialect.name == "postgresql":
+        session.execute(
+            select(_ASSETS.c.id).where(_ASSETS.c.id.in_(sorted(asset_ids))).order_by(_ASSETS.c.id).with_for_update()
+        )
+
+
 def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, actor: str) -> None:
     """Make the execution wait for ``busy`` (no thread, no polling) and say who holds it."""
-    since = item.waiting_since or utcnow()  # a woken waiter that lost keeps its place in line
-    session.execute(
+    # COALESCE in the database, not the row we read: a duplicate message may have parked us meanwhile,
+    # and a place in line, once given, is kept.
+    since = session.execute(
         update(_QUEUE)
         .where(_QUEUE.c.id == item.id)
         .values(
             waiting_for_asset_id=busy.asset_id,
             available_at=until,
-            waiting_since=since,
+            waiting_since=func.coalesce(_QUEUE.c.waiting_since, utcnow()),
         )
-    )
+        .returning(_QUEUE.c.waiting_since)
+    ).scalar_one()
     record_event(
         session,
         execution_id=item.execution_id,

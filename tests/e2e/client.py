@@ -72,6 +72,13 @@ def main(argv: list[str]) -> dict[str, object]:
                 for v in views
             ]
         }
+    if command == "events":
+        admin = core.principal("admin", "demo")
+        return {
+            "events": [
+                [e.created_at.isoformat(), e.kind, e.actor, e.message, e.data] for e in core.list_events(admin, argv[1])
+            ]
+        }
     if command == "workers":
         views = list_workers(core.principal("admin", "demo"))
         return {
