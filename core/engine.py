@@ -13,7 +13,7 @@
    idempotent steps, up to the policy's attempts), or the end: completed, partial, failed, cancelled,
    timeout, with a DLQ entry for failed and timed-out work.
 
-Crashed workers are handled by core/recovery.py (the sweeper), which shares ``finish_execution``.
+Crashed workers are handled by core/recovery.py (the sweeper), which shares ``finish_execution`` and ``dead_letter``.
 """
 
 from __future__ import annotations
@@ -313,15 +313,7 @@ def _wait_for_lock(
     waited = utcnow() - item.created_at
     if waited >= timedelta(seconds=bound_s):
         message = f"{busy.describe()}: gave up after {waited.total_seconds():.0f}s"
-        finish_execution(
-            session,
-            execution,
-            S.TIMEOUT,
-            actor=worker_id,
-            message=message,
-            error=message,
-            dlq=("queue_timeout", None, 0, message),
-        )
+        dead_letter(session, execution, S.TIMEOUT, actor=worker_id, reason="queue_timeout", message=message)
         return
     mutex.park(session, item, busy, until=item.created_at + timedelta(seconds=bound_s), actor=worker_id)
     if busy.holder is None and busy.ahead is not None:
@@ -336,14 +328,8 @@ def _hold_at_gate(
         park_for_gate(session, item, step_index, wait_s, actor=worker_id)
         return
     message = f"no approver gave the go for step {step_index} within {wait_s}s"
-    finish_execution(
-        session,
-        execution,
-        S.TIMEOUT,
-        actor=worker_id,
-        message=message,
-        error=message,
-        dlq=("gate_timeout", step_index, 0, message),
+    dead_letter(
+        session, execution, S.TIMEOUT, actor=worker_id, reason="gate_timeout", message=message, step_index=step_index
     )
 
 
@@ -630,14 +616,15 @@ def _refuse_fenced(session: Session, claim: Claim) -> Outcome:
     _event(session, claim, "fencing_refused", message)
     execution = session.get(Execution, claim.execution_id)
     assert execution is not None
-    finish_execution(
+    dead_letter(
         session,
         execution,
         S.FAILED,
         actor=claim.worker_id,
+        reason="lock_lost",
         message=message,
-        error=message,
-        dlq=("lock_lost", claim.step_index, claim.attempts, message),
+        step_index=claim.step_index,
+        attempts=claim.attempts,
     )
     return Outcome.FINISHED
 
@@ -742,6 +729,29 @@ def finish_execution(
             )
         )
     session.flush()
+
+
+def dead_letter(
+    session: Session,
+    execution: Execution,
+    status: S,
+    *,
+    actor: str,
+    reason: str,
+    message: str,
+    step_index: int | None = None,
+    attempts: int = 0,
+) -> None:
+    """End an execution ``failed`` or ``timeout`` with ``message`` as its error and a DLQ entry for ``reason``."""
+    finish_execution(
+        session,
+        execution,
+        status,
+        actor=actor,
+        message=message,
+        error=message,
+        dlq=(reason, step_index, attempts, message),
+    )
 
 
 def backoff_s(attempt: int, base_s: float, max_s: float) -> float:

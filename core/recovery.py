@@ -14,7 +14,7 @@ from sqlmodel import col, select
 
 from core.actions import registry
 from core.audit import record_event
-from core.engine import backoff_s, finish_execution
+from core.engine import backoff_s, dead_letter
 from core.fsm import transition
 from core.policies import get_policy
 from core.safety import mutex
@@ -112,27 +112,29 @@ def reclaim_lease(execution_id: str) -> str | None:
         if retryable:
             step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
             session.add(step)
-            finish_execution(
+            dead_letter(
                 session,
                 execution,
                 S.FAILED,
                 actor="sweeper",
-                message=message,
-                error=step.error,
-                dlq=("retries_exhausted", step.step_index, step.attempts, step.error),
+                reason="retries_exhausted",
+                message=f"{message}: {step.error}",
+                step_index=step.step_index,
+                attempts=step.attempts,
             )
             return "exhausted"
         step.status = StepStatus.UNKNOWN.value
         step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
         session.add(step)
-        finish_execution(
+        dead_letter(
             session,
             execution,
             S.FAILED,
             actor="sweeper",
-            message=message,
-            error=step.error,
-            dlq=("unknown_outcome", step.step_index, step.attempts, step.error),
+            reason="unknown_outcome",
+            message=f"{message}: {step.error}",
+            step_index=step.step_index,
+            attempts=step.attempts,
         )
         return "unknown"
 
@@ -178,14 +180,8 @@ def time_out_idle_executions() -> int:
             .with_for_update(skip_locked=True)
         ).all()
         for execution in rows:
-            finish_execution(
-                session,
-                execution,
-                S.TIMEOUT,
-                actor="sweeper",
-                message="execution timeout",
-                error="execution timeout",
-                dlq=("execution_timeout", None, 0, "execution timeout"),
+            dead_letter(
+                session, execution, S.TIMEOUT, actor="sweeper", reason="execution_timeout", message="execution timeout"
             )
             count += 1
     return count
