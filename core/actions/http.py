@@ -1,0 +1,153 @@
+"""``http``: one HTTP request to an ``http`` asset (its base URL plus ``path``), with httpx.
+
+- GET/HEAD are ``read``; other methods ``modify``. Idempotent methods (GET, HEAD, PUT, DELETE, OPTIONS)
+  are retried inside the step with backoff on connection errors and 5xx; others are sent once.
+- Auth from secrets: ``bearer`` or ``basic`` params (as ``{{ secret:NAME }}``), or the asset's
+  ``credential_ref`` as a bearer token.
+- A circuit breaker per host makes calls fail fast after repeated failures (core/actions/circuit.py).
+- The response (status line and body) goes to the step output, masked and capped.
+- Cancel and timeouts: the request runs with the step's remaining time as its timeout, in a thread the
+  runner watches, and the client is closed on stop (the request is aborted).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from typing import Any, Literal
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from core.actions.circuit import BREAKER, CircuitOpen
+from core.actions.context import ActionResult, StepContext
+from core.actions.registry import ActionType, register
+from db.enums import ActionClass, Connection
+
+READ_METHODS = frozenset({"GET", "HEAD"})
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
+RETRIES = 2
+RETRY_BACKOFF_S = 0.2
+
+
+class BasicAuth(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    username: str
+    password: str
+
+
+class HttpParams(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    method: Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"] = "GET"
+    path: str = Field(default="/", pattern=r"^/")
+    headers: dict[str, str] = Field(default_factory=dict)
+    json_body: Any = Field(default=None, alias="json")
+    expect_status: list[int] = Field(default_factory=lambda: list(range(200, 300)))
+    bearer: str | None = None
+    basic: BasicAuth | None = None
+
+
+@register
+class Http(ActionType):
+    name = "http"
+    params_model = HttpParams
+    default_class = ActionClass.READ
+    idempotent = False
+    default_estimate_s = 2.0
+    connections = frozenset({Connection.HTTP})
+
+    @classmethod
+    def action_class(cls, params: BaseModel) -> ActionClass:
+        assert isinstance(params, HttpParams)
+        return ActionClass.READ if params.method in READ_METHODS else ActionClass.MODIFY
+
+    def run(self, ctx: StepContext) -> ActionResult:
+        params = HttpParams.model_validate(ctx.params)
+        url = _url(ctx, params)
+        target = httpx.URL(url).host
+        try:
+            BREAKER.before(target)
+        except CircuitOpen as exc:
+            return ActionResult(ok=False, error=str(exc))
+        attempts = RETRIES + 1 if params.method in IDEMPOTENT_METHODS else 1
+        outcome: ActionResult | None = None
+        for attempt in range(attempts):
+            outcome, retryable = self._once(ctx, params, url)
+            if outcome.ok or outcome.stopped or not retryable or attempt + 1 == attempts:
+                break
+            if ctx.stop.wait(min(RETRY_BACKOFF_S * 2**attempt, ctx.remaining_s())):
+                return ActionResult(ok=False, stopped=True, error="cancelled")
+        assert outcome is not None
+        (BREAKER.success if outcome.ok or outcome.stopped else BREAKER.failure)(target)
+        return outcome
+
+    def _once(self, ctx: StepContext, params: HttpParams, url: str) -> tuple[ActionResult, bool]:
+        """One request; returns the result and whether a failure may be retried."""
+        client = httpx.Client(timeout=max(0.1, ctx.remaining_s()), follow_redirects=False)
+        box: dict[str, Any] = {}
+
+        def send() -> None:
+            try:
+                box["response"] = client.request(
+                    params.method,
+                    url,
+                    headers=_headers(ctx, params),
+                    auth=_basic(params),
+                    json=params.json_body if params.json_body is not None else None,
+                )
+            except httpx.HTTPError as exc:
+                box["error"] = exc
+
+        worker = threading.Thread(target=send, daemon=True)
+        worker.start()
+        while worker.is_alive():
+            if ctx.should_stop():
+                client.close()  # aborts the request
+                worker.join(timeout=1)
+                why = "cancelled" if ctx.stop.is_set() else "timed out"
+                return ActionResult(ok=False, stopped=True, error=f"request {why}"), False
+            time.sleep(0.02)
+        client.close()
+        if "error" in box:
+            return ActionResult(ok=False, error=f"{type(box['error']).__name__}: {box['error']}"), True
+        response: httpx.Response = box["response"]
+        ctx.output.write(f"HTTP {response.status_code} {response.reason_phrase}\n{response.text}")
+        if response.status_code not in params.expect_status:
+            expected = _ranges(params.expect_status)
+            error = f"{params.method} {httpx.URL(url).path} answered {response.status_code}, expected {expected}"
+            return ActionResult(
+                ok=False, error=error, data={"status": response.status_code}
+            ), response.status_code >= 500
+        return ActionResult(ok=True, data={"status": response.status_code}), False
+
+    def dry_run(self, ctx: StepContext) -> ActionResult:
+        params = HttpParams.model_validate(ctx.params)
+        names = sorted(_headers(ctx, params))
+        body = f" with a JSON body of {len(json.dumps(params.json_body))} bytes" if params.json_body is not None else ""
+        ctx.output.write(f"would send {params.method} {_url(ctx, params)} with headers {names}{body}")
+        return ActionResult(ok=True)
+
+
+def _url(ctx: StepContext, params: HttpParams) -> str:
+    base = (ctx.asset.base_url or "").rstrip("/")
+    if not base:
+        raise ValueError(f"asset {ctx.asset.name} has no base URL")
+    return base + params.path
+
+
+def _headers(ctx: StepContext, params: HttpParams) -> dict[str, str]:
+    headers = dict(params.headers)
+    token = params.bearer or (ctx.credential if params.basic is None else None)
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return headers
+
+
+def _basic(params: HttpParams) -> httpx.BasicAuth | None:
+    return httpx.BasicAuth(params.basic.username, params.basic.password) if params.basic else None
+
+
+def _ranges(codes: list[int]) -> str:
+    return "2xx" if codes == list(range(200, 300)) else ", ".join(str(c) for c in codes)

@@ -1,0 +1,143 @@
+"""The ``http`` action against a real local HTTP server: requests, auth from secrets (masked), expected
+statuses, retries of idempotent methods only, the circuit breaker, cancel, and dry run."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from core import Connection, TenantMode, add_asset, cancel, get_execution, principal, set_tenant_mode, submit
+from core.actions.circuit import BREAKER, CircuitBreaker, CircuitOpen
+from db.settings import get_settings
+from tests.engine_support import drive
+
+HITS: dict[str, int] = {}
+
+
+class Service(BaseHTTPRequestHandler):
+    def _handle(self) -> None:
+        HITS[self.path] = HITS.get(self.path, 0) + 1
+        if self.path == "/slow":
+            time.sleep(5)
+        status = 500 if self.path.startswith("/fail") else 200
+        body = json.dumps({"path": self.path, "method": self.command, "auth": self.headers.get("Authorization")})
+        payload = body.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client aborted (cancel test)
+            self.wfile.write(payload)
+
+    do_GET = do_POST = do_PUT = _handle
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def service(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A local service registered as the http asset `api` (credential: the demo token)."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
+    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+    get_settings.cache_clear()
+    HITS.clear()
+    BREAKER.reset()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    add_asset(principal("admin", "demo"), "api", Connection.HTTP, base_url=url, credential_ref="demo_token")
+    yield url
+    server.shutdown()
+    BREAKER.reset()
+
+
+def _run(plan: str, *, approve_as: str | None = None) -> str:
+    from core import approve
+
+    execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    if approve_as:
+        approve(principal(approve_as, "demo"), execution_id)
+    drive(execution_id)
+    return execution_id
+
+
+def test_get_with_the_asset_credential_is_a_masked_read(service: str) -> None:
+    """GET is a read (level 0); the asset's credential goes out as a bearer token and comes back masked."""
+    execution_id = _run("name: g\nsteps:\n  - {name: g, action: http, target: api, params: {path: /health}}\n")
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (view.status, view.approval_level) == ("completed", 0)
+    output = view.steps[0].output or ""
+    assert output.startswith("HTTP 200 OK") and '"auth": "Bearer ***"' in output and "s3cr3t" not in output
+
+
+def test_post_is_a_modify_and_a_5xx_fails_without_retry(service: str) -> None:
+    """POST needs approval (modify) and is sent once; the error names the status."""
+    execution_id = _run(
+        "name: p\nsteps:\n  - {name: p, action: http, target: api, params: {method: POST, path: /fail-post, json: {a: 1}}}\n",
+        approve_as="bob",
+    )
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert view.status == "failed" and "answered 500, expected 2xx" in (view.steps[0].error or "")
+    assert HITS["/fail-post"] == 1
+
+
+def test_idempotent_get_is_retried_inside_the_step(service: str) -> None:
+    """A GET answering 5xx is retried with backoff inside the step (3 requests per attempt)."""
+    _run("name: r\nsteps:\n  - {name: r, action: http, target: api, params: {path: /fail-get}}\n")
+    assert HITS["/fail-get"] == 3 * 3  # 3 requests a step attempt, 3 step attempts for a read
+
+
+def test_circuit_opens_after_repeated_failures_and_fails_fast() -> None:
+    """After `threshold` failures calls fail fast; after the cool-down one trial call goes through."""
+    breaker = CircuitBreaker(threshold=2, cooldown_s=0.2)
+    breaker.failure("h")
+    breaker.before("h")
+    breaker.failure("h")
+    with pytest.raises(CircuitOpen, match="circuit open for h"):
+        breaker.before("h")
+    time.sleep(0.25)
+    breaker.before("h")  # the half-open trial
+    with pytest.raises(CircuitOpen):
+        breaker.before("h")  # only one trial at a time
+    breaker.success("h")
+    breaker.before("h")
+
+
+def test_cancel_aborts_a_request_in_flight(service: str) -> None:
+    """A slow request is aborted within a second of the cancel."""
+    from core import engine
+
+    execution_id = submit(
+        principal("alice", "demo"),
+        "name: s\nsteps:\n  - {name: s, action: http, target: api, params: {path: /slow}}\n",
+        background=True,
+    ).execution.execution_id
+    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    worker.start()
+    time.sleep(0.5)
+    asked = time.monotonic()
+    cancel(principal("alice", "demo"), execution_id)
+    worker.join(timeout=5)
+    assert time.monotonic() - asked < 1.5
+    assert get_execution(principal("alice", "demo"), execution_id).status == "cancelled"
+
+
+def test_dry_run_describes_the_request_and_sends_nothing(service: str) -> None:
+    """In a dry-run tenant the step says what it would send; the service sees no request."""
+    set_tenant_mode(principal("admin", "demo"), TenantMode.DRY_RUN)
+    execution_id = _run(
+        "name: d\nsteps:\n  - {name: d, action: http, target: api, params: {path: /x, headers: {X-A: b}}}\n"
+    )
+    view = get_execution(principal("alice", "demo"), execution_id)
+    assert (
+        view.run_mode == "dry_run"
+        and view.steps[0].output == f"would send GET {service}/x with headers ['Authorization', 'X-A']"
+    )
+    assert HITS == {}
