@@ -40,22 +40,20 @@ from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
 from core.approvals import approvals_satisfied
 from core.audit import record_event
-from core.errors import CoreError
 from core.fsm import TERMINAL, transition
 from core.gates import gate_open, needs_gate, park_for_gate, waiting_since
 from core.inventory import asset_view
 from core.plans import plan_hash
 from core.policies import cached_policy
 from core.ports import dispatch_committed
-from core.safety import mutex, secret_backends
-from core.safety.credentials import SECRET_REF
+from core.safety import mutex, secret_resolution
 from core.safety.masking import Masker
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings
-from db.tables import Asset, DlqEntry, Execution, ExecutionStep, Membership, QueueItem, Tenant, Worker, new_id
+from db.tables import Asset, DlqEntry, Execution, ExecutionStep, Membership, QueueItem, Worker, new_id
 
 log = logging.getLogger(__name__)
 
@@ -283,9 +281,11 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
     if claim.refusal is None and set(tokens) != targets:
         claim.refusal = "lock lost: another execution may hold this execution's assets"
     if claim.refusal is None and not claim.cancelled:
-        claim.params, claim.refusal = _resolve_secrets(session, execution.tenant_id, step, claim.masker)
+        claim.params, claim.refusal = secret_resolution.resolve_params(session, execution.tenant_id, step, claim.masker)
     if claim.refusal is None and not claim.cancelled and asset.credential_ref:
-        claim.credential, claim.refusal = _resolve_credential(session, execution.tenant_id, step, asset, claim.masker)
+        claim.credential, claim.refusal = secret_resolution.resolve_credential(
+            session, execution.tenant_id, step, asset, claim.masker
+        )
     _update_step(
         session,
         claim,
@@ -344,73 +344,6 @@ def _refusal(session: Session, execution: Execution, step: ExecutionStep, member
     if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
         return f"permission denied: the requester may no longer run {step.action_class} actions"
     return None
-
-
-def _resolve_credential(
-    session: Session, tenant_id: str, step: ExecutionStep, asset: Asset, masker: Masker
-) -> tuple[str | None, str | None]:
-    """The asset's ``credential_ref`` secret, registered with the masker and audited by name."""
-    tenant = session.get(Tenant, tenant_id)
-    try:
-        value = secret_backends.reveal(session, tenant_id, tenant.name if tenant else "", asset.credential_ref or "")
-    except CoreError as exc:
-        return None, f"credential of {asset.name} unavailable: {exc}"
-    masker.register(value)
-    record_event(
-        session,
-        execution_id=step.execution_id,
-        tenant_id=tenant_id,
-        kind="secrets_read",
-        actor="worker",
-        step_index=step.step_index,
-        message=f"resolved the credential of {asset.name} ({asset.credential_ref})",
-        data={"names": [asset.credential_ref]},
-    )
-    return value, None
-
-
-def _resolve_secrets(
-    session: Session, tenant_id: str, step: ExecutionStep, masker: Masker
-) -> tuple[dict[str, Any], str | None]:
-    """Fill ``{{ secret:NAME }}`` references from the backends, registering each value with the masker."""
-    params = json.loads(step.params_json)
-    if not SECRET_REF.search(step.params_json):
-        return params, None
-    tenant = session.get(Tenant, tenant_id)
-    tenant_name = tenant.name if tenant is not None else ""
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-
-            def one(match: Any) -> str:
-                secret = secret_backends.reveal(session, tenant_id, tenant_name, match.group(1))
-                masker.register(secret)
-                return secret
-
-            return SECRET_REF.sub(one, value)
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        return value
-
-    try:
-        filled = fill(params)
-    except CoreError as exc:
-        return {}, f"secret resolution failed: {exc}"
-    names = sorted(set(SECRET_REF.findall(step.params_json)))
-    if names:  # audited by name only
-        record_event(
-            session,
-            execution_id=step.execution_id,
-            tenant_id=tenant_id,
-            kind="secrets_read",
-            actor="worker",
-            step_index=step.step_index,
-            message=f"resolved {', '.join(names)}",
-            data={"names": names},
-        )
-    return filled, None
 
 
 # -- run ---------------------------------------------------------------------------------------------

@@ -110,33 +110,24 @@ def reclaim_lease(execution_id: str) -> str | None:
             session.add_all([step, item])
             return "retry"
         if retryable:
+            outcome, reason = "exhausted", "retries_exhausted"
             step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
-            session.add(step)
-            dead_letter(
-                session,
-                execution,
-                S.FAILED,
-                actor="sweeper",
-                reason="retries_exhausted",
-                message=f"{message}: {step.error}",
-                step_index=step.step_index,
-                attempts=step.attempts,
-            )
-            return "exhausted"
-        step.status = StepStatus.UNKNOWN.value
-        step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
+        else:
+            outcome, reason = "unknown", "unknown_outcome"
+            step.status = StepStatus.UNKNOWN.value
+            step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
         session.add(step)
         dead_letter(
             session,
             execution,
             S.FAILED,
             actor="sweeper",
-            reason="unknown_outcome",
+            reason=reason,
             message=f"{message}: {step.error}",
             step_index=step.step_index,
             attempts=step.attempts,
         )
-        return "unknown"
+        return outcome
 
 
 def expire_approvals() -> int:
