@@ -34,7 +34,7 @@ from core.admin import (
 )
 from core.approvals import approve, reject
 from core.cancellation import cancel
-from core.dlq import DlqView, discard, list_dlq, requeue
+from core.dlq import discard, list_dlq, requeue
 from core.errors import (
     Conflict,
     CoreError,
@@ -56,6 +56,7 @@ from core.safety.masking import install_log_masking
 from core.schemas import (
     ApprovalView,
     AssetView,
+    DlqView,
     EventView,
     ExecutionSummary,
     ExecutionView,
@@ -68,9 +69,10 @@ from core.schemas import (
     StepView,
     SubmitResult,
     TenantSettingsView,
+    WorkerView,
 )
 from core.submission import preview, submit
-from core.workers import WorkerView, list_workers
+from core.workers import list_workers
 from db.enums import (
     ActionClass,
     Connection,

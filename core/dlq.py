@@ -7,9 +7,6 @@ Requeue needs ``admin``, or ``operator`` for their own execution; discard needs 
 
 from __future__ import annotations
 
-from datetime import datetime
-
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
@@ -21,31 +18,13 @@ from core.fsm import transition
 from core.plans import plan_hash
 from core.ports import dispatch_committed, get_dispatcher
 from core.rbac import Permission
-from core.schemas import ExecutionView, Principal
+from core.schemas import DlqView, ExecutionView, Principal
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import DlqResolution, ExecutionStatus, Role, StepStatus
 from db.tables import DlqEntry, Execution, ExecutionStep, QueueItem, User
 
 MAX_COMMENT = 2000
-
-
-class DlqView(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    execution_id: str
-    execution_name: str
-    requested_by: str
-    status: str
-    reason: str
-    step_index: int | None
-    attempts: int
-    last_error: str | None
-    created_at: datetime
-    resolved_at: datetime | None
-    resolution: str | None
-    comment: str | None
 
 
 def list_dlq(

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from db.clock import utcnow
 from db.enums import ActionClass, Role
 
 
@@ -178,3 +179,40 @@ class LockView(View):
     acquired_at: datetime
     expires_at: datetime
     waiters: int
+
+
+class DlqView(View):
+    """An entry of the dead-letter queue with its execution's name, requester and status."""
+
+    id: str
+    execution_id: str
+    execution_name: str
+    requested_by: str
+    status: str
+    reason: str
+    step_index: int | None
+    attempts: int
+    last_error: str | None
+    created_at: datetime
+    resolved_at: datetime | None
+    resolution: str | None
+    comment: str | None
+
+
+class WorkerView(View):
+    """A worker process and its heartbeat."""
+
+    id: str
+    host: str
+    pid: int
+    kind: str
+    threads: int
+    started_at: datetime
+    last_seen_at: datetime
+    stopped_at: datetime | None
+    current_execution_id: str | None
+    current_step_index: int | None
+
+    @property
+    def heartbeat_age_s(self) -> float:
+        return (utcnow() - self.last_seen_at).total_seconds()

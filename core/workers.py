@@ -4,37 +4,16 @@ from __future__ import annotations
 
 import os
 import socket
-from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import update
 from sqlmodel import col, select
 
 from core import rbac
 from core.rbac import Permission
-from core.schemas import Principal
+from core.schemas import Principal, WorkerView
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.tables import Worker
-
-
-class WorkerView(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    host: str
-    pid: int
-    kind: str
-    threads: int
-    started_at: datetime
-    last_seen_at: datetime
-    stopped_at: datetime | None
-    current_execution_id: str | None
-    current_step_index: int | None
-
-    @property
-    def heartbeat_age_s(self) -> float:
-        return (utcnow() - self.last_seen_at).total_seconds()
 
 
 def register_worker(worker_id: str, *, kind: str, threads: int) -> None:
