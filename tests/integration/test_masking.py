@@ -109,7 +109,8 @@ def test_canary_secret_never_reaches_a_sink(
     assert "f-string token ***" in logs and "could not use ***" in logs  # the lines were written, masked
     events = "\n".join(e.model_dump_json() for e in list_events(alice, execution_id))
     assert "secrets_read" in events and "canary" in events  # audited by name
-    monkeypatch.setenv("OPSC_CONSOLE_WORKER", "0")
+    monkeypatch.setenv("OPSC_CONSOLE_WORKER", "0")  # the app runs in this process: no worker threads here
+    get_settings.cache_clear()
     at = AppTest.from_file(str(Path(__file__).resolve().parents[2] / "streamlit_app.py"), default_timeout=30)
     at.session_state[state.PRINCIPAL] = principal("admin", "demo")
     at.run()
