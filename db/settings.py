@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     vault_url: str | None = None
     vault_token: str | None = None
     vault_mount: str = "secret"
+    # External services (DESIGN §8): the seed system's automation service (the ``automation`` action) and
+    # an optional asset service consulted for assets missing from the local inventory. Unset = not used.
+    automation_url: str | None = None
+    automation_timeout_s: float = 30.0
+    asset_service_url: str | None = None
+    asset_service_timeout_s: float = 5.0
     # A worker that completes a step claims the next one in the same transaction (core/engine.py).
     chain_steps: bool = True
     # The console starts an embedded worker on the embedded default (off in UI tests, or behind workers).
