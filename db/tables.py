@@ -50,6 +50,9 @@ class User(SQLModel, table=True):
     display_name: str = Field(default="", max_length=128)
     password_hash: str | None = Field(default=None, max_length=256)
     disabled: bool = Field(default=False)
+    # Lock-out after repeated bad passwords (core/accounts.py): the count since the last good one, and until when.
+    failed_logins: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
+    locked_until: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -256,6 +259,9 @@ class ExecutionEvent(SQLModel, table=True):
     message: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     created_at: datetime = Field(default_factory=utcnow)
+    # The tamper-evident chain (core/audit.py): SHA-256 of this event's content and the previous event's hash.
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
 
 
 class QueueItem(SQLModel, table=True):
@@ -348,3 +354,18 @@ class Worker(SQLModel, table=True):
     stopped_at: datetime | None = Field(default=None)
     current_execution_id: str | None = Field(default=None, max_length=32)
     current_step_index: int | None = Field(default=None)
+
+
+class Runbook(SQLModel, table=True):
+    """A saved plan in a tenant's runbook library (the console's Submit page)."""
+
+    __tablename__ = "runbooks"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_runbooks_tenant_name"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=128)
+    description: str = Field(default="", max_length=512)
+    plan_text: str = Field(sa_column=Column(Text, nullable=False))
+    updated_by: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
