@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from core.accounts import AuthenticationFailed, authenticate, needs_reauthentication, reauthenticate, set_password
 from core.admin import (
     add_asset,
     delete_secret,
@@ -52,6 +53,7 @@ from core.gates import approve_gate
 from core.plans import parse_plan
 from core.policies import PolicyValues
 from core.principals import principal, principal_for
+from core.runbooks import delete_runbook, list_runbooks, save_runbook
 from core.safety.masking import install_log_masking
 from core.schemas import (
     ApprovalView,
@@ -65,6 +67,7 @@ from core.schemas import (
     PlanPreview,
     PolicyView,
     Principal,
+    RunbookView,
     SecretInfo,
     StepView,
     SubmitResult,
@@ -105,6 +108,7 @@ __all__ = [
     "ActionClass",
     "ApprovalView",
     "AssetView",
+    "AuthenticationFailed",
     "Conflict",
     "Connection",
     "CoreError",
@@ -129,6 +133,7 @@ __all__ = [
     "Principal",
     "Role",
     "RunMode",
+    "RunbookView",
     "SafetyRefused",
     "SecretInfo",
     "ServiceUnavailable",
@@ -143,7 +148,9 @@ __all__ = [
     "add_asset",
     "approve",
     "approve_gate",
+    "authenticate",
     "cancel",
+    "delete_runbook",
     "delete_secret",
     "discard",
     "get_execution",
@@ -158,17 +165,22 @@ __all__ = [
     "list_locks",
     "list_members",
     "list_policies",
+    "list_runbooks",
     "list_secrets",
     "list_workers",
+    "needs_reauthentication",
     "parse_plan",
     "preview",
     "principal",
     "principal_for",
+    "reauthenticate",
     "reject",
     "remove_asset",
     "remove_member",
     "requeue",
+    "save_runbook",
     "set_member",
+    "set_password",
     "set_secret",
     "set_tenant_mode",
     "submit",

@@ -216,3 +216,13 @@ class WorkerView(View):
     @property
     def heartbeat_age_s(self) -> float:
         return (utcnow() - self.last_seen_at).total_seconds()
+
+
+class RunbookView(View):
+    """A saved plan of the tenant's runbook library."""
+
+    name: str
+    description: str
+    plan_text: str
+    updated_by: str | None
+    updated_at: datetime

@@ -9,13 +9,14 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
-from core import directory, inventory, tenants
+from core import directory, inventory, runbooks, tenants
+from core.accounts import shared_hash
 from core.policies import seed_policies
 from core.safety import secret_store
 from core.transactions import session_scope
 from db import migrate
 from db.enums import Connection, Role, TenantMode
-from db.tables import Asset, Secret, Tenant
+from db.tables import Asset, Runbook, Secret, Tenant
 
 DEMO_USERS: dict[str, dict[str, Role]] = {
     "demo": {
@@ -28,6 +29,45 @@ DEMO_USERS: dict[str, dict[str, Role]] = {
     "globex": {"mallory": Role.OPERATOR, "admin": Role.ADMIN},
 }
 DEMO_SECRET = "demo_token"  # noqa: S105  (the secret's name, not a value)
+# Every demo account signs in with this password; the sign-in page shows it when the demo tenant exists.
+DEMO_PASSWORD = "demo-password"  # noqa: S105  (public on purpose: demo data only)
+DEMO_LOG_DIR = "/tmp/opsconductor-demo/logs"  # noqa: S108  (the log-rotation runbook's playground)
+
+# (name, description, plan): safe runbooks of the demo library (DESIGN §11).
+DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
+    (
+        "Disk usage",
+        "df on localhost (read: runs at once, no approval)",
+        "name: disk-usage\nsteps:\n  - name: df\n    action: shell\n    target: localhost\n"
+        "    params: {command: [df, -h]}\n",
+    ),
+    (
+        "Service status",
+        "uptime and the busiest processes (read)",
+        "name: service-status\nsteps:\n  - name: uptime\n    action: shell\n    target: localhost\n"
+        "    params: {command: [uptime]}\n  - name: processes\n    action: shell\n    target: localhost\n"
+        "    params: {command: [ps, -eo, 'pid,etime,comm', --sort=-pcpu]}\n",
+    ),
+    (
+        "Log rotation",
+        f"rotate app.log in {DEMO_LOG_DIR} (modify: needs one approval)",
+        "name: log-rotation\ndescription: Rotate the demo app log\nsteps:\n"
+        f"  - name: prepare\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [mkdir, -p, {DEMO_LOG_DIR}]}}\n"
+        f"  - name: write\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [touch, {DEMO_LOG_DIR}/app.log]}}\n"
+        f"  - name: rotate\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [cp, {DEMO_LOG_DIR}/app.log, {DEMO_LOG_DIR}/app.log.1]}}\n"
+        f"  - name: truncate\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [truncate, -s, '0', {DEMO_LOG_DIR}/app.log]}}\n",
+    ),
+    (
+        "Failing check",
+        "a modify step that fails on purpose: shows the dead-letter queue and requeue",
+        "name: failing-check\nsteps:\n  - name: missing-file\n    action: shell\n    target: localhost\n"
+        "    action_class: modify\n    params: {command: [ls, /nonexistent/opsconductor-demo]}\n",
+    ),
+]
 
 
 @dataclass
@@ -61,7 +101,14 @@ def seed_demo(session: Session) -> list[str]:
             created.append(f"tenant {tenant_name}")
         for username, role in users.items():
             user = directory.ensure_user(session, username)
+            if user.password_hash is None:
+                user.password_hash = shared_hash(DEMO_PASSWORD)
+                session.add(user)
             directory.set_membership(session, tenant.id, user, role)
+        for name, description, plan_text in DEMO_RUNBOOKS:
+            if session.exec(select(Runbook.id).where(Runbook.tenant_id == tenant.id, Runbook.name == name)).first():
+                continue
+            runbooks.store_runbook(session, tenant.id, name, plan_text, description, "init")
         if session.exec(select(Asset).where(Asset.tenant_id == tenant.id, Asset.name == "localhost")).first() is None:
             inventory.add_asset(session, tenant.id, name="localhost", connection=Connection.LOCAL, tags=["demo"])
             created.append(f"asset {tenant_name}/localhost")

@@ -37,6 +37,12 @@ class Settings(BaseSettings):
     vault_url: str | None = None
     vault_token: str | None = None
     vault_mount: str = "secret"
+    # Console sign-in (core/accounts.py): lock-out after repeated bad passwords, idle session expiry, and
+    # the approval level from which approving asks for the password again.
+    login_max_failures: int = 5
+    login_lockout_s: int = 15 * 60
+    session_idle_s: int = 30 * 60
+    reauth_approval_level: int = 2
     # External services (DESIGN §8): the seed system's automation service (the ``automation`` action) and
     # an optional asset service consulted for assets missing from the local inventory. Unset = not used.
     automation_url: str | None = None
