@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+import core
 from core import Role
 from ui import runtime, state
 
@@ -30,6 +31,9 @@ def _runtime() -> str:
 
 _runtime()
 who = state.principal()
+if who is not None and not state.touch_session(core.get_settings().session_idle_s):
+    state.add_notice("Your session expired after a period of inactivity; please sign in again.")
+    who = None
 if who is None:
     pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
 else:

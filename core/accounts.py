@@ -112,8 +112,11 @@ def authenticate(username: str, password: str, tenant: str | None = None) -> Pri
         return resolve_principal(session, username.strip().lower(), tenant)
 
 
-def reauthenticate(principal: Principal, password: str) -> None:
-    """Confirm the signed-in user's password again (before a high-risk approval); counts toward lock-out."""
+def reauthenticate(principal: Principal, password: str) -> Principal:
+    """Confirm the signed-in user's password again (before a high-risk approval); counts toward lock-out.
+
+    Returns the principal, confirmed. Raises AuthenticationFailed.
+    """
     failure: AuthenticationFailed | None = None
     with session_scope() as session:
         try:
@@ -122,6 +125,7 @@ def reauthenticate(principal: Principal, password: str) -> None:
             failure = exc
     if failure is not None:
         raise failure
+    return principal
 
 
 def set_password(principal: Principal, username: str, password: str) -> None:

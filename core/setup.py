@@ -122,3 +122,9 @@ def seed_demo(session: Session) -> list[str]:
             )
             created.append(f"secret {tenant_name}/{DEMO_SECRET}")
     return created
+
+
+def demo_installed() -> bool:
+    """True if the demo tenant exists (the sign-in page then lists the demo accounts)."""
+    with session_scope() as session:
+        return session.exec(select(Tenant.id).where(Tenant.name == "demo")).first() is not None

@@ -6,6 +6,7 @@ and its type is known. Widget keys live here too: tests find widgets by them.
 
 from __future__ import annotations
 
+import time
 from typing import Final
 
 import streamlit as st
@@ -14,12 +15,16 @@ from core import Principal
 
 # Values the console keeps between reruns.
 PRINCIPAL: Final = "opsc.principal"
+LAST_SEEN: Final = "opsc.last_seen"  # monotonic-free wall time (epoch s) of the last page view: idle expiry
 NOTICES: Final = "opsc.notices"
 EXECUTIONS_PAGE: Final = "opsc.executions.page"
 
 # Widget keys.
 SIGN_IN_USERNAME: Final = "opsc.sign_in.username"
 SIGN_IN_TENANT: Final = "opsc.sign_in.tenant"
+SIGN_IN_PASSWORD: Final = "opsc.sign_in.password"  # noqa: S105  (a widget key)
+SSO_BUTTON: Final = "opsc.sign_in.sso"
+REAUTH_PASSWORD: Final = "opsc.approvals.password"  # noqa: S105  (a widget key, suffixed with the execution id)
 SIGN_OUT: Final = "opsc.sign_out"
 DEMO_BUTTON: Final = "opsc.sign_in.demo"  # suffixed with tenant and username
 FILTER_STATUS: Final = "opsc.executions.status"
@@ -46,6 +51,18 @@ def principal() -> Principal | None:
 def sign_in(who: Principal) -> None:
     """Remember ``who`` as the signed-in principal of this browser session."""
     st.session_state[PRINCIPAL] = who
+    st.session_state[LAST_SEEN] = time.time()
+
+
+def touch_session(idle_limit_s: float) -> bool:
+    """Record activity; False (and signed out) if the session sat idle longer than ``idle_limit_s``."""
+    now = time.time()
+    last = float(st.session_state.get(LAST_SEEN, now))
+    if now - last > idle_limit_s:
+        sign_out()
+        return False
+    st.session_state[LAST_SEEN] = now
+    return True
 
 
 def sign_out() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import core
+from core.setup import DEMO_PASSWORD
 from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, submit
 from ui import state
 
@@ -56,3 +57,34 @@ def test_core_refusal_is_shown_as_an_error_not_a_crash(console: OpenConsole) -> 
     assert not at.exception
     assert any("may not approve" in e.value for e in at.error)
     assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
+
+
+DEPLOY_PLAN = MODIFY_PLAN.replace("action_class: modify", "action_class: deploy")
+
+
+def test_level_2_asks_for_the_password_again_before_approving(console: OpenConsole) -> None:
+    pending = submit("alice", "deploy-it", DEPLOY_PLAN)
+    assert pending.approval_level == 2
+    at = console("bob", page=PAGE)
+    at.selectbox(key=state.APPROVAL_PICK).select(pending.execution_id).run()
+    password_key = f"{state.REAUTH_PASSWORD}.{pending.execution_id}"
+
+    button(at, "Approve").click().run()
+    assert any("Enter your password" in e.value for e in at.error)
+    at.text_input(key=password_key).input("wrong-password")
+    button(at, "Approve").click().run()
+    assert any("invalid username or password" in e.value for e in at.error)
+    assert core.get_execution(core.principal("bob", "demo"), pending.execution_id).approvals == []
+
+    at.text_input(key=password_key).input(DEMO_PASSWORD)
+    button(at, "Approve").click().run()
+    assert not at.exception
+    after = core.get_execution(core.principal("bob", "demo"), pending.execution_id)
+    assert [(a.approver, a.decision) for a in after.approvals] == [("bob", "approved")]
+
+
+def test_level_1_needs_no_password(console: OpenConsole) -> None:
+    pending = submit("alice", "small-change", MODIFY_PLAN)
+    at = console("bob", page=PAGE)
+    at.selectbox(key=state.APPROVAL_PICK).select(pending.execution_id).run()
+    assert not [t for t in at.text_input if t.key.startswith(state.REAUTH_PASSWORD)]

@@ -1,18 +1,32 @@
-"""The sign-in page and the sidebar's Sign out."""
+"""The sign-in page (passwords, lock-out, demo accounts), idle expiry, and the sidebar's Sign out."""
 
 from __future__ import annotations
 
+import time
+
+import pytest
 from streamlit.testing.v1 import AppTest
 
+import core
+from core.setup import DEMO_PASSWORD
 from tests.ui.conftest import OpenConsole, button
 from ui import state
 
 
-def test_signed_out_console_shows_only_the_demo_sign_in(console: OpenConsole) -> None:
+def _sign_in(at: AppTest, username: str, password: str, tenant: str = "") -> AppTest:
+    at.text_input(key=state.SIGN_IN_USERNAME).input(username)
+    at.text_input(key=state.SIGN_IN_PASSWORD).input(password)
+    at.text_input(key=state.SIGN_IN_TENANT).input(tenant)
+    button(at, "Sign in").click().run()
+    assert not at.exception
+    return at
+
+
+def test_signed_out_console_shows_only_sign_in_with_the_demo_accounts(console: OpenConsole) -> None:
     at = console()
     assert [t.value for t in at.title] == ["Sign in"]
-    assert any("Demo sign-in: pick a user; password sign-in comes later" in w.value for w in at.warning)
-    assert not at.exception
+    assert any(DEMO_PASSWORD in c.value for c in at.caption)
+    assert at.button(key=f"{state.DEMO_BUTTON}.demo.alice")
 
 
 def test_demo_button_signs_in_alice_and_opens_executions(console: OpenConsole) -> None:
@@ -24,35 +38,46 @@ def test_demo_button_signs_in_alice_and_opens_executions(console: OpenConsole) -
     assert [t.value for t in at.title] == ["Executions"]
 
 
-def test_typed_username_signs_in(console: OpenConsole) -> None:
-    at = console()
-    at.text_input(key=state.SIGN_IN_USERNAME).input("alice")
-    button(at, "Sign in").click().run()
-    assert not at.exception
+def test_the_right_password_signs_in(console: OpenConsole) -> None:
+    at = _sign_in(console(), "alice", DEMO_PASSWORD)
     assert at.session_state[state.PRINCIPAL].username == "alice"
 
 
-def test_user_of_two_tenants_must_name_one_then_gets_that_tenant(console: OpenConsole) -> None:
+def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(console: OpenConsole) -> None:
+    at = _sign_in(console(), "alice", "not-the-password")
+    assert state.PRINCIPAL not in at.session_state
+    assert [e.value for e in at.error] == ["invalid username or password"]
+    at = _sign_in(console(), "nobody", "not-the-password")
+    assert [e.value for e in at.error] == ["invalid username or password"]
+
+
+def test_repeated_failures_lock_the_account(console: OpenConsole, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSC_LOGIN_MAX_FAILURES", "2")
+    core.get_settings.cache_clear()
     at = console()
-    at.text_input(key=state.SIGN_IN_USERNAME).input("admin")
-    button(at, "Sign in").click().run()
-    assert not at.exception
+    for _ in range(2):
+        _sign_in(at, "bob", "guess-guess")
+    _sign_in(at, "bob", DEMO_PASSWORD)
+    assert state.PRINCIPAL not in at.session_state
+    assert any("locked" in e.value for e in at.error)
+
+
+def test_user_of_two_tenants_must_name_one_then_gets_that_tenant(console: OpenConsole) -> None:
+    at = _sign_in(console(), "admin", DEMO_PASSWORD)
     assert state.PRINCIPAL not in at.session_state
     assert any("several tenants" in e.value for e in at.error)
-
-    at.text_input(key=state.SIGN_IN_TENANT).input("globex")
-    button(at, "Sign in").click().run()
-    assert not at.exception
+    _sign_in(at, "admin", DEMO_PASSWORD, "globex")
     assert at.session_state[state.PRINCIPAL].tenant == "globex"
 
 
-def test_unknown_user_is_refused_with_a_message(console: OpenConsole) -> None:
-    at = console()
-    at.text_input(key=state.SIGN_IN_USERNAME).input("nobody")
-    button(at, "Sign in").click().run()
+def test_an_idle_session_expires(console: OpenConsole) -> None:
+    at = console("alice")
+    at.session_state[state.LAST_SEEN] = time.time() - core.get_settings().session_idle_s - 5
+    at.run()
     assert not at.exception
     assert state.PRINCIPAL not in at.session_state
-    assert any("nobody" in e.value for e in at.error)
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert any("session expired" in s.value for s in at.success)
 
 
 def test_sign_out_forgets_the_principal_and_returns_to_sign_in(console: OpenConsole) -> None:

@@ -13,6 +13,15 @@ from ui.components.identity import signed_in
 
 LIMIT = 200
 
+
+def confirmed(password: str | None) -> bool:
+    """Re-authentication before a high-risk approval: the signed-in user's password, checked by core."""
+    if not password:
+        st.error("Enter your password to approve at this level.")
+        return False
+    return attempt(core.reauthenticate, who, password) is not None
+
+
 who = signed_in()
 st.title("Approvals")
 show_notices()
@@ -27,8 +36,11 @@ if picked is not None and (view := attempt(core.get_execution, who, picked)) is 
     ex.execution_summary(view)
     ex.steps_table(view.steps)
     ex.approvals_table(view)
-    if (decision := decision_form(who, view)) is not None:
-        if decision.approve:
+    ask_password = core.needs_reauthentication(view.approval_level)
+    if (decision := decision_form(who, view, ask_password=ask_password)) is not None:
+        if decision.approve and ask_password and not confirmed(decision.password):
+            done = None
+        elif decision.approve:
             done = attempt(
                 core.approve, who, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash
             )

@@ -1,36 +1,52 @@
-"""Sign in (demo/development): pick a user by name; no passwords yet (local accounts and OIDC come later)."""
+"""Sign in: a local account's password, or the identity provider (OIDC, ``st.login``) when configured.
+
+With the demo data installed, the page lists the demo accounts and their shared password.
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import core
-from core.setup import DEMO_USERS
+from core.setup import DEMO_PASSWORD, DEMO_USERS, demo_installed
 from ui import state
-from ui.components.feedback import attempt
+from ui.components.feedback import attempt, show_notices
+from ui.components.sso import sso_configured, sso_username
 
 
-def sign_in(username: str, tenant: str | None) -> None:
-    """Resolve the principal and, if it exists, sign in and reload the navigation for its role."""
-    if not username:
-        st.error("Enter a username.")
-    elif (who := attempt(core.principal, username, tenant)) is not None:
+def sign_in(username: str, password: str, tenant: str | None) -> None:
+    """Check the password and, if right, sign in and reload the navigation for the user's role."""
+    if not username or not password:
+        st.error("Enter your username and password.")
+    elif (who := attempt(core.authenticate, username, password, tenant)) is not None:
         state.sign_in(who)
         st.rerun()
 
 
 st.title("Sign in")
-st.warning("Demo sign-in: pick a user; password sign-in comes later.", icon=":material/science:")
+show_notices()
+if sso_configured():
+    # Signed in at the identity provider: the local account of that name decides the role.
+    sso_user = sso_username()
+    if sso_user is not None and (who := attempt(core.principal, sso_user, None)) is not None:
+        state.sign_in(who)
+        st.rerun()
+    st.button("Sign in with single sign-on", key=state.SSO_BUTTON, on_click=st.login, icon=":material/key:")
+    st.divider()
+
 with st.form("sign_in_form"):
     username = st.text_input("Username", key=state.SIGN_IN_USERNAME)
+    password = st.text_input("Password", type="password", key=state.SIGN_IN_PASSWORD)
     tenant = st.text_input("Tenant", key=state.SIGN_IN_TENANT, help="Needed only when the user belongs to several.")
     if st.form_submit_button("Sign in", type="primary"):
-        sign_in(username.strip(), tenant.strip() or None)
+        sign_in(username.strip(), password, tenant.strip() or None)
 
-st.subheader("Demo accounts")
-st.caption("Created by `opsconductor init --demo`.")
-for tenant_name, users in DEMO_USERS.items():
-    st.markdown(f"**{tenant_name}**")
-    for column, (name, role) in zip(st.columns(len(users)), users.items(), strict=True):
-        if column.button(f"{name} · {role.value}", key=f"{state.DEMO_BUTTON}.{tenant_name}.{name}", width="stretch"):
-            sign_in(name, tenant_name)
+if demo_installed():
+    st.subheader("Demo accounts")
+    st.caption(f"Created by `opsconductor init --demo`; each signs in with the password `{DEMO_PASSWORD}`.")
+    for tenant_name, users in DEMO_USERS.items():
+        st.markdown(f"**{tenant_name}**")
+        for column, (name, role) in zip(st.columns(len(users)), users.items(), strict=True):
+            key = f"{state.DEMO_BUTTON}.{tenant_name}.{name}"
+            if column.button(f"{name} · {role.value}", key=key, width="stretch"):
+                sign_in(name, DEMO_PASSWORD, tenant_name)
