@@ -16,6 +16,7 @@ PAGES = [
     ("ui/pages/executions.py", "Executions", ":material/list_alt:", Role.VIEWER),
     ("ui/pages/submit.py", "Submit", ":material/upload_file:", Role.OPERATOR),
     ("ui/pages/approvals.py", "Approvals", ":material/approval:", Role.APPROVER),
+    ("ui/pages/dlq.py", "Dead-letter queue", ":material/report:", Role.OPERATOR),
     ("ui/pages/locks.py", "Locks and workers", ":material/lock:", Role.VIEWER),
     ("ui/pages/admin.py", "Admin", ":material/admin_panel_settings:", Role.ADMIN),
 ]

@@ -40,6 +40,11 @@ APPROVAL_PICK: Final = "opsc.approvals.pick"
 APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
 APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
 REJECT_BUTTON: Final = "opsc.approvals.reject"  # suffixed with the execution id
+DLQ_SHOW_RESOLVED: Final = "opsc.dlq.show_resolved"
+DLQ_PICK: Final = "opsc.dlq.pick"
+DLQ_COMMENT: Final = "opsc.dlq.comment"
+DLQ_CONFIRM: Final = "opsc.dlq.confirm"
+DLQ_PAGE: Final = "opsc.dlq.page"
 
 
 def principal() -> Principal | None:

@@ -37,6 +37,17 @@ def attempt(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | N
     return None
 
 
+def succeeded(call: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> bool:
+    """Run ``call`` (one that returns nothing useful); True if it worked, else the error is shown."""
+    done = object()
+
+    def run() -> object:
+        call(*args, **kwargs)
+        return done
+
+    return attempt(run) is done
+
+
 def _issues(exc: InvalidInput) -> str:
     if len(exc.issues) <= 1:
         return str(exc)

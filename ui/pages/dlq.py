@@ -1,0 +1,59 @@
+"""Dead-letter queue: failed work waiting for a decision. Requeue (confirmed) or discard (with a comment),
+one entry or several at once; each outcome is reported on its own line."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+import core
+from ui import state
+from ui.components.feedback import attempt, show_notices, succeed, succeeded
+from ui.components.identity import signed_in
+from ui.components.tables import views_table
+
+PAGE_SIZE = 100
+COLUMNS = ["execution_id", "execution_name", "requested_by", "status", "reason", "step_index", "attempts",
+           "last_error", "created_at", "resolution", "comment"]  # fmt: skip
+
+who = signed_in()
+st.title("Dead-letter queue")
+show_notices()
+show_resolved = st.toggle("Show resolved entries too", key=state.DLQ_SHOW_RESOLVED)
+page = int(st.session_state.get(state.DLQ_PAGE, 0))
+rows = attempt(core.list_dlq, who, include_resolved=show_resolved, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE)
+entries = (rows or [])[:PAGE_SIZE]
+views_table(entries, COLUMNS, empty="The dead-letter queue is empty.")
+if page or len(rows or []) > PAGE_SIZE:
+    back, forward = st.columns(2)
+    if back.button("Newer", disabled=page == 0, icon=":material/chevron_left:"):
+        st.session_state[state.DLQ_PAGE] = page - 1
+        st.rerun()
+    if forward.button("Older", disabled=len(rows or []) <= PAGE_SIZE, icon=":material/chevron_right:"):
+        st.session_state[state.DLQ_PAGE] = page + 1
+        st.rerun()
+
+open_entries = [e for e in entries if e.resolved_at is None]
+if open_entries:
+    st.subheader("Decide")
+    labels = {e.execution_id: f"{e.execution_name} · {e.reason} · {e.execution_id[:8]}" for e in open_entries}
+    picked = st.multiselect("Entries", list(labels), format_func=labels.__getitem__, key=state.DLQ_PICK)
+    comment = st.text_area("Comment", key=state.DLQ_COMMENT, height=80, help="Required to discard.")
+    confirm = st.checkbox("Yes, run the selected executions again", key=state.DLQ_CONFIRM)
+    requeue_col, discard_col = st.columns(2)
+    wants_requeue = requeue_col.button("Requeue", type="primary", icon=":material/replay:", disabled=not picked)
+    wants_discard = discard_col.button("Discard", icon=":material/delete:", disabled=not picked)
+    if wants_requeue and not confirm:
+        st.warning("Tick the confirmation first: requeued work runs again.")
+    elif wants_requeue or wants_discard:
+        done = 0
+        for execution_id in picked:
+            if wants_requeue:
+                done += succeeded(core.requeue, who, execution_id, comment=comment.strip() or None)
+            else:
+                done += succeeded(core.discard, who, execution_id, comment=comment)
+        verb = "Requeued" if wants_requeue else "Discarded"
+        if done == len(picked):  # all went through: show the queue as it is now
+            succeed(f"{verb} {done} of {len(picked)}.", after_rerun=True)
+            st.rerun()
+        elif done:  # keep the errors above on screen
+            succeed(f"{verb} {done} of {len(picked)}; the others are listed with their reason above.")
