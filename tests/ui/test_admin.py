@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from tests.ui.conftest import OpenConsole, texts
+import core
+from tests.ui.conftest import OpenConsole, button, texts
+from ui import state
 
 PAGE = "ui/pages/admin.py"
 
@@ -29,3 +31,82 @@ def test_admin_page_is_scoped_to_the_signed_in_tenant(console: OpenConsole) -> N
     assert not at.exception
     members = at.dataframe[2].value
     assert set(members["username"]) == {"mallory", "admin"}
+
+
+def _policy(sla: str, cls: str) -> core.PolicyView:
+    return next(
+        p for p in core.list_policies(core.principal("admin", "demo")) if (p.sla_class, p.action_class) == (sla, cls)
+    )
+
+
+def test_a_policy_edit_is_saved(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.selectbox(key=state.ADMIN_POLICY_PICK).select("fast / modify").run()
+    at.number_input(key=f"{state.ADMIN_POLICY_FIELD}.fast / modify.step_s").set_value(9)
+    button(at, "Save policy").click().run()
+    assert not at.exception and not at.error
+    assert _policy("fast", "modify").step_s == 9
+
+
+def test_a_bad_policy_value_is_refused_with_its_reason_and_nothing_changes(console: OpenConsole) -> None:
+    before = _policy("fast", "read")
+    at = console("admin", page=PAGE)
+    at.number_input(key=f"{state.ADMIN_POLICY_FIELD}.fast / read.lease_s").set_value(1)
+    button(at, "Save policy").click().run()
+    assert not at.exception
+    assert any("lease_s" in e.value and "at least step_s" in e.value for e in at.error)
+    assert _policy("fast", "read") == before
+
+
+def test_the_tenant_mode_is_switched_from_the_page(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.radio(key=state.ADMIN_MODE).set_value("dry_run")
+    at.slider(key=state.ADMIN_MAX_LEVEL).set_value(1)
+    button(at, "Save mode").click().run()
+    assert not at.exception and not at.error
+    settings = core.get_tenant_settings(core.principal("admin", "demo"))
+    assert (settings.mode, settings.max_live_level) == ("dry_run", 1)
+
+
+def test_members_get_roles_and_passwords(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.text_input(key=state.ADMIN_MEMBER_NAME).input("erin")
+    at.selectbox(key=state.ADMIN_MEMBER_ROLE).select("approver")
+    at.text_input(key=state.ADMIN_MEMBER_PASSWORD).input("erins-password")
+    button(at, "Save member").click().run()
+    assert not at.exception and not at.error
+    assert core.authenticate("erin", "erins-password").role.value == "approver"
+
+
+def test_a_secret_is_write_only(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.text_input(key=state.ADMIN_SECRET_NAME).input("api_key")
+    at.text_input(key=state.ADMIN_SECRET_VALUE).input("value-nobody-sees-9431")
+    button(at, "Set / rotate").click().run()
+    assert not at.exception and not at.error
+    assert "api_key" in at.dataframe[4].value["name"].tolist()
+    assert "value-nobody-sees-9431" not in texts(at)
+
+
+def test_an_asset_is_added_and_a_bad_one_refused(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    key = state.ADMIN_ASSET_FIELD
+    at.text_input(key=f"{key}.name").input("web-01")
+    at.selectbox(key=f"{key}.connection").select("ssh")
+    button(at, "Add asset").click().run()
+    assert any("host" in e.value for e in at.error)
+    at.text_input(key=f"{key}.host").input("10.0.0.5")
+    button(at, "Add asset").click().run()
+    assert not at.exception
+    assert "web-01" in [a.name for a in core.list_assets(core.principal("admin", "demo"))]
+
+
+def test_non_admins_are_refused_by_core_even_if_they_reach_the_forms(console: OpenConsole) -> None:
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.ADMIN)
+    at = console("carol", page=PAGE)
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.APPROVER)  # demoted meanwhile
+    at.radio(key=state.ADMIN_MODE).set_value("off")
+    button(at, "Save mode").click().run()
+    assert not at.exception
+    assert at.error
+    assert core.get_tenant_settings(core.principal("admin", "demo")).mode == "live"

@@ -1,26 +1,34 @@
-"""Admin (read-only for now): timeout policies, tenant mode, members, assets, and secret names (never values)."""
+"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets and the inventory."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import core
-from ui.components.feedback import attempt
+from ui.components import admin_forms as forms
+from ui.components.feedback import attempt, show_notices
 from ui.components.identity import signed_in
 from ui.components.tables import views_table
 
 who = signed_in()
 st.title(f"Admin · {who.tenant}")
+show_notices()
 policies, tenant, members, assets, secrets = st.tabs(["Timeout policies", "Tenant", "Members", "Assets", "Secrets"])
 with policies:
-    views_table(attempt(core.list_policies, who) or [])
+    rows = attempt(core.list_policies, who) or []
+    views_table(rows)
+    forms.policy_editor(who, rows)
 with tenant:
     if (settings := attempt(core.get_tenant_settings, who)) is not None:
         views_table([settings])
+        forms.tenant_mode_editor(who, settings)
 with members:
     views_table(attempt(core.list_members, who) or [], empty="No members.")
+    forms.member_editor(who)
 with assets:
     views_table(attempt(core.list_assets, who) or [], empty="No assets.")
+    forms.asset_editor(who)
 with secrets:
     st.caption("Names and versions only: values are never shown.")
     views_table(attempt(core.list_secrets, who) or [], empty="No secrets.")
+    forms.secret_editor(who)
