@@ -26,7 +26,13 @@ class OutputSink:
 
     def write(self, text: str) -> None:
         """Append output (any size; masked before it is kept)."""
-        masked = self._masker.mask(text) or ""
+        with self._lock:
+            if self._kept >= self._limit:
+                # Full: count what is dropped without masking it (nothing of it is stored or shown).
+                self._dropped += len(text.encode(errors="replace"))
+                return
+        # NUL is valid UTF-8 but PostgreSQL text columns refuse it: binary output must not fail the save.
+        masked = (self._masker.mask(text) or "").replace("\x00", "\ufffd")
         with self._lock:
             room = self._limit - self._kept
             if room <= 0:
