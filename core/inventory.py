@@ -37,7 +37,7 @@ def add_asset(
         Conflict: the name is taken in this tenant.
     """
     issues: list[tuple[str, str]] = []
-    if not _NAME.match(name):
+    if not valid_name(name):
         issues.append(("name", "1-128 letters, digits, '_', '.', '-'"))
     if connection is Connection.SSH and not host:
         issues.append(("host", "required for ssh assets"))
@@ -65,6 +65,11 @@ def add_asset(
     session.add(asset)
     session.flush()
     return asset_view(asset)
+
+
+def valid_name(name: str) -> bool:
+    """Whether ``name`` can name an asset: 1-128 letters, digits, '_', '.', '-', starting with a letter or digit."""
+    return bool(_NAME.match(name))
 
 
 def list_assets(session: Session, tenant_id: str) -> list[AssetView]:

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from core import engine, idempotency, inventory, rbac
+from core import asset_service, engine, idempotency, inventory, rbac
 from core.actions import registry
 from core.audit import record_event
 from core.errors import Conflict, InvalidInput
@@ -52,9 +52,11 @@ def submit(
         PermissionDenied: the principal may not submit, or not at this action class.
         SafetyRefused: the tenant's mode refuses it (``off``, or above the live level with ``refuse``).
         Conflict: a caller-given key is already used by a different plan.
+        ServiceUnavailable: a target had to be looked up in the asset service, and it could not be asked.
     """
     settings = get_settings()
     parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
+    asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))  # before our transaction
     caller_key = idempotency.check_caller_key(idempotency_key) if idempotency_key is not None else None
     for _ in range(3):
         try:
@@ -206,9 +208,10 @@ def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict
 
 
 def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, background: bool = False) -> PlanPreview:
-    """What the server would derive from this plan, without writing anything."""
+    """What the server would derive from this plan, writing nothing but the asset service's imports."""
     settings = get_settings()
     parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
+    asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
         canonical, assets = _canonical(session, principal, parsed)

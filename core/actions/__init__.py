@@ -6,7 +6,18 @@ entry-point group (registry.load_plugins).
 
 from __future__ import annotations
 
-from core.actions import http, noop, shell, sleep
+from core.actions import automation, http, noop, shell, sleep, ssh
 from core.actions.registry import ActionType, get_action, known_actions, register
 
-__all__ = ["ActionType", "get_action", "http", "known_actions", "noop", "register", "shell", "sleep"]
+__all__ = [
+    "ActionType",
+    "automation",
+    "get_action",
+    "http",
+    "known_actions",
+    "noop",
+    "register",
+    "shell",
+    "sleep",
+    "ssh",
+]

@@ -7,14 +7,12 @@
 - A circuit breaker per host makes calls fail fast after repeated failures (core/actions/circuit.py).
 - The response (status line and body) goes to the step output, masked and capped.
 - Cancel and timeouts: the request runs with the step's remaining time as its timeout, in a thread the
-  runner watches, and the client is closed on stop (the request is aborted).
+  runner watches, and the client is closed on stop (the request is aborted): core/actions/http_call.py.
 """
 
 from __future__ import annotations
 
 import json
-import threading
-import time
 from typing import Any, Literal
 
 import httpx
@@ -22,13 +20,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from core.actions.circuit import BREAKER, CircuitOpen
 from core.actions.context import ActionResult, StepContext
+from core.actions.http_call import RETRIES, Stopped, send, step_wait, with_retries
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass, Connection
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
-RETRIES = 2
-RETRY_BACKOFF_S = 0.2
 
 
 class BasicAuth(BaseModel):
@@ -72,47 +69,28 @@ class Http(ActionType):
         except CircuitOpen as exc:
             return ActionResult(ok=False, error=str(exc))
         attempts = RETRIES + 1 if params.method in IDEMPOTENT_METHODS else 1
-        outcome: ActionResult | None = None
-        for attempt in range(attempts):
-            outcome, retryable = self._once(ctx, params, url)
-            if outcome.ok or outcome.stopped or not retryable or attempt + 1 == attempts:
-                break
-            if ctx.stop.wait(min(RETRY_BACKOFF_S * 2**attempt, ctx.remaining_s())):
-                return ActionResult(ok=False, stopped=True, error="cancelled")
-        assert outcome is not None
+        outcome = with_retries(lambda: self._once(ctx, params, url), attempts=attempts, wait=step_wait(ctx))
+        if outcome is None:
+            outcome = ActionResult(ok=False, stopped=True, error="cancelled")
         (BREAKER.success if outcome.ok or outcome.stopped else BREAKER.failure)(target)
         return outcome
 
     def _once(self, ctx: StepContext, params: HttpParams, url: str) -> tuple[ActionResult, bool]:
         """One request; returns the result and whether a failure may be retried."""
-        client = httpx.Client(timeout=max(0.1, ctx.remaining_s()), follow_redirects=False)
-        box: dict[str, Any] = {}
-
-        def send() -> None:
-            try:
-                box["response"] = client.request(
-                    params.method,
-                    url,
-                    headers=_headers(ctx, params),
-                    auth=_basic(params),
-                    json=params.json_body if params.json_body is not None else None,
-                )
-            except httpx.HTTPError as exc:
-                box["error"] = exc
-
-        worker = threading.Thread(target=send, daemon=True)
-        worker.start()
-        while worker.is_alive():
-            if ctx.should_stop():
-                client.close()  # aborts the request
-                worker.join(timeout=1)
-                why = "cancelled" if ctx.stop.is_set() else "timed out"
-                return ActionResult(ok=False, stopped=True, error=f"request {why}"), False
-            time.sleep(0.02)
-        client.close()
-        if "error" in box:
-            return ActionResult(ok=False, error=f"{type(box['error']).__name__}: {box['error']}"), True
-        response: httpx.Response = box["response"]
+        try:
+            response = send(
+                ctx,
+                params.method,
+                url,
+                timeout_s=ctx.remaining_s(),
+                headers=_headers(ctx, params),
+                auth=_basic(params),
+                json=params.json_body,
+            )
+        except Stopped as exc:
+            return ActionResult(ok=False, stopped=True, error=f"request {exc.why}"), False
+        except httpx.HTTPError as exc:
+            return ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}"), True
         ctx.output.write(f"HTTP {response.status_code} {response.reason_phrase}\n{response.text}")
         if response.status_code not in params.expect_status:
             expected = _ranges(params.expect_status)

@@ -1,0 +1,158 @@
+"""The ``ssh`` action without a server or a database: params, the remote command line, its class, the checks
+made before any connection, dry-run text, and connection errors."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from core.actions.context import OutputSink, StepContext
+from core.actions.registry import get_action
+from core.actions.ssh import Ssh, SshParams, remote_command
+from core.errors import InvalidInput
+from core.plans import parse_plan
+from core.safety.masking import Masker
+from core.schemas import AssetView
+from db.enums import ActionClass, Connection
+
+PASSWORD = "hunter2-but-longer"
+
+
+def context(
+    params: dict[str, Any], *, known_key: bool = True, credential: str | None = PASSWORD, port: int = 2222
+) -> StepContext:
+    masker = Masker()
+    if credential:
+        masker.register(credential)
+    asset = AssetView(
+        id="a1",
+        name="web-01",
+        connection="ssh",
+        host="127.0.0.1",
+        port=port,
+        base_url=None,
+        tags=[],
+        credential_ref="web_pw",
+        has_known_host_key=known_key,
+    )
+    return StepContext(
+        execution_id="e1",
+        step_index=0,
+        params={"username": "deploy", **params},
+        asset=asset,
+        deadline=time.monotonic() + 5,
+        stop=threading.Event(),
+        output=OutputSink(masker),
+        masker=masker,
+        credential=credential,
+    )
+
+
+def test_ssh_is_registered_for_ssh_assets_as_a_non_idempotent_modify() -> None:
+    assert get_action("ssh") is Ssh
+    assert Ssh.connections == frozenset({Connection.SSH})
+    assert (Ssh.default_class, Ssh.idempotent) == (ActionClass.MODIFY, False)
+
+
+@pytest.mark.parametrize("command", ["uptime", ["uptime"]])
+def test_both_command_forms_are_modify_and_a_plan_cannot_lower_them(command: str | list[str]) -> None:
+    """The remote shell sees either form, so neither is a read; a plan may raise the class to deploy."""
+    step = {"name": "s", "action": "ssh", "target": "t", "params": {"command": command, "username": "u"}}
+    assert parse_plan({"name": "p", "steps": [step]}).steps[0].action_class is ActionClass.MODIFY
+    lowered = parse_plan({"name": "p", "steps": [{**step, "action_class": "read"}]})
+    assert lowered.steps[0].action_class is ActionClass.MODIFY
+    raised = parse_plan({"name": "p", "steps": [{**step, "action_class": "deploy"}]})
+    assert raised.steps[0].action_class is ActionClass.DEPLOY
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [
+        ({"command": ""}, "command"),
+        ({"command": []}, "command"),
+        ({"command": ["ls", ""]}, "command"),
+        ({"command": "echo 'open"}, "command"),
+        ({"command": ["echo", "a\x00b"]}, "command"),
+        ({"command": "ls", "env": {"BAD-NAME": "x"}}, "env"),
+        ({"command": "ls", "port": 2200}, "port"),
+        ({"command": "ls", "username": ""}, "username"),
+    ],
+)
+def test_params_are_validated(params: dict[str, Any], field: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        SshParams.model_validate({"username": "deploy", **params})
+    assert {str(error["loc"][0]) for error in info.value.errors()} == {field}
+
+
+def test_username_is_required_in_a_plan() -> None:
+    step = {"name": "s", "action": "ssh", "target": "t", "params": {"command": "ls"}}
+    with pytest.raises(InvalidInput) as info:
+        parse_plan({"name": "p", "steps": [step]})
+    assert info.value.path == "steps[0].params.username"
+
+
+def test_remote_command_quotes_list_items_and_the_cwd_and_sends_strings_as_is() -> None:
+    listed = SshParams(command=["echo", "$HOME; rm -rf /", "it's"], username="u", cwd="/srv/my app; id")
+    assert remote_command(listed) == "cd '/srv/my app; id' && echo '$HOME; rm -rf /' 'it'\"'\"'s'"
+    assert remote_command(SshParams(command="df -h | tail -1", username="u")) == "df -h | tail -1"
+
+
+def test_dry_run_says_what_would_run_and_touches_nothing() -> None:
+    ctx = context({"command": ["systemctl", "restart", PASSWORD], "env": {"B": "1", "A": "2"}, "stdin": "héllo"})
+    assert Ssh().dry_run(ctx).ok
+    assert ctx.output.text() == (
+        "would run over ssh as deploy@127.0.0.1:2222: systemctl restart *** with env ['A', 'B'] with 6 bytes on stdin"
+    )
+
+
+def test_dry_run_flags_the_opt_out_and_predicts_a_refusal() -> None:
+    insecure = context({"command": "ls", "insecure_skip_host_key": True}, known_key=False)
+    assert Ssh().dry_run(insecure).ok and insecure.output.text().endswith(
+        "(host key NOT checked: insecure_skip_host_key)"
+    )
+    unknown = context({"command": "ls"}, known_key=False)
+    result = Ssh().dry_run(unknown)
+    assert not result.ok and "asset web-01 has no known host key" in (result.error or "")
+
+
+def test_run_without_a_known_host_key_or_a_credential_fails_before_connecting() -> None:
+    """Both checks come before any connection (port 2222 is never dialled)."""
+    no_key = Ssh().run(context({"command": "ls"}, known_key=False))
+    assert not no_key.ok and "insecure_skip_host_key for labs" in (no_key.error or "")
+    no_credential = Ssh().run(context({"command": "ls"}, credential=None))
+    assert not no_credential.ok and "asset web-01 has no credential" in (no_credential.error or "")
+
+
+def test_an_unusable_private_key_is_a_clear_error_without_the_key() -> None:
+    junk = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5IGF0IGFsbA==\n-----END OPENSSH PRIVATE KEY-----\n"
+    result = Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, credential=junk))
+    assert not result.ok and "the credential of web-01 is not a usable private key" in (result.error or "")
+    assert "bm90IGEga2V5" not in (result.error or "")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def test_a_refused_connection_names_the_target() -> None:
+    port = _closed_port()
+    result = Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, port=port))
+    assert (result.ok, result.error) == (False, f"ssh to 127.0.0.1:{port} failed: connection refused")
+
+
+def test_run_works_when_called_from_inside_an_event_loop() -> None:
+    """An async caller running a step inline: the private loop moves to a helper thread instead of failing."""
+    port = _closed_port()
+
+    async def caller() -> str | None:
+        return Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, port=port)).error
+
+    assert asyncio.run(caller()) == f"ssh to 127.0.0.1:{port} failed: connection refused"
