@@ -117,4 +117,5 @@ def asset_view(asset: Asset) -> AssetView:
         tags=json.loads(asset.tags_json),
         credential_ref=asset.credential_ref,
         has_known_host_key=bool(asset.known_host_key),
+        known_host_key=asset.known_host_key,
     )

@@ -127,6 +127,7 @@ class AssetView(View):
     tags: list[str]
     credential_ref: str | None
     has_known_host_key: bool
+    known_host_key: str | None = None  # public (an OpenSSH key line): the ssh action checks the host against it
 
 
 class MemberView(View):

@@ -26,13 +26,10 @@ from typing import Any
 
 import asyncssh
 from pydantic import BaseModel, ConfigDict, Field, field_validator
-from sqlmodel import select
 
 from core.actions.context import ActionResult, OutputSink, StepContext
 from core.actions.registry import ActionType, register
-from core.transactions import session_scope
 from db.enums import ActionClass, Connection
-from db.tables import Asset
 
 DEFAULT_PORT = 22
 CONNECT_TIMEOUT_S = 10.0
@@ -180,9 +177,7 @@ def _options(ctx: StepContext, params: SshParams, target: _Target) -> dict[str, 
 
 def _trusted_keys(ctx: StepContext) -> list[asyncssh.SSHKey]:
     """The asset's known host key(s): public key lines, or ``ssh-keyscan``/known_hosts lines with a host first."""
-    # AssetView carries only has_known_host_key; the key itself is public, so reading it here is harmless.
-    with session_scope() as session:
-        text = session.exec(select(Asset.known_host_key).where(Asset.id == ctx.asset.id)).first() or ""
+    text = ctx.asset.known_host_key or ""
     keys: list[asyncssh.SSHKey] = []
     for line in (raw.strip() for raw in text.splitlines()):
         if not line or line.startswith("#"):
