@@ -7,6 +7,8 @@ runners' ``run``/``dry_run`` join these classes with the job runner.
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, ClassVar
@@ -15,6 +17,8 @@ from pydantic import BaseModel, ConfigDict
 
 from core.actions.context import ActionResult, StepContext
 from db.enums import ActionClass, Connection
+
+log = logging.getLogger(__name__)
 
 
 class NoParams(BaseModel):
@@ -53,6 +57,9 @@ class ActionType:
 
 
 _registry: dict[str, type[ActionType]] = {}
+_plugins_loaded = False
+_plugins_lock = threading.Lock()
+PLUGIN_GROUP = "opsconductor.actions"
 
 
 def register(action: type[ActionType]) -> type[ActionType]:
@@ -62,20 +69,50 @@ def register(action: type[ActionType]) -> type[ActionType]:
 
 
 def get_action(name: str) -> type[ActionType] | None:
-    """The action type called ``name``, or None."""
+    """The action type called ``name``, or None. The first lookup loads the installed plugins."""
+    _ensure_plugins()
     return _registry.get(name)
 
 
 def known_actions() -> Mapping[str, type[ActionType]]:
-    """Every registered action type by name."""
+    """Every registered action type by name (plugins included)."""
+    _ensure_plugins()
     return dict(_registry)
 
 
-def load_plugins(group: str = "opsconductor.actions") -> list[str]:
-    """Register third-party action types from entry points; returns the names loaded."""
+def _ensure_plugins() -> None:
+    # Lazily, once per process: every process that validates or runs plans (CLI, console, workers) gets
+    # the same actions without a start-up hook in each, and importing core stays free of that work.
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    with _plugins_lock:
+        if not _plugins_loaded:
+            _plugins_loaded = True
+            load_plugins()
+
+
+def load_plugins(group: str = PLUGIN_GROUP) -> list[str]:
+    """Register third-party action types from entry points; returns the names loaded.
+
+    A plugin that fails to import, is not an ActionType, or takes a built-in's name is skipped with a
+    warning: one broken package must not take the engine down.
+    """
     loaded: list[str] = []
     for ep in entry_points(group=group):
-        action: Any = ep.load()
+        try:
+            action: Any = ep.load()
+        except Exception as exc:  # noqa: BLE001  any import error of third-party code
+            log.warning("action plugin %s could not be loaded: %s: %s", ep.name, type(exc).__name__, exc)
+            continue
+        if not (isinstance(action, type) and issubclass(action, ActionType) and getattr(action, "name", None)):
+            log.warning("action plugin %s is not an ActionType subclass with a name; skipped", ep.name)
+            continue
+        if action.name in _registry and _registry[action.name] is not action:
+            log.warning("action plugin %s wants the name %r, which is taken; skipped", ep.name, action.name)
+            continue
         register(action)
         loaded.append(action.name)
+    if loaded:
+        log.info("action plugins loaded: %s", ", ".join(loaded))
     return loaded
