@@ -19,6 +19,7 @@ Crashed workers are handled by core/recovery.py (the sweeper), which shares ``fi
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ from sqlalchemy import delete, update
 from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
-from core import rbac
+from core import metrics, rbac
 from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
 from core.approvals import approvals_satisfied
@@ -43,6 +44,7 @@ from core.audit import record_event
 from core.fsm import TERMINAL, transition
 from core.gates import gate_open, needs_gate, park_for_gate, waiting_since
 from core.inventory import asset_view
+from core.logs import current_trace_id, log_context
 from core.plans import plan_hash
 from core.policies import cached_policy
 from core.ports import dispatch_committed
@@ -107,6 +109,9 @@ class Claim:
     gated: bool = False  # level 3: every step waits for its go, so steps are never chained
     credential: str | None = None  # the asset's credential, resolved just in time (never persisted)
     reported_position: bool = False  # the watcher told the workers table which step this worker runs
+    action_class: str = ""  # the step's (metrics label)
+    sla_class: str = ""  # the execution's (metrics label)
+    requested_by: str = ""  # the user the work runs for (log context)
 
 
 def worker_identity(kind: str = "inline") -> str:
@@ -131,13 +136,21 @@ def process(execution_id: str, *, worker_id: str) -> Outcome:
     next one in the same transaction, so a plan's steps run back to back without a broker round trip;
     the queue row stays the outbox, and a message is sent only when the chain breaks.
     """
+    # Every log record of this call carries the execution, worker and trace (the message's id, bound by
+    # the worker middleware, or a fresh one); each claimed step adds its index, tenant and requester.
+    with log_context(execution_id=execution_id, worker=worker_id, trace_id=current_trace_id()):
+        return _process(execution_id, worker_id)
+
+
+def _process(execution_id: str, worker_id: str) -> Outcome:
     claim = _claim(execution_id, worker_id)
     if claim is None:
         return Outcome.NOOP
     while True:
         try:
-            result, reason, output = _run(claim)
-            outcome, delay_s, chained = _persist(claim, result, reason, output)
+            with log_context(step=claim.step_index, tenant=claim.tenant_id, actor=claim.requested_by):
+                result, reason, output = _run(claim)
+                outcome, delay_s, chained = _persist(claim, result, reason, output)
         finally:
             claim.masker.close()  # the step is over: its secret values leave memory with it
         if chained is None:
@@ -235,6 +248,7 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
             _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
             return None
         if item.waiting_since is not None:  # it got its turn: no longer in line
+            metrics.LOCK_WAIT_SECONDS.observe((utcnow() - item.waiting_since).total_seconds())
             session.execute(
                 _QUEUE.update().where(_QUEUE.c.id == item.id).values(waiting_for_asset_id=None, waiting_since=None)
             )
@@ -251,6 +265,7 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
             message="started",
             values={"started_at": now, "deadline_at": deadline_at},
         )
+        metrics.QUEUE_WAIT_SECONDS.labels(execution.sla_class).observe((now - item.created_at).total_seconds())
     else:
         tokens = held.lock_tokens if held is not None else mutex.held(session, execution.id)
     action = registry.get_action(step.action)
@@ -276,6 +291,9 @@ def _claim_in(session: Session, execution_id: str, worker_id: str, held: Claim |
         step_name=step.name,
         lock_tokens=tokens,
         gated=needs_gate(execution),
+        action_class=step.action_class,
+        sla_class=execution.sla_class,
+        requested_by=execution.requested_by,
     )
     claim.refusal = _refusal(session, execution, step, membership) if action else f"unknown action {step.action!r}"
     if claim.refusal is None and set(tokens) != targets:
@@ -342,6 +360,7 @@ def _refusal(session: Session, execution: Execution, step: ExecutionStep, member
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
     if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
+        metrics.PERMISSION_DENIALS.labels(f"run_{step.action_class}", "run").inc()
         return f"permission denied: the requester may no longer run {step.action_class} actions"
     return None
 
@@ -359,7 +378,9 @@ def _run(claim: Claim) -> tuple[ActionResult, StopReason | None, str]:
     stop = threading.Event()
     reason: list[StopReason] = []
     done = threading.Event()
-    watcher = threading.Thread(target=_watch, args=(claim, stop, reason, done), daemon=True, name="opsc-watch")
+    watcher = threading.Thread(  # in a copy of this context: the watcher's log records carry the step's fields
+        target=contextvars.copy_context().run, args=(_watch, claim, stop, reason, done), daemon=True, name="opsc-watch"
+    )
     watcher.start()
     now = time.monotonic()
     deadline = now + min(claim.step_timeout_s, max(0.0, claim.deadline_at_epoch - time.time()))
@@ -384,6 +405,7 @@ def _run(claim: Claim) -> tuple[ActionResult, StopReason | None, str]:
     finally:
         done.set()
         watcher.join(timeout=5)
+    metrics.STEP_SECONDS.labels(claim.action_class, claim.sla_class).observe(time.monotonic() - now)
     if not result.ok and time.time() >= claim.deadline_at_epoch and not reason:
         reason.append(StopReason.EXECUTION_TIMEOUT)
     return result, (reason[0] if reason else None), sink.text()
@@ -523,6 +545,7 @@ def _persist(
             delay_s = backoff_s(claim.attempts, settings.retry_backoff_s, settings.retry_backoff_max_s)
             _update_step(session, claim, status=StepStatus.PENDING.value, **done)
             _event(session, claim, "step_retry", f"{status}: {error}; retry in {delay_s:.2f}s")
+            metrics.STEP_RETRIES.labels(claim.action_class).inc()
             _move_queue(session, claim, step_index=claim.step_index, available_at=now + timedelta(seconds=delay_s))
             return Outcome.RETRY, delay_s, None
         _update_step(session, claim, status=status, **done)

@@ -10,6 +10,7 @@ from enum import StrEnum
 
 from sqlmodel import Session, select
 
+from core import metrics
 from core.errors import PermissionDenied
 from core.schemas import Principal
 from db.enums import ActionClass, Role
@@ -66,6 +67,7 @@ def require(session: Session, principal: Principal, permission: Permission) -> R
     role = Role(membership.role) if membership else None
     if not has_permission(role, permission):
         held = role.value if role else "no role"
+        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
         raise PermissionDenied(
             f"{principal.username} ({held} in {principal.tenant}) may not {permission.value.replace('_', ' ')}; "
             f"needs {MIN_ROLE[permission].value}"
@@ -84,6 +86,7 @@ def require_class(session: Session, principal: Principal, action_class: ActionCl
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
     if not may_run_class(role, limit, action_class):
         why = f"limited to {limit.value}" if limit else f"role {role.value if role else 'none'}"
+        metrics.PERMISSION_DENIALS.labels(f"run_{action_class.value}", "request").inc()
         raise PermissionDenied(
             f"{principal.username} may not run {action_class.value} actions in {principal.tenant} ({why})"
         )

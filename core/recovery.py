@@ -12,6 +12,7 @@ from datetime import timedelta
 from sqlalchemy import or_, update
 from sqlmodel import col, select
 
+from core import metrics
 from core.actions import registry
 from core.audit import record_event
 from core.engine import backoff_s, dead_letter
@@ -108,6 +109,7 @@ def reclaim_lease(execution_id: str) -> str | None:
             step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
             item.available_at, item.dispatched_at = now + timedelta(seconds=delay), None
             session.add_all([step, item])
+            metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
         if retryable:
             outcome, reason = "exhausted", "retries_exhausted"
@@ -127,6 +129,7 @@ def reclaim_lease(execution_id: str) -> str | None:
             step_index=step.step_index,
             attempts=step.attempts,
         )
+        metrics.LEASE_EXPIRATIONS.labels(outcome).inc()
         return outcome
 
 

@@ -6,7 +6,9 @@ It lives at the bottom layer so that every package may read it; it must not impo
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import Literal
 
+from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./opsconductor.db"
@@ -53,6 +55,24 @@ class Settings(BaseSettings):
     chain_steps: bool = True
     # The console starts an embedded worker on the embedded default (off in UI tests, or behind workers).
     console_worker: bool = True
+    # The GO/NO-GO check (core/readiness.py, `opsconductor check`): NO-GO at this many open DLQ entries;
+    # the largest clock difference tolerated between this host, the database and the workers; and the
+    # rollout gates, judged per tenant over the last ``check_window_s`` once a tenant has at least
+    # ``check_min_executions`` ended executions in it (fewer say too little to judge).
+    check_dlq_limit: int = 50
+    check_max_clock_skew_s: float = 1.0
+    check_window_s: int = 24 * 3600
+    check_min_executions: int = 20
+    check_max_error_rate: float = 0.05
+    check_max_timeout_rate: float = 0.02
+    check_max_cancel_rate: float = 0.10
+    check_min_sla_attainment: float = 0.95
+    # Observability (docs/operations.md "Metrics and logs"): the base port of the Prometheus endpoint (worker
+    # process N of `opsconductor worker --processes K` serves base+N; an embedded runtime the base; unset =
+    # no endpoint) and the address it binds; log records as text for humans or one JSON object per line.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_addr: str = "0.0.0.0"  # noqa: S104  Prometheus scrapes from another host; narrow it here
+    log_format: Literal["text", "json"] = "text"
 
     @property
     def is_sqlite(self) -> bool:

@@ -1,21 +1,26 @@
 """Dramatiq middleware that turns a worker process into an OpsConductor worker.
 
-After the process boots: register it in the workers table, start its heartbeat and sweeper threads,
-and register the dispatcher with core. Before it shuts down: ask running retryable steps to hand their
-work back, stop the threads, release leftover leases, mark the worker stopped.
+After the process boots: apply the log format (``OPSC_LOG_FORMAT``) and the masking filter, serve
+metrics (``OPSC_METRICS_PORT``: a dramatiq CLI worker process N serves base+N), register it in the workers
+table, start its heartbeat and sweeper threads, and register the dispatcher with core. Around each
+message: bind its id as the trace id of the thread's log records. Before it shuts down: ask running
+retryable steps to hand their work back, stop the threads, release leftover leases, mark the worker stopped.
 """
 
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import threading
+from typing import Any
 
 import dramatiq
+from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from core import engine, recovery, sweeper, workers
+from core import engine, metrics, recovery, sweeper, workers
+from core.logs import bind_process, configure_logging, set_trace_id
 from core.ports import set_dispatcher
-from core.safety.masking import install_log_masking
 from db.engine import dispose_engines
 from db.settings import get_settings
 
@@ -34,14 +39,19 @@ class OpsMiddleware(Middleware):
         from jobs.dispatch import BrokerDispatcher
 
         dispose_engines()  # a forked process must not share its parent's connections
-        install_log_masking()
+        settings = get_settings()
+        configure_logging(settings.log_format)
+        index = dramatiq_process_index()
+        if settings.metrics_port is not None and index is not None:
+            metrics.serve(settings.metrics_port + index, settings.metrics_addr)
         set_dispatcher(BrokerDispatcher())
         engine.reset_shutdown()
         self._stop.clear()
 
     def after_worker_boot(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
-        install_log_masking()  # again: the dramatiq CLI sets up its handlers before the workers boot
+        configure_logging(get_settings().log_format)  # again: in case handlers were added since process boot
         self.worker_id = engine.worker_identity("worker")
+        bind_process(worker=self.worker_id)
         workers.register_worker(self.worker_id, kind=type(broker).__name__, threads=worker.worker_threads)
         current_worker_id.set(self.worker_id)
         settings = get_settings()
@@ -56,6 +66,22 @@ class OpsMiddleware(Middleware):
         for thread in self._threads:
             thread.start()
         log.info("worker %s started with %d threads", self.worker_id, worker.worker_threads)
+
+    def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        set_trace_id(message.message_id)  # the engine's records (and dramatiq's own about it) share this id
+
+    def after_process_message(
+        self,
+        broker: dramatiq.Broker,
+        message: MessageProxy,
+        *,
+        result: Any = None,
+        exception: BaseException | None = None,
+    ) -> None:
+        set_trace_id(None)
+
+    def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
+        set_trace_id(None)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         engine.request_shutdown()
@@ -81,6 +107,20 @@ class OpsMiddleware(Middleware):
                 work()  # type: ignore[operator]
             except Exception:
                 log.warning("periodic task %s failed", getattr(work, "__name__", work), exc_info=True)
+
+
+def dramatiq_process_index() -> int | None:
+    """Which worker process of the dramatiq CLI this is (0 … K-1), or None outside one (embedded runtime).
+
+    The CLI hands the index to its process target only, ``dramatiq.cli.worker_process(args, worker_id, …)``,
+    so it is read from the running ``multiprocessing.Process`` (fork and spawn both keep its arguments).
+    """
+    process = multiprocessing.current_process()
+    target = getattr(process, "_target", None)
+    args: tuple[Any, ...] = getattr(process, "_args", ())
+    if getattr(target, "__module__", None) != "dramatiq.cli" or getattr(target, "__name__", None) != "worker_process":
+        return None
+    return args[1] if len(args) > 1 and isinstance(args[1], int) else None
 
 
 class _CurrentWorker:

@@ -12,6 +12,8 @@ import threading
 
 import dramatiq
 
+from core import metrics
+from db.settings import get_settings
 from jobs import actors  # noqa: F401  (declares the actors on the broker)
 from jobs.broker import broker, is_embedded
 
@@ -35,8 +37,12 @@ class EmbeddedRuntime:
         self.worker.stop(timeout=timeout_ms)
 
 
-def start_embedded(threads: int = 4) -> EmbeddedRuntime:
+def start_embedded(threads: int = 4, *, serve_metrics: bool = False) -> EmbeddedRuntime:
     """Start (once per process) and return the embedded runtime.
+
+    Args:
+        serve_metrics: also serve Prometheus metrics on ``OPSC_METRICS_PORT`` (when set). The console and
+            ``opsconductor worker`` ask for it; a one-off command (``submit --wait``) does not.
 
     Raises:
         RuntimeError: ``OPSC_REDIS_URL`` is set: run ``opsconductor worker`` processes instead.
@@ -47,6 +53,9 @@ def start_embedded(threads: int = 4) -> EmbeddedRuntime:
     with _lock:
         if _running is None:
             _running = EmbeddedRuntime(threads)
+        settings = get_settings()
+        if serve_metrics and settings.metrics_port is not None:
+            metrics.serve(settings.metrics_port, settings.metrics_addr)
         return _running
 
 
@@ -57,3 +66,4 @@ def stop_embedded() -> None:
         if _running is not None:
             _running.stop()
             _running = None
+        metrics.stop_serving()

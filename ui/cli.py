@@ -32,9 +32,11 @@ from core import (
 )
 from ui import runtime
 from ui.cli_admin import assets_app, policies_app, secrets_app, tenant_app, users_app
+from ui.cli_audit import audit_app
 from ui.cli_dlq import dlq_app
 from ui.cli_errors import DEBUG_KEY, GuardedGroup
 from ui.cli_locks import locks_command
+from ui.cli_ops import check_command, prune_command
 from ui.cli_options import AsUser, JsonOpt, TenantOpt, acting, acting_on
 from ui.cli_output import as_json, print_json, render_execution, render_summaries
 from ui.cli_runtime import up_command, watch_command, worker_command
@@ -53,10 +55,13 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(tenant_app, name="tenant")
 app.add_typer(policies_app, name="policies")
 app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)
 app.command("locks")(locks_command)
+app.command("prune")(prune_command)
+app.command("check")(check_command)
 
 ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 Comment = Annotated[str | None, typer.Option("--comment", help="A note recorded with the decision.")]

@@ -31,7 +31,7 @@ def up_command(
         raise typer.Exit(1)
     initialize(demo=demo)
     argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port)]
-    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     where = "workers on Redis" if get_settings().redis_url else "an embedded worker"
     typer.echo(f"starting the console on http://localhost:{port} with {where}")
     sys.stdout.flush()
@@ -54,7 +54,7 @@ def worker_command(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    runtime.start_embedded(threads)
+    runtime.start_embedded(threads, serve_metrics=True)
     typer.echo(f"embedded worker running with {threads} threads on {get_settings().database_url}; Ctrl-C stops it")
     stop.wait()
     typer.echo("stopping: running steps finish or hand their work back")

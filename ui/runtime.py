@@ -5,13 +5,17 @@
 - ``start_embedded()``: worker threads in this process (the console, ``submit --wait``, ``worker``
   without Redis).
 - ``worker_argv()``: the Dramatiq command line for ``opsconductor worker`` on Redis.
+- ``broker_ping()``: the broker probe of the GO/NO-GO check (core/readiness.py must not import jobs).
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from urllib.parse import urlsplit
 
-from core import get_settings, install_log_masking
+from core import get_settings
+from core.logs import configure_logging
 
 
 def connect() -> None:
@@ -29,22 +33,22 @@ def ensure_console_runtime() -> str:
 
     Returns a one-line description for the sidebar.
     """
-    install_log_masking()
     settings = get_settings()
+    configure_logging(settings.log_format)  # OPSC_LOG_FORMAT, and the masking filter on every handler
     if settings.redis_url:
         connect()
         return "workers on Redis"
     if not settings.console_worker:
         return "no worker in this process (OPSC_CONSOLE_WORKER=0)"
-    start_embedded()
+    start_embedded(serve_metrics=True)
     return "embedded worker"
 
 
-def start_embedded(threads: int = 4) -> None:
-    """Start the in-process worker threads (once per process)."""
+def start_embedded(threads: int = 4, *, serve_metrics: bool = False) -> None:
+    """Start the in-process worker threads (once per process); ``serve_metrics``: on ``OPSC_METRICS_PORT``."""
     from jobs.runtime import start_embedded as start
 
-    start(threads)
+    start(threads, serve_metrics=serve_metrics)
 
 
 def stop_embedded() -> None:
@@ -57,3 +61,34 @@ def stop_embedded() -> None:
 def worker_argv(processes: int, threads: int) -> list[str]:
     """The dramatiq CLI invocation for worker processes on Redis."""
     return [sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes), "--threads", str(threads)]
+
+
+def broker_ping(timeout_s: float = 3.0) -> str:
+    """Ask the broker to answer; return what answered. Raises ConnectionError when it does not in time.
+
+    The embedded broker lives in each process and needs no answer. Redis is pinged from a daemon thread
+    because the broker's client has no socket timeout: a black-holed host must not hang the check.
+    """
+    url = get_settings().redis_url
+    if not url:
+        return "embedded broker (in-process; workers are fed from the database queue)"
+    from jobs.broker import broker
+
+    outcome: list[BaseException | None] = []
+
+    def ping() -> None:
+        try:
+            broker.client.ping()  # type: ignore[attr-defined]
+            outcome.append(None)
+        except Exception as exc:  # noqa: BLE001  reported to the caller below
+            outcome.append(exc)
+
+    where = f"Redis at {urlsplit(url).hostname}:{urlsplit(url).port or 6379}"  # never the URL: it may hold a password
+    thread = threading.Thread(target=ping, daemon=True, name="opsc-broker-ping")
+    thread.start()
+    thread.join(timeout_s)
+    if not outcome:
+        raise ConnectionError(f"{where} did not answer within {timeout_s:g}s")
+    if outcome[0] is not None:
+        raise ConnectionError(f"{where} is unreachable ({type(outcome[0]).__name__})")
+    return f"{where} answers"

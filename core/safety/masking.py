@@ -19,6 +19,7 @@ import urllib.parse
 from collections import Counter
 from typing import Any
 
+from core import metrics
 from core.safety.credentials import CREDENTIAL_PATTERNS, SENSITIVE_KEY
 
 MASK = "***"
@@ -37,11 +38,18 @@ def _forms(value: str) -> set[str]:
 
 
 def _redact(text: str, values: list[str]) -> str:
+    secrets = patterns = 0
     for value in values:  # longest first: no partial leftovers
         if value in text:
+            secrets += text.count(value)
             text = text.replace(value, MASK)
     for pattern in CREDENTIAL_PATTERNS.values():
-        text = pattern.sub(MASK, text)
+        text, found = pattern.subn(MASK, text)
+        patterns += found
+    if secrets:
+        metrics.MASKED_SECRETS.labels("secret").inc(secrets)
+    if patterns:
+        metrics.MASKED_SECRETS.labels("pattern").inc(patterns)
     return text
 
 
