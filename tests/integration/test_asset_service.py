@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -25,6 +23,7 @@ from core import (
 )
 from core.actions.circuit import BREAKER
 from db.settings import get_settings
+from tests.http_service import JsonHandler, serving
 
 WEB_02 = {
     "name": "web-02",
@@ -45,20 +44,15 @@ ASSETS: dict[tuple[str, str], bytes] = {
 REQUESTS: list[str] = []
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):
     def do_GET(self) -> None:
         REQUESTS.append(self.path)
         _, tenants, tenant, assets, name = self.path.split("/")
         body = ASSETS.get((tenant, name)) if (tenants, assets) == ("tenants", "assets") else None
-        self.send_response(200 if body is not None else 404)
-        payload = body if body is not None else b'{"detail": "no such asset"}'
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        if body is None:
+            self.answer(404, {"detail": "no such asset"})
+        else:
+            self.answer_raw(200, body)  # as stored: some answers are deliberately not valid JSON
 
 
 @pytest.fixture
@@ -66,14 +60,10 @@ def service(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """The asset service at OPSC_ASSET_SERVICE_URL."""
     REQUESTS.clear()
     BREAKER.reset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("OPSC_ASSET_SERVICE_URL", url)
-    get_settings.cache_clear()
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        monkeypatch.setenv("OPSC_ASSET_SERVICE_URL", url)
+        get_settings.cache_clear()
+        yield url
     BREAKER.reset()
     get_settings.cache_clear()
 

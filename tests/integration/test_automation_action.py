@@ -4,7 +4,6 @@ breaker, cancel, dry run and the missing setting."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shlex
 import socket
@@ -13,7 +12,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -35,6 +33,7 @@ from core.actions.circuit import BREAKER
 from core.schemas import ExecutionView
 from db.settings import get_settings
 from tests.engine_support import drive
+from tests.http_service import JsonHandler, serving
 
 
 class Automation:
@@ -78,52 +77,36 @@ def _job(job_id: str, status: str, exit_code: int | None, output: str, error: st
 SERVICE = Automation()
 
 
-class Handler(BaseHTTPRequestHandler):
+class Handler(JsonHandler):  # answer() tolerates the client aborting (cancel test)
     def do_GET(self) -> None:
         SERVICE.requests.append(("GET", self.path, None))
         if SERVICE.sick:
-            self._answer(500, {"detail": "sick"})
+            self.answer(500, {"detail": "sick"})
         elif self.path == "/status":
-            self._answer(200, {"status": "ok"})
+            self.answer(200, {"status": "ok"})
         elif self.path.removeprefix("/status/") in SERVICE.jobs:
-            self._answer(200, SERVICE.jobs[self.path.removeprefix("/status/")])
+            self.answer(200, SERVICE.jobs[self.path.removeprefix("/status/")])
         else:
-            self._answer(404, {"detail": "no such job"})
+            self.answer(404, {"detail": "no such job"})
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         SERVICE.requests.append(("POST", self.path, body))
-        self._answer(*((500, {"detail": "sick"}) if SERVICE.sick else SERVICE.execute(body)))
-
-    def _answer(self, status: int, body: dict[str, Any]) -> None:
-        payload = json.dumps(body).encode()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client aborted (cancel test)
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.answer(*((500, {"detail": "sick"}) if SERVICE.sick else SERVICE.execute(body)))
 
 
 @pytest.fixture
 def service(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """A local automation service at OPSC_AUTOMATION_URL, and an ssh asset `web` next to `localhost`."""
     SERVICE.reset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch.setenv("OPSC_AUTOMATION_URL", url)
-    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
-    monkeypatch.setattr(http_call, "RETRY_BACKOFF_S", 0.01)  # the retries still happen, only faster
-    get_settings.cache_clear()
-    BREAKER.reset()
-    add_asset(principal("admin", "demo"), "web", Connection.SSH, host="10.1.2.3")
-    yield url
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        monkeypatch.setenv("OPSC_AUTOMATION_URL", url)
+        monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
+        monkeypatch.setattr(http_call, "RETRY_BACKOFF_S", 0.01)  # the retries still happen, only faster
+        get_settings.cache_clear()
+        BREAKER.reset()
+        add_asset(principal("admin", "demo"), "web", Connection.SSH, host="10.1.2.3")
+        yield url
     BREAKER.reset()
     get_settings.cache_clear()
 

@@ -3,12 +3,9 @@ statuses, retries of idempotent methods only, the circuit breaker, cancel, and d
 
 from __future__ import annotations
 
-import contextlib
-import json
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,29 +13,20 @@ from core import Connection, TenantMode, add_asset, cancel, get_execution, princ
 from core.actions.circuit import BREAKER, CircuitBreaker, CircuitOpen
 from db.settings import get_settings
 from tests.engine_support import drive
+from tests.http_service import JsonHandler, serving
 
 HITS: dict[str, int] = {}
 
 
-class Service(BaseHTTPRequestHandler):
+class Service(JsonHandler):  # answer() tolerates the client aborting (cancel test)
     def _handle(self) -> None:
         HITS[self.path] = HITS.get(self.path, 0) + 1
         if self.path == "/slow":
             time.sleep(5)
         status = 500 if self.path.startswith("/fail") else 200
-        body = json.dumps({"path": self.path, "method": self.command, "auth": self.headers.get("Authorization")})
-        payload = body.encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the client aborted (cancel test)
-            self.wfile.write(payload)
+        self.answer(status, {"path": self.path, "method": self.command, "auth": self.headers.get("Authorization")})
 
     do_GET = do_POST = do_PUT = _handle
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -49,12 +37,9 @@ def service(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
     HITS.clear()
     BREAKER.reset()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Service)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    url = f"http://127.0.0.1:{server.server_address[1]}"
-    add_asset(principal("admin", "demo"), "api", Connection.HTTP, base_url=url, credential_ref="demo_token")
-    yield url
-    server.shutdown()
+    with serving(Service) as url:
+        add_asset(principal("admin", "demo"), "api", Connection.HTTP, base_url=url, credential_ref="demo_token")
+        yield url
     BREAKER.reset()
 
 

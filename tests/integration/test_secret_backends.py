@@ -5,10 +5,7 @@ answers the KV v2 read endpoint as Vault does; hvac talks to it over a real sock
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -16,40 +13,27 @@ from core import InvalidInput, SafetyRefused, get_execution, principal, submit
 from core.safety.secret_backends import EnvironmentBackend, VaultBackend, env_var
 from db.settings import get_settings
 from tests.engine_support import drive
+from tests.http_service import JsonHandler, serving
 
 TOKEN = "test-vault-token"
 VAULT: dict[str, str] = {"/v1/secret/data/opsconductor/demo/vaulted": "from-vault-v4lue"}
 
 
-class FakeVault(BaseHTTPRequestHandler):
+class FakeVault(JsonHandler):
     def do_GET(self) -> None:
         if self.headers.get("X-Vault-Token") != TOKEN:
-            self._answer(403, {"errors": ["permission denied"]})
+            self.answer(403, {"errors": ["permission denied"]})
         elif self.path.split("?")[0] in VAULT:
             value = VAULT[self.path.split("?")[0]]
-            self._answer(200, {"data": {"data": {"value": value}, "metadata": {"version": 1, "deletion_time": ""}}})
+            self.answer(200, {"data": {"data": {"value": value}, "metadata": {"version": 1, "deletion_time": ""}}})
         else:
-            self._answer(404, {"errors": []})
-
-    def _answer(self, status: int, body: dict[str, object]) -> None:
-        payload = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        self.wfile.write(payload)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+            self.answer(404, {"errors": []})
 
 
 @pytest.fixture
 def vault_url() -> Iterator[str]:
-    server = ThreadingHTTPServer(("127.0.0.1", 0), FakeVault)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
+    with serving(FakeVault) as url:
+        yield url
 
 
 def test_environment_backend_is_tenant_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
