@@ -10,10 +10,12 @@ import streamlit as st
 import core
 from core import Role
 from ui import runtime, state
+from ui.components.approvals import inbox_badge
 
 # (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call.
 PAGES = [
     ("ui/pages/executions.py", "Executions", ":material/list_alt:", Role.VIEWER),
+    ("ui/pages/dashboard.py", "Dashboard", ":material/monitoring:", Role.VIEWER),
     ("ui/pages/submit.py", "Submit", ":material/upload_file:", Role.OPERATOR),
     ("ui/pages/approvals.py", "Approvals", ":material/approval:", Role.APPROVER),
     ("ui/pages/dlq.py", "Dead-letter queue", ":material/report:", Role.OPERATOR),
@@ -38,5 +40,10 @@ if who is not None and not state.touch_session(core.get_settings().session_idle_
 if who is None:
     pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
 else:
-    pages = [st.Page(path, title=title, icon=icon) for path, title, icon, role in PAGES if who.role.rank >= role.rank]
+    badge = {"Approvals": inbox_badge(who)} if who.role.rank >= Role.APPROVER.rank else {}
+    pages = [
+        st.Page(path, title=title + badge.get(title, ""), icon=icon)
+        for path, title, icon, role in PAGES
+        if who.role.rank >= role.rank
+    ]
 st.navigation(pages).run()

@@ -33,9 +33,13 @@ from core.admin import (
     set_tenant_mode,
     update_policy,
 )
-from core.approvals import approve, reject
+from core.admin_audit import list_admin_events
+from core.approvals import approval_inbox, approve, reject
+from core.audit_chain import verify_chain
 from core.cancellation import cancel
+from core.dashboard import dashboard
 from core.dlq import discard, list_dlq, requeue
+from core.dry_run import dry_run_plan
 from core.errors import (
     Conflict,
     CoreError,
@@ -47,35 +51,51 @@ from core.errors import (
     SafetyRefused,
     ServiceUnavailable,
 )
-from core.executions import get_execution, list_events, list_executions, wait_for
+from core.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
 from core.fsm import TERMINAL as TERMINAL_STATUSES
 from core.gates import approve_gate
 from core.plans import parse_plan
 from core.policies import PolicyValues
 from core.principals import principal, principal_for
+from core.readiness import CheckThresholds, MaskingSink, default_masking_sinks
+from core.readiness import check as check_readiness
+from core.retention import prune
 from core.runbooks import delete_runbook, list_runbooks, save_runbook
 from core.safety.masking import install_log_masking
 from core.schemas import (
+    AdminEventView,
     ApprovalView,
     AssetView,
+    ChainBreak,
+    ChainReport,
+    CheckItem,
+    DashboardView,
     DlqView,
+    DryRunStep,
+    DurationStats,
     EventView,
+    ExecutionPage,
     ExecutionSummary,
     ExecutionView,
+    HourCount,
+    InboxItem,
     LockView,
     MemberView,
     PlanPreview,
     PolicyView,
     Principal,
+    PruneReport,
+    QueueDepth,
     RunbookView,
+    RunModeStats,
     SecretInfo,
     StepView,
     SubmitResult,
     TenantSettingsView,
     WorkerView,
 )
-from core.submission import preview, submit
-from core.workers import list_workers
+from core.submission import preview, rerun, submit
+from core.workers import list_workers, queue_depths
 from db.enums import (
     ActionClass,
     Connection,
@@ -106,23 +126,35 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "TERMINAL_STATUSES",
     "ActionClass",
+    "AdminEventView",
     "ApprovalView",
     "AssetView",
     "AuthenticationFailed",
+    "ChainBreak",
+    "ChainReport",
+    "CheckItem",
+    "CheckThresholds",
     "Conflict",
     "Connection",
     "CoreError",
+    "DashboardView",
     "DeadlineExceeded",
     "DlqView",
+    "DryRunStep",
+    "DurationStats",
     "EventView",
     "ExecutionMode",
+    "ExecutionPage",
     "ExecutionStatus",
     "ExecutionSummary",
     "ExecutionView",
+    "HourCount",
+    "InboxItem",
     "InitReport",
     "InvalidInput",
     "InvalidTransition",
     "LockView",
+    "MaskingSink",
     "MemberView",
     "NotFound",
     "OverLevelBehaviour",
@@ -131,8 +163,11 @@ __all__ = [
     "PolicyValues",
     "PolicyView",
     "Principal",
+    "PruneReport",
+    "QueueDepth",
     "Role",
     "RunMode",
+    "RunModeStats",
     "RunbookView",
     "SafetyRefused",
     "SecretInfo",
@@ -146,22 +181,29 @@ __all__ = [
     "TenantSettingsView",
     "WorkerView",
     "add_asset",
+    "approval_inbox",
     "approve",
     "approve_gate",
     "authenticate",
     "cancel",
+    "check_readiness",
+    "dashboard",
+    "default_masking_sinks",
     "delete_runbook",
     "delete_secret",
     "discard",
+    "dry_run_plan",
     "get_execution",
     "get_settings",
     "get_tenant_settings",
     "initialize",
     "install_log_masking",
+    "list_admin_events",
     "list_assets",
     "list_dlq",
     "list_events",
     "list_executions",
+    "list_executions_page",
     "list_locks",
     "list_members",
     "list_policies",
@@ -173,11 +215,14 @@ __all__ = [
     "preview",
     "principal",
     "principal_for",
+    "prune",
+    "queue_depths",
     "reauthenticate",
     "reject",
     "remove_asset",
     "remove_member",
     "requeue",
+    "rerun",
     "save_runbook",
     "set_member",
     "set_password",
@@ -185,5 +230,6 @@ __all__ = [
     "set_tenant_mode",
     "submit",
     "update_policy",
+    "verify_chain",
     "wait_for",
 ]

@@ -17,6 +17,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlmodel import Session, select
 
 from core import rbac
+from core.admin_audit import record_admin_event
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.principals import resolve_principal
 from core.rbac import Permission
@@ -147,6 +148,7 @@ def set_password(principal: Principal, username: str, password: str) -> None:
         user.failed_logins = 0
         user.locked_until = None
         session.add(user)
+        record_admin_event(session, principal, "password_set", username)  # the event, never the password
 
 
 def needs_reauthentication(approval_level: int) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from core import directory, inventory, policies, rbac, tenants
+from core.admin_audit import record_admin_event
 from core.errors import InvalidInput
 from core.policies import PolicyValues
 from core.rbac import Permission
@@ -32,6 +33,8 @@ def set_member(
         rbac.require(session, principal, Permission.ADMIN)
         user = directory.ensure_user(session, username)
         directory.set_membership(session, principal.tenant_id, user, role, max_action_class=max_action_class)
+        limit = max_action_class.value if max_action_class else None
+        record_admin_event(session, principal, "member_set", username, {"role": role.value, "max_action_class": limit})
         return next(m for m in directory.list_members(session, principal.tenant_id) if m.username == username)
 
 
@@ -42,6 +45,7 @@ def remove_member(principal: Principal, username: str) -> None:
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         directory.remove_membership(session, principal.tenant_id, username)
+        record_admin_event(session, principal, "member_removed", username)
 
 
 def list_assets(principal: Principal) -> list[AssetView]:
@@ -66,7 +70,7 @@ def add_asset(
     """Add an asset to the tenant's inventory (admin)."""
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        return inventory.add_asset(
+        view = inventory.add_asset(
             session,
             principal.tenant_id,
             name=name,
@@ -78,6 +82,8 @@ def add_asset(
             credential_ref=credential_ref,
             known_host_key=known_host_key,
         )
+        record_admin_event(session, principal, "asset_added", name, {"connection": connection.value})
+        return view
 
 
 def remove_asset(principal: Principal, name: str) -> None:
@@ -85,6 +91,7 @@ def remove_asset(principal: Principal, name: str) -> None:
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         inventory.remove_asset(session, principal.tenant_id, name)
+        record_admin_event(session, principal, "asset_removed", name)
 
 
 def list_secrets(principal: Principal) -> list[SecretInfo]:
@@ -98,7 +105,9 @@ def set_secret(principal: Principal, name: str, value: str) -> SecretInfo:
     """Create or rotate a secret (admin). The value is encrypted before it is stored."""
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        return secret_store.set_secret(session, principal.tenant_id, name, value, actor_id=principal.user_id)
+        info = secret_store.set_secret(session, principal.tenant_id, name, value, actor_id=principal.user_id)
+        record_admin_event(session, principal, "secret_set", name, {"version": info.version})  # never the value
+        return info
 
 
 def delete_secret(principal: Principal, name: str) -> None:
@@ -106,6 +115,7 @@ def delete_secret(principal: Principal, name: str) -> None:
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         secret_store.delete_secret(session, principal.tenant_id, name)
+        record_admin_event(session, principal, "secret_deleted", name)
 
 
 def list_policies(principal: Principal) -> list[PolicyView]:
@@ -121,7 +131,10 @@ def update_policy(
     """Change one row of the timeout policy matrix (admin; validated)."""
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        return policies.update_policy(session, sla_class, action_class, values, actor_id=principal.user_id)
+        view = policies.update_policy(session, sla_class, action_class, values, actor_id=principal.user_id)
+        record_admin_event(session, principal, "policy_updated", f"{sla_class.value}/{action_class.value}",
+                           values._asdict())  # fmt: skip
+        return view
 
 
 def get_tenant_settings(principal: Principal) -> TenantSettingsView:
@@ -149,7 +162,9 @@ def set_tenant_mode(
             over_level=over_level,
             actor_id=principal.user_id,
         )
-        return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+        view = tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+        record_admin_event(session, principal, "tenant_mode", principal.tenant, view.model_dump(exclude={"tenant"}))
+        return view
 
 
 def list_locks(principal: Principal) -> list[LockView]:

@@ -7,6 +7,7 @@ import re
 from sqlmodel import Session, col, select
 
 from core import rbac
+from core.admin_audit import record_admin_event
 from core.errors import InvalidInput, NotFound
 from core.plans import parse_plan
 from core.rbac import Permission
@@ -50,7 +51,9 @@ def save_runbook(principal: Principal, name: str, plan_text: str, *, description
     parse_plan(plan_text)
     with session_scope() as session:
         rbac.require(session, principal, Permission.SUBMIT)
-        return _view(store_runbook(session, principal.tenant_id, name, plan_text, description, principal.username))
+        row = store_runbook(session, principal.tenant_id, name, plan_text, description, principal.username)
+        record_admin_event(session, principal, "runbook_saved", name)
+        return _view(row)
 
 
 def store_runbook(
@@ -79,3 +82,4 @@ def delete_runbook(principal: Principal, name: str) -> None:
         if row is None:
             raise NotFound("runbook", name)
         session.delete(row)
+        record_admin_event(session, principal, "runbook_deleted", name)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -227,3 +227,196 @@ class RunbookView(View):
     plan_text: str
     updated_by: str | None
     updated_at: datetime
+
+
+class ExecutionPage(View):
+    """One page of the Executions list, newest first, and the cursor of the next page (None: this is the last).
+
+    Pass ``next_cursor`` back as ``before=`` to read the next page; it is opaque and stays valid while rows
+    are added (keyset pagination: no row is skipped or repeated when new executions arrive).
+    """
+
+    items: list[ExecutionSummary]
+    next_cursor: str | None
+
+
+class InboxItem(View):
+    """A decision waiting in an approver's inbox: a plan to approve (``kind="plan"``) or, for a level-3
+    execution, the go for one step (``kind="gate"``; ``step_*`` fields set).
+
+    ``approval_expires_at`` is when the wait ends: the approval window of a plan, the gate's deadline of a step.
+    ``approved_by`` lists who already approved the current plan hash.
+    """
+
+    kind: Literal["plan", "gate"]
+    execution_id: str
+    name: str
+    requested_by: str
+    action_class: str
+    approval_level: int
+    sla_class: str
+    run_mode: str
+    plan_hash: str
+    approvals_required: int
+    approved_by: list[str]
+    created_at: datetime
+    approval_expires_at: datetime | None
+    step_index: int | None = None
+    step_name: str | None = None
+    step_target: str | None = None
+    step_action_class: str | None = None
+
+    @property
+    def time_left_s(self) -> float | None:
+        """Seconds until the wait ends (negative once past), or None when it has no deadline."""
+        return None if self.approval_expires_at is None else (self.approval_expires_at - utcnow()).total_seconds()
+
+
+class DurationStats(View):
+    """Run times (``finished_at - started_at``) of one (SLA class, action class), beside the policy's limit.
+
+    ``breaches``: runs longer than ``limit_s`` or ended ``timeout``.
+    """
+
+    sla_class: str
+    action_class: str
+    runs: int
+    p50_s: float | None
+    p95_s: float | None
+    limit_s: int | None
+    breaches: int
+
+
+class HourCount(View):
+    """Executions created in one hour of the window (UTC), and how the ended ones came out."""
+
+    hour: datetime
+    total: int
+    completed: int
+    failed: int
+
+
+class RunModeStats(View):
+    """Dry-run or live executions of the window: how many, how many ran to an end, how many completed."""
+
+    run_mode: str
+    total: int
+    ended: int
+    completed: int
+    success_rate: float | None
+
+
+class DashboardView(View):
+    """The Dashboard: the tenant's executions created since ``since`` plus the current queues.
+
+    ``success_rate`` = completed / (completed + failed + partial + timeout); None without such runs.
+    ``sampled`` is True when percentiles come from a bounded sample (SQLite) rather than the database.
+    """
+
+    tenant: str
+    since: datetime
+    until: datetime
+    total: int
+    by_status: dict[str, int]
+    success_rate: float | None
+    durations: list[DurationStats]
+    sla_breaches: int
+    queue_wait_p50_s: float | None
+    queue_wait_p95_s: float | None
+    dlq_open: int
+    approvals_waiting: int
+    oldest_approval_at: datetime | None
+    per_hour: list[HourCount]
+    run_modes: list[RunModeStats]
+    sampled: bool
+
+    @property
+    def oldest_approval_age_s(self) -> float | None:
+        """Age of the oldest execution waiting for approval, in seconds (None if none waits)."""
+        return None if self.oldest_approval_at is None else (utcnow() - self.oldest_approval_at).total_seconds()
+
+
+class ChainBreak(View):
+    """The first broken link of one execution's audit chain (core/audit_chain.py).
+
+    ``problem``: ``modified`` (an event's content no longer matches its hash), ``deleted`` (an event links
+    to one that is not there, or the trail ends before the execution's last change of status) or
+    ``inserted`` (an event that is not part of the chain). ``event_id`` names the event where it shows.
+    """
+
+    execution_id: str
+    event_id: int
+    problem: str
+    detail: str
+
+
+class ChainReport(View):
+    """What verifying the audit chains of one execution, or of all of a tenant's, found.
+
+    ``unchained_events`` were written before the chain existed (no hash): reported, not judged.
+    ``pruned_executions`` start at a ``pruned`` event (retention removed the older events).
+    ``breaks`` holds the first broken link of each broken execution, oldest execution first.
+    """
+
+    tenant: str
+    execution_id: str | None
+    executions: int
+    events: int
+    unchained_events: int
+    unchained_executions: int
+    pruned_executions: int
+    intact: bool
+    first_break: ChainBreak | None
+    breaks: list[ChainBreak]
+
+
+class PruneReport(View):
+    """What ``prune`` removed (or, with ``dry_run``, would remove) from a tenant's ended executions."""
+
+    tenant: str
+    cutoff: datetime
+    dry_run: bool
+    executions: int
+    events_deleted: int
+    outputs_cleared: int
+    batches: int
+
+
+class CheckItem(View):
+    """One item of the GO/NO-GO check: GO when ``ok``; ``reason`` says what was seen either way."""
+
+    name: str
+    ok: bool
+    reason: str
+
+
+class DryRunStep(View):
+    """What one step would do, as its action's ``dry_run`` describes it (secrets masked)."""
+
+    index: int
+    name: str
+    action: str
+    target: str
+    ok: bool
+    description: str
+    error: str | None
+
+
+class QueueDepth(View):
+    """Work in the queue of one SLA class: waiting to start, running (leased), parked for an asset lock."""
+
+    sla_class: str
+    waiting: int
+    running: int
+    parked: int
+
+
+class AdminEventView(View):
+    """One entry of the tenant's administration trail."""
+
+    id: int
+    actor: str
+    action: str
+    subject: str
+    data: dict[str, Any]
+    created_at: datetime

@@ -6,19 +6,20 @@ a broker message follows only after commit. Nothing is written when anything is 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from core import asset_service, engine, idempotency, inventory, rbac
 from core.actions import registry
 from core.audit import record_event
 from core.errors import Conflict, InvalidInput
-from core.executions import build_view, get_execution
-from core.fsm import initial_status
+from core.executions import build_view, get_execution, load_execution
+from core.fsm import TERMINAL, initial_status
 from core.plans import APPROVALS_REQUIRED, Plan, canonical_json, canonical_plan, parse_plan, plan_hash
 from core.policies import get_policy
 from core.ports import dispatch_committed
@@ -240,3 +241,30 @@ def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, back
             ],
             secret_names=sorted(parsed.secret_names),
         )
+
+
+def rerun(principal: Principal, execution_id: str, *, background: bool = True) -> SubmitResult:
+    """Submit an ended execution's plan again, as ``principal``: a new execution with its own approvals.
+
+    The stored canonical plan names assets by id; they are turned back into the names the steps recorded,
+    so the new submission is validated, derived and approved exactly like a fresh one.
+
+    Raises:
+        NotFound: no such execution in the tenant. Conflict: it has not ended yet.
+    """
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        execution = load_execution(session, principal.tenant_id, execution_id)
+        if ExecutionStatus(execution.status) not in TERMINAL:
+            raise Conflict(f"execution {execution_id} is still {execution.status}; cancel it or wait for its end")
+        names = dict(
+            session.exec(
+                select(ExecutionStep.step_index, ExecutionStep.target_name).where(
+                    ExecutionStep.execution_id == execution.id
+                )
+            ).all()
+        )
+        plan = json.loads(execution.plan_json)
+    for index, step in enumerate(plan["steps"]):
+        step["target"] = names[index]
+    return submit(principal, plan, background=background)

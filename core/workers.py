@@ -5,15 +5,16 @@ from __future__ import annotations
 import os
 import socket
 
-from sqlalchemy import update
+from sqlalchemy import case, func, update
 from sqlmodel import col, select
 
 from core import rbac
 from core.rbac import Permission
-from core.schemas import Principal, WorkerView
+from core.schemas import Principal, QueueDepth, WorkerView
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.tables import Worker
+from db.enums import SlaClass
+from db.tables import QueueItem, Worker
 
 
 def register_worker(worker_id: str, *, kind: str, threads: int) -> None:
@@ -53,3 +54,23 @@ def list_workers(principal: Principal, *, include_stopped: bool = False, limit: 
             query = query.where(col(Worker.stopped_at).is_(None))
         rows = session.exec(query.order_by(col(Worker.last_seen_at).desc()).limit(limit)).all()
         return [WorkerView.model_validate(r, from_attributes=True) for r in rows]
+
+
+def queue_depths(principal: Principal) -> list[QueueDepth]:
+    """The tenant's queue per SLA class (every class listed, zeros included); one grouped query."""
+    now = utcnow()
+    running = case((col(QueueItem.lease_expires_at) > now, 1), else_=0)
+    parked = case((col(QueueItem.waiting_for_asset_id).is_not(None), 1), else_=0)
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        rows = session.exec(
+            select(QueueItem.sla_class, func.count(), func.sum(running), func.sum(parked))
+            .where(QueueItem.tenant_id == principal.tenant_id)
+            .group_by(col(QueueItem.sla_class))
+        ).all()
+    found = {sla: (int(total), int(run or 0), int(park or 0)) for sla, total, run, park in rows}
+    depths = []
+    for sla in SlaClass:
+        total, run, park = found.get(sla.value, (0, 0, 0))
+        depths.append(QueueDepth(sla_class=sla.value, waiting=total - run - park, running=run, parked=park))
+    return depths

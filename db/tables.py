@@ -125,12 +125,26 @@ class Execution(SQLModel, table=True):
 
     __tablename__ = "executions"
     __table_args__ = (
-        Index("ix_executions_tenant_created", "tenant_id", "created_at"),
+        # Covering on PostgreSQL (migration 0005): the Dashboard's aggregates over a window read the index only.
+        Index(
+            "ix_executions_tenant_created",
+            "tenant_id",
+            "created_at",
+            postgresql_include=["status", "run_mode", "sla_class", "action_class", "started_at", "finished_at"],
+        ),
         Index("ix_executions_tenant_status_created", "tenant_id", "status", "created_at"),
         Index("ix_executions_tenant_requester_created", "tenant_id", "requested_by", "created_at"),
         Index("ix_executions_status_updated", "status", "updated_at"),
         Index("ix_executions_status_deadline", "status", "deadline_at"),
         Index("ix_executions_status_approval_expires", "status", "approval_expires_at"),
+        # The Executions list's name search (name ILIKE '%term%'): trigram GIN on PostgreSQL (migration 0005;
+        # a plain index where pg_trgm cannot be created, and on SQLite).
+        Index(
+            "ix_executions_name_trgm",
+            "name",
+            postgresql_using="gin",
+            postgresql_ops={"name": "gin_trgm_ops"},
+        ),
         # Idempotency (core/idempotency.py): at most one *active* execution per key and tenant.
         # A partial unique index, so the database settles a race of two submits, not our code.
         Index(
@@ -177,7 +191,8 @@ class ExecutionStep(SQLModel, table=True):
     __tablename__ = "execution_steps"
     __table_args__ = (
         UniqueConstraint("execution_id", "step_index", name="uq_execution_steps_index"),
-        Index("ix_execution_steps_tenant_target", "tenant_id", "target_asset_id"),
+        # Read index-only by the Executions list's asset filter (asset -> execution ids).
+        Index("ix_execution_steps_tenant_target_execution", "tenant_id", "target_asset_id", "execution_id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -243,6 +258,16 @@ class ExecutionEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_execution_events_execution", "execution_id", "id"),
         Index("ix_execution_events_tenant_created", "tenant_id", "created_at"),
+        # The "→ queued" and "→ running" events only: the Dashboard pairs them for the queue wait.
+        Index(
+            "ix_execution_events_queue_flow",
+            "tenant_id",
+            "to_status",
+            "created_at",
+            "execution_id",
+            sqlite_where=text("to_status = 'queued' OR to_status = 'running'"),
+            postgresql_where=text("to_status = 'queued' OR to_status = 'running'"),
+        ),
     )
 
     id: int | None = Field(
@@ -369,3 +394,21 @@ class Runbook(SQLModel, table=True):
     plan_text: str = Field(sa_column=Column(Text, nullable=False))
     updated_by: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AdminEvent(SQLModel, table=True):
+    """The tenant's administration trail: who changed a setting, a member, a secret (name only), an asset."""
+
+    __tablename__ = "admin_events"
+    __table_args__ = (Index("ix_admin_events_tenant_created", "tenant_id", "created_at"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=64)
+    subject: str = Field(default="", max_length=256)
+    data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,15 +1,17 @@
-"""``opsconductor audit verify``: recompute the tamper-evident audit chain (core/audit_chain.py).
+"""``opsconductor audit verify``: recompute the tamper-evident audit chain (core/audit_chain.py);
+``opsconductor audit admin``: the tenant's administration trail (core/admin_audit.py).
 
 Exit 0 when every chain is intact, 5 (conflict: the trail contradicts itself) when a link is broken.
 """
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 import typer
 
-from core import ChainReport, verify_chain
+from core import ChainReport, list_admin_events, verify_chain
 from ui.cli_options import AsUser, JsonOpt, TenantOpt, acting, acting_on
 from ui.cli_output import print_json
 
@@ -36,6 +38,25 @@ def verify_command(
         typer.echo(render_report(report))
     if not report.intact:
         raise typer.Exit(BROKEN_EXIT)
+
+
+@audit_app.command("admin")
+def admin_log_command(
+    as_user: AsUser,
+    limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Newest N entries.")] = 50,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """The tenant's administration trail: mode, policies, members, passwords, secret names, assets (admin)."""
+    events = list_admin_events(acting(as_user, tenant), limit=limit)
+    if json_out:
+        print_json({"events": [e.model_dump(mode="json") for e in events]})
+        return
+    for e in events:
+        detail = f" {json.dumps(e.data, sort_keys=True)}" if e.data else ""
+        typer.echo(f"{e.created_at.isoformat()} {e.actor} {e.action} {e.subject}{detail}")
+    if not events:
+        typer.echo("no changes recorded")
 
 
 def render_report(report: ChainReport) -> str:

@@ -30,12 +30,19 @@ DEMO_BUTTON: Final = "opsc.sign_in.demo"  # suffixed with tenant and username
 FILTER_STATUS: Final = "opsc.executions.status"
 FILTER_REQUESTER: Final = "opsc.executions.requester"
 FILTER_SEARCH: Final = "opsc.executions.search"
+FILTER_ASSET: Final = "opsc.executions.asset"
+FILTER_DATES: Final = "opsc.executions.dates"
+RERUN_BUTTON: Final = "opsc.executions.rerun"  # suffixed with the execution id
 EXECUTION_PICK: Final = "opsc.executions.pick"
 CANCEL_REASON: Final = "opsc.executions.cancel_reason"  # suffixed with the execution id
 CANCEL_BUTTON: Final = "opsc.executions.cancel"  # suffixed with the execution id
 PLAN_TEXT: Final = "opsc.submit.plan_text"
 PLAN_FILE: Final = "opsc.submit.plan_file"
 PLAN_BACKGROUND: Final = "opsc.submit.background"
+RUNBOOK_PICK: Final = "opsc.submit.runbook"
+RUNBOOK_NAME: Final = "opsc.submit.runbook_name"
+RUNBOOK_DESCRIPTION: Final = "opsc.submit.runbook_description"
+FOCUS_EXECUTION: Final = "opsc.executions.focus"  # an execution to open on the Executions page
 APPROVAL_PICK: Final = "opsc.approvals.pick"
 APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
 APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
@@ -52,6 +59,7 @@ ADMIN_MEMBER_PASSWORD: Final = "opsc.admin.member_password"
 ADMIN_SECRET_NAME: Final = "opsc.admin.secret_name"
 ADMIN_SECRET_VALUE: Final = "opsc.admin.secret_value"
 ADMIN_ASSET_FIELD: Final = "opsc.admin.asset"  # suffixed with the field name
+DASHBOARD_WINDOW: Final = "opsc.dashboard.window"
 DLQ_SHOW_RESOLVED: Final = "opsc.dlq.show_resolved"
 DLQ_PICK: Final = "opsc.dlq.pick"
 DLQ_COMMENT: Final = "opsc.dlq.comment"
@@ -98,16 +106,35 @@ def take_notices() -> list[str]:
     return notices
 
 
-def executions_page() -> int:
-    """The zero-based page of the executions list."""
-    return int(st.session_state.get(EXECUTIONS_PAGE, 0))
+def focus_execution(execution_id: str) -> None:
+    """Ask the Executions page to open ``execution_id`` (a link from another page)."""
+    st.session_state[FOCUS_EXECUTION] = execution_id
 
 
-def set_executions_page(page: int) -> None:
-    """Go to a page of the executions list (never below the first)."""
-    st.session_state[EXECUTIONS_PAGE] = max(page, 0)
+def focused_execution() -> str | None:
+    """The execution another page asked to open, if any."""
+    value = st.session_state.get(FOCUS_EXECUTION)
+    return value if isinstance(value, str) else None
+
+
+def executions_cursors() -> list[str | None]:
+    """The cursors of the pages visited so far: page N of the list is read with ``before=cursors[N]``."""
+    cursors: list[str | None] = st.session_state.setdefault(EXECUTIONS_PAGE, [None])
+    return cursors
+
+
+def next_executions_page(cursor: str) -> None:
+    """Go one page further (``cursor``: the current page's ``next_cursor``)."""
+    executions_cursors().append(cursor)
+
+
+def previous_executions_page() -> None:
+    """Go one page back (never before the first)."""
+    cursors = executions_cursors()
+    if len(cursors) > 1:
+        cursors.pop()
 
 
 def reset_executions_page() -> None:
     """Back to the first page (a filter changed)."""
-    st.session_state[EXECUTIONS_PAGE] = 0
+    st.session_state[EXECUTIONS_PAGE] = [None]

@@ -106,7 +106,16 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     [(file, argv)] = calls
     assert file == argv[0] == sys.executable
     assert argv[1:5] == ["-m", "streamlit", "run", str(REPO / "streamlit_app.py")]
-    assert argv[5:] == ["--server.port", "8765", "--server.headless", "true", "--browser.gatherUsageStats", "false"]
+    assert argv[5:] == [
+        "--server.port",
+        "8765",
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--client.toolbarMode",
+        "minimal",
+    ]
 
 
 def test_up_refuses_a_port_out_of_range(cli: Cli) -> None:

@@ -110,3 +110,19 @@ def test_check_is_0_when_everything_is_go(db: str, cli: Cli) -> None:
     result = cli("check")
     assert result.exit_code == 0, result.stdout
     assert result.stdout.rstrip().endswith("GO") and "NO-GO" not in result.stdout
+
+
+# audit admin --------------------------------------------------------------------------------------
+
+
+def test_audit_admin_lists_the_tenants_changes_for_admins_only(db: str, cli: Cli) -> None:
+    assert cli("tenant", "mode", "demo", "dry_run", "--as", "admin").exit_code == 0
+    assert cli("secrets", "set", "api_token", "--as", "admin", "--tenant", "demo", input="hidden-9931\n").exit_code == 0
+    shown = cli("audit", "admin", "--as", "admin", "--tenant", "demo")
+    assert shown.exit_code == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert " admin secret_set api_token " in lines[0] and " admin tenant_mode demo " in lines[1]
+    assert "hidden-9931" not in shown.stdout
+    events = json.loads(cli("audit", "admin", "--as", "admin", "--tenant", "demo", "--json").stdout)["events"]
+    assert [e["action"] for e in events] == ["secret_set", "tenant_mode"]
+    assert cli("audit", "admin", "--as", "alice").exit_code == 3

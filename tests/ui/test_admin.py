@@ -110,3 +110,11 @@ def test_non_admins_are_refused_by_core_even_if_they_reach_the_forms(console: Op
     assert not at.exception
     assert at.error
     assert core.get_tenant_settings(core.principal("admin", "demo")).mode == "live"
+
+
+def test_the_audit_log_tab_shows_what_changed(console: OpenConsole) -> None:
+    core.set_secret(core.principal("admin", "demo"), "api_key", "value-nobody-sees-5512")
+    at = console("admin", page=PAGE)
+    trail = at.dataframe[-1].value
+    assert trail["action"].tolist() == ["secret_set"] and trail["subject"].tolist() == ["api_key"]
+    assert "value-nobody-sees-5512" not in texts(at)

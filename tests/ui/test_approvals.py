@@ -40,10 +40,10 @@ def test_rejecting_ends_the_execution(console: OpenConsole) -> None:
 
 def test_own_requests_are_not_offered_for_approval(console: OpenConsole) -> None:
     """bob's own pending request is not in his inbox (nobody approves their own)."""
-    own = submit("bob", "bobs-change", MODIFY_PLAN)
+    submit("bob", "bobs-change", MODIFY_PLAN)
     at = console("bob", page=PAGE)
     assert not at.exception
-    assert own.execution_id not in at.selectbox(key=state.APPROVAL_PICK).options
+    assert at.selectbox(key=state.APPROVAL_PICK).options == []
     assert any("Nothing is waiting" in c.value for c in at.caption)
 
 
@@ -88,3 +88,23 @@ def test_level_1_needs_no_password(console: OpenConsole) -> None:
     at = console("bob", page=PAGE)
     at.selectbox(key=state.APPROVAL_PICK).select(pending.execution_id).run()
     assert not [t for t in at.text_input if t.key.startswith(state.REAUTH_PASSWORD)]
+
+
+def test_a_level_3_step_gate_is_in_the_inbox_and_its_go_needs_the_password(console: OpenConsole) -> None:
+    plan = MODIFY_PLAN.replace("steps:", "approval_level: 3\nsteps:")
+    pending = submit("alice", "gated", plan)
+    core.approve(core.principal("bob", "demo"), pending.execution_id)
+    core.approve(core.principal("carol", "demo"), pending.execution_id)
+    assert core.engine.process(pending.execution_id, worker_id="w") is core.engine.Outcome.NOOP  # parked at the gate
+
+    at = console("bob", page=PAGE)
+    gate = f"{pending.execution_id}:0"
+    assert at.selectbox(key=state.APPROVAL_PICK).options == [f"gated · step 0 · alice · {pending.execution_id[:8]}"]
+    at.selectbox(key=state.APPROVAL_PICK).select(gate).run()
+    assert "Reject" not in [b.label for b in at.button]
+    at.text_input(key=f"{state.REAUTH_PASSWORD}.{pending.execution_id}").input(DEMO_PASSWORD)
+    button(at, "Approve").click().run()
+    assert not at.exception and not at.error
+    approvals = core.get_execution(core.principal("bob", "demo"), pending.execution_id).approvals
+    assert [(a.approver, a.step_index) for a in approvals if a.step_index is not None] == [("bob", 0)]
+    assert core.engine.process(pending.execution_id, worker_id="w") is core.engine.Outcome.FINISHED

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from streamlit.testing.v1 import AppTest
 
 import core
-from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, submit, texts
+from core.setup import DEMO_RUNBOOKS
+from tests.engine_support import drive
+from tests.ui.conftest import MODIFY_PLAN, READ_PLAN, OpenConsole, button, submit, texts
 from ui import state
 
 PAGE = "ui/pages/executions.py"
@@ -90,3 +94,55 @@ def test_cancel_is_offered_to_admins_but_not_to_other_operators(console: OpenCon
         at.selectbox(key=state.EXECUTION_PICK).select(pending.execution_id).run()
         assert not at.exception
         assert ("Cancel execution" in [b.label for b in at.button]) is offered, username
+
+
+def test_asset_and_date_filters_narrow_the_list(console: OpenConsole) -> None:
+    on_localhost = submit("alice", "disk-usage")
+    core.add_asset(core.principal("admin", "demo"), "other", core.Connection.LOCAL)
+    elsewhere = core.submit(core.principal("alice", "demo"), READ_PLAN.format(name="x").replace("localhost", "other"))
+    at = console("alice", page=PAGE)
+    assert set(listed(at)) == {on_localhost.execution_id, elsewhere.execution.execution_id}
+    at.text_input(key=state.FILTER_ASSET).input("other").run()
+    assert listed(at) == [elsewhere.execution.execution_id]
+    at.text_input(key=state.FILTER_ASSET).input("").run()
+    yesterday = on_localhost.created_at.date() - timedelta(days=1)
+    at.date_input(key=state.FILTER_DATES).set_value((yesterday, yesterday)).run()
+    assert listed(at) == []
+    at.date_input(key=state.FILTER_DATES).set_value((yesterday, on_localhost.created_at.date())).run()
+    assert len(listed(at)) == 2
+    assert not at.exception
+
+
+def test_the_step_timeline_shows_status_duration_and_output(console: OpenConsole) -> None:
+    done = submit("alice", "disk-usage")
+    drive(done.execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(done.execution_id).run()
+    assert not at.exception
+    labels = [e.label for e in at.expander]
+    assert any("df" in label and "completed" in label and "attempt 1" in label and " s" in label for label in labels)
+    assert any("Filesystem" in c.value for c in at.code)  # df's header, in the step output
+
+
+def test_an_ended_execution_can_be_rerun_and_a_failed_one_links_to_the_dlq(console: OpenConsole) -> None:
+    failing = next(plan for name, _d, plan in DEMO_RUNBOOKS if name == "Failing check")
+    failed = core.submit(core.principal("alice", "demo"), failing).execution
+    core.approve(core.principal("bob", "demo"), failed.execution_id)
+    drive(failed.execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(failed.execution_id).run()
+    assert any(link.label == "Open the dead-letter queue" for link in at.get("page_link"))
+    at.button(key=f"{state.RERUN_BUTTON}.{failed.execution_id}").click().run()
+    assert not at.exception
+    rows = core.list_executions(core.principal("alice", "demo"))
+    assert len(rows) == 2 and rows[0].status == "pending_approval"  # a new execution, approved anew
+    assert at.selectbox(key=state.EXECUTION_PICK).value == rows[0].execution_id  # and it is opened
+
+
+def test_an_execution_focused_from_another_page_opens(console: OpenConsole) -> None:
+    pending = submit("alice", "rotate-logs", MODIFY_PLAN)
+    at = console("alice")
+    at.session_state[state.FOCUS_EXECUTION] = pending.execution_id
+    at.switch_page(PAGE).run()
+    assert at.selectbox(key=state.EXECUTION_PICK).value == pending.execution_id
+    assert pending.plan_hash in texts(at)

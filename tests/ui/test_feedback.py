@@ -19,7 +19,7 @@ def test_unexpected_error_shows_a_reference_and_logs_the_traceback(
         raise RuntimeError("database exploded at /secret/path")
 
     at = console("alice", page=PAGE)
-    monkeypatch.setattr(core, "list_executions", broken)
+    monkeypatch.setattr(core, "list_executions_page", broken)
     with caplog.at_level(logging.ERROR, logger="ui.components.feedback"):
         at.run()
     assert not at.exception

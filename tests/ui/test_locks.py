@@ -33,3 +33,15 @@ def test_other_tenant_sees_no_lock(console: OpenConsole) -> None:
     at = console("mallory", tenant="globex", page=PAGE)
     assert not at.exception and held.execution_id not in texts(at)
     assert any("No asset is locked" in c.value for c in at.caption)
+
+
+def test_the_queue_is_counted_per_sla_class_and_tenant(console: OpenConsole) -> None:
+    alice = core.principal("alice", "demo")
+    for i in range(2):
+        core.submit(alice, noop_plan(f"queued-{i}"), background=True)
+    at = console("dave", page=PAGE)
+    queue = at.dataframe[0].value
+    assert queue["sla_class"].tolist() == ["fast", "medium", "long"]
+    assert queue["waiting"].tolist() == [2, 0, 0] and queue["running"].tolist() == [0, 0, 0]
+    at = console("mallory", tenant="globex", page=PAGE)
+    assert at.dataframe[0].value["waiting"].tolist() == [0, 0, 0]

@@ -18,8 +18,7 @@ steps:
 
 def test_preview_shows_what_the_server_derives(console: OpenConsole) -> None:
     at = console("alice", page=PAGE)
-    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="rotate-logs"))
-    button(at, "Preview").click().run()
+    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="rotate-logs")).run()
     assert not at.exception
     assert not at.error
     metrics = {m.label: m.value for m in at.metric}
@@ -35,8 +34,7 @@ def test_preview_shows_what_the_server_derives(console: OpenConsole) -> None:
 
 def test_invalid_plan_shows_the_path_of_the_error(console: OpenConsole) -> None:
     at = console("alice", page=PAGE)
-    at.text_area(key=state.PLAN_TEXT).input(BAD_ACTION)
-    button(at, "Preview").click().run()
+    at.text_area(key=state.PLAN_TEXT).input(BAD_ACTION).run()  # validated as typed: no button needed
     assert not at.exception
     assert any("steps[0].action" in e.value and "teleport" in e.value for e in at.error)
     assert not at.metric
@@ -77,3 +75,46 @@ def test_duplicate_submit_says_so_and_names_the_existing_execution(console: Open
     rows = core.list_executions(core.principal("alice", "demo"))
     assert len(rows) == 1
     assert any("already active" in w.value and rows[0].execution_id in w.value for w in at.warning)
+
+
+def test_a_runbook_from_the_library_loads_into_the_editor_and_submits(console: OpenConsole) -> None:
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.RUNBOOK_PICK).select("Disk usage").run()
+    assert not at.exception
+    assert "df" in at.text_area(key=state.PLAN_TEXT).value
+    assert {m.label: m.value for m in at.metric}["Approval level"] == "0"  # validated at once
+    button(at, "Submit").click().run()
+    assert [r.name for r in core.list_executions(core.principal("alice", "demo"))] == ["disk-usage"]
+
+
+def test_dry_run_describes_the_steps_and_creates_nothing(console: OpenConsole) -> None:
+    at = console("alice", page=PAGE)
+    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="rotate-logs")).run()
+    button(at, "Dry run").click().run()
+    assert not at.exception and not at.error
+    assert any("nothing was executed" in s.value for s in at.subheader)
+    assert any("true" in c.value for c in at.code)
+    assert core.list_executions(core.principal("alice", "demo")) == []
+
+
+def test_a_plan_is_saved_to_the_library_and_a_bad_one_refused(console: OpenConsole) -> None:
+    at = console("alice", page=PAGE)
+    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="rotate-logs")).run()
+    at.text_input(key=state.RUNBOOK_NAME).input("Rotate logs")
+    button(at, "Save runbook").click().run()
+    assert not at.exception
+    assert "Rotate logs" in [r.name for r in core.list_runbooks(core.principal("bob", "demo"))]
+
+    at.text_area(key=state.PLAN_TEXT).input(BAD_ACTION).run()
+    at.text_input(key=state.RUNBOOK_NAME).input("Broken")
+    button(at, "Save runbook").click().run()
+    assert "Broken" not in [r.name for r in core.list_runbooks(core.principal("bob", "demo"))]
+
+
+def test_a_submitted_execution_is_linked_and_focused(console: OpenConsole) -> None:
+    at = console("alice", page=PAGE)
+    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="linked"))
+    button(at, "Submit").click().run()
+    execution_id = core.list_executions(core.principal("alice", "demo"))[0].execution_id
+    assert at.session_state[state.FOCUS_EXECUTION] == execution_id
+    assert any(link.label == "Open the execution" for link in at.get("page_link"))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import streamlit as st
 
-from core import ExecutionView, Principal
+import core
+from core import ExecutionView, InboxItem, Principal
 from ui import state
+
+INBOX_BADGE_MAX = 99
 
 
 @dataclass(frozen=True)
@@ -19,9 +23,66 @@ class Decision:
     password: str | None = None  # asked again for high-risk approvals (re-authentication)
 
 
-def decision_form(who: Principal, view: ExecutionView, *, ask_password: bool = False) -> Decision | None:
-    """A comment (and, for high-risk plans, the password) and Approve/Reject; the decision once clicked."""
-    if any(a.approver == who.username and a.step_index is None for a in view.approvals):
+def inbox_table(items: Sequence[InboxItem], *, empty: str) -> None:
+    """The inbox: what, whose, how risky, who already approved, and how long is left."""
+    if not items:
+        st.caption(empty)
+        return
+    rows = [
+        {
+            "what": item.name if item.kind == "plan" else f"{item.name} · step {item.step_index} ({item.step_name})",
+            "requested_by": item.requested_by,
+            "risk": f"{item.action_class} · level {item.approval_level} · {item.sla_class}",
+            "approved": f"{len(item.approved_by)}/{item.approvals_required}"
+            + (f" ({', '.join(item.approved_by)})" if item.approved_by else ""),
+            "time_left": _left(item.time_left_s),
+            "plan_hash": item.plan_hash[:12],
+            "execution_id": item.execution_id,
+        }
+        for item in items
+    ]
+    st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def inbox_badge(who: Principal) -> str:
+    """ " (N)" for the navigation when N decisions wait for ``who``; "" when none (or the count fails)."""
+    try:
+        waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX))
+    except core.CoreError:
+        return ""  # e.g. demoted since sign-in: the page itself will say so
+    if not waiting:
+        return ""
+    return f" ({waiting}{'+' if waiting == INBOX_BADGE_MAX else ''})"
+
+
+def item_key(item: InboxItem) -> str:
+    """The inbox item's id: the execution id for a plan, ``id:step`` for a step gate."""
+    return item.execution_id if item.kind == "plan" else f"{item.execution_id}:{item.step_index}"
+
+
+def item_label(item: InboxItem) -> str:
+    """A unique, readable name for an inbox item (a plan, or one step gate of it)."""
+    step = f" · step {item.step_index}" if item.kind == "gate" else ""
+    return f"{item.name}{step} · {item.requested_by} · {item.execution_id[:8]}"
+
+
+def _left(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds <= 0:
+        return "expired"
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
+
+
+def decision_form(
+    who: Principal, view: ExecutionView, *, ask_password: bool = False, gate: int | None = None
+) -> Decision | None:
+    """A comment (and, for high-risk plans, the password) and Approve/Reject; the decision once clicked.
+
+    ``gate``: the step index when the decision is a level-3 step's go rather than the plan's approval.
+    """
+    if gate is None and any(a.approver == who.username and a.step_index is None for a in view.approvals):
         st.info("You have already decided on this execution; it waits for other approvers.")
         return None
     st.caption(f"You are approving the plan with hash {view.plan_hash[:16]}…; any change to it needs a new approval.")
@@ -41,7 +102,8 @@ def decision_form(who: Principal, view: ExecutionView, *, ask_password: bool = F
         icon=":material/check:",
         width="stretch",
     )
-    reject = reject_col.button(
+    # A step gate has no reject: withholding the go lets it time out; Cancel on Executions stops it at once.
+    reject = gate is None and reject_col.button(
         "Reject", key=f"{state.REJECT_BUTTON}.{view.execution_id}", icon=":material/close:", width="stretch"
     )
     if approve or reject:

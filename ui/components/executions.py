@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
@@ -43,22 +44,32 @@ def is_active(status: str) -> bool:
 
 @dataclass(frozen=True)
 class ExecutionFilters:
-    """What the user asked the list to show."""
+    """What the user asked the list to show (dates as a half-open UTC range)."""
 
     statuses: list[ExecutionStatus]
     requester: str | None
     search: str | None
+    asset: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
 
 
 def execution_filters(on_change: Callable[[], None]) -> ExecutionFilters:
-    """Status, requester and text filters in one row; ``on_change`` runs when any of them changes."""
-    status_col, requester_col, search_col = st.columns([2, 1, 1])
+    """Status, requester, asset, text and date filters; ``on_change`` runs when any of them changes."""
+    status_col, requester_col, asset_col, search_col, dates_col = st.columns([3, 1, 1, 1, 2])
     statuses = status_col.multiselect(
         "Status", list(ExecutionStatus), key=state.FILTER_STATUS, on_change=on_change, format_func=str
     )
     requester = requester_col.text_input("Requested by", key=state.FILTER_REQUESTER, on_change=on_change)
+    asset = asset_col.text_input("Asset", key=state.FILTER_ASSET, on_change=on_change)
     search = search_col.text_input("Search name or id", key=state.FILTER_SEARCH, on_change=on_change)
-    return ExecutionFilters(list(statuses), requester.strip() or None, search.strip() or None)
+    dates = dates_col.date_input("Created (UTC days)", value=(), key=state.FILTER_DATES, on_change=on_change)
+    picked = [d for d in (dates if isinstance(dates, tuple) else (dates,)) if isinstance(d, date)]
+    after = datetime.combine(min(picked), time.min, tzinfo=UTC) if picked else None
+    before = datetime.combine(max(picked), time.min, tzinfo=UTC) + timedelta(days=1) if picked else None
+    return ExecutionFilters(
+        list(statuses), requester.strip() or None, search.strip() or None, asset.strip() or None, after, before
+    )
 
 
 def execution_table(rows: Sequence[ExecutionSummary], *, empty: str = "No executions match.") -> None:
@@ -66,12 +77,20 @@ def execution_table(rows: Sequence[ExecutionSummary], *, empty: str = "No execut
     views_table(rows, LIST_COLUMNS, empty=empty)
 
 
-def pager(page: int, has_next: bool, go_to: Callable[[int], None]) -> None:
-    """Previous/Next buttons; ``go_to`` receives the page asked for."""
+def pager(page: int, next_cursor: str | None) -> None:
+    """Previous/Next over keyset pages (no count of the whole table: it stays fast at millions of rows)."""
     prev_col, label_col, next_col = st.columns([1, 2, 1])
-    prev_col.button("Previous", disabled=page == 0, on_click=go_to, args=(page - 1,), icon=":material/chevron_left:")
+    prev_col.button(
+        "Previous", disabled=page == 0, on_click=state.previous_executions_page, icon=":material/chevron_left:"
+    )
     label_col.caption(f"Page {page + 1}")
-    next_col.button("Next", disabled=not has_next, on_click=go_to, args=(page + 1,), icon=":material/chevron_right:")
+    next_col.button(
+        "Next",
+        disabled=next_cursor is None,
+        on_click=state.next_executions_page,
+        args=(next_cursor or "",),
+        icon=":material/chevron_right:",
+    )
 
 
 def execution_picker(rows: Sequence[ExecutionSummary], *, key: str, label: str = "Open execution") -> str | None:
@@ -119,6 +138,18 @@ def approvals_table(view: ExecutionView) -> None:
     views_table(view.approvals, ["approver", "decision", "comment", "created_at"], empty="No decisions yet.")
 
 
+STEP_ICONS = {
+    "pending": ":material/schedule:",
+    "running": ":material/progress_activity:",
+    "completed": ":material/check_circle:",
+    "failed": ":material/error:",
+    "timeout": ":material/timer_off:",
+    "cancelled": ":material/cancel:",
+    "skipped": ":material/skip_next:",
+    "unknown": ":material/help:",
+}
+
+
 def steps_table(steps: Sequence[StepView]) -> None:
     """The steps with their status, attempts, times, and (masked) output and error."""
     st.markdown("**Steps**")
@@ -136,6 +167,28 @@ def steps_table(steps: Sequence[StepView]) -> None:
         "error",
     ]
     views_table(steps, columns, empty="No steps.")
+
+
+def step_timeline(steps: Sequence[StepView]) -> None:
+    """The steps in order: status, attempt, duration, and the (masked, capped) output of each."""
+    st.markdown("**Steps**")
+    if not steps:
+        st.caption("No steps.")
+    for step in steps:
+        icon = STEP_ICONS.get(step.status, ":material/help:")
+        took = _duration(step.started_at, step.finished_at)
+        facts = f"{step.status} · attempt {step.attempts}" + (f" · {took}" if took else "")
+        with st.expander(f"{icon} {step.index}. {step.name} · `{step.action}` on `{step.target}` · {facts}"):
+            if step.error:
+                st.error(step.error)
+            st.code(step.output or "(no output yet)", language=None)
+
+
+def _duration(started: datetime | None, finished: datetime | None) -> str:
+    if started is None:
+        return ""
+    seconds = ((finished or datetime.now(UTC)) - started).total_seconds()
+    return f"{seconds:.1f} s" + ("" if finished else " so far")
 
 
 def event_log(events: Sequence[EventView]) -> None:

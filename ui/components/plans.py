@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import PlanPreview, SubmitResult
+from core import DryRunStep, PlanPreview, RunbookView, SubmitResult
 from ui import state
 from ui.components.tables import views_table
 
@@ -39,6 +39,39 @@ def plan_editor() -> PlanDraft:
         st.caption(f"Using the uploaded file {upload.name}; clear it to use the text.")
         return PlanDraft(upload.getvalue(), background)
     return PlanDraft(text, background)
+
+
+def runbook_picker(runbooks: list[RunbookView]) -> None:
+    """Start from a saved runbook: picking one loads its plan into the editor."""
+    by_name = {r.name: r for r in runbooks}
+
+    def load() -> None:
+        picked = by_name.get(st.session_state.get(state.RUNBOOK_PICK) or "")
+        if picked is not None:
+            st.session_state[state.PLAN_TEXT] = picked.plan_text
+            st.session_state[state.RUNBOOK_NAME] = picked.name
+            st.session_state[state.RUNBOOK_DESCRIPTION] = picked.description
+
+    st.selectbox(
+        "Runbook library",
+        list(by_name),
+        index=None,
+        placeholder="Start from a saved runbook…",
+        format_func=lambda name: f"{name} · {by_name[name].description}" if by_name[name].description else name,
+        key=state.RUNBOOK_PICK,
+        on_change=load,
+    )
+
+
+def dry_run_report(steps: list[DryRunStep]) -> None:
+    """What each step would do, as its action describes it (nothing ran)."""
+    st.subheader("Dry run: nothing was executed")
+    for step in steps:
+        icon = ":material/check_circle:" if step.ok else ":material/error:"
+        st.markdown(f"{icon} **{step.index}. {step.name}** · `{step.action}` on `{step.target}`")
+        st.code(step.description or "(no description)", language=None)
+        if step.error:
+            st.error(f"{step.name}: {step.error}")
 
 
 def plan_preview(preview: PlanPreview) -> None:

@@ -1,4 +1,5 @@
-"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets and the inventory."""
+"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, and
+the trail of every change made here."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from ui.components.tables import views_table
 who = signed_in()
 st.title(f"Admin · {who.tenant}")
 show_notices()
-policies, tenant, members, assets, secrets = st.tabs(["Timeout policies", "Tenant", "Members", "Assets", "Secrets"])
+policies, tenant, members, assets, secrets, trail = st.tabs(
+    ["Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Audit log"]
+)
 with policies:
     rows = attempt(core.list_policies, who) or []
     views_table(rows)
@@ -32,3 +35,10 @@ with secrets:
     st.caption("Names and versions only: values are never shown.")
     views_table(attempt(core.list_secrets, who) or [], empty="No secrets.")
     forms.secret_editor(who)
+with trail:
+    st.caption("Every change to this tenant's setup, newest first (secrets by name and version only).")
+    views_table(
+        attempt(core.list_admin_events, who, limit=200) or [],
+        ["created_at", "actor", "action", "subject", "data"],
+        empty="No changes recorded yet.",
+    )

@@ -1,4 +1,5 @@
-"""Approvals: the tenant's executions waiting for approval that others requested; review, then decide."""
+"""Approvals: the inbox of decisions waiting for this user (plans, and level-3 step gates), never their own;
+review an item, then approve or reject it (high-risk levels ask for the password again)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import streamlit as st
 import core
 from ui import state
 from ui.components import executions as ex
-from ui.components.approvals import decision_form
+from ui.components.approvals import decision_form, inbox_table, item_key, item_label
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 
@@ -25,21 +26,35 @@ def confirmed(password: str | None) -> bool:
 who = signed_in()
 st.title("Approvals")
 show_notices()
-rows = attempt(core.list_executions, who, status=core.ExecutionStatus.PENDING_APPROVAL, limit=LIMIT) or []
-pending = [r for r in rows if r.requested_by != who.username]  # nobody approves their own request
-ex.execution_table(pending, empty="Nothing is waiting for your approval.")
-if len(rows) == LIMIT:
-    st.caption(f"Showing the newest {LIMIT}.")
+inbox = attempt(core.approval_inbox, who, limit=LIMIT) or []
+inbox_table(inbox, empty="Nothing is waiting for your approval.")
+if len(inbox) == LIMIT:
+    st.caption(f"Showing the {LIMIT} most urgent.")
 
-picked = ex.execution_picker(pending, key=state.APPROVAL_PICK, label="Review")
-if picked is not None and (view := attempt(core.get_execution, who, picked)) is not None:
+items = {item_key(item): item for item in inbox}
+picked = st.selectbox(
+    "Review",
+    list(items),
+    index=None,
+    key=state.APPROVAL_PICK,
+    placeholder="Pick one",
+    format_func=lambda key: item_label(items[key]),
+)
+item = items.get(picked) if picked is not None else None
+if item is not None and (view := attempt(core.get_execution, who, item.execution_id)) is not None:
+    if item.kind == "gate":
+        st.info(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go.")
     ex.execution_summary(view)
     ex.steps_table(view.steps)
     ex.approvals_table(view)
     ask_password = core.needs_reauthentication(view.approval_level)
-    if (decision := decision_form(who, view, ask_password=ask_password)) is not None:
+    decision = decision_form(who, view, ask_password=ask_password, gate=item.step_index)
+    if decision is not None:
+        done: core.ExecutionView | None = None
         if decision.approve and ask_password and not confirmed(decision.password):
-            done = None
+            pass
+        elif decision.approve and item.step_index is not None:
+            done = attempt(core.approve_gate, who, view.execution_id, item.step_index, comment=decision.comment)
         elif decision.approve:
             done = attempt(
                 core.approve, who, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash

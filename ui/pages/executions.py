@@ -9,34 +9,36 @@ from ui import state
 from ui.components import executions as ex
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
+from ui.components.tables import views_table
 
 PAGE_SIZE = 50
 REFRESH_S = 2
+DLQ_PAGE = "ui/pages/dlq.py"
 
 who = signed_in()
 st.title("Executions")
 show_notices()
 filters = ex.execution_filters(on_change=state.reset_executions_page)
-page = state.executions_page()
-# One row more than a page tells whether there is a next page.
-rows = (
-    attempt(
-        core.list_executions,
-        who,
-        status=filters.statuses or None,
-        requested_by=filters.requester,
-        search=filters.search,
-        limit=PAGE_SIZE + 1,
-        offset=page * PAGE_SIZE,
-    )
-    or []
+cursors = state.executions_cursors()
+listing = attempt(
+    core.list_executions_page,
+    who,
+    status=filters.statuses or None,
+    requested_by=filters.requester,
+    asset=filters.asset,
+    search=filters.search,
+    created_after=filters.created_after,
+    created_before=filters.created_before,
+    before=cursors[-1],
+    limit=PAGE_SIZE,
 )
-ex.execution_table(rows[:PAGE_SIZE])
-ex.pager(page, len(rows) > PAGE_SIZE, state.set_executions_page)
+rows = listing.items if listing is not None else []
+ex.execution_table(rows)
+ex.pager(len(cursors) - 1, listing.next_cursor if listing is not None else None)
 
 
 def detail(execution_id: str, live: bool) -> None:
-    """Summary, approvals, steps, events and Cancel; reruns alone every REFRESH_S while live."""
+    """Summary, actions, approvals, steps, locks and events; reruns alone every REFRESH_S while live."""
     view = attempt(core.get_execution, who, execution_id)
     if view is None:
         return
@@ -48,13 +50,39 @@ def detail(execution_id: str, live: bool) -> None:
         asked = done.status == core.ExecutionStatus.RUNNING
         succeed(f"{done.name}: {'cancel requested' if asked else done.status}", after_rerun=True)
         st.rerun()
+    if not ex.is_active(view.status):
+        ended_actions(view)
     ex.approvals_table(view)
-    ex.steps_table(view.steps)
+    ex.step_timeline(view.steps)
+    st.markdown("**Locks held**")
+    held = [lock for lock in attempt(core.list_locks, who) or [] if lock.execution_id == execution_id]
+    views_table(held, ["asset", "fencing_token", "acquired_at", "expires_at", "waiters"], empty="No asset locks held.")
     ex.event_log(attempt(core.list_events, who, execution_id) or [])
 
 
-picked = ex.execution_picker(rows[:PAGE_SIZE], key=state.EXECUTION_PICK)
+def ended_actions(view: core.ExecutionView) -> None:
+    """Rerun (a new execution of the same plan, with its own approvals) and, for failures, the DLQ."""
+    rerun_col, dlq_col = st.columns(2)
+    if who.role.rank >= core.Role.OPERATOR.rank and rerun_col.button(
+        "Rerun", key=f"{state.RERUN_BUTTON}.{view.execution_id}", icon=":material/replay:"
+    ):
+        result = attempt(core.rerun, who, view.execution_id)
+        if result is not None:
+            state.focus_execution(result.execution.execution_id)
+            state.reset_executions_page()
+            succeed(f"Rerun submitted as {result.execution.execution_id}: {result.execution.status}.", after_rerun=True)
+            st.rerun()
+    if view.status in {core.ExecutionStatus.FAILED, core.ExecutionStatus.TIMEOUT}:
+        dlq_col.page_link(DLQ_PAGE, label="Open the dead-letter queue", icon=":material/report:")
+
+
+focus = state.focused_execution()
+if focus is not None and focus in {r.execution_id for r in rows}:
+    st.session_state[state.EXECUTION_PICK] = focus  # opened from a link (Submit, Rerun)
+    st.session_state.pop(state.FOCUS_EXECUTION, None)
+picked = ex.execution_picker(rows, key=state.EXECUTION_PICK)
 if picked is not None:
-    status = next(r.status for r in rows if r.execution_id == picked)
-    live = ex.is_active(status)
-    st.fragment(detail, run_every=REFRESH_S if live else None)(picked, live)
+    status = next((r.status for r in rows if r.execution_id == picked), None)
+    if status is not None:
+        live = ex.is_active(status)
+        st.fragment(detail, run_every=REFRESH_S if live else None)(picked, live)

@@ -1,25 +1,43 @@
-"""Submit: paste or upload a plan, preview what the server derives from it, then submit it."""
+"""Submit: start from a runbook, paste or upload a plan, see it validated and what the server derives as
+you type, dry-run it, submit it, or save it to the tenant's runbook library."""
 
 from __future__ import annotations
 
 import streamlit as st
 
 import core
-from ui.components.feedback import attempt, succeed
+from ui import state
+from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
-from ui.components.plans import plan_editor, plan_preview, submit_outcome
+from ui.components.plans import dry_run_report, plan_editor, plan_preview, runbook_picker, submit_outcome
+
+EXECUTIONS = "ui/pages/executions.py"
 
 who = signed_in()
 st.title("Submit a plan")
+show_notices()
+runbook_picker(attempt(core.list_runbooks, who) or [])
 draft = plan_editor()
-preview_col, submit_col = st.columns(2)
-wants_preview = preview_col.button("Preview", icon=":material/visibility:", width="stretch")
+has_text = bool(draft.source.strip() if isinstance(draft.source, str) else draft.source)
+dry_col, submit_col = st.columns(2)
+wants_dry_run = dry_col.button("Dry run", icon=":material/science:", width="stretch", disabled=not has_text)
 wants_submit = submit_col.button("Submit", type="primary", icon=":material/send:", width="stretch")
 
-if wants_preview and (preview := attempt(core.preview, who, draft.source, background=draft.background)):
-    plan_preview(preview)
 if wants_submit and (result := attempt(core.submit, who, draft.source, background=draft.background)):
-    if result.created:
-        succeed(submit_outcome(result))
-    else:
-        st.warning(submit_outcome(result))
+    (succeed if result.created else st.warning)(submit_outcome(result))
+    state.focus_execution(result.execution.execution_id)
+    st.page_link(EXECUTIONS, label="Open the execution", icon=":material/open_in_new:")
+elif wants_dry_run and (steps := attempt(core.dry_run_plan, who, draft.source)) is not None:
+    dry_run_report(steps)
+elif has_text and (preview := attempt(core.preview, who, draft.source, background=draft.background)):
+    # Validation as you type: every edit reruns the page, and the server's verdict is shown at once.
+    plan_preview(preview)
+
+if isinstance(draft.source, str) and has_text:
+    with st.expander("Save to the runbook library"):
+        name = st.text_input("Runbook name", key=state.RUNBOOK_NAME)
+        description = st.text_input("Description", key=state.RUNBOOK_DESCRIPTION)
+        if st.button("Save runbook", icon=":material/bookmark_add:"):
+            saved = attempt(core.save_runbook, who, name, draft.source, description=description)
+            if saved is not None:
+                succeed(f"Runbook {saved.name} saved.")

@@ -1,0 +1,109 @@
+"""The demo story in a real browser (Debian's Chromium driven by Playwright) against `opsconductor up
+--demo`: alice submits the log-rotation runbook, bob approves it, and the execution is watched to its end
+live. Screenshots go to $OPSC_SCREENSHOTS_DIR (docs/screenshots for the README) or the test's tmp dir."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.e2e
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]  # fmt: skip
+TIMEOUT_MS = 30_000
+
+playwright = pytest.importorskip("playwright.sync_api")
+if not CHROMIUM.exists():
+    pytest.skip("no /usr/bin/chromium (apt-get install -y chromium; .ci/run does it)", allow_module_level=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def console_url(tmp_path: Path) -> Iterator[str]:
+    """`opsconductor up --demo` on a fresh SQLite file (embedded worker), until its health check answers."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k not in {"OPSC_REDIS_URL", "OPSC_SECRET_KEY"}}
+    env |= {"OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'opsc.db'}", "OPSC_CONSOLE_WORKER": "1"}
+    log = open(tmp_path / "console.log", "wb")  # noqa: SIM115  closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ui.cli", "up", "--demo", "--port", str(port)],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/_stcore/health", timeout=1).status_code == 200:
+                break
+        except httpx.HTTPError:
+            time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError((tmp_path / "console.log").read_text())
+    yield url
+    proc.terminate()
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+def test_submit_approve_and_watch_it_complete_live(console_url: str, tmp_path: Path) -> None:
+    shots = Path(os.environ.get("OPSC_SCREENSHOTS_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(console_url)
+
+        # alice, an operator, submits the log-rotation runbook (modify: it needs one approval).
+        page.get_by_role("button", name="alice · operator").click()
+        page.get_by_role("heading", name="Executions").wait_for()
+        page.get_by_role("link", name="Submit").click()
+        page.get_by_role("combobox", name=re.compile("Runbook library")).click()
+        page.get_by_role("option", name=re.compile("^Log rotation")).click()
+        page.get_by_text("Approval level").first.wait_for()  # validated and previewed as loaded
+        page.screenshot(path=str(shots / "1-submit.png"), full_page=True)
+        page.get_by_role("button", name="Submit", exact=True).click()
+        submitted = page.get_by_text(re.compile(r"Submitted log-rotation as execution [0-9a-f]{32}")).first
+        submitted.wait_for()
+        execution_id = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
+        page.get_by_role("button", name="Sign out").click()
+
+        # bob, an approver, finds it in his inbox (the badge counts it) and approves it.
+        page.get_by_role("button", name="bob · approver").click()
+        page.get_by_role("link", name="Approvals (1)").click()
+        page.get_by_role("combobox", name=re.compile("Review")).click()
+        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+        approve = page.get_by_role("button", name="Approve")
+        approve.wait_for()
+        page.screenshot(path=str(shots / "2-approve.png"), full_page=True)
+        approve.click()
+        page.get_by_text(re.compile("Approved log-rotation")).wait_for()
+
+        # The execution runs on the console's embedded worker; its detail refreshes itself until the end.
+        page.get_by_role("link", name="Executions").click()
+        page.get_by_role("combobox", name=re.compile("Open execution")).click()
+        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+        page.get_by_text(re.compile(r"log-rotation · completed")).wait_for(timeout=60_000)
+        page.screenshot(path=str(shots / "3-completed.png"), full_page=True)
+        browser.close()
+    assert Path("/tmp/opsconductor-demo/logs/app.log.1").exists()
