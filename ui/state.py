@@ -47,6 +47,7 @@ APPROVAL_PICK: Final = "opsc.approvals.pick"
 APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
 APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
 REJECT_BUTTON: Final = "opsc.approvals.reject"  # suffixed with the execution id
+ADMIN_CHECK: Final = "opsc.admin.check"
 ADMIN_POLICY_PICK: Final = "opsc.admin.policy"
 ADMIN_POLICY_FIELD: Final = "opsc.admin.policy_field"  # suffixed with the field name
 ADMIN_MODE: Final = "opsc.admin.mode"

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 import core
+from core.workers import register_worker
+from tests.engine_support import drive
 from tests.ui.conftest import OpenConsole, button, texts
 from ui import state
 
@@ -118,3 +124,47 @@ def test_the_audit_log_tab_shows_what_changed(console: OpenConsole) -> None:
     trail = at.dataframe[-1].value
     assert trail["action"].tolist() == ["secret_set"] and trail["subject"].tolist() == ["api_key"]
     assert "value-nobody-sees-5512" not in texts(at)
+
+
+def test_the_go_no_go_panel_names_what_fails_and_turns_go(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.button(key=state.ADMIN_CHECK).click().run()
+    assert not at.exception
+    assert any(e.value.startswith("NO-GO") and "workers" in e.value for e in at.error)
+    register_worker("console-test-worker", kind="embedded", threads=1)
+    at.button(key=state.ADMIN_CHECK).click().run()
+    verdicts = dict(zip(at.dataframe[0].value["item"], at.dataframe[0].value["verdict"], strict=True))
+    assert verdicts["workers"] == "GO"
+    assert [s.value for s in at.success] == [f"GO: all {len(verdicts)} items pass."], verdicts
+
+
+def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: OpenConsole, tmp_path: Path) -> None:
+    """The dark-launch walk of the README, each stage checked by what a submission does."""
+    marker = tmp_path / "touched"
+    plan = f"name: t\nsteps:\n  - {{name: t, action: shell, target: localhost, params: {{command: [touch, '{marker}']}}}}\n"
+    alice = core.principal("alice", "demo")
+
+    def switch(mode: str, level: int) -> None:
+        at = console("admin", page=PAGE)
+        at.radio(key=state.ADMIN_MODE).set_value(mode)
+        at.slider(key=state.ADMIN_MAX_LEVEL).set_value(level)
+        button(at, "Save mode").click().run()
+        assert not at.exception and not at.error
+
+    switch("off", 0)
+    with pytest.raises(core.SafetyRefused):
+        core.submit(alice, plan)
+    switch("dry_run", 0)
+    done = core.submit(alice, plan).execution
+    drive(done.execution_id)
+    assert core.get_execution(alice, done.execution_id).run_mode == "dry_run" and not marker.exists()
+    switch("live", 0)
+    live = core.submit(alice, plan.replace("name: t\n", "name: t-live\n")).execution  # a new plan: not a duplicate
+    drive(live.execution_id)
+    assert core.get_execution(alice, live.execution_id).run_mode == "live" and marker.exists()
+    deploy = plan.replace("name: t, action", "name: t, action_class: deploy, action")
+    assert core.submit(alice, deploy).execution.run_mode == "dry_run"  # level 2 is above the live level
+    switch("live", 3)
+    assert core.submit(alice, deploy.replace("name: t\n", "name: t2\n")).execution.run_mode == "live"
+    modes = [e.data["mode"] for e in core.list_admin_events(core.principal("admin", "demo"))]
+    assert modes == ["live", "live", "dry_run", "off"]

@@ -146,3 +146,16 @@ def asset_editor(who: Principal) -> None:
     elif remove and succeeded(core.remove_asset, who, name.strip()):
         succeed(f"Asset {name.strip()} removed.", after_rerun=True)
         st.rerun()
+
+
+def readiness_report(items: list[core.CheckItem]) -> None:
+    """The GO/NO-GO verdict and each item with its reason."""
+    if not items:
+        return
+    failing = [item for item in items if not item.ok]
+    if failing:
+        st.error(f"NO-GO: {len(failing)} of {len(items)} items fail ({', '.join(i.name for i in failing)}).")
+    else:
+        st.success(f"GO: all {len(items)} items pass.")
+    rows = [{"item": i.name, "verdict": "GO" if i.ok else "NO-GO", "reason": i.reason} for i in items]
+    st.dataframe(rows, hide_index=True, width="stretch")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import streamlit as st
 
 import core
+from ui import runtime, state
 from ui.components import admin_forms as forms
 from ui.components.feedback import attempt, show_notices
 from ui.components.identity import signed_in
@@ -14,9 +15,13 @@ from ui.components.tables import views_table
 who = signed_in()
 st.title(f"Admin · {who.tenant}")
 show_notices()
-policies, tenant, members, assets, secrets, trail = st.tabs(
-    ["Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Audit log"]
+readiness, policies, tenant, members, assets, secrets, trail = st.tabs(
+    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Audit log"]
 )
+with readiness:
+    st.caption("The checks of `opsconductor check`: turn a tenant live only on GO (README: Dark launch).")
+    if st.button("Run the check", key=state.ADMIN_CHECK, icon=":material/fact_check:"):
+        forms.readiness_report(attempt(core.check_readiness, broker_probe=runtime.broker_ping) or [])
 with policies:
     rows = attempt(core.list_policies, who) or []
     views_table(rows)
