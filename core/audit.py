@@ -73,14 +73,31 @@ def chain_head(session: Session, execution_id: str) -> str | None:
     after the lock was granted sees the event the previous holder committed. SQLite needs no lock: every
     transaction starts with BEGIN IMMEDIATE (db/engine.py), so writers are already serial.
     """
+    heads = _heads(session)
+    if execution_id in heads:
+        # Already locked and read in this transaction (a chained step writes 2-3 events in one): the lock
+        # is held until commit, so nobody else appended meanwhile and the cached head is still the head.
+        return heads[execution_id]
     if session.get_bind().dialect.name == "postgresql":
         session.execute(
             select(_EXECUTIONS.c.id).where(_EXECUTIONS.c.id == execution_id).with_for_update(key_share=True)
         )
     # ix_execution_events_execution (execution_id, id): one index probe from the end.
-    return session.execute(
+    head: str | None = session.execute(
         select(_EVENTS.c.hash).where(_EVENTS.c.execution_id == execution_id).order_by(_EVENTS.c.id.desc()).limit(1)
     ).scalar()
+    return head
+
+
+def _heads(session: Session) -> dict[str, str | None]:
+    """The chain heads this session's *current* transaction has locked and written (reset per transaction)."""
+    transaction = session.get_transaction()
+    cached = session.info.get("opsc.chain_heads")
+    if cached is None or cached[0] is not transaction:
+        cached = (transaction, {})
+        session.info["opsc.chain_heads"] = cached
+    heads: dict[str, str | None] = cached[1]
+    return heads
 
 
 def record_event(
@@ -140,4 +157,5 @@ def record_event(
         )
         .returning(_EVENTS.c.id)
     )
+    _heads(session)[execution_id] = digest
     return int(result.scalar_one())
