@@ -32,6 +32,8 @@ def up_command(
     initialize(demo=demo)
     argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port)]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    # A bug the pages did not catch shows a generic message, never a traceback; the details go to the log.
+    argv += ["--client.showErrorDetails", "none"]
     where = "workers on Redis" if get_settings().redis_url else "an embedded worker"
     typer.echo(f"starting the console on http://localhost:{port} with {where}")
     sys.stdout.flush()

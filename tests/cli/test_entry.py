@@ -115,6 +115,8 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
         "false",
         "--client.toolbarMode",
         "minimal",
+        "--client.showErrorDetails",
+        "none",
     ]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -12,6 +13,7 @@ from core import ExecutionView, InboxItem, Principal
 from ui import state
 
 INBOX_BADGE_MAX = 99
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,9 @@ def inbox_badge(who: Principal) -> str:
         waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX))
     except core.CoreError:
         return ""  # e.g. demoted since sign-in: the page itself will say so
+    except Exception:  # the badge is a courtesy: it must never break the navigation
+        log.exception("console: the approvals badge could not be counted")
+        return ""
     if not waiting:
         return ""
     return f" ({waiting}{'+' if waiting == INBOX_BADGE_MAX else ''})"
