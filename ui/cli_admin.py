@@ -26,6 +26,7 @@ from core import (
     remove_asset,
     remove_member,
     set_member,
+    set_password,
     set_secret,
     set_tenant_mode,
 )
@@ -81,6 +82,15 @@ def users_remove(
     actor = acting(as_user, tenant)
     remove_member(actor, name)
     typer.echo(f"{name} no longer has a role in {actor.tenant}")
+
+
+@users_app.command("password")
+def users_password(
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Set a user's console password (admin, or the user themselves); read from stdin, never an argument."""
+    set_password(acting(as_user, tenant), name, read_secret_value("password"))
+    typer.echo(f"password of {name} set; any lock-out is lifted")
 
 
 # assets --------------------------------------------------------------------------------------------
@@ -161,7 +171,7 @@ def secrets_set(
     typer.echo(f"secret {info.name} set (version {info.version})")
 
 
-def read_secret_value() -> str:
+def read_secret_value(what: str = "secret value") -> str:
     """The value from stdin: a hidden prompt on a terminal, else all of stdin minus one trailing newline."""
     stdin = typer.get_text_stream("stdin")
     if stdin.isatty():
@@ -171,7 +181,7 @@ def read_secret_value() -> str:
         # `echo value | …` adds one newline that is not part of the secret; keep any others.
         value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
     if not value:
-        raise InvalidInput("the secret value is empty; pipe it on stdin", path="value")
+        raise InvalidInput(f"the {what} is empty; pipe it on stdin", path="value")
     return value
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from core import authenticate
 from tests.cli.support import READ_PLAN, Cli, PlanFile, ok_json
 
 SECRET_VALUE = "pa55-Word-from-stdin-7f3a"
@@ -169,3 +170,14 @@ def test_policies_list_shows_the_nine_rows(sqlite_db: str, cli: Cli) -> None:
     assert (fast_read["step_s"], fast_read["execution_s"], fast_read["max_attempts"]) == (5, 10, 3)
     text = cli("policies", "list", "--as", "dave").stdout
     assert text.splitlines()[1].split() == ["fast", "read", "5", "10", "15", "300", "3"]
+
+
+def test_users_password_from_stdin_lets_the_user_sign_in(db: str, cli: Cli) -> None:
+    assert cli("users", "add", "erin", "--role", "operator", "--as", "admin", "--tenant", "demo").exit_code == 0
+    done = cli("users", "password", "erin", "--as", "admin", "--tenant", "demo", input="erins-password-1\n")
+    assert done.exit_code == 0, done.stderr
+    assert "erins-password-1" not in done.stdout + done.stderr
+    assert authenticate("erin", "erins-password-1").username == "erin"
+    short = cli("users", "password", "erin", "--as", "admin", "--tenant", "demo", input="short\n")
+    assert short.exit_code == 2 and "password: must be at least 8 characters" in short.stderr
+    assert cli("users", "password", "bob", "--as", "alice", input="bobs-new-password\n").exit_code == 3
