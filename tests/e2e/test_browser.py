@@ -34,9 +34,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-def console_url(tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """`opsconductor up --demo` on a fresh SQLite file (embedded worker), until its health check answers."""
+    tmp_path = tmp_path_factory.mktemp("console")
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"OPSC_REDIS_URL", "OPSC_SECRET_KEY"}}
     env |= {"OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'opsc.db'}", "OPSC_CONSOLE_WORKER": "1"}
@@ -107,3 +108,51 @@ def test_submit_approve_and_watch_it_complete_live(console_url: str, tmp_path: P
         page.screenshot(path=str(shots / "3-completed.png"), full_page=True)
         browser.close()
     assert Path("/tmp/opsconductor-demo/logs/app.log.1").exists()
+
+
+def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(console_url: str, tmp_path: Path) -> None:
+    shots = Path(os.environ.get("OPSC_SCREENSHOTS_DIR") or tmp_path)
+    shots.mkdir(parents=True, exist_ok=True)
+    with playwright.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.set_default_timeout(TIMEOUT_MS)
+        page.goto(console_url)
+
+        page.get_by_role("button", name="alice · operator").click()
+        page.get_by_role("link", name="Submit").click()
+        page.get_by_role("combobox", name=re.compile("Runbook library")).click()
+        page.get_by_role("option", name=re.compile("^Failing check")).click()
+        page.get_by_text("Approval level").first.wait_for()
+        page.get_by_role("button", name="Submit", exact=True).click()
+        submitted = page.get_by_text(re.compile(r"Submitted failing-check as execution [0-9a-f]{32}")).first
+        submitted.wait_for()
+        execution_id = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
+        page.get_by_role("button", name="Sign out").click()
+
+        page.get_by_role("button", name="bob · approver").click()
+        page.get_by_role("link", name=re.compile(r"^Approvals")).click()
+        page.get_by_role("combobox", name=re.compile("Review")).click()
+        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+        page.get_by_role("button", name="Approve").click()
+        page.get_by_text(re.compile("Approved failing-check")).wait_for()
+        page.get_by_role("button", name="Sign out").click()
+
+        # alice finds it in the dead-letter queue once the embedded worker has failed it, and requeues it.
+        page.get_by_role("button", name="alice · operator").click()
+        page.get_by_role("link", name="Dead-letter queue").click()
+        deadline = time.monotonic() + 30
+        while not page.get_by_role("combobox", name=re.compile("Entries")).count():
+            assert time.monotonic() < deadline, "the failed execution never reached the DLQ"
+            page.wait_for_timeout(500)
+            page.get_by_role("link", name="Dead-letter queue").click()
+        page.get_by_role("combobox", name=re.compile("Entries")).click()
+        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+        page.keyboard.press("Escape")
+        page.get_by_text("Yes, run the selected executions again").click()
+        requeue = page.get_by_role("button", name="Requeue")
+        playwright.expect(requeue).to_be_enabled()
+        page.screenshot(path=str(shots / "4-dlq.png"), full_page=True)
+        requeue.click()
+        page.get_by_text("Requeued 1 of 1.").wait_for()
+        browser.close()
