@@ -9,8 +9,9 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.setup import DEMO_PASSWORD
-from tests.ui.conftest import OpenConsole, button
+from tests.ui.conftest import APP, OpenConsole, button
 from ui import state
+from ui.components import sso
 
 
 def _sign_in(at: AppTest, username: str, password: str, tenant: str = "") -> AppTest:
@@ -86,3 +87,32 @@ def test_sign_out_forgets_the_principal_and_returns_to_sign_in(console: OpenCons
     assert not at.exception
     assert state.PRINCIPAL not in at.session_state
     assert [t.value for t in at.title] == ["Sign in"]
+
+
+def test_single_sign_on_is_offered_only_when_an_identity_provider_is_configured(console: OpenConsole) -> None:
+    assert not [b for b in console().button if b.key == state.SSO_BUTTON]
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
+    at.run()
+    assert not at.exception
+    assert at.button(key=state.SSO_BUTTON).label == "Sign in with single sign-on"
+
+
+class FakeUser(dict[str, object]):
+    """Stands in for ``st.user`` after an OIDC login: no identity provider can run here (say so: a test double)."""
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"is_logged_in": False}, None),
+        ({"is_logged_in": True, "preferred_username": "Alice", "email": "x@example.com"}, "alice"),
+        ({"is_logged_in": True, "email": "bob@example.com"}, "bob"),
+        ({"is_logged_in": True}, None),
+    ],
+)
+def test_the_identity_providers_claims_name_the_local_user(
+    monkeypatch: pytest.MonkeyPatch, claims: dict[str, object], expected: str | None
+) -> None:
+    monkeypatch.setattr(sso.st, "user", FakeUser(claims))
+    assert sso.sso_username() == expected
