@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -66,93 +67,87 @@ def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     log.close()
 
 
-def test_submit_approve_and_watch_it_complete_live(console_url: str, tmp_path: Path) -> None:
-    shots = Path(os.environ.get("OPSC_SCREENSHOTS_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
+@pytest.fixture
+def page(console_url: str, tmp_path: Path) -> Iterator[Any]:
+    """A fresh browser page on the console's sign-in page."""
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(console_url)
-
-        # alice, an operator, submits the log-rotation runbook (modify: it needs one approval).
-        page.get_by_role("button", name="alice · operator").click()
-        page.get_by_role("heading", name="Executions").wait_for()
-        page.get_by_role("link", name="Submit").click()
-        page.get_by_role("combobox", name=re.compile("Runbook library")).click()
-        page.get_by_role("option", name=re.compile("^Log rotation")).click()
-        page.get_by_text("Approval level").first.wait_for()  # validated and previewed as loaded
-        page.screenshot(path=str(shots / "1-submit.png"), full_page=True)
-        page.get_by_role("button", name="Submit", exact=True).click()
-        submitted = page.get_by_text(re.compile(r"Submitted log-rotation as execution [0-9a-f]{32}")).first
-        submitted.wait_for()
-        execution_id = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
-        page.get_by_role("button", name="Sign out").click()
-
-        # bob, an approver, finds it in his inbox (the badge counts it) and approves it.
-        page.get_by_role("button", name="bob · approver").click()
-        page.get_by_role("link", name="Approvals (1)").click()
-        page.get_by_role("combobox", name=re.compile("Review")).click()
-        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
-        approve = page.get_by_role("button", name="Approve")
-        approve.wait_for()
-        page.screenshot(path=str(shots / "2-approve.png"), full_page=True)
-        approve.click()
-        page.get_by_text(re.compile("Approved log-rotation")).wait_for()
-
-        # The execution runs on the console's embedded worker; its detail refreshes itself until the end.
-        page.get_by_role("link", name="Executions").click()
-        page.get_by_role("combobox", name=re.compile("Open execution")).click()
-        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
-        page.get_by_text(re.compile(r"log-rotation · completed")).wait_for(timeout=60_000)
-        page.screenshot(path=str(shots / "3-completed.png"), full_page=True)
+        yield page
         browser.close()
+
+
+@pytest.fixture
+def shots(tmp_path: Path) -> Path:
+    """Where screenshots go: $OPSC_SCREENSHOTS_DIR (docs/screenshots for the README) or the test's tmp dir."""
+    folder = Path(os.environ.get("OPSC_SCREENSHOTS_DIR") or tmp_path)
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+def submit_runbook(page: Any, runbook: str, plan_name: str, screenshot: Path | None = None) -> str:
+    """As alice: pick ``runbook`` from the library, submit it, sign out; returns the execution id."""
+    page.get_by_role("button", name="alice · operator").click()
+    page.get_by_role("link", name="Submit").click()
+    page.get_by_role("combobox", name=re.compile("Runbook library")).click()
+    page.get_by_role("option", name=re.compile(f"^{runbook}")).click()
+    page.get_by_text("Approval level").first.wait_for()  # validated and previewed as loaded
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
+    page.get_by_role("button", name="Submit", exact=True).click()
+    submitted = page.get_by_text(re.compile(rf"Submitted {plan_name} as execution [0-9a-f]{{32}}")).first
+    submitted.wait_for()
+    execution_id: str = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
+    page.get_by_role("button", name="Sign out").click()
+    return execution_id
+
+
+def approve_as_bob(page: Any, execution_id: str, plan_name: str, screenshot: Path | None = None) -> None:
+    """As bob: open the inbox (its badge counts the waiting decision), review the execution, approve it."""
+    page.get_by_role("button", name="bob · approver").click()
+    page.get_by_role("link", name=re.compile(r"^Approvals \(\d+\)")).click()
+    page.get_by_role("combobox", name=re.compile("Review")).click()
+    page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+    approve = page.get_by_role("button", name="Approve")
+    approve.wait_for()
+    if screenshot is not None:
+        page.screenshot(path=str(screenshot), full_page=True)
+    approve.click()
+    page.get_by_text(re.compile(f"Approved {plan_name}")).wait_for()
+
+
+def test_submit_approve_and_watch_it_complete_live(page: Any, shots: Path) -> None:
+    execution_id = submit_runbook(page, "Log rotation", "log-rotation", shots / "1-submit.png")
+    approve_as_bob(page, execution_id, "log-rotation", shots / "2-approve.png")
+    # The execution runs on the console's embedded worker; its detail refreshes itself until the end.
+    page.get_by_role("link", name="Executions").click()
+    page.get_by_role("combobox", name=re.compile("Open execution")).click()
+    page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+    page.get_by_text(re.compile(r"log-rotation · completed")).wait_for(timeout=60_000)
+    page.screenshot(path=str(shots / "3-completed.png"), full_page=True)
     assert Path("/tmp/opsconductor-demo/logs/app.log.1").exists()
 
 
-def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(console_url: str, tmp_path: Path) -> None:
-    shots = Path(os.environ.get("OPSC_SCREENSHOTS_DIR") or tmp_path)
-    shots.mkdir(parents=True, exist_ok=True)
-    with playwright.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(TIMEOUT_MS)
-        page.goto(console_url)
-
-        page.get_by_role("button", name="alice · operator").click()
-        page.get_by_role("link", name="Submit").click()
-        page.get_by_role("combobox", name=re.compile("Runbook library")).click()
-        page.get_by_role("option", name=re.compile("^Failing check")).click()
-        page.get_by_text("Approval level").first.wait_for()
-        page.get_by_role("button", name="Submit", exact=True).click()
-        submitted = page.get_by_text(re.compile(r"Submitted failing-check as execution [0-9a-f]{32}")).first
-        submitted.wait_for()
-        execution_id = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
-        page.get_by_role("button", name="Sign out").click()
-
-        page.get_by_role("button", name="bob · approver").click()
-        page.get_by_role("link", name=re.compile(r"^Approvals")).click()
-        page.get_by_role("combobox", name=re.compile("Review")).click()
-        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
-        page.get_by_role("button", name="Approve").click()
-        page.get_by_text(re.compile("Approved failing-check")).wait_for()
-        page.get_by_role("button", name="Sign out").click()
-
-        # alice finds it in the dead-letter queue once the embedded worker has failed it, and requeues it.
-        page.get_by_role("button", name="alice · operator").click()
+def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(page: Any, shots: Path) -> None:
+    execution_id = submit_runbook(page, "Failing check", "failing-check")
+    approve_as_bob(page, execution_id, "failing-check")
+    page.get_by_role("button", name="Sign out").click()
+    # alice finds it in the dead-letter queue once the embedded worker has failed it, and requeues it.
+    page.get_by_role("button", name="alice · operator").click()
+    page.get_by_role("link", name="Dead-letter queue").click()
+    deadline = time.monotonic() + 30
+    while not page.get_by_role("combobox", name=re.compile("Entries")).count():
+        assert time.monotonic() < deadline, "the failed execution never reached the DLQ"
+        page.wait_for_timeout(500)
         page.get_by_role("link", name="Dead-letter queue").click()
-        deadline = time.monotonic() + 30
-        while not page.get_by_role("combobox", name=re.compile("Entries")).count():
-            assert time.monotonic() < deadline, "the failed execution never reached the DLQ"
-            page.wait_for_timeout(500)
-            page.get_by_role("link", name="Dead-letter queue").click()
-        page.get_by_role("combobox", name=re.compile("Entries")).click()
-        page.get_by_role("option", name=re.compile(execution_id[:8])).click()
-        page.keyboard.press("Escape")
-        page.get_by_text("Yes, run the selected executions again").click()
-        requeue = page.get_by_role("button", name="Requeue")
-        playwright.expect(requeue).to_be_enabled()
-        page.screenshot(path=str(shots / "4-dlq.png"), full_page=True)
-        requeue.click()
-        page.get_by_text("Requeued 1 of 1.").wait_for()
-        browser.close()
+    page.get_by_role("combobox", name=re.compile("Entries")).click()
+    page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+    page.keyboard.press("Escape")
+    page.get_by_text("Yes, run the selected executions again").click()
+    requeue = page.get_by_role("button", name="Requeue")
+    playwright.expect(requeue).to_be_enabled()
+    page.screenshot(path=str(shots / "4-dlq.png"), full_page=True)
+    requeue.click()
+    page.get_by_text("Requeued 1 of 1.").wait_for()
