@@ -18,7 +18,7 @@ from core.actions.context import OutputSink, StepContext
 from core.errors import InvalidInput
 from core.plans import parse_plan
 from core.rbac import Permission
-from core.safety.credentials import SECRET_REF
+from core.safety.credentials import substitute_refs
 from core.safety.masking import Masker
 from core.schemas import AssetView, DryRunStep, Principal
 from core.transactions import session_scope
@@ -58,7 +58,7 @@ def _describe(index: int, name: str, action: str, asset: AssetView, params: dict
     ctx = StepContext(
         execution_id="dry-run",
         step_index=index,
-        params=_mask_refs(params),
+        params=substitute_refs(params, lambda _name: MASKED),
         asset=asset,
         deadline=time.monotonic() + 5,
         stop=threading.Event(),
@@ -80,13 +80,3 @@ def _describe(index: int, name: str, action: str, asset: AssetView, params: dict
     return DryRunStep(
         index=index, name=name, action=action, target=asset.name, ok=ok, description=sink.text(), error=error
     )
-
-
-def _mask_refs(value: Any) -> Any:
-    if isinstance(value, str):
-        return SECRET_REF.sub(MASKED, value)
-    if isinstance(value, dict):
-        return {k: _mask_refs(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_mask_refs(v) for v in value]
-    return value

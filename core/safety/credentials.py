@@ -7,7 +7,7 @@ at submit so it never reaches the database. The messages name the path, never th
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 SECRET_REF = re.compile(r"\{\{\s*secret:\s*([A-Za-z_][A-Za-z0-9_.-]{0,127})\s*\}\}")
@@ -46,6 +46,17 @@ def secret_refs(value: Any) -> set[str]:
 
 
 _ANY_REF = re.compile(r"\{\{\s*secrets?\s*:[^}]*\}?\}?")
+
+
+def substitute_refs(value: Any, replace: Callable[[str], str]) -> Any:
+    """A copy of ``value`` (JSON-like) with every ``{{ secret:NAME }}`` in its strings replaced by ``replace(NAME)``."""
+    if isinstance(value, str):
+        return SECRET_REF.sub(lambda match: replace(match.group(1)), value)
+    if isinstance(value, dict):
+        return {k: substitute_refs(v, replace) for k, v in value.items()}
+    if isinstance(value, list):
+        return [substitute_refs(v, replace) for v in value]
+    return value
 
 
 def find_malformed_refs(value: Any, path: str) -> list[tuple[str, str]]:

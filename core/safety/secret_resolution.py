@@ -15,7 +15,7 @@ from sqlmodel import Session
 from core.audit import record_event
 from core.errors import CoreError
 from core.safety import secret_backends
-from core.safety.credentials import SECRET_REF
+from core.safety.credentials import SECRET_REF, substitute_refs
 from core.safety.masking import Masker
 from db.tables import Asset, ExecutionStep, Tenant
 
@@ -29,18 +29,8 @@ def resolve_params(
     if not names:
         return params, None
     tenant = _tenant_name(session, tenant_id)
-
-    def fill(value: Any) -> Any:
-        if isinstance(value, str):
-            return SECRET_REF.sub(lambda match: _reveal(session, tenant_id, tenant, match.group(1), masker), value)
-        if isinstance(value, dict):
-            return {k: fill(v) for k, v in value.items()}
-        if isinstance(value, list):
-            return [fill(v) for v in value]
-        return value
-
     try:
-        filled = fill(params)
+        filled = substitute_refs(params, lambda name: _reveal(session, tenant_id, tenant, name, masker))
     except CoreError as exc:
         return {}, f"secret resolution failed: {exc}"
     _audit(session, tenant_id, step, names, f"resolved {', '.join(names)}")
