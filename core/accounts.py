@@ -9,6 +9,7 @@ right username was tried that many times.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from functools import lru_cache
 
@@ -99,18 +100,10 @@ def authenticate(username: str, password: str, tenant: str | None = None) -> Pri
         AuthenticationFailed: wrong username or password, disabled or locked account.
         NotFound / InvalidInput: as ``resolve_principal`` (no role in that tenant, several tenants).
     """
-    failure: AuthenticationFailed | None = None
-    # The failure count must be committed even though sign-in fails: record it, then raise outside.
+    name = username.strip().lower()
+    _check_committed(lambda session: session.exec(select(User).where(User.username == name)).first(), password)
     with session_scope() as session:
-        user = session.exec(select(User).where(User.username == username.strip().lower())).first()
-        try:
-            _check(session, user, password)
-        except AuthenticationFailed as exc:
-            failure = exc
-    if failure is not None:
-        raise failure
-    with session_scope() as session:
-        return resolve_principal(session, username.strip().lower(), tenant)
+        return resolve_principal(session, name, tenant)
 
 
 def reauthenticate(principal: Principal, password: str) -> Principal:
@@ -118,15 +111,20 @@ def reauthenticate(principal: Principal, password: str) -> Principal:
 
     Returns the principal, confirmed. Raises AuthenticationFailed.
     """
+    _check_committed(lambda session: session.get(User, principal.user_id), password)
+    return principal
+
+
+def _check_committed(find_user: Callable[[Session], User | None], password: str) -> None:
+    """``_check`` in a transaction of its own, which commits the failure count even when the check fails."""
     failure: AuthenticationFailed | None = None
     with session_scope() as session:
         try:
-            _check(session, session.get(User, principal.user_id), password)
+            _check(session, find_user(session), password)
         except AuthenticationFailed as exc:
             failure = exc
     if failure is not None:
         raise failure
-    return principal
 
 
 def set_password(principal: Principal, username: str, password: str) -> None:
