@@ -136,6 +136,16 @@ def previous_executions_page() -> None:
         cursors.pop()
 
 
+def dlq_page() -> int:
+    """The zero-based page of the dead-letter queue."""
+    return int(st.session_state.get(DLQ_PAGE, 0))
+
+
+def set_dlq_page(page: int) -> None:
+    """Go to a page of the dead-letter queue (never below the first)."""
+    st.session_state[DLQ_PAGE] = max(page, 0)
+
+
 def reset_executions_page() -> None:
     """Back to the first page (a filter changed)."""
     st.session_state[EXECUTIONS_PAGE] = [None]

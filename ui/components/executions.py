@@ -77,22 +77,6 @@ def execution_table(rows: Sequence[ExecutionSummary], *, empty: str = "No execut
     views_table(rows, LIST_COLUMNS, empty=empty)
 
 
-def pager(page: int, next_cursor: str | None) -> None:
-    """Previous/Next over keyset pages (no count of the whole table: it stays fast at millions of rows)."""
-    prev_col, label_col, next_col = st.columns([1, 2, 1])
-    prev_col.button(
-        "Previous", disabled=page == 0, on_click=state.previous_executions_page, icon=":material/chevron_left:"
-    )
-    label_col.caption(f"Page {page + 1}")
-    next_col.button(
-        "Next",
-        disabled=next_cursor is None,
-        on_click=state.next_executions_page,
-        args=(next_cursor or "",),
-        icon=":material/chevron_right:",
-    )
-
-
 def execution_picker(rows: Sequence[ExecutionSummary], *, key: str, label: str = "Open execution") -> str | None:
     """A choice among ``rows``; returns the picked execution id."""
     labels = {r.execution_id: f"{r.name} · {r.status} · {r.requested_by} · {r.execution_id[:8]}" for r in rows}

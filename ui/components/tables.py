@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +24,14 @@ def views_table(
         return
     rows = [_row(view, columns) for view in views]
     st.dataframe(rows, hide_index=True, width="stretch")
+
+
+def pager(page: int, has_next: bool, *, previous: Callable[[], None], following: Callable[[], None]) -> None:
+    """Previous/Next buttons under a list; the callbacks move the page (the list decides how it pages)."""
+    prev_col, label_col, next_col = st.columns([1, 2, 1])
+    prev_col.button("Previous", disabled=page == 0, on_click=previous, icon=":material/chevron_left:")
+    label_col.caption(f"Page {page + 1}")
+    next_col.button("Next", disabled=not has_next, on_click=following, icon=":material/chevron_right:")
 
 
 def _row(view: BaseModel, columns: Sequence[str] | None) -> dict[str, Any]:

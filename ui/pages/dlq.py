@@ -9,7 +9,7 @@ import core
 from ui import state
 from ui.components.feedback import attempt, show_notices, succeed, succeeded
 from ui.components.identity import signed_in
-from ui.components.tables import views_table
+from ui.components.tables import pager, views_table
 
 PAGE_SIZE = 100
 COLUMNS = ["execution_id", "execution_name", "requested_by", "status", "reason", "step_index", "attempts",
@@ -19,18 +19,18 @@ who = signed_in()
 st.title("Dead-letter queue")
 show_notices()
 show_resolved = st.toggle("Show resolved entries too", key=state.DLQ_SHOW_RESOLVED)
-page = int(st.session_state.get(state.DLQ_PAGE, 0))
-rows = attempt(core.list_dlq, who, include_resolved=show_resolved, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE)
-entries = (rows or [])[:PAGE_SIZE]
+page = state.dlq_page()
+# One row more than a page tells whether there is a next page.
+rows = attempt(core.list_dlq, who, include_resolved=show_resolved, limit=PAGE_SIZE + 1, offset=page * PAGE_SIZE) or []
+entries = rows[:PAGE_SIZE]
 views_table(entries, COLUMNS, empty="The dead-letter queue is empty.")
-if page or len(rows or []) > PAGE_SIZE:
-    back, forward = st.columns(2)
-    if back.button("Newer", disabled=page == 0, icon=":material/chevron_left:"):
-        st.session_state[state.DLQ_PAGE] = page - 1
-        st.rerun()
-    if forward.button("Older", disabled=len(rows or []) <= PAGE_SIZE, icon=":material/chevron_right:"):
-        st.session_state[state.DLQ_PAGE] = page + 1
-        st.rerun()
+if page or len(rows) > PAGE_SIZE:
+    pager(
+        page,
+        len(rows) > PAGE_SIZE,
+        previous=lambda: state.set_dlq_page(page - 1),
+        following=lambda: state.set_dlq_page(page + 1),
+    )
 
 open_entries = [e for e in entries if e.resolved_at is None]
 if open_entries:

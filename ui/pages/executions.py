@@ -9,7 +9,7 @@ from ui import state
 from ui.components import executions as ex
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
-from ui.components.tables import views_table
+from ui.components.tables import pager, views_table
 
 PAGE_SIZE = 50
 REFRESH_S = 2
@@ -34,7 +34,14 @@ listing = attempt(
 )
 rows = listing.items if listing is not None else []
 ex.execution_table(rows)
-ex.pager(len(cursors) - 1, listing.next_cursor if listing is not None else None)
+next_cursor = listing.next_cursor if listing is not None else None
+# Keyset pages (no count of the whole table: fast at millions of rows); the cursors visited are kept in state.
+pager(
+    len(cursors) - 1,
+    next_cursor is not None,
+    previous=state.previous_executions_page,
+    following=lambda: state.next_executions_page(next_cursor or ""),
+)
 
 
 def detail(execution_id: str, live: bool) -> None:
