@@ -6,7 +6,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -73,3 +73,25 @@ def processes_matching(pattern: str) -> list[int]:
         if state != "Z" and pid != os.getpid():
             alive.append(pid)
     return alive
+
+
+def cancel_in_flight(
+    execution_id: str, *, running: Callable[[], bool] | None = None, join_s: float = 10, as_user: str = "alice"
+) -> float:
+    """Run the execution's step in a worker thread, cancel it once ``running()`` holds (or after 0.5 s), and
+    return the seconds from the cancel to the worker's end (the caller asserts how fast that must be)."""
+    from core import cancel, principal
+
+    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
+    worker.start()
+    if running is None:
+        time.sleep(0.5)
+    else:
+        deadline = time.monotonic() + 3
+        while not running():
+            assert time.monotonic() < deadline, "the step did not start in time"
+            time.sleep(0.02)
+    asked = time.monotonic()
+    cancel(principal(as_user, "demo"), execution_id)
+    worker.join(timeout=join_s)
+    return time.monotonic() - asked

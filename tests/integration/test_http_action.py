@@ -3,16 +3,15 @@ statuses, retries of idempotent methods only, the circuit breaker, cancel, and d
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
 import pytest
 
-from core import Connection, TenantMode, add_asset, cancel, get_execution, principal, set_tenant_mode, submit
+from core import Connection, TenantMode, add_asset, get_execution, principal, set_tenant_mode, submit
 from core.actions.circuit import BREAKER, CircuitBreaker, CircuitOpen
 from db.settings import get_settings
-from tests.engine_support import drive
+from tests.engine_support import cancel_in_flight, drive
 from tests.http_service import JsonHandler, serving
 
 HITS: dict[str, int] = {}
@@ -97,20 +96,12 @@ def test_circuit_opens_after_repeated_failures_and_fails_fast() -> None:
 
 def test_cancel_aborts_a_request_in_flight(service: str) -> None:
     """A slow request is aborted within a second of the cancel."""
-    from core import engine
-
     execution_id = submit(
         principal("alice", "demo"),
         "name: s\nsteps:\n  - {name: s, action: http, target: api, params: {path: /slow}}\n",
         background=True,
     ).execution.execution_id
-    worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
-    worker.start()
-    time.sleep(0.5)
-    asked = time.monotonic()
-    cancel(principal("alice", "demo"), execution_id)
-    worker.join(timeout=5)
-    assert time.monotonic() - asked < 1.5
+    assert cancel_in_flight(execution_id, join_s=5) < 1.5
     assert get_execution(principal("alice", "demo"), execution_id).status == "cancelled"
 
 
