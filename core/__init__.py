@@ -14,32 +14,8 @@ Errors are ``CoreError`` subclasses (see core.errors)::
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
-from core.accounts import AuthenticationFailed, authenticate, needs_reauthentication, reauthenticate, set_password
-from core.admin import (
-    add_asset,
-    delete_secret,
-    get_tenant_settings,
-    list_assets,
-    list_locks,
-    list_members,
-    list_policies,
-    list_secrets,
-    remove_asset,
-    remove_member,
-    set_member,
-    set_secret,
-    set_tenant_mode,
-    update_policy,
-)
 from core.admin_audit import list_admin_events
-from core.approvals import approval_inbox, approve, reject
-from core.audit_chain import verify_chain
-from core.cancellation import cancel
-from core.dashboard import dashboard
-from core.dlq import discard, list_dlq, requeue
-from core.dry_run import dry_run_plan
+from core.engine.workers import list_workers, queue_depths
 from core.errors import (
     Conflict,
     CoreError,
@@ -51,16 +27,21 @@ from core.errors import (
     SafetyRefused,
     ServiceUnavailable,
 )
-from core.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
 from core.fsm import TERMINAL as TERMINAL_STATUSES
-from core.gates import approve_gate
+from core.identity.principals import principal, principal_for
+from core.inventory.runbooks import delete_runbook, list_runbooks, save_runbook
+from core.logs import configure_logging
+from core.ops.audit_chain import verify_chain
+from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
+from core.ops.readiness import check as check_readiness
+from core.ops.retention import prune
+from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
 from core.plans import parse_plan
 from core.policies import PolicyValues
-from core.principals import principal, principal_for
-from core.readiness import CheckThresholds, MaskingSink, default_masking_sinks
-from core.readiness import check as check_readiness
-from core.retention import prune
-from core.runbooks import delete_runbook, list_runbooks, save_runbook
+from core.ports import set_dispatcher
+from core.reads.dashboard import dashboard
+from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
+from core.reads.inbox import approval_inbox
 from core.safety.masking import install_log_masking
 from core.schemas import (
     AdminEventView,
@@ -94,8 +75,34 @@ from core.schemas import (
     TenantSettingsView,
     WorkerView,
 )
-from core.submission import preview, rerun, submit
-from core.workers import list_workers, queue_depths
+from core.usecases.accounts import (
+    AuthenticationFailed,
+    authenticate,
+    needs_reauthentication,
+    reauthenticate,
+    set_password,
+)
+from core.usecases.admin import (
+    add_asset,
+    delete_secret,
+    get_tenant_settings,
+    list_assets,
+    list_locks,
+    list_members,
+    list_policies,
+    list_secrets,
+    remove_asset,
+    remove_member,
+    set_member,
+    set_secret,
+    set_tenant_mode,
+    update_policy,
+)
+from core.usecases.approvals import approve, approve_gate, reject
+from core.usecases.cancellation import cancel
+from core.usecases.dlq import discard, list_dlq, requeue
+from core.usecases.dry_run import dry_run_plan
+from core.usecases.submission import preview, rerun, submit
 from db.enums import (
     ActionClass,
     Connection,
@@ -110,20 +117,9 @@ from db.enums import (
 )
 from db.settings import Settings, get_settings
 
-if TYPE_CHECKING:
-    from core.setup import InitReport, initialize
-
-
-def __getattr__(name: str) -> Any:
-    # Setting up pulls in Alembic (~0.5 s); only `init` and `up` need it, so it is imported on first use.
-    if name in {"initialize", "InitReport"}:
-        from core import setup
-
-        return getattr(setup, name)
-    raise AttributeError(f"module 'core' has no attribute {name!r}")
-
-
 __all__ = [
+    "DEMO_PASSWORD",
+    "DEMO_USERS",
     "TERMINAL_STATUSES",
     "ActionClass",
     "AdminEventView",
@@ -187,10 +183,12 @@ __all__ = [
     "authenticate",
     "cancel",
     "check_readiness",
+    "configure_logging",
     "dashboard",
     "default_masking_sinks",
     "delete_runbook",
     "delete_secret",
+    "demo_installed",
     "discard",
     "dry_run_plan",
     "get_execution",
@@ -224,6 +222,7 @@ __all__ = [
     "requeue",
     "rerun",
     "save_runbook",
+    "set_dispatcher",
     "set_member",
     "set_password",
     "set_secret",

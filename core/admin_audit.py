@@ -12,9 +12,9 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
-from core import rbac
 from core.errors import InvalidInput
-from core.rbac import Permission
+from core.identity import rbac
+from core.identity.rbac import Permission
 from core.safety.masking import mask_data
 from core.schemas import AdminEventView, Principal
 from core.transactions import session_scope

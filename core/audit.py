@@ -2,7 +2,7 @@
 
 The trail is tamper-evident: each event carries ``hash`` = SHA-256 of its stored content and of the
 previous event's hash in the same execution (``prev_hash``), so an edited, deleted or inserted event
-breaks the chain (core/audit_chain.py checks it). The chain has no key: it catches edits made behind the
+breaks the chain (core/ops/audit_chain.py checks it). The chain has no key: it catches edits made behind the
 application's back, not a forger who recomputes every later hash.
 """
 
@@ -19,6 +19,14 @@ from sqlmodel import Session
 from core.safety.masking import mask_data, mask_text
 from db.clock import utcnow
 from db.tables import Execution, ExecutionEvent
+
+MAX_COMMENT = 2000  # characters of a human's comment or reason kept in the trail (approvals, cancels, DLQ)
+
+
+def clean_comment(text: str | None) -> str | None:
+    """A comment as the trail keeps it: stripped, capped at ``MAX_COMMENT``, None when empty."""
+    return (text or "").strip()[:MAX_COMMENT] or None
+
 
 _EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]

@@ -99,7 +99,7 @@ for _sla in SlaClass:
     QUEUE_WAIT_SECONDS.labels(_sla.value)
 for _outcome in ("retry", "unknown", "exhausted"):
     LEASE_EXPIRATIONS.labels(_outcome)
-for _permission in ("read", "submit", "approve", "cancel_own", "admin"):  # core.rbac.Permission; rbac imports us
+for _permission in ("read", "submit", "approve", "cancel_own", "admin"):  # identity.rbac.Permission; it imports us
     PERMISSION_DENIALS.labels(_permission, "request")
 for _kind in ("secret", "pattern"):
     MASKED_SECRETS.labels(_kind)

@@ -1,7 +1,7 @@
 """Plans (DESIGN §5): parse, validate with path-precise errors, canonicalise, hash, derive.
 
 Pure functions: nothing here touches the database. Target names are resolved to asset ids by the
-caller (core/submission.py), which passes the mapping to ``canonical_plan``.
+caller (core/usecases/submission.py), which passes the mapping to ``canonical_plan``.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ MAX_STEPS = 200
 MAX_BYTES = 256 * 1024
 
 APPROVAL_FLOOR = {ActionClass.READ: 0, ActionClass.MODIFY: 1, ActionClass.DEPLOY: 2}
-# Distinct approvers each level needs; level 3 adds a gate before every step (core/approvals.py).
+# Distinct approvers each level needs; level 3 adds a gate before every step (core/usecases/approvals.py).
 APPROVALS_REQUIRED = {0: 0, 1: 1, 2: 2, 3: 2}
 FAST_BELOW_S = 10.0
 MEDIUM_BELOW_S = 30.0

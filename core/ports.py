@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any, Protocol
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +45,5 @@ def dispatch_committed(execution_ids: Iterable[str], *, delay_s: float = 0.0) ->
             log.warning("dispatch of %s failed; the sweeper will retry", execution_id, exc_info=True)
 
 
+# Where core/engine/outbox.py leaves (execution id, delay) pairs for session_scope to send after commit.
 AFTER_COMMIT_KEY = "opsc.dispatch_after_commit"
-
-
-def dispatch_after_commit(session: Any, execution_ids: Iterable[str]) -> None:
-    """Queue ids on the session; core.transactions.session_scope dispatches them once it has committed."""
-    session.info.setdefault(AFTER_COMMIT_KEY, []).extend(execution_ids)

@@ -337,7 +337,7 @@ class DashboardView(View):
 
 
 class ChainBreak(View):
-    """The first broken link of one execution's audit chain (core/audit_chain.py).
+    """The first broken link of one execution's audit chain (core/ops/audit_chain.py).
 
     ``problem``: ``modified`` (an event's content no longer matches its hash), ``deleted`` (an event links
     to one that is not there, or the trail ends before the execution's last change of status) or

@@ -19,6 +19,11 @@ from db import engine
 _MISSING_SCHEMA = ("no such table", "does not exist", "undefinedtable")
 
 
+def dispose_engines() -> None:
+    """Drop every pooled connection of this process (a forked worker must not share its parent's)."""
+    engine.dispose_engines()
+
+
 @contextmanager
 def session_scope() -> Iterator[Session]:
     """One transaction on the configured database (commit on success, roll back on error).
@@ -37,5 +42,5 @@ def session_scope() -> Iterator[Session]:
         if isinstance(exc, OperationalError) and ("connect" in text or "unable to open" in text or "timeout" in text):
             raise ServiceUnavailable(f"the database is unreachable: {str(exc.orig).splitlines()[0]}") from exc
         raise
-    if pending:
-        dispatch_committed(pending)  # outbox: the broker hears of work only once it is committed
+    for execution_id, delay_s in pending:  # core/engine/outbox.py: the broker hears of work once committed
+        dispatch_committed([execution_id], delay_s=delay_s)

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     vault_url: str | None = None
     vault_token: str | None = None
     vault_mount: str = "secret"
-    # Console sign-in (core/accounts.py): lock-out after repeated bad passwords, idle session expiry, and
+    # Console sign-in (core/usecases/accounts.py): lock-out after repeated bad passwords, idle session expiry, and
     # the approval level from which approving asks for the password again.
     login_max_failures: int = 5
     login_lockout_s: int = 15 * 60
@@ -51,11 +51,11 @@ class Settings(BaseSettings):
     automation_timeout_s: float = 30.0
     asset_service_url: str | None = None
     asset_service_timeout_s: float = 5.0
-    # A worker that completes a step claims the next one in the same transaction (core/engine.py).
+    # A worker that completes a step claims the next one in the same transaction (core/engine/steps.py).
     chain_steps: bool = True
     # The console starts an embedded worker on the embedded default (off in UI tests, or behind workers).
     console_worker: bool = True
-    # The GO/NO-GO check (core/readiness.py, `opsconductor check`): NO-GO at this many open DLQ entries;
+    # The GO/NO-GO check (core/ops/readiness.py, `opsconductor check`): NO-GO at this many open DLQ entries;
     # the largest clock difference tolerated between this host, the database and the workers; and the
     # rollout gates, judged per tenant over the last ``check_window_s`` once a tenant has at least
     # ``check_min_executions`` ended executions in it (fewer say too little to judge).

@@ -50,7 +50,7 @@ class User(SQLModel, table=True):
     display_name: str = Field(default="", max_length=128)
     password_hash: str | None = Field(default=None, max_length=256)
     disabled: bool = Field(default=False)
-    # Lock-out after repeated bad passwords (core/accounts.py): the count since the last good one, and until when.
+    # Lock-out after repeated bad passwords (core/usecases/accounts.py): the count since the last good one, and until when.
     failed_logins: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     locked_until: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
@@ -83,7 +83,7 @@ class Asset(SQLModel, table=True):
     tags_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     credential_ref: str | None = Field(default=None, max_length=128)
     known_host_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
-    # The last fencing token handed out for this asset's lock (core/safety/mutex.py): only ever grows.
+    # The last fencing token handed out for this asset's lock (core/engine/locks.py): only ever grows.
     lock_fence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow)
 

@@ -1,6 +1,6 @@
 """Actors. Messages carry ids only; the database says what to do (DESIGN §3.2).
 
-Dramatiq's own retries are off: attempts and backoff live in the database (core/engine.py), so they
+Dramatiq's own retries are off: attempts and backoff live in the database (core/engine/steps.py), so they
 survive a broker loss. The time limit is only a backstop: the engine enforces the policy's timeouts.
 """
 

@@ -11,7 +11,7 @@ import dramatiq
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
-from db.settings import get_settings
+from core import get_settings
 from jobs.middleware import OpsMiddleware
 
 QUEUE = "opsconductor"

@@ -18,11 +18,11 @@ import dramatiq
 from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
-from core import engine, metrics, recovery, sweeper, workers
+from core import engine, get_settings, metrics
+from core.engine import recovery, sweeper, workers
 from core.logs import bind_process, configure_logging, set_trace_id
 from core.ports import set_dispatcher
-from db.engine import dispose_engines
-from db.settings import get_settings
+from core.transactions import dispose_engines
 
 log = logging.getLogger(__name__)
 

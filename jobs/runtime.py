@@ -12,8 +12,7 @@ import threading
 
 import dramatiq
 
-from core import metrics
-from db.settings import get_settings
+from core import get_settings, metrics
 from jobs import actors  # noqa: F401  (declares the actors on the broker)
 from jobs.broker import broker, is_embedded
 

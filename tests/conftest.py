@@ -100,8 +100,8 @@ def pg_url() -> Iterator[str]:
 
 def reset_database(url: str) -> None:
     """Empty every table, then seed the policies and the demo data."""
+    from core.ops.setup import seed_demo
     from core.policies import seed_policies
-    from core.setup import seed_demo
 
     use_database(url)
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from core import engine, ports
-from core.engine import Outcome
+from core.engine.steps import Outcome
 
 
 class RecordingDispatcher:

@@ -5,7 +5,7 @@
 - ``start_embedded()``: worker threads in this process (the console, ``submit --wait``, ``worker``
   without Redis).
 - ``worker_argv()``: the Dramatiq command line for ``opsconductor worker`` on Redis.
-- ``broker_ping()``: the broker probe of the GO/NO-GO check (core/readiness.py must not import jobs).
+- ``broker_ping()``: the broker probe of the GO/NO-GO check (core/ops/readiness.py must not import jobs).
 """
 
 from __future__ import annotations
@@ -14,15 +14,14 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from core import get_settings
-from core.logs import configure_logging
+from core import configure_logging, get_settings
 
 
 def connect() -> None:
     """Register the broker dispatcher when a Redis broker is configured (no-op on the embedded default)."""
     if get_settings().redis_url:
         import jobs.actors  # noqa: F401  (declares the actor the dispatcher sends to)
-        from core.ports import set_dispatcher
+        from core import set_dispatcher
         from jobs.dispatch import BrokerDispatcher
 
         set_dispatcher(BrokerDispatcher())

@@ -52,10 +52,6 @@ class OutputSink:
             return body
 
 
-class StopRequested(Exception):
-    """Raised inside a runner when it notices ``ctx.stop`` (cancel, timeout, shutdown)."""
-
-
 @dataclass
 class StepContext:
     """Everything a runner may use. ``params`` has secrets filled in: never persist or log them."""

@@ -8,7 +8,7 @@ Every lookup is tenant-scoped:
 - **Vault** (when ``OPSC_VAULT_URL`` is set): KV version 2 at ``<mount>/opsconductor/<tenant>/<name>``,
   key ``value``, through hvac.
 
-Values are returned only to the worker resolving a step (core/engine.py); nothing here logs one.
+Values are returned only to the worker resolving a step (core/engine/secrets.py); nothing here logs one.
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.support import MODIFY_PLAN, Cli, PlanFile, ok_json
-from ui import cli as cli_module
-from ui import cli_runtime
+from ui.cli import main as cli_module
+from ui.cli import runtime_commands as cli_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -73,7 +73,7 @@ def test_importing_the_cli_touches_no_database(tmp_path: Path) -> None:
     """``import ui.cli`` does no work: the configured SQLite file is not created."""
     database = tmp_path / "untouched.db"
     env = {**os.environ, "OPSC_DATABASE_URL": f"sqlite:///{database}"}
-    code = "import ui.cli, ui.cli_admin; print(ui.cli.app.info.name)"
+    code = "import ui.cli, ui.cli.admin; print(ui.cli.app.info.name)"
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "opsconductor"

@@ -361,7 +361,7 @@ def test_locks_shows_the_holder_and_waiters(sqlite_db: str, cli: Cli) -> None:
     from datetime import datetime as dt
 
     import core
-    from core.safety import mutex
+    from core.engine import locks
     from db.engine import session_scope
     from tests.factories import noop_plan
 
@@ -371,7 +371,7 @@ def test_locks_shows_the_holder_and_waiters(sqlite_db: str, cli: Cli) -> None:
     ).execution.execution_id
     asset_id = core.list_assets(core.principal("alice", "demo"))[0].id
     with session_scope() as session:
-        mutex.acquire(
+        locks.acquire(
             session,
             tenant_id=core.principal("alice", "demo").tenant_id,
             execution_id=execution_id,

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import col, select
 
-from core.workers import register_worker
+from core.engine.workers import register_worker
 from db.clock import utcnow
 from db.engine import session_scope
 from db.tables import Execution, ExecutionEvent

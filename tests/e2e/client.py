@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 import core
-from core.workers import list_workers
+from core.engine.workers import list_workers
 from ui import runtime
 
 
@@ -88,7 +88,7 @@ def main(argv: list[str]) -> dict[str, object]:
     if command == "approve":
         return core.approve(core.principal("bob", "demo"), argv[1]).model_dump(mode="json")
     if command == "requeue":
-        from core.dlq import requeue
+        from core.usecases.dlq import requeue
 
         return requeue(core.principal("alice", "demo"), argv[1], comment="e2e").model_dump(mode="json")
     if command == "policy":

@@ -20,7 +20,7 @@ from core import (
     set_password,
     submit,
 )
-from core.setup import DEMO_PASSWORD, DEMO_RUNBOOKS
+from core.ops.setup import DEMO_PASSWORD, DEMO_RUNBOOKS
 from core.transactions import session_scope
 from db.settings import get_settings
 from db.tables import User

@@ -1,4 +1,4 @@
-"""The optional asset service client (core/asset_service.py) against a real local HTTP service: a plan naming
+"""The optional asset service client (core/inventory/asset_service.py) against a real local HTTP service: a plan naming
 an asset only the service knows resolves and runs, unknown names stay unknown, a broken or absent service
 is a clear error that submits nothing, and each tenant sees only its own assets."""
 

@@ -1,4 +1,4 @@
-"""The tamper-evident audit chain (core/audit.py, core/audit_chain.py) on SQLite and PostgreSQL: a real
+"""The tamper-evident audit chain (core/audit.py, core/ops/audit_chain.py) on SQLite and PostgreSQL: a real
 execution's trail verifies; an edited, deleted or inserted event is found and named; legacy events without
 a hash are reported as unchained; concurrent appends to one execution never fork the chain."""
 
@@ -217,7 +217,7 @@ def test_concurrent_appends_do_not_fork(db: str) -> None:
 
 def test_verifying_a_tenant_pages_through_every_execution(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """Executions are read a page at a time (short transactions); every one is checked exactly once."""
-    monkeypatch.setattr("core.audit_chain.PAGE", 2)
+    monkeypatch.setattr("core.ops.audit_chain.PAGE", 2)
     ids = [_completed_execution(f"n{i}") for i in range(5)]
     with session_scope() as session:  # a tie on created_at must not skip or repeat one
         session.execute(update(_EXECUTIONS).where(_EXECUTIONS.c.id.in_(ids[:3])).values(created_at=utcnow()))

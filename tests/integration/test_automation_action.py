@@ -16,16 +16,7 @@ from typing import Any
 
 import pytest
 
-from core import (
-    Connection,
-    TenantMode,
-    add_asset,
-    approve,
-    get_execution,
-    principal,
-    set_tenant_mode,
-    submit,
-)
+from core import Connection, TenantMode, add_asset, approve, get_execution, principal, set_tenant_mode, submit
 from core.actions import http_call
 from core.actions.automation import NOT_CONFIGURED
 from core.actions.circuit import BREAKER

@@ -23,11 +23,12 @@ from core import (
     principal,
     set_member,
     submit,
-    sweeper,
     update_policy,
 )
-from core.dlq import discard, list_dlq, requeue
-from core.engine import Outcome
+from core.engine import sweeper
+from core.engine.claim import claim_step
+from core.engine.steps import Outcome
+from core.usecases.dlq import discard, list_dlq, requeue
 from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
@@ -216,7 +217,7 @@ def test_sweeper_times_out_an_idle_execution_and_expires_approvals(fast: str) ->
 
 def _crash_mid_step(execution_id: str) -> None:
     """Simulate a worker that claimed the step, started it, and died: the lease is left to expire."""
-    claim = engine._claim(execution_id, "doomed-worker")
+    claim = claim_step(execution_id, "doomed-worker")
     assert claim is not None
     with session_scope() as session:
         session.execute(

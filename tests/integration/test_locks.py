@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import update
 from sqlmodel import select
 
-from core import Connection, add_asset, engine, get_execution, list_events, list_locks, principal, submit, sweeper
-from core.dlq import list_dlq
-from core.engine import Outcome
-from core.safety import mutex
+from core import Connection, add_asset, engine, get_execution, list_events, list_locks, principal, submit
+from core.engine import locks, sweeper
+from core.engine.steps import Outcome
+from core.usecases.dlq import list_dlq
 from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
@@ -183,7 +183,7 @@ def test_acquire_race_on_postgresql_gives_the_lock_to_one(postgres_db: str) -> N
         barrier.wait()
         with session_scope() as session:
             results.append(
-                mutex.acquire(
+                locks.acquire(
                     session,
                     tenant_id=tenant_id,
                     execution_id=execution_id,
@@ -198,7 +198,7 @@ def test_acquire_race_on_postgresql_gives_the_lock_to_one(postgres_db: str) -> N
     for t in threads:
         t.join()
     winners = [r for r in results if isinstance(r, dict)]
-    assert len(winners) == 1 and all(isinstance(r, mutex.Busy) for r in results if r not in winners)
+    assert len(winners) == 1 and all(isinstance(r, locks.Busy) for r in results if r not in winners)
 
 
 def test_a_newcomer_does_not_jump_the_queue(fast: str) -> None:

@@ -16,7 +16,8 @@ from sqlmodel import select
 from core import approve, engine, principal, set_secret, submit
 from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, _registry, register
-from core.engine import Outcome
+from core.engine import watch as engine_watch
+from core.engine.steps import Outcome
 from core.logs import JsonFormatter, set_trace_id
 from core.safety.masking import MASK, install_log_masking
 from db.engine import session_scope
@@ -115,7 +116,7 @@ def test_records_logged_during_a_step_carry_its_context_and_are_masked(
             "ctx-worker",
         )
     assert first["trace_id"] and second["trace_id"] and first["trace_id"] != second["trace_id"]
-    [raised] = _records(json_lines, "core.engine")  # the engine's record of the runner's exception
+    [raised] = _records(json_lines, "core.engine.watch")  # the engine's record of the runner's exception
     assert raised["step"] == 1 and raised["trace_id"] == second["trace_id"] and MASK in str(raised["message"])
 
 
@@ -124,13 +125,13 @@ def test_a_bound_message_id_is_the_trace_id_and_the_context_ends_with_the_call(
 ) -> None:
     """With the broker message's id bound (worker middleware), the step's records use it, the watcher
     thread's too; after the call nothing of the execution remains bound."""
-    watch = engine._watch
+    watch = engine_watch.watch
 
     def logging_watch(*args: object) -> None:
         logging.getLogger("opsc.test.watcher").warning("watching")
         watch(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine, "_watch", logging_watch)
+    monkeypatch.setattr(engine_watch, "watch", logging_watch)
     execution_id = submit(
         principal("alice", "demo"),
         "name: one\nsteps:\n  - {name: only, action: chatty, target: localhost, params: {value: plain, mode: slow}}\n",

@@ -16,20 +16,13 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from sqlalchemy import func, update
 from sqlmodel import col, select
 
-from core import (
-    PermissionDenied,
-    Role,
-    approve,
-    engine,
-    principal,
-    set_member,
-    submit,
-    sweeper,
-)
+from core import PermissionDenied, Role, approve, engine, principal, set_member, submit
 from core import metrics as m
-from core.dlq import list_dlq
-from core.engine import Outcome
+from core.engine import sweeper
+from core.engine.claim import claim_step
+from core.engine.steps import Outcome
 from core.safety.masking import Masker, mask_data, mask_text
+from core.usecases.dlq import list_dlq
 from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
@@ -97,7 +90,7 @@ def test_a_retried_read_step_counts_its_retries(fast: str) -> None:
 
 def _crash_mid_step(execution_id: str) -> None:
     """A worker claims the step and dies: its lease runs out."""
-    assert engine._claim(execution_id, "doomed-worker") is not None
+    assert claim_step(execution_id, "doomed-worker") is not None
     with session_scope() as session:
         session.execute(
             update(QueueItem).where(col(QueueItem.execution_id) == execution_id).values(lease_expires_at=utcnow())

@@ -20,7 +20,7 @@ from core import (
     submit,
 )
 from core.actions.circuit import BREAKER
-from core.setup import DEMO_LOG_DIR, DEMO_RUNBOOKS
+from core.ops.setup import DEMO_LOG_DIR, DEMO_RUNBOOKS
 from tests.engine_support import drive
 from tests.http_service import JsonHandler, serving
 from tests.ssh_server import PASSWORD, SshServer

@@ -1,4 +1,4 @@
-"""The GO/NO-GO check (core/readiness.py) on SQLite and PostgreSQL: a healthy installation is all GO, and
+"""The GO/NO-GO check (core/ops/readiness.py) on SQLite and PostgreSQL: a healthy installation is all GO, and
 each item turns NO-GO, with a reason, when what it watches is broken."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy import delete, text, update
 from sqlmodel import col, select
 
 from core import CheckItem, CheckThresholds, MaskingSink, check_readiness, default_masking_sinks
-from core.workers import register_worker
+from core.engine.workers import register_worker
 from db import migrate
 from db.clock import utcnow
 from db.engine import dispose_engines, session_scope

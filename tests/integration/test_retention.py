@@ -1,4 +1,4 @@
-"""Retention (core/retention.py) on SQLite and PostgreSQL: old ended executions lose their events and step
+"""Retention (core/ops/retention.py) on SQLite and PostgreSQL: old ended executions lose their events and step
 output but keep their rows; recent, active and unresolved-DLQ work and other tenants are untouched; a dry
 run changes nothing; the audit chain of a pruned execution still verifies."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import core
-from core.workers import register_worker
+from core.engine.workers import register_worker
 from tests.engine_support import drive
 from tests.ui.conftest import OpenConsole, button, texts
 from ui import state

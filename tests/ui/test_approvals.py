@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import core
-from core.setup import DEMO_PASSWORD
+from core.ops.setup import DEMO_PASSWORD
 from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, submit
 from ui import state
 

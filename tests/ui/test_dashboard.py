@@ -4,7 +4,7 @@ and dry-run work is shown beside live."""
 from __future__ import annotations
 
 import core
-from core.setup import DEMO_RUNBOOKS
+from core.ops.setup import DEMO_RUNBOOKS
 from tests.engine_support import drive
 from tests.ui.conftest import MODIFY_PLAN, OpenConsole, submit
 

@@ -4,7 +4,7 @@ comment, several at once; a requeue that needs a new approval says so."""
 from __future__ import annotations
 
 import core
-from core.setup import DEMO_RUNBOOKS
+from core.ops.setup import DEMO_RUNBOOKS
 from tests.engine_support import drive
 from tests.ui.conftest import OpenConsole, button, texts
 from ui import state

@@ -7,7 +7,7 @@ from datetime import timedelta
 from streamlit.testing.v1 import AppTest
 
 import core
-from core.setup import DEMO_RUNBOOKS
+from core.ops.setup import DEMO_RUNBOOKS
 from tests.engine_support import drive
 from tests.ui.conftest import MODIFY_PLAN, READ_PLAN, OpenConsole, button, submit, texts
 from ui import state

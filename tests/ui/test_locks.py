@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import core
-from core.safety import mutex
+from core.engine import locks
 from db.engine import session_scope
 from tests.factories import noop_plan
 from tests.ui.conftest import OpenConsole, texts
@@ -17,7 +17,7 @@ def test_shows_the_holder_of_a_locked_asset(console: OpenConsole) -> None:
     alice = core.principal("alice", "demo")
     held = core.submit(alice, noop_plan("holder"), background=True).execution
     with session_scope() as session:
-        mutex.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
+        locks.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
                       asset_ids=[core.list_assets(alice)[0].id], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
     at = console("dave", page=PAGE)
     page = texts(at)
@@ -28,7 +28,7 @@ def test_other_tenant_sees_no_lock(console: OpenConsole) -> None:
     alice = core.principal("alice", "demo")
     held = core.submit(alice, noop_plan("holder"), background=True).execution
     with session_scope() as session:
-        mutex.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
+        locks.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
                       asset_ids=[core.list_assets(alice)[0].id], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
     at = console("mallory", tenant="globex", page=PAGE)
     assert not at.exception and held.execution_id not in texts(at)

@@ -8,7 +8,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 import core
-from core.setup import DEMO_PASSWORD
+from core.ops.setup import DEMO_PASSWORD
 from tests.ui.conftest import APP, OpenConsole, button
 from ui import state
 from ui.components import sso

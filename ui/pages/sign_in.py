@@ -8,7 +8,6 @@ from __future__ import annotations
 import streamlit as st
 
 import core
-from core.setup import DEMO_PASSWORD, DEMO_USERS, demo_installed
 from ui import state
 from ui.components.feedback import attempt, show_notices
 from ui.components.sso import sso_configured, sso_username
@@ -41,12 +40,12 @@ with st.form("sign_in_form"):
     if st.form_submit_button("Sign in", type="primary"):
         sign_in(username.strip(), password, tenant.strip() or None)
 
-if demo_installed():
+if core.demo_installed():
     st.subheader("Demo accounts")
-    st.caption(f"Created by `opsconductor init --demo`; each signs in with the password `{DEMO_PASSWORD}`.")
-    for tenant_name, users in DEMO_USERS.items():
+    st.caption(f"Created by `opsconductor init --demo`; each signs in with the password `{core.DEMO_PASSWORD}`.")
+    for tenant_name, users in core.DEMO_USERS.items():
         st.markdown(f"**{tenant_name}**")
         for column, (name, role) in zip(st.columns(len(users)), users.items(), strict=True):
             key = f"{state.DEMO_BUTTON}.{tenant_name}.{name}"
             if column.button(f"{name} · {role.value}", key=key, width="stretch"):
-                sign_in(name, DEMO_PASSWORD, tenant_name)
+                sign_in(name, core.DEMO_PASSWORD, tenant_name)

@@ -1,0 +1,331 @@
+"""Claiming a step: the claim's transaction, and what it yields (DESIGN §3.2, §3.7, §3.9).
+
+``claim_step`` takes the queue row's free lease with a compare-and-set (a duplicate, late or early message
+finds none and is a no-op), starts the execution on its first step (locks, deadline), re-checks the plan
+hash, the approvals and the requester's permission, resolves secrets into the step's masker, and marks
+the step ``running``. Its result is a ``StepPlan``: decided once, read by the run and the persist that
+follow; only its ``WatchState`` moves while the step runs (the watcher thread writes it).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select as sa_select
+from sqlmodel import Session, col
+
+from core import metrics
+from core.actions import registry
+from core.approval_rules import approvals_satisfied
+from core.audit import record_event
+from core.engine import gates, locks, outbox, secrets
+from core.engine.finish import dead_letter, is_retryable
+from core.fsm import TERMINAL, transition
+from core.identity import rbac
+from core.inventory.assets import asset_view
+from core.plans import plan_hash
+from core.policies import cached_policy
+from core.safety.masking import Masker
+from core.schemas import AssetView, PolicyView
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import ActionClass, Role, RunMode, StepStatus
+from db.enums import ExecutionStatus as S
+from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem, new_id
+
+_STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+
+
+class StopReason(StrEnum):
+    """Why a running step was told to stop."""
+
+    CANCEL = "cancel"
+    EXECUTION_TIMEOUT = "execution_timeout"
+    LEASE_LOST = "lease_lost"
+    SHUTDOWN = "shutdown"
+
+
+@dataclass
+class WatchState:
+    """What changes while the step runs: the deadline (the sweeper or a gate may move it) and whether
+    the workers table was told which step this worker runs."""
+
+    deadline_at_epoch: float
+    reported_position: bool = False
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """A step this worker holds the lease for, with everything needed to run and persist it."""
+
+    execution_id: str
+    tenant_id: str
+    step_index: int
+    step_count: int
+    step_name: str
+    action: str
+    action_class: str  # the step's (metrics label)
+    sla_class: str  # the execution's (metrics label)
+    requested_by: str  # the user the work runs for (log context)
+    token: str  # the lease
+    worker_id: str
+    lease_s: int
+    step_timeout_s: float
+    asset: AssetView
+    run_mode: RunMode
+    retryable: bool
+    attempts: int  # this attempt's number
+    max_attempts: int
+    continue_on_error: bool
+    gated: bool  # level 3: every step waits for its go, so steps are never chained
+    lock_tokens: dict[str, int]  # asset id → fencing token held at claim
+    watch: WatchState
+    masker: Masker = field(default_factory=Masker)  # this step's secret values; closed when the step ends
+    params: dict[str, Any] = field(default_factory=dict)  # with secrets filled in (memory only)
+    credential: str | None = None  # the asset's credential, resolved just in time (never persisted)
+    refusal: str | None = None  # a run-time check failed: the step must not run
+    cancelled: bool = False  # a cancel was requested before the step could start
+
+
+@dataclass(frozen=True)
+class _Row:
+    """The claim's one read: the queue row with its execution, step, target asset and requester's membership."""
+
+    item: QueueItem
+    execution: Execution
+    step: ExecutionStep
+    asset: Asset
+    membership: Membership | None
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where the execution stands once it holds its locks: the fencing tokens and its deadline."""
+
+    now: datetime
+    lock_tokens: dict[str, int]
+    deadline_at: datetime | None
+
+
+def claim_step(execution_id: str, worker_id: str) -> StepPlan | None:
+    """Claim the execution's next step in its own transaction (None: nothing for this worker to do)."""
+    with session_scope() as session:
+        return claim_step_in(session, execution_id, worker_id, held=None)
+
+
+def claim_step_in(session: Session, execution_id: str, worker_id: str, held: StepPlan | None) -> StepPlan | None:
+    """Claim the queue row's step: take its free lease, or (``held``: chaining) keep the one we hold.
+
+    The hot path: one read, one compare-and-set, one step update, one event. Policies come from a cache.
+    """
+    row = _load(session, execution_id)
+    if row is None or (held is None and not _free(row.item)):
+        return None
+    if S(row.execution.status) in TERMINAL:
+        outbox.remove(session, execution_id)  # an ended execution keeps no work
+        return None
+    policy = cached_policy(session, row.execution.sla_class, row.step.action_class)
+    if _held_at_gate(session, row, policy, worker_id):
+        return None
+    token = held.token if held is not None else new_id()
+    if held is None and not outbox.take_lease(
+        session,
+        row.item.id,
+        token=token,
+        worker_id=worker_id,
+        lease_s=policy.lease_s,
+    ):
+        return None
+    if row.execution.status in {S.APPROVED, S.QUEUED}:
+        start = _start(session, row, policy, worker_id)
+        if start is None:
+            return None  # parked in an asset's line
+    else:
+        tokens = held.lock_tokens if held is not None else locks.held(session, execution_id)
+        start = _Start(now=utcnow(), lock_tokens=tokens, deadline_at=row.execution.deadline_at)
+    plan = _plan(session, row, policy, token=token, worker_id=worker_id, start=start)
+    update_step(
+        session, plan, status=StepStatus.RUNNING.value, attempts=plan.attempts, started_at=start.now, finished_at=None
+    )
+    tries = plan.max_attempts if plan.retryable else 1
+    step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
+    return plan
+
+
+def _load(session: Session, execution_id: str) -> _Row | None:
+    found = session.execute(
+        sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
+        .join(Execution, col(Execution.id) == QueueItem.execution_id)
+        .join(
+            ExecutionStep,
+            (col(ExecutionStep.execution_id) == QueueItem.execution_id)
+            & (col(ExecutionStep.step_index) == QueueItem.step_index),
+        )
+        .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
+        .outerjoin(
+            Membership,
+            (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by),
+        )
+        .where(col(QueueItem.execution_id) == execution_id)
+    ).first()
+    return None if found is None else _Row(*found)
+
+
+def _free(item: QueueItem) -> bool:
+    """Nobody holds the row's lease and it is due (a duplicate, early or late message finds it not free)."""
+    return item.lease_token is None and item.available_at <= utcnow()
+
+
+def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: str) -> bool:
+    """A level-3 step without its go: park it, or (parked before and the wait is over) end the execution."""
+    execution, step_index = row.execution, row.step.step_index
+    if not gates.needs_gate(execution) or execution.cancel_requested_at is not None:
+        return False
+    if gates.gate_open(session, execution, step_index):
+        return False
+    if gates.waiting_since(session, execution.id, step_index) is None:
+        gates.park_for_gate(session, row.item, step_index, policy.approval_s, actor=worker_id)
+        return True
+    message = f"no approver gave the go for step {step_index} within {policy.approval_s}s"
+    dead_letter(
+        session, execution, S.TIMEOUT, actor=worker_id, reason="gate_timeout", message=message, step_index=step_index
+    )
+    return True
+
+
+def _start(session: Session, row: _Row, policy: PolicyView, worker_id: str) -> _Start | None:
+    """The first step: take every target's lock (or park in line) and move the execution to ``running``."""
+    execution, item = row.execution, row.item
+    run_policy = cached_policy(session, execution.sla_class, execution.action_class)
+    targets = sorted({s["target"] for s in json.loads(execution.plan_json)["steps"]})
+    tokens = locks.acquire(
+        session,
+        tenant_id=execution.tenant_id,
+        execution_id=execution.id,
+        asset_ids=targets,
+        expires_at=locks.lock_expiry(utcnow() + timedelta(seconds=run_policy.execution_s), policy.lease_s),
+        waiting_since=item.waiting_since,
+    )
+    if isinstance(tokens, locks.Busy):
+        _wait_for_lock(session, item, execution, tokens, run_policy.approval_s, worker_id)
+        return None
+    if item.waiting_since is not None:  # it got its turn: no longer in line
+        metrics.LOCK_WAIT_SECONDS.observe((utcnow() - item.waiting_since).total_seconds())
+        outbox.leave_line(session, item.id)
+    # Acquiring may have waited for the previous holder's commit: the execution starts now.
+    now = utcnow()
+    deadline_at = now + timedelta(seconds=run_policy.execution_s)
+    transition(
+        session,
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        to=S.RUNNING,
+        expected=S(execution.status),
+        actor=worker_id,
+        message="started",
+        values={"started_at": now, "deadline_at": deadline_at},
+    )
+    metrics.QUEUE_WAIT_SECONDS.labels(execution.sla_class).observe((now - item.created_at).total_seconds())
+    return _Start(now=now, lock_tokens=tokens, deadline_at=deadline_at)
+
+
+def _wait_for_lock(
+    session: Session, item: QueueItem, execution: Execution, busy: locks.Busy, bound_s: int, worker_id: str
+) -> None:
+    """An asset is busy: give back the lease and park in that asset's FIFO, or give up after ``bound_s``."""
+    outbox.drop_lease(session, item.id)
+    waited = utcnow() - item.created_at
+    if waited >= timedelta(seconds=bound_s):
+        message = f"{busy.describe()}: gave up after {waited.total_seconds():.0f}s"
+        dead_letter(session, execution, S.TIMEOUT, actor=worker_id, reason="queue_timeout", message=message)
+        return
+    locks.park(session, item, busy, until=item.created_at + timedelta(seconds=bound_s), actor=worker_id)
+    if busy.holder is None and busy.ahead is not None:
+        locks.wake(session, busy.ahead)  # the lock is free: whoever is first in line must not sleep on
+
+
+def _plan(session: Session, row: _Row, policy: PolicyView, *, token: str, worker_id: str, start: _Start) -> StepPlan:
+    """Everything the run and the persist need, with the run-time checks done and secrets resolved."""
+    execution, step, asset = row.execution, row.step, row.asset
+    plan = json.loads(execution.plan_json)
+    cancelled = execution.cancel_requested_at is not None
+    bare = StepPlan(
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        step_index=step.step_index,
+        step_count=len(plan["steps"]),
+        step_name=step.name,
+        action=step.action,
+        action_class=step.action_class,
+        sla_class=execution.sla_class,
+        requested_by=execution.requested_by,
+        token=token,
+        worker_id=worker_id,
+        lease_s=policy.lease_s,
+        step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
+        asset=asset_view(asset),
+        run_mode=RunMode(execution.run_mode),
+        retryable=is_retryable(step.action_class, step.action),
+        attempts=step.attempts + 1,
+        max_attempts=policy.max_attempts,
+        continue_on_error=execution.continue_on_error,
+        gated=gates.needs_gate(execution),
+        lock_tokens=start.lock_tokens,
+        watch=WatchState(deadline_at_epoch=start.deadline_at.timestamp() if start.deadline_at else time.time() + 3600),
+        cancelled=cancelled,
+    )
+    refusal = _refusal(session, row, set(start.lock_tokens) == {s["target"] for s in plan["steps"]})
+    params: dict[str, Any] = {}
+    credential = None
+    if refusal is None and not cancelled:
+        params, refusal = secrets.resolve_params(session, execution.tenant_id, step, bare.masker)
+    if refusal is None and not cancelled and asset.credential_ref:
+        credential, refusal = secrets.resolve_credential(session, execution.tenant_id, step, asset, bare.masker)
+    return replace(bare, params=params, credential=credential, refusal=refusal)
+
+
+def _refusal(session: Session, row: _Row, holds_every_lock: bool) -> str | None:
+    """Run-time authorisation (DESIGN §3.7): the action, plan hash, approvals, the requester's current right."""
+    execution, step, membership = row.execution, row.step, row.membership
+    if registry.get_action(step.action) is None:
+        return f"unknown action {step.action!r}"
+    if plan_hash(execution.plan_json) != execution.plan_hash:
+        return "plan hash mismatch: the stored plan was changed after approval"
+    if not approvals_satisfied(session, execution):
+        return "approvals no longer valid (an approver lost their role, or the plan changed)"
+    role = Role(membership.role) if membership else None
+    limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
+    if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
+        metrics.PERMISSION_DENIALS.labels(f"run_{step.action_class}", "run").inc()
+        return f"permission denied: the requester may no longer run {step.action_class} actions"
+    if not holds_every_lock:
+        return "lock lost: another execution may hold this execution's assets"
+    return None
+
+
+def update_step(session: Session, plan: StepPlan, **values: Any) -> None:
+    """Write the claimed step's row (status, attempts, times, output)."""
+    session.execute(
+        _STEPS.update()
+        .where(_STEPS.c.execution_id == plan.execution_id, _STEPS.c.step_index == plan.step_index)
+        .values(**values)
+    )
+
+
+def step_event(session: Session, plan: StepPlan, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
+    """Record an audit event about the claimed step, by this worker."""
+    record_event(
+        session,
+        execution_id=plan.execution_id,
+        tenant_id=plan.tenant_id,
+        kind=kind,
+        actor=plan.worker_id,
+        step_index=plan.step_index,
+        message=message,
+        data=data,
+    )

@@ -1,0 +1,125 @@
+"""How work ends or tries again: ``finish_execution``, ``dead_letter``, and the one retry rule (§3.5).
+
+Shared by the worker (core/engine/steps.py) and the sweeper (core/engine/recovery.py), so a step that
+failed in a worker and a step whose worker died are judged by the same rule.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import Session, col
+
+from core.actions import registry
+from core.engine import locks, outbox
+from core.fsm import transition
+from db.enums import ActionClass, StepStatus
+from db.enums import ExecutionStatus as S
+from db.settings import get_settings
+from db.tables import DlqEntry, Execution, ExecutionStep
+
+
+@dataclass(frozen=True)
+class DlqNote:
+    """Why failed or timed-out work waits in the dead-letter queue, and where it stopped."""
+
+    reason: str
+    step_index: int | None
+    attempts: int
+    last_error: str | None
+
+
+def is_retryable(action_class: str, action: str) -> bool:
+    """DESIGN §3.5: ``read`` steps are at-least-once; ``modify``/``deploy`` only if the action is idempotent."""
+    runner = registry.get_action(action)
+    return ActionClass(action_class) is ActionClass.READ or bool(runner and runner.idempotent)
+
+
+def may_retry(*, retryable: bool, attempts: int, max_attempts: int) -> bool:
+    """A retryable step is tried again while it has attempts left under its policy."""
+    return retryable and attempts < max_attempts
+
+
+def backoff_s(attempt: int, base_s: float, max_s: float) -> float:
+    """Exponential backoff with jitter: base·2^(attempt-1), capped, plus up to 50 % random extra."""
+    delay = min(max_s, base_s * 2.0 ** max(0, attempt - 1))
+    return float(delay * (1 + random.random() / 2))  # noqa: S311  jitter, not cryptography
+
+
+def retry_delay_s(attempt: int) -> float:
+    """The backoff before retrying after ``attempt``, with the configured base and cap."""
+    settings = get_settings()
+    return backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s)
+
+
+def finish_execution(
+    session: Session,
+    execution: Execution,
+    status: S,
+    *,
+    actor: str,
+    message: str,
+    error: str | None = None,
+    dlq: DlqNote | None = None,
+) -> None:
+    """End an execution: its status, its unfinished steps, its queue row, its locks, and a DLQ entry when given."""
+    values: dict[str, Any] = {"error": error} if error else {}
+    transition(
+        session,
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        to=status,
+        expected=S(execution.status),
+        actor=actor,
+        message=message,
+        values=values,
+    )
+    if status in {S.CANCELLED, S.TIMEOUT}:
+        session.execute(
+            update(ExecutionStep)
+            .where(
+                col(ExecutionStep.execution_id) == execution.id, col(ExecutionStep.status) == StepStatus.PENDING.value
+            )
+            .values(status=StepStatus.CANCELLED.value)
+            .execution_options(synchronize_session=False)
+        )
+    outbox.remove(session, execution.id)
+    locks.release(session, execution.id)  # wakes the next execution waiting for each asset, after commit
+    if dlq is not None:
+        session.add(
+            DlqEntry(
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                reason=dlq.reason,
+                step_index=dlq.step_index,
+                attempts=dlq.attempts,
+                last_error=dlq.last_error,
+            )
+        )
+    session.flush()
+
+
+def dead_letter(
+    session: Session,
+    execution: Execution,
+    status: S,
+    *,
+    actor: str,
+    reason: str,
+    message: str,
+    step_index: int | None = None,
+    attempts: int = 0,
+) -> None:
+    """End an execution ``failed`` or ``timeout`` with ``message`` as its error and a DLQ entry for ``reason``."""
+    finish_execution(
+        session,
+        execution,
+        status,
+        actor=actor,
+        message=message,
+        error=message,
+        dlq=DlqNote(reason, step_index, attempts, message),
+    )

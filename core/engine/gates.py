@@ -1,0 +1,87 @@
+"""Level-3 step gates, the engine's side (DESIGN §3.6): before every step of a level-3 execution, an
+approver other than the requester must give the go for that step.
+
+A step without its go does not run: the engine parks the execution's queue row until the gate's
+deadline (the policy's approval timeout) and records ``gate_waiting``. The go itself is a use case
+(``core.usecases.approvals.approve_gate``); ``open_gate`` then moves the execution's deadline by the
+time spent waiting (approval waits have their own limit) and wakes the execution. A gate that is not opened in time ends
+the execution ``timeout`` with a DLQ entry (``gate_timeout``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import Session, col, select
+
+from core.audit import record_event
+from core.engine import locks, outbox
+from db.clock import utcnow
+from db.enums import Decision, Role
+from db.tables import Approval, Execution, ExecutionEvent, Membership, QueueItem
+
+GATED_LEVEL = 3
+GATE_WAITING = "gate_waiting"
+LOCK_GRACE_S = 3600  # locks outlive the moved deadline by this much; released at the end anyway
+
+
+def needs_gate(execution: Execution) -> bool:
+    """True if every step of this execution waits for an approver's go."""
+    return execution.approval_level >= GATED_LEVEL
+
+
+def gate_open(session: Session, execution: Execution, step_index: int) -> bool:
+    """True if an eligible approver (not the requester, still approver/admin) gave the go for this step."""
+    rows = session.exec(
+        select(Membership.role)
+        .join(Approval, (Approval.approver_id == Membership.user_id) & (Approval.tenant_id == Membership.tenant_id))  # type: ignore[arg-type]
+        .where(
+            Approval.execution_id == execution.id,
+            Approval.step_index == step_index,
+            Approval.decision == Decision.APPROVED.value,
+            Approval.plan_hash == execution.plan_hash,
+            Approval.approver_id != execution.requested_by,
+        )
+    ).all()
+    return any(Role(role).rank >= Role.APPROVER.rank for role in rows)
+
+
+def waiting_since(session: Session, execution_id: str, step_index: int) -> ExecutionEvent | None:
+    """The ``gate_waiting`` event of this step, if the step has been parked for its gate."""
+    return session.exec(
+        select(ExecutionEvent)
+        .where(
+            ExecutionEvent.execution_id == execution_id,
+            ExecutionEvent.kind == GATE_WAITING,
+            ExecutionEvent.step_index == step_index,
+        )
+        .order_by(col(ExecutionEvent.id).desc())
+    ).first()
+
+
+def open_gate(session: Session, execution: Execution, step_index: int) -> None:
+    """The step got its go: give back the time spent waiting and wake the parked queue row (engine side)."""
+    item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution.id)).first()
+    if item is None or item.step_index != step_index or item.lease_token is not None:
+        return  # not parked at this gate (yet): the claim will find the gate open
+    parked = waiting_since(session, execution.id, step_index)
+    if parked is not None and execution.deadline_at is not None:
+        # The wait was an approval wait, bounded by its own limit: give the execution its time back.
+        execution.deadline_at = execution.deadline_at + (utcnow() - parked.created_at)
+        session.add(execution)
+        locks.extend(session, execution.id, locks.lock_expiry(execution.deadline_at, LOCK_GRACE_S))
+    outbox.release_now(session, execution.id)
+
+
+def park_for_gate(session: Session, item: QueueItem, step_index: int, wait_s: int, *, actor: str) -> None:
+    """Hold the queue row until the gate's deadline and say so in the trail (engine side)."""
+    outbox.hold_until(session, item.id, utcnow() + timedelta(seconds=wait_s))
+    record_event(
+        session,
+        execution_id=item.execution_id,
+        tenant_id=item.tenant_id,
+        kind=GATE_WAITING,
+        actor=actor,
+        step_index=step_index,
+        message=f"step {step_index} waits for an approver's go (up to {wait_s}s)",
+    )

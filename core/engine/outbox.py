@@ -1,0 +1,234 @@
+"""The outbox (DESIGN §3.3): every write of a queue row, and the one path by which the broker hears of it.
+
+A queue row (``execution_queue``) is the durable form of "this execution has a step to run". Every
+function here that makes a row runnable also calls ``send_after_commit``: the ids ride on the session
+and ``core.transactions.session_scope`` hands them to the dispatcher only once the transaction has
+committed, so a message never announces work that could still roll back. A message that is lost (or
+never sent, with no dispatcher registered) is re-sent by the sweeper (``due_redispatch``).
+
+Lease writes (take, renew, hand back) live here too: a lease is a column of the same row.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlmodel import Session
+
+from core.fsm import transition
+from core.ports import AFTER_COMMIT_KEY, get_dispatcher
+from db.clock import utcnow
+from db.enums import ExecutionStatus
+from db.tables import Execution, QueueItem
+
+# The per-step writes go through the table (SQLAlchemy Core), not the ORM: they run for every step,
+# nobody holds these rows as objects in the session, and the ORM's bulk layer doubles their cost.
+QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
+BATCH = 200
+
+
+def send_after_commit(session: Session, execution_ids: list[str], *, delay_s: float = 0.0) -> None:
+    """Have the job runner told about ``execution_ids`` once this session's transaction commits."""
+    session.info.setdefault(AFTER_COMMIT_KEY, []).extend((execution_id, delay_s) for execution_id in execution_ids)
+
+
+def _sent_at() -> datetime | None:
+    # With a dispatcher the message follows the commit; without one, the sweeper's first pass sends it.
+    return utcnow() if get_dispatcher() is not None else None
+
+
+def enqueue(session: Session, execution: Execution, *, actor: str | None, send: bool = True) -> None:
+    """Move an ``approved`` execution to ``queued`` and write its queue row.
+
+    Args:
+        send: announce it to the job runner after commit; False when the caller runs it inline.
+    """
+    transition(
+        session,
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        to=ExecutionStatus.QUEUED,
+        expected=ExecutionStatus.APPROVED,
+        actor=actor,
+        message="queued for a worker",
+    )
+    _insert(session, execution, step_index=0)
+    if send:
+        send_after_commit(session, [execution.id])
+
+
+def requeue(session: Session, execution: Execution, *, step_index: int) -> None:
+    """Write a fresh queue row for an execution sent back from the DLQ, resuming at ``step_index``."""
+    _insert(session, execution, step_index=step_index)
+    send_after_commit(session, [execution.id])
+
+
+def _insert(session: Session, execution: Execution, *, step_index: int) -> None:
+    session.add(
+        QueueItem(
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            sla_class=execution.sla_class,
+            step_index=step_index,
+            dispatched_at=_sent_at(),
+        )
+    )
+    session.flush()
+
+
+def remove(session: Session, execution_id: str) -> None:
+    """Delete the execution's queue row, if any (it ended, or was cancelled before a worker took it)."""
+    session.execute(QUEUE.delete().where(QUEUE.c.execution_id == execution_id))
+
+
+# -- leases ------------------------------------------------------------------------------------------
+
+
+def take_lease(session: Session, item_id: str, *, token: str, worker_id: str, lease_s: int) -> bool:
+    """Compare-and-set a free lease to ``token``: False when someone else holds it (a duplicate message)."""
+    taken = session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.id == item_id, QUEUE.c.lease_token.is_(None))
+        .values(lease_token=token, lease_expires_at=utcnow() + timedelta(seconds=lease_s), claimed_by=worker_id)
+    )
+    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def renew_lease(session: Session, execution_id: str, *, token: str, lease_s: int) -> bool:
+    """Push the lease's expiry if it is still ``token``'s: False when it was lost (reclaimed)."""
+    renewed = session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id, QUEUE.c.lease_token == token)
+        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
+    )
+    return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def hand_back(session: Session, execution_id: str, *, token: str) -> None:
+    """Give the lease back untouched (a shutdown, or a chain that stops) and have a worker take it."""
+    released = session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id, QUEUE.c.lease_token == token)
+        .values(lease_token=None, lease_expires_at=None, claimed_by=None)
+    )
+    if released.rowcount == 1:  # type: ignore[attr-defined]
+        send_after_commit(session, [execution_id])
+
+
+def drop_lease(session: Session, item_id: str) -> None:
+    """Clear the row's lease without announcing it (the caller parks the row or ends the execution)."""
+    session.execute(
+        QUEUE.update().where(QUEUE.c.id == item_id).values(lease_token=None, lease_expires_at=None, claimed_by=None)
+    )
+
+
+def release_worker_leases(session: Session, worker_id: str) -> int:
+    """Expire the leases a stopping worker still holds, so the sweeper reclaims them at once."""
+    result = session.execute(QUEUE.update().where(QUEUE.c.claimed_by == worker_id).values(lease_expires_at=utcnow()))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+# -- moving and parking ------------------------------------------------------------------------------
+
+
+def move_to_step(
+    session: Session, execution_id: str, *, step_index: int, delay_s: float = 0.0, keep_lease: bool = False
+) -> None:
+    """Point the row at ``step_index``, due in ``delay_s``; give the lease back unless we chain into it."""
+    now = utcnow()
+    values: dict[str, Any] = {
+        "step_index": step_index,
+        "available_at": now + timedelta(seconds=delay_s),
+        "dispatched_at": now,
+    }
+    if not keep_lease:
+        values |= {"lease_token": None, "lease_expires_at": None, "claimed_by": None}
+    session.execute(QUEUE.update().where(QUEUE.c.execution_id == execution_id).values(**values))
+    if not keep_lease:
+        send_after_commit(session, [execution_id], delay_s=delay_s)
+
+
+def retry_later(session: Session, execution_id: str, *, available_at: datetime) -> None:
+    """A reclaimed step runs again from ``available_at``; the sweeper's next pass sends its message."""
+    session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id)
+        .values(lease_token=None, lease_expires_at=None, claimed_by=None, available_at=available_at, dispatched_at=None)
+    )
+
+
+def hold_until(session: Session, item_id: str, until: datetime) -> None:
+    """Keep the row from being taken before ``until`` (a level-3 step waiting for its gate)."""
+    session.execute(QUEUE.update().where(QUEUE.c.id == item_id).values(available_at=until))
+
+
+def release_now(session: Session, execution_id: str) -> None:
+    """Make the row runnable at once and announce it (a gate opened, a lock's turn came)."""
+    session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id)
+        .values(available_at=utcnow(), dispatched_at=_sent_at())
+    )
+    send_after_commit(session, [execution_id])
+
+
+def park_for_asset(session: Session, item_id: str, *, asset_id: str, until: datetime) -> datetime:
+    """Put the row in ``asset_id``'s FIFO until ``until``; returns its place (the time it first queued)."""
+    # COALESCE in the database, not the row we read: a duplicate message may have parked us meanwhile,
+    # and a place in line, once given, is kept.
+    since: datetime = session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.id == item_id)
+        .values(
+            waiting_for_asset_id=asset_id,
+            available_at=until,
+            waiting_since=func.coalesce(QUEUE.c.waiting_since, utcnow()),
+        )
+        .returning(QUEUE.c.waiting_since)
+    ).scalar_one()
+    return since
+
+
+def leave_line(session: Session, item_id: str) -> None:
+    """The row got its locks: it waits for no asset any more."""
+    session.execute(QUEUE.update().where(QUEUE.c.id == item_id).values(waiting_for_asset_id=None, waiting_since=None))
+
+
+def first_in_line(
+    session: Session, asset_id: str, *, before: datetime | None = None, other_than: str = ""
+) -> str | None:
+    """The execution waiting longest for ``asset_id`` (optionally: that queued before ``before``)."""
+    query = select(QUEUE.c.execution_id).where(
+        QUEUE.c.waiting_for_asset_id == asset_id, QUEUE.c.execution_id != other_than
+    )
+    if before is not None:
+        query = query.where(QUEUE.c.waiting_since < before)
+    found: str | None = session.execute(query.order_by(QUEUE.c.waiting_since, QUEUE.c.id).limit(1)).scalar()
+    return found
+
+
+# -- the sweeper's side ------------------------------------------------------------------------------
+
+
+def due_redispatch(session: Session, *, older_than_s: float) -> list[str]:
+    """Queued work with no live message for ``older_than_s``: mark it sent, announce it, return its ids."""
+    now = utcnow()
+    ids = list(
+        session.execute(
+            select(QUEUE.c.id, QUEUE.c.execution_id)
+            .where(
+                QUEUE.c.lease_token.is_(None),
+                QUEUE.c.available_at <= now,
+                or_(QUEUE.c.dispatched_at.is_(None), QUEUE.c.dispatched_at < now - timedelta(seconds=older_than_s)),
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+    )
+    if ids:
+        session.execute(QUEUE.update().where(QUEUE.c.id.in_([row.id for row in ids])).values(dispatched_at=now))
+    due = [row.execution_id for row in ids]
+    send_after_commit(session, due)
+    return due

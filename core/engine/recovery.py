@@ -1,0 +1,169 @@
+"""Recovery: what the sweeper does about work nobody is doing (DESIGN §3.3, §3.5, §3.10).
+
+Each function handles one execution in its own transaction and is safe to run in every worker at
+once: rows are picked with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serialises writers anyway)
+and every status change is a compare-and-set.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlmodel import col, select
+
+from core import metrics
+from core.audit import record_event
+from core.engine import locks, outbox
+from core.engine.finish import dead_letter, is_retryable, may_retry, retry_delay_s
+from core.fsm import transition
+from core.policies import get_policy
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import ExecutionStatus as S
+from db.enums import StepStatus
+from db.tables import Execution, ExecutionStep, QueueItem
+
+BATCH = outbox.BATCH
+
+
+def due_redispatch(*, older_than_s: float) -> list[str]:
+    """Queued work with no live message for ``older_than_s``: announce it again (after commit); its ids."""
+    with session_scope() as session:
+        return outbox.due_redispatch(session, older_than_s=older_than_s)
+
+
+def expired_leases() -> list[str]:
+    """Ids of executions whose step lease has expired (their worker died or hung)."""
+    with session_scope() as session:
+        return list(
+            session.exec(
+                select(QueueItem.execution_id)
+                .where(col(QueueItem.lease_token).is_not(None), col(QueueItem.lease_expires_at) < utcnow())
+                .limit(BATCH)
+            ).all()
+        )
+
+
+def reclaim_lease(execution_id: str) -> str | None:
+    """Take back an expired lease. A read (or idempotent) step is retried, counting the attempt; a
+    modify/deploy step's outcome is unknown: it is not run again, and the execution goes to the DLQ.
+
+    Returns what happened ("retry", "unknown", "exhausted") or None if someone else got there first.
+    """
+    with session_scope() as session:
+        now = utcnow()
+        item = session.exec(
+            select(QueueItem)
+            .where(QueueItem.execution_id == execution_id, col(QueueItem.lease_expires_at) < now)
+            .with_for_update(skip_locked=True)
+        ).first()
+        if item is None or item.lease_token is None:
+            return None
+        execution = session.get(Execution, execution_id)
+        step = session.exec(
+            select(ExecutionStep).where(
+                ExecutionStep.execution_id == execution_id, ExecutionStep.step_index == item.step_index
+            )
+        ).one()
+        assert execution is not None
+        lost_by = item.claimed_by
+        retryable = is_retryable(step.action_class, step.action)
+        max_attempts = get_policy(session, execution.sla_class, step.action_class).max_attempts
+        message = f"lease of {lost_by} expired during {step.name} (attempt {step.attempts})"
+        record_event(
+            session,
+            execution_id=execution_id,
+            tenant_id=execution.tenant_id,
+            kind="lease_expired",
+            actor="sweeper",
+            step_index=step.step_index,
+            message=message,
+        )
+        step.finished_at = now
+        if may_retry(retryable=retryable, attempts=step.attempts, max_attempts=max_attempts):
+            step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
+            session.add(step)
+            later = now + timedelta(seconds=retry_delay_s(step.attempts))
+            outbox.retry_later(session, execution_id, available_at=later)
+            metrics.LEASE_EXPIRATIONS.labels("retry").inc()
+            return "retry"
+        if retryable:
+            outcome, reason = "exhausted", "retries_exhausted"
+            step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
+        else:
+            outcome, reason = "unknown", "unknown_outcome"
+            step.status = StepStatus.UNKNOWN.value
+            step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
+        session.add(step)
+        dead_letter(
+            session,
+            execution,
+            S.FAILED,
+            actor="sweeper",
+            reason=reason,
+            message=f"{message}: {step.error}",
+            step_index=step.step_index,
+            attempts=step.attempts,
+        )
+        metrics.LEASE_EXPIRATIONS.labels(outcome).inc()
+        return outcome
+
+
+def expire_approvals() -> int:
+    """Pending executions whose approval window has passed become ``expired``. Returns how many."""
+    count = 0
+    with session_scope() as session:
+        rows = session.exec(
+            select(Execution)
+            .where(Execution.status == S.PENDING_APPROVAL.value, col(Execution.approval_expires_at) < utcnow())
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for execution in rows:
+            transition(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                to=S.EXPIRED,
+                expected=S.PENDING_APPROVAL,
+                actor="sweeper",
+                message="approval window passed",
+            )
+            count += 1
+    return count
+
+
+def time_out_idle_executions() -> int:
+    """Running executions past their deadline that no worker holds (between steps, in backoff) end
+    ``timeout`` with a DLQ entry. Held ones are stopped by their own worker's watcher."""
+    count = 0
+    with session_scope() as session:
+        rows = session.exec(
+            select(Execution)
+            .join(QueueItem, QueueItem.execution_id == Execution.id)  # type: ignore[arg-type]
+            .where(
+                Execution.status == S.RUNNING.value,
+                col(Execution.deadline_at) < utcnow(),
+                col(QueueItem.lease_token).is_(None),
+            )
+            .limit(BATCH)
+            .with_for_update(skip_locked=True)
+        ).all()
+        for execution in rows:
+            dead_letter(
+                session, execution, S.TIMEOUT, actor="sweeper", reason="execution_timeout", message="execution timeout"
+            )
+            count += 1
+    return count
+
+
+def release_worker_leases(worker_id: str) -> int:
+    """Free the leases a stopping worker still holds on steps that had not started (graceful shutdown)."""
+    with session_scope() as session:
+        return outbox.release_worker_leases(session, worker_id)
+
+
+def reap_locks() -> int:
+    """Delete expired asset locks (their holder died or hung) and wake the next waiter of each asset."""
+    with session_scope() as session:
+        return locks.reap_expired(session)

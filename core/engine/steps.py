@@ -1,0 +1,241 @@
+"""One step's state machine: claim, run, persist (DESIGN §3.2-3.5, §6, §7).
+
+``process(execution_id)`` is what a worker does with a message (which carries the id only):
+
+1. **claim** (one transaction): take the queue row's lease with a compare-and-set; a duplicate, late or
+   early message finds no free lease and is a no-op. Start the execution on its first step (locks,
+   deadline from the policy), re-check the plan hash, the approvals and the requester's permission,
+   mark the step ``running`` and count the attempt. Secrets are resolved here, in memory only, into a
+   per-step masker. The result is an immutable ``StepPlan`` (core/engine/claim.py).
+2. **run** the action with a watcher (core/engine/watch.py).
+3. **persist** (one transaction): only while the lease is still ours (a stale result is refused and
+   audited). Decide the next state: next step (announced after commit), retry with backoff (the rule of
+   core/engine/finish.py), or the end: completed, partial, failed, cancelled, timeout, with a DLQ entry
+   for failed and timed-out work.
+
+Crashed workers are handled by core/engine/recovery.py (the sweeper), which shares core/engine/finish.py.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlmodel import Session, select
+
+from core import metrics
+from core.actions.context import ActionResult
+from core.engine import claim, locks, outbox, workers
+from core.engine.claim import StepPlan, StopReason
+from core.engine.finish import DlqNote, dead_letter, finish_execution, may_retry, retry_delay_s
+from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
+from core.logs import current_trace_id, log_context
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import ExecutionStatus as S
+from db.enums import StepStatus
+from db.settings import get_settings
+from db.tables import Execution, ExecutionStep, new_id
+
+__all__ = ["Outcome", "process", "request_shutdown", "reset_shutdown", "run_inline", "worker_identity"]
+
+_STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+
+
+class Outcome(StrEnum):
+    """What ``process`` did with a message."""
+
+    NOOP = "noop"  # nothing to do: duplicate, late, early, or already ended
+    ADVANCED = "advanced"  # a step finished and the next one was queued
+    RETRY = "retry"  # the step failed and will be retried after a backoff
+    RELEASED = "released"  # the worker is shutting down; the step was handed back untouched
+    FINISHED = "finished"  # the execution ended
+    STALE = "stale"  # the lease was lost while the step ran; its result was refused
+
+
+@dataclass(frozen=True)
+class Persisted:
+    """What persisting a step decided, and the next step when the worker chains straight into it."""
+
+    outcome: Outcome
+    chained: StepPlan | None = None
+
+
+def worker_identity(kind: str = "inline") -> str:
+    """An id naming this process: kind, host and pid, plus a random suffix so restarts differ."""
+    return f"{kind}:{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
+
+
+def process(execution_id: str, *, worker_id: str) -> Outcome:
+    """Run the next step of ``execution_id`` if its lease is free; see the module docstring.
+
+    With ``OPSC_CHAIN_STEPS`` (the default) a worker that completes a step keeps the lease and claims the
+    next one in the same transaction, so a plan's steps run back to back without a broker round trip;
+    the queue row stays the outbox, and a message is sent only when the chain breaks.
+    """
+    # Every log record of this call carries the execution, worker and trace (the message's id, bound by
+    # the worker middleware, or a fresh one); each claimed step adds its index, tenant and requester.
+    with log_context(execution_id=execution_id, worker=worker_id, trace_id=current_trace_id()):
+        plan = claim.claim_step(execution_id, worker_id)
+        outcome = Outcome.NOOP
+        while plan is not None:
+            try:
+                with log_context(step=plan.step_index, tenant=plan.tenant_id, actor=plan.requested_by):
+                    persisted = _persist(plan, run_step(plan))
+            finally:
+                plan.masker.close()  # the step is over: its secret values leave memory with it
+            outcome, plan = persisted.outcome, persisted.chained
+        return outcome
+
+
+def run_inline(execution_id: str, *, max_steps: int = 1000) -> Outcome:
+    """Run an execution to its end in the calling thread (immediate mode), through the same code.
+
+    Stops at the first step it cannot run at once (a retry backoff, a lease held elsewhere) and hands
+    the execution to the background workers instead.
+    """
+    worker_id = worker_identity("inline")
+    outcome = Outcome.NOOP
+    for _ in range(max_steps):
+        outcome = process(execution_id, worker_id=worker_id)
+        if outcome is not Outcome.ADVANCED:
+            break
+    if outcome is Outcome.NOOP:
+        with session_scope() as session:  # could not start here: the background takes it
+            outbox.send_after_commit(session, [execution_id])
+    return outcome
+
+
+# -- persist -----------------------------------------------------------------------------------------
+
+
+def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
+    """Store the step's result and decide what comes next, in one transaction, if the lease is still ours."""
+    error = plan.masker.mask(ran.result.error)
+    with session_scope() as session:
+        now = utcnow()
+        if not outbox.renew_lease(session, plan.execution_id, token=plan.token, lease_s=plan.lease_s):
+            claim.step_event(
+                session,
+                plan,
+                "stale_result",
+                "lease lost while the step ran; this worker's result was refused",
+                data={"ok": ran.result.ok, "error": error},
+            )
+            return Persisted(Outcome.STALE)
+        if plan.watch.reported_position:
+            workers.report_position(session, plan.worker_id, None, None)
+        if plan.refusal is None and not plan.cancelled and locks.held(session, plan.execution_id) != plan.lock_tokens:
+            return Persisted(_refuse_fenced(session, plan))
+        done = {"output": ran.output or None, "error": error, "finished_at": now}
+        if ran.result.ok:
+            claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
+            return _completed(session, plan)
+        if ran.reason is StopReason.SHUTDOWN:
+            claim.update_step(
+                session, plan, status=StepStatus.PENDING.value, attempts=plan.attempts - 1, finished_at=None
+            )
+            claim.step_event(session, plan, "step_released", "worker shutting down; step handed back")
+            outbox.hand_back(session, plan.execution_id, token=plan.token)
+            return Persisted(Outcome.RELEASED)
+        execution = session.get(Execution, plan.execution_id)
+        assert execution is not None
+        if ran.reason is StopReason.CANCEL:
+            claim.update_step(session, plan, status=StepStatus.CANCELLED.value, **done)
+            finish_execution(session, execution, S.CANCELLED, actor=plan.worker_id, message="cancelled")
+            return Persisted(Outcome.FINISHED)
+        if ran.reason is StopReason.EXECUTION_TIMEOUT:
+            claim.update_step(session, plan, status=StepStatus.TIMEOUT.value, **done)
+            note = DlqNote("execution_timeout", plan.step_index, plan.attempts, error or "execution timeout")
+            finish_execution(session, execution, S.TIMEOUT, actor=plan.worker_id, message="execution timeout", dlq=note)
+            return Persisted(Outcome.FINISHED)
+        return _failed(session, plan, execution, ran.result, error, now, done)
+
+
+def _completed(session: Session, plan: StepPlan) -> Persisted:
+    """A step succeeded: the next step (chained into at once when allowed) or the end of the execution."""
+    chain = get_settings().chain_steps and not plan.gated and not shutting_down()
+    outcome = _advance(session, plan, keep_lease=chain)
+    if outcome is Outcome.ADVANCED and chain:
+        chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan)
+        if chained is not None:
+            return Persisted(outcome, chained)
+        outbox.hand_back(session, plan.execution_id, token=plan.token)
+    return Persisted(outcome)
+
+
+def _failed(
+    session: Session,
+    plan: StepPlan,
+    execution: Execution,
+    result: ActionResult,
+    error: str | None,
+    now: datetime,
+    done: dict[str, Any],
+) -> Persisted:
+    """A step failed: retry it after a backoff (§3.5), go on (``continue_on_error``), or end ``failed``."""
+    status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
+    retry = may_retry(retryable=plan.retryable, attempts=plan.attempts, max_attempts=plan.max_attempts)
+    if plan.refusal is None and retry:
+        delay_s = retry_delay_s(plan.attempts)
+        claim.update_step(session, plan, status=StepStatus.PENDING.value, **done)
+        claim.step_event(session, plan, "step_retry", f"{status}: {error}; retry in {delay_s:.2f}s")
+        metrics.STEP_RETRIES.labels(plan.action_class).inc()
+        outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index, delay_s=delay_s)
+        return Persisted(Outcome.RETRY)
+    claim.update_step(session, plan, status=status, **done)
+    claim.step_event(session, plan, "step_failed", f"{status}: {error}")
+    if plan.continue_on_error and plan.refusal is None:
+        return Persisted(_advance(session, plan))
+    why = "permission_denied" if plan.refusal else ("retries_exhausted" if plan.retryable else "step_failed")
+    finish_execution(
+        session,
+        execution,
+        S.FAILED,
+        actor=plan.worker_id,
+        message=f"step {plan.step_name} {status}",
+        error=f"step {plan.step_index} ({plan.step_name}): {error}",
+        dlq=DlqNote(why, plan.step_index, plan.attempts, error),
+    )
+    return Persisted(Outcome.FINISHED)
+
+
+def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
+    """The locks changed hands while the step ran: refuse its result, record it, send it to the DLQ."""
+    message = "fencing token changed while the step ran: its result was refused"
+    claim.update_step(session, plan, status=StepStatus.UNKNOWN.value, error=message, finished_at=utcnow())
+    claim.step_event(session, plan, "fencing_refused", message)
+    execution = session.get(Execution, plan.execution_id)
+    assert execution is not None
+    dead_letter(
+        session,
+        execution,
+        S.FAILED,
+        actor=plan.worker_id,
+        reason="lock_lost",
+        message=message,
+        step_index=plan.step_index,
+        attempts=plan.attempts,
+    )
+    return Outcome.FINISHED
+
+
+def _advance(session: Session, plan: StepPlan, *, keep_lease: bool = False) -> Outcome:
+    claim.step_event(session, plan, "step_finished", f"{plan.step_name}: done")
+    if plan.step_index + 1 < plan.step_count:
+        outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index + 1, keep_lease=keep_lease)
+        return Outcome.ADVANCED
+    unfinished = session.exec(
+        select(ExecutionStep.id).where(
+            ExecutionStep.execution_id == plan.execution_id, ExecutionStep.status != StepStatus.COMPLETED.value
+        )
+    ).first()
+    final = S.PARTIAL if unfinished else S.COMPLETED
+    execution = session.get(Execution, plan.execution_id)
+    assert execution is not None
+    finish_execution(session, execution, final, actor=plan.worker_id, message=final.value)
+    return Outcome.FINISHED

@@ -1,0 +1,49 @@
+"""The sweeper: one pass over everything time-bound (DESIGN §3.3). Every worker runs it periodically.
+
+Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ), then
+timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
+restarted, a crash between commit and send). Expired asset locks are reaped and handed on.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+from core.engine import recovery
+from db.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    """What one pass did."""
+
+    reclaimed: int = 0
+    expired_approvals: int = 0
+    timed_out: int = 0
+    redispatched: int = 0
+    reaped_locks: int = 0
+
+    def __bool__(self) -> bool:
+        return any((self.reclaimed, self.expired_approvals, self.timed_out, self.redispatched, self.reaped_locks))
+
+
+def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
+    """Run one pass. Safe to call from many workers at once."""
+    settings = get_settings()
+    report = SweepReport()
+    for execution_id in recovery.expired_leases():
+        if recovery.reclaim_lease(execution_id) is not None:
+            report.reclaimed += 1
+    report.timed_out = recovery.time_out_idle_executions()
+    report.expired_approvals = recovery.expire_approvals()
+    report.reaped_locks = recovery.reap_locks()
+    ids = recovery.due_redispatch(
+        older_than_s=settings.redispatch_after_s if redispatch_after_s is None else redispatch_after_s
+    )
+    report.redispatched = len(ids)
+    if report:
+        log.info("sweep: %s", report)
+    return report

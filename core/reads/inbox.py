@@ -1,0 +1,168 @@
+"""The approval inbox (the console's Approvals page): what waits for one approver's decision.
+
+Pending plans the approver may decide, and level-3 step gates parked for a go, soonest deadline first;
+never the approver's own requests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import or_
+from sqlmodel import Session, col, select
+
+from core.engine.gates import GATE_WAITING, GATED_LEVEL
+from core.errors import InvalidInput
+from core.identity import rbac
+from core.identity.rbac import Permission
+from core.plans import APPROVALS_REQUIRED
+from core.schemas import InboxItem, Principal
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import Decision, ExecutionStatus, StepStatus
+from db.tables import Approval, Execution, ExecutionEvent, ExecutionStep, QueueItem, User
+
+INBOX_MAX = 500
+
+
+def approval_inbox(principal: Principal, *, limit: int = 100) -> list[InboxItem]:
+    """What waits for the principal's decision: pending plans and parked level-3 step gates, soonest deadline first.
+
+    Never the principal's own executions (nobody approves their own request), nor what they already decided;
+    plans whose approval window has passed are left out (the sweeper expires them). Each item carries what the
+    inbox shows: plan name, risk (action class, approval level, SLA class), plan hash, requester, who already
+    approved, and the deadline. Indexed: (tenant, status, created) on executions; gates start from the tenant's
+    queue rows, which exist only for active executions.
+
+    Args:
+        limit: at most this many items, 1-500.
+
+    Raises:
+        InvalidInput: a bad limit. PermissionDenied: not an approver (or admin) in the tenant.
+    """
+    if not 1 <= limit <= INBOX_MAX:
+        raise InvalidInput(f"must be between 1 and {INBOX_MAX}", path="limit")
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.APPROVE)
+        plans = _pending_plans(session, principal, limit)
+        gates = _waiting_gates(session, principal, limit)
+        approvers = _approvers(session, [e for e, _u in plans] + [e for e, _u, _s, _d in gates])
+        items = [_item(e, requester, approvers.get(e.id, [])) for e, requester in plans] + [
+            _item(e, requester, approvers.get(e.id, []), step=step, deadline=deadline)
+            for e, requester, step, deadline in gates
+        ]
+    far = datetime.max.replace(tzinfo=UTC)
+    items.sort(key=lambda i: (i.approval_expires_at or far, i.created_at))
+    return items[:limit]
+
+
+def _pending_plans(session: Session, principal: Principal, limit: int) -> list[tuple[Execution, str]]:
+    decided = select(Approval.id).where(
+        Approval.execution_id == Execution.id,
+        Approval.approver_id == principal.user_id,
+        col(Approval.step_index).is_(None),
+    )
+    rows = session.exec(
+        select(Execution, User.username)
+        .join(User, User.id == Execution.requested_by)  # type: ignore[arg-type]
+        .where(
+            Execution.tenant_id == principal.tenant_id,
+            Execution.status == ExecutionStatus.PENDING_APPROVAL.value,
+            Execution.requested_by != principal.user_id,
+            or_(col(Execution.approval_expires_at).is_(None), col(Execution.approval_expires_at) > utcnow()),
+            ~decided.exists(),
+        )
+        .order_by(col(Execution.approval_expires_at).nulls_last(), col(Execution.created_at))
+        .limit(limit)
+    ).all()
+    return [(e, username) for e, username in rows]
+
+
+def _waiting_gates(
+    session: Session, principal: Principal, limit: int
+) -> list[tuple[Execution, str, ExecutionStep, datetime]]:
+    """Level-3 executions parked before a step for want of a go (core/engine/gates.py), not the principal's own."""
+    parked = select(ExecutionEvent.id).where(
+        ExecutionEvent.execution_id == QueueItem.execution_id,
+        ExecutionEvent.kind == GATE_WAITING,
+        ExecutionEvent.step_index == QueueItem.step_index,
+    )
+    opened = select(Approval.id).where(
+        Approval.execution_id == QueueItem.execution_id,
+        Approval.step_index == QueueItem.step_index,
+        Approval.decision == Decision.APPROVED.value,
+        Approval.plan_hash == Execution.plan_hash,
+    )
+    rows = session.exec(
+        select(Execution, User.username, ExecutionStep, QueueItem.available_at)
+        .join(Execution, Execution.id == QueueItem.execution_id)  # type: ignore[arg-type]
+        .join(User, User.id == Execution.requested_by)  # type: ignore[arg-type]
+        .join(
+            ExecutionStep,
+            (ExecutionStep.execution_id == QueueItem.execution_id) & (ExecutionStep.step_index == QueueItem.step_index),  # type: ignore[arg-type]
+        )
+        .where(
+            QueueItem.tenant_id == principal.tenant_id,
+            col(QueueItem.lease_token).is_(None),
+            col(Execution.approval_level) >= GATED_LEVEL,
+            col(Execution.status).in_([ExecutionStatus.QUEUED.value, ExecutionStatus.RUNNING.value]),
+            Execution.requested_by != principal.user_id,
+            ExecutionStep.status == StepStatus.PENDING.value,
+            parked.exists(),
+            ~opened.exists(),
+        )
+        .order_by(col(QueueItem.available_at))
+        .limit(limit)
+    ).all()
+    return [(e, username, step, deadline) for e, username, step, deadline in rows]
+
+
+def _approvers(session: Session, executions: list[Execution]) -> dict[str, list[str]]:
+    """Usernames whose plan approval (for the current hash) each execution already has, in order."""
+    if not executions:
+        return {}
+    hashes = {e.id: e.plan_hash for e in executions}
+    rows = session.exec(
+        select(Approval.execution_id, Approval.plan_hash, User.username)
+        .join(User, User.id == Approval.approver_id)  # type: ignore[arg-type]
+        .where(
+            col(Approval.execution_id).in_(list(hashes)),
+            col(Approval.step_index).is_(None),
+            Approval.decision == Decision.APPROVED.value,
+        )
+        .order_by(col(Approval.created_at))
+    ).all()
+    found: dict[str, list[str]] = {}
+    for execution_id, approved_hash, username in rows:
+        if approved_hash == hashes[execution_id]:
+            found.setdefault(execution_id, []).append(username)
+    return found
+
+
+def _item(
+    execution: Execution,
+    requester: str,
+    approved_by: list[str],
+    *,
+    step: ExecutionStep | None = None,
+    deadline: datetime | None = None,
+) -> InboxItem:
+    return InboxItem(
+        kind="plan" if step is None else "gate",
+        execution_id=execution.id,
+        name=execution.name,
+        requested_by=requester,
+        action_class=execution.action_class,
+        approval_level=execution.approval_level,
+        sla_class=execution.sla_class,
+        run_mode=execution.run_mode,
+        plan_hash=execution.plan_hash,
+        approvals_required=APPROVALS_REQUIRED[execution.approval_level],
+        approved_by=approved_by,
+        created_at=execution.created_at,
+        approval_expires_at=execution.approval_expires_at if step is None else deadline,
+        step_index=None if step is None else step.step_index,
+        step_name=None if step is None else step.name,
+        step_target=None if step is None else step.target_name,
+        step_action_class=None if step is None else step.action_class,
+    )

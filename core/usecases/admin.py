@@ -1,0 +1,177 @@
+"""Admin use cases: users and roles, assets, secrets, timeout policies, tenant mode.
+
+Each checks the principal's current role first. Reading lists needs ``viewer``; changing needs ``admin``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from core import policies
+from core.admin_audit import record_admin_event
+from core.engine import locks
+from core.errors import InvalidInput
+from core.identity import members, rbac, tenants
+from core.identity.rbac import Permission
+from core.inventory import assets
+from core.policies import PolicyValues
+from core.safety import secret_store
+from core.schemas import AssetView, LockView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
+from core.transactions import session_scope
+from db.enums import ActionClass, Connection, OverLevelBehaviour, Role, SlaClass, TenantMode
+
+
+def list_members(principal: Principal) -> list[MemberView]:
+    """The tenant's users and roles."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return members.list_members(session, principal.tenant_id)
+
+
+def set_member(
+    principal: Principal, username: str, role: Role, *, max_action_class: ActionClass | None = None
+) -> MemberView:
+    """Create the user if needed and give them ``role`` in the principal's tenant (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        user = members.ensure_user(session, username)
+        members.set_membership(session, principal.tenant_id, user, role, max_action_class=max_action_class)
+        limit = max_action_class.value if max_action_class else None
+        record_admin_event(session, principal, "member_set", username, {"role": role.value, "max_action_class": limit})
+        return next(m for m in members.list_members(session, principal.tenant_id) if m.username == username)
+
+
+def remove_member(principal: Principal, username: str) -> None:
+    """Take away a user's role in the principal's tenant (admin; not your own)."""
+    if username == principal.username:
+        raise InvalidInput("you cannot remove your own role", path="username")
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        members.remove_membership(session, principal.tenant_id, username)
+        record_admin_event(session, principal, "member_removed", username)
+
+
+def list_assets(principal: Principal) -> list[AssetView]:
+    """The tenant's inventory."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return assets.list_assets(session, principal.tenant_id)
+
+
+def add_asset(
+    principal: Principal,
+    name: str,
+    connection: Connection,
+    *,
+    host: str | None = None,
+    port: int | None = None,
+    base_url: str | None = None,
+    tags: Iterable[str] = (),
+    credential_ref: str | None = None,
+    known_host_key: str | None = None,
+) -> AssetView:
+    """Add an asset to the tenant's inventory (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        view = assets.add_asset(
+            session,
+            principal.tenant_id,
+            name=name,
+            connection=connection,
+            host=host,
+            port=port,
+            base_url=base_url,
+            tags=tags,
+            credential_ref=credential_ref,
+            known_host_key=known_host_key,
+        )
+        record_admin_event(session, principal, "asset_added", name, {"connection": connection.value})
+        return view
+
+
+def remove_asset(principal: Principal, name: str) -> None:
+    """Remove an unused asset (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        assets.remove_asset(session, principal.tenant_id, name)
+        record_admin_event(session, principal, "asset_removed", name)
+
+
+def list_secrets(principal: Principal) -> list[SecretInfo]:
+    """Secret names and versions (admin; values are never shown)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        return secret_store.list_secrets(session, principal.tenant_id)
+
+
+def set_secret(principal: Principal, name: str, value: str) -> SecretInfo:
+    """Create or rotate a secret (admin). The value is encrypted before it is stored."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        info = secret_store.set_secret(session, principal.tenant_id, name, value, actor_id=principal.user_id)
+        record_admin_event(session, principal, "secret_set", name, {"version": info.version})  # never the value
+        return info
+
+
+def delete_secret(principal: Principal, name: str) -> None:
+    """Delete a secret (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        secret_store.delete_secret(session, principal.tenant_id, name)
+        record_admin_event(session, principal, "secret_deleted", name)
+
+
+def list_policies(principal: Principal) -> list[PolicyView]:
+    """The timeout policy matrix."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return policies.list_policies(session)
+
+
+def update_policy(
+    principal: Principal, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues
+) -> PolicyView:
+    """Change one row of the timeout policy matrix (admin; validated)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        view = policies.update_policy(session, sla_class, action_class, values, actor_id=principal.user_id)
+        record_admin_event(session, principal, "policy_updated", f"{sla_class.value}/{action_class.value}",
+                           values._asdict())  # fmt: skip
+        return view
+
+
+def get_tenant_settings(principal: Principal) -> TenantSettingsView:
+    """The tenant's execution mode."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+
+
+def set_tenant_mode(
+    principal: Principal,
+    mode: TenantMode,
+    *,
+    max_live_level: int | None = None,
+    over_level: OverLevelBehaviour | None = None,
+) -> TenantSettingsView:
+    """Switch the tenant's execution mode (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        tenants.set_mode(
+            session,
+            principal.tenant_id,
+            mode,
+            max_live_level=max_live_level,
+            over_level=over_level,
+            actor_id=principal.user_id,
+        )
+        view = tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
+        record_admin_event(session, principal, "tenant_mode", principal.tenant, view.model_dump(exclude={"tenant"}))
+        return view
+
+
+def list_locks(principal: Principal) -> list[LockView]:
+    """Who holds which asset lock since when, and how many executions wait for it."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        return locks.list_locks(session, principal.tenant_id)

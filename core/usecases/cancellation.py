@@ -1,0 +1,73 @@
+"""Cancellation (DESIGN §7): immediate before a worker has it, a request the worker honours after.
+
+Operators cancel their own executions; admins any. Cancelling twice is a no-op.
+"""
+
+from __future__ import annotations
+
+from core.audit import clean_comment, record_event
+from core.engine import outbox
+from core.errors import InvalidTransition, PermissionDenied
+from core.fsm import transition
+from core.identity import rbac
+from core.identity.rbac import Permission
+from core.reads.executions import build_view, load_execution
+from core.schemas import ExecutionView, Principal
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import ExecutionStatus as S
+from db.enums import Role
+
+CANCEL_AT_ONCE = frozenset({S.PENDING_APPROVAL, S.APPROVED, S.QUEUED})
+
+def cancel(principal: Principal, execution_id: str, *, reason: str | None = None) -> ExecutionView:
+    """Cancel an execution, or ask its worker to stop it if it is running.
+
+    Raises:
+        PermissionDenied: not the requester (and not an admin), or no operator role.
+        InvalidTransition: it already ended otherwise (completed, failed, ...).
+        NotFound: no such execution in this tenant.
+    """
+    reason = clean_comment(reason)
+    with session_scope() as session:
+        execution = load_execution(session, principal.tenant_id, execution_id)
+        role = rbac.require(session, principal, Permission.CANCEL_OWN)
+        if execution.requested_by != principal.user_id and role is not Role.ADMIN:
+            raise PermissionDenied(f"{principal.username} may cancel only their own executions")
+        status = S(execution.status)
+        if status is S.CANCELLED or (status is S.RUNNING and execution.cancel_requested_at is not None):
+            return build_view(session, execution)  # cancelling twice is a no-op
+        if status in CANCEL_AT_ONCE:
+            transition(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                to=S.CANCELLED,
+                expected=status,
+                actor=principal.username,
+                message=reason or "cancelled",
+                values={
+                    "cancel_requested_at": utcnow(),
+                    "cancel_requested_by": principal.user_id,
+                    "cancel_reason": reason,
+                },
+            )
+            outbox.remove(session, execution.id)
+        elif status is S.RUNNING:
+            execution.cancel_requested_at = utcnow()
+            execution.cancel_requested_by = principal.user_id
+            execution.cancel_reason = reason
+            session.add(execution)
+            record_event(
+                session,
+                execution_id=execution.id,
+                tenant_id=execution.tenant_id,
+                kind="cancel_requested",
+                actor=principal.username,
+                message=reason or "cancel requested",
+            )
+        else:
+            raise InvalidTransition(execution.id, status, S.CANCELLED)
+        session.flush()
+        session.refresh(execution)
+        return build_view(session, execution)

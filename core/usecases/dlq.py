@@ -1,0 +1,154 @@
+"""The dead-letter queue: failed and timed-out work waiting for an operator's decision.
+
+Requeue resumes at the step that failed (completed steps never run again, DESIGN §3.4), as a new
+attempt of the execution, after re-verifying the plan hash and the approvals. Discard closes the entry.
+Requeue needs ``admin``, or ``operator`` for their own execution; discard needs ``admin``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from core.approval_rules import approvals_satisfied
+from core.audit import clean_comment
+from core.engine import outbox
+from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SafetyRefused
+from core.fsm import transition
+from core.identity import rbac
+from core.identity.rbac import Permission
+from core.plans import plan_hash
+from core.reads.executions import build_view
+from core.schemas import DlqView, ExecutionView, Principal
+from core.transactions import session_scope
+from db.clock import utcnow
+from db.enums import DlqResolution, ExecutionStatus, Role, StepStatus
+from db.tables import DlqEntry, Execution, ExecutionStep, User
+
+
+def list_dlq(
+    principal: Principal, *, include_resolved: bool = False, limit: int = 100, offset: int = 0
+) -> list[DlqView]:
+    """The tenant's DLQ entries, newest first (open ones only unless asked)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.READ)
+        query = (
+            select(DlqEntry, Execution, User.username)
+            .join(Execution, Execution.id == DlqEntry.execution_id)  # type: ignore[arg-type]
+            .join(User, User.id == Execution.requested_by)  # type: ignore[arg-type]
+            .where(DlqEntry.tenant_id == principal.tenant_id)
+        )
+        if not include_resolved:
+            query = query.where(col(DlqEntry.resolved_at).is_(None))
+        rows = session.exec(query.order_by(col(DlqEntry.created_at).desc()).offset(offset).limit(min(limit, 500))).all()
+        return [
+            DlqView(
+                id=d.id,
+                execution_id=e.id,
+                execution_name=e.name,
+                requested_by=username,
+                status=e.status,
+                reason=d.reason,
+                step_index=d.step_index,
+                attempts=d.attempts,
+                last_error=d.last_error,
+                created_at=d.created_at,
+                resolved_at=d.resolved_at,
+                resolution=d.resolution,
+                comment=d.comment,
+            )
+            for d, e, username in rows
+        ]
+
+
+def requeue(principal: Principal, execution_id: str, *, comment: str | None = None) -> ExecutionView:
+    """Send a DLQ'd execution back to the queue, resuming at its first unfinished step.
+
+    Raises:
+        NotFound: no open DLQ entry for it in this tenant. PermissionDenied: not admin nor its operator.
+        SafetyRefused: the plan hash or the approvals no longer hold (a new submission is needed).
+    """
+    with session_scope() as session:
+        entry, execution = _open_entry(session, principal, execution_id)
+        role = rbac.require(session, principal, Permission.CANCEL_OWN)
+        if role is not Role.ADMIN and execution.requested_by != principal.user_id:
+            raise PermissionDenied(f"{principal.username} may requeue only their own executions")
+        if plan_hash(execution.plan_json) != execution.plan_hash:
+            raise SafetyRefused("plan_hash_mismatch", "the stored plan does not match its approved hash")
+        if not approvals_satisfied(session, execution):
+            raise SafetyRefused(
+                "approval_invalid", "its approvals no longer hold: submit the plan again for a new approval"
+            )
+        resume_at = _first_unfinished(session, execution_id)
+        transition(
+            session,
+            execution_id=execution.id,
+            tenant_id=execution.tenant_id,
+            to=ExecutionStatus.QUEUED,
+            expected=ExecutionStatus(execution.status),
+            actor=principal.username,
+            message=f"requeued from the DLQ at step {resume_at}" + (f": {comment}" if comment else ""),
+            values={
+                "attempt": execution.attempt + 1,
+                "error": None,
+                "finished_at": None,
+                "deadline_at": None,
+                "started_at": None,
+                "cancel_requested_at": None,
+            },
+        )
+        session.execute(
+            update(ExecutionStep)
+            .where(col(ExecutionStep.execution_id) == execution_id, col(ExecutionStep.step_index) >= resume_at)
+            .values(status=StepStatus.PENDING.value, attempts=0, started_at=None, finished_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        outbox.requeue(session, execution, step_index=resume_at)
+        _resolve(entry, DlqResolution.REQUEUED, principal, comment)
+        session.add(entry)
+        session.flush()
+        view = build_view(session, execution)
+    return view
+
+
+def discard(principal: Principal, execution_id: str, *, comment: str) -> None:
+    """Close the execution's DLQ entry without running it again (admin; a comment is required)."""
+    if not comment.strip():
+        raise InvalidInput("a comment is required to discard", path="comment")
+    with session_scope() as session:
+        entry, _execution = _open_entry(session, principal, execution_id)
+        rbac.require(session, principal, Permission.ADMIN)
+        _resolve(entry, DlqResolution.DISCARDED, principal, comment)
+        session.add(entry)
+
+
+def _open_entry(session: Session, principal: Principal, execution_id: str) -> tuple[DlqEntry, Execution]:
+    row = session.exec(
+        select(DlqEntry, Execution)
+        .join(Execution, Execution.id == DlqEntry.execution_id)  # type: ignore[arg-type]
+        .where(
+            DlqEntry.tenant_id == principal.tenant_id,
+            DlqEntry.execution_id == execution_id,
+            col(DlqEntry.resolved_at).is_(None),
+        )
+    ).first()
+    if row is None:
+        raise NotFound("DLQ entry for execution", execution_id)
+    if row[1].status not in {ExecutionStatus.FAILED, ExecutionStatus.TIMEOUT}:
+        raise Conflict(f"execution {execution_id} is {row[1].status}; only failed or timed-out work can leave the DLQ")
+    return row[0], row[1]
+
+
+def _first_unfinished(session: Session, execution_id: str) -> int:
+    steps = session.exec(
+        select(ExecutionStep).where(ExecutionStep.execution_id == execution_id).order_by(col(ExecutionStep.step_index))
+    ).all()
+    for step in steps:
+        if step.status != StepStatus.COMPLETED.value:
+            return step.step_index
+    return len(steps) - 1
+
+
+def _resolve(entry: DlqEntry, resolution: DlqResolution, principal: Principal, comment: str | None) -> None:
+    entry.resolved_at, entry.resolution = utcnow(), resolution.value
+    entry.resolved_by, entry.comment = principal.user_id, clean_comment(comment)

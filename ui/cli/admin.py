@@ -1,0 +1,239 @@
+"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant mode``, ``policies``.
+
+Reading lists needs a role in the tenant; changing anything needs ``admin`` (core checks, we only ask).
+Secret values are read from stdin only and are never printed, echoed or logged.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core import (
+    ActionClass,
+    Connection,
+    InvalidInput,
+    OverLevelBehaviour,
+    Role,
+    TenantMode,
+    add_asset,
+    delete_secret,
+    list_assets,
+    list_members,
+    list_policies,
+    list_secrets,
+    remove_asset,
+    remove_member,
+    set_member,
+    set_password,
+    set_secret,
+    set_tenant_mode,
+)
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
+from ui.cli.output import as_json, fmt_time, print_json, table
+
+users_app = typer.Typer(help="Users and their roles in a tenant.", no_args_is_help=True)
+assets_app = typer.Typer(help="The tenant's inventory of target assets.", no_args_is_help=True)
+secrets_app = typer.Typer(help="The tenant's secrets (values go in on stdin and never come out).", no_args_is_help=True)
+tenant_app = typer.Typer(help="Tenant settings: the dark-launch mode.", no_args_is_help=True)
+policies_app = typer.Typer(help="The timeout policy matrix (DESIGN §6).", no_args_is_help=True)
+
+
+# users ---------------------------------------------------------------------------------------------
+
+
+@users_app.command("list")
+def users_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+    """List the tenant's users and roles."""
+    members = list_members(acting(as_user, tenant))
+    if json_out:
+        print_json({"users": [as_json(m) for m in members]})
+        return
+    typer.echo(
+        table(
+            ["USER", "ROLE", "MAX CLASS", "DISABLED"],
+            ([m.username, m.role, m.max_action_class, "yes" if m.disabled else "no"] for m in members),
+        )
+    )
+
+
+@users_app.command("add")
+def users_add(
+    name: Annotated[str, typer.Argument(help="Username (created if new).")],
+    role: Annotated[Role, typer.Option("--role", help="Role in the tenant.")],
+    as_user: AsUser,
+    max_action_class: Annotated[
+        ActionClass | None, typer.Option("--max-action-class", help="Highest action class an operator may submit.")
+    ] = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Give a user a role in the tenant (admin)."""
+    member = set_member(acting(as_user, tenant), name, role, max_action_class=max_action_class)
+    limit = f" (up to {member.max_action_class})" if member.max_action_class else ""
+    typer.echo(f"{member.username} is {member.role}{limit}")
+
+
+@users_app.command("remove")
+def users_remove(
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Take away a user's role in the tenant (admin)."""
+    actor = acting(as_user, tenant)
+    remove_member(actor, name)
+    typer.echo(f"{name} no longer has a role in {actor.tenant}")
+
+
+@users_app.command("password")
+def users_password(
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Set a user's console password (admin, or the user themselves); read from stdin, never an argument."""
+    set_password(acting(as_user, tenant), name, read_secret_value("password"))
+    typer.echo(f"password of {name} set; any lock-out is lifted")
+
+
+# assets --------------------------------------------------------------------------------------------
+
+
+@assets_app.command("list")
+def assets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+    """List the tenant's assets."""
+    assets = list_assets(acting(as_user, tenant))
+    if json_out:
+        print_json({"assets": [as_json(a) for a in assets]})
+        return
+    typer.echo(
+        table(
+            ["NAME", "CONNECTION", "HOST", "PORT", "BASE URL", "TAGS", "CREDENTIAL"],
+            ([a.name, a.connection, a.host, a.port, a.base_url, ",".join(a.tags), a.credential_ref] for a in assets),
+        )
+    )
+
+
+@assets_app.command("add")
+def assets_add(
+    name: Annotated[str, typer.Argument(help="Asset name, unique in the tenant.")],
+    connection: Annotated[Connection, typer.Option("--connection", help="How steps reach it.")],
+    as_user: AsUser,
+    host: Annotated[str | None, typer.Option("--host", help="Host name or address (ssh).")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="Port (ssh).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Base URL (http).")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tag", help="A tag; repeat for more.")] = None,
+    credential_ref: Annotated[
+        str | None, typer.Option("--credential-ref", help="Name of the secret holding its credential.")
+    ] = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Add an asset to the tenant's inventory (admin)."""
+    asset = add_asset(
+        acting(as_user, tenant),
+        name,
+        connection,
+        host=host,
+        port=port,
+        base_url=base_url,
+        tags=tags or (),
+        credential_ref=credential_ref,
+    )
+    typer.echo(f"asset {asset.name} added ({asset.connection})")
+
+
+@assets_app.command("remove")
+def assets_remove(
+    name: Annotated[str, typer.Argument(help="Asset name.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Remove an asset no execution refers to (admin)."""
+    remove_asset(acting(as_user, tenant), name)
+    typer.echo(f"asset {name} removed")
+
+
+# secrets -------------------------------------------------------------------------------------------
+
+
+@secrets_app.command("list")
+def secrets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+    """List secret names and versions (admin; values are never shown)."""
+    secrets = list_secrets(acting(as_user, tenant))
+    if json_out:
+        print_json({"secrets": [as_json(s) for s in secrets]})
+        return
+    typer.echo(table(["NAME", "VERSION", "UPDATED"], ([s.name, s.version, fmt_time(s.updated_at)] for s in secrets)))
+
+
+@secrets_app.command("set")
+def secrets_set(
+    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Create or rotate a secret; the value is read from stdin (never an argument: it would land in shell history)."""
+    actor = acting(as_user, tenant)
+    info = set_secret(actor, name, read_secret_value())
+    typer.echo(f"secret {info.name} set (version {info.version})")
+
+
+def read_secret_value(what: str = "secret value") -> str:
+    """The value from stdin: a hidden prompt on a terminal, else all of stdin minus one trailing newline."""
+    stdin = typer.get_text_stream("stdin")
+    if stdin.isatty():
+        value = str(typer.prompt("value", hide_input=True, confirmation_prompt=True))
+    else:
+        value = stdin.read()
+        # `echo value | …` adds one newline that is not part of the secret; keep any others.
+        value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
+    if not value:
+        raise InvalidInput(f"the {what} is empty; pipe it on stdin", path="value")
+    return value
+
+
+@secrets_app.command("delete")
+def secrets_delete(
+    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser, tenant: TenantOpt = None
+) -> None:
+    """Delete a secret (admin)."""
+    delete_secret(acting(as_user, tenant), name)
+    typer.echo(f"secret {name} deleted")
+
+
+# tenant --------------------------------------------------------------------------------------------
+
+
+@tenant_app.command("mode")
+def tenant_mode(
+    tenant: Annotated[str, typer.Argument(help="Tenant name.")],
+    mode: Annotated[TenantMode, typer.Argument(help="off: refuse new work; dry_run: simulate; live: run.")],
+    as_user: AsUser,
+    max_live_level: Annotated[
+        int | None, typer.Option("--max-live-level", help="Highest approval level that runs live (0-3).")
+    ] = None,
+    over_level: Annotated[
+        OverLevelBehaviour | None,
+        typer.Option("--over-level", help="Above that level: run as dry_run, or refuse."),
+    ] = None,
+) -> None:
+    """Switch a tenant's execution mode (admin)."""
+    settings = set_tenant_mode(acting(as_user, tenant), mode, max_live_level=max_live_level, over_level=over_level)
+    typer.echo(
+        f"tenant {settings.tenant}: mode {settings.mode}, live up to level {settings.max_live_level}, "
+        f"above it {settings.over_level}"
+    )
+
+
+# policies ------------------------------------------------------------------------------------------
+
+
+@policies_app.command("list")
+def policies_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+    """Show the timeout policy matrix (seconds)."""
+    policies = list_policies(acting(as_user, tenant))
+    if json_out:
+        print_json({"policies": [as_json(p) for p in policies]})
+        return
+    typer.echo(
+        table(
+            ["SLA", "ACTION", "STEP", "EXECUTION", "LEASE", "APPROVAL", "ATTEMPTS"],
+            (
+                [p.sla_class, p.action_class, p.step_s, p.execution_s, p.lease_s, p.approval_s, p.max_attempts]
+                for p in policies
+            ),
+        )
+    )

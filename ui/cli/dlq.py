@@ -1,0 +1,78 @@
+"""``opsconductor dlq``: the dead-letter queue: list, requeue, discard."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from core import discard, list_dlq, requeue
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
+from ui.cli.output import fmt_time, print_json, render_execution, table
+
+dlq_app = typer.Typer(help="Failed and timed-out work waiting for a decision.", no_args_is_help=True)
+
+ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
+
+
+@dlq_app.command("list")
+def list_command(
+    as_user: AsUser,
+    tenant: TenantOpt = None,
+    all_entries: Annotated[bool, typer.Option("--all", help="Include entries already decided.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """The tenant's DLQ, newest first."""
+    rows = list_dlq(acting(as_user, tenant), include_resolved=all_entries)
+    if json_out:
+        print_json({"entries": [r.model_dump(mode="json") for r in rows]})
+        return
+    if not rows:
+        typer.echo("the DLQ is empty")
+        return
+    typer.echo(
+        table(
+            ["EXECUTION", "NAME", "REASON", "STEP", "ATTEMPTS", "SINCE", "RESOLUTION", "LAST ERROR"],
+            (
+                [
+                    r.execution_id,
+                    r.execution_name,
+                    r.reason,
+                    r.step_index,
+                    r.attempts,
+                    fmt_time(r.created_at),
+                    r.resolution,
+                    (r.last_error or "")[:60],
+                ]
+                for r in rows
+            ),
+        )
+    )
+
+
+@dlq_app.command("requeue")
+def requeue_command(
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Annotated[str | None, typer.Option("--comment", help="Why it is safe to run again.")] = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Run it again from its first unfinished step (admin, or the operator who submitted it)."""
+    view = requeue(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    if json_out:
+        print_json(view.model_dump(mode="json"))
+    else:
+        typer.echo(render_execution(view))
+
+
+@dlq_app.command("discard")
+def discard_command(
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Annotated[str, typer.Option("--comment", help="Why it will not run again (required).")],
+    tenant: TenantOpt = None,
+) -> None:
+    """Close the entry without running it again (admin)."""
+    discard(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    typer.echo(f"discarded the DLQ entry of {execution_id}")

@@ -1,0 +1,249 @@
+"""The ``opsconductor`` CLI (DESIGN §11): set up, submit, decide, cancel and read executions; administer.
+
+Calls the public ``core`` API only. Exit codes: 0 ok, 2 invalid input, 3 permission denied, 4 not found,
+5 conflict, 1 internal error (a bug; see ui/cli_errors.py). Importing this module does no work; ``main``
+is the console script's entry point.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core import (
+    DeadlineExceeded,
+    ExecutionStatus,
+    ExecutionView,
+    InvalidInput,
+    Principal,
+    approve,
+    approve_gate,
+    cancel,
+    get_execution,
+    get_settings,
+    initialize,
+    install_log_masking,
+    list_executions,
+    reject,
+    submit,
+    wait_for,
+)
+from ui import runtime
+from ui.cli.admin import assets_app, policies_app, secrets_app, tenant_app, users_app
+from ui.cli.audit import audit_app
+from ui.cli.dlq import dlq_app
+from ui.cli.errors import DEBUG_KEY, GuardedGroup
+from ui.cli.locks import locks_command
+from ui.cli.ops import check_command, prune_command
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
+from ui.cli.output import as_json, print_json, render_execution, render_summaries
+from ui.cli.runtime_commands import up_command, watch_command, worker_command
+
+app = typer.Typer(
+    cls=GuardedGroup,
+    name="opsconductor",
+    help="OpsConductor Execution: submit, approve and run operations plans safely.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(users_app, name="users")
+app.add_typer(assets_app, name="assets")
+app.add_typer(secrets_app, name="secrets")
+app.add_typer(tenant_app, name="tenant")
+app.add_typer(policies_app, name="policies")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(audit_app, name="audit")
+app.command("up")(up_command)
+app.command("worker")(worker_command)
+app.command("watch")(watch_command)
+app.command("locks")(locks_command)
+app.command("prune")(prune_command)
+app.command("check")(check_command)
+
+ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
+Comment = Annotated[str | None, typer.Option("--comment", help="A note recorded with the decision.")]
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option("--debug", help="Log the traceback of an internal error.")] = False,
+) -> None:
+    """OpsConductor Execution: submit, approve and run operations plans safely."""
+    ctx.meta[DEBUG_KEY] = debug
+    install_log_masking()
+    runtime.connect()  # with Redis configured, work this command queues is sent to the workers at once
+
+
+# setup ---------------------------------------------------------------------------------------------
+
+
+@app.command("init")
+def init_command(
+    demo: Annotated[bool, typer.Option("--demo", help="Also create the demo tenants, users and assets.")] = False,
+) -> None:
+    """Create or upgrade the database and seed the timeout policies (idempotent)."""
+    report = initialize(demo=demo)
+    typer.echo(f"database ready at schema revision {report.revision}; {report.policies_added} timeout policies added")
+    for item in report.created:
+        typer.echo(f"created {item}")
+
+
+# executions ----------------------------------------------------------------------------------------
+
+
+@app.command("submit")
+def submit_command(
+    plan: Annotated[str, typer.Argument(metavar="PLAN", help="Plan file (YAML or JSON), or - to read stdin.")],
+    as_user: AsUser,
+    tenant: TenantOpt = None,
+    idempotency_key: Annotated[
+        str | None, typer.Option("--idempotency-key", help="Your key: resubmitting with it returns the same execution.")
+    ] = None,
+    background: Annotated[
+        bool, typer.Option("--background", help="Leave it to a worker, even a fast level-0 plan that would run here.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option("--wait", help="Wait for a terminal status (runs an embedded worker if no Redis).")
+    ] = False,
+    timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
+    json_out: JsonOpt = False,
+) -> None:
+    """Submit a plan. A duplicate (same plan, or same --idempotency-key) returns the existing execution."""
+    source = read_plan(plan)
+    actor = acting(as_user, tenant)
+    if wait and not get_settings().redis_url:
+        runtime.start_embedded(threads=2)  # no workers elsewhere on the embedded default: be one until done
+    try:
+        result = submit(actor, source, idempotency_key=idempotency_key, background=background)
+        view = wait_briefly(actor, result.execution, timeout_s) if wait else result.execution
+    finally:
+        if wait and not get_settings().redis_url:
+            runtime.stop_embedded()
+    if json_out:
+        print_json(as_json(view, created=result.created))
+        return
+    if not result.created:
+        typer.echo("existing execution: this plan was already submitted; nothing new was created")
+    typer.echo(render_execution(view))
+
+
+def read_plan(location: str) -> bytes:
+    """The plan's bytes from a file, or from stdin for ``-``. Raises InvalidInput when unreadable."""
+    if location == "-":
+        return typer.get_binary_stream("stdin").read()
+    path = Path(location)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        raise InvalidInput(f"plan file not found: {location}") from None
+    except IsADirectoryError:
+        raise InvalidInput(f"plan file is a directory: {location}") from None
+    except OSError as exc:
+        raise InvalidInput(f"cannot read plan file {location}: {exc.strerror or type(exc).__name__}") from None
+
+
+def wait_briefly(actor: Principal, view: ExecutionView, timeout_s: float) -> ExecutionView:
+    """Wait up to ``timeout_s`` for a terminal status; if none comes, say why on stderr and return the current state."""
+    try:
+        return wait_for(actor, view.execution_id, timeout_s=timeout_s)
+    except DeadlineExceeded:
+        current = get_execution(actor, view.execution_id)
+    note = f"note: execution {current.execution_id} is still {current.status} after {timeout_s:g}s"
+    if current.status == ExecutionStatus.PENDING_APPROVAL:
+        note += "; it is waiting for approval"
+    elif current.status in (ExecutionStatus.APPROVED, ExecutionStatus.QUEUED):
+        note += "; no worker has taken it yet (is `opsconductor worker` running?)"
+    typer.echo(note, err=True)
+    return current
+
+
+@app.command("approve")
+def approve_command(
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Comment = None,
+    step: Annotated[
+        int | None, typer.Option("--step", min=0, help="Give the go for this step of a level-3 execution.")
+    ] = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Approve a pending execution, or (--step) open a level-3 step gate (approvers; never your own request)."""
+    actor = acting_on(as_user, execution_id, tenant)
+    if step is None:
+        view = approve(actor, execution_id, comment=comment)
+    else:
+        view = approve_gate(actor, execution_id, step, comment=comment)
+    show_view(view, json_out)
+
+
+@app.command("reject")
+def reject_command(
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    comment: Comment = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Reject a pending execution (approvers; never your own request)."""
+    view = reject(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    show_view(view, json_out)
+
+
+@app.command("cancel")
+def cancel_command(
+    execution_id: ExecutionId,
+    as_user: AsUser,
+    reason: Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")] = None,
+    tenant: TenantOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Cancel an execution (your own, or any as admin); cancelling twice is a no-op."""
+    view = cancel(acting_on(as_user, execution_id, tenant), execution_id, reason=reason)
+    show_view(view, json_out)
+
+
+@app.command("show")
+def show_command(
+    execution_id: ExecutionId, as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False
+) -> None:
+    """Show one execution and its steps."""
+    actor = acting_on(as_user, execution_id, tenant)
+    show_view(get_execution(actor, execution_id), json_out)
+
+
+def show_view(view: ExecutionView, json_out: bool) -> None:
+    """Print an execution as JSON or as a summary."""
+    if json_out:
+        print_json(as_json(view))
+    else:
+        typer.echo(render_execution(view))
+
+
+@app.command("list")
+def list_command(
+    as_user: AsUser,
+    tenant: TenantOpt = None,
+    status: Annotated[
+        list[ExecutionStatus] | None, typer.Option("--status", help="Only this status; repeat for several.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first (1-500).")] = 50,
+    json_out: JsonOpt = False,
+) -> None:
+    """List the tenant's executions, newest first."""
+    actor = acting(as_user, tenant)
+    rows = list_executions(actor, status=status or None, limit=limit)
+    if json_out:
+        # Full views, so every listed execution carries the whole §11 contract (steps included).
+        print_json({"executions": [as_json(get_execution(actor, r.execution_id)) for r in rows]})
+        return
+    typer.echo(render_summaries(rows))
+
+
+def main() -> None:
+    """Entry point of the ``opsconductor`` console script."""
+    app(prog_name="opsconductor")

@@ -1,0 +1,86 @@
+"""CLI commands that run things: ``up`` (console + embedded worker), ``worker``, ``watch``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from core import TERMINAL_STATUSES, get_execution, get_settings, initialize, list_events
+from ui import runtime
+from ui.cli.options import AsUser, TenantOpt, acting_on
+from ui.cli.output import fmt_time, render_execution
+
+STREAMLIT_APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+DEFAULT_PORT = 8501
+
+
+def up_command(
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port of the console.")] = DEFAULT_PORT,
+    demo: Annotated[bool, typer.Option("--demo", help="Also create the demo data.")] = False,
+) -> None:
+    """Initialise the database, then start the console (with the embedded worker unless Redis is configured)."""
+    if not STREAMLIT_APP.is_file():
+        typer.echo(f"error: the console entry point {STREAMLIT_APP} is missing from this installation", err=True)
+        raise typer.Exit(1)
+    initialize(demo=demo)
+    argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port)]
+    argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
+    # A bug the pages did not catch shows a generic message, never a traceback; the details go to the log.
+    argv += ["--client.showErrorDetails", "none"]
+    where = "workers on Redis" if get_settings().redis_url else "an embedded worker"
+    typer.echo(f"starting the console on http://localhost:{port} with {where}")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)  # noqa: S606  an argv list, no shell: the console takes over this process
+
+
+def worker_command(
+    processes: Annotated[int, typer.Option("--processes", min=1, max=64, help="Worker processes (Redis).")] = 2,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="Threads per process.")] = 4,
+) -> None:
+    """Run workers: Dramatiq processes on Redis, or (no OPSC_REDIS_URL) worker threads fed from the DB queue."""
+    if get_settings().redis_url:
+        argv = runtime.worker_argv(processes, threads)
+        # Dramatiq's idle consumers back off up to this many ms between polls (default 1000): a plan's next
+        # step would wait that long whenever the queue runs dry, so keep it short.
+        os.environ.setdefault("dramatiq_worker_timeout", "100")
+        sys.stdout.flush()
+        os.execv(argv[0], argv)  # noqa: S606  dramatiq's CLI takes over: it forks, supervises, handles signals
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    runtime.start_embedded(threads, serve_metrics=True)
+    typer.echo(f"embedded worker running with {threads} threads on {get_settings().database_url}; Ctrl-C stops it")
+    stop.wait()
+    typer.echo("stopping: running steps finish or hand their work back")
+    runtime.stop_embedded()
+
+
+def watch_command(
+    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    as_user: AsUser,
+    tenant: TenantOpt = None,
+    interval_s: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 0.5,
+) -> None:
+    """Follow an execution live: each new event as it happens, then the final summary."""
+    actor = acting_on(as_user, execution_id, tenant)
+    seen = 0
+    while True:
+        for event in list_events(actor, execution_id, after_id=seen):
+            step = f" step {event.step_index}" if event.step_index is not None else ""
+            change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
+            typer.echo(f"{fmt_time(event.created_at)}  {event.kind}{step}{change}  {event.message}".rstrip())
+            seen = event.id
+        view = get_execution(actor, execution_id)
+        if view.status in TERMINAL_STATUSES:
+            typer.echo("")
+            typer.echo(render_execution(view))
+            return
+        time.sleep(interval_s)
