@@ -10,7 +10,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, text
+from sqlalchemy import BigInteger, Boolean, Column, ForeignKey, Index, Integer, Text, UniqueConstraint, false, text
 from sqlmodel import Field, SQLModel
 
 from db.clock import utcnow
@@ -50,9 +50,15 @@ class User(SQLModel, table=True):
     display_name: str = Field(default="", max_length=128)
     password_hash: str | None = Field(default=None, max_length=256)
     disabled: bool = Field(default=False)
-    # Lock-out after repeated bad passwords (core/usecases/accounts.py): the count since the last good one, and until when.
+    # Lock-out after repeated bad passwords (core/usecases/accounts.py): the count since the last good one,
+    # and until when.
     failed_logins: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     locked_until: datetime | None = Field(default=None)
+    # DESIGN §13: a system administrator owns global settings (the policy matrix, tenants, global users);
+    # a tenant admin never does.
+    system_admin: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # Console sessions and API tokens issued before this moment are no longer valid (password changed).
+    credentials_changed_at: datetime | None = Field(default=None)
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -98,6 +104,8 @@ class Secret(SQLModel, table=True):
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
     name: str = Field(max_length=128)
     ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    # DESIGN §13: the asset names this secret may be used on (JSON list); NULL = every asset of the tenant.
+    allowed_assets_json: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     version: int = Field(default=1)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
@@ -394,6 +402,11 @@ class Runbook(SQLModel, table=True):
     plan_text: str = Field(sa_column=Column(Text, nullable=False))
     updated_by: str | None = Field(default=None, max_length=64)
     updated_at: datetime = Field(default_factory=utcnow)
+    # DESIGN §13: an admin's publication vouches for exactly this text (SHA-256 of ``plan_text``); any
+    # later edit leaves the hash behind, so the runbook is unpublished until an admin publishes it again.
+    published_hash: str | None = Field(default=None, max_length=64)
+    published_by: str | None = Field(default=None, max_length=64)
+    published_at: datetime | None = Field(default=None)
 
 
 class AdminEvent(SQLModel, table=True):
@@ -411,4 +424,49 @@ class AdminEvent(SQLModel, table=True):
     action: str = Field(max_length=64)
     subject: str = Field(default="", max_length=256)
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class ApiToken(SQLModel, table=True):
+    """A user's API token for one tenant (DESIGN §13): only its SHA-256 is stored; the value is shown once."""
+
+    __tablename__ = "api_tokens"
+    __table_args__ = (Index("ix_api_tokens_user", "user_id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    token_hash: str = Field(max_length=64, unique=True)
+    prefix: str = Field(max_length=16)  # the value's first characters, to tell tokens apart in lists
+    user_id: str = Field(sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=64)
+    scopes: str = Field(max_length=64)  # comma-separated: read, submit, approve, admin
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+    expires_at: datetime
+    revoked_at: datetime | None = Field(default=None)
+    last_used_at: datetime | None = Field(default=None)
+
+
+class ReadOnlyCommand(SQLModel, table=True):
+    """An argv prefix an admin declared read-only for the tenant: ``shell`` steps starting with it are ``read``."""
+
+    __tablename__ = "read_only_commands"
+    __table_args__ = (UniqueConstraint("tenant_id", "argv_json", name="uq_read_only_commands_tenant_argv"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    argv_json: str = Field(max_length=1024)  # canonical JSON list of the prefix's words
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Installation(SQLModel, table=True):
+    """Facts about this installation as a whole (one row, id 1)."""
+
+    __tablename__ = "installation"
+
+    id: int = Field(default=1, primary_key=True)
+    # A demo or single-operator box (``init --demo``): claimed names (``--as``, ``principal(name)``) are
+    # accepted there, and ``check`` says NO-GO for production (DESIGN §13).
+    claimed_identity: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(default_factory=utcnow)
