@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.cli.support import MODIFY_PLAN, Cli, PlanFile, ok_json
-from ui.cli import main as cli_module
+from ui.cli import commands as cli_module
 from ui.cli import runtime_commands as cli_runtime
 
 REPO = Path(__file__).resolve().parents[2]

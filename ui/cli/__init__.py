@@ -1,5 +1,5 @@
 """The ``opsconductor`` CLI (DESIGN §11): one module per group of commands, ``main`` wires them together."""
 
-from ui.cli.main import app, main
+from ui.cli.commands import app, main
 
 __all__ = ["app", "main"]

@@ -1,5 +1,5 @@
 """``python -m ui.cli``: the same as the ``opsconductor`` script."""
 
-from ui.cli.main import main
+from ui.cli.commands import main
 
 main()

@@ -17,7 +17,7 @@ from ui import runtime
 from ui.cli.options import AsUser, TenantOpt, acting_on
 from ui.cli.output import fmt_time, render_execution
 
-STREAMLIT_APP = Path(__file__).resolve().parent.parent / "streamlit_app.py"
+STREAMLIT_APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"  # the repository root
 DEFAULT_PORT = 8501
 
 
