@@ -89,6 +89,8 @@ class Asset(SQLModel, table=True):
     tags_json: str = Field(default="[]", sa_column=Column(Text, nullable=False, server_default="[]"))
     credential_ref: str | None = Field(default=None, max_length=128)
     known_host_key: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # Labs only, set by an admin on the asset (never by a plan): ssh without checking the host key.
+    skip_host_key: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     # The last fencing token handed out for this asset's lock (core/engine/locks.py): only ever grows.
     lock_fence: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow)

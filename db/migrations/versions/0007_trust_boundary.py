@@ -1,6 +1,6 @@
 """The trust boundary (DESIGN §13): API tokens, the installation's claimed-identity switch, system
 administrators, sessions invalidated by a credential change, read-only command prefixes, secrets limited to
-assets, and runbook publication.
+assets, and runbook publication, and host-key skipping as an asset's (admin's) setting.
 
 Revision ID: 0007
 Revises: 0006
@@ -69,6 +69,9 @@ def upgrade() -> None:
     with op.batch_alter_table("secrets", schema=None) as batch_op:
         batch_op.add_column(sa.Column("allowed_assets_json", sa.Text(), nullable=True))
 
+    with op.batch_alter_table("assets", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("skip_host_key", sa.Boolean(), server_default=sa.false(), nullable=False))
+
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.add_column(sa.Column("system_admin", sa.Boolean(), server_default=sa.false(), nullable=False))
         batch_op.add_column(sa.Column("credentials_changed_at", sqlmodel.sql.sqltypes.UTCDateTime(), nullable=True))
@@ -78,6 +81,9 @@ def downgrade() -> None:
     with op.batch_alter_table("users", schema=None) as batch_op:
         batch_op.drop_column("credentials_changed_at")
         batch_op.drop_column("system_admin")
+
+    with op.batch_alter_table("assets", schema=None) as batch_op:
+        batch_op.drop_column("skip_host_key")
 
     with op.batch_alter_table("secrets", schema=None) as batch_op:
         batch_op.drop_column("allowed_assets_json")
