@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import threading
 import time
@@ -58,6 +59,12 @@ def tee_step(name: str, log: Path, marker: str, *, action_class: str = "read") -
         f"  - {{name: {name}, action: shell, target: localhost, action_class: {action_class}, "
         f"params: {{command: [tee, -a, '{log}'], stdin: \"{marker}\\n\"}}}}\n"
     )
+
+
+def unique_seconds(whole: int) -> str:
+    """A ``sleep`` duration no other test run on this machine uses (CI shares the machine): ``whole`` s + a
+    random fraction, so a test that looks for its process by command line never finds someone else's."""
+    return f"{whole}.{secrets.randbelow(10**6):06d}"
 
 
 def processes_matching(pattern: str) -> list[int]:

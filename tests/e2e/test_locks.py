@@ -13,6 +13,7 @@ import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.test_workers import _tee, _wait_all, _worker_running, _write
+from tests.engine_support import unique_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -62,11 +63,12 @@ def test_killed_holder_releases_its_lock_to_the_next_waiter(cluster: Cluster, tm
     """SIGKILL the worker holding localhost mid modify step: after its lease the holder goes to the DLQ,
     its lock is released, and the waiter behind it runs."""
     cluster.client("policy", "fast", "modify", "3", "20", "3", "600", "3")
+    marker = unique_seconds(2)
     holder_plan = _write(
         tmp_path,
         "holder.yaml",
         "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 3, "
-        "params: {command: [sleep, '2.631']}}\n",
+        f"params: {{command: [sleep, '{marker}']}}}}\n",
     )
     waiter_plan = _write(
         tmp_path, "waiter.yaml", "name: NAME-w\nsteps:\n  - {name: n, action: noop, target: localhost}\n"
@@ -76,7 +78,7 @@ def test_killed_holder_releases_its_lock_to_the_next_waiter(cluster: Cluster, tm
     cluster.wait_for_workers(2)
     [holder] = cluster.client("submit", "1", holder_plan)["ids"]
     cluster.client("approve", holder)
-    pid = _worker_running("2.631")
+    pid = _worker_running(marker)
     [waiter] = cluster.client("submit", "1", waiter_plan)["ids"]
     os.kill(pid, signal.SIGKILL)
     assert _wait_all(cluster, tmp_path, [holder, waiter], 60) == {holder: "failed", waiter: "completed"}

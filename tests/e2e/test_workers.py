@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from tests.e2e.conftest import Cluster
-from tests.engine_support import processes_matching
+from tests.engine_support import processes_matching, unique_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -81,17 +81,19 @@ def test_worker_killed_mid_read_step_is_retried_elsewhere(cluster: Cluster, tmp_
     """SIGKILL the worker in the middle of a read step: after the lease expires another worker retries it."""
     cluster.client("policy", "fast", "read", "3", "20", "3", "300", "3")
     log = tmp_path / "effects.log"
+    marker = unique_seconds(2)
     plan = _write(
         tmp_path,
         "plan.yaml",
-        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 3, params: {command: [sleep, '2.713']}}\n"
+        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 3, "
+        f"params: {{command: [sleep, '{marker}']}}}}\n"
         + _tee("after", log, "after"),
     )
     cluster.start_worker(threads=2)
     cluster.start_worker(threads=2)
     cluster.wait_for_workers(2)
     [execution_id] = cluster.client("submit", "1", plan)["ids"]
-    os.kill(_worker_running("2.713"), signal.SIGKILL)
+    os.kill(_worker_running(marker), signal.SIGKILL)
     statuses = _wait_all(cluster, tmp_path, [execution_id], 40)
     assert statuses == {execution_id: "completed"}
     view = cluster.client("show", execution_id)
@@ -103,12 +105,14 @@ def test_worker_killed_mid_modify_step_goes_to_dlq_and_requeue_resumes_there(clu
     """SIGKILL mid modify step: the step is `unknown`, nothing runs twice; requeue resumes at that step."""
     cluster.client("policy", "fast", "modify", "3", "20", "3", "600", "3")
     log = tmp_path / "effects.log"
+    marker = unique_seconds(2)
     plan = _write(
         tmp_path,
         "plan.yaml",
         "name: NAME\nsteps:\n"
         + _tee("first", log, "first", action_class="modify")
-        + "  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 3, params: {command: [sleep, '2.917']}}\n"
+        + "  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 3, "
+        + f"params: {{command: [sleep, '{marker}']}}}}\n"
         + _tee("third", log, "third", action_class="modify"),
     )
     cluster.start_worker(threads=2)
@@ -116,7 +120,7 @@ def test_worker_killed_mid_modify_step_goes_to_dlq_and_requeue_resumes_there(clu
     cluster.wait_for_workers(2)
     [execution_id] = cluster.client("submit", "1", plan)["ids"]
     cluster.client("approve", execution_id)
-    os.kill(_worker_running("2.917"), signal.SIGKILL)
+    os.kill(_worker_running(marker), signal.SIGKILL)
     assert _wait_all(cluster, tmp_path, [execution_id], 40) == {execution_id: "failed"}
     view = cluster.client("show", execution_id)
     assert [s["status"] for s in view["steps"]] == ["completed", "unknown", "pending"]

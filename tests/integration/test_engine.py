@@ -33,7 +33,7 @@ from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
 from db.tables import Execution, QueueItem
-from tests.engine_support import drive, processes_matching, recording_dispatcher, tee_step
+from tests.engine_support import drive, processes_matching, recording_dispatcher, tee_step, unique_seconds
 
 
 @pytest.fixture
@@ -139,7 +139,7 @@ def test_continue_on_error_ends_partial(fast: str, tmp_path: Path) -> None:
 
 def test_cancel_kills_the_running_command_within_a_second(fast: str) -> None:
     """Cancel of a running execution: its process group is gone within 1 s, remaining steps cancelled."""
-    marker = "31.7071"
+    marker = unique_seconds(31)
     execution_id = _bg(
         f"name: long\nsteps:\n  - {{name: s, action: shell, target: localhost, params: {{command: [sleep, '{marker}'], }}, timeout_s: 60}}\n"
         "  - {name: after, action: noop, target: localhost}\n"
@@ -166,7 +166,7 @@ def test_cancel_kills_the_running_command_within_a_second(fast: str) -> None:
 
 def test_step_timeout_kills_the_command_and_leaves_no_child(fast: str) -> None:
     """A `sleep 60` with timeout_s 1 ends `timeout` within timeout + 1 s, with its process group gone."""
-    marker = "60.1234"
+    marker = unique_seconds(60)
     update_policy(principal("admin", "demo"), SlaClass.FAST, ActionClass.READ, PolicyValues(5, 10, 15, 300, 1))
     execution_id = _bg(
         f"name: t\nsteps:\n  - {{name: s, action: shell, target: localhost, params: {{command: [sleep, '{marker}']}}, timeout_s: 1}}\n"
