@@ -7,10 +7,11 @@
   ``mask_text`` and the log filter, always (``register_process_secrets`` adds more).
 - A value is masked in the forms a step can cheaply print it in (``_forms``): as is; base64 and base64url
   (with and without padding); hex (lower, upper); base32 (with and without padding); URL-encoded (``quote``
-  and ``quote_plus``); JSON-escaped; each of those reversed; the same forms of the reversed value; base64,
-  base32 and hex wrapped the way ``base64``/``base32`` (76), ``openssl base64`` (64) and ``xxd -p`` (60) wrap
-  them; and, for a multi-line value, each line (stripped, if at least ``MIN_SECRET_LENGTH`` long) and its
-  reverse, so a partial print (``head -3 key.pem``, ``rev``, ``tac``) is caught too.
+  and ``quote_plus``); JSON-escaped; each of those reversed; the same forms of the reversed value; the
+  encodings of the value followed by the newline ``echo`` and ``printenv`` add; base64, base32 and hex wrapped
+  the way ``base64``/``base32`` (76), ``openssl base64`` (64) and ``xxd -p`` (60) wrap them; and, for a
+  multi-line value, each line (stripped, if at least ``MIN_SECRET_LENGTH`` long) and its reverse, so a
+  partial print (``head -3 key.pem``, ``rev``, ``tac``) is caught too.
 - Every occurrence of every form is found on the raw text and the *union* of what they cover is replaced
   (overlapping occurrences leave no fragment), then credential-shaped text (``CREDENTIAL_PATTERNS``) the same
   way. Structured data also has the values of sensitive keys (``SENSITIVE_KEY``) replaced.
@@ -73,12 +74,13 @@ def _forms(value: str) -> frozenset[str]:
     """Every form of ``value`` that is masked (see the module docstring); computed once per registration."""
     forward = _text_forms(value)
     forms = forward | {form[::-1] for form in forward} | _text_forms(value[::-1])
-    data = value.encode()
-    for encode, widths in _WRAPS:
-        encoded = encode(data).decode()
-        for width in widths:
-            if len(encoded) > width:
-                forms.update(encoded[i : i + width] for i in range(0, len(encoded), width))
+    for data in (value.encode(), f"{value}\n".encode()):  # `echo "$V" | base64` encodes the newline too
+        forms |= _encodings(data)
+        for encode, widths in _WRAPS:
+            encoded = encode(data).decode()
+            for width in widths:
+                if len(encoded) > width:
+                    forms.update(encoded[i : i + width] for i in range(0, len(encoded), width))
     if "\n" in value or "\r" in value:
         for line in value.splitlines():
             line = line.strip()

@@ -74,6 +74,8 @@ def _encodings_of(value: str) -> dict[str, str]:
         "reversed hex": data.hex()[::-1],
         "base64 of reversed": _b64(value[::-1].encode()),
         "hex of reversed": value[::-1].encode().hex(),
+        "base64 with echo's newline": _b64(f"{value}\n".encode()),
+        "base32 with echo's newline": base64.b32encode(f"{value}\n".encode()).decode(),
     }
     assert len(set(forms.values())) == len(forms), "the canary must make every form distinct"
     return forms
