@@ -56,8 +56,8 @@ class OutputSink:
             raw = "".join(self._parts)
             cut, dropped = self._cut, self._dropped
         if cut:
-            masked, covered = self._masker.mask_head(raw)
-            dropped += len(raw[covered:].encode(errors="replace"))
+            masked, withheld = self._masker.mask_head(raw)
+            dropped += withheld
         else:
             masked = self._masker.mask(raw) or ""
         # NUL is valid UTF-8 but PostgreSQL text columns refuse it: binary output must not fail the save.

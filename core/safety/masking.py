@@ -13,8 +13,8 @@
   multi-line value, each line (stripped, if at least ``MIN_SECRET_LENGTH`` long) and its reverse, so a
   partial print (``head -3 key.pem``, ``rev``, ``tac``) is caught too.
 - Every occurrence of every form is found on the raw text and the *union* of what they cover is replaced
-  (overlapping occurrences leave no fragment), then credential-shaped text (``CREDENTIAL_PATTERNS``) the same
-  way. Structured data also has the values of sensitive keys (``SENSITIVE_KEY``) replaced.
+  (overlapping occurrences leave no fragment); then credential-shaped text (``CREDENTIAL_PATTERNS``) is
+  replaced the same way. Structured data also has the values of sensitive keys (``SENSITIVE_KEY``) replaced.
 - ``install_log_masking`` puts ``MaskingFilter`` on every logging handler: the filter masks the
   *formatted* message (so ``log.info("password=%s", pw)`` is caught) and the exception text.
 
@@ -99,11 +99,31 @@ def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return merged
 
 
-def _redact(text: str, forms: Collection[str], keep: int | None = None) -> tuple[str, int]:
-    """``text`` masked, and how many of its characters the result covers.
+def _replace(text: str, spans: list[tuple[int, int]], end: int) -> tuple[str, int]:
+    """``text`` with ``spans`` (sorted, disjoint) replaced by ``***``, and where its position ``end`` lands in
+    the result (after the ``***`` of a span that crosses it)."""
+    out: list[str] = []
+    position = length = 0
+    landed: int | None = None
+    for start, stop in spans:
+        if landed is None and start >= end:
+            landed = length + end - position
+        out += (text[position:start], MASK)
+        length += start - position + len(MASK)
+        position = stop
+        if landed is None and stop >= end:
+            landed = length
+    out.append(text[position:])
+    return "".join(out), landed if landed is not None else length + max(0, end - position)
 
-    With ``keep``, only ``text[:keep]`` is emitted (and any match that starts there, as ``***``): the caller
-    knows the rest may be the incomplete start of something that continues past the end of ``text``.
+
+def _redact(text: str, forms: Collection[str], keep: int | None = None) -> tuple[str, int]:
+    """``text`` masked, and how much of the result may be shown.
+
+    Values first, found on the raw text; then credential patterns, on the text with values masked (so
+    ``Bearer <value>`` reads ``Bearer ***``). With ``keep``, only what stands for ``text[:keep]`` may be
+    shown (a match crossing it is shown as its ``***``): the caller knows the rest may be the incomplete start
+    of something that continues past the end of ``text``, and the patterns still see all of ``text``.
     """
     found: list[tuple[int, int]] = []
     for form in forms:  # str.find per form beats a regex union of literals by far (C two-way search)
@@ -111,26 +131,16 @@ def _redact(text: str, forms: Collection[str], keep: int | None = None) -> tuple
         while start != -1:
             found.append((start, start + len(form)))
             start = text.find(form, start + 1)
-    values = _merged(found) if found else found
-    patterns = [match.span() for pattern in CREDENTIAL_PATTERNS.values() for match in pattern.finditer(text)]
-    if values:
+    end = len(text) if keep is None else max(0, keep)
+    if found:
+        values = _merged(found)
         metrics.MASKED_SECRETS.labels("secret").inc(len(values))
+        text, end = _replace(text, values, end)
+    patterns = [match.span() for pattern in CREDENTIAL_PATTERNS.values() for match in pattern.finditer(text)]
     if patterns:
         metrics.MASKED_SECRETS.labels("pattern").inc(len(patterns))
-    end = len(text) if keep is None else max(0, min(keep, len(text)))
-    if not values and not patterns:
-        return text[:end], end
-    out: list[str] = []
-    position = 0
-    for start, stop in _merged(values + patterns) if patterns else values:
-        if start >= end:
-            break
-        out += (text[position:start], MASK)
-        position = stop
-    if position < end:
-        out.append(text[position:end])
-        position = end
-    return "".join(out), position
+        text, end = _replace(text, _merged(patterns), end)
+    return text, min(end, len(text))
 
 
 def _longest(forms: Iterable[str]) -> int:
@@ -299,10 +309,11 @@ class Masker:
         recognisable: they are left out (except as part of a match, which is masked whole).
 
         Returns:
-            the masked head, and how many characters of ``text`` it covers.
+            the masked head, and how many bytes of masked text were left out after it.
         """
         forms, longest = self._matcher()
-        return _redact(text, forms, keep=len(text) - max(longest, PATTERN_MARGIN))
+        masked, shown = _redact(text, forms, keep=len(text) - max(longest, PATTERN_MARGIN))
+        return masked[:shown], len(masked[shown:].encode(errors="replace"))
 
     def _matcher(self) -> tuple[tuple[str, ...], int]:
         """The forms to look for (own and process) and the longest, rebuilt only when either set changed."""

@@ -198,6 +198,23 @@ def test_output_beyond_what_the_sink_holds_never_shows_a_secret_cut_off_at_the_e
     assert f"more bytes not stored (limit {MAX_OUTPUT_BYTES})" in text
 
 
+def test_a_credential_cut_off_where_the_sink_stops_holding_output_is_not_shown(masker: Masker) -> None:
+    """An unregistered bearer token whose first characters are the last ones held (too few to look like a
+    token) is not shown: the patterns' margin is left out too."""
+    sink = OutputSink(masker)
+    held = 2 * MAX_OUTPUT_BYTES + masker.margin
+    sink.write("." * (held - len("Authorization: Bearer Zq9")) + "\n")
+    sink.write("Authorization: Bearer Zq9" + secrets.token_hex(20) + "\n")
+    assert "Zq9" not in sink.text() and "more bytes not stored" in sink.text()
+
+
+def test_a_registered_value_after_a_credential_keyword_keeps_the_keyword(masker: Masker) -> None:
+    """Values are masked before patterns, so the header name stays readable (and the pattern still counts)."""
+    token = secrets.token_hex(16)
+    masker.register(token)
+    assert masker.mask(f"Authorization: Bearer {token}") == f"Authorization: Bearer {MASK}"
+
+
 def test_a_small_output_is_kept_whole_with_no_summary(masker: Masker) -> None:
     masker.register(CANARY)
     sink = OutputSink(masker)
