@@ -32,9 +32,9 @@ Must not import anything above ``core.safety`` (it is used by the engine, audit 
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
+import os
 import threading
 import urllib.parse
 from collections import Counter
@@ -51,16 +51,30 @@ MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words everywhere
 # How much of the end of a text cut short may hold the start of a credential pattern whose rest was cut off.
 PATTERN_MARGIN = 1024
-_WRAPS = ((base64.b64encode, (76, 64)), (base64.b32encode, (76,)), (binascii.hexlify, (60,)))
+# How the usual tools wrap their output: base64 and base32 at 76 columns, openssl base64 at 64, xxd -p at 60.
+_WRAP_WIDTHS = {"b64": (76, 64), "b32": (76,), "hex": (60,)}
+
+
+def _encoded(data: bytes) -> dict[str, str]:
+    return {
+        "b64": base64.b64encode(data).decode(),
+        "b64url": base64.urlsafe_b64encode(data).decode(),
+        "b32": base64.b32encode(data).decode(),  # pure Python in 3.11: computed once per form of the value
+        "hex": data.hex(),
+    }
+
+
+def _variants(encoded: dict[str, str]) -> set[str]:
+    b64, b64url, b32, hexa = encoded["b64"], encoded["b64url"], encoded["b32"], encoded["hex"]
+    return {b64, b64.rstrip("="), b64url, b64url.rstrip("="), b32, b32.rstrip("="), hexa, hexa.upper()}
 
 
 def _encodings(data: bytes) -> set[str]:
-    b64, b64url, b32 = (f(data).decode() for f in (base64.b64encode, base64.urlsafe_b64encode, base64.b32encode))
-    return {b64, b64.rstrip("="), b64url, b64url.rstrip("="), b32, b32.rstrip("="), data.hex(), data.hex().upper()}
+    return _variants(_encoded(data))
 
 
-def _text_forms(value: str) -> set[str]:
-    return _encodings(value.encode()) | {
+def _escapes(value: str) -> set[str]:
+    return {
         value,
         urllib.parse.quote(value),
         urllib.parse.quote(value, safe=""),
@@ -72,15 +86,17 @@ def _text_forms(value: str) -> set[str]:
 
 def _forms(value: str) -> frozenset[str]:
     """Every form of ``value`` that is masked (see the module docstring); computed once per registration."""
-    forward = _text_forms(value)
-    forms = forward | {form[::-1] for form in forward} | _text_forms(value[::-1])
-    for data in (value.encode(), f"{value}\n".encode()):  # `echo "$V" | base64` encodes the newline too
-        forms |= _encodings(data)
-        for encode, widths in _WRAPS:
-            encoded = encode(data).decode()
+    encoded = _encoded(value.encode())
+    forward = _escapes(value) | _variants(encoded)
+    forms = forward | {form[::-1] for form in forward} | _escapes(value[::-1]) | _encodings(value[::-1].encode())
+    with_newline = _encoded(f"{value}\n".encode())  # `echo "$V" | base64` encodes the newline too
+    forms |= _variants(with_newline)
+    for codes in (encoded, with_newline):
+        for name, widths in _WRAP_WIDTHS.items():
+            text = codes[name]
             for width in widths:
-                if len(encoded) > width:
-                    forms.update(encoded[i : i + width] for i in range(0, len(encoded), width))
+                if len(text) > width:
+                    forms.update(text[i : i + width] for i in range(0, len(text), width))
     if "\n" in value or "\r" in value:
         for line in value.splitlines():
             line = line.strip()
@@ -194,9 +210,14 @@ class _ProcessValues:
             settings = get_settings()
         except ValueError:  # a malformed environment must not stop a log line; what was read stays masked
             return self._forms
-        if settings is not self._settings or (self._key_file is not None and self._key_file.exists()):
+        if settings is not self._settings or self._key_file_appeared():
             self.register_settings(settings)
         return self._forms
+
+    def _key_file_appeared(self) -> bool:
+        # A stat per masking, but only in embedded mode before the key exists; not throttled, since a step
+        # started right after the key is generated could print it at once.
+        return self._key_file is not None and os.path.exists(self._key_file)
 
     def register_settings(self, settings: Settings) -> None:
         keys = [settings.secret_key or ""]
@@ -206,7 +227,8 @@ class _ProcessValues:
             try:
                 keys.append(key_file.read_text().strip())
             except FileNotFoundError:
-                self._key_file = key_file  # generated on first use of the secret store: look again later
+                if not settings.secret_key:  # fernet() generates it on first use of the store: look again
+                    self._key_file = key_file
             except OSError:
                 pass  # unreadable here, so unreadable to a step of this process too
         values = [*keys, settings.vault_token or ""]
@@ -240,7 +262,7 @@ def _fernet_key_forms(key: str | None) -> set[str]:
         return set()
     try:
         raw = base64.urlsafe_b64decode(key.encode())
-    except ValueError:  # binascii.Error included: not a key, just a password
+    except ValueError:  # (binascii.Error is one) not a key, just a password
         return set()
     return _encodings(raw) if len(raw) == 32 else set()
 
