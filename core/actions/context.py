@@ -14,42 +14,59 @@ MAX_OUTPUT_BYTES = 10 * 1024
 
 
 class OutputSink:
-    """Collects a step's output: masked line by line, the first 10 KB kept, the rest counted."""
+    """Collects a step's output and masks it *whole*: the first 10 KB of the masked text kept, the rest counted.
+
+    Writes are held raw, in memory only, and nothing leaves the sink but ``text()``, which masks everything
+    held at once: a secret split across writes (lines, chunks) is masked like one printed in one go, and the
+    cap is applied to masked text, so it cannot leave half a secret visible. A step that prints more than
+    ``2 * limit`` characters plus the masker's margin has the rest counted and dropped unseen; the held part
+    is then masked as a head (``Masker.mask_head``), so a value cut off at its end is not shown either.
+    """
 
     def __init__(self, masker: Masker, limit: int = MAX_OUTPUT_BYTES) -> None:
         self._masker = masker
         self._limit = limit
         self._parts: list[str] = []
-        self._kept = 0
-        self._dropped = 0
+        self._held = 0  # characters held (raw)
+        self._cut = False  # something was not held: what is held is the head of a longer output
+        self._dropped = 0  # bytes not held
         self._lock = threading.Lock()
 
     def write(self, text: str) -> None:
-        """Append output (any size; masked before it is kept)."""
+        """Append output (any size; held raw until ``text()`` masks it)."""
+        if not text:
+            return
         with self._lock:
-            if self._kept >= self._limit:
-                # Full: count what is dropped without masking it (nothing of it is stored or shown).
-                self._dropped += len(text.encode(errors="replace"))
-                return
-        # NUL is valid UTF-8 but PostgreSQL text columns refuse it: binary output must not fail the save.
-        masked = (self._masker.mask(text) or "").replace("\x00", "\ufffd")
-        with self._lock:
-            room = self._limit - self._kept
-            if room <= 0:
-                self._dropped += len(masked.encode())
-                return
-            chunk = masked.encode()[:room].decode("utf-8", errors="ignore")
-            self._parts.append(chunk)
-            self._kept += len(chunk.encode())
-            self._dropped += len(masked.encode()) - len(chunk.encode())
+            if self._held + len(text) > 2 * self._limit:
+                # Enough to fill the cap even after masking shrinks it, plus what the masker needs to see a
+                # value or credential crossing the cut whole; the rest is counted, never masked nor kept.
+                room = max(0, 2 * self._limit + self._masker.margin - self._held)
+                if len(text) > room:
+                    self._dropped += len(text[room:].encode(errors="replace"))
+                    self._cut = True
+                    text = text[:room]
+                if not text:
+                    return
+            self._parts.append(text)
+            self._held += len(text)
 
     def text(self) -> str:
-        """The kept output, with a one-line summary of what was dropped."""
+        """The kept output (masked whole, then capped), with a one-line summary of what was dropped."""
         with self._lock:
-            body = "".join(self._parts)
-            if self._dropped:
-                body += f"\n… {self._dropped} more bytes not stored (limit {self._limit})"
-            return body
+            raw = "".join(self._parts)
+            cut, dropped = self._cut, self._dropped
+        if cut:
+            masked, withheld = self._masker.mask_head(raw)
+            dropped += withheld
+        else:
+            masked = self._masker.mask(raw) or ""
+        # NUL is valid UTF-8 but PostgreSQL text columns refuse it: binary output must not fail the save.
+        data = masked.replace("\x00", "\ufffd").encode(errors="replace")
+        body = data[: self._limit].decode("utf-8", errors="ignore")
+        dropped += len(data) - len(body.encode())
+        if dropped:
+            body += f"\n… {dropped} more bytes not stored (limit {self._limit})"
+        return body
 
 
 @dataclass

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import logging
+import secrets
+import textwrap
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,7 +18,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 from streamlit.testing.v1 import AppTest
 
-from core import get_execution, list_events, principal, set_secret, submit
+from core import approve, get_execution, list_events, principal, set_secret, submit
 from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, _registry, register
 from core.safety.masking import LIVE, MASK, Masker, install_log_masking, mask_data, mask_text
@@ -192,3 +195,66 @@ def test_asset_credential_ref_is_resolved_just_in_time_and_masked(db: str) -> No
         e.kind == "secrets_read" and "demo_token" in e.message
         for e in list_events(principal("alice", "demo"), execution_id)
     )
+
+
+PRINT_EVERY_FORM = """\
+printenv KEY; echo ==raw
+printf '%s\\n' "$KEY" | head -n 3; echo ==head
+printenv KEY | rev; echo ==rev
+printf %s "$KEY" | rev; echo; echo ==reversed
+printenv KEY | xxd -p; echo ==xxd
+printenv KEY | base32; echo ==base32
+printenv KEY | base64; echo ==base64
+python3 -c 'import base64, os; v = os.environ["KEY"].encode(); print(v.hex()); print(base64.b32encode(v).decode())'
+echo ==python
+exit 3
+"""
+
+
+def _pem_canary() -> str:
+    body = textwrap.wrap(base64.b64encode(secrets.token_bytes(400)).decode(), 64)
+    return "-----BEGIN OPENSSH PRIVATE KEY-----\n" + "\n".join(body) + "\n-----END OPENSSH PRIVATE KEY-----"
+
+
+def _printed_forms(value: str) -> set[str]:
+    """What PRINT_EVERY_FORM prints of ``value``: whole forms, each key line and every wrapped line."""
+    data = (value + "\n").encode()  # printenv adds the newline the tools then encode
+    lines = [line for line in value.splitlines() if not line.startswith("-----")]
+    forms = {value, value[::-1], value.encode().hex(), base64.b32encode(value.encode()).decode()}
+    forms |= set(lines) | {line[::-1] for line in lines}
+    for encoded, width in (
+        (data.hex(), 60),
+        (base64.b32encode(data).decode(), 76),
+        (base64.b64encode(data).decode(), 76),
+    ):
+        forms |= {chunk for chunk in textwrap.wrap(encoded, width) if len(chunk) >= 16}
+    return forms
+
+
+def test_a_shell_step_printing_a_multi_line_secret_in_many_forms_stores_none_of_them(db: str) -> None:
+    """A real `shell` step prints a PEM-shaped secret from `{{ secret:NAME }}` via env whole, in part, reversed,
+    in hex and base32 (wrapped by xxd/base32/base64 and not) and fails: no form is in its output, error,
+    events or any table."""
+    pem = _pem_canary()
+    set_secret(principal("admin", "demo"), "deploy_key", pem)
+    step = {
+        "name": "print",
+        "action": "shell",
+        "target": "localhost",
+        "params": {"command": PRINT_EVERY_FORM, "shell": True, "env": {"KEY": "{{ secret:deploy_key }}"}},
+    }
+    plan = json.dumps({"name": "forms", "steps": [step]})
+    alice = principal("alice", "demo")
+    execution_id = submit(alice, plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)  # a shell step with a secret is at least `modify`
+    drive(execution_id)
+    view = get_execution(alice, execution_id)
+    assert view.status == "failed" and view.steps[0].status == "failed", view.error
+    output, error = view.steps[0].output or "", view.steps[0].error or ""
+    markers = ("==raw", "==head", "==rev", "==reversed", "==xxd", "==base32", "==base64", "==python")
+    assert all(marker in output for marker in markers) and output.count(MASK) > 20, output  # it all ran, masked
+    events = "\n".join(e.model_dump_json() for e in list_events(alice, execution_id))
+    tables = _dump_every_table()
+    for form in _printed_forms(pem):
+        for sink, content in {"output": output, "error": error, "events": events, "tables": tables}.items():
+            assert form not in content, f"{sink} holds a form of the secret: {form[:12]}…"
