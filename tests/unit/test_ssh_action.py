@@ -7,6 +7,7 @@ import asyncio
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -24,10 +25,22 @@ from db.enums import ActionClass, Connection
 PASSWORD = "hunter2-but-longer"
 
 
+_MASKERS: list[Masker] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_maskers() -> Iterator[None]:
+    """Each context's masker leaves the process's live values when the test ends, as a step's would."""
+    yield
+    while _MASKERS:
+        _MASKERS.pop().close()
+
+
 def context(
     params: dict[str, Any], *, known_key: bool = True, credential: str | None = PASSWORD, port: int = 2222
 ) -> StepContext:
     masker = Masker()
+    _MASKERS.append(masker)
     if credential:
         masker.register(credential)
     asset = AssetView(
