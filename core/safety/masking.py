@@ -31,136 +31,15 @@ Must not import anything above ``core.safety`` (it is used by the engine, audit 
 
 from __future__ import annotations
 
-import base64
-import json
 import logging
-import os
 import threading
-import urllib.parse
 from collections import Counter
-from collections.abc import Collection, Iterable
-from pathlib import Path
+from collections.abc import Collection
 from typing import Any
 
-from core import metrics
-from core.safety.credentials import CREDENTIAL_PATTERNS, SENSITIVE_KEY
-from core.safety.secret_store import key_file_path
-from db.settings import Settings, get_settings
-
-MASK = "***"
-MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary words everywhere
-# How much of the end of a text cut short may hold the start of a credential pattern whose rest was cut off.
-PATTERN_MARGIN = 1024
-# How the usual tools wrap their output: base64 and base32 at 76 columns, openssl base64 at 64, xxd -p at 60.
-_WRAP_WIDTHS = {"b64": (76, 64), "b32": (76,), "hex": (60,)}
-
-
-def _encoded(data: bytes) -> dict[str, str]:
-    return {
-        "b64": base64.b64encode(data).decode(),
-        "b64url": base64.urlsafe_b64encode(data).decode(),
-        "b32": base64.b32encode(data).decode(),  # pure Python in 3.11: computed once per form of the value
-        "hex": data.hex(),
-    }
-
-
-def _variants(encoded: dict[str, str]) -> set[str]:
-    b64, b64url, b32, hexa = encoded["b64"], encoded["b64url"], encoded["b32"], encoded["hex"]
-    return {b64, b64.rstrip("="), b64url, b64url.rstrip("="), b32, b32.rstrip("="), hexa, hexa.upper()}
-
-
-def _encodings(data: bytes) -> set[str]:
-    return _variants(_encoded(data))
-
-
-def _escapes(value: str) -> set[str]:
-    return {
-        value,
-        urllib.parse.quote(value),
-        urllib.parse.quote(value, safe=""),
-        urllib.parse.quote_plus(value),
-        json.dumps(value)[1:-1],
-        json.dumps(value, ensure_ascii=False)[1:-1],
-    }
-
-
-def _forms(value: str) -> frozenset[str]:
-    """Every form of ``value`` that is masked (see the module docstring); computed once per registration."""
-    encoded = _encoded(value.encode())
-    forward = _escapes(value) | _variants(encoded)
-    forms = forward | {form[::-1] for form in forward} | _escapes(value[::-1]) | _encodings(value[::-1].encode())
-    with_newline = _encoded(f"{value}\n".encode())  # `echo "$V" | base64` encodes the newline too
-    forms |= _variants(with_newline)
-    for codes in (encoded, with_newline):
-        for name, widths in _WRAP_WIDTHS.items():
-            text = codes[name]
-            for width in widths:
-                if len(text) > width:
-                    forms.update(text[i : i + width] for i in range(0, len(text), width))
-    if "\n" in value or "\r" in value:
-        for line in value.splitlines():
-            line = line.strip()
-            forms |= {line, line[::-1]}
-    return frozenset(form for form in forms if len(form) >= MIN_SECRET_LENGTH)
-
-
-def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    spans.sort()
-    merged: list[tuple[int, int]] = []
-    for start, end in spans:
-        if merged and start < merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
-        else:
-            merged.append((start, end))
-    return merged
-
-
-def _replace(text: str, spans: list[tuple[int, int]], end: int) -> tuple[str, int]:
-    """``text`` with ``spans`` (sorted, disjoint) replaced by ``***``, and where its position ``end`` lands in
-    the result (after the ``***`` of a span that crosses it)."""
-    out: list[str] = []
-    position = length = 0
-    landed: int | None = None
-    for start, stop in spans:
-        if landed is None and start >= end:
-            landed = length + end - position
-        out += (text[position:start], MASK)
-        length += start - position + len(MASK)
-        position = stop
-        if landed is None and stop >= end:
-            landed = length
-    out.append(text[position:])
-    return "".join(out), landed if landed is not None else length + max(0, end - position)
-
-
-def _redact(text: str, forms: Collection[str], keep: int | None = None) -> tuple[str, int]:
-    """``text`` masked, and how much of the result may be shown.
-
-    Values first, found on the raw text; then credential patterns, on the text with values masked (so
-    ``Bearer <value>`` reads ``Bearer ***``). With ``keep``, only what stands for ``text[:keep]`` may be
-    shown (a match crossing it is shown as its ``***``): the caller knows the rest may be the incomplete start
-    of something that continues past the end of ``text``, and the patterns still see all of ``text``.
-    """
-    found: list[tuple[int, int]] = []
-    for form in forms:  # str.find per form beats a regex union of literals by far (C two-way search)
-        start = text.find(form)
-        while start != -1:
-            found.append((start, start + len(form)))
-            start = text.find(form, start + 1)
-    end = len(text) if keep is None else max(0, keep)
-    if found:
-        values = _merged(found)
-        metrics.MASKED_SECRETS.labels("secret").inc(len(values))
-        text, end = _replace(text, values, end)
-    patterns = [match.span() for pattern in CREDENTIAL_PATTERNS.values() for match in pattern.finditer(text)]
-    if patterns:
-        metrics.MASKED_SECRETS.labels("pattern").inc(len(patterns))
-        text, end = _replace(text, _merged(patterns), end)
-    return text, min(end, len(text))
-
-
-def _longest(forms: Iterable[str]) -> int:
-    return max((len(form) for form in forms), default=0)
+from core.safety.credentials import SENSITIVE_KEY
+from core.safety.process_secrets import PROCESS
+from core.safety.secret_forms import MASK, PATTERN_MARGIN, forms_of, longest, redact
 
 
 class _LiveValues:
@@ -195,90 +74,6 @@ class _LiveValues:
 LIVE = _LiveValues()
 
 
-class _ProcessValues:
-    """The worker's own credentials: masked in every text of this process, always (DESIGN §13)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._forms: frozenset[str] = frozenset()
-        self._settings: Settings | None = None
-        self._key_file: Path | None = None  # the embedded key file, not yet generated when last looked
-
-    def forms(self) -> frozenset[str]:
-        """The forms of every process secret, after (re)reading the settings if they changed."""
-        try:
-            settings = get_settings()
-        except ValueError:  # a malformed environment must not stop a log line; what was read stays masked
-            return self._forms
-        if settings is not self._settings or self._key_file_appeared():
-            self.register_settings(settings)
-        return self._forms
-
-    def _key_file_appeared(self) -> bool:
-        # A stat per masking, but only in embedded mode before the key exists; not throttled, since a step
-        # started right after the key is generated could print it at once.
-        return self._key_file is not None and os.path.exists(self._key_file)
-
-    def register_settings(self, settings: Settings) -> None:
-        keys = [settings.secret_key or ""]
-        key_file = key_file_path(settings)
-        self._key_file = None
-        if key_file is not None:
-            try:
-                keys.append(key_file.read_text().strip())
-            except FileNotFoundError:
-                if not settings.secret_key:  # fernet() generates it on first use of the store: look again
-                    self._key_file = key_file
-            except OSError:
-                pass  # unreadable here, so unreadable to a step of this process too
-        values = [*keys, settings.vault_token or ""]
-        for name, field in settings:
-            if name.endswith("_url") and isinstance(field, str):
-                values += _url_passwords(field)
-        forms = set().union(*(_forms(v) for v in values if v), *(_fernet_key_forms(k) for k in keys))
-        with self._lock:
-            self._forms |= {f for f in forms if len(f) >= MIN_SECRET_LENGTH}
-            self._settings = settings
-
-    def register(self, value: str) -> None:
-        with self._lock:
-            self._forms |= _forms(value)
-
-
-PROCESS = _ProcessValues()
-
-
-def _url_passwords(url: str) -> list[str]:
-    try:
-        password = urllib.parse.urlsplit(url).password
-    except ValueError:  # e.g. a malformed port: nothing to read a password from
-        return []
-    return [password, urllib.parse.unquote(password)] if password else []
-
-
-def _fernet_key_forms(key: str | None) -> set[str]:
-    """A Fernet key is 32 bytes in base64url: its raw bytes printed another way are the key too."""
-    if not key:
-        return set()
-    try:
-        raw = base64.urlsafe_b64decode(key.encode())
-    except ValueError:  # (binascii.Error is one) not a key, just a password
-        return set()
-    return _encodings(raw) if len(raw) == 32 else set()
-
-
-def register_process_secrets(settings: Settings | None = None, values: Iterable[str] = ()) -> None:
-    """Mask the worker's own credentials in this process from now on (also done lazily on first masking).
-
-    Args:
-        settings: whose key, key file, URL passwords and Vault token to mask (default ``get_settings()``).
-        values: further values the process holds that a step could print.
-    """
-    PROCESS.register_settings(settings or get_settings())
-    for value in values:
-        PROCESS.register(value)
-
-
 class Masker:
     """Redacts one step's secret values, the process secrets and credential patterns. Thread-safe; ``close()``
     when done."""
@@ -295,7 +90,7 @@ class Masker:
             if value in self._values:
                 return
             self._values.add(value)
-        forms = _forms(value)
+        forms = forms_of(value)
         with self._lock:
             forms -= self._forms
             self._forms |= forms
@@ -322,7 +117,7 @@ class Masker:
         """``text`` with every registered value, process secret and credential pattern replaced by ``***``."""
         if not text:
             return text
-        return _redact(text, self._matcher()[0])[0]
+        return redact(text, self._matcher()[0])[0]
 
     def mask_head(self, text: str) -> tuple[str, int]:
         """Mask ``text``, the start of a longer output whose rest is dropped unseen.
@@ -334,7 +129,7 @@ class Masker:
             the masked head, and how many bytes of masked text were left out after it.
         """
         forms, longest = self._matcher()
-        masked, shown = _redact(text, forms, keep=len(text) - max(longest, PATTERN_MARGIN))
+        masked, shown = redact(text, forms, keep=len(text) - max(longest, PATTERN_MARGIN))
         return masked[:shown], len(masked[shown:].encode(errors="replace"))
 
     def _matcher(self) -> tuple[tuple[str, ...], int]:
@@ -342,7 +137,7 @@ class Masker:
         process, own, cache = PROCESS.forms(), self._forms, self._cache
         if cache is None or cache[0] is not own or cache[1] is not process:
             forms = tuple(own | process)
-            cache = self._cache = (own, process, forms, _longest(forms))
+            cache = self._cache = (own, process, forms, longest(forms))
         return cache[2], cache[3]
 
 
@@ -357,7 +152,7 @@ def mask_text(text: str) -> str:
     live, process, cache = LIVE.forms(), PROCESS.forms(), _TEXT_CACHE
     if cache is None or cache[0] is not live or cache[1] is not process:
         cache = _TEXT_CACHE = (live, process, tuple(live | process))
-    return _redact(text, cache[2])[0]
+    return redact(text, cache[2])[0]
 
 
 def mask_data(value: Any) -> Any:

@@ -17,15 +17,9 @@ import pytest
 from cryptography.fernet import Fernet
 
 from core.actions.context import MAX_OUTPUT_BYTES, OutputSink
-from core.safety.masking import (
-    LIVE,
-    MASK,
-    MIN_SECRET_LENGTH,
-    Masker,
-    MaskingFilter,
-    mask_text,
-    register_process_secrets,
-)
+from core.safety.masking import LIVE, MASK, Masker, MaskingFilter, mask_text
+from core.safety.process_secrets import register_process_secrets
+from core.safety.secret_forms import MIN_SECRET_LENGTH
 from db.settings import Settings, get_settings
 
 # '?>~' gives '+' and '/' in base64 (so base64url differs), 22 bytes give padding in base64 and base32, ' "' need escaping.
