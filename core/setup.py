@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from core import directory, inventory, runbooks, tenants
 from core.accounts import shared_hash
 from core.policies import seed_policies
-from core.safety import secret_store
+from core.safety import runner, secret_store
 from core.transactions import session_scope
 from db import migrate
 from db.enums import Connection, Role, TenantMode
@@ -83,6 +83,7 @@ class InitReport:
 def initialize(*, demo: bool = False) -> InitReport:
     """Upgrade the schema to head, seed the 9 timeout policies, and with ``demo`` the demo tenants (§11)."""
     migrate.upgrade()
+    runner.ensure_runner_user()  # as root: the unprivileged user local steps run as (DESIGN §13)
     report = InitReport(revision=migrate.head_revision(), policies_added=0, demo=demo)
     with session_scope() as session:
         report.policies_added = seed_policies(session)
