@@ -1,18 +1,21 @@
 """Engine and session factory built from Settings.
 
 SQLite gets WAL, foreign keys and a busy timeout on every connection, and ``check_same_thread=False``
-because worker threads share the engine. PostgreSQL gets a pre-pinged pool.
+because worker threads share the engine; its file is created 0600 (SQLite gives its -wal and -shm the
+file's mode), so a step running as another user cannot read it (DESIGN §13). PostgreSQL gets a
+pre-pinged pool.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from db.settings import get_settings
@@ -49,8 +52,30 @@ def get_engine(url: str | None = None) -> Engine:
         return engine
 
 
+def _private_sqlite_file(url: str) -> None:
+    """Create the database file 0600 before SQLite does (it would use 0644); tighten older ones we own."""
+    database = make_url(url).database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return
+    try:
+        fd = os.open(database, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)  # an empty file is a valid database
+    except FileExistsError:
+        for path in (database, f"{database}-wal", f"{database}-shm"):  # made by an older version
+            try:
+                info = os.stat(path)
+            except FileNotFoundError:
+                continue
+            if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+                os.chmod(path, info.st_mode & 0o600)
+        return
+    except FileNotFoundError:
+        return  # no such directory: SQLite reports it when it connects
+    os.close(fd)
+
+
 def _build_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
+        _private_sqlite_file(url)
         engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)

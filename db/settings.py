@@ -73,6 +73,12 @@ class Settings(BaseSettings):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
     metrics_addr: str = "0.0.0.0"  # noqa: S104  Prometheus scrapes from another host; narrow it here
     log_format: Literal["text", "json"] = "text"
+    # Step isolation (DESIGN §13, core/safety/runner.py). A root worker runs local steps as this
+    # unprivileged user, created as a system user when missing (never root).
+    runner_user: str = "opsc-runner"
+    # Lab only: a worker that can neither switch user (not root) nor sandbox (no bubblewrap) runs local
+    # steps as itself instead of refusing them; `check` reports NO-GO while this is on.
+    allow_unconfined_steps: bool = False
 
     @property
     def is_sqlite(self) -> bool:

@@ -8,8 +8,11 @@ except with OPSC_REQUIRE_SERVICES=1 (set by .ci/run), where it fails the run.
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from cryptography.fernet import Fernet
@@ -151,3 +154,21 @@ def redis_url() -> str:
     finally:
         client.close()
     return REDIS_URL
+
+
+@pytest.fixture(autouse=True)
+def _steps_reach_tmp_path(request: pytest.FixtureRequest) -> None:
+    """As root, local steps run as the runner user (DESIGN §13): open the test's tmp_path to them.
+
+    pytest makes its temp dirs 0700; a step writing its countable side effect there could not. The
+    parents become traversable only (o+x), tmp_path itself a shared, sticky temp dir like /tmp.
+    """
+    if os.geteuid() != 0 or "tmp_path" not in request.fixturenames:
+        return
+    tmp_path: Path = request.getfixturevalue("tmp_path")
+    top = Path(tempfile.gettempdir()).resolve()
+    for parent in tmp_path.resolve().parents:
+        if parent == top or top not in parent.parents:
+            break
+        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
+    tmp_path.chmod(0o1777)

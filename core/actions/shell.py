@@ -1,8 +1,8 @@
 """``shell``: a command on a ``local`` asset, run as argv without a shell unless ``shell: true``.
 
-The child gets its own process group, a minimal environment (never the worker's: it holds
-``OPSC_SECRET_KEY``) plus the step's ``env``; on stop or deadline the whole group gets SIGTERM, then
-SIGKILL after a grace period, so no grandchild outlives the step.
+The child runs confined by core/safety/runner.py (as the runner user, or in a sandbox; never with the
+worker's rights, environment or file descriptors) in its own session; on stop or deadline the whole
+group gets SIGTERM, then SIGKILL after a grace period, so no grandchild outlives the step.
 """
 
 from __future__ import annotations
@@ -19,10 +19,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, register
+from core.errors import SafetyRefused
+from core.safety import runner
 from db.enums import ActionClass, Connection
 
 KILL_GRACE_S = 2.0
-BASE_ENV_KEYS = ("PATH", "LANG", "LC_ALL", "TZ")
 
 
 class ShellParams(BaseModel):
@@ -77,35 +78,15 @@ class Shell(ActionType):
 
     def run(self, ctx: StepContext) -> ActionResult:
         params = ShellParams.model_validate(ctx.params)
-        env = {k: os.environ[k] for k in BASE_ENV_KEYS if k in os.environ} | {"HOME": params.cwd or "/"}
-        env |= params.env
         try:
-            proc = subprocess.Popen(
-                argv_for(params),
-                stdin=subprocess.PIPE if params.stdin is not None else subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                cwd=params.cwd,
-                env=env,
-                start_new_session=True,
-            )
+            with runner.confined_popen(
+                argv_for(params), env=params.env, cwd=params.cwd, stdin_pipe=params.stdin is not None
+            ) as proc:
+                return _follow(proc, params, ctx)
+        except SafetyRefused as exc:
+            return ActionResult(ok=False, error=exc.message)
         except OSError as exc:
             return ActionResult(ok=False, error=f"cannot start command: {exc.strerror or exc}")
-        reader = threading.Thread(target=_pump, args=(proc, ctx), daemon=True)
-        reader.start()
-        if params.stdin is not None:
-            threading.Thread(target=_feed, args=(proc, params.stdin), daemon=True).start()
-        while proc.poll() is None:
-            if ctx.should_stop():
-                _kill_group(proc)
-                reader.join(timeout=1)
-                why = "cancelled" if ctx.stop.is_set() else "timed out"
-                return ActionResult(ok=False, stopped=True, exit_code=proc.returncode, error=f"command {why}")
-            time.sleep(0.05)
-        reader.join(timeout=1)
-        if proc.returncode != 0:
-            return ActionResult(ok=False, exit_code=proc.returncode, error=f"exit code {proc.returncode}")
-        return ActionResult(ok=True, exit_code=0)
 
     def dry_run(self, ctx: StepContext) -> ActionResult:
         params = ShellParams.model_validate(ctx.params)
@@ -113,6 +94,25 @@ class Shell(ActionType):
         env = f" with env {sorted(params.env)}" if params.env else ""
         ctx.output.write(f"would run {shlex.join(argv_for(params))} on {ctx.asset.name}{where}{env}")
         return ActionResult(ok=True)
+
+
+def _follow(proc: subprocess.Popen[bytes], params: ShellParams, ctx: StepContext) -> ActionResult:
+    """Stream the output until the command ends, or kill its group on a stop or the deadline."""
+    reader = threading.Thread(target=_pump, args=(proc, ctx), daemon=True)
+    reader.start()
+    if params.stdin is not None:
+        threading.Thread(target=_feed, args=(proc, params.stdin), daemon=True).start()
+    while proc.poll() is None:
+        if ctx.should_stop():
+            _kill_group(proc)
+            reader.join(timeout=1)
+            why = "cancelled" if ctx.stop.is_set() else "timed out"
+            return ActionResult(ok=False, stopped=True, exit_code=proc.returncode, error=f"command {why}")
+        time.sleep(0.05)
+    reader.join(timeout=1)
+    if proc.returncode != 0:
+        return ActionResult(ok=False, exit_code=proc.returncode, error=f"exit code {proc.returncode}")
+    return ActionResult(ok=True, exit_code=0)
 
 
 def _pump(proc: subprocess.Popen[bytes], ctx: StepContext) -> None:

@@ -1,9 +1,9 @@
 """The GO/NO-GO check (DESIGN §11 ``check``): is this installation fit to run work, and to go live?
 
 ``check()`` returns one ``CheckItem`` per concern, in a fixed order: database, schema, policies, broker,
-workers, clock, locks, dlq, masking, secrets, then one ``rollout:<tenant>`` gate per tenant. A probe that
-raises is a NO-GO with its reason, never a crash. It reads across tenants (it is the operator's view of
-the installation) and shows only counts, names and rates, never a row's content.
+workers, clock, locks, dlq, masking, secrets, step isolation, then one ``rollout:<tenant>`` gate per
+tenant. A probe that raises is a NO-GO with its reason, never a crash. It reads across tenants (it is
+the operator's view of the installation) and shows only counts, names and rates, never a row's content.
 
 Must not import ``jobs``: the broker is probed through the ``broker_probe`` callable the caller passes
 (ui/runtime.broker_ping), and the masking sinks are injectable so a test can plant a broken one.
@@ -29,7 +29,7 @@ from core.actions.context import OutputSink
 from core.errors import CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.policies import DEFAULT_POLICIES, PolicyValues, validate_policy
-from core.safety import secret_backends, secret_store
+from core.safety import runner, secret_backends, secret_store
 from core.safety.masking import Masker, MaskingFilter, mask_data, mask_text
 from core.schemas import CheckItem
 from core.transactions import session_scope
@@ -148,6 +148,7 @@ def check(
     items += [_unreachable(name) if not database.ok else _item(name, probe) for name, probe in later]
     items.append(_plain_item("masking", lambda: _masking(sinks if sinks is not None else default_masking_sinks())))
     items.append(_unreachable("secrets") if not database.ok else _item("secrets", _secrets))
+    items.append(_plain_item("step isolation", runner.runner_check))  # DESIGN §13: steps outside our trust
     if database.ok:
         items += _rollout(limits)
     return items

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from core.identity import members, tenants
 from core.inventory import assets, runbooks
 from core.policies import seed_policies
-from core.safety import secret_store
+from core.safety import runner, secret_store
 from core.transactions import session_scope
 from core.usecases.accounts import shared_hash
 from db.enums import Connection, Role, TenantMode
@@ -85,6 +85,7 @@ def initialize(*, demo: bool = False) -> InitReport:
     from db import migrate  # Alembic costs ~0.5 s to import: only `init` and `up` pay for it
 
     migrate.upgrade()
+    runner.ensure_runner_user()  # as root: the unprivileged user local steps run as (DESIGN §13)
     report = InitReport(revision=migrate.head_revision(), policies_added=0, demo=demo)
     with session_scope() as session:
         report.policies_added = seed_policies(session)

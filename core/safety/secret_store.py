@@ -50,9 +50,11 @@ def fernet(settings: Settings | None = None) -> Fernet:
             raise SafetyRefused("no_secret_key", "OPSC_SECRET_KEY is required outside the embedded SQLite mode")
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
+            # Created 0600 (a umask can only narrow it) before the key is written (DESIGN §10, §13).
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(Fernet.generate_key())
+        _tighten(path)
         key = path.read_text().strip()
     try:
         return Fernet(key.encode() if isinstance(key, str) else key)
@@ -115,6 +117,13 @@ def reveal_secret(session: Session, tenant_id: str, name: str) -> str:
         raise SafetyRefused(
             "secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key"
         ) from None
+
+
+def _tighten(path: Path) -> None:
+    """A key file readable by others (an older version's, or copied in) becomes 0600 if it is ours."""
+    info = path.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        path.chmod(0o600)
 
 
 def _row(session: Session, tenant_id: str, name: str) -> Secret | None:

@@ -101,7 +101,7 @@ def test_check_is_1_and_names_each_no_go_item(db: str, cli: Cli) -> None:
     text = cli("check")
     assert text.exit_code == 1
     assert re.search(r"^NO-GO +workers +no worker is running", text.stdout, re.MULTILINE)
-    assert text.stdout.rstrip().endswith("NO-GO: 1 of 12 item(s) failed")
+    assert text.stdout.rstrip().endswith("NO-GO: 1 of 13 item(s) failed")
 
 
 def test_check_is_0_when_everything_is_go(db: str, cli: Cli) -> None:

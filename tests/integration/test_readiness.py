@@ -21,7 +21,10 @@ from db.settings import get_settings
 from db.tables import Asset, DlqEntry, Execution, ExecutionLock, Secret, TimeoutPolicy, Worker
 from tests.factories import raw_execution
 
-ITEMS = ["database", "schema", "policies", "broker", "workers", "clock", "locks", "dlq", "masking", "secrets"]
+ITEMS = [
+    *("database", "schema", "policies", "broker", "workers", "clock", "locks", "dlq", "masking", "secrets"),
+    "step isolation",
+]
 
 
 def _probe() -> str:
@@ -207,3 +210,16 @@ def test_an_unreachable_database_is_no_go_without_a_crash(monkeypatch: pytest.Mo
     assert items["database"].ok is False and "unreachable" in items["database"].reason
     assert items["workers"].reason == "not checked: the database is unreachable"
     assert items["masking"].ok and items["broker"].ok
+
+
+def test_the_lab_switch_for_unconfined_steps_is_no_go(healthy: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """OPSC_ALLOW_UNCONFINED_STEPS=1 lets steps run as the worker: `check` says NO-GO, naming the switch."""
+    monkeypatch.setenv("OPSC_ALLOW_UNCONFINED_STEPS", "1")
+    get_settings.cache_clear()
+    try:
+        items = _check()
+    finally:
+        monkeypatch.delenv("OPSC_ALLOW_UNCONFINED_STEPS")
+        get_settings.cache_clear()
+    assert _no_go(items) == {"step isolation"}
+    assert "OPSC_ALLOW_UNCONFINED_STEPS" in items["step isolation"].reason
