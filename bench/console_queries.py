@@ -702,8 +702,8 @@ def measure(url: str, runs: int, seed: int) -> dict[str, Any]:
         **{f"list_offset_{d}_deep": offset_at(d) for d in cursors},
         "detail_and_events": detail,
         "approval_inbox": lambda rng: core.approval_inbox(approver),
-        "dashboard_24h": lambda rng: core.reads.dashboard(viewer),
-        "dashboard_7d": lambda rng: core.reads.dashboard(viewer, since=timedelta(days=7)),
+        "dashboard_24h": lambda rng: core.dashboard(viewer),
+        "dashboard_7d": lambda rng: core.dashboard(viewer, since=timedelta(days=7)),
     }
     figures: dict[str, Any] = {}
     for name, call in calls.items():
@@ -716,8 +716,8 @@ def measure(url: str, runs: int, seed: int) -> dict[str, Any]:
         "tenant_pending_approvals": pending,
         "inbox_items": len(inbox),
         "inbox_gates": sum(1 for i in inbox if i.kind == "gate"),
-        "dashboard_24h_executions": core.reads.dashboard(viewer).total,
-        "dashboard_7d_executions": core.reads.dashboard(viewer, since=timedelta(days=7)).total,
+        "dashboard_24h_executions": core.dashboard(viewer).total,
+        "dashboard_7d_executions": core.dashboard(viewer, since=timedelta(days=7)).total,
     }
     return figures
 
