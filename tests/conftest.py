@@ -8,7 +8,7 @@ except with OPSC_REQUIRE_SERVICES=1 (set by .ci/run), where it fails the run.
 from __future__ import annotations
 
 import os
-import stat
+import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -156,19 +156,24 @@ def redis_url() -> str:
     return REDIS_URL
 
 
-@pytest.fixture(autouse=True)
-def _steps_reach_tmp_path(request: pytest.FixtureRequest) -> None:
-    """As root, local steps run as the runner user (DESIGN §13): open the test's tmp_path to them.
+@pytest.fixture(scope="session")
+def _step_tmp_root() -> Iterator[Path]:
+    """The parent of every test's ``tmp_path``: traversable (0711) by the runner user, removed at the end."""
+    root = Path(tempfile.mkdtemp(prefix="opsc-tests-"))
+    root.chmod(0o711)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
-    pytest makes its temp dirs 0700; a step writing its countable side effect there could not. The
-    parents become traversable only (o+x), tmp_path itself a shared, sticky temp dir like /tmp.
+
+@pytest.fixture
+def tmp_path(request: pytest.FixtureRequest, _step_tmp_root: Path) -> Path:
+    """pytest's ``tmp_path``, reachable by local steps: as root they run as the runner user (DESIGN §13).
+
+    pytest's own base temp dir is 0700, and every pytest session on this machine (CI shares it) resets it
+    to 0700 when it starts, so a step could not write its countable side effect under it. Each test gets
+    a sticky, world-writable directory like /tmp instead, under a root of this session's.
     """
-    if os.geteuid() != 0 or "tmp_path" not in request.fixturenames:
-        return
-    tmp_path: Path = request.getfixturevalue("tmp_path")
-    top = Path(tempfile.gettempdir()).resolve()
-    for parent in tmp_path.resolve().parents:
-        if parent == top or top not in parent.parents:
-            break
-        parent.chmod(parent.stat().st_mode | stat.S_IXOTH)
-    tmp_path.chmod(0o1777)
+    name = "".join(c if c.isalnum() else "_" for c in request.node.name)[:40]
+    path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_step_tmp_root))
+    path.chmod(0o1777)
+    return path
