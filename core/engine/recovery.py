@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlmodel import col, select
+from sqlmodel import Session, col, select
 
 from core import metrics
 from core.audit import record_event
@@ -87,26 +87,33 @@ def reclaim_lease(execution_id: str) -> str | None:
             outbox.retry_later(session, execution_id, available_at=later)
             metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
-        if retryable:
-            outcome, reason = "exhausted", "retries_exhausted"
-            step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
-        else:
-            outcome, reason = "unknown", "unknown_outcome"
-            step.status = StepStatus.UNKNOWN.value
-            step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
-        session.add(step)
-        dead_letter(
-            session,
-            execution,
-            S.FAILED,
-            actor="sweeper",
-            reason=reason,
-            message=f"{message}: {step.error}",
-            step_index=step.step_index,
-            attempts=step.attempts,
-        )
-        metrics.LEASE_EXPIRATIONS.labels(outcome).inc()
-        return outcome
+        return _dead_letter_lost(session, execution, step, retryable=retryable, message=message)
+
+
+def _dead_letter_lost(
+    session: Session, execution: Execution, step: ExecutionStep, *, retryable: bool, message: str
+) -> str:
+    """The lost step will not run again: out of attempts (a read), or its outcome is unknown (§3.5)."""
+    if retryable:
+        outcome, reason = "exhausted", "retries_exhausted"
+        step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
+    else:
+        outcome, reason = "unknown", "unknown_outcome"
+        step.status = StepStatus.UNKNOWN.value
+        step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
+    session.add(step)
+    dead_letter(
+        session,
+        execution,
+        S.FAILED,
+        actor="sweeper",
+        reason=reason,
+        message=f"{message}: {step.error}",
+        step_index=step.step_index,
+        attempts=step.attempts,
+    )
+    metrics.LEASE_EXPIRATIONS.labels(outcome).inc()
+    return outcome
 
 
 def expire_approvals() -> int:
