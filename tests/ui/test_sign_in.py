@@ -122,3 +122,28 @@ def test_the_identity_providers_claims_name_the_local_user(
 ) -> None:
     monkeypatch.setattr(sso.st, "user", FakeUser(claims))
     assert sso.sso_username() == expected
+
+
+def test_a_password_change_signs_out_a_session_signed_in_before_it(console: OpenConsole) -> None:
+    """bob signed in with his password; an admin resets it: bob's next rerun is the sign-in page."""
+    at = console()
+    at.button(key=f"{state.DEMO_BUTTON}.demo.bob").click().run()
+    assert at.session_state[state.PRINCIPAL].auth == "password"
+    core.set_password(core.principal("admin", "demo"), "bob", "a-brand-new-password")
+    at.run()
+    assert not at.exception
+    assert state.PRINCIPAL not in at.session_state
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert any("no longer valid" in s.value for s in at.success)
+    _sign_in(at, "bob", "a-brand-new-password")
+    assert at.session_state[state.PRINCIPAL].username == "bob"
+
+
+def test_a_principal_built_by_hand_is_signed_out(console: OpenConsole) -> None:
+    """Putting a forged Principal in the session gets nothing: the console signs it out on the rerun."""
+    real = core.principal("admin", "demo")
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state[state.PRINCIPAL] = core.Principal(**real.model_dump(exclude={"proof"}))
+    at.run()
+    assert not at.exception
+    assert state.PRINCIPAL not in at.session_state and [t.value for t in at.title] == ["Sign in"]
