@@ -198,3 +198,17 @@ def test_a_globex_admin_cannot_add_password_or_disable_bob_of_demo(db: str, cli:
     assert cli("users", "disable", "bob", "--as", "gadmin").exit_code == 3
     assert cli("users", "add", "bob", "--role", "admin", "--as", "gadmin").exit_code == 3
     assert authenticate("bob", DEMO_PASSWORD, "demo").username == "bob"
+
+
+def test_a_user_gets_their_own_token_by_signing_in_with_their_password(box: Path) -> None:
+    """The way to an approver's token: a password sign-in (tokens made --for others cannot approve)."""
+    root = bootstrap()
+    assert run("users", "add", "bob", "--role", "approver", token=root).exit_code == 0
+    assert run("users", "password", "bob", token=root, input="bobs-password-1\n").exit_code == 0
+    wrong = run("tokens", "create", "mine", "--scopes", "approve", "--as", "bob", "--password-stdin", input="nope\n")
+    assert wrong.exit_code == 3 and "invalid username or password" in wrong.stderr
+    made = run("tokens", "create", "mine", "--scopes", "approve", "--as", "bob", "--password-stdin",
+               input="bobs-password-1\n")  # fmt: skip
+    assert made.exit_code == 0, made.stderr
+    assert ok_json(run("tokens", "list", "--json", token=made.stdout.strip()))["tokens"][0]["scopes"] == ["approve"]
+    assert run("tokens", "create", "x", "--scopes", "approve", "--for", "bob", token=root).exit_code == 3

@@ -39,7 +39,16 @@ from ui.cli.dlq import dlq_app
 from ui.cli.errors import DEBUG_KEY, GuardedGroup
 from ui.cli.locks import locks_command
 from ui.cli.ops import check_command, prune_command
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, TokenFileOpt, acting, acting_on, use_token_file
+from ui.cli.options import (
+    AsUser,
+    JsonOpt,
+    TenantOpt,
+    TokenFileOpt,
+    acting,
+    acting_on,
+    read_password,
+    use_token_file,
+)
 from ui.cli.output import as_json, print_json, render_execution, render_summaries
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
 from ui.cli.tokens import tokens_app
@@ -227,14 +236,6 @@ def approve_command(
     else:
         view = approve_gate(actor, execution_id, step, comment=comment)
     show_view(view, json_out)
-
-
-def read_password() -> str:
-    """A password from stdin (one line; the trailing newline is not part of it)."""
-    value = typer.get_text_stream("stdin").readline().rstrip("\r\n")
-    if not value:
-        raise InvalidInput("no password on stdin", path="--password-stdin")
-    return value
 
 
 @app.command("reject")

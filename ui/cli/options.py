@@ -5,6 +5,7 @@ Identity, in this order: ``--token-file PATH`` (a global option; the file must n
 by group or others), else ``OPSC_TOKEN``: the token's user and tenant, and ``--as`` / ``--tenant`` must be
 absent or agree with it. Without a token, ``--as USER`` is a claimed name, which only a demo /
 single-operator installation accepts. Without either, every command that acts exits 3 with a one-line hint.
+``tokens create --as USER --password-stdin`` is the way to a first token of your own: a password sign-in.
 """
 
 from __future__ import annotations
@@ -91,6 +92,14 @@ def token_value() -> str | None:
         return read_token_file(path)
     value = os.environ.get(TOKEN_ENV, "").strip()
     return value or None
+
+
+def read_password() -> str:
+    """A password from stdin (one line; the trailing newline is not part of it)."""
+    value = typer.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not value:
+        raise InvalidInput("no password on stdin", path="--password-stdin")
+    return value
 
 
 def _from_token(value: str, username: str | None, tenant: str | None) -> Principal:

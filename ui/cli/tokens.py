@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from core import create_token, list_tokens, revoke_token
+from core import InvalidInput, authenticate, create_token, list_tokens, revoke_token
 from ui.cli.ops import parse_duration
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, read_password
 from ui.cli.output import fmt_time, print_json, table
 
 tokens_app = typer.Typer(help="API tokens: how scripts and the CLI prove who they are.", no_args_is_help=True)
@@ -26,12 +26,24 @@ def create_command(
     ] = None,
     as_user: AsUser = None,
     tenant: TenantOpt = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Sign in as --as USER with the password read from stdin.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
-    """Create a token and print its value once, on stdout (only its hash is stored: copy it now)."""
+    """Create a token and print its value once, on stdout (only its hash is stored: copy it now).
+
+    Your first token: ``tokens create laptop --scopes read,submit --as you --password-stdin``.
+    """
     lifetime = parse_duration(expires, option="--expires")
+    if password_stdin:
+        if as_user is None:
+            raise InvalidInput("--password-stdin signs in as --as USER; name the user", path="--as")
+        actor = authenticate(as_user, read_password(), tenant)
+    else:
+        actor = acting(as_user, tenant)
     view, value = create_token(
-        acting(as_user, tenant),
+        actor,
         name=name,
         scopes=scopes,
         expires_in_s=int(lifetime.total_seconds()),
