@@ -199,13 +199,14 @@ def sso_principal(username: str, tenant: str | None = None) -> Principal:
 
 
 def session_valid(principal: Principal) -> bool:
-    """True while ``principal`` may still act: genuine, enabled, still a member, credential unchanged since.
+    """True while ``principal``'s sign-in holds: issued by core, user enabled, no password change since,
+    token (if any) neither revoked nor expired. A changed role is not a reason: every call re-reads it.
 
-    Cheap (two primary-key reads and the membership); the console calls it on every rerun.
+    Cheap (one or two primary-key reads); the console calls it on every rerun.
     """
     with session_scope() as session:
         try:
             verify(session, principal)
         except PermissionDenied:
             return False
-        return session.get(Membership, (principal.tenant_id, principal.user_id)) is not None
+        return True
