@@ -37,6 +37,11 @@ who = state.principal()
 if who is not None and not state.touch_session(core.get_settings().session_idle_s):
     state.add_notice("Your session expired after a period of inactivity; please sign in again.")
     who = None
+if who is not None and not core.session_valid(who):
+    # Password changed, account disabled or role removed since this session signed in.
+    state.sign_out()
+    state.add_notice("Your sign-in is no longer valid (your password or access changed); please sign in again.")
+    who = None
 if who is None:
     pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
 else:

@@ -1,13 +1,16 @@
 """OpsConductor's public API: the only names the console, the CLI and scripts should use.
 
-Every call takes a ``Principal`` (resolve one with ``principal``), runs in its own transaction, checks
-the principal's current role, is scoped to the principal's tenant, and returns read-only views.
-Errors are ``CoreError`` subclasses (see core.errors)::
+Every call takes a ``Principal``, runs in its own transaction, checks that core issued the principal
+(a hand-built one is refused), its scopes and its current role, is scoped to the principal's tenant, and
+returns read-only views. Errors are ``CoreError`` subclasses (see core.errors)::
 
-    from core import principal, submit, approve
-    alice = principal("alice", "demo")
+    from core import principal_from_token, submit, approve
+    alice = principal_from_token(os.environ["OPSC_TOKEN"])          # or authenticate(name, password)
     result = submit(alice, open("plan.yaml").read())
-    approve(principal("bob", "demo"), result.execution.execution_id)
+    approve(principal_from_token(bobs_token), result.execution.execution_id)
+
+``principal("alice", "demo")`` (a claimed name) works only on a demo / single-operator box (README
+Security model).
 
 ``core`` never imports ``jobs``, ``ui`` or ``streamlit``.
 """
@@ -28,7 +31,10 @@ from core.errors import (
     ServiceUnavailable,
 )
 from core.fsm import TERMINAL as TERMINAL_STATUSES
-from core.identity.principals import principal, principal_for
+from core.identity.installation import IDENTITY_HINT
+from core.identity.principals import principal, principal_for, session_valid, sso_principal
+from core.identity.scopes import SCOPES
+from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
 from core.inventory.runbooks import delete_runbook, list_runbooks, save_runbook
 from core.logs import configure_logging
 from core.ops.audit_chain import verify_chain
@@ -73,6 +79,7 @@ from core.schemas import (
     StepView,
     SubmitResult,
     TenantSettingsView,
+    TokenView,
     WorkerView,
 )
 from core.usecases.accounts import (
@@ -80,7 +87,9 @@ from core.usecases.accounts import (
     authenticate,
     needs_reauthentication,
     reauthenticate,
+    recently_authenticated,
     set_password,
+    set_user_disabled,
 )
 from core.usecases.admin import (
     add_asset,
@@ -120,6 +129,8 @@ from db.settings import Settings, get_settings
 __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERS",
+    "IDENTITY_HINT",
+    "SCOPES",
     "TERMINAL_STATUSES",
     "ActionClass",
     "AdminEventView",
@@ -175,6 +186,7 @@ __all__ = [
     "SubmitResult",
     "TenantMode",
     "TenantSettingsView",
+    "TokenView",
     "WorkerView",
     "add_asset",
     "approval_inbox",
@@ -184,6 +196,7 @@ __all__ = [
     "cancel",
     "check_readiness",
     "configure_logging",
+    "create_token",
     "dashboard",
     "default_masking_sinks",
     "delete_runbook",
@@ -207,26 +220,33 @@ __all__ = [
     "list_policies",
     "list_runbooks",
     "list_secrets",
+    "list_tokens",
     "list_workers",
     "needs_reauthentication",
     "parse_plan",
     "preview",
     "principal",
     "principal_for",
+    "principal_from_token",
     "prune",
     "queue_depths",
     "reauthenticate",
+    "recently_authenticated",
     "reject",
     "remove_asset",
     "remove_member",
     "requeue",
     "rerun",
+    "revoke_token",
     "save_runbook",
+    "session_valid",
     "set_dispatcher",
     "set_member",
     "set_password",
     "set_secret",
     "set_tenant_mode",
+    "set_user_disabled",
+    "sso_principal",
     "submit",
     "update_policy",
     "verify_chain",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from db.clock import utcnow
 from db.enums import ActionClass, Role
@@ -19,6 +19,13 @@ class Principal(View):
     """Who is acting: a user in a tenant, with the role they held when resolved.
 
     Use cases re-read the role from the database before acting, so a revoked role takes effect at once.
+    Only core's issuers (password sign-in, API token, single sign-on, a claimed name on a demo box) make
+    one that use cases accept: ``proof`` seals the other fields (core/identity/principals.py), so a
+    Principal built by hand, or copied with a field changed, is refused.
+
+    ``auth`` says how the identity was verified (``password``, ``token``, ``sso``, ``claimed``);
+    ``scopes`` limit what it may do on top of the role (a token's; every scope otherwise);
+    ``authenticated_at`` is when the credential was presented (a token: when it was created).
     """
 
     tenant_id: str
@@ -27,6 +34,27 @@ class Principal(View):
     username: str
     role: Role
     max_action_class: ActionClass | None = None
+    auth: str = ""
+    scopes: tuple[str, ...] = ()
+    authenticated_at: datetime | None = None
+    token_id: str | None = None
+    proof: str = Field(default="", repr=False)
+
+
+class TokenView(View):
+    """An API token as lists show it: never its value (shown once, at creation), only its first characters."""
+
+    id: str
+    name: str
+    username: str
+    tenant: str
+    scopes: list[str]
+    prefix: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
 
 
 class StepView(View):

@@ -1,15 +1,25 @@
-"""Users and their roles per tenant (the admin's directory)."""
+"""Users and their roles per tenant (the admin's directory), and who owns a user (DESIGN §13).
+
+Usernames are global, but tenants own their people: a tenant admin may give a role to a new name, or to
+a user with no role anywhere, or change roles inside their tenant; never reach a user who also belongs to
+another tenant. That is a system administrator's (``require_owned``).
+"""
 
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 from sqlmodel import Session, select
 
-from core.errors import InvalidInput, NotFound
+from core.errors import InvalidInput, NotFound, PermissionDenied
+from core.identity import rbac
 from core.schemas import MemberView
 from db.enums import ActionClass, Role
 from db.tables import Membership, User
+
+if TYPE_CHECKING:
+    from core.schemas import Principal
 
 _USERNAME = re.compile(r"^[a-z][a-z0-9_.-]{0,63}$")
 
@@ -77,3 +87,40 @@ def list_members(session: Session, tenant_id: str) -> list[MemberView]:
         )
         for u, m in rows
     ]
+
+
+def belongs_elsewhere(session: Session, user_id: str, tenant_id: str) -> bool:
+    """True if the user has a role in any tenant other than ``tenant_id``."""
+    other = session.exec(
+        select(Membership.tenant_id).where(Membership.user_id == user_id, Membership.tenant_id != tenant_id)
+    ).first()
+    return other is not None
+
+
+def require_owned(session: Session, principal: Principal, user: User, verb: str) -> None:
+    """Refuse to let a tenant admin change a user who also belongs to another tenant (a system admin may).
+
+    Raises:
+        PermissionDenied: "<user> also belongs to another tenant: only a system administrator may <verb> them".
+    """
+    if belongs_elsewhere(session, user.id, principal.tenant_id) and not rbac.is_system_admin(session, principal):
+        raise PermissionDenied(
+            f"{user.username} also belongs to another tenant: only a system administrator may {verb} them"
+        )
+
+
+def claim_user(session: Session, principal: Principal, username: str) -> User:
+    """The user ``username`` for a role in the principal's tenant: new, or one this tenant may take.
+
+    Raises:
+        PermissionDenied: the name belongs to another tenant (and the principal is not a system administrator).
+        InvalidInput: a malformed name.
+    """
+    existing = session.exec(select(User).where(User.username == username)).first()
+    if (
+        existing is not None
+        and belongs_elsewhere(session, existing.id, principal.tenant_id)
+        and not rbac.is_system_admin(session, principal)
+    ):
+        raise PermissionDenied(f"the name {username} belongs to another tenant; choose another username")
+    return ensure_user(session, username)

@@ -1,7 +1,11 @@
-"""Roles and permissions (DESIGN §9). Every check re-reads the membership, so revocation is immediate.
+"""Roles, scopes and permissions (DESIGN §9, §13). Every check re-reads the membership, so revocation is immediate.
 
 Roles are ordered viewer < operator < approver < admin; each includes the rights before it.
 An operator may be limited to a highest action class (``memberships.max_action_class``).
+``require`` first verifies the principal itself (core/identity/principals.py: issued by core, credential
+still valid), then the scope the permission needs (core/identity/scopes.py: a token's scopes limit its
+user's role), then the role. A system administrator (``users.system_admin``) owns what no tenant does:
+``require_system_admin``.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from sqlmodel import Session, select
 
 from core import metrics
 from core.errors import PermissionDenied
+from core.identity import scopes
+from core.identity.principals import verify
 from core.schemas import Principal
 from db.enums import ActionClass, Role
 from db.tables import Membership, User
@@ -31,6 +37,16 @@ MIN_ROLE: dict[Permission, Role] = {
     Permission.CANCEL_OWN: Role.OPERATOR,
     Permission.APPROVE: Role.APPROVER,
     Permission.ADMIN: Role.ADMIN,
+}
+
+
+# The token scope each permission needs (core/identity/scopes.py).
+SCOPE_FOR: dict[Permission, str] = {
+    Permission.READ: scopes.READ,
+    Permission.SUBMIT: scopes.SUBMIT,
+    Permission.CANCEL_OWN: scopes.SUBMIT,
+    Permission.APPROVE: scopes.APPROVE,
+    Permission.ADMIN: scopes.ADMIN,
 }
 
 
@@ -63,6 +79,14 @@ def require(session: Session, principal: Principal, permission: Permission) -> R
     Raises:
         PermissionDenied: with the role held and the role needed.
     """
+    verify(session, principal)
+    needed = SCOPE_FOR[permission]
+    if needed not in scopes.effective(principal.scopes):
+        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
+        held = ", ".join(principal.scopes) or "none"
+        raise PermissionDenied(
+            f"this identity may not {permission.value.replace('_', ' ')}: it lacks the {needed} scope (has {held})"
+        )
     membership = current_membership(session, principal.tenant_id, principal.user_id)
     role = Role(membership.role) if membership else None
     if not has_permission(role, permission):
@@ -81,6 +105,7 @@ def require_class(session: Session, principal: Principal, action_class: ActionCl
     Raises:
         PermissionDenied: naming the class and the principal's limit.
     """
+    verify(session, principal)
     membership = current_membership(session, principal.tenant_id, principal.user_id)
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
@@ -90,3 +115,21 @@ def require_class(session: Session, principal: Principal, action_class: ActionCl
         raise PermissionDenied(
             f"{principal.username} may not run {action_class.value} actions in {principal.tenant} ({why})"
         )
+
+
+def is_system_admin(session: Session, principal: Principal) -> bool:
+    """True if the (verified) principal's user is a system administrator right now."""
+    user = verify(session, principal)
+    return user.system_admin
+
+
+def require_system_admin(session: Session, principal: Principal, what: str) -> None:
+    """Check the principal is a system administrator with the ``admin`` scope (global settings, DESIGN §13).
+
+    Raises:
+        PermissionDenied: naming ``what`` was refused.
+    """
+    require(session, principal, Permission.ADMIN)
+    if not is_system_admin(session, principal):
+        metrics.PERMISSION_DENIALS.labels("system_admin", "request").inc()
+        raise PermissionDenied(f"{principal.username} may not {what}: that needs a system administrator")

@@ -1,9 +1,10 @@
 """The GO/NO-GO check (DESIGN §11 ``check``): is this installation fit to run work, and to go live?
 
 ``check()`` returns one ``CheckItem`` per concern, in a fixed order: database, schema, policies, broker,
-workers, clock, locks, dlq, masking, secrets, step isolation, then one ``rollout:<tenant>`` gate per
-tenant. A probe that raises is a NO-GO with its reason, never a crash. It reads across tenants (it is
-the operator's view of the installation) and shows only counts, names and rates, never a row's content.
+workers, clock, locks, dlq, masking, secrets, step isolation, identity (NO-GO while claimed names are
+accepted), then one ``rollout:<tenant>`` gate per tenant. A probe that raises is a NO-GO with its reason,
+never a crash. It reads across tenants (it is the operator's view of the installation) and shows only
+counts, names and rates, never a row's content.
 
 Must not import ``jobs``: the broker is probed through the ``broker_probe`` callable the caller passes
 (ui/runtime.broker_ping), and the masking sinks are injectable so a test can plant a broken one.
@@ -28,6 +29,7 @@ from sqlmodel import Session
 from core.actions.context import OutputSink
 from core.errors import CoreError, InvalidInput
 from core.fsm import TERMINAL
+from core.identity.installation import claimed_identity_allowed
 from core.policies import DEFAULT_POLICIES, PolicyValues, validate_policy
 from core.safety import runner, secret_backends, secret_store
 from core.safety.masking import Masker, MaskingFilter, mask_data, mask_text
@@ -149,6 +151,7 @@ def check(
     items.append(_plain_item("masking", lambda: _masking(sinks if sinks is not None else default_masking_sinks())))
     items.append(_unreachable("secrets") if not database.ok else _item("secrets", _secrets))
     items.append(_plain_item("step isolation", runner.runner_check))  # DESIGN §13: steps outside our trust
+    items.append(_unreachable("identity") if not database.ok else _item("identity", _identity))
     if database.ok:
         items += _rollout(limits)
     return items
@@ -305,6 +308,16 @@ def _masking(sinks: Sequence[MaskingSink]) -> tuple[bool, str]:
     if leaked:
         return False, f"the canary secret leaked through: {', '.join(leaked)}"
     return True, f"the canary secret came out masked from {len(sinks)} sinks ({', '.join(s.name for s in sinks)})"
+
+
+def _identity(session: Session) -> tuple[bool, str]:
+    """DESIGN §13: a box that accepts claimed names (``--as``) lets anyone act as anyone: not for production."""
+    if claimed_identity_allowed(session):
+        return False, (
+            "claimed names (--as USER) are accepted: a demo / single-operator box; "
+            "run `opsconductor init --no-single-operator` and use API tokens"
+        )
+    return True, "identity is proven (API tokens, passwords, single sign-on); claimed names are refused"
 
 
 def _secrets(session: Session) -> tuple[bool, str]:

@@ -1,6 +1,10 @@
-"""Bringing a database to life: migrate to head, seed the policies, and optionally the demo data.
+"""Bringing a database to life: migrate to head, seed the policies, and optionally the demo data or the first admin.
 
 Idempotent: running it again changes nothing that is already there (an admin's policy edits survive).
+Demo data makes the box a demo box: claimed names (``--as``) are accepted and ``admin`` is a system
+administrator (``check`` says NO-GO for production). ``admin=NAME, tenant=T`` bootstraps a real
+installation: the tenant, its first admin (the first system administrator too) and that admin's API token,
+returned once in the report.
 """
 
 from __future__ import annotations
@@ -9,14 +13,18 @@ from dataclasses import dataclass, field
 
 from sqlmodel import Session, select
 
+from core.errors import InvalidInput, PermissionDenied
 from core.identity import members, tenants
+from core.identity.installation import claimed_identity_allowed, set_claimed_identity
+from core.identity.scopes import ALL_SCOPES
+from core.identity.tokens import mint
 from core.inventory import assets, runbooks
 from core.policies import seed_policies
 from core.safety import runner, secret_store
 from core.transactions import session_scope
 from core.usecases.accounts import shared_hash
 from db.enums import Connection, Role, TenantMode
-from db.tables import Asset, Runbook, Secret, Tenant
+from db.tables import Asset, Membership, Runbook, Secret, Tenant, User
 
 DEMO_USERS: dict[str, dict[str, Role]] = {
     "demo": {
@@ -70,20 +78,46 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
 ]
 
 
+BOOTSTRAP_TOKEN_EXPIRES_S = 30 * 86400
+
+
 @dataclass
 class InitReport:
-    """What ``initialize`` did."""
+    """What ``initialize`` did. ``admin_token``: the bootstrap admin's token value (print it once, store it nowhere)."""
 
     revision: str
     policies_added: int
     demo: bool
     created: list[str] = field(default_factory=list)
+    claimed_identity: bool = False
+    admin_token: str | None = field(default=None, repr=False)
 
 
-def initialize(*, demo: bool = False) -> InitReport:
-    """Upgrade the schema to head, seed the 9 timeout policies, and with ``demo`` the demo tenants (§11)."""
+def initialize(
+    *,
+    demo: bool = False,
+    single_operator: bool | None = None,
+    admin: str | None = None,
+    tenant: str | None = None,
+    admin_token_expires_s: int = BOOTSTRAP_TOKEN_EXPIRES_S,
+) -> InitReport:
+    """Upgrade the schema to head, seed the 9 timeout policies, and optionally more (§11, §13).
+
+    Args:
+        demo: the demo tenants, users and assets; the box then accepts claimed names.
+        single_operator: True accepts claimed names (``--as``) on this box, False stops accepting them,
+            None leaves the setting as it is.
+        admin, tenant: create the tenant (if missing) and ``admin`` as its first admin, and return that
+            admin's API token (all scopes) in ``admin_token``.
+
+    Raises:
+        PermissionDenied: the tenant already has an admin, or the name belongs to another tenant.
+        InvalidInput: a bad name; ``admin`` without ``tenant``.
+    """
     from db import migrate  # Alembic costs ~0.5 s to import: only `init` and `up` pay for it
 
+    if (admin is None) != (tenant is None):
+        raise InvalidInput("--admin and --tenant go together", path="admin" if admin is None else "tenant")
     migrate.upgrade()
     runner.ensure_runner_user()  # as root: the unprivileged user local steps run as (DESIGN §13)
     report = InitReport(revision=migrate.head_revision(), policies_added=0, demo=demo)
@@ -91,7 +125,41 @@ def initialize(*, demo: bool = False) -> InitReport:
         report.policies_added = seed_policies(session)
         if demo:
             report.created = seed_demo(session)
+        if single_operator is not None:
+            set_claimed_identity(session, single_operator)
+        if admin is not None and tenant is not None:
+            report.admin_token = bootstrap_admin(session, admin, tenant, expires_in_s=admin_token_expires_s)
+            report.created.append(f"admin {admin} of tenant {tenant}")
+        report.claimed_identity = claimed_identity_allowed(session)
     return report
+
+
+def bootstrap_admin(session: Session, username: str, tenant_name: str, *, expires_in_s: int) -> str:
+    """The tenant (created if missing), ``username`` as its first admin, and that admin's token value.
+
+    Only for a tenant without an admin, and a name with no role anywhere: whoever runs ``init`` can reach the
+    database already, but the product should not hand them somebody else's tenant or identity.
+    """
+    tenant = session.exec(select(Tenant).where(Tenant.name == tenant_name)).first()
+    if tenant is None:
+        tenant = tenants.create_tenant(session, tenant_name)
+    elif session.exec(
+        select(Membership).where(Membership.tenant_id == tenant.id, Membership.role == Role.ADMIN.value)
+    ).first():
+        raise PermissionDenied(
+            f"tenant {tenant_name} already has an admin; ask them for a token (opsconductor tokens create)"
+        )
+    user = members.ensure_user(session, username)
+    if members.belongs_elsewhere(session, user.id, tenant.id):
+        raise PermissionDenied(f"the name {username} belongs to another tenant; choose another username")
+    members.set_membership(session, tenant.id, user, Role.ADMIN)
+    if session.exec(select(User.id).where(User.system_admin == True)).first() is None:  # noqa: E712
+        user.system_admin = True
+        session.add(user)
+    _row, value = mint(
+        session, user, tenant, name="bootstrap", token_scopes=ALL_SCOPES, expires_in_s=expires_in_s, created_by="init"
+    )
+    return value
 
 
 def seed_demo(session: Session) -> list[str]:
@@ -106,6 +174,9 @@ def seed_demo(session: Session) -> list[str]:
             user = members.ensure_user(session, username)
             if user.password_hash is None:
                 user.password_hash = shared_hash(DEMO_PASSWORD)
+                session.add(user)
+            if username == "admin" and not user.system_admin:
+                user.system_admin = True  # the demo's admin owns the global settings (policies)
                 session.add(user)
             members.set_membership(session, tenant.id, user, role)
         for name, description, plan_text in DEMO_RUNBOOKS:
@@ -124,6 +195,7 @@ def seed_demo(session: Session) -> list[str]:
                 session, tenant.id, DEMO_SECRET, f"demo-{tenant_name}-s3cr3t-value", actor_id="init"
             )
             created.append(f"secret {tenant_name}/{DEMO_SECRET}")
+    set_claimed_identity(session, True)  # demo data is public: anyone may claim any demo name
     return created
 
 

@@ -1,6 +1,7 @@
 """Admin use cases: users and roles, assets, secrets, timeout policies, tenant mode.
 
-Each checks the principal's current role first. Reading lists needs ``viewer``; changing needs ``admin``.
+Each checks the principal's current role first. Reading lists needs ``viewer``; changing needs ``admin``;
+the policy matrix, shared by every tenant, needs a system administrator (DESIGN §13).
 """
 
 from __future__ import annotations
@@ -31,10 +32,15 @@ def list_members(principal: Principal) -> list[MemberView]:
 def set_member(
     principal: Principal, username: str, role: Role, *, max_action_class: ActionClass | None = None
 ) -> MemberView:
-    """Create the user if needed and give them ``role`` in the principal's tenant (admin)."""
+    """Create the user if needed and give them ``role`` in the principal's tenant (admin).
+
+    Raises:
+        PermissionDenied: not an admin, or the name belongs to another tenant (a tenant admin never takes
+            over another tenant's user; a system administrator may add them here too).
+    """
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        user = members.ensure_user(session, username)
+        user = members.claim_user(session, principal, username)
         members.set_membership(session, principal.tenant_id, user, role, max_action_class=max_action_class)
         limit = max_action_class.value if max_action_class else None
         record_admin_event(session, principal, "member_set", username, {"role": role.value, "max_action_class": limit})
@@ -131,9 +137,13 @@ def list_policies(principal: Principal) -> list[PolicyView]:
 def update_policy(
     principal: Principal, sla_class: SlaClass, action_class: ActionClass, values: PolicyValues
 ) -> PolicyView:
-    """Change one row of the timeout policy matrix (admin; validated)."""
+    """Change one row of the timeout policy matrix (a system administrator: it applies to every tenant; validated).
+
+    Raises:
+        PermissionDenied: not a system administrator. InvalidInput: the values break a rule (§6).
+    """
     with session_scope() as session:
-        rbac.require(session, principal, Permission.ADMIN)
+        rbac.require_system_admin(session, principal, "edit the timeout policies (they apply to every tenant)")
         view = policies.update_policy(session, sla_class, action_class, values, actor_id=principal.user_id)
         record_admin_event(session, principal, "policy_updated", f"{sla_class.value}/{action_class.value}",
                            values._asdict())  # fmt: skip

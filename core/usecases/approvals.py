@@ -21,6 +21,7 @@ from core.plans import APPROVALS_REQUIRED
 from core.reads.executions import build_view, load_execution
 from core.schemas import ExecutionView, Principal
 from core.transactions import session_scope
+from core.usecases.accounts import require_fresh_for_level
 from db.clock import utcnow
 from db.enums import Decision, ExecutionStatus, StepStatus
 from db.tables import Approval, ExecutionStep
@@ -35,7 +36,8 @@ def approve(
         plan_hash_seen: the hash the approver reviewed (the console passes it); a mismatch is refused.
 
     Raises:
-        PermissionDenied: own request, or not an approver in this tenant.
+        PermissionDenied: own request, not an approver in this tenant, or a level that asks for the password
+            again and the principal's credential is older than 5 minutes (``reauthenticate`` first).
         Conflict: not pending approval, already approved by this person, or the plan changed.
         DeadlineExceeded: the approval window has passed (the execution is now ``expired``).
         NotFound: no such execution in this tenant.
@@ -59,6 +61,8 @@ def _decide(
         rbac.require(session, principal, Permission.APPROVE)
         if execution.requested_by == principal.user_id:
             raise PermissionDenied("nobody may approve or reject their own request")
+        if decision is Decision.APPROVED:
+            require_fresh_for_level(principal, execution.approval_level)
         if execution.status != ExecutionStatus.PENDING_APPROVAL:
             raise Conflict(f"execution {execution_id} is {execution.status}, not pending approval")
         approval_rules.verify_plan_hash(execution)
@@ -152,6 +156,7 @@ def approve_gate(
         rbac.require(session, principal, Permission.APPROVE)
         if execution.requested_by == principal.user_id:
             raise PermissionDenied("nobody may open a gate of their own request")
+        require_fresh_for_level(principal, execution.approval_level)
         if not gates.needs_gate(execution):
             raise InvalidInput(f"execution {execution_id} is level {execution.approval_level}: it has no step gates")
         if execution.status not in {ExecutionStatus.QUEUED, ExecutionStatus.RUNNING}:

@@ -24,7 +24,6 @@ REPO = Path(__file__).resolve().parents[2]
 @pytest.mark.parametrize(
     "args",
     [
-        ["list"],  # --as missing
         ["list", "--as", "alice", "--status", "bogus"],
         ["submit", "--as", "alice"],  # PLAN missing
         ["tenant", "mode", "demo", "sideways", "--as", "admin"],

@@ -90,6 +90,7 @@ def test_prune_dry_run_then_prune(db: str, cli: Cli, plan_file: PlanFile) -> Non
 
 def test_check_is_1_and_names_each_no_go_item(db: str, cli: Cli) -> None:
     """With no worker running, check exits 1; --json lists every item with ok, status and reason."""
+    assert cli("init", "--no-single-operator").exit_code == 0  # a production box: claimed names refused
     result = cli("check", "--json")
     assert result.exit_code == 1
     report = json.loads(result.stdout)
@@ -107,9 +108,19 @@ def test_check_is_1_and_names_each_no_go_item(db: str, cli: Cli) -> None:
 def test_check_is_0_when_everything_is_go(db: str, cli: Cli) -> None:
     """With a fresh worker heartbeat on a healthy installation, check prints GO and exits 0."""
     register_worker("w-cli", kind="test", threads=1)
+    assert cli("init", "--no-single-operator").exit_code == 0  # a production box: claimed names refused
     result = cli("check")
     assert result.exit_code == 0, result.stdout
     assert result.stdout.rstrip().endswith("GO") and "NO-GO" not in result.stdout
+
+
+def test_check_says_no_go_while_claimed_names_are_accepted(sqlite_db: str, cli: Cli) -> None:
+    """A demo box (claimed names, --as USER) is NO-GO for production, with the way out in the reason."""
+    register_worker("w-cli", kind="test", threads=1)
+    result = cli("check")
+    assert result.exit_code == 1
+    assert re.search(r"^NO-GO +identity +claimed names", result.stdout, re.MULTILINE)
+    assert result.stdout.rstrip().endswith("NO-GO: 1 of 13 item(s) failed")
 
 
 # audit admin --------------------------------------------------------------------------------------

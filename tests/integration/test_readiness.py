@@ -13,6 +13,7 @@ from sqlmodel import col, select
 
 from core import CheckItem, CheckThresholds, MaskingSink, check_readiness, default_masking_sinks
 from core.engine.workers import register_worker
+from core.identity.installation import set_claimed_identity
 from db import migrate
 from db.clock import utcnow
 from db.engine import dispose_engines, session_scope
@@ -23,7 +24,7 @@ from tests.factories import raw_execution
 
 ITEMS = [
     *("database", "schema", "policies", "broker", "workers", "clock", "locks", "dlq", "masking", "secrets"),
-    "step isolation",
+    *("step isolation", "identity"),
 ]
 
 
@@ -42,8 +43,10 @@ def _no_go(items: dict[str, CheckItem]) -> set[str]:
 
 @pytest.fixture
 def healthy(db: str) -> Iterator[str]:
-    """A clean database with one worker whose heartbeat is fresh."""
+    """A clean database with one worker whose heartbeat is fresh, set up for production (no claimed names)."""
     register_worker("w-test", kind="test", threads=1)
+    with session_scope() as session:
+        set_claimed_identity(session, False)
     yield db
 
 
@@ -223,3 +226,12 @@ def test_the_lab_switch_for_unconfined_steps_is_no_go(healthy: str, monkeypatch:
         get_settings.cache_clear()
     assert _no_go(items) == {"step isolation"}
     assert "OPSC_ALLOW_UNCONFINED_STEPS" in items["step isolation"].reason
+
+
+def test_a_box_that_accepts_claimed_names_is_no_go(healthy: str) -> None:
+    """DESIGN §13: demo data (or init --single-operator) accepts --as USER: identity is NO-GO for production."""
+    with session_scope() as session:
+        set_claimed_identity(session, True)
+    items = _check()
+    assert _no_go(items) == {"identity"}
+    assert "claimed names" in items["identity"].reason and "--no-single-operator" in items["identity"].reason

@@ -8,6 +8,8 @@ import pytest
 
 import core
 from core.engine.workers import register_worker
+from core.identity.installation import set_claimed_identity
+from core.transactions import session_scope
 from tests.engine_support import drive
 from tests.ui.conftest import OpenConsole, button, texts
 from ui import state
@@ -132,6 +134,8 @@ def test_the_go_no_go_panel_names_what_fails_and_turns_go(console: OpenConsole) 
     assert not at.exception
     assert any(e.value.startswith("NO-GO") and "workers" in e.value for e in at.error)
     register_worker("console-test-worker", kind="embedded", threads=1)
+    with session_scope() as session:
+        set_claimed_identity(session, False)  # a production box: the demo's claimed names are NO-GO
     at.button(key=state.ADMIN_CHECK).click().run()
     verdicts = dict(zip(at.dataframe[0].value["item"], at.dataframe[0].value["verdict"], strict=True))
     assert verdicts["workers"] == "GO"

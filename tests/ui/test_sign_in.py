@@ -1,4 +1,4 @@
-"""The sign-in page (passwords, lock-out, demo accounts), idle expiry, and the sidebar's Sign out."""
+"""The sign-in page (passwords, the throttle, demo accounts), idle expiry, and the sidebar's Sign out."""
 
 from __future__ import annotations
 
@@ -52,7 +52,10 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(console
     assert [e.value for e in at.error] == ["invalid username or password"]
 
 
-def test_repeated_failures_lock_the_account(console: OpenConsole, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_repeated_failures_throttle_without_saying_so_and_the_right_password_works_after(
+    console: OpenConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttled looks exactly like a wrong password; after the wait bob signs in (nobody can lock him out)."""
     monkeypatch.setenv("OPSC_LOGIN_MAX_FAILURES", "2")
     core.get_settings.cache_clear()
     at = console()
@@ -60,7 +63,10 @@ def test_repeated_failures_lock_the_account(console: OpenConsole, monkeypatch: p
         _sign_in(at, "bob", "guess-guess")
     _sign_in(at, "bob", DEMO_PASSWORD)
     assert state.PRINCIPAL not in at.session_state
-    assert any("locked" in e.value for e in at.error)
+    assert [e.value for e in at.error] == ["invalid username or password"]
+    time.sleep(1.1)
+    _sign_in(at, "bob", DEMO_PASSWORD)
+    assert at.session_state[state.PRINCIPAL].username == "bob"
 
 
 def test_user_of_two_tenants_must_name_one_then_gets_that_tenant(console: OpenConsole) -> None:
@@ -116,3 +122,28 @@ def test_the_identity_providers_claims_name_the_local_user(
 ) -> None:
     monkeypatch.setattr(sso.st, "user", FakeUser(claims))
     assert sso.sso_username() == expected
+
+
+def test_a_password_change_signs_out_a_session_signed_in_before_it(console: OpenConsole) -> None:
+    """bob signed in with his password; an admin resets it: bob's next rerun is the sign-in page."""
+    at = console()
+    at.button(key=f"{state.DEMO_BUTTON}.demo.bob").click().run()
+    assert at.session_state[state.PRINCIPAL].auth == "password"
+    core.set_password(core.principal("admin", "demo"), "bob", "a-brand-new-password")
+    at.run()
+    assert not at.exception
+    assert state.PRINCIPAL not in at.session_state
+    assert [t.value for t in at.title] == ["Sign in"]
+    assert any("no longer valid" in s.value for s in at.success)
+    _sign_in(at, "bob", "a-brand-new-password")
+    assert at.session_state[state.PRINCIPAL].username == "bob"
+
+
+def test_a_principal_built_by_hand_is_signed_out(console: OpenConsole) -> None:
+    """Putting a forged Principal in the session gets nothing: the console signs it out on the rerun."""
+    real = core.principal("admin", "demo")
+    at = AppTest.from_file(str(APP), default_timeout=30)
+    at.session_state[state.PRINCIPAL] = core.Principal(**real.model_dump(exclude={"proof"}))
+    at.run()
+    assert not at.exception
+    assert state.PRINCIPAL not in at.session_state and [t.value for t in at.title] == ["Sign in"]

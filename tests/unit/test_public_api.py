@@ -10,7 +10,7 @@ import core
 
 # Every name the console, the CLI and scripts may use. Adding one is a decision: add it here too.
 EXPORTED = {
-    "DEMO_PASSWORD", "DEMO_USERS", "TERMINAL_STATUSES",
+    "DEMO_PASSWORD", "DEMO_USERS", "IDENTITY_HINT", "SCOPES", "TERMINAL_STATUSES",
     "ActionClass", "AdminEventView", "ApprovalView", "AssetView", "AuthenticationFailed", "ChainBreak", "ChainReport",
     "CheckItem", "CheckThresholds", "Conflict", "Connection", "CoreError", "DashboardView", "DeadlineExceeded",
     "DlqView", "DryRunStep", "DurationStats", "EventView", "ExecutionMode", "ExecutionPage", "ExecutionStatus",
@@ -18,7 +18,7 @@ EXPORTED = {
     "LockView", "MaskingSink", "MemberView", "NotFound", "OverLevelBehaviour", "PermissionDenied", "PlanPreview",
     "PolicyValues", "PolicyView", "Principal", "PruneReport", "QueueDepth", "Role", "RunMode", "RunModeStats",
     "RunbookView", "SafetyRefused", "SecretInfo", "ServiceUnavailable", "Settings", "SlaClass", "StepStatus",
-    "StepView", "SubmitResult", "TenantMode", "TenantSettingsView", "WorkerView",
+    "StepView", "SubmitResult", "TenantMode", "TenantSettingsView", "TokenView", "WorkerView",
     "add_asset", "approval_inbox", "approve", "approve_gate", "authenticate", "cancel", "check_readiness",
     "configure_logging", "dashboard", "default_masking_sinks", "delete_runbook", "delete_secret", "demo_installed",
     "discard", "dry_run_plan", "get_execution", "get_settings", "get_tenant_settings", "initialize",
@@ -28,6 +28,9 @@ EXPORTED = {
     "queue_depths", "reauthenticate", "reject", "remove_asset", "remove_member", "requeue", "rerun", "save_runbook",
     "set_dispatcher", "set_member", "set_password", "set_secret", "set_tenant_mode", "submit", "update_policy",
     "verify_chain", "wait_for",
+    # identity (DESIGN §13): API tokens, the console's session check, single sign-on, disabling accounts
+    "create_token", "list_tokens", "principal_from_token", "recently_authenticated", "revoke_token",
+    "session_valid", "set_user_disabled", "sso_principal",
 }  # fmt: skip
 
 

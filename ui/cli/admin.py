@@ -29,6 +29,7 @@ from core import (
     set_password,
     set_secret,
     set_tenant_mode,
+    set_user_disabled,
 )
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
 from ui.cli.output import as_json, fmt_time, print_json, table
@@ -44,7 +45,7 @@ policies_app = typer.Typer(help="The timeout policy matrix (DESIGN §6).", no_ar
 
 
 @users_app.command("list")
-def users_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def users_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's users and roles."""
     members = list_members(acting(as_user, tenant))
     if json_out:
@@ -62,7 +63,7 @@ def users_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = Fa
 def users_add(
     name: Annotated[str, typer.Argument(help="Username (created if new).")],
     role: Annotated[Role, typer.Option("--role", help="Role in the tenant.")],
-    as_user: AsUser,
+    as_user: AsUser = None,
     max_action_class: Annotated[
         ActionClass | None, typer.Option("--max-action-class", help="Highest action class an operator may submit.")
     ] = None,
@@ -76,7 +77,7 @@ def users_add(
 
 @users_app.command("remove")
 def users_remove(
-    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Take away a user's role in the tenant (admin)."""
     actor = acting(as_user, tenant)
@@ -86,18 +87,36 @@ def users_remove(
 
 @users_app.command("password")
 def users_password(
-    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Set a user's console password (admin, or the user themselves); read from stdin, never an argument."""
     set_password(acting(as_user, tenant), name, read_secret_value("password"))
-    typer.echo(f"password of {name} set; any lock-out is lifted")
+    typer.echo(f"password of {name} set; any throttle is lifted, older sessions and tokens are signed out")
+
+
+@users_app.command("disable")
+def users_disable(
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
+) -> None:
+    """Disable a user's account: sign-in, tokens and roles stop at once (admin; a user of this tenant only)."""
+    set_user_disabled(acting(as_user, tenant), name, True)
+    typer.echo(f"{name} is disabled")
+
+
+@users_app.command("enable")
+def users_enable(
+    name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
+) -> None:
+    """Enable a disabled account again (admin; a user of this tenant only)."""
+    set_user_disabled(acting(as_user, tenant), name, False)
+    typer.echo(f"{name} is enabled")
 
 
 # assets --------------------------------------------------------------------------------------------
 
 
 @assets_app.command("list")
-def assets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def assets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's assets."""
     assets = list_assets(acting(as_user, tenant))
     if json_out:
@@ -115,7 +134,7 @@ def assets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = F
 def assets_add(
     name: Annotated[str, typer.Argument(help="Asset name, unique in the tenant.")],
     connection: Annotated[Connection, typer.Option("--connection", help="How steps reach it.")],
-    as_user: AsUser,
+    as_user: AsUser = None,
     host: Annotated[str | None, typer.Option("--host", help="Host name or address (ssh).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (ssh).")] = None,
     base_url: Annotated[str | None, typer.Option("--base-url", help="Base URL (http).")] = None,
@@ -141,7 +160,7 @@ def assets_add(
 
 @assets_app.command("remove")
 def assets_remove(
-    name: Annotated[str, typer.Argument(help="Asset name.")], as_user: AsUser, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Asset name.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Remove an asset no execution refers to (admin)."""
     remove_asset(acting(as_user, tenant), name)
@@ -152,7 +171,7 @@ def assets_remove(
 
 
 @secrets_app.command("list")
-def secrets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def secrets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List secret names and versions (admin; values are never shown)."""
     secrets = list_secrets(acting(as_user, tenant))
     if json_out:
@@ -163,7 +182,7 @@ def secrets_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = 
 
 @secrets_app.command("set")
 def secrets_set(
-    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Create or rotate a secret; the value is read from stdin (never an argument: it would land in shell history)."""
     actor = acting(as_user, tenant)
@@ -187,7 +206,7 @@ def read_secret_value(what: str = "secret value") -> str:
 
 @secrets_app.command("delete")
 def secrets_delete(
-    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Delete a secret (admin)."""
     delete_secret(acting(as_user, tenant), name)
@@ -201,7 +220,7 @@ def secrets_delete(
 def tenant_mode(
     tenant: Annotated[str, typer.Argument(help="Tenant name.")],
     mode: Annotated[TenantMode, typer.Argument(help="off: refuse new work; dry_run: simulate; live: run.")],
-    as_user: AsUser,
+    as_user: AsUser = None,
     max_live_level: Annotated[
         int | None, typer.Option("--max-live-level", help="Highest approval level that runs live (0-3).")
     ] = None,
@@ -222,7 +241,7 @@ def tenant_mode(
 
 
 @policies_app.command("list")
-def policies_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def policies_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """Show the timeout policy matrix (seconds)."""
     policies = list_policies(acting(as_user, tenant))
     if json_out:

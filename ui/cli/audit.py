@@ -22,7 +22,7 @@ audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=
 
 @audit_app.command("verify")
 def verify_command(
-    as_user: AsUser,
+    as_user: AsUser = None,
     execution_id: Annotated[
         str | None, typer.Argument(metavar="[ID]", help="One execution; all of the tenant's when omitted.")
     ] = None,
@@ -42,7 +42,7 @@ def verify_command(
 
 @audit_app.command("admin")
 def admin_log_command(
-    as_user: AsUser,
+    as_user: AsUser = None,
     limit: Annotated[int, typer.Option("--limit", min=1, max=500, help="Newest N entries.")] = 50,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,

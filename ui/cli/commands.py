@@ -16,6 +16,7 @@ from core import (
     DeadlineExceeded,
     ExecutionStatus,
     ExecutionView,
+    InitReport,
     InvalidInput,
     Principal,
     approve,
@@ -26,6 +27,7 @@ from core import (
     initialize,
     install_log_masking,
     list_executions,
+    reauthenticate,
     reject,
     submit,
     wait_for,
@@ -37,9 +39,19 @@ from ui.cli.dlq import dlq_app
 from ui.cli.errors import DEBUG_KEY, GuardedGroup
 from ui.cli.locks import locks_command
 from ui.cli.ops import check_command, prune_command
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
+from ui.cli.options import (
+    AsUser,
+    JsonOpt,
+    TenantOpt,
+    TokenFileOpt,
+    acting,
+    acting_on,
+    read_password,
+    use_token_file,
+)
 from ui.cli.output import as_json, print_json, render_execution, render_summaries
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
+from ui.cli.tokens import tokens_app
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -56,6 +68,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(policies_app, name="policies")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+app.add_typer(tokens_app, name="tokens")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)
@@ -71,9 +84,15 @@ Comment = Annotated[str | None, typer.Option("--comment", help="A note recorded 
 def root(
     ctx: typer.Context,
     debug: Annotated[bool, typer.Option("--debug", help="Log the traceback of an internal error.")] = False,
+    token_file: TokenFileOpt = None,
 ) -> None:
-    """OpsConductor Execution: submit, approve and run operations plans safely."""
+    """OpsConductor Execution: submit, approve and run operations plans safely.
+
+    Identity: an API token from --token-file or $OPSC_TOKEN (README Security model); --as USER only on a
+    demo / single-operator box.
+    """
     ctx.meta[DEBUG_KEY] = debug
+    use_token_file(token_file)
     install_log_masking()
     runtime.connect()  # with Redis configured, work this command queues is sent to the workers at once
 
@@ -84,12 +103,40 @@ def root(
 @app.command("init")
 def init_command(
     demo: Annotated[bool, typer.Option("--demo", help="Also create the demo tenants, users and assets.")] = False,
+    single_operator: Annotated[
+        bool | None,
+        typer.Option(
+            "--single-operator/--no-single-operator",
+            help="Accept claimed names (--as USER) on this box, or stop accepting them (production).",
+        ),
+    ] = None,
+    admin: Annotated[
+        str | None, typer.Option("--admin", metavar="NAME", help="Create this first admin of --tenant; prints a token.")
+    ] = None,
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", metavar="TENANT", help="The tenant of --admin (created if missing).")
+    ] = None,
 ) -> None:
-    """Create or upgrade the database and seed the timeout policies (idempotent)."""
-    report = initialize(demo=demo)
+    """Create or upgrade the database and seed the timeout policies (idempotent); optionally bootstrap an admin."""
+    report = initialize(demo=demo, single_operator=single_operator, admin=admin, tenant=tenant)
     typer.echo(f"database ready at schema revision {report.revision}; {report.policies_added} timeout policies added")
     for item in report.created:
         typer.echo(f"created {item}")
+    print_admin_token(report)
+
+
+def print_admin_token(report: InitReport) -> None:
+    """The bootstrap admin's token: the last line of stdout, alone; the advice on stderr. Shown this once."""
+    if report.claimed_identity:
+        typer.echo("note: claimed names (--as USER) are accepted on this box; `check` says NO-GO", err=True)
+    if report.admin_token is None:
+        return
+    typer.echo(
+        "the admin's API token follows, shown this once (only its hash is stored): put it in a 0600 file "
+        "for --token-file, or in OPSC_TOKEN",
+        err=True,
+    )
+    typer.echo(report.admin_token)
 
 
 # executions ----------------------------------------------------------------------------------------
@@ -98,7 +145,7 @@ def init_command(
 @app.command("submit")
 def submit_command(
     plan: Annotated[str, typer.Argument(metavar="PLAN", help="Plan file (YAML or JSON), or - to read stdin.")],
-    as_user: AsUser,
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
     idempotency_key: Annotated[
         str | None, typer.Option("--idempotency-key", help="Your key: resubmitting with it returns the same execution.")
@@ -164,16 +211,26 @@ def wait_briefly(actor: Principal, view: ExecutionView, timeout_s: float) -> Exe
 @app.command("approve")
 def approve_command(
     execution_id: ExecutionId,
-    as_user: AsUser,
+    as_user: AsUser = None,
     comment: Comment = None,
     step: Annotated[
         int | None, typer.Option("--step", min=0, help="Give the go for this step of a level-3 execution.")
     ] = None,
     tenant: TenantOpt = None,
+    password_stdin: Annotated[
+        bool,
+        typer.Option(
+            "--password-stdin",
+            help="Confirm your password, read from stdin (approving at OPSC_REAUTH_APPROVAL_LEVEL or above "
+            "needs it, unless the token was created in the last 5 minutes).",
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Approve a pending execution, or (--step) open a level-3 step gate (approvers; never your own request)."""
     actor = acting_on(as_user, execution_id, tenant)
+    if password_stdin:
+        actor = reauthenticate(actor, read_password())
     if step is None:
         view = approve(actor, execution_id, comment=comment)
     else:
@@ -184,7 +241,7 @@ def approve_command(
 @app.command("reject")
 def reject_command(
     execution_id: ExecutionId,
-    as_user: AsUser,
+    as_user: AsUser = None,
     comment: Comment = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
@@ -197,7 +254,7 @@ def reject_command(
 @app.command("cancel")
 def cancel_command(
     execution_id: ExecutionId,
-    as_user: AsUser,
+    as_user: AsUser = None,
     reason: Annotated[str | None, typer.Option("--reason", help="Why, for the audit trail.")] = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
@@ -209,7 +266,7 @@ def cancel_command(
 
 @app.command("show")
 def show_command(
-    execution_id: ExecutionId, as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False
+    execution_id: ExecutionId, as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Show one execution and its steps."""
     actor = acting_on(as_user, execution_id, tenant)
@@ -226,7 +283,7 @@ def show_view(view: ExecutionView, json_out: bool) -> None:
 
 @app.command("list")
 def list_command(
-    as_user: AsUser,
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
     status: Annotated[
         list[ExecutionStatus] | None, typer.Option("--status", help="Only this status; repeat for several.")

@@ -17,7 +17,7 @@ ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 
 @dlq_app.command("list")
 def list_command(
-    as_user: AsUser,
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
     all_entries: Annotated[bool, typer.Option("--all", help="Include entries already decided.")] = False,
     json_out: JsonOpt = False,
@@ -53,7 +53,7 @@ def list_command(
 @dlq_app.command("requeue")
 def requeue_command(
     execution_id: ExecutionId,
-    as_user: AsUser,
+    as_user: AsUser = None,
     comment: Annotated[str | None, typer.Option("--comment", help="Why it is safe to run again.")] = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
@@ -69,8 +69,8 @@ def requeue_command(
 @dlq_app.command("discard")
 def discard_command(
     execution_id: ExecutionId,
-    as_user: AsUser,
     comment: Annotated[str, typer.Option("--comment", help="Why it will not run again (required).")],
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
 ) -> None:
     """Close the entry without running it again (admin)."""

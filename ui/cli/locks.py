@@ -9,7 +9,7 @@ from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
 from ui.cli.output import fmt_time, print_json, table
 
 
-def locks_command(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+def locks_command(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """The tenant's held asset locks: holder, since, expiry, fencing token, waiters."""
     rows = list_locks(acting(as_user, tenant))
     if json_out:

@@ -40,7 +40,7 @@ def prune_command(
     older_than: Annotated[
         str, typer.Option("--older-than", metavar="AGE", help="Prune executions that ended longer ago: 30d, 12h, 90m.")
     ],
-    as_user: AsUser,
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would go; change nothing.")] = False,
     json_out: JsonOpt = False,

@@ -1,28 +1,142 @@
-"""The options every CLI command shares (``--as``, ``--tenant``, ``--json``) and how they become a Principal."""
+"""The options every CLI command shares (``--as``, ``--tenant``, ``--json``) and how the caller's identity
+becomes a Principal (README Security model).
+
+Identity, in this order: ``--token-file PATH`` (a global option; the file must not be readable or writable
+by group or others), else ``OPSC_TOKEN``: the token's user and tenant, and ``--as`` / ``--tenant`` must be
+absent or agree with it. Without a token, ``--as USER`` is a claimed name, which only a demo /
+single-operator installation accepts. Without either, every command that acts exits 3 with a one-line hint.
+``tokens create --as USER --password-stdin`` is the way to a first token of your own: a password sign-in.
+"""
 
 from __future__ import annotations
 
+import os
+import stat
+from contextvars import ContextVar
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from core import Principal, principal, principal_for
+from core import (
+    IDENTITY_HINT,
+    InvalidInput,
+    PermissionDenied,
+    Principal,
+    principal,
+    principal_for,
+    principal_from_token,
+)
 
-AsUser = Annotated[str, typer.Option("--as", metavar="USER", help="Act as this user.")]
+TOKEN_ENV = "OPSC_TOKEN"  # noqa: S105  (the variable's name)
+
+AsUser = Annotated[
+    str | None,
+    typer.Option(
+        "--as",
+        metavar="USER",
+        help="Act as this user: a claimed name (demo / single-operator boxes only), or the token's own name.",
+    ),
+]
 TenantOpt = Annotated[
     str | None,
     typer.Option("--tenant", metavar="TENANT", help="Tenant name; needed only when the user belongs to several."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+TokenFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--token-file",
+        metavar="PATH",
+        help=f"Read the API token from this file (mode 0600); default: ${TOKEN_ENV}.",
+        dir_okay=False,
+    ),
+]
+
+# The root command sets it per invocation (the CLI runs once per process; tests invoke it many times).
+_token_file: ContextVar[Path | None] = ContextVar("opsconductor_token_file", default=None)
 
 
-def acting(username: str, tenant: str | None) -> Principal:
-    """The principal for ``username`` in ``tenant`` (or in their only tenant)."""
+def use_token_file(path: Path | None) -> None:
+    """Remember ``--token-file`` for this invocation (read only when a command needs an identity)."""
+    _token_file.set(path)
+
+
+def read_token_file(path: Path) -> str:
+    """The token in ``path``. Refuses a file group or others may read or write (like ssh with a key).
+
+    Raises:
+        PermissionDenied: the file's mode lets others in. InvalidInput: missing, unreadable or empty.
+    """
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or type(exc).__name__}", path="--token-file") from None
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise PermissionDenied(
+            f"{path} is open to others (mode {stat.S_IMODE(mode):04o}); run `chmod 600 {path}` and try again"
+        )
+    try:
+        value = path.read_text().strip()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror or type(exc).__name__}", path="--token-file") from None
+    if not value:
+        raise InvalidInput(f"{path} is empty", path="--token-file")
+    return value
+
+
+def token_value() -> str | None:
+    """The API token of this invocation: ``--token-file``, else ``$OPSC_TOKEN``, else None."""
+    path = _token_file.get()
+    if path is not None:
+        return read_token_file(path)
+    value = os.environ.get(TOKEN_ENV, "").strip()
+    return value or None
+
+
+def read_password() -> str:
+    """A password from stdin (one line; the trailing newline is not part of it)."""
+    value = typer.get_text_stream("stdin").readline().rstrip("\r\n")
+    if not value:
+        raise InvalidInput("no password on stdin", path="--password-stdin")
+    return value
+
+
+def _from_token(value: str, username: str | None, tenant: str | None) -> Principal:
+    who = principal_from_token(value)
+    if username is not None and username != who.username:
+        raise PermissionDenied(f"--as {username} does not match the token, which is {who.username}'s")
+    if tenant is not None and tenant != who.tenant:
+        raise PermissionDenied(f"--tenant {tenant} does not match the token, which is for {who.tenant}")
+    return who
+
+
+def _no_identity() -> PermissionDenied:
+    return PermissionDenied(f"no identity given: {IDENTITY_HINT}")
+
+
+def acting(username: str | None, tenant: str | None) -> Principal:
+    """The caller: the token's principal, or (demo boxes) the claimed ``username`` in ``tenant``.
+
+    Raises:
+        PermissionDenied: no identity, a refused token or claimed name, or ``--as``/``--tenant`` disagreeing
+            with the token.
+    """
+    value = token_value()
+    if value is not None:
+        return _from_token(value, username, tenant)
+    if username is None:
+        raise _no_identity()
     return principal(username, tenant)
 
 
-def acting_on(username: str, execution_id: str, tenant: str | None) -> Principal:
-    """The principal acting on an execution: in the execution's tenant unless ``--tenant`` names one."""
+def acting_on(username: str | None, execution_id: str, tenant: str | None) -> Principal:
+    """The caller acting on an execution: the token's principal, or the claimed name in the execution's tenant."""
+    value = token_value()
+    if value is not None:
+        return _from_token(value, username, tenant)
+    if username is None:
+        raise _no_identity()
     if tenant is not None:
         return principal(username, tenant)
     return principal_for(username, execution_id)

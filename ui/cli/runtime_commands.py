@@ -65,7 +65,7 @@ def worker_command(
 
 def watch_command(
     execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
-    as_user: AsUser,
+    as_user: AsUser = None,
     tenant: TenantOpt = None,
     interval_s: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 0.5,
 ) -> None:

@@ -15,12 +15,15 @@ from ui.components.identity import signed_in
 LIMIT = 200
 
 
-def confirmed(password: str | None) -> bool:
-    """Re-authentication before a high-risk approval: the signed-in user's password, checked by core."""
+def confirmed(password: str | None) -> core.Principal | None:
+    """Re-authentication before a high-risk approval: the signed-in user's password, checked by core.
+
+    Returns the principal core re-issued as confirmed now (core refuses the approval without a fresh one).
+    """
     if not password:
         st.error("Enter your password to approve at this level.")
-        return False
-    return attempt(core.reauthenticate, who, password) is not None
+        return None
+    return attempt(core.reauthenticate, who, password)
 
 
 who = signed_in()
@@ -51,13 +54,16 @@ if item is not None and (view := attempt(core.get_execution, who, item.execution
     decision = decision_form(who, view, ask_password=ask_password, gate=item.step_index)
     if decision is not None:
         done: core.ExecutionView | None = None
-        if decision.approve and ask_password and not confirmed(decision.password):
+        deciding: core.Principal | None = who
+        if decision.approve and ask_password:
+            deciding = confirmed(decision.password)
+        if deciding is None:
             pass
         elif decision.approve and item.step_index is not None:
-            done = attempt(core.approve_gate, who, view.execution_id, item.step_index, comment=decision.comment)
+            done = attempt(core.approve_gate, deciding, view.execution_id, item.step_index, comment=decision.comment)
         elif decision.approve:
             done = attempt(
-                core.approve, who, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash
+                core.approve, deciding, view.execution_id, comment=decision.comment, plan_hash_seen=view.plan_hash
             )
         else:
             done = attempt(core.reject, who, view.execution_id, comment=decision.comment)

@@ -27,7 +27,7 @@ show_notices()
 if sso_configured():
     # Signed in at the identity provider: the local account of that name decides the role.
     sso_user = sso_username()
-    if sso_user is not None and (who := attempt(core.principal, sso_user, None)) is not None:
+    if sso_user is not None and (who := attempt(core.sso_principal, sso_user, None)) is not None:
         state.sign_in(who)
         st.rerun()
     st.button("Sign in with single sign-on", key=state.SSO_BUTTON, on_click=st.login, icon=":material/key:")
