@@ -29,7 +29,7 @@ def share(value: float | None) -> str:
 who = signed_in()
 st.title("Dashboard")
 label = st.segmented_control("Window", list(WINDOWS), default="24 hours", key=state.DASHBOARD_WINDOW) or "24 hours"
-view = attempt(core.reads.dashboard, who, since=WINDOWS[label])
+view = attempt(core.dashboard, who, since=WINDOWS[label])
 if view is not None:
     tiles = st.columns(6)
     tiles[0].metric("Executions", view.total)
