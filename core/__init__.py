@@ -29,7 +29,7 @@ from core.errors import (
 )
 from core.fsm import TERMINAL as TERMINAL_STATUSES
 from core.identity.principals import principal, principal_for
-from core.inventory.runbooks import delete_runbook, list_runbooks, save_runbook
+from core.inventory.runbooks import delete_runbook, list_runbooks, publish_runbook, save_runbook, unpublish_runbook
 from core.logs import configure_logging
 from core.ops.audit_chain import verify_chain
 from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
@@ -67,6 +67,7 @@ from core.schemas import (
     Principal,
     PruneReport,
     QueueDepth,
+    ReadOnlyCommandView,
     RunbookView,
     RunModeStats,
     SecretInfo,
@@ -86,6 +87,7 @@ from core.usecases.admin import (
     add_asset,
     delete_secret,
     get_tenant_settings,
+    limit_secret,
     list_assets,
     list_locks,
     list_members,
@@ -102,6 +104,7 @@ from core.usecases.approvals import approve, approve_gate, reject
 from core.usecases.cancellation import cancel
 from core.usecases.dlq import discard, list_dlq, requeue
 from core.usecases.dry_run import dry_run_plan
+from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
 from core.usecases.submission import preview, rerun, submit
 from db.enums import (
     ActionClass,
@@ -161,6 +164,7 @@ __all__ = [
     "Principal",
     "PruneReport",
     "QueueDepth",
+    "ReadOnlyCommandView",
     "Role",
     "RunMode",
     "RunModeStats",
@@ -177,6 +181,7 @@ __all__ = [
     "TenantSettingsView",
     "WorkerView",
     "add_asset",
+    "add_read_only_command",
     "approval_inbox",
     "approve",
     "approve_gate",
@@ -196,6 +201,7 @@ __all__ = [
     "get_tenant_settings",
     "initialize",
     "install_log_masking",
+    "limit_secret",
     "list_admin_events",
     "list_assets",
     "list_dlq",
@@ -205,6 +211,7 @@ __all__ = [
     "list_locks",
     "list_members",
     "list_policies",
+    "list_read_only_commands",
     "list_runbooks",
     "list_secrets",
     "list_workers",
@@ -214,11 +221,13 @@ __all__ = [
     "principal",
     "principal_for",
     "prune",
+    "publish_runbook",
     "queue_depths",
     "reauthenticate",
     "reject",
     "remove_asset",
     "remove_member",
+    "remove_read_only_command",
     "requeue",
     "rerun",
     "save_runbook",
@@ -228,6 +237,7 @@ __all__ = [
     "set_secret",
     "set_tenant_mode",
     "submit",
+    "unpublish_runbook",
     "update_policy",
     "verify_chain",
     "wait_for",

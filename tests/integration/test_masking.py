@@ -15,7 +15,7 @@ from sqlalchemy import text
 from sqlmodel import SQLModel
 from streamlit.testing.v1 import AppTest
 
-from core import get_execution, list_events, principal, set_secret, submit
+from core import approve, get_execution, list_events, principal, set_secret, submit
 from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, _registry, register
 from core.safety.masking import LIVE, MASK, Masker, install_log_masking, mask_data, mask_text
@@ -96,6 +96,7 @@ def test_canary_secret_never_reaches_a_sink(
         "  - {name: env, action: shell, target: localhost, params: {command: [printenv, T], env: {T: '{{ secret:canary }}'}}}\n"
     )
     execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)  # steps with a secret are at least modify (DESIGN §13)
     drive(execution_id)
     alice = principal("alice", "demo")
     view = get_execution(alice, execution_id)

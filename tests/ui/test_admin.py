@@ -19,7 +19,7 @@ def test_admin_page_shows_policies_tenant_members_assets_and_secret_names(consol
     at = console("admin", page=PAGE)
     assert not at.exception
     assert not at.error
-    policies, tenant, members, assets, secrets = (frame.value for frame in at.dataframe)
+    policies, tenant, members, assets, secrets, *_risk = (frame.value for frame in at.dataframe)
     assert len(policies) == 9
     assert tenant["mode"].tolist() == ["live"]
     assert set(members["username"]) == {"alice", "bob", "carol", "dave", "admin"}
@@ -143,6 +143,8 @@ def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: Ope
     marker = tmp_path / "touched"
     plan = f"name: t\nsteps:\n  - {{name: t, action: shell, target: localhost, params: {{command: [touch, '{marker}']}}}}\n"
     alice = core.principal("alice", "demo")
+    # The walk needs a level-0 plan that changes something visible: an admin declares `touch` read-only.
+    core.add_read_only_command(core.principal("admin", "demo"), ["touch"])
 
     def switch(mode: str, level: int) -> None:
         at = console("admin", page=PAGE)
@@ -166,5 +168,6 @@ def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: Ope
     assert core.submit(alice, deploy).execution.run_mode == "dry_run"  # level 2 is above the live level
     switch("live", 3)
     assert core.submit(alice, deploy.replace("name: t\n", "name: t2\n")).execution.run_mode == "live"
-    modes = [e.data["mode"] for e in core.list_admin_events(core.principal("admin", "demo"))]
+    trail = core.list_admin_events(core.principal("admin", "demo"))
+    modes = [e.data["mode"] for e in trail if e.action == "tenant_mode"]
     assert modes == ["live", "live", "dry_run", "off"]
