@@ -171,3 +171,32 @@ def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: Ope
     trail = core.list_admin_events(core.principal("admin", "demo"))
     modes = [e.data["mode"] for e in trail if e.action == "tenant_mode"]
     assert modes == ["live", "live", "dry_run", "off"]
+
+
+def test_the_risk_tab_declares_and_withdraws_a_read_only_prefix(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.text_input(key=state.ADMIN_READ_ONLY_ARGV).input("systemctl status")
+    button(at, "Declare read-only").click().run()
+    assert not at.exception and not at.error
+    admin = core.principal("admin", "demo")
+    assert ["systemctl", "status"] in [c.argv for c in core.list_read_only_commands(admin)]
+    at.selectbox(key=state.ADMIN_READ_ONLY_PICK).select("systemctl status").run()
+    button(at, "Withdraw").click().run()
+    assert not at.exception and not at.error
+    assert ["systemctl", "status"] not in [c.argv for c in core.list_read_only_commands(admin)]
+
+
+def test_the_risk_tab_publishes_a_runbook_for_admins_only(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.selectbox(key=state.ADMIN_RUNBOOK_PICK).select("Log rotation").run()
+    button(at, "Publish").click().run()
+    assert not at.exception and not at.error
+    published = {r.name: r.published for r in core.list_runbooks(core.principal("alice", "demo"))}
+    assert published["Log rotation"]
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.ADMIN)
+    at = console("carol", page=PAGE)
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.APPROVER)  # demoted meanwhile
+    at.selectbox(key=state.ADMIN_RUNBOOK_PICK).select("Log rotation").run()
+    button(at, "Unpublish").click().run()
+    assert not at.exception and at.error
+    assert {r.name: r.published for r in core.list_runbooks(core.principal("alice", "demo"))}["Log rotation"]

@@ -39,6 +39,7 @@ from ui.cli.locks import locks_command
 from ui.cli.ops import check_command, prune_command
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
 from ui.cli.output import as_json, print_json, render_execution, render_summaries
+from ui.cli.read_only import commands_app
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
 
 app = typer.Typer(
@@ -56,6 +57,7 @@ app.add_typer(tenant_app, name="tenant")
 app.add_typer(policies_app, name="policies")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
+app.add_typer(commands_app, name="commands")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)
