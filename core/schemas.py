@@ -238,6 +238,8 @@ class RunbookView(View):
     published: bool = False
     published_by: str | None = None
     published_at: datetime | None = None
+    # SHA-256 of ``plan_text``: pass it to ``publish_runbook`` to publish exactly the text you reviewed.
+    text_hash: str = ""
 
 
 class ReadOnlyCommandView(View):

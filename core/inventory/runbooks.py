@@ -14,7 +14,7 @@ import re
 from sqlmodel import Session, col, select
 
 from core.admin_audit import record_admin_event
-from core.errors import CoreError, InvalidInput, NotFound
+from core.errors import Conflict, CoreError, InvalidInput, NotFound
 from core.identity import rbac
 from core.identity.rbac import Permission
 from core.plans import parse_plan
@@ -48,6 +48,7 @@ def _view(row: Runbook) -> RunbookView:
         published=is_published(row),
         published_by=row.published_by,
         published_at=row.published_at,
+        text_hash=text_hash(row.plan_text),
     )
 
 
@@ -117,18 +118,25 @@ def delete_runbook(principal: Principal, name: str) -> None:
         record_admin_event(session, principal, "runbook_deleted", name)
 
 
-def publish_runbook(principal: Principal, name: str) -> RunbookView:
+def publish_runbook(principal: Principal, name: str, *, reviewed_hash: str | None = None) -> RunbookView:
     """Vouch for a runbook's current text (admin): its steps, submitted as written, are then derived ``read``
     unless they ask for more or reference a secret. Publishing the same text again changes nothing.
 
+    Args:
+        reviewed_hash: the ``RunbookView.text_hash`` of the text the admin reviewed; when given, a runbook
+            saved again since (by an operator, say) is not published unseen.
+
     Raises:
         NotFound: no such runbook. InvalidInput: its plan no longer validates. PermissionDenied: not an admin.
+        Conflict: ``reviewed_hash`` is not the runbook's current text.
     """
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         row = _row(session, principal.tenant_id, name)
         if row is None:
             raise NotFound("runbook", name)
+        if reviewed_hash is not None and reviewed_hash != text_hash(row.plan_text):
+            raise Conflict(f"runbook {name!r} changed since you read it; review it again before publishing")
         parse_plan(row.plan_text)
         if not is_published(row):
             mark_published(session, row, principal.username)

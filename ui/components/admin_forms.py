@@ -179,10 +179,17 @@ def runbook_publisher(who: Principal, runbooks: list[core.RunbookView]) -> None:
     """Publish a runbook's current text (its steps then run as `read` unless they ask for more), or withdraw."""
     if not runbooks:
         return
-    names = [r.name for r in runbooks]
+    by_name = {r.name: r for r in runbooks}
     pick_col, publish_col, withdraw_col = st.columns([3, 1, 1])
-    name = pick_col.selectbox("Runbook", names, key=state.ADMIN_RUNBOOK_PICK)
-    if publish_col.button("Publish") and (done := attempt(core.publish_runbook, who, name)) is not None:
+    name = pick_col.selectbox("Runbook", list(by_name), key=state.ADMIN_RUNBOOK_PICK)
+    with st.expander("Its text (what publishing vouches for)"):
+        st.code(by_name[name].plan_text, language="yaml")
+    # The hash of the text shown: a runbook saved again meanwhile is refused, not published unseen.
+    reviewed = by_name[name].text_hash
+    if (
+        publish_col.button("Publish")
+        and (done := attempt(core.publish_runbook, who, name, reviewed_hash=reviewed)) is not None
+    ):
         succeed(f"Runbook {done.name} is published.", after_rerun=True)
         st.rerun()
     if withdraw_col.button("Unpublish") and (done := attempt(core.unpublish_runbook, who, name)) is not None:
