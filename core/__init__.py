@@ -35,7 +35,7 @@ from core.identity.installation import IDENTITY_HINT
 from core.identity.principals import principal, principal_for, session_valid, sso_principal
 from core.identity.scopes import SCOPES
 from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
-from core.inventory.runbooks import delete_runbook, list_runbooks, save_runbook
+from core.inventory.runbooks import delete_runbook, list_runbooks, publish_runbook, save_runbook, unpublish_runbook
 from core.logs import configure_logging
 from core.ops.audit_chain import verify_chain
 from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
@@ -73,6 +73,7 @@ from core.schemas import (
     Principal,
     PruneReport,
     QueueDepth,
+    ReadOnlyCommandView,
     RunbookView,
     RunModeStats,
     SecretInfo,
@@ -95,6 +96,7 @@ from core.usecases.admin import (
     add_asset,
     delete_secret,
     get_tenant_settings,
+    limit_secret,
     list_assets,
     list_locks,
     list_members,
@@ -111,6 +113,7 @@ from core.usecases.approvals import approve, approve_gate, reject
 from core.usecases.cancellation import cancel
 from core.usecases.dlq import discard, list_dlq, requeue
 from core.usecases.dry_run import dry_run_plan
+from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
 from core.usecases.submission import preview, rerun, submit
 from db.enums import (
     ActionClass,
@@ -172,6 +175,7 @@ __all__ = [
     "Principal",
     "PruneReport",
     "QueueDepth",
+    "ReadOnlyCommandView",
     "Role",
     "RunMode",
     "RunModeStats",
@@ -189,6 +193,7 @@ __all__ = [
     "TokenView",
     "WorkerView",
     "add_asset",
+    "add_read_only_command",
     "approval_inbox",
     "approve",
     "approve_gate",
@@ -209,6 +214,7 @@ __all__ = [
     "get_tenant_settings",
     "initialize",
     "install_log_masking",
+    "limit_secret",
     "list_admin_events",
     "list_assets",
     "list_dlq",
@@ -218,6 +224,7 @@ __all__ = [
     "list_locks",
     "list_members",
     "list_policies",
+    "list_read_only_commands",
     "list_runbooks",
     "list_secrets",
     "list_tokens",
@@ -229,12 +236,14 @@ __all__ = [
     "principal_for",
     "principal_from_token",
     "prune",
+    "publish_runbook",
     "queue_depths",
     "reauthenticate",
     "recently_authenticated",
     "reject",
     "remove_asset",
     "remove_member",
+    "remove_read_only_command",
     "requeue",
     "rerun",
     "revoke_token",
@@ -248,6 +257,7 @@ __all__ = [
     "set_user_disabled",
     "sso_principal",
     "submit",
+    "unpublish_runbook",
     "update_policy",
     "verify_chain",
     "wait_for",

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import registry
 from core.errors import InvalidInput
+from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
@@ -105,9 +106,16 @@ class Plan:
 
 
 def parse_plan(
-    source: str | bytes | Mapping[str, Any], *, max_steps: int = MAX_STEPS, max_bytes: int = MAX_BYTES
+    source: str | bytes | Mapping[str, Any],
+    *,
+    max_steps: int = MAX_STEPS,
+    max_bytes: int = MAX_BYTES,
+    trust: Trust = UNTRUSTED,
 ) -> Plan:
     """Parse and validate a plan from YAML/JSON text or an already-decoded mapping.
+
+    Step classes are derived under ``trust``, the tenant's declarations (core/risk.py); without it no step
+    of an action like ``shell`` is ``read``. The server re-derives under the tenant's trust (``reclassify``).
 
     Raises:
         InvalidInput: with one (path, message) per problem, e.g. ``steps[2].params.command: required``.
@@ -120,7 +128,12 @@ def parse_plan(
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(_issues(exc, prefix="")) from None
-    return _plan(spec)
+    return _plan(spec, trust)
+
+
+def reclassify(plan: Plan, trust: Trust) -> Plan:
+    """The same plan with its step classes derived under ``trust`` (the tenant's declarations)."""
+    return _plan(plan.spec, trust)
 
 
 def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
@@ -153,7 +166,7 @@ def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str
     return data
 
 
-def _plan(spec: PlanSpec) -> Plan:
+def _plan(spec: PlanSpec, trust: Trust) -> Plan:
     issues: list[tuple[str, str]] = []
     seen: dict[str, int] = {}
     planned: list[PlannedStep] = []
@@ -178,15 +191,36 @@ def _plan(spec: PlanSpec) -> Plan:
         except ValidationError as exc:
             issues.extend(_issues(exc, prefix=f"{where}.params"))
             continue
-        cls = max(action.action_class(params_model), step.action_class or ActionClass.READ, key=lambda c: c.rank)
+        params = params_model.model_dump(mode="json")
         estimate = float(step.timeout_s) if step.timeout_s else action.estimate_s(params_model)
-        planned.append(PlannedStep(i, step, params_model.model_dump(mode="json"), cls, estimate))
+        planned.append(PlannedStep(i, step, params, step_class(action, params_model, params, step, trust), estimate))
     for label, text in (("name", spec.name), ("description", spec.description)):
         issues.extend(find_literal_credentials(text, label))
     if issues:
         raise InvalidInput(issues)
     names = frozenset(n for s in planned for n in secret_refs(s.params))
     return Plan(spec=spec, steps=tuple(planned), secret_names=names)
+
+
+def step_class(
+    action: type[registry.ActionType], model: BaseModel, params: dict[str, Any], step: StepSpec, trust: Trust
+) -> ActionClass:
+    """The effective class of one step (DESIGN §5, §13): the highest of
+
+    - what the action's params imply, or ``read`` where an admin's declaration vouches for them;
+    - the class a published runbook gives this very step (publication vouches for the step as written);
+    - the class the step asks for (a plan may raise, never lower);
+    - ``modify`` if the step references a secret (whatever a secret unlocks is not a read).
+    """
+    published = trust.published_class(step.action, params)
+    vouched = action.declared_read(model, trust, published=published is not None)
+    classes = [
+        ActionClass.READ if vouched else action.action_class(model),
+        published or ActionClass.READ,
+        step.action_class or ActionClass.READ,
+        ActionClass.MODIFY if secret_refs(params) else ActionClass.READ,
+    ]
+    return max(classes, key=lambda c: c.rank)
 
 
 def _issues(exc: ValidationError, *, prefix: str) -> list[tuple[str, str]]:

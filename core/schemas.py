@@ -156,6 +156,8 @@ class AssetView(View):
     credential_ref: str | None
     has_known_host_key: bool
     known_host_key: str | None = None  # public (an OpenSSH key line): the ssh action checks the host against it
+    # Labs only, set by an admin on the asset (never by a plan): ssh connects without a known host key.
+    skip_host_key: bool = False
 
 
 class MemberView(View):
@@ -172,6 +174,8 @@ class SecretInfo(View):
     name: str
     version: int
     updated_at: datetime
+    # The assets it may be used on (DESIGN §13); None = any asset of the tenant.
+    allowed_assets: list[str] | None = None
 
 
 class TenantSettingsView(View):
@@ -239,8 +243,10 @@ class WorkerView(View):
     started_at: datetime
     last_seen_at: datetime
     stopped_at: datetime | None
+    # Only an execution of the viewer's tenant is named; ``busy`` says whether the worker runs a step at all.
     current_execution_id: str | None
     current_step_index: int | None
+    busy: bool = False
 
     @property
     def heartbeat_age_s(self) -> float:
@@ -255,6 +261,22 @@ class RunbookView(View):
     plan_text: str
     updated_by: str | None
     updated_at: datetime
+    # True while an admin's publication vouches for exactly this text (its steps may then run as `read`);
+    # any edit ends it. ``published_by``/``published_at`` tell who vouched, even after an edit.
+    published: bool = False
+    published_by: str | None = None
+    published_at: datetime | None = None
+    # SHA-256 of ``plan_text``: pass it to ``publish_runbook`` to publish exactly the text you reviewed.
+    text_hash: str = ""
+
+
+class ReadOnlyCommandView(View):
+    """An argv prefix an admin declared read-only: ``shell`` steps whose argv starts with it are ``read``."""
+
+    id: str
+    argv: list[str]
+    created_by: str
+    created_at: datetime
 
 
 class ExecutionPage(View):

@@ -5,13 +5,18 @@ It lives at the bottom layer so that every package may read it; it must not impo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
-from typing import Literal
+from typing import Any, Literal
+from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./opsconductor.db"
+HIDDEN = "**********"
+# Never in repr/str (logs, tracebacks, a debugger's locals); reading the attribute still gives the value.
+_SECRET_FIELDS = frozenset({"secret_key", "vault_token"})
 
 
 class Settings(BaseSettings):
@@ -71,7 +76,9 @@ class Settings(BaseSettings):
     # process N of `opsconductor worker --processes K` serves base+N; an embedded runtime the base; unset =
     # no endpoint) and the address it binds; log records as text for humans or one JSON object per line.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
-    metrics_addr: str = "0.0.0.0"  # noqa: S104  Prometheus scrapes from another host; narrow it here
+    metrics_addr: str = "127.0.0.1"  # OPSC_METRICS_ADDR=0.0.0.0 to let another host scrape (containers do)
+    # The address the console (`opsconductor up`) listens on; 0.0.0.0 to serve other hosts (containers do).
+    console_addr: str = "127.0.0.1"
     log_format: Literal["text", "json"] = "text"
     # Step isolation (DESIGN §13, core/safety/runner.py). A root worker runs local steps as this
     # unprivileged user, created as a system user when missing (never root).
@@ -79,6 +86,16 @@ class Settings(BaseSettings):
     # Lab only: a worker that can neither switch user (not root) nor sandbox (no bubblewrap) runs local
     # steps as itself instead of refusing them; `check` reports NO-GO while this is on.
     allow_unconfined_steps: bool = False
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        """What repr() and str() show: every field, but no key, token or password."""
+        for name, value in super().__repr_args__():
+            if name in _SECRET_FIELDS and value:
+                yield name, HIDDEN
+            elif name is not None and name.endswith("_url") and isinstance(value, str):
+                yield name, url_without_password(value)
+            else:
+                yield name, value
 
     @property
     def is_sqlite(self) -> bool:
@@ -88,6 +105,20 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when running on the embedded defaults (SQLite file, in-process broker)."""
         return self.is_sqlite and not self.redis_url
+
+
+def url_without_password(url: str) -> str:
+    """``url`` with the password of its user part replaced (``postgresql://opsc:***@db/opsc``)."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return HIDDEN  # not parseable: show nothing rather than something
+    if not password:
+        return url
+    user = parts.username or ""
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{user}:{HIDDEN}@{host}"))
 
 
 @lru_cache(maxsize=1)

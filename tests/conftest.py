@@ -18,7 +18,7 @@ import pytest
 from cryptography.fernet import Fernet
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
-from sqlmodel import SQLModel
+from sqlmodel import SQLModel, select
 
 import db.tables
 from db import migrate
@@ -101,10 +101,19 @@ def pg_url() -> Iterator[str]:
     engine.dispose()
 
 
+# DESIGN §13: a `shell` step is `modify` unless an admin declared its argv prefix read-only. The suite's
+# level-0 plans (tests/factories.py echoes, engine_support tees; failing, listing and sleeping read steps)
+# run under these declarations, made for both demo tenants as an admin would; tests about the rule itself
+# (tests/integration/test_risk.py) use other commands.
+TEST_READ_ONLY: list[list[str]] = [["echo"], ["tee", "-a"], ["false"], ["ls"], ["sleep"]]
+
+
 def reset_database(url: str) -> None:
-    """Empty every table, then seed the policies and the demo data."""
+    """Empty every table, then seed the policies, the demo data and the suite's read-only prefixes."""
+    from core.inventory.trust import add_command
     from core.ops.setup import seed_demo
     from core.policies import seed_policies
+    from db.tables import Tenant
 
     use_database(url)
     tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
@@ -117,6 +126,9 @@ def reset_database(url: str) -> None:
     with session_scope() as session:
         seed_policies(session)
         seed_demo(session)
+        for tenant in session.exec(select(Tenant)).all():
+            for argv in TEST_READ_ONLY:
+                add_command(session, tenant.id, argv, actor="tests")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

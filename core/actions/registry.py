@@ -11,12 +11,15 @@ import logging
 import threading
 from collections.abc import Mapping
 from importlib.metadata import entry_points
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from core.actions.context import ActionResult, StepContext
 from db.enums import ActionClass, Connection
+
+if TYPE_CHECKING:
+    from core.risk import Trust
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +41,18 @@ class ActionType:
 
     @classmethod
     def action_class(cls, params: BaseModel) -> ActionClass:
-        """The action class these params imply (a plan may raise it, never lower it)."""
+        """The action class these params imply on their own (a plan may raise it, never lower it)."""
         return cls.default_class
+
+    @classmethod
+    def declared_read(cls, params: BaseModel, trust: Trust, *, published: bool) -> bool:
+        """Whether an admin's declaration makes these params ``read`` though ``action_class`` says more.
+
+        ``trust`` holds the tenant's read-only argv prefixes; ``published`` is True when the step is, word for
+        word, a step of a runbook an admin published. Never, by default: only an action whose risk its params
+        spell out (``shell``'s argv) can be vouched for (DESIGN §13).
+        """
+        return False
 
     @classmethod
     def estimate_s(cls, params: BaseModel) -> float:

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import threading
 import time
+from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -22,6 +23,9 @@ from core.actions.registry import ActionType, register
 from core.errors import SafetyRefused
 from core.safety import runner
 from db.enums import ActionClass, Connection
+
+if TYPE_CHECKING:
+    from core.risk import Trust
 
 KILL_GRACE_S = 2.0
 
@@ -64,17 +68,30 @@ def argv_for(params: ShellParams) -> list[str]:
 class Shell(ActionType):
     name = "shell"
     params_model = ShellParams
-    # DESIGN §5's example: a `systemctl status` step is a read. The plan raises the class for changes.
-    default_class = ActionClass.READ
+    # DESIGN §13: the server decides risk. Any argv can change things (`rm -f`, `sh -c`, `python3 -c`), so a
+    # command is `modify` unless an admin vouched for it (declared_read below).
+    default_class = ActionClass.MODIFY
     idempotent = False
     default_estimate_s = 5.0
     connections = frozenset({Connection.LOCAL})
 
     @classmethod
     def action_class(cls, params: BaseModel) -> ActionClass:
-        # A shell interprets its input (pipes, redirects, `;`): treat it as at least `modify`.
+        return cls.default_class
+
+    @classmethod
+    def declared_read(cls, params: BaseModel, trust: Trust, *, published: bool) -> bool:
+        """``read`` when the exact argv starts with a prefix an admin declared read-only (word by word, never a
+        joined string), or the step is one of a published runbook. ``shell: true`` never: a shell interprets
+        its input (pipes, redirects, `;`). A step that sets ``env`` is vouched for by publication only: PATH or
+        LD_PRELOAD would change what a declared prefix runs.
+        """
         assert isinstance(params, ShellParams)
-        return ActionClass.MODIFY if params.shell else cls.default_class
+        if params.shell:
+            return False
+        if published:
+            return True
+        return not params.env and trust.read_only_argv(argv_for(params))
 
     def run(self, ctx: StepContext) -> ActionResult:
         params = ShellParams.model_validate(ctx.params)

@@ -3,9 +3,10 @@
 - The command is a list (joined with ``shlex.join``, so each item reaches the remote shell as one word) or a
   string, sent as-is. Either way sshd hands it to the remote user's shell, so both forms are ``modify`` by
   default: unlike ``shell``'s argv form there is no way to run a remote command without a shell.
-- The host key is checked by default against the asset's ``known_host_key``; without one the step refuses
-  to connect unless ``insecure_skip_host_key`` is set (labs). The asset's credential is a private key
-  (``-----BEGIN``…) or a password; nothing from ``~/.ssh`` (config, keys, agent) is used.
+- The host key is always checked against the asset's ``known_host_key``; without one the step refuses to
+  connect unless an admin set ``skip_host_key`` on the asset (labs). No plan parameter can turn the check
+  off or override the key (DESIGN §13). The asset's credential is a private key (``-----BEGIN``…) or a
+  password; nothing from ``~/.ssh`` (config, keys, agent) is used.
 - ``env`` goes as SSH environment requests, not on the command line (where ``ps`` would show secret
   values); OpenSSH servers drop names their ``AcceptEnv`` does not list.
 - Output (stdout and stderr, merged line by line) streams into the step output in chunks, never whole;
@@ -38,7 +39,6 @@ class SshParams(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     stdin: str | None = None
     cwd: str | None = Field(default=None, min_length=1)
-    insecure_skip_host_key: bool = False
 
     @field_validator("command")
     @classmethod
@@ -59,6 +59,11 @@ class SshParams(BaseModel):
         if bad:
             raise ValueError(f"invalid variable names {bad}")
         return value
+
+
+def skips_host_key(ctx: StepContext) -> bool:
+    """True only for an asset an admin marked ``skip_host_key`` that has no known key (a known key is checked)."""
+    return ctx.asset.skip_host_key and not ctx.asset.has_known_host_key
 
 
 def remote_command(params: SshParams) -> str:
@@ -114,8 +119,8 @@ class Ssh(ActionType):
             line += f" with env {sorted(params.env)}"
         if params.stdin is not None:
             line += f" with {len(params.stdin.encode())} bytes on stdin"
-        if params.insecure_skip_host_key:
-            line += " (host key NOT checked: insecure_skip_host_key)"
+        if skips_host_key(ctx):
+            line += f" (host key NOT checked: {ctx.asset.name} has skip_host_key)"
         ctx.output.write(safe(ctx, line))
         try:
             _precheck(ctx, params)
@@ -132,11 +137,11 @@ def _target(ctx: StepContext, params: SshParams) -> Target:
 
 def _precheck(ctx: StepContext, params: SshParams) -> None:
     """What must hold before any connection: a host key to check against (or the explicit opt-out), a credential."""
-    if not ctx.asset.has_known_host_key and not params.insecure_skip_host_key:
+    if not ctx.asset.has_known_host_key and not ctx.asset.skip_host_key:
         raise Refused(
             f"asset {ctx.asset.name} has no known host key; add one with "
             f"`opsconductor assets add {ctx.asset.name} --connection ssh ... --known-host-key '<ssh-ed25519 AAAA…>'` "
-            "or set insecure_skip_host_key for labs"
+            "(labs only: --skip-host-key)"
         )
     if not ctx.credential:
         raise Refused(

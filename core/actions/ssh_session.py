@@ -14,7 +14,7 @@ from typing import Any
 import asyncssh
 
 from core.actions.context import ActionResult, OutputSink, StepContext
-from core.actions.ssh import Refused, SshParams, Target, remote_command, safe
+from core.actions.ssh import Refused, SshParams, Target, remote_command, safe, skips_host_key
 
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.05
@@ -38,7 +38,7 @@ def _options(ctx: StepContext, params: SshParams, target: Target) -> dict[str, A
     options: dict[str, Any] = {
         "port": target.port,
         "username": target.username,
-        "known_hosts": None if params.insecure_skip_host_key else ([*_trusted_keys(ctx)], [], []),
+        "known_hosts": None if skips_host_key(ctx) else ([*_trusted_keys(ctx)], [], []),
         "config": None,
         "agent_path": None,
         "client_keys": None,
@@ -72,7 +72,7 @@ def _trusted_keys(ctx: StepContext) -> list[asyncssh.SSHKey]:
                     "(expected an OpenSSH public key line like `ssh-ed25519 AAAA…`)"
                 ) from None
     if not keys:
-        raise Refused(f"asset {ctx.asset.name} has no known host key; add one or set insecure_skip_host_key for labs")
+        raise Refused(f"asset {ctx.asset.name} has no known host key; add one (labs only: skip_host_key on the asset)")
     return keys
 
 

@@ -14,7 +14,7 @@ from core.schemas import Principal, QueueDepth, WorkerView
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import SlaClass
-from db.tables import QueueItem, Worker
+from db.tables import Execution, QueueItem, Worker
 
 _WORKERS = Worker.__table__  # type: ignore[attr-defined]
 
@@ -62,14 +62,37 @@ def mark_stopped(worker_id: str) -> None:
 
 
 def list_workers(principal: Principal, *, include_stopped: bool = False, limit: int = 200) -> list[WorkerView]:
-    """Workers, most recently seen first (any role may look)."""
+    """Workers, most recently seen first (any role may look).
+
+    Workers are shared by every tenant, their work is not: a worker's current execution (and step) is shown
+    only when that execution belongs to the principal's tenant; otherwise only ``busy`` says it works.
+    """
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
         query = select(Worker)
         if not include_stopped:
             query = query.where(col(Worker.stopped_at).is_(None))
         rows = session.exec(query.order_by(col(Worker.last_seen_at).desc()).limit(limit)).all()
-        return [WorkerView.model_validate(r, from_attributes=True) for r in rows]
+        current = {r.current_execution_id for r in rows if r.current_execution_id}
+        ours = (
+            set(
+                session.exec(
+                    select(Execution.id).where(
+                        col(Execution.id).in_(current), Execution.tenant_id == principal.tenant_id
+                    )
+                ).all()
+            )
+            if current
+            else set()
+        )
+        views = []
+        for row in rows:
+            view = WorkerView.model_validate(row, from_attributes=True)
+            view = view.model_copy(update={"busy": view.current_execution_id is not None})
+            if view.current_execution_id is not None and view.current_execution_id not in ours:
+                view = view.model_copy(update={"current_execution_id": None, "current_step_index": None})
+            views.append(view)
+        return views
 
 
 def queue_depths(principal: Principal) -> list[QueueDepth]:

@@ -29,6 +29,7 @@ def add_asset(
     tags: Iterable[str] = (),
     credential_ref: str | None = None,
     known_host_key: str | None = None,
+    skip_host_key: bool = False,
 ) -> AssetView:
     """Add an asset to the tenant's inventory.
 
@@ -41,6 +42,8 @@ def add_asset(
         issues.append(("name", "1-128 letters, digits, '_', '.', '-'"))
     if connection is Connection.SSH and not host:
         issues.append(("host", "required for ssh assets"))
+    if skip_host_key and connection is not Connection.SSH:
+        issues.append(("skip_host_key", "only ssh assets have a host key"))
     if connection is Connection.HTTP and not base_url:
         issues.append(("base_url", "required for http assets"))
     if base_url and not base_url.startswith(("http://", "https://")):
@@ -61,6 +64,7 @@ def add_asset(
         tags_json=json.dumps(sorted(set(tags))),
         credential_ref=credential_ref,
         known_host_key=known_host_key,
+        skip_host_key=skip_host_key,
     )
     session.add(asset)
     session.flush()
@@ -118,4 +122,5 @@ def asset_view(asset: Asset) -> AssetView:
         credential_ref=asset.credential_ref,
         has_known_host_key=bool(asset.known_host_key),
         known_host_key=asset.known_host_key,
+        skip_host_key=asset.skip_host_key,
     )

@@ -18,7 +18,7 @@ from core.identity import members, tenants
 from core.identity.installation import claimed_identity_allowed, set_claimed_identity
 from core.identity.scopes import ALL_SCOPES
 from core.identity.tokens import mint
-from core.inventory import assets, runbooks
+from core.inventory import assets, runbooks, trust
 from core.policies import seed_policies
 from core.safety import runner, secret_store
 from core.transactions import session_scope
@@ -76,6 +76,11 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
         "    action_class: modify\n    params: {command: [ls, /nonexistent/opsconductor-demo]}\n",
     ),
 ]
+
+# Published by seeding (DESIGN §13): their steps run as `read`, at once, like before shell became `modify`.
+DEMO_PUBLISHED = ("Disk usage", "Service status")
+# Read-only argv prefixes each demo tenant starts with (an admin edits them: `opsconductor commands`).
+DEMO_READ_ONLY: list[list[str]] = [["df"], ["uptime"]]
 
 
 BOOTSTRAP_TOKEN_EXPIRES_S = 30 * 86400
@@ -170,6 +175,9 @@ def seed_demo(session: Session) -> list[str]:
         if tenant is None:
             tenant = tenants.create_tenant(session, tenant_name, mode=TenantMode.LIVE, max_live_level=3)
             created.append(f"tenant {tenant_name}")
+            # Only with a new tenant: a prefix an admin withdrew later stays withdrawn on `init --demo` again.
+            for argv in DEMO_READ_ONLY:
+                trust.add_command(session, tenant.id, argv, actor="init")
         for username, role in users.items():
             user = members.ensure_user(session, username)
             if user.password_hash is None:
@@ -180,9 +188,13 @@ def seed_demo(session: Session) -> list[str]:
                 session.add(user)
             members.set_membership(session, tenant.id, user, role)
         for name, description, plan_text in DEMO_RUNBOOKS:
-            if session.exec(select(Runbook.id).where(Runbook.tenant_id == tenant.id, Runbook.name == name)).first():
-                continue
-            runbooks.store_runbook(session, tenant.id, name, plan_text, description, "init")
+            row = session.exec(select(Runbook).where(Runbook.tenant_id == tenant.id, Runbook.name == name)).first()
+            if row is None:
+                row = runbooks.store_runbook(session, tenant.id, name, plan_text, description, "init")
+            # Never published and still the demo's text (a new row, or a demo from before publication existed);
+            # an admin's later unpublish keeps published_at, so it is not undone here.
+            if name in DEMO_PUBLISHED and row.published_at is None and row.plan_text == plan_text:
+                runbooks.mark_published(session, row, "init")
         if session.exec(select(Asset).where(Asset.tenant_id == tenant.id, Asset.name == "localhost")).first() is None:
             assets.add_asset(session, tenant.id, name="localhost", connection=Connection.LOCAL, tags=["demo"])
             created.append(f"asset {tenant_name}/localhost")

@@ -2,9 +2,14 @@
 
 Every lookup is tenant-scoped:
 - **built-in**: Fernet-encrypted rows of the ``secrets`` table (core/safety/secret_store.py);
-- **environment**: ``OPSC_SECRET_<TENANT>__<NAME>`` (upper-cased, ``.`` and ``-`` as ``_``). DESIGN §10
-  names ``OPSC_SECRET_<NAME>``; the tenant prefix is there so one tenant can never read a value meant
-  for another;
+- **environment**: ``OPSC_SECRET_<TENANT>__<NAME>``, both parts encoded so that no two (tenant, name) pairs
+  share a variable: ASCII letters and digits stay as they are (case kept), every other byte of the UTF-8
+  text becomes ``_`` and two upper-case hex digits (``_`` → ``_5F``, ``.`` → ``_2E``, ``-`` → ``_2D``). An
+  encoded part never holds ``__``, so the separator is unambiguous: ``demo``/``db_password`` is
+  ``OPSC_SECRET_demo__db_5Fpassword``. (The earlier upper-cased form, where ``.``, ``-`` and ``_`` all became
+  ``_``, let tenant ``a_b`` and tenant ``a`` with a secret ``b__x`` read the same variable; it is no
+  longer read.) DESIGN §10 names ``OPSC_SECRET_<NAME>``; the tenant part keeps one tenant from ever
+  reading a value meant for another;
 - **Vault** (when ``OPSC_VAULT_URL`` is set): KV version 2 at ``<mount>/opsconductor/<tenant>/<name>``,
   key ``value``, through hvac.
 
@@ -36,12 +41,15 @@ class SecretBackend(Protocol):
 
 
 def env_var(tenant: str, secret: str) -> str:
-    """The environment variable that holds ``secret`` for ``tenant``."""
+    """The environment variable that holds ``secret`` for ``tenant`` (injective: see the module docstring)."""
+    return f"{ENV_PREFIX}{env_part(tenant)}__{env_part(secret)}"
 
-    def norm(text: str) -> str:
-        return text.upper().replace(".", "_").replace("-", "_")
 
-    return f"{ENV_PREFIX}{norm(tenant)}__{norm(secret)}"
+def env_part(text: str) -> str:
+    """``text`` as a fragment of a variable name: ASCII letters and digits kept, any other byte as ``_XX``."""
+    return "".join(
+        chr(byte) if chr(byte).isascii() and chr(byte).isalnum() else f"_{byte:02X}" for byte in text.encode("utf-8")
+    )
 
 
 class EnvironmentBackend:

@@ -1,13 +1,18 @@
 """The built-in secret store: values encrypted with Fernet under ``OPSC_SECRET_KEY``, per tenant.
 
+A secret may be limited to named assets of its tenant (DESIGN §13, ``allowed_assets_json``; NULL = any):
+submission refuses a step that would use it elsewhere, and the worker checks again before revealing it.
+
 Values go in (``set_secret``) and, later, out only to the worker at step start. No function here returns
 a value to a human interface, and no message contains one.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
+from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
@@ -18,7 +23,7 @@ from core.errors import InvalidInput, NotFound, SafetyRefused
 from core.schemas import SecretInfo
 from db.clock import utcnow
 from db.settings import Settings, get_settings
-from db.tables import Secret
+from db.tables import Asset, Secret
 
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_SECRET_BYTES = 64 * 1024
@@ -62,10 +67,23 @@ def fernet(settings: Settings | None = None) -> Fernet:
         raise SafetyRefused("bad_secret_key", "OPSC_SECRET_KEY is not a valid Fernet key") from None
 
 
-def set_secret(session: Session, tenant_id: str, name: str, value: str, *, actor_id: str) -> SecretInfo:
-    """Create or rotate a secret (stores ciphertext only)."""
+def set_secret(
+    session: Session,
+    tenant_id: str,
+    name: str,
+    value: str,
+    *,
+    actor_id: str,
+    assets: Iterable[str] | None = None,
+) -> SecretInfo:
+    """Create or rotate a secret (stores ciphertext only).
+
+    ``assets`` limits it to those asset names; None keeps the current limit (a new secret: any asset), so a
+    rotation never widens a limit by omission (``limit_secret`` changes it).
+    """
     if not SECRET_NAME.match(name):
         raise InvalidInput("letters, digits, '_', '.', '-', starting with a letter or '_'", path="name")
+    allowed = _asset_list(session, tenant_id, assets) if assets is not None else None
     if not value:
         raise InvalidInput("the value is empty", path="value")
     if len(value.encode()) > MAX_SECRET_BYTES:
@@ -77,15 +95,66 @@ def set_secret(session: Session, tenant_id: str, name: str, value: str, *, actor
         row = Secret(tenant_id=tenant_id, name=name, ciphertext=token, updated_by=actor_id)
     else:
         row.ciphertext, row.version, row.updated_at, row.updated_by = token, row.version + 1, now, actor_id
+    if allowed is not None:
+        row.allowed_assets_json = json.dumps(allowed)
     session.add(row)
     session.flush()
-    return SecretInfo(name=row.name, version=row.version, updated_at=row.updated_at)
+    return _info(row)
+
+
+def limit_secret(session: Session, tenant_id: str, name: str, assets: Iterable[str] | None) -> SecretInfo:
+    """Limit a secret to ``assets`` (names of the tenant's assets), or lift the limit with None.
+
+    Raises:
+        NotFound: no such secret. InvalidInput: an empty list, or a name that is no asset of the tenant.
+    """
+    row = _row(session, tenant_id, name)
+    if row is None:
+        raise NotFound("secret", name)
+    row.allowed_assets_json = json.dumps(_asset_list(session, tenant_id, assets)) if assets is not None else None
+    row.updated_at = utcnow()
+    session.add(row)
+    session.flush()
+    return _info(row)
+
+
+def allowed_assets(session: Session, tenant_id: str, name: str) -> list[str] | None:
+    """The asset names a secret of the built-in store is limited to; None = any (or not a stored secret).
+
+    Secrets from the environment or Vault carry no limit: their owner limits them at the source.
+    """
+    text = session.exec(
+        select(Secret.allowed_assets_json).where(Secret.tenant_id == tenant_id, Secret.name == name)
+    ).first()
+    return json.loads(text) if text is not None else None
+
+
+def usable_on(session: Session, tenant_id: str, name: str, asset_name: str) -> bool:
+    """True if secret ``name`` may be used by a step on asset ``asset_name``."""
+    allowed = allowed_assets(session, tenant_id, name)
+    return allowed is None or asset_name in allowed
+
+
+def _asset_list(session: Session, tenant_id: str, assets: Iterable[str]) -> list[str]:
+    names = sorted({a.strip() for a in assets if a.strip()})
+    if not names:
+        raise InvalidInput("name at least one asset (or lift the limit)", path="assets")
+    known = set(session.exec(select(Asset.name).where(Asset.tenant_id == tenant_id, Asset.name.in_(names))).all())  # type: ignore[attr-defined]
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InvalidInput(f"no such asset in the tenant: {', '.join(unknown)}", path="assets")
+    return names
+
+
+def _info(row: Secret) -> SecretInfo:
+    allowed = json.loads(row.allowed_assets_json) if row.allowed_assets_json is not None else None
+    return SecretInfo(name=row.name, version=row.version, updated_at=row.updated_at, allowed_assets=allowed)
 
 
 def list_secrets(session: Session, tenant_id: str) -> list[SecretInfo]:
-    """Names and versions of the tenant's secrets (never values)."""
+    """Names, versions and asset limits of the tenant's secrets (never values)."""
     rows = session.exec(select(Secret).where(Secret.tenant_id == tenant_id).order_by(Secret.name)).all()
-    return [SecretInfo(name=r.name, version=r.version, updated_at=r.updated_at) for r in rows]
+    return [_info(r) for r in rows]
 
 
 def secret_names(session: Session, tenant_id: str) -> set[str]:

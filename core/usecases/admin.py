@@ -75,8 +75,13 @@ def add_asset(
     tags: Iterable[str] = (),
     credential_ref: str | None = None,
     known_host_key: str | None = None,
+    skip_host_key: bool = False,
 ) -> AssetView:
-    """Add an asset to the tenant's inventory (admin)."""
+    """Add an asset to the tenant's inventory (admin).
+
+    ``skip_host_key`` (labs only) lets ssh steps connect to it without a known host key; a known key, when
+    there is one, is always checked. It is the asset's setting: no plan can turn host-key checks off.
+    """
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         view = assets.add_asset(
@@ -90,8 +95,10 @@ def add_asset(
             tags=tags,
             credential_ref=credential_ref,
             known_host_key=known_host_key,
+            skip_host_key=skip_host_key,
         )
-        record_admin_event(session, principal, "asset_added", name, {"connection": connection.value})
+        details = {"connection": connection.value, "skip_host_key": skip_host_key}
+        record_admin_event(session, principal, "asset_added", name, details)
         return view
 
 
@@ -110,12 +117,31 @@ def list_secrets(principal: Principal) -> list[SecretInfo]:
         return secret_store.list_secrets(session, principal.tenant_id)
 
 
-def set_secret(principal: Principal, name: str, value: str) -> SecretInfo:
-    """Create or rotate a secret (admin). The value is encrypted before it is stored."""
+def set_secret(principal: Principal, name: str, value: str, *, assets: Iterable[str] | None = None) -> SecretInfo:
+    """Create or rotate a secret (admin). The value is encrypted before it is stored.
+
+    Args:
+        assets: limit the secret to these assets of the tenant (a step using it elsewhere is refused);
+            None keeps the current limit (a new secret: usable on any asset).
+    """
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        info = secret_store.set_secret(session, principal.tenant_id, name, value, actor_id=principal.user_id)
-        record_admin_event(session, principal, "secret_set", name, {"version": info.version})  # never the value
+        info = secret_store.set_secret(
+            session, principal.tenant_id, name, value, actor_id=principal.user_id, assets=assets
+        )
+        details: dict[str, object] = {"version": info.version}  # never the value
+        if info.allowed_assets is not None:
+            details["assets"] = info.allowed_assets
+        record_admin_event(session, principal, "secret_set", name, details)
+        return info
+
+
+def limit_secret(principal: Principal, name: str, assets: Iterable[str] | None) -> SecretInfo:
+    """Limit a secret to named assets of the tenant, or (None) let every asset use it (admin)."""
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        info = secret_store.limit_secret(session, principal.tenant_id, name, assets)
+        record_admin_event(session, principal, "secret_limited", name, {"assets": info.allowed_assets})
         return info
 
 

@@ -1,5 +1,9 @@
 """Submitting a plan: validate, resolve, derive, dedupe, persist, and queue if no approval is needed.
 
+The server decides risk (DESIGN §13): step classes are derived again inside the submitting transaction
+under the tenant's declarations (read-only prefixes, published runbooks; core/inventory/trust.py), so what
+a client computed, or a declaration withdrawn a moment ago, never lowers a level.
+
 One transaction writes the execution, its steps and its first event (and, at level 0, its queue row);
 a broker message follows only after commit. Nothing is written when anything is refused.
 """
@@ -25,16 +29,18 @@ from core.identity.rbac import Permission
 from core.identity.tenants import run_mode_for, tenant_settings
 from core.inventory import asset_service
 from core.inventory.assets import assets_by_name
-from core.plans import APPROVALS_REQUIRED, Plan, canonical_json, canonical_plan, parse_plan, plan_hash
+from core.inventory.trust import tenant_trust
+from core.plans import APPROVALS_REQUIRED, Plan, canonical_json, canonical_plan, parse_plan, plan_hash, reclassify
 from core.policies import get_policy
 from core.reads.executions import build_view, get_execution, load_execution
-from core.safety import secret_backends
+from core.safety import secret_backends, secret_store
+from core.safety.credentials import secret_refs
 from core.schemas import PlanPreview, Principal, SubmitResult
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import Connection, ExecutionMode, ExecutionStatus
 from db.settings import get_settings
-from db.tables import Execution, ExecutionStep
+from db.tables import Asset, Execution, ExecutionStep
 
 
 def submit(
@@ -103,7 +109,7 @@ def _insert(principal: Principal, plan: Plan, caller_key: str | None, background
 def _existing(principal: Principal, plan: Plan, caller_key: str | None, window_s: int) -> SubmitResult | None:
     """The active holder of the key as the result of a duplicate submit; None if the key is free again."""
     with session_scope() as session:
-        canonical, _assets = _canonical(session, principal, plan)
+        canonical, _assets = _canonical(session, principal, _trusted(session, principal, plan))
         digest = plan_hash(canonical)
         key = caller_key or idempotency.derive_key(principal.tenant_id, principal.user_id, digest)
         holder = idempotency.active_holder(session, principal.tenant_id, key)
@@ -118,6 +124,7 @@ def _existing(principal: Principal, plan: Plan, caller_key: str | None, window_s
 
 def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str | None, background: bool) -> Execution:
     rbac.require(session, principal, Permission.SUBMIT)
+    plan = _trusted(session, principal, plan)
     rbac.require_class(session, principal, plan.action_class)
     run_mode = run_mode_for(tenant_settings(session, principal.tenant_id), plan.approval_level)
     canonical, assets = _canonical(session, principal, plan)
@@ -178,7 +185,12 @@ def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str
     return execution
 
 
-def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict[str, Any], dict[str, Any]]:
+def _trusted(session: Session, principal: Principal, plan: Plan) -> Plan:
+    """``plan`` with its classes derived under the tenant's current declarations."""
+    return reclassify(plan, tenant_trust(session, principal.tenant_id))
+
+
+def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict[str, Any], dict[str, Asset]]:
     """Resolve targets (tenant-scoped) and secret references; return the canonical plan and the assets."""
     assets = assets_by_name(session, principal.tenant_id, (s.spec.target for s in plan.steps))
     issues: list[tuple[str, str]] = []
@@ -204,9 +216,33 @@ def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict
         if not secret_backends.exists(session, principal.tenant_id, principal.tenant, name)
     )
     issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)
+    issues.extend(_secrets_off_limits(session, principal, plan, assets))
     if issues:
         raise InvalidInput(issues)
     return canonical_plan(plan, {name: a.id for name, a in assets.items()}), assets
+
+
+def _secrets_off_limits(
+    session: Session, principal: Principal, plan: Plan, assets: Mapping[str, Asset]
+) -> list[tuple[str, str]]:
+    """(path, reason) for each secret a step would use on an asset the secret is not limited to (DESIGN §13).
+
+    Names the step's params path and the secret, never a value. The asset's own credential counts too:
+    the worker fetches it for the step.
+    """
+    issues: list[tuple[str, str]] = []
+    for step in plan.steps:
+        asset = assets.get(step.spec.target)
+        if asset is None:
+            continue  # reported as an unknown target
+        for name in sorted(secret_refs(step.params)):
+            if not secret_store.usable_on(session, principal.tenant_id, name, asset.name):
+                issues.append((f"steps[{step.index}].params", f"secret {name!r} may not be used on {asset.name}"))
+        ref = asset.credential_ref
+        if ref and not secret_store.usable_on(session, principal.tenant_id, ref, asset.name):
+            reason = f"the credential {ref!r} of {asset.name} may not be used on it"
+            issues.append((f"steps[{step.index}].target", reason))
+    return issues
 
 
 def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, background: bool = False) -> PlanPreview:
@@ -216,6 +252,7 @@ def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, back
     asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
+        parsed = _trusted(session, principal, parsed)
         canonical, assets = _canonical(session, principal, parsed)
         run_mode = run_mode_for(tenant_settings(session, principal.tenant_id), parsed.approval_level)
         return PlanPreview(

@@ -108,6 +108,8 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     assert argv[5:] == [
         "--server.port",
         "8765",
+        "--server.address",
+        "127.0.0.1",  # this host only unless OPSC_CONSOLE_ADDR says otherwise
         "--server.headless",
         "true",
         "--browser.gatherUsageStats",

@@ -308,6 +308,7 @@ def test_secrets_are_resolved_at_run_time_and_masked_in_output(fast: str) -> Non
     execution_id = _bg(
         "name: s\nsteps:\n  - {name: e, action: shell, target: localhost, params: {command: [printenv, TOKEN], env: {TOKEN: '{{ secret:demo_token }}'}}}\n"
     )
+    approve(principal("bob", "demo"), execution_id)  # a step with a secret is at least modify (DESIGN §13)
     drive(execution_id)
     view = get_execution(principal("alice", "demo"), execution_id)
     assert view.status == "completed" and view.steps[0].output == "***\n"

@@ -99,6 +99,7 @@ def test_canary_secret_never_reaches_a_sink(
         "  - {name: env, action: shell, target: localhost, params: {command: [printenv, T], env: {T: '{{ secret:canary }}'}}}\n"
     )
     execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)  # steps with a secret are at least modify (DESIGN §13)
     drive(execution_id)
     alice = principal("alice", "demo")
     view = get_execution(alice, execution_id)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from core import InvalidInput, SafetyRefused, get_execution, principal, submit
+from core import InvalidInput, SafetyRefused, approve, get_execution, principal, submit
 from core.safety.secret_backends import EnvironmentBackend, VaultBackend, env_var
 from db.settings import get_settings
 from tests.engine_support import drive
@@ -39,10 +39,37 @@ def vault_url() -> Iterator[str]:
 def test_environment_backend_is_tenant_scoped(monkeypatch: pytest.MonkeyPatch) -> None:
     """OPSC_SECRET_<TENANT>__<NAME>: demo's variable is not globex's."""
     monkeypatch.setenv(env_var("demo", "db.pass-word"), "env-value-1")
-    assert env_var("demo", "db.pass-word") == "OPSC_SECRET_DEMO__DB_PASS_WORD"
+    assert env_var("demo", "db.pass-word") == "OPSC_SECRET_demo__db_2Epass_2Dword"
     backend = EnvironmentBackend()
     assert backend.reveal("demo", "db.pass-word") == "env-value-1"
     assert backend.reveal("globex", "db.pass-word") is None and not backend.has("globex", "db.pass-word")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (("a__b", "c"), ("a", "b__c")),  # the old form gave both OPSC_SECRET_A__B__C
+        (("a", "b_c"), ("a_b", "c")),
+        (("demo", "db.pw"), ("demo", "db_pw")),
+        (("demo", "db-pw"), ("demo", "db.pw")),
+        (("Demo", "x"), ("demo", "x")),
+        (("a__", "b"), ("a", "__b")),
+    ],
+)
+def test_environment_names_never_collide_across_tenants_or_names(
+    first: tuple[str, str], second: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Attacker's side: a tenant named to share another's variable (or a look-alike secret name) reads nothing."""
+    assert env_var(*first) != env_var(*second)
+    monkeypatch.setenv(env_var(*first), "meant-for-the-first")
+    assert EnvironmentBackend().reveal(*second) is None
+
+
+def test_environment_names_are_valid_variable_names() -> None:
+    import re
+
+    for tenant, name in [("demo", "db.pass-word"), ("t-1", "_x"), ("ünï", "a.b")]:
+        assert re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", env_var(tenant, name))
 
 
 def test_vault_backend_reads_kv_v2_and_refuses_clearly(vault_url: str) -> None:
@@ -67,6 +94,7 @@ def test_steps_resolve_environment_and_vault_secrets_masked(
         "env: {A: '{{ secret:from_env }}', B: '{{ secret:vaulted }}'}}}\n"
     )
     execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)  # a step with a secret is at least modify (DESIGN §13)
     drive(execution_id)
     view = get_execution(principal("alice", "demo"), execution_id)
     assert view.status == "completed" and view.steps[0].output == "***\n***\n"

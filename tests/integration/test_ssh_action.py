@@ -13,6 +13,7 @@ import pytest
 
 from core import (
     Connection,
+    InvalidInput,
     TenantMode,
     add_asset,
     approve,
@@ -57,6 +58,7 @@ def box(db: str, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
         ("box-no-credential", None, sshd.known_host_key),
         ("box-keyscan", "ssh_password", f"# from ssh-keyscan\n[127.0.0.1]:{sshd.port} {sshd.known_host_key}\n"),
         ("box-garbled-key", "ssh_password", "ssh-ed25519 not-base64!"),
+        ("box-lab", "ssh_password", None),  # skip_host_key, set by the admin (below)
     ]:
         add_asset(
             admin,
@@ -66,6 +68,7 @@ def box(db: str, sshd: SshServer, monkeypatch: pytest.MonkeyPatch) -> Iterator[S
             port=sshd.port,
             credential_ref=credential,
             known_host_key=known,
+            skip_host_key=name == "box-lab",
         )
     yield sshd
     get_settings.cache_clear()
@@ -133,14 +136,30 @@ def test_missing_known_host_key_is_refused_before_connecting(box: SshServer) -> 
     view = run(ssh_plan("echo hi", target="box-unknown"))
     error = view.steps[0].error or ""
     assert view.status == "failed" and "asset box-unknown has no known host key" in error
-    assert "--known-host-key" in error and "insecure_skip_host_key" in error
+    assert "--known-host-key" in error and "--skip-host-key" in error
     assert box.seen.connections == 0
 
 
-def test_insecure_skip_host_key_connects_without_a_known_key(box: SshServer) -> None:
-    """The explicit lab opt-out connects to a host whose key is not known."""
-    view = run(ssh_plan("echo lab", target="box-unknown", insecure_skip_host_key=True))
+def test_an_asset_marked_skip_host_key_connects_without_a_known_key(box: SshServer) -> None:
+    """The lab opt-out is the asset's (an admin's): it connects to a host whose key is not known."""
+    view = run(ssh_plan("echo lab", target="box-lab"))
     assert view.status == "completed" and view.steps[0].output == "lab\n"
+
+
+def test_a_plan_cannot_skip_the_host_key_check(box: SshServer) -> None:
+    """The old plan parameter is an unknown field: refused at submit, nothing runs (DESIGN §13)."""
+    with pytest.raises(InvalidInput) as info:
+        submit(principal("alice", "demo"), ssh_plan("echo hi", target="box-unknown", insecure_skip_host_key=True))
+    assert info.value.path == "steps[0].params.insecure_skip_host_key"
+    assert box.seen.connections == 0
+
+
+def test_skip_host_key_never_overrides_a_known_key(box: SshServer, sshd: SshServer) -> None:
+    """An asset with a known key and skip_host_key still checks the key: an impostor is refused."""
+    add_asset(principal("admin", "demo"), "box-impostor-lab", Connection.SSH, host="127.0.0.1", port=sshd.port,
+              credential_ref="ssh_password", known_host_key="ssh-ed25519 " + _key_blob(), skip_host_key=True)  # fmt: skip
+    view = run(ssh_plan("echo hi", target="box-impostor-lab"))
+    assert "host key mismatch" in (view.steps[0].error or "") and box.seen.auth == []
 
 
 def test_wrong_host_key_is_refused_before_authentication(box: SshServer) -> None:

@@ -3,7 +3,7 @@ without the sink masking what it throws away."""
 
 from __future__ import annotations
 
-from core import get_execution, principal, submit
+from core import approve, get_execution, principal, submit
 from core.actions.context import MAX_OUTPUT_BYTES, OutputSink
 from core.safety.masking import Masker
 from tests.engine_support import drive
@@ -16,6 +16,7 @@ BINARY = (
 
 def test_nul_and_non_utf8_bytes_do_not_fail_the_save(db: str) -> None:
     execution_id = submit(principal("alice", "demo"), BINARY, background=True).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)  # `python3 -c` is modify: nobody declared it read-only
     drive(execution_id)
     view = get_execution(principal("alice", "demo"), execution_id)
     assert view.status == "completed", view.error

@@ -21,7 +21,7 @@ def test_admin_page_shows_policies_tenant_members_assets_and_secret_names(consol
     at = console("admin", page=PAGE)
     assert not at.exception
     assert not at.error
-    policies, tenant, members, assets, secrets = (frame.value for frame in at.dataframe)
+    policies, tenant, members, assets, secrets, *_risk = (frame.value for frame in at.dataframe)
     assert len(policies) == 9
     assert tenant["mode"].tolist() == ["live"]
     assert set(members["username"]) == {"alice", "bob", "carol", "dave", "admin"}
@@ -147,6 +147,8 @@ def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: Ope
     marker = tmp_path / "touched"
     plan = f"name: t\nsteps:\n  - {{name: t, action: shell, target: localhost, params: {{command: [touch, '{marker}']}}}}\n"
     alice = core.principal("alice", "demo")
+    # The walk needs a level-0 plan that changes something visible: an admin declares `touch` read-only.
+    core.add_read_only_command(core.principal("admin", "demo"), ["touch"])
 
     def switch(mode: str, level: int) -> None:
         at = console("admin", page=PAGE)
@@ -170,5 +172,35 @@ def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: Ope
     assert core.submit(alice, deploy).execution.run_mode == "dry_run"  # level 2 is above the live level
     switch("live", 3)
     assert core.submit(alice, deploy.replace("name: t\n", "name: t2\n")).execution.run_mode == "live"
-    modes = [e.data["mode"] for e in core.list_admin_events(core.principal("admin", "demo"))]
+    trail = core.list_admin_events(core.principal("admin", "demo"))
+    modes = [e.data["mode"] for e in trail if e.action == "tenant_mode"]
     assert modes == ["live", "live", "dry_run", "off"]
+
+
+def test_the_risk_tab_declares_and_withdraws_a_read_only_prefix(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.text_input(key=state.ADMIN_READ_ONLY_ARGV).input("systemctl status")
+    button(at, "Declare read-only").click().run()
+    assert not at.exception and not at.error
+    admin = core.principal("admin", "demo")
+    assert ["systemctl", "status"] in [c.argv for c in core.list_read_only_commands(admin)]
+    at.selectbox(key=state.ADMIN_READ_ONLY_PICK).select("systemctl status").run()
+    button(at, "Withdraw").click().run()
+    assert not at.exception and not at.error
+    assert ["systemctl", "status"] not in [c.argv for c in core.list_read_only_commands(admin)]
+
+
+def test_the_risk_tab_publishes_a_runbook_for_admins_only(console: OpenConsole) -> None:
+    at = console("admin", page=PAGE)
+    at.selectbox(key=state.ADMIN_RUNBOOK_PICK).select("Log rotation").run()
+    button(at, "Publish").click().run()
+    assert not at.exception and not at.error
+    published = {r.name: r.published for r in core.list_runbooks(core.principal("alice", "demo"))}
+    assert published["Log rotation"]
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.ADMIN)
+    at = console("carol", page=PAGE)
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.APPROVER)  # demoted meanwhile
+    at.selectbox(key=state.ADMIN_RUNBOOK_PICK).select("Log rotation").run()
+    button(at, "Unpublish").click().run()
+    assert not at.exception and at.error
+    assert {r.name: r.published for r in core.list_runbooks(core.principal("alice", "demo"))}["Log rotation"]

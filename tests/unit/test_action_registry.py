@@ -15,6 +15,7 @@ from core.actions.shell import Shell, ShellParams
 from core.actions.sleep import Sleep, SleepParams
 from core.errors import InvalidInput
 from core.plans import parse_plan
+from core.risk import UNTRUSTED, Trust
 from db.enums import ActionClass, Connection
 
 
@@ -46,7 +47,7 @@ def refused(source: Any, **kwargs: Any) -> InvalidInput:
     [
         ("noop", Noop, ActionClass.READ, True),
         ("sleep", Sleep, ActionClass.READ, True),
-        ("shell", Shell, ActionClass.READ, False),
+        ("shell", Shell, ActionClass.MODIFY, False),
     ],
 )
 def test_builtins_are_registered_with_class_and_idempotence(
@@ -227,11 +228,17 @@ def test_shell_param_errors_carry_the_step_path_in_a_plan() -> None:
     assert exc.path == "steps[0].params.command"
 
 
-def test_shell_class_is_read_unless_shell_true() -> None:
-    assert Shell.action_class(ShellParams(command="ls")) is ActionClass.READ
-    assert (
-        Shell.action_class(ShellParams.model_validate({"command": "ls | wc -l", "shell": True})) is ActionClass.MODIFY
-    )
+def test_shell_class_is_modify_unless_an_admin_vouches_and_never_read_with_shell_true() -> None:
+    """DESIGN §13: on its own every command is `modify`; a declared prefix or a publication makes it `read`,
+    except with `shell: true` (a shell interprets its input)."""
+    trust = Trust.of([["ls"]])
+    assert Shell.action_class(ShellParams(command="ls")) is ActionClass.MODIFY
+    assert Shell.declared_read(ShellParams(command="ls -la"), trust, published=False)
+    assert not Shell.declared_read(ShellParams(command="ls"), UNTRUSTED, published=False)
+    piped = ShellParams.model_validate({"command": "ls | wc -l", "shell": True})
+    assert Shell.action_class(piped) is ActionClass.MODIFY
+    assert not Shell.declared_read(piped, trust, published=False)
+    assert not Shell.declared_read(piped, trust, published=True)
 
 
 def test_shell_defaults() -> None:

@@ -55,3 +55,11 @@ def test_the_dockerfile_copies_only_what_exists() -> None:
         *sources, _dest = line.split()
         for source in sources:
             assert (ROOT / source).exists(), f"COPY {source}: missing"
+
+
+def test_the_containers_listen_on_every_interface_explicitly() -> None:
+    """The console and the metrics endpoint default to 127.0.0.1; a container must say 0.0.0.0 itself."""
+    env = _compose()["x-opsc-env"]
+    assert (env["OPSC_CONSOLE_ADDR"], env["OPSC_METRICS_ADDR"]) == ("0.0.0.0", "0.0.0.0")  # noqa: S104
+    dockerfile = (ROOT / "deploy" / "Dockerfile").read_text()
+    assert "OPSC_CONSOLE_ADDR=0.0.0.0" in dockerfile and "OPSC_METRICS_ADDR=0.0.0.0" in dockerfile

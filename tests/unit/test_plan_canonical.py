@@ -78,7 +78,7 @@ def test_yaml_and_json_text_of_the_same_plan_hash_alike() -> None:
 
 def test_defaults_spelled_out_give_the_same_hash() -> None:
     """description "", continue_on_error false, approval_level at its floor, shell false, env {},
-    action_class read on a read step, timeout_s null: all the same as omitted."""
+    action_class read (never lowers), timeout_s null: all the same as omitted."""
     data = base_plan()
     explicit = copy.deepcopy(data)
     explicit["continue_on_error"] = False
@@ -115,7 +115,8 @@ def test_target_names_mapping_to_the_same_asset_hash_alike() -> None:
 def test_canonical_form_holds_asset_ids_and_effective_classes() -> None:
     canonical = canonical_of(base_plan())
     assert [s["target"] for s in canonical["steps"]] == ["asset-1", "asset-1", "asset-2"]
-    assert [s["action_class"] for s in canonical["steps"]] == ["read", "modify", "read"]
+    # shell is `modify` unless an admin vouches (and a step setting env is vouched for by publication only).
+    assert [s["action_class"] for s in canonical["steps"]] == ["modify", "modify", "read"]
     assert canonical["approval_level"] == 1
     assert canonical["continue_on_error"] is False
     assert canonical["steps"][0]["params"]["shell"] is False

@@ -13,6 +13,7 @@ import yaml
 
 from core.errors import InvalidInput
 from core.plans import Plan, parse_plan
+from core.risk import UNTRUSTED, Trust
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
 # DESIGN §5's example, verbatim (comments included).
@@ -70,7 +71,8 @@ def paths_of(source: Any, **kwargs: Any) -> list[str]:
 
 
 def test_example_plan_from_design_parses_with_names_unresolved() -> None:
-    parsed = parse_plan(EXAMPLE_YAML)
+    """Its `check` step is `read` where an admin declared `systemctl status` read-only (DESIGN §13)."""
+    parsed = parse_plan(EXAMPLE_YAML, trust=Trust.of([["systemctl", "status"]]))
     assert parsed.spec.name == "restart-nginx"
     assert parsed.spec.description == "Restart nginx on web-01"
     assert [s.spec.name for s in parsed.steps] == ["check", "restart"]
@@ -447,12 +449,19 @@ def test_references_and_ordinary_values_are_accepted(source: dict[str, Any]) -> 
 # --- Derivations ---------------------------------------------------------------------------------------
 
 
-def classes(*steps: dict[str, Any]) -> list[ActionClass]:
-    return [s.action_class for s in parse_plan(plan(*steps)).steps]
+def classes(*steps: dict[str, Any], trust: Trust = UNTRUSTED) -> list[ActionClass]:
+    return [s.action_class for s in parse_plan(plan(*steps), trust=trust).steps]
 
 
-def test_shell_defaults_to_read() -> None:
-    assert classes(shell()) == [ActionClass.READ]
+LS_IS_READ = Trust.of([["ls"]])  # what an admin's `opsconductor commands allow ls` gives the plans below
+
+
+def test_shell_defaults_to_modify() -> None:
+    assert classes(shell()) == [ActionClass.MODIFY]
+
+
+def test_shell_is_read_under_a_declared_prefix() -> None:
+    assert classes(shell(), trust=LS_IS_READ) == [ActionClass.READ]
 
 
 def test_shell_true_raises_to_modify() -> None:
@@ -465,7 +474,7 @@ def test_requested_read_never_lowers_a_shell_true_step() -> None:
 
 @pytest.mark.parametrize(("requested", "effective"), [("read", "read"), ("modify", "modify"), ("deploy", "deploy")])
 def test_requested_class_may_raise_a_read_action(requested: str, effective: str) -> None:
-    assert classes(shell(action_class=requested)) == [ActionClass(effective)]
+    assert classes(shell(action_class=requested), trust=LS_IS_READ) == [ActionClass(effective)]
     assert classes(step(action_class=requested)) == [ActionClass(effective)]
 
 
@@ -477,7 +486,8 @@ def test_plan_action_class_is_the_highest_step_class() -> None:
     parsed = parse_plan(plan(step("a"), shell("b", action_class="deploy"), shell("c", params={"shell": True})))
     assert parsed.action_class is ActionClass.DEPLOY
     assert parse_plan(plan(step("a"), shell("c", params={"shell": True}))).action_class is ActionClass.MODIFY
-    assert parse_plan(plan(step("a"), shell("b"))).action_class is ActionClass.READ
+    assert parse_plan(plan(step("a"), shell("b")), trust=LS_IS_READ).action_class is ActionClass.READ
+    assert parse_plan(plan(step("a"), shell("b"))).action_class is ActionClass.MODIFY
 
 
 @pytest.mark.parametrize(

@@ -37,7 +37,12 @@ def _close_maskers() -> Iterator[None]:
 
 
 def context(
-    params: dict[str, Any], *, known_key: bool = True, credential: str | None = PASSWORD, port: int = 2222
+    params: dict[str, Any],
+    *,
+    known_key: bool = True,
+    credential: str | None = PASSWORD,
+    port: int = 2222,
+    skip_host_key: bool = False,
 ) -> StepContext:
     masker = Masker()
     _MASKERS.append(masker)
@@ -53,6 +58,7 @@ def context(
         tags=[],
         credential_ref="web_pw",
         has_known_host_key=known_key,
+        skip_host_key=skip_host_key,
     )
     return StepContext(
         execution_id="e1",
@@ -125,9 +131,9 @@ def test_dry_run_says_what_would_run_and_touches_nothing() -> None:
 
 
 def test_dry_run_flags_the_opt_out_and_predicts_a_refusal() -> None:
-    insecure = context({"command": "ls", "insecure_skip_host_key": True}, known_key=False)
+    insecure = context({"command": "ls"}, known_key=False, skip_host_key=True)
     assert Ssh().dry_run(insecure).ok and insecure.output.text().endswith(
-        "(host key NOT checked: insecure_skip_host_key)"
+        "(host key NOT checked: web-01 has skip_host_key)"
     )
     unknown = context({"command": "ls"}, known_key=False)
     result = Ssh().dry_run(unknown)
@@ -137,14 +143,14 @@ def test_dry_run_flags_the_opt_out_and_predicts_a_refusal() -> None:
 def test_run_without_a_known_host_key_or_a_credential_fails_before_connecting() -> None:
     """Both checks come before any connection (port 2222 is never dialled)."""
     no_key = Ssh().run(context({"command": "ls"}, known_key=False))
-    assert not no_key.ok and "insecure_skip_host_key for labs" in (no_key.error or "")
+    assert not no_key.ok and "--known-host-key" in (no_key.error or "")
     no_credential = Ssh().run(context({"command": "ls"}, credential=None))
     assert not no_credential.ok and "asset web-01 has no credential" in (no_credential.error or "")
 
 
 def test_an_unusable_private_key_is_a_clear_error_without_the_key() -> None:
     junk = "-----BEGIN OPENSSH PRIVATE KEY-----\nbm90IGEga2V5IGF0IGFsbA==\n-----END OPENSSH PRIVATE KEY-----\n"
-    result = Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, credential=junk))
+    result = Ssh().run(context({"command": "ls"}, credential=junk, known_key=False, skip_host_key=True))
     assert not result.ok and "the credential of web-01 is not a usable private key" in (result.error or "")
     assert "bm90IGEga2V5" not in (result.error or "")
 
@@ -157,7 +163,7 @@ def _closed_port() -> int:
 
 def test_a_refused_connection_names_the_target() -> None:
     port = _closed_port()
-    result = Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, port=port))
+    result = Ssh().run(context({"command": "ls"}, port=port, known_key=False, skip_host_key=True))
     assert (result.ok, result.error) == (False, f"ssh to 127.0.0.1:{port} failed: connection refused")
 
 
@@ -166,6 +172,24 @@ def test_run_works_when_called_from_inside_an_event_loop() -> None:
     port = _closed_port()
 
     async def caller() -> str | None:
-        return Ssh().run(context({"command": "ls", "insecure_skip_host_key": True}, port=port)).error
+        return Ssh().run(context({"command": "ls"}, port=port, known_key=False, skip_host_key=True)).error
 
     assert asyncio.run(caller()) == f"ssh to 127.0.0.1:{port} failed: connection refused"
+
+
+def test_a_plan_cannot_skip_the_host_key_check() -> None:
+    """DESIGN §13: host-key skipping is the asset's (admin's) setting; the old plan parameter is refused."""
+    step = {"name": "s", "action": "ssh", "target": "t"}
+    params = {"command": "ls", "username": "u", "insecure_skip_host_key": True}
+    with pytest.raises(InvalidInput) as info:
+        parse_plan({"name": "p", "steps": [{**step, "params": params}]})
+    assert info.value.issues == [("steps[0].params.insecure_skip_host_key", "unknown field")]
+
+
+def test_a_known_host_key_is_checked_even_on_an_asset_that_may_skip() -> None:
+    """skip_host_key only stands in for a missing key: it never overrides a key the asset knows."""
+    from core.actions.ssh import skips_host_key
+
+    assert skips_host_key(context({"command": "ls"}, known_key=False, skip_host_key=True))
+    assert not skips_host_key(context({"command": "ls"}, known_key=True, skip_host_key=True))
+    assert not skips_host_key(context({"command": "ls"}, known_key=False))

@@ -1,4 +1,5 @@
-"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant mode``, ``policies``.
+"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant mode``, ``policies``
+(the read-only command prefixes are in ui/cli/read_only.py).
 
 Reading lists needs a role in the tenant; changing anything needs ``admin`` (core checks, we only ask).
 Secret values are read from stdin only and are never printed, echoed or logged.
@@ -19,6 +20,7 @@ from core import (
     TenantMode,
     add_asset,
     delete_secret,
+    limit_secret,
     list_assets,
     list_members,
     list_policies,
@@ -142,6 +144,13 @@ def assets_add(
     credential_ref: Annotated[
         str | None, typer.Option("--credential-ref", help="Name of the secret holding its credential.")
     ] = None,
+    known_host_key: Annotated[
+        str | None,
+        typer.Option("--known-host-key", metavar="KEY", help="ssh: the host's public key line ('ssh-ed25519 AAAA…')."),
+    ] = None,
+    skip_host_key: Annotated[
+        bool, typer.Option("--skip-host-key", help="ssh, labs only: connect without a known host key.")
+    ] = False,
     tenant: TenantOpt = None,
 ) -> None:
     """Add an asset to the tenant's inventory (admin)."""
@@ -154,8 +163,12 @@ def assets_add(
         base_url=base_url,
         tags=tags or (),
         credential_ref=credential_ref,
+        known_host_key=known_host_key,
+        skip_host_key=skip_host_key,
     )
     typer.echo(f"asset {asset.name} added ({asset.connection})")
+    if asset.skip_host_key and not asset.has_known_host_key:
+        typer.echo("warning: ssh steps on it will not check the host key (labs only)", err=True)
 
 
 @assets_app.command("remove")
@@ -177,17 +190,55 @@ def secrets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: Jso
     if json_out:
         print_json({"secrets": [as_json(s) for s in secrets]})
         return
-    typer.echo(table(["NAME", "VERSION", "UPDATED"], ([s.name, s.version, fmt_time(s.updated_at)] for s in secrets)))
+    typer.echo(
+        table(
+            ["NAME", "VERSION", "UPDATED", "ASSETS"],
+            (
+                [s.name, s.version, fmt_time(s.updated_at), ",".join(s.allowed_assets) if s.allowed_assets else "any"]
+                for s in secrets
+            ),
+        )
+    )
+
+
+AssetsOpt = Annotated[
+    list[str] | None, typer.Option("--asset", help="Limit the secret to this asset; repeat for more.")
+]
 
 
 @secrets_app.command("set")
 def secrets_set(
-    name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser = None, tenant: TenantOpt = None
+    name: Annotated[str, typer.Argument(help="Secret name.")],
+    as_user: AsUser = None,
+    assets: AssetsOpt = None,
+    tenant: TenantOpt = None,
 ) -> None:
-    """Create or rotate a secret; the value is read from stdin (never an argument: it would land in shell history)."""
+    """Create or rotate a secret; the value is read from stdin (never an argument: it would land in shell history).
+
+    Without --asset a new secret may be used on any asset, and a rotated one keeps its limit.
+    """
     actor = acting(as_user, tenant)
-    info = set_secret(actor, name, read_secret_value())
-    typer.echo(f"secret {info.name} set (version {info.version})")
+    info = set_secret(actor, name, read_secret_value(), assets=assets or None)
+    typer.echo(f"secret {info.name} set (version {info.version}){_limit_text(info.allowed_assets)}")
+
+
+@secrets_app.command("limit")
+def secrets_limit(
+    name: Annotated[str, typer.Argument(help="Secret name.")],
+    as_user: AsUser = None,
+    assets: AssetsOpt = None,
+    any_asset: Annotated[bool, typer.Option("--any", help="Lift the limit: any asset may use it.")] = False,
+    tenant: TenantOpt = None,
+) -> None:
+    """Limit a secret to the given assets, or lift the limit with --any (admin)."""
+    if bool(assets) == any_asset:
+        raise InvalidInput("give --asset (one or more) or --any", path="assets")
+    info = limit_secret(acting(as_user, tenant), name, None if any_asset else assets)
+    typer.echo(f"secret {info.name}{_limit_text(info.allowed_assets) or ': any asset'}")
+
+
+def _limit_text(assets: list[str] | None) -> str:
+    return f", only on {', '.join(assets)}" if assets else ""
 
 
 def read_secret_value(what: str = "secret value") -> str:

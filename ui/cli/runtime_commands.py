@@ -30,12 +30,15 @@ def up_command(
         typer.echo(f"error: the console entry point {STREAMLIT_APP} is missing from this installation", err=True)
         raise typer.Exit(1)
     initialize(demo=demo)
+    # 127.0.0.1 unless OPSC_CONSOLE_ADDR says otherwise: a console reachable from the network is a decision.
+    address = get_settings().console_addr
     argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port)]
+    argv += ["--server.address", address]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     # A bug the pages did not catch shows a generic message, never a traceback; the details go to the log.
     argv += ["--client.showErrorDetails", "none"]
     where = "workers on Redis" if get_settings().redis_url else "an embedded worker"
-    typer.echo(f"starting the console on http://localhost:{port} with {where}")
+    typer.echo(f"starting the console on http://{address}:{port} with {where}")
     sys.stdout.flush()
     sys.stderr.flush()
     os.execvp(argv[0], argv)  # noqa: S606  an argv list, no shell: the console takes over this process

@@ -3,6 +3,8 @@ and audits. Secret values go in and never come out: the field is cleared after s
 
 from __future__ import annotations
 
+import shlex
+
 import streamlit as st
 
 import core
@@ -123,6 +125,7 @@ def asset_editor(who: Principal) -> None:
         base_url = url_col.text_input("Base URL (http)", key=f"{key}.base_url")
         credential = st.text_input("Credential (secret name)", key=f"{key}.credential")
         host_key = st.text_input("Known host key (ssh: 'ssh-ed25519 AAAA…')", key=f"{key}.host_key")
+        skip_key = st.checkbox("Labs only: connect without a known host key", key=f"{key}.skip_host_key")
         tags = st.text_input("Tags (comma-separated)", key=f"{key}.tags")
         add_col, remove_col = st.columns(2)
         add = add_col.form_submit_button("Add asset", type="primary")
@@ -139,12 +142,58 @@ def asset_editor(who: Principal) -> None:
             tags=[t.strip() for t in tags.split(",") if t.strip()],
             credential_ref=credential.strip() or None,
             known_host_key=host_key.strip() or None,
+            skip_host_key=skip_key,
         )
         if added is not None:
             succeed(f"Asset {added.name} added.", after_rerun=True)
             st.rerun()
     elif remove and succeeded(core.remove_asset, who, name.strip()):
         succeed(f"Asset {name.strip()} removed.", after_rerun=True)
+        st.rerun()
+
+
+def read_only_editor(who: Principal, commands: list[core.ReadOnlyCommandView]) -> None:
+    """Declare an argv prefix read-only (typed like a command line, stored as its words), or withdraw one."""
+    with st.form("read_only_form", clear_on_submit=True):
+        text = st.text_input("Read-only prefix (e.g. `systemctl status`)", key=state.ADMIN_READ_ONLY_ARGV)
+        if st.form_submit_button("Declare read-only", type="primary"):
+            try:
+                words = shlex.split(text)
+            except ValueError as exc:
+                st.error(f"Not a command line: {exc}.")
+            else:
+                if (added := attempt(core.add_read_only_command, who, words)) is not None:
+                    succeed(f"Read-only: {shlex.join(added.argv)}.", after_rerun=True)
+                    st.rerun()
+    by_label = {shlex.join(c.argv): c for c in commands}
+    if not by_label:
+        return
+    pick_col, button_col = st.columns([3, 1])
+    label = pick_col.selectbox("Withdraw a prefix", list(by_label), key=state.ADMIN_READ_ONLY_PICK)
+    if button_col.button("Withdraw") and succeeded(core.remove_read_only_command, who, by_label[label].id):
+        succeed(f"No longer read-only: {label}.", after_rerun=True)
+        st.rerun()
+
+
+def runbook_publisher(who: Principal, runbooks: list[core.RunbookView]) -> None:
+    """Publish a runbook's current text (its steps then run as `read` unless they ask for more), or withdraw."""
+    if not runbooks:
+        return
+    by_name = {r.name: r for r in runbooks}
+    pick_col, publish_col, withdraw_col = st.columns([3, 1, 1])
+    name = pick_col.selectbox("Runbook", list(by_name), key=state.ADMIN_RUNBOOK_PICK)
+    with st.expander("Its text (what publishing vouches for)"):
+        st.code(by_name[name].plan_text, language="yaml")
+    # The hash of the text shown: a runbook saved again meanwhile is refused, not published unseen.
+    reviewed = by_name[name].text_hash
+    if (
+        publish_col.button("Publish")
+        and (done := attempt(core.publish_runbook, who, name, reviewed_hash=reviewed)) is not None
+    ):
+        succeed(f"Runbook {done.name} is published.", after_rerun=True)
+        st.rerun()
+    if withdraw_col.button("Unpublish") and (done := attempt(core.unpublish_runbook, who, name)) is not None:
+        succeed(f"Runbook {done.name} is no longer published.", after_rerun=True)
         st.rerun()
 
 

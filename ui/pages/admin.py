@@ -1,5 +1,5 @@
-"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, and
-the trail of every change made here."""
+"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, what
+runs without approval (read-only commands, published runbooks), and the trail of every change made here."""
 
 from __future__ import annotations
 
@@ -15,8 +15,8 @@ from ui.components.tables import views_table
 who = signed_in()
 st.title(f"Admin · {who.tenant}")
 show_notices()
-readiness, policies, tenant, members, assets, secrets, trail = st.tabs(
-    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Audit log"]
+readiness, policies, tenant, members, assets, secrets, risk, trail = st.tabs(
+    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Risk", "Audit log"]
 )
 with readiness:
     st.caption("The checks of `opsconductor check`: turn a tenant live only on GO (README: Dark launch).")
@@ -40,6 +40,17 @@ with secrets:
     st.caption("Names and versions only: values are never shown.")
     views_table(attempt(core.list_secrets, who) or [], empty="No secrets.")
     forms.secret_editor(who)
+with risk:
+    st.caption(
+        "A shell step is `modify` (needs approval) unless its argv starts with a read-only prefix, word for word, "
+        "or it is a step of a published runbook. Editing a runbook ends its publication."
+    )
+    commands = attempt(core.list_read_only_commands, who) or []
+    views_table(commands, ["argv", "created_by", "created_at"], empty="No read-only commands.")
+    forms.read_only_editor(who, commands)
+    runbooks = attempt(core.list_runbooks, who) or []
+    views_table(runbooks, ["name", "published", "published_by", "published_at", "updated_by"], empty="No runbooks.")
+    forms.runbook_publisher(who, runbooks)
 with trail:
     st.caption("Every change to this tenant's setup, newest first (secrets by name and version only).")
     views_table(
