@@ -76,10 +76,6 @@ class Shell(ActionType):
     connections = frozenset({Connection.LOCAL})
 
     @classmethod
-    def action_class(cls, params: BaseModel) -> ActionClass:
-        return cls.default_class
-
-    @classmethod
     def declared_read(cls, params: BaseModel, trust: Trust, *, published: bool) -> bool:
         """``read`` when the exact argv starts with a prefix an admin declared read-only (word by word, never a
         joined string), or the step is one of a published runbook. ``shell: true`` never: a shell interprets

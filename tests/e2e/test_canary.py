@@ -46,6 +46,7 @@ def test_canary_is_nowhere(
     cluster.start_worker(processes=1, threads=2)
     cluster.wait_for_workers(1)
     [execution_id] = cluster.client("submit", "1", plan)["ids"]
+    cluster.client("approve", execution_id)  # steps with a secret are at least modify (DESIGN §13)
     assert _wait_all(cluster, tmp_path, [execution_id], 60) == {execution_id: "partial"}
     view = cluster.client("show", execution_id)
     assert view["steps"][0]["output"] == "***\n" and "boom ***" in view["steps"][1]["output"]

@@ -92,6 +92,9 @@ def test_submit_wait_runs_the_plan_in_the_cli(embedded_env: dict[str, str], tmp_
         "name: two\nsteps:\n  - {name: a, action: sleep, target: localhost, params: {seconds: 0.2}}\n"
         "  - {name: b, action: shell, target: localhost, params: {command: [echo, done]}}\n"
     )
+    # `echo` is no demo read-only prefix: an admin declares it, so the plan needs no approval.
+    allowed = _cli(embedded_env, "commands", "allow", "--as", "admin", "--tenant", "demo", "--", "echo")
+    assert allowed.returncode == 0, allowed.stderr
     result = _cli(embedded_env, "submit", str(plan), "--as", "alice", "--background", "--wait", "--json")
     body = json.loads(result.stdout)
     assert result.returncode == 0 and body["status"] == "completed"
