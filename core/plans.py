@@ -9,8 +9,10 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 import yaml
@@ -138,6 +140,7 @@ def reclassify(plan: Plan, trust: Trust) -> Plan:
 
 def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str, Any]:
     if isinstance(source, Mapping):
+        _check_tree(source, max_bytes)  # before json.dumps, which recurses and follows cycles
         size = len(json.dumps(source, default=str).encode())
         if size > max_bytes:
             raise InvalidInput(f"plan is {size} bytes; the limit is {max_bytes}")
@@ -153,7 +156,7 @@ def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str
         raise InvalidInput("plan is empty")
     try:
         # JSON is a subset of YAML 1.2 in practice; one loader keeps error messages uniform.
-        data = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+        data = _load_json(text) if text.lstrip().startswith("{") else _load_yaml(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -161,9 +164,119 @@ def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "syntax error"
         raise InvalidInput(f"invalid YAML{where}: {problem}") from None
+    except ValueError as exc:  # a scalar the loaders cannot convert, e.g. an integer of over 4300 digits
+        raise InvalidInput(f"invalid value: {exc}") from None
     if not isinstance(data, dict):
         raise InvalidInput(f"a plan must be a mapping with name and steps, not {type(data).__name__}")
+    _check_tree(data, max_bytes)
     return data
+
+
+# Bounded parsing (issue 13): the byte limit holds only if the parsed tree cannot be larger than its text,
+# so YAML aliases (a 441-byte "billion laughs" expanded to 3.7 MB) are refused, and nesting is capped
+# before the recursive parts (PyYAML's composer, json's decoder, pydantic, the credential walk) see it.
+MAX_DEPTH = 32
+_JSON_TYPES = (str, int, float, bool, type(None))
+
+
+def _load_json(text: str) -> Any:
+    depth = max(
+        accumulate(_JSON_NESTING.get(c, 0) for c in _JSON_BRACKETS.findall(_JSON_STRINGS.sub("", text))), default=0
+    )
+    if depth > MAX_DEPTH:
+        raise InvalidInput(f"nested {depth} levels deep; a plan may nest at most {MAX_DEPTH}")
+    return json.loads(text)
+
+
+_JSON_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+_JSON_NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def _load_yaml(text: str) -> Any:
+    loader = _PlanLoader(text)
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
+
+
+class _PlanLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that refuses anchors and aliases and caps nesting, each with the path where it was.
+
+    The cap is checked twice: by the scanner for flow collections (``[[[[…`` costs PyYAML time quadratic
+    in the depth: 20 KB of ``[`` took a minute) and by the composer for every collection (its recursion).
+    """
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._segments: list[str] = []
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        if self.flow_level >= MAX_DEPTH:  # the scanner runs ahead: the path is that of the enclosing node
+            where = _where(self.get_mark())
+            raise InvalidInput(f"{where}nested more than {MAX_DEPTH} levels deep", path=self._path())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        if isinstance(index, int):
+            segment = f"[{index}]"
+        elif isinstance(index, yaml.ScalarNode):
+            segment = f".{index.value}"
+        else:  # the document, or a mapping's key (a value's path is the key's)
+            segment = "" if parent is None else ".<key>"
+        self._segments.append(segment)
+        try:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            where = _where(event.start_mark)
+            if isinstance(event, yaml.AliasEvent):
+                raise InvalidInput(
+                    f"{where}YAML aliases (*{event.anchor}) are not accepted: write the value out", path=self._path()
+                )
+            if getattr(event, "anchor", None) is not None:
+                raise InvalidInput(f"{where}YAML anchors (&{event.anchor}) are not accepted", path=self._path())
+            if isinstance(event, yaml.CollectionStartEvent) and len(self._segments) > MAX_DEPTH:
+                raise InvalidInput(f"{where}nested more than {MAX_DEPTH} levels deep", path=self._path())
+            return super().compose_node(parent, index)
+        finally:
+            self._segments.pop()
+
+    def _path(self) -> str:
+        return "".join(self._segments).lstrip(".")
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}: "
+
+
+def _check_tree(data: Any, max_bytes: int) -> None:
+    """Refuse a decoded plan that nests deeper than MAX_DEPTH, is not JSON-shaped, or has more nodes than bytes.
+
+    Iterative (no recursion to exhaust); a cycle is infinitely deep, and shared sub-trees of a mapping
+    passed in by a script count once per use, as they would when serialised.
+    """
+    stack: list[tuple[Any, str, int]] = [(data, "", 1)]
+    nodes = 0
+    while stack:
+        value, path, depth = stack.pop()
+        nodes += 1
+        if nodes > max_bytes:
+            raise InvalidInput(f"plan has more than {max_bytes} values; the limit is {max_bytes} bytes")
+        if isinstance(value, Mapping):
+            children = [(v, f"{path}.{k}" if path else str(k), k) for k, v in value.items()]
+        elif isinstance(value, list | tuple):
+            children = [(v, f"{path}[{i}]", i) for i, v in enumerate(value)]
+        else:
+            if not isinstance(value, _JSON_TYPES):
+                kind = type(value).__name__
+                raise InvalidInput(f"a {kind} value is not accepted here; quote it as a string", path=path)
+            continue
+        if depth > MAX_DEPTH:
+            raise InvalidInput(f"nested more than {MAX_DEPTH} levels deep", path=path)
+        for child, child_path, key in children:
+            if isinstance(value, Mapping) and not isinstance(key, str):
+                raise InvalidInput(f"keys must be strings, not {type(key).__name__}", path=child_path)
+            stack.append((child, child_path, depth + 1))
 
 
 def _plan(spec: PlanSpec, trust: Trust) -> Plan:

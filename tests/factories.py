@@ -48,3 +48,11 @@ def raw_execution(session: Session, status: ExecutionStatus, *, tenant: str = "d
     session.add(row)
     session.flush()
     return row
+
+
+def alias_bomb(levels: int = 9, width: int = 9) -> str:
+    """A YAML "billion laughs": each anchor repeats the previous one ``width`` times (9**9 strings from ~500 bytes)."""
+    lines = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    for i in range(1, levels):
+        lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
+    return "\n".join(lines) + "\n"

@@ -116,7 +116,7 @@ class Automation(ActionType):
             return ActionResult(ok=False, error=str(exc))  # a dry run is where a missing setting should show
         body = _request_body(ctx, params)
         ctx.output.write(
-            f"would POST {base}/execute: command={body['command']!r}, target_host={body['target_host']}, "
+            f"would POST {base}/execute: command={ctx.shown(body['command'])!r}, target_host={body['target_host']}, "
             f"connection_type={body['connection_type']}, timeout={body['timeout']}"
         )
         return ActionResult(ok=True)

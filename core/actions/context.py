@@ -92,6 +92,20 @@ class StepContext:
         """True once a cancel, timeout or shutdown has been requested, or the deadline has passed."""
         return self.stop.is_set() or time.monotonic() >= self.deadline
 
+    def shown(self, value: Any) -> Any:
+        """A copy of ``value`` (a string, list or mapping of them) with every string masked: what ``dry_run`` quotes.
+
+        Mask first, then quote: shlex or repr turns ``ab'c`` into ``'ab'"'"'c'`` or ``"ab'c"``, in which the
+        masker (matching the raw value and its encodings) no longer finds the secret (issue 13 item 7).
+        """
+        if isinstance(value, str):
+            return self.masker.mask(value) or value
+        if isinstance(value, list | tuple):
+            return [self.shown(v) for v in value]
+        if isinstance(value, dict):
+            return {k: self.shown(v) for k, v in value.items()}
+        return value
+
 
 @dataclass
 class ActionResult:

@@ -65,7 +65,9 @@ class ActionType:
 
     def dry_run(self, ctx: StepContext) -> ActionResult:
         """Say precisely what ``run`` would do, touching nothing (secrets stay masked)."""
-        ctx.output.write(f"would run {self.name} on {ctx.asset.name} with {ctx.params}\n")
+        ctx.output.write(
+            f"would run {self.name} on {ctx.asset.name} with {ctx.shown(ctx.params)}\n"
+        )  # masked, then repr'd
         return ActionResult(ok=True)
 
 

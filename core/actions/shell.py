@@ -102,10 +102,13 @@ class Shell(ActionType):
             return ActionResult(ok=False, error=f"cannot start command: {exc.strerror or exc}")
 
     def dry_run(self, ctx: StepContext) -> ActionResult:
+        # Masked before it is split and quoted (a string is masked whole, so a secret holding quotes or spaces
+        # is one *** however shlex would have cut it); env values are never shown, only their names.
         params = ShellParams.model_validate(ctx.params)
-        where = f" in {params.cwd}" if params.cwd else ""
+        shown = params.model_copy(update={"command": ctx.shown(params.command), "cwd": ctx.shown(params.cwd)})
+        where = f" in {shown.cwd}" if shown.cwd else ""
         env = f" with env {sorted(params.env)}" if params.env else ""
-        ctx.output.write(f"would run {shlex.join(argv_for(params))} on {ctx.asset.name}{where}{env}")
+        ctx.output.write(f"would run {shlex.join(argv_for(shown))} on {ctx.asset.name}{where}{env}")
         return ActionResult(ok=True)
 
 

@@ -114,7 +114,9 @@ class Ssh(ActionType):
             target = _target(ctx, params)
         except Refused as exc:
             return ActionResult(ok=False, error=str(exc))
-        line = f"would run over ssh as {target.username}@{target}: {remote_command(params)}"
+        # Masked before remote_command quotes it: a quoted secret is no longer what the masker looks for.
+        shown = params.model_copy(update={"command": ctx.shown(params.command), "cwd": ctx.shown(params.cwd)})
+        line = f"would run over ssh as {target.username}@{target}: {remote_command(shown)}"
         if params.env:
             line += f" with env {sorted(params.env)}"
         if params.stdin is not None:

@@ -162,6 +162,7 @@ def list_executions(
     """
     _check_limit(limit)
     _check_search(search)
+    _check_range(created_after, created_before)
     if offset < 0:
         raise InvalidInput("must not be negative", path="offset")
     with session_scope() as session:
@@ -195,14 +196,16 @@ def list_executions_page(
         status: one status or several. requested_by: a username. asset: an asset name of the tenant
             (executions with a step on it). search: a substring of the name (case-insensitive, 3 characters at
             least) or a prefix of the id (4 hex digits at least). created_after / created_before: a half-open
-            range ``[after, before)`` on ``created_at``.
+            range ``[after, before)`` on ``created_at``; timezone-aware datetimes (naive ones are refused).
         before: the ``next_cursor`` of the previous page (None: the first page). limit: page size, 1-500.
 
     Raises:
-        InvalidInput: a bad limit, cursor or search term. PermissionDenied: no role in the tenant.
+        InvalidInput: a bad limit, cursor or search term, or a naive datetime. PermissionDenied: no role in the
+            tenant.
     """
     _check_limit(limit)
     _check_search(search)
+    _check_range(created_after, created_before)
     position = decode_cursor(before) if before else None
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
@@ -271,6 +274,18 @@ def _plan_for_a_page(session: Session) -> None:
 def _check_limit(limit: int) -> None:
     if not 1 <= limit <= MAX_PAGE:
         raise InvalidInput(f"must be between 1 and {MAX_PAGE}", path="limit")
+
+
+def _check_range(created_after: datetime | None, created_before: datetime | None) -> None:
+    # Refused rather than read as UTC: a naive time is usually the caller's local time, and guessing would
+    # shift the range by its offset without a word. Every time the API returns is aware UTC (db/clock.py).
+    for path, moment in (("created_after", created_after), ("created_before", created_before)):
+        if moment is None:
+            continue
+        if not isinstance(moment, datetime):
+            raise InvalidInput(f"must be a datetime, not {type(moment).__name__}", path=path)
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise InvalidInput("must be timezone-aware (e.g. datetime(..., tzinfo=UTC))", path=path)
 
 
 def _check_search(search: str | None) -> None:

@@ -7,13 +7,13 @@ what waits for a decision is core/reads/inbox.py.
 from __future__ import annotations
 
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from core import approval_rules
 from core.audit import clean_comment, record_event
 from core.engine import gates
 from core.engine.outbox import enqueue
-from core.errors import Conflict, DeadlineExceeded, InvalidInput, PermissionDenied
+from core.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
 from core.identity.rbac import Permission
@@ -24,7 +24,7 @@ from core.transactions import session_scope
 from core.usecases.accounts import require_fresh_for_level
 from db.clock import utcnow
 from db.enums import Decision, ExecutionStatus, StepStatus
-from db.tables import Approval, ExecutionStep
+from db.tables import Approval, Execution, ExecutionStep
 
 
 def approve(
@@ -57,7 +57,7 @@ def _decide(
     if _expire_if_due(principal, execution_id):
         raise DeadlineExceeded(f"execution {execution_id}: the approval window has passed; it is now expired")
     with session_scope() as session:
-        execution = load_execution(session, principal.tenant_id, execution_id)
+        execution = _lock_for_decision(session, principal.tenant_id, execution_id)
         rbac.require(session, principal, Permission.APPROVE)
         if execution.requested_by == principal.user_id:
             raise PermissionDenied("nobody may approve or reject their own request")
@@ -119,6 +119,32 @@ def _decide(
                 )
         view = build_view(session, load_execution(session, principal.tenant_id, execution_id))
     return view
+
+
+def _lock_for_decision(session: Session, tenant_id: str, execution_id: str) -> Execution:
+    """The execution row, locked until commit so that deciders take turns (issue 13: stranded at 2/2).
+
+    Without it two approvers of a level-2 plan each counted only their own, uncommitted vote and both
+    left "1 of 2". The lock is the transaction's first statement, so the status and the votes read after
+    it include everything the previous holder committed (READ COMMITTED reads per statement; the ORM is
+    told to overwrite anything it had cached). PostgreSQL: ``FOR NO KEY UPDATE``, the lock the status
+    ``UPDATE`` and the audit chain's append take anyway (core/audit.py), so no new lock mode or order: the
+    execution row first, then the queue row (no asset row is touched here, DESIGN §15), while the vote's
+    foreign key (``FOR KEY SHARE``) does not conflict with it. SQLite renders no ``FOR UPDATE``: every
+    transaction there begins IMMEDIATE (db/engine.py), which already serialises writers.
+
+    Raises:
+        NotFound: no such execution in this tenant.
+    """
+    row = session.exec(
+        select(Execution)
+        .where(Execution.id == execution_id, Execution.tenant_id == tenant_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    ).first()
+    if row is None:
+        raise NotFound("execution", execution_id)
+    return row
 
 
 def _expire_if_due(principal: Principal, execution_id: str) -> bool:

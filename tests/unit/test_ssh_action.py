@@ -125,8 +125,8 @@ def test_remote_command_quotes_list_items_and_the_cwd_and_sends_strings_as_is() 
 def test_dry_run_says_what_would_run_and_touches_nothing() -> None:
     ctx = context({"command": ["systemctl", "restart", PASSWORD], "env": {"B": "1", "A": "2"}, "stdin": "héllo"})
     assert Ssh().dry_run(ctx).ok
-    assert ctx.output.text() == (
-        "would run over ssh as deploy@127.0.0.1:2222: systemctl restart *** with env ['A', 'B'] with 6 bytes on stdin"
+    assert ctx.output.text() == (  # masked, then quoted: the secret's element reads '***'
+        "would run over ssh as deploy@127.0.0.1:2222: systemctl restart '***' with env ['A', 'B'] with 6 bytes on stdin"
     )
 
 

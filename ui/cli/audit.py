@@ -13,7 +13,7 @@ import typer
 
 from core import ChainReport, list_admin_events, verify_chain
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
-from ui.cli.output import print_json
+from ui.cli.output import print_json, terminal_safe
 
 BROKEN_EXIT = 5
 
@@ -54,7 +54,7 @@ def admin_log_command(
         return
     for e in events:
         detail = f" {json.dumps(e.data, sort_keys=True)}" if e.data else ""
-        typer.echo(f"{e.created_at.isoformat()} {e.actor} {e.action} {e.subject}{detail}")
+        typer.echo(terminal_safe(f"{e.created_at.isoformat()} {e.actor} {e.action} {e.subject}{detail}"))
     if not events:
         typer.echo("no changes recorded")
 

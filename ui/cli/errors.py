@@ -17,6 +17,7 @@ import typer
 from typer.core import TyperGroup
 
 from core import CoreError, InvalidInput, SafetyRefused
+from ui.cli.output import terminal_safe
 
 DEBUG_KEY = "opsconductor.debug"
 INTERNAL_ERROR_EXIT = 1
@@ -52,8 +53,8 @@ def error_lines(exc: CoreError) -> list[str]:
 
 def report_core_error(exc: CoreError) -> None:
     """Print a domain error on stderr."""
-    for line in error_lines(exc):
-        typer.echo(line, err=True)
+    for line in error_lines(exc):  # messages quote names and paths from the input: no raw control characters
+        typer.echo(terminal_safe(line, multiline=True, indent="  "), err=True)
 
 
 class _ShortFormatter(logging.Formatter):

@@ -1,12 +1,15 @@
 """How the CLI prints: one JSON object for scripts (§11), short plain-text summaries and tables for people.
 
 Everything printed comes from core's views, whose outputs and errors are already masked; no secret
-value ever reaches this module.
+value ever reaches this module. What people read goes through ``terminal_safe``: names, descriptions,
+errors and output are user-supplied, and a control character in them (``ESC [2J``, a carriage return)
+would rewrite the terminal. JSON needs no such care: it escapes control characters itself.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -16,10 +19,32 @@ from pydantic import BaseModel
 
 from core import ExecutionSummary, ExecutionView
 
+# C0 controls but tab and newline, DEL, C1 (8-bit CSI among them), and the bidi overrides that reorder text.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_JSON_RAW = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_LINE_BREAKS = re.compile(r"[\t\n\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def terminal_safe(text: object, *, multiline: bool = False, indent: str = "") -> str:
+    """``text`` for a terminal: control characters shown escaped (ESC as ``\\x1b``), never sent raw.
+
+    Args:
+        multiline: keep newlines and tabs (errors, output), each continuation line starting with ``indent``
+            so that it cannot pass for a line of its own; otherwise (names, table cells) they are escaped too.
+    """
+    value = str(text)
+    pattern = _CONTROL if multiline else _LINE_BREAKS
+    value = pattern.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), value)
+    return value.replace("\n", "\n" + indent) if multiline and indent else value
+
 
 def print_json(value: dict[str, Any]) -> None:
-    """Print one JSON object (times are already ISO 8601 UTC in pydantic's JSON mode)."""
-    typer.echo(json.dumps(value, indent=2, ensure_ascii=False))
+    """Print one JSON object (times are already ISO 8601 UTC in pydantic's JSON mode).
+
+    json escapes C0 controls; DEL, C1 and the bidi overrides it leaves raw are escaped too (the same JSON).
+    """
+    text = json.dumps(value, indent=2, ensure_ascii=False)
+    typer.echo(_JSON_RAW.sub(lambda match: f"\\u{ord(match.group(0)):04x}", text))
 
 
 def as_json(view: BaseModel, **extra: Any) -> dict[str, Any]:
@@ -36,7 +61,7 @@ def fmt_time(value: datetime | None) -> str:
 
 def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     """A plain left-aligned text table."""
-    cells = [[str(h) for h in headers]] + [["-" if c is None else str(c) for c in row] for row in rows]
+    cells = [[str(h) for h in headers]] + [["-" if c is None else terminal_safe(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
@@ -56,9 +81,10 @@ def render_execution(view: ExecutionView) -> str:
     """A short readable summary of one execution and its steps."""
     stopping = "  (cancel requested)" if view.cancel_requested_at and view.status == "running" else ""
     lines = [
-        f"execution {view.execution_id}  {view.name}",
+        f"execution {view.execution_id}  {terminal_safe(view.name)}",
         f"  status     {view.status}{stopping}",
-        f"  tenant     {view.tenant}  requested by {view.requested_by} at {fmt_time(view.created_at)}",
+        f"  tenant     {terminal_safe(view.tenant)}  requested by {terminal_safe(view.requested_by)} at "
+        f"{fmt_time(view.created_at)}",
         f"  level      {view.approval_level}  approvals {approvals_given(view)}/{view.approvals_required}"
         f"  class {view.action_class}  sla {view.sla_class}  mode {view.execution_mode}  run {view.run_mode}",
         f"  plan hash  {view.plan_hash}",
@@ -68,7 +94,7 @@ def render_execution(view: ExecutionView) -> str:
     if view.started_at or view.finished_at:
         lines.append(f"  started    {fmt_time(view.started_at)}  finished {fmt_time(view.finished_at)}")
     if view.error:
-        lines.append(f"  error      {view.error}")
+        lines.append(f"  error      {terminal_safe(view.error, multiline=True, indent=' ' * 13)}")
     lines.append("")
     lines.append(
         table(
@@ -76,7 +102,11 @@ def render_execution(view: ExecutionView) -> str:
             ([s.index, s.name, s.action, s.target, s.action_class, s.status, s.attempts] for s in view.steps),
         )
     )
-    lines.extend(f"  step {s.index} error: {s.error}" for s in view.steps if s.error)
+    lines.extend(
+        f"  step {s.index} error: {terminal_safe(s.error, multiline=True, indent=' ' * 4)}"
+        for s in view.steps
+        if s.error
+    )
     return "\n".join(lines)
 
 
