@@ -85,8 +85,11 @@ def processes_matching(pattern: str) -> list[int]:
 def cancel_in_flight(
     execution_id: str, *, running: Callable[[], bool] | None = None, join_s: float = 10, as_user: str = "alice"
 ) -> float:
-    """Run the execution's step in a worker thread, cancel it once ``running()`` holds (or after 0.5 s), and
-    return the seconds from the cancel to the worker's end (the caller asserts how fast that must be)."""
+    """Run the execution's step in a worker thread, cancel it once ``running()`` holds (or after 0.5 s), wait
+    up to ``join_s`` for the worker to end (failing if it does not) and return the seconds that took.
+
+    Callers prove the abort by making the peer hold the call until after this returns: a worker that
+    ended while its peer was still holding can only have aborted (no wall-clock threshold, so load-proof)."""
     from core import cancel, principal
 
     worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
@@ -101,4 +104,5 @@ def cancel_in_flight(
     asked = time.monotonic()
     cancel(principal(as_user, "demo"), execution_id)
     worker.join(timeout=join_s)
+    assert not worker.is_alive(), f"the worker was still running {join_s} s after the cancel"
     return time.monotonic() - asked
