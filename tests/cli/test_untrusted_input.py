@@ -12,9 +12,9 @@ from tests.factories import alias_bomb
 def test_an_alias_bomb_is_refused_in_under_a_second_with_exit_2(sqlite_db: str, cli: Cli, plan_file: PlanFile) -> None:
     """A ~500-byte YAML alias bomb: exit 2 (invalid input) in under a second, naming the anchor's path."""
     bomb = plan_file(alias_bomb())
-    started = time.monotonic()
+    started = time.process_time()  # CPU time of this process (the CLI runs in it): load-independent
     result = cli("submit", bomb, "--as", "alice", "--tenant", "demo")
-    elapsed = time.monotonic() - started
+    elapsed = time.process_time() - started
     assert result.exit_code == 2, result.stderr
     assert elapsed < 1.0, f"{elapsed:.2f}s"
     assert "anchors" in result.stderr and "a0" in result.stderr

@@ -24,9 +24,9 @@ def test_an_alias_bomb_is_refused_at_once() -> None:
     """A ~500-byte alias bomb is refused in well under a second, before any expansion."""
     bomb = alias_bomb()
     assert 400 < len(bomb) <= 520
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the bomb costs, not the machine's load
     error = refused(bomb)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert "anchors" in error.message and error.path == "a0"
 
 
@@ -55,9 +55,9 @@ def test_a_merge_key_with_an_anchor_is_refused() -> None:
 )
 def test_deep_nesting_is_refused_quickly(text: str) -> None:
     """Nesting beyond MAX_DEPTH is InvalidInput (not RecursionError), found in well under a second."""
-    started = time.monotonic()
+    started = time.process_time()  # CPU time: what the bomb costs, not the machine's load
     error = refused(text)
-    assert time.monotonic() - started < 1.0
+    assert time.process_time() - started < 1.0
     assert "levels deep" in error.message
 
 
