@@ -112,9 +112,7 @@ def verify(session: Session, principal: Principal) -> User:
     return user
 
 
-def find_membership(
-    session: Session, username: str, tenant: str | None = None
-) -> tuple[User, Membership, Tenant]:
+def find_membership(session: Session, username: str, tenant: str | None = None) -> tuple[User, Membership, Tenant]:
     """The enabled user called ``username`` and their membership in ``tenant`` (or their only one).
 
     Raises:

@@ -135,9 +135,7 @@ def reauthenticate(principal: Principal, password: str) -> Principal:
     _check_committed(lambda session: session.get(User, principal.user_id), password)
     with session_scope() as session:
         user, membership, tenant = _member_rows(session, principal)
-        return issue(
-            user, membership, tenant, auth=PASSWORD, scopes=principal.scopes, token_id=principal.token_id
-        )
+        return issue(user, membership, tenant, auth=PASSWORD, scopes=principal.scopes, token_id=principal.token_id)
 
 
 def _member_rows(session: Session, principal: Principal) -> tuple[User, Membership, Tenant]:
@@ -249,4 +247,3 @@ def set_user_disabled(principal: Principal, username: str, disabled: bool = True
 def needs_reauthentication(approval_level: int) -> bool:
     """True if approving at this level asks for the password again (setting ``reauth_approval_level``)."""
     return approval_level >= get_settings().reauth_approval_level
-

@@ -20,6 +20,7 @@ from db.enums import Role
 
 CANCEL_AT_ONCE = frozenset({S.PENDING_APPROVAL, S.APPROVED, S.QUEUED})
 
+
 def cancel(principal: Principal, execution_id: str, *, reason: str | None = None) -> ExecutionView:
     """Cancel an execution, or ask its worker to stop it if it is running.
 

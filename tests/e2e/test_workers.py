@@ -86,8 +86,7 @@ def test_worker_killed_mid_read_step_is_retried_elsewhere(cluster: Cluster, tmp_
         tmp_path,
         "plan.yaml",
         "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 3, "
-        f"params: {{command: [sleep, '{marker}']}}}}\n"
-        + _tee("after", log, "after"),
+        f"params: {{command: [sleep, '{marker}']}}}}\n" + _tee("after", log, "after"),
     )
     cluster.start_worker(threads=2)
     cluster.start_worker(threads=2)
