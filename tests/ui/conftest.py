@@ -42,12 +42,17 @@ def no_console_worker(monkeypatch: pytest.MonkeyPatch) -> None:
     core.get_settings.cache_clear()
 
 
+# A ceiling on one script run, not a speed claim: a loaded CI machine can take many seconds for the first run's
+# imports, and a run that really hangs still fails.
+APP_TIMEOUT_S = 180
+
+
 @pytest.fixture
 def console(sqlite_db: str) -> OpenConsole:
     """Open the console, optionally signed in as ``username`` (in ``tenant``) and switched to ``page``."""
 
     def open_console(username: str | None = None, tenant: str = "demo", page: str | None = None) -> AppTest:
-        at = AppTest.from_file(str(APP), default_timeout=30)
+        at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
         if username is not None:
             at.session_state[state.PRINCIPAL] = core.principal(username, tenant)
         at.run()

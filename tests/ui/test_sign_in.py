@@ -9,7 +9,7 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from core.ops.setup import DEMO_PASSWORD
-from tests.ui.conftest import APP, OpenConsole, button
+from tests.ui.conftest import APP, APP_TIMEOUT_S, OpenConsole, button
 from ui import state
 from ui.components import sso
 
@@ -97,7 +97,7 @@ def test_sign_out_forgets_the_principal_and_returns_to_sign_in(console: OpenCons
 
 def test_single_sign_on_is_offered_only_when_an_identity_provider_is_configured(console: OpenConsole) -> None:
     assert not [b for b in console().button if b.key == state.SSO_BUTTON]
-    at = AppTest.from_file(str(APP), default_timeout=30)
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
     at.secrets["auth"] = {"redirect_uri": "http://localhost:8501/oauth2callback", "cookie_secret": "x" * 32}
     at.run()
     assert not at.exception
@@ -142,7 +142,7 @@ def test_a_password_change_signs_out_a_session_signed_in_before_it(console: Open
 def test_a_principal_built_by_hand_is_signed_out(console: OpenConsole) -> None:
     """Putting a forged Principal in the session gets nothing: the console signs it out on the rerun."""
     real = core.principal("admin", "demo")
-    at = AppTest.from_file(str(APP), default_timeout=30)
+    at = AppTest.from_file(str(APP), default_timeout=APP_TIMEOUT_S)
     at.session_state[state.PRINCIPAL] = core.Principal(**real.model_dump(exclude={"proof"}))
     at.run()
     assert not at.exception
