@@ -30,6 +30,7 @@ from urllib.parse import quote
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core.actions import circuit
 from core.actions.circuit import BREAKER, CircuitOpen
 from core.actions.context import ActionResult, StepContext
 from core.actions.http_call import RETRIES, Stopped, send, step_wait, with_retries
@@ -85,7 +86,7 @@ class Automation(ActionType):
             base = _base_url()
         except ServiceError as exc:
             return ActionResult(ok=False, error=str(exc))
-        host = httpx.URL(base).host
+        host = circuit.target(ctx.tenant_id, base)
         try:
             BREAKER.before(host)
         except CircuitOpen as exc:

@@ -2,6 +2,10 @@
 
 Closed → (``threshold`` consecutive failures) → open → (``cooldown_s`` later) half-open: one trial call;
 its success closes the circuit, its failure opens it again. Process-local, thread-safe.
+
+A target is one tenant's view of one endpoint (``target(tenant, url)``: scheme, host and port), so one
+tenant's broken service neither blocks another tenant nor another port of the same host. Callers count as
+failures only what says the endpoint is down (connection errors, 5xx), never a 4xx: that endpoint answered.
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
+
+import httpx
 
 
 @dataclass
@@ -18,11 +24,23 @@ class _State:
     trial_running: bool = False
 
 
+def target(tenant: str, url: str) -> str:
+    """The breaker key of ``url`` for ``tenant``: its endpoint, shown as ``host:port (scheme)`` after the tenant."""
+    parsed = httpx.URL(url)
+    port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
+    return f"{tenant}/{parsed.host}:{port} ({parsed.scheme})"
+
+
+def shown(target_key: str) -> str:
+    """A breaker key as users read it: the endpoint without the tenant."""
+    return target_key.partition("/")[2] or target_key
+
+
 class CircuitOpen(Exception):
     """Raised instead of calling a target whose circuit is open; says until when."""
 
     def __init__(self, target: str, retry_in_s: float) -> None:
-        super().__init__(f"circuit open for {target}: {retry_in_s:.0f}s until the next trial call")
+        super().__init__(f"circuit open for {shown(target)}: {retry_in_s:.0f}s until the next trial call")
         self.target = target
         self.retry_in_s = retry_in_s
 

@@ -83,6 +83,7 @@ class StepContext:
     masker: Masker
     dry_run: bool = False
     credential: str | None = None  # the asset's credential_ref, resolved (ssh password or key, http token)
+    tenant_id: str = ""  # whose step this is: keys per-tenant state such as circuit breakers
 
     def remaining_s(self) -> float:
         """Seconds until the deadline (never negative)."""

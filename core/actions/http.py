@@ -4,10 +4,13 @@
   are retried inside the step with backoff on connection errors and 5xx; others are sent once.
 - Auth from secrets: ``bearer`` or ``basic`` params (as ``{{ secret:NAME }}``), or the asset's
   ``credential_ref`` as a bearer token.
-- A circuit breaker per host makes calls fail fast after repeated failures (core/actions/circuit.py).
-- The response (status line and body) goes to the step output, masked and capped.
+- A circuit breaker per (tenant, endpoint) makes calls fail fast after repeated connection errors or 5xx
+  (a 4xx is an answer, not an outage, and is never retried): core/actions/circuit.py.
+- The response (status line and body) goes to the step output, masked and capped; at most
+  ``MAX_BODY_BYTES`` of the body is ever held in memory.
 - Cancel and timeouts: the request runs with the step's remaining time as its timeout, in a thread the
-  runner watches, and the client is closed on stop (the request is aborted): core/actions/http_call.py.
+  runner watches; on stop its sockets are shut down, so the request ends on both sides at once:
+  core/actions/http_call.py.
 """
 
 from __future__ import annotations
@@ -18,9 +21,10 @@ from typing import Any, Literal
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.actions import circuit
 from core.actions.circuit import BREAKER, CircuitOpen
 from core.actions.context import ActionResult, StepContext
-from core.actions.http_call import RETRIES, Stopped, send, step_wait, with_retries
+from core.actions.http_call import MAX_BODY_BYTES, RETRIES, Stopped, dropped_bytes, send, step_wait, with_retries
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass, Connection
 
@@ -63,7 +67,7 @@ class Http(ActionType):
     def run(self, ctx: StepContext) -> ActionResult:
         params = HttpParams.model_validate(ctx.params)
         url = _url(ctx, params)
-        target = httpx.URL(url).host
+        target = circuit.target(ctx.tenant_id, url)
         try:
             BREAKER.before(target)
         except CircuitOpen as exc:
@@ -72,7 +76,7 @@ class Http(ActionType):
         outcome = with_retries(lambda: self._once(ctx, params, url), attempts=attempts, wait=step_wait(ctx))
         if outcome is None:
             outcome = ActionResult(ok=False, stopped=True, error="cancelled")
-        (BREAKER.success if outcome.ok or outcome.stopped else BREAKER.failure)(target)
+        (BREAKER.failure if _endpoint_down(outcome) else BREAKER.success)(target)
         return outcome
 
     def _once(self, ctx: StepContext, params: HttpParams, url: str) -> tuple[ActionResult, bool]:
@@ -91,7 +95,10 @@ class Http(ActionType):
             return ActionResult(ok=False, stopped=True, error=f"request {exc.why}"), False
         except httpx.HTTPError as exc:
             return ActionResult(ok=False, error=f"{type(exc).__name__}: {exc}"), True
-        ctx.output.write(f"HTTP {response.status_code} {response.reason_phrase}\n{response.text}")
+        dropped = dropped_bytes(response)
+        # Said on the status line: the output cap keeps the head of the output, so a note after the body is lost.
+        note = f" ({dropped} more body bytes not read, limit {MAX_BODY_BYTES})" if dropped else ""
+        ctx.output.write(f"HTTP {response.status_code} {response.reason_phrase}{note}\n{response.text}")
         if response.status_code not in params.expect_status:
             expected = _ranges(params.expect_status)
             error = f"{params.method} {httpx.URL(url).path} answered {response.status_code}, expected {expected}"
@@ -106,6 +113,17 @@ class Http(ActionType):
         body = f" with a JSON body of {len(json.dumps(params.json_body))} bytes" if params.json_body is not None else ""
         ctx.output.write(f"would send {params.method} {_url(ctx, params)} with headers {names}{body}")
         return ActionResult(ok=True)
+
+
+def _endpoint_down(outcome: ActionResult) -> bool:
+    """Whether ``outcome`` says the endpoint is down (no answer, or a 5xx): what the breaker counts.
+
+    A 4xx or an unexpected 2xx/3xx is the endpoint answering; a stop is nobody's failure.
+    """
+    if outcome.ok or outcome.stopped:
+        return False
+    status = outcome.data.get("status")
+    return status is None or int(status) >= 500
 
 
 def _url(ctx: StepContext, params: HttpParams) -> str:

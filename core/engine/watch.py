@@ -83,6 +83,7 @@ def run_step(plan: StepPlan) -> RunResult:
         masker=plan.masker,
         credential=plan.credential,
         dry_run=plan.run_mode is RunMode.DRY_RUN,
+        tenant_id=plan.tenant_id,
     )
     runner = registry.get_action(plan.action)()  # type: ignore[misc]
     try:

@@ -31,6 +31,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.exc import IntegrityError
 
+from core.actions import circuit
 from core.actions.circuit import BREAKER, CircuitOpen
 from core.actions.http_call import RETRIES, with_retries
 from core.errors import Conflict, InvalidInput, ServiceUnavailable
@@ -120,7 +121,7 @@ def fetch(tenant: str, name: str) -> RemoteAsset | None:
     settings = get_settings()
     base = (settings.asset_service_url or "").rstrip("/")
     url = f"{base}/tenants/{quote(tenant, safe='')}/assets/{quote(name, safe='')}"
-    host = httpx.URL(base).host
+    host = circuit.target(tenant, base)
     unresolved = f"asset {name!r} cannot be resolved and nothing was submitted; try again later"
     try:
         BREAKER.before(host)

@@ -3,31 +3,64 @@ statuses, retries of idempotent methods only, the circuit breaker, cancel, and d
 
 from __future__ import annotations
 
+import select
+import socket
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 
 import pytest
 
 from core import Connection, TenantMode, add_asset, get_execution, principal, set_tenant_mode, submit
+from core.actions import circuit, http_call
 from core.actions.circuit import BREAKER, CircuitBreaker, CircuitOpen
+from core.actions.http_call import MAX_BODY_BYTES
 from db.settings import get_settings
 from tests.engine_support import cancel_in_flight, drive
 from tests.http_service import JsonHandler, serving
 
 HITS: dict[str, int] = {}
 RELEASE = threading.Event()  # /slow holds its answer until the test sets this
+CLIENT_CLOSED = threading.Event()  # /slow saw the client close the connection while it held the answer
+BIG_BODY = 20 * 1024 * 1024
 
 
 class Service(JsonHandler):  # answer() tolerates the client aborting (cancel test)
     def _handle(self) -> None:
         HITS[self.path] = HITS.get(self.path, 0) + 1
         if self.path == "/slow":
-            RELEASE.wait(timeout=30)
+            self._hold()
+        if self.path == "/big":
+            self._stream_big()
+            return
         status = 500 if self.path.startswith("/fail") else 200
         self.answer(status, {"path": self.path, "method": self.command, "auth": self.headers.get("Authorization")})
 
     do_GET = do_POST = do_PUT = _handle
+
+    def _hold(self) -> None:
+        """Hold the answer until released, noticing (from the server's side) if the client closes first.
+
+        The connection stays open from this side, so only the client's own abort can end its request early."""
+        deadline = time.monotonic() + 30
+        while not RELEASE.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                CLIENT_CLOSED.set()
+                RELEASE.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def _stream_big(self) -> None:
+        """20 MB of body in 64 KiB chunks; stops quietly when the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(BIG_BODY))
+        self.end_headers()
+        chunk = b"x" * 65536
+        try:
+            for _ in range(BIG_BODY // len(chunk)):
+                self.wfile.write(chunk)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
 
 
 @pytest.fixture
@@ -38,6 +71,7 @@ def service(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     get_settings.cache_clear()
     HITS.clear()
     RELEASE.clear()
+    CLIENT_CLOSED.clear()
     BREAKER.reset()
     with serving(Service) as url:
         add_asset(principal("admin", "demo"), "api", Connection.HTTP, base_url=url, credential_ref="demo_token")
@@ -99,7 +133,8 @@ def test_circuit_opens_after_repeated_failures_and_fails_fast() -> None:
 
 
 def test_cancel_aborts_a_request_in_flight(service: str) -> None:
-    """A cancel aborts the request in flight: the worker ends while the service still holds its answer."""
+    """A cancel aborts the request in flight: the worker ends while the service still holds its answer, and
+    the service sees the connection closed (issue 14 item 6: closing the client alone left it open)."""
     execution_id = submit(
         principal("alice", "demo"),
         "name: s\nsteps:\n  - {name: s, action: http, target: api, params: {path: /slow}}\n",
@@ -107,6 +142,9 @@ def test_cancel_aborts_a_request_in_flight(service: str) -> None:
     ).execution.execution_id
     cancel_in_flight(execution_id, running=lambda: HITS.get("/slow", 0) > 0)
     assert not RELEASE.is_set() and HITS["/slow"] == 1
+    assert CLIENT_CLOSED.wait(timeout=10), "the service never saw the client close the connection"
+    # Closing the client alone left the request's thread blocked in recv until the service answered.
+    assert not [t for t in threading.enumerate() if t.name == "opsc-http"], "the request is still in flight"
     assert get_execution(principal("alice", "demo"), execution_id).status == "cancelled"
 
 
@@ -122,3 +160,46 @@ def test_dry_run_describes_the_request_and_sends_nothing(service: str) -> None:
         and view.steps[0].output == f"would send GET {service}/x with headers ['Authorization', 'X-A']"
     )
     assert HITS == {}
+
+
+def test_a_huge_body_is_capped_in_memory_and_in_the_output(service: str) -> None:
+    """A 20 MB answer: the step keeps at most MAX_BODY_BYTES in memory and says how much it did not read."""
+    tracemalloc.start()
+    try:
+        execution_id = _run("name: b\nsteps:\n  - {name: b, action: http, target: api, params: {path: /big}}\n")
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    step = get_execution(principal("alice", "demo"), execution_id).steps[0]
+    assert step.status == "completed"
+    assert f"more body bytes not read, limit {MAX_BODY_BYTES})" in (step.output or "").splitlines()[0]
+    assert peak < 8 * MAX_BODY_BYTES, f"peak {peak / 1e6:.1f} MB while reading a {BIG_BODY / 1e6:.0f} MB body"
+
+
+def test_the_breaker_counts_outages_per_tenant_and_endpoint_not_4xx(
+    service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """4xx answers never open the circuit; 5xx open it for this tenant and endpoint only."""
+    monkeypatch.setattr(http_call, "RETRY_BACKOFF_S", 0.01)  # the in-step retries still happen, only faster
+    with serving(NotFound) as other:
+        add_asset(principal("admin", "demo"), "api2", Connection.HTTP, base_url=other)
+        for _ in range(BREAKER.threshold + 1):
+            assert "answered 404" in _error(_get("/x", target="api2"))  # an answer each time: never "circuit open"
+        errors = [_error(_get("/fail")) for _ in range(BREAKER.threshold + 1)]  # the engine retries reads too
+        assert "answered 500" in errors[0] and "circuit open for 127.0.0.1:" in errors[-1]
+        assert "answered 404" in _error(_get("/x", target="api2"))  # another port: closed
+    assert circuit.target("globex", service) != circuit.target("demo", service)
+    BREAKER.before(circuit.target("globex", service))  # another tenant's circuit for the same endpoint: closed
+
+
+class NotFound(JsonHandler):
+    def do_GET(self) -> None:
+        self.answer(404, {"detail": "no"})
+
+
+def _error(plan: str) -> str:
+    return get_execution(principal("alice", "demo"), _run(plan)).steps[0].error or ""
+
+
+def _get(path: str, *, target: str = "api") -> str:
+    return f"name: g\nsteps:\n  - {{name: g, action: http, target: {target}, params: {{path: {path}}}}}\n"
