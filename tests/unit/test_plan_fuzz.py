@@ -1,13 +1,15 @@
 """Property (issue 13 item 6): whatever text or structure reaches ``parse_plan``, it returns a plan or raises
 ``InvalidInput``: never RecursionError, a YAML or pydantic error, a TypeError, or anything else untyped.
 
-Bounded for CI: a few hundred examples per property, a generous deadline (the machine is shared).
+Bounded for CI: 100 examples per property by default (OPSC_FUZZ_EXAMPLES=2000 for a deep local run), a
+generous deadline (the machine is shared).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 from typing import Any
 
 import yaml
@@ -18,7 +20,7 @@ from core.errors import InvalidInput
 from core.plans import Plan, parse_plan
 
 BOUNDED = settings(
-    max_examples=200,
+    max_examples=int(os.environ.get("OPSC_FUZZ_EXAMPLES", "100")),
     deadline=dt.timedelta(seconds=5),
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
