@@ -1,10 +1,11 @@
 """Dramatiq middleware that turns a worker process into an OpsConductor worker.
 
-After the process boots: apply the log format (``OPSC_LOG_FORMAT``) and the masking filter, serve
-metrics (``OPSC_METRICS_PORT``: a dramatiq CLI worker process N serves base+N), register it in the workers
-table, start its heartbeat and sweeper threads, and register the dispatcher with core. Around each
-message: bind its id as the trace id of the thread's log records. Before it shuts down: ask running
-retryable steps to hand their work back, stop the threads, release leftover leases, mark the worker stopped.
+After the process boots: treat a burst of TERMs as one graceful stop (jobs/signals.py), apply the log
+format (``OPSC_LOG_FORMAT``) and the masking filter, serve metrics (``OPSC_METRICS_PORT``: a dramatiq CLI
+worker process N serves base+N), register it in the workers table, start its heartbeat and sweeper threads,
+and register the dispatcher with core. Around each message: bind its id as the trace id of the thread's
+log records. Before it shuts down: ask running retryable steps to hand their work back, stop the threads,
+release leftover leases, mark the worker stopped.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from core.engine import recovery, sweeper, workers
 from core.logs import bind_process, configure_logging, set_trace_id
 from core.ports import set_dispatcher
 from core.transactions import dispose_engines
+from jobs.signals import coalesce_termination
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ class OpsMiddleware(Middleware):
         index = dramatiq_process_index()
         if settings.metrics_port is not None and index is not None:
             metrics.serve(settings.metrics_port + index, settings.metrics_addr)
+        if index is not None:  # a dramatiq CLI worker process: a group TERM must not become "kill now"
+            coalesce_termination()
         set_dispatcher(BrokerDispatcher())
         engine.reset_shutdown()
         self._stop.clear()

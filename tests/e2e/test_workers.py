@@ -148,3 +148,30 @@ def test_redis_losing_its_messages_while_100_are_queued_all_still_complete(
     statuses = _wait_all(cluster, tmp_path, ids, 90)
     assert Counter(statuses.values()) == {"completed": 100}
     assert len(set(log.read_text().splitlines())) == 100
+
+
+def test_sigterm_to_the_whole_process_group_is_a_graceful_stop(cluster: Cluster, tmp_path: Path) -> None:
+    """`kill -TERM -PGID` (systemd's default) reaches dramatiq's supervisor and its worker process at once; the
+    supervisor forwards a second TERM, which dramatiq treats as "kill now". The worker must still stop
+    gracefully: its running read step handed back uncounted, its leases released, itself marked stopped."""
+    for sla in ("fast", "medium", "long"):  # a lease far longer than the test: only a graceful stop frees it
+        cluster.client("policy", sla, "read", "120", "900", "600", "300", "3")
+    marker = unique_seconds(60)
+    plan = _write(
+        tmp_path,
+        "plan.yaml",
+        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 90, "
+        f"params: {{command: [sleep, '{marker}']}}}}\n",
+    )
+    worker = cluster.start_worker(threads=2)
+    cluster.wait_for_workers(1)
+    [execution_id] = cluster.client("submit", "1", plan)["ids"]
+    _worker_running(marker)
+    os.killpg(os.getpgid(worker.pid), signal.SIGTERM)
+    assert worker.wait(timeout=60) is not None
+    log = (tmp_path / "worker-0.log").read_text(errors="replace")
+    assert "Killing worker process" not in log, log[-2000:]
+    view = cluster.client("show", execution_id)
+    assert [(s["status"], s["attempts"]) for s in view["steps"]] == [("pending", 0)], (view["steps"], log[-2000:])
+    assert cluster.client("workers")["workers"] == [], log[-2000:]  # the list leaves out workers marked stopped
+    assert processes_matching(f"sleep {marker}") == []
