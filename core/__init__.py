@@ -35,7 +35,6 @@ from core.identity.installation import IDENTITY_HINT
 from core.identity.principals import principal, principal_for, session_valid, sso_principal
 from core.identity.scopes import SCOPES
 from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
-from core.inventory.runbooks import delete_runbook, list_runbooks, publish_runbook, save_runbook, unpublish_runbook
 from core.logs import configure_logging
 from core.ops.audit_chain import verify_chain
 from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
@@ -74,6 +73,7 @@ from core.schemas import (
     PruneReport,
     QueueDepth,
     ReadOnlyCommandView,
+    RunbookVersionView,
     RunbookView,
     RunModeStats,
     SecretInfo,
@@ -114,6 +114,14 @@ from core.usecases.cancellation import cancel
 from core.usecases.dlq import discard, list_dlq, requeue
 from core.usecases.dry_run import dry_run_plan
 from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
+from core.usecases.runbooks import (
+    delete_runbook,
+    list_runbook_versions,
+    list_runbooks,
+    publish_runbook,
+    save_runbook,
+    unpublish_runbook,
+)
 from core.usecases.submission import preview, rerun, submit
 from db.enums import (
     ActionClass,
@@ -179,6 +187,7 @@ __all__ = [
     "Role",
     "RunMode",
     "RunModeStats",
+    "RunbookVersionView",
     "RunbookView",
     "SafetyRefused",
     "SecretInfo",
@@ -225,6 +234,7 @@ __all__ = [
     "list_members",
     "list_policies",
     "list_read_only_commands",
+    "list_runbook_versions",
     "list_runbooks",
     "list_secrets",
     "list_tokens",

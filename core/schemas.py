@@ -268,6 +268,26 @@ class RunbookView(View):
     published_at: datetime | None = None
     # SHA-256 of ``plan_text``: pass it to ``publish_runbook`` to publish exactly the text you reviewed.
     text_hash: str = ""
+    # Who may change it besides a tenant admin (None: admins only), and its current version (issue 13 item 5).
+    owner: str | None = None
+    version: int = 1
+    # What the server derives from its steps under the tenant's declarations, exactly as a submit would: the
+    # level to show, never a claim in ``description``. None when its text no longer validates.
+    action_class: str | None = None
+    approval_level: int | None = None
+
+
+class RunbookVersionView(View):
+    """One saved text of a runbook (every change adds one; none is rewritten)."""
+
+    name: str
+    version: int
+    description: str
+    plan_text: str
+    text_hash: str
+    owner: str | None
+    created_by: str
+    created_at: datetime
 
 
 class ReadOnlyCommandView(View):

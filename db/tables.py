@@ -409,6 +409,33 @@ class Runbook(SQLModel, table=True):
     published_hash: str | None = Field(default=None, max_length=64)
     published_by: str | None = Field(default=None, max_length=64)
     published_at: datetime | None = Field(default=None)
+    # Issue 13 item 5: the user who created it; only they or a tenant admin change or delete it. None (rows from
+    # before ownership existed, or seeded by ``init``): admins only.
+    owner: str | None = Field(default=None, max_length=64)
+    version: int = Field(default=1, sa_column=Column(Integer, nullable=False, server_default=text("1")))
+
+
+class RunbookVersion(SQLModel, table=True):
+    """One saved text of a runbook: every change adds a row, none is ever rewritten (issue 13 item 5).
+
+    Keyed by the tenant and the runbook's *name*, not its row: the history outlives a deletion, and a runbook
+    created again under the same name continues the numbering (the unique key also makes two concurrent saves
+    of the same version collide instead of both winning).
+    """
+
+    __tablename__ = "runbook_versions"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", "version", name="uq_runbook_versions_tenant_name_version"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    name: str = Field(max_length=128)
+    version: int
+    description: str = Field(default="", max_length=512)
+    plan_text: str = Field(sa_column=Column(Text, nullable=False))
+    text_hash: str = Field(max_length=64)
+    owner: str | None = Field(default=None, max_length=64)
+    created_by: str = Field(max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
 
 
 class AdminEvent(SQLModel, table=True):

@@ -1,31 +1,28 @@
-"""The runbook library: named, validated plans saved per tenant for the console's Submit page.
+"""The runbook library's rows: named, validated plans saved per tenant, each change a new version.
 
 An admin may *publish* a runbook (DESIGN §13): the publication vouches for exactly its current text
 (``published_hash`` = SHA-256 of ``plan_text``), and a submitted step equal to one of its steps is derived
-``read`` (core/plans.py ``step_class``). Saving new text ends the publication; only an admin may overwrite
-or delete a published runbook.
+``read`` (core/plans.py ``step_class``). Saving new text ends the publication.
+
+Every stored text is also a ``RunbookVersion`` row (issue 13 item 5), never rewritten. Helpers here take the
+caller's session and check nothing; the use cases (who may change what, the admin trail) are in
+core/usecases/runbooks.py.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from core.admin_audit import record_admin_event
-from core.errors import Conflict, CoreError, InvalidInput, NotFound
-from core.identity import rbac
-from core.identity.rbac import Permission
+from core.errors import CoreError
 from core.plans import parse_plan
 from core.risk import step_key
-from core.schemas import Principal, RunbookView
-from core.transactions import session_scope
+from core.schemas import RunbookVersionView
 from db.clock import utcnow
 from db.enums import ActionClass
-from db.tables import Runbook
-
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9 _.-]{0,127}$")
+from db.tables import Runbook, RunbookVersion
 
 
 def text_hash(plan_text: str) -> str:
@@ -38,125 +35,92 @@ def is_published(row: Runbook) -> bool:
     return row.published_hash is not None and row.published_hash == text_hash(row.plan_text)
 
 
-def _view(row: Runbook) -> RunbookView:
-    return RunbookView(
-        name=row.name,
-        description=row.description,
-        plan_text=row.plan_text,
-        updated_by=row.updated_by,
-        updated_at=row.updated_at,
-        published=is_published(row),
-        published_by=row.published_by,
-        published_at=row.published_at,
-        text_hash=text_hash(row.plan_text),
-    )
-
-
-def list_runbooks(principal: Principal) -> list[RunbookView]:
-    """The tenant's runbooks by name."""
-    with session_scope() as session:
-        rbac.require(session, principal, Permission.READ)
-        rows = session.exec(
-            select(Runbook).where(Runbook.tenant_id == principal.tenant_id).order_by(col(Runbook.name))
-        ).all()
-        return [_view(r) for r in rows]
-
-
-def save_runbook(principal: Principal, name: str, plan_text: str, *, description: str = "") -> RunbookView:
-    """Create or replace a runbook (operators and above; a published one: admins only). The plan must validate.
-
-    New text ends a publication: an admin publishes again to vouch for it.
-
-    Raises:
-        InvalidInput: a bad name, or the plan's own validation errors (path-precise).
-        PermissionDenied: the runbook is published and the principal is not an admin.
-    """
-    name = name.strip()
-    if not _NAME.match(name):
-        raise InvalidInput("1-128 letters, digits, spaces, '_', '.', '-'", path="name")
-    parse_plan(plan_text)
-    with session_scope() as session:
-        rbac.require(session, principal, Permission.SUBMIT)
-        existing = _row(session, principal.tenant_id, name)
-        if existing is not None and is_published(existing):
-            rbac.require(session, principal, Permission.ADMIN)
-        row = store_runbook(session, principal.tenant_id, name, plan_text, description, principal.username)
-        record_admin_event(session, principal, "runbook_saved", name)
-        return _view(row)
+def find(session: Session, tenant_id: str, name: str) -> Runbook | None:
+    """The tenant's runbook called ``name``, if any."""
+    return session.exec(select(Runbook).where(Runbook.tenant_id == tenant_id, Runbook.name == name)).first()
 
 
 def store_runbook(
-    session: Session, tenant_id: str, name: str, plan_text: str, description: str, actor: str | None
-) -> Runbook:
-    """Upsert a runbook row in the caller's transaction (no checks: callers validate)."""
-    row = _row(session, tenant_id, name)
+    session: Session,
+    tenant_id: str,
+    name: str,
+    plan_text: str,
+    description: str,
+    actor: str | None,
+    *,
+    owner: str | None = None,
+) -> tuple[Runbook, bool]:
+    """Create or change a runbook in the caller's transaction (no checks: callers authorise and validate).
+
+    A change writes a new version; new text also ends a publication. Saving the same text and description
+    again changes nothing.
+
+    Args:
+        owner: the owner of a runbook created now (an existing one keeps its owner).
+
+    Returns:
+        The row, and whether anything changed (a new version was written).
+    """
+    description = description[:512]
+    row = find(session, tenant_id, name)
+    if row is not None and row.plan_text == plan_text and row.description == description:
+        return row, False
     if row is None:
-        row = Runbook(tenant_id=tenant_id, name=name, plan_text=plan_text)
-    if row.plan_text != plan_text:
-        # The hash alone would already stop vouching; clearing it says so in the row as well
-        # (published_by/at stay: who vouched for the previous text, and when).
-        row.published_hash = None
+        # A name used before (then deleted) continues its numbering: its history stays in one sequence.
+        last = session.exec(
+            select(func.max(RunbookVersion.version)).where(
+                RunbookVersion.tenant_id == tenant_id, RunbookVersion.name == name
+            )
+        ).one()
+        row = Runbook(tenant_id=tenant_id, name=name, plan_text=plan_text, owner=owner, version=(last or 0) + 1)
+    else:
+        if row.plan_text != plan_text:
+            # The hash alone would already stop vouching; clearing it says so in the row as well
+            # (published_by/at stay: who vouched for the previous text, and when).
+            row.published_hash = None
+        row.version += 1
     row.plan_text = plan_text
-    row.description = description[:512]
+    row.description = description
     row.updated_by = actor
     row.updated_at = utcnow()
     session.add(row)
-    session.flush()
-    return row
+    session.add(
+        RunbookVersion(
+            tenant_id=tenant_id,
+            name=name,
+            version=row.version,
+            description=description,
+            plan_text=plan_text,
+            text_hash=text_hash(plan_text),
+            owner=row.owner,
+            created_by=(actor or "unknown")[:64],
+            created_at=row.updated_at,
+        )
+    )
+    session.flush()  # a concurrent save of the same version fails here, on the unique key
+    return row, True
 
 
-def delete_runbook(principal: Principal, name: str) -> None:
-    """Remove a runbook (operators and above; a published one: admins only)."""
-    with session_scope() as session:
-        rbac.require(session, principal, Permission.SUBMIT)
-        row = _row(session, principal.tenant_id, name)
-        if row is None:
-            raise NotFound("runbook", name)
-        if is_published(row):
-            rbac.require(session, principal, Permission.ADMIN)
-        session.delete(row)
-        record_admin_event(session, principal, "runbook_deleted", name)
-
-
-def publish_runbook(principal: Principal, name: str, *, reviewed_hash: str | None = None) -> RunbookView:
-    """Vouch for a runbook's current text (admin): its steps, submitted as written, are then derived ``read``
-    unless they ask for more or reference a secret. Publishing the same text again changes nothing.
-
-    Args:
-        reviewed_hash: the ``RunbookView.text_hash`` of the text the admin reviewed; when given, a runbook
-            saved again since (by an operator, say) is not published unseen.
-
-    Raises:
-        NotFound: no such runbook. InvalidInput: its plan no longer validates. PermissionDenied: not an admin.
-        Conflict: ``reviewed_hash`` is not the runbook's current text.
-    """
-    with session_scope() as session:
-        rbac.require(session, principal, Permission.ADMIN)
-        row = _row(session, principal.tenant_id, name)
-        if row is None:
-            raise NotFound("runbook", name)
-        if reviewed_hash is not None and reviewed_hash != text_hash(row.plan_text):
-            raise Conflict(f"runbook {name!r} changed since you read it; review it again before publishing")
-        parse_plan(row.plan_text)
-        if not is_published(row):
-            mark_published(session, row, principal.username)
-            record_admin_event(session, principal, "runbook_published", name, {"hash": row.published_hash})
-        return _view(row)
-
-
-def unpublish_runbook(principal: Principal, name: str) -> RunbookView:
-    """Withdraw a publication (admin): the runbook's steps get their own classes again."""
-    with session_scope() as session:
-        rbac.require(session, principal, Permission.ADMIN)
-        row = _row(session, principal.tenant_id, name)
-        if row is None:
-            raise NotFound("runbook", name)
-        if row.published_hash is not None:
-            row.published_hash = None
-            session.add(row)
-            session.flush()
-            record_admin_event(session, principal, "runbook_unpublished", name)
-        return _view(row)
+def versions(session: Session, tenant_id: str, name: str) -> list[RunbookVersionView]:
+    """Every saved text of the tenant's runbook ``name``, newest first (including those before a deletion)."""
+    rows = session.exec(
+        select(RunbookVersion)
+        .where(RunbookVersion.tenant_id == tenant_id, RunbookVersion.name == name)
+        .order_by(col(RunbookVersion.version).desc())
+    ).all()
+    return [
+        RunbookVersionView(
+            name=r.name,
+            version=r.version,
+            description=r.description,
+            plan_text=r.plan_text,
+            text_hash=r.text_hash,
+            owner=r.owner,
+            created_by=r.created_by,
+            created_at=r.created_at,
+        )
+        for r in rows
+    ]
 
 
 def mark_published(session: Session, row: Runbook, actor: str) -> None:
@@ -191,7 +155,3 @@ def published_steps(session: Session, tenant_id: str) -> dict[str, ActionClass]:
             if key not in steps or cls.rank < steps[key].rank:
                 steps[key] = cls
     return steps
-
-
-def _row(session: Session, tenant_id: str, name: str) -> Runbook | None:
-    return session.exec(select(Runbook).where(Runbook.tenant_id == tenant_id, Runbook.name == name)).first()

@@ -190,7 +190,7 @@ def seed_demo(session: Session) -> list[str]:
         for name, description, plan_text in DEMO_RUNBOOKS:
             row = session.exec(select(Runbook).where(Runbook.tenant_id == tenant.id, Runbook.name == name)).first()
             if row is None:
-                row = runbooks.store_runbook(session, tenant.id, name, plan_text, description, "init")
+                row, _new = runbooks.store_runbook(session, tenant.id, name, plan_text, description, "init")
             # Never published and still the demo's text (a new row, or a demo from before publication existed);
             # an admin's later unpublish keeps published_at, so it is not undone here.
             if name in DEMO_PUBLISHED and row.published_at is None and row.plan_text == plan_text:

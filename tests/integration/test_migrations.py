@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import create_engine, inspect, text
@@ -12,6 +13,8 @@ from sqlalchemy.engine import make_url
 from db import migrate
 from db.engine import dispose_engines
 from tests.conftest import PG_ADMIN_URL, service_unavailable
+
+NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
@@ -75,3 +78,26 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path) -> None:  # type: ignore
     with engine.connect() as conn:
         assert conn.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+
+
+def test_runbooks_from_before_ownership_get_no_owner_and_their_text_as_version_1(empty_db: str) -> None:
+    """0009 (issue 13 item 5): nobody can tell who wrote an existing runbook, so only admins may change it."""
+    migrate.upgrade(empty_db, "0007")
+    engine = create_engine(empty_db)
+    try:
+        with engine.begin() as conn:
+            conn.execute(text("INSERT INTO tenants (id, name, created_at) VALUES ('t1', 'acme', :now)"), {"now": NOW})
+            conn.execute(
+                text(
+                    "INSERT INTO runbooks (id, tenant_id, name, description, plan_text, updated_by, updated_at) "
+                    "VALUES ('r1', 't1', 'shared', 'd', 'name: x', 'alice', :now)"
+                ),
+                {"now": NOW},
+            )
+        migrate.upgrade(empty_db)
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT owner, version FROM runbooks")).one() == (None, 1)
+            row = conn.execute(text("SELECT name, version, plan_text, created_by, owner FROM runbook_versions")).one()
+        assert tuple(row) == ("shared", 1, "name: x", "alice", None)
+    finally:
+        engine.dispose()

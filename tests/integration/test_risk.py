@@ -250,10 +250,11 @@ def test_an_asset_added_later_starts_without_declarations(db: str) -> None:
 
 
 def test_publishing_binds_to_the_text_the_admin_reviewed(db: str) -> None:
-    """An operator's save between the admin's read and their click is not published unseen."""
-    reviewed = next(r for r in list_runbooks(principal("admin", "demo")) if r.name == "Failing check")
-    save_runbook(principal(*ALICE), "Failing check", "name: f\nsteps:\n  - {name: x, action: shell, target: localhost, "
+    """The owner's save between the admin's read and their click is not published unseen."""
+    save_runbook(principal(*ALICE), "mine", "name: f\nsteps:\n  - {name: x, action: noop, target: localhost}\n")
+    reviewed = next(r for r in list_runbooks(principal("admin", "demo")) if r.name == "mine")
+    save_runbook(principal(*ALICE), "mine", "name: f\nsteps:\n  - {name: x, action: shell, target: localhost, "
                  "params: {command: [rm, -rf, /tmp/opsc-risk-x]}}\n")  # fmt: skip
     with pytest.raises(Conflict):
-        publish_runbook(principal("admin", "demo"), "Failing check", reviewed_hash=reviewed.text_hash)
-    assert not next(r for r in list_runbooks(principal(*ALICE)) if r.name == "Failing check").published
+        publish_runbook(principal("admin", "demo"), "mine", reviewed_hash=reviewed.text_hash)
+    assert not next(r for r in list_runbooks(principal(*ALICE)) if r.name == "mine").published

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -71,13 +72,21 @@ def button(at: AppTest, label: str) -> Button:
     return matches[0]
 
 
+MARKDOWN_KINDS = ("title", "subheader", "markdown", "caption", "success", "info", "warning", "error")
+_ESCAPED = re.compile(r"\\([!-/:-@\[-`{-~])")
+
+
+def shown(markdown: str) -> str:
+    """What a markdown body reads as on screen once its backslash escapes and hard line breaks are resolved
+    (the console escapes user text: ui/components/plain.py)."""
+    return _ESCAPED.sub(r"\1", markdown).replace("  \n", "\n")
+
+
 def texts(at: AppTest) -> str:
-    """Everything the page shows as text (markdown, captions, alerts, tables), for "never shown" checks."""
-    parts = [
-        e.value
-        for kind in ("title", "subheader", "markdown", "caption", "code", "success", "info", "warning", "error")
-        for e in getattr(at, kind)
-    ]
+    """Everything the page shows as text (markdown, captions, alerts, text, code, tables), for "never shown"
+    checks."""
+    parts = [shown(e.value) for kind in MARKDOWN_KINDS for e in getattr(at, kind)]
+    parts += [e.value for kind in ("text", "code") for e in getattr(at, kind)]
     parts += [frame.value.to_csv() for frame in at.dataframe]
     parts += [str(m.value) for m in at.metric]
     return "\n".join(str(p) for p in parts)

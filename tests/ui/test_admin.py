@@ -11,7 +11,7 @@ from core.engine.workers import register_worker
 from core.identity.installation import set_claimed_identity
 from core.transactions import session_scope
 from tests.engine_support import drive
-from tests.ui.conftest import OpenConsole, button, texts
+from tests.ui.conftest import OpenConsole, button, shown, texts
 from ui import state
 
 PAGE = "ui/pages/admin.py"
@@ -62,7 +62,7 @@ def test_a_bad_policy_value_is_refused_with_its_reason_and_nothing_changes(conso
     at.number_input(key=f"{state.ADMIN_POLICY_FIELD}.fast / read.lease_s").set_value(1)
     button(at, "Save policy").click().run()
     assert not at.exception
-    assert any("lease_s" in e.value and "at least step_s" in e.value for e in at.error)
+    assert any("lease_s" in shown(e.value) and "at least step_s" in shown(e.value) for e in at.error)
     assert _policy("fast", "read") == before
 
 
@@ -102,7 +102,7 @@ def test_an_asset_is_added_and_a_bad_one_refused(console: OpenConsole) -> None:
     at.text_input(key=f"{key}.name").input("web-01")
     at.selectbox(key=f"{key}.connection").select("ssh")
     button(at, "Add asset").click().run()
-    assert any("host" in e.value for e in at.error)
+    assert any("host" in shown(e.value) for e in at.error)
     at.text_input(key=f"{key}.host").input("10.0.0.5")
     button(at, "Add asset").click().run()
     assert not at.exception
@@ -132,14 +132,14 @@ def test_the_go_no_go_panel_names_what_fails_and_turns_go(console: OpenConsole) 
     at = console("admin", page=PAGE)
     at.button(key=state.ADMIN_CHECK).click().run()
     assert not at.exception
-    assert any(e.value.startswith("NO-GO") and "workers" in e.value for e in at.error)
+    assert any(shown(e.value).startswith("NO-GO") and "workers" in shown(e.value) for e in at.error)
     register_worker("console-test-worker", kind="embedded", threads=1)
     with session_scope() as session:
         set_claimed_identity(session, False)  # a production box: the demo's claimed names are NO-GO
     at.button(key=state.ADMIN_CHECK).click().run()
     verdicts = dict(zip(at.dataframe[0].value["item"], at.dataframe[0].value["verdict"], strict=True))
     assert verdicts["workers"] == "GO"
-    assert [s.value for s in at.success] == [f"GO: all {len(verdicts)} items pass."], verdicts
+    assert [shown(s.value) for s in at.success] == [f"GO: all {len(verdicts)} items pass."], verdicts
 
 
 def test_a_tenant_goes_off_dry_run_live_0_then_live_3_from_the_page(console: OpenConsole, tmp_path: Path) -> None:

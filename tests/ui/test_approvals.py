@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import core
 from core.ops.setup import DEMO_PASSWORD
-from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, submit
+from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, shown, submit
 from ui import state
 
 PAGE = "ui/pages/approvals.py"
@@ -25,7 +25,7 @@ def test_bob_sees_alices_pending_execution_and_approving_queues_it(console: Open
     after = core.get_execution(core.principal("bob", "demo"), pending.execution_id)
     assert after.status == "queued"
     assert [(a.approver, a.decision, a.comment) for a in after.approvals] == [("bob", "approved", "looks safe")]
-    assert any("Approved" in s.value and "queued" in s.value for s in at.success)
+    assert any("Approved" in shown(s.value) and "queued" in shown(s.value) for s in at.success)
     assert not at.dataframe or pending.execution_id not in at.dataframe[0].value.get("execution_id", []).tolist()
 
 
@@ -55,7 +55,7 @@ def test_core_refusal_is_shown_as_an_error_not_a_crash(console: OpenConsole) -> 
     core.set_member(core.principal("admin", "demo"), "bob", core.Role.OPERATOR)
     button(at, "Approve").click().run()
     assert not at.exception
-    assert any("may not approve" in e.value for e in at.error)
+    assert any("may not approve" in shown(e.value) for e in at.error)
     assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
 
 
@@ -70,10 +70,10 @@ def test_level_2_asks_for_the_password_again_before_approving(console: OpenConso
     password_key = f"{state.REAUTH_PASSWORD}.{pending.execution_id}"
 
     button(at, "Approve").click().run()
-    assert any("Enter your password" in e.value for e in at.error)
+    assert any("Enter your password" in shown(e.value) for e in at.error)
     at.text_input(key=password_key).input("wrong-password")
     button(at, "Approve").click().run()
-    assert any("invalid username or password" in e.value for e in at.error)
+    assert any("invalid username or password" in shown(e.value) for e in at.error)
     assert core.get_execution(core.principal("bob", "demo"), pending.execution_id).approvals == []
 
     at.text_input(key=password_key).input(DEMO_PASSWORD)

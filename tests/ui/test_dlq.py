@@ -6,7 +6,7 @@ from __future__ import annotations
 import core
 from core.ops.setup import DEMO_RUNBOOKS
 from tests.engine_support import drive
-from tests.ui.conftest import OpenConsole, button, texts
+from tests.ui.conftest import OpenConsole, button, shown, texts
 from ui import state
 
 PAGE = "ui/pages/dlq.py"
@@ -37,14 +37,14 @@ def test_requeue_needs_the_confirmation_then_runs_again(console: OpenConsole) ->
     at = console("alice", page=PAGE)
     at.multiselect(key=state.DLQ_PICK).select(execution_id).run()
     button(at, "Requeue").click().run()
-    assert any("confirmation" in w.value for w in at.warning)
+    assert any("confirmation" in shown(w.value) for w in at.warning)
     assert core.get_execution(core.principal("alice", "demo"), execution_id).status == "failed"
 
     at.checkbox(key=state.DLQ_CONFIRM).check().run()
     button(at, "Requeue").click().run()
     assert not at.exception
     assert core.get_execution(core.principal("alice", "demo"), execution_id).status == "queued"
-    assert any("Requeued 1 of 1" in s.value for s in at.success)
+    assert any("Requeued 1 of 1" in shown(s.value) for s in at.success)
     assert "The dead-letter queue is empty." in texts(at)
 
 
@@ -54,16 +54,16 @@ def test_discard_needs_a_comment_and_an_admin(console: OpenConsole) -> None:
     at.multiselect(key=state.DLQ_PICK).select(first).run()
     at.text_area(key=state.DLQ_COMMENT).input("not needed").run()
     button(at, "Discard").click().run()
-    assert any("admin" in e.value for e in at.error)
+    assert any("admin" in shown(e.value) for e in at.error)
 
     at = console("admin", page=PAGE)
     at.multiselect(key=state.DLQ_PICK).select(first).select(second).run()
     button(at, "Discard").click().run()
-    assert [e.value for e in at.error] == ["comment: a comment is required to discard"] * 2
+    assert [shown(e.value) for e in at.error] == ["comment: a comment is required to discard"] * 2
     at.text_area(key=state.DLQ_COMMENT).input("known issue, fixed elsewhere").run()
     button(at, "Discard").click().run()
     assert not at.exception
-    assert any("Discarded 2 of 2" in s.value for s in at.success)
+    assert any("Discarded 2 of 2" in shown(s.value) for s in at.success)
     assert not core.list_dlq(core.principal("admin", "demo"))
 
 
@@ -75,7 +75,7 @@ def test_a_requeue_whose_approval_no_longer_holds_says_so(console: OpenConsole) 
     at.checkbox(key=state.DLQ_CONFIRM).check().run()
     button(at, "Requeue").click().run()
     assert not at.exception
-    assert any("new approval" in e.value for e in at.error)
+    assert any("new approval" in shown(e.value) for e in at.error)
 
 
 def test_other_tenants_see_nothing(console: OpenConsole) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import core
-from tests.ui.conftest import MODIFY_PLAN, READ_PLAN, OpenConsole, button, texts
+from tests.ui.conftest import MODIFY_PLAN, READ_PLAN, OpenConsole, button, shown, texts
 from ui import state
 
 PAGE = "ui/pages/submit.py"
@@ -36,7 +36,7 @@ def test_invalid_plan_shows_the_path_of_the_error(console: OpenConsole) -> None:
     at = console("alice", page=PAGE)
     at.text_area(key=state.PLAN_TEXT).input(BAD_ACTION).run()  # validated as typed: no button needed
     assert not at.exception
-    assert any("steps[0].action" in e.value and "teleport" in e.value for e in at.error)
+    assert any("steps[0].action" in shown(e.value) and "teleport" in shown(e.value) for e in at.error)
     assert not at.metric
 
 
@@ -44,7 +44,7 @@ def test_empty_plan_is_an_error_not_an_exception(console: OpenConsole) -> None:
     at = console("alice", page=PAGE)
     button(at, "Submit").click().run()
     assert not at.exception
-    assert any("empty" in e.value for e in at.error)
+    assert any("empty" in shown(e.value) for e in at.error)
 
 
 def test_submit_creates_an_execution(console: OpenConsole) -> None:
@@ -54,7 +54,7 @@ def test_submit_creates_an_execution(console: OpenConsole) -> None:
     assert not at.exception
     rows = core.list_executions(core.principal("alice", "demo"))
     assert [(r.name, r.requested_by) for r in rows] == [("disk-usage", "alice")]
-    assert any(rows[0].execution_id in s.value for s in at.success)
+    assert any(rows[0].execution_id in shown(s.value) for s in at.success)
 
 
 def test_uploaded_file_is_submitted(console: OpenConsole) -> None:
@@ -74,7 +74,7 @@ def test_duplicate_submit_says_so_and_names_the_existing_execution(console: Open
     assert not at.exception
     rows = core.list_executions(core.principal("alice", "demo"))
     assert len(rows) == 1
-    assert any("already active" in w.value and rows[0].execution_id in w.value for w in at.warning)
+    assert any("already active" in shown(w.value) and rows[0].execution_id in shown(w.value) for w in at.warning)
 
 
 def test_a_runbook_from_the_library_loads_into_the_editor_and_submits(console: OpenConsole) -> None:

@@ -51,6 +51,7 @@ from ui.cli.options import (
 )
 from ui.cli.output import as_json, print_json, render_execution, render_summaries
 from ui.cli.read_only import commands_app
+from ui.cli.runbooks import runbooks_app
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
 from ui.cli.tokens import tokens_app
 
@@ -71,6 +72,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(audit_app, name="audit")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(commands_app, name="commands")
+app.add_typer(runbooks_app, name="runbooks")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)

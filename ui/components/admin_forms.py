@@ -11,6 +11,7 @@ import core
 from core import Principal
 from ui import state
 from ui.components.feedback import attempt, succeed, succeeded
+from ui.components.plain import md_text
 
 POLICY_FIELDS = ("step_s", "execution_s", "lease_s", "approval_s", "max_attempts")
 MODES = [m.value for m in core.TenantMode]
@@ -160,7 +161,7 @@ def read_only_editor(who: Principal, commands: list[core.ReadOnlyCommandView]) -
             try:
                 words = shlex.split(text)
             except ValueError as exc:
-                st.error(f"Not a command line: {exc}.")
+                st.error(md_text(f"Not a command line: {exc}."))
             else:
                 if (added := attempt(core.add_read_only_command, who, words)) is not None:
                     succeed(f"Read-only: {shlex.join(added.argv)}.", after_rerun=True)
@@ -203,7 +204,7 @@ def readiness_report(items: list[core.CheckItem]) -> None:
         return
     failing = [item for item in items if not item.ok]
     if failing:
-        st.error(f"NO-GO: {len(failing)} of {len(items)} items fail ({', '.join(i.name for i in failing)}).")
+        st.error(md_text(f"NO-GO: {len(failing)} of {len(items)} items fail ({', '.join(i.name for i in failing)})."))
     else:
         st.success(f"GO: all {len(items)} items pass.")
     rows = [{"item": i.name, "verdict": "GO" if i.ok else "NO-GO", "reason": i.reason} for i in items]

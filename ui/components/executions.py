@@ -10,6 +10,7 @@ import streamlit as st
 
 from core import EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
 from ui import state
+from ui.components.plain import md_text
 from ui.components.tables import views_table, when
 
 # DESIGN §4's terminal statuses. core keeps its FSM table private (core.fsm.TERMINAL); the UI uses this
@@ -88,9 +89,9 @@ def execution_picker(rows: Sequence[ExecutionSummary], *, key: str, label: str =
 
 def execution_summary(view: ExecutionView) -> None:
     """Status, derived classes, times, plan hash and error of one execution."""
-    st.subheader(f"{view.name} · {view.status}")
+    st.subheader(f"{md_text(view.name)} · {view.status}")
     if view.description:
-        st.caption(view.description)
+        st.text(view.description)
     cols = st.columns(4)
     cols[0].metric("Status", view.status)
     cols[1].metric("Approval level", view.approval_level, help=f"{view.approvals_required} approval(s) required")
@@ -107,13 +108,13 @@ def execution_summary(view: ExecutionView) -> None:
     }
     if view.approval_expires_at is not None and view.status == ExecutionStatus.PENDING_APPROVAL:
         facts["Approval expires"] = when(view.approval_expires_at)
-    st.markdown("  \n".join(f"**{name}:** {value or '-'}" for name, value in facts.items()))
+    st.markdown("  \n".join(f"**{name}:** {md_text(value or '-')}" for name, value in facts.items()))
     st.caption("Plan hash (SHA-256)")
     st.code(view.plan_hash, language=None)
     if view.cancel_requested_at is not None and view.status == ExecutionStatus.RUNNING:
         st.info(f"Cancel requested at {when(view.cancel_requested_at)}; the worker is stopping it.")
     if view.error:
-        st.error(view.error)
+        st.error(md_text(view.error))
 
 
 def approvals_table(view: ExecutionView) -> None:
@@ -162,9 +163,12 @@ def step_timeline(steps: Sequence[StepView]) -> None:
         icon = STEP_ICONS.get(step.status, ":material/help:")
         took = _duration(step.started_at, step.finished_at)
         facts = f"{step.status} · attempt {step.attempts}" + (f" · {took}" if took else "")
-        with st.expander(f"{icon} {step.index}. {step.name} · `{step.action}` on `{step.target}` · {facts}"):
+        label = (
+            f"{icon} {step.index}. {md_text(step.name)} · {md_text(step.action)} on {md_text(step.target)} · {facts}"
+        )
+        with st.expander(label):
             if step.error:
-                st.error(step.error)
+                st.error(md_text(step.error))
             st.code(step.output or "(no output yet)", language=None)
 
 

@@ -1,7 +1,7 @@
 """The one seam between pages and core errors, plus success messages that survive a rerun.
 
-A ``CoreError`` is the user's business and is shown as is; anything else is a bug: it is logged with a
-short reference id and the page shows only that id, never the traceback.
+A ``CoreError`` is the user's business and is shown as is (as text: its message quotes user input); anything
+else is a bug: it is logged with a short reference id and the page shows only that id, never the traceback.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import streamlit as st
 
 from core import CoreError, InvalidInput
 from ui import state
+from ui.components.plain import md_text
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ def attempt(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | N
     except InvalidInput as exc:
         st.error(_issues(exc))
     except CoreError as exc:
-        st.error(str(exc))
+        st.error(md_text(exc))
     except Exception:
         ref = uuid.uuid4().hex[:8].upper()
         log.exception("console: unexpected error (ref %s) in %s", ref, getattr(call, "__qualname__", call))
@@ -50,21 +51,26 @@ def succeeded(call: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -
 
 def _issues(exc: InvalidInput) -> str:
     if len(exc.issues) <= 1:
-        return str(exc)
-    lines = [f"- `{path}`: {message}" if path else f"- {message}" for path, message in exc.issues]
+        return md_text(exc)
+    lines = [
+        f"- {md_text(path)}: {md_text(message)}" if path else f"- {md_text(message)}" for path, message in exc.issues
+    ]
     return "The input has problems:\n" + "\n".join(lines)
 
 
 def succeed(message: str, *, after_rerun: bool = False) -> None:
-    """Confirm an action: now, or (``after_rerun``) at the top of the page once it has re-rendered."""
+    """Confirm an action: now, or (``after_rerun``) at the top of the page once it has re-rendered.
+
+    ``message`` is text (it names plans, users, assets): it is shown literally, never as markdown.
+    """
     if after_rerun:
         state.add_notice(message)
         return
-    st.success(message)
-    st.toast(message)
+    st.success(md_text(message))
+    st.toast(md_text(message))
 
 
 def show_notices() -> None:
     """Show the confirmations queued before the last rerun."""
     for message in state.take_notices():
-        st.success(message)
+        st.success(md_text(message))

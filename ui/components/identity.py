@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import Principal
 from ui import state
+from ui.components.plain import md_text
 
 
 def signed_in() -> Principal:
@@ -16,6 +17,6 @@ def signed_in() -> Principal:
         st.warning("Please sign in first.")
         st.stop()
     with st.sidebar:
-        st.markdown(f"**{who.username}** · {who.role.value} in `{who.tenant}`")
+        st.markdown(f"**{md_text(who.username)}** · {who.role.value} in {md_text(who.tenant)}")
         st.button("Sign out", key=state.SIGN_OUT, on_click=state.sign_out, icon=":material/logout:")
     return who

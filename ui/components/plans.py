@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 import streamlit as st
 
-from core import DryRunStep, PlanPreview, RunbookView, SubmitResult
+from core import DryRunStep, PlanPreview, RunbookVersionView, RunbookView, SubmitResult
 from ui import state
-from ui.components.tables import views_table
+from ui.components.plain import md_text
+from ui.components.tables import views_table, when
 
 EXAMPLE = """name: disk-usage
 description: How full are the disks on localhost?
@@ -36,13 +37,20 @@ def plan_editor() -> PlanDraft:
         "Run in the background", key=state.PLAN_BACKGROUND, help="Never run in this process, even a fast level-0 plan."
     )
     if upload is not None:
-        st.caption(f"Using the uploaded file {upload.name}; clear it to use the text.")
+        st.caption(f"Using the uploaded file {md_text(upload.name)}; clear it to use the text.")
         return PlanDraft(upload.getvalue(), background)
     return PlanDraft(text, background)
 
 
-def runbook_picker(runbooks: list[RunbookView]) -> None:
-    """Start from a saved runbook: picking one loads its plan into the editor."""
+def runbook_level(view: RunbookView) -> str:
+    """The level the server derives from the runbook's steps (never what its description claims)."""
+    if view.approval_level is None:
+        return "invalid: its text no longer validates"
+    return f"level {view.approval_level} ({view.action_class})"
+
+
+def runbook_picker(runbooks: list[RunbookView]) -> RunbookView | None:
+    """Start from a saved runbook: picking one loads its plan into the editor. Returns the one picked."""
     by_name = {r.name: r for r in runbooks}
 
     def load() -> None:
@@ -57,10 +65,30 @@ def runbook_picker(runbooks: list[RunbookView]) -> None:
         list(by_name),
         index=None,
         placeholder="Start from a saved runbook…",
-        format_func=lambda name: f"{name} · {by_name[name].description}" if by_name[name].description else name,
+        # Options are plain text in Streamlit (no markdown); the derived level comes before the author's words.
+        format_func=lambda name: " · ".join(
+            part for part in (name, runbook_level(by_name[name]), by_name[name].description) if part
+        ),
         key=state.RUNBOOK_PICK,
         on_change=load,
     )
+    return by_name.get(st.session_state.get(state.RUNBOOK_PICK) or "")
+
+
+def runbook_facts(view: RunbookView, versions: list[RunbookVersionView]) -> None:
+    """Who owns and last changed the runbook, the level derived from its steps, and its versions."""
+    owner = view.owner or "tenant admins"
+    published = "published by an admin" if view.published else "not published"
+    st.caption(
+        md_text(
+            f"{runbook_level(view).capitalize()}, derived by the server from its steps · version {view.version}, "
+            f"saved by {view.updated_by or '-'} at {when(view.updated_at)} UTC · owner: {owner} · {published}"
+        )
+    )
+    if view.description:
+        st.text(f"Description (the author's words): {view.description}")
+    with st.expander(f"Versions ({len(versions)})"):
+        views_table(versions, ["version", "created_by", "created_at", "description", "text_hash"], empty="No versions.")
 
 
 def dry_run_report(steps: list[DryRunStep]) -> None:
@@ -68,15 +96,15 @@ def dry_run_report(steps: list[DryRunStep]) -> None:
     st.subheader("Dry run: nothing was executed")
     for step in steps:
         icon = ":material/check_circle:" if step.ok else ":material/error:"
-        st.markdown(f"{icon} **{step.index}. {step.name}** · `{step.action}` on `{step.target}`")
+        st.markdown(f"{icon} **{step.index}.** {md_text(step.name)} · {md_text(step.action)} on {md_text(step.target)}")
         st.code(step.description or "(no description)", language=None)
         if step.error:
-            st.error(f"{step.name}: {step.error}")
+            st.error(md_text(f"{step.name}: {step.error}"))
 
 
 def plan_preview(preview: PlanPreview) -> None:
     """Everything the server derived from the plan: classes, approvals, SLA, modes, policy, hash, steps."""
-    st.subheader(f"Preview: {preview.name}")
+    st.subheader(f"Preview: {md_text(preview.name)}")
     cols = st.columns(4)
     cols[0].metric("Action class", preview.action_class)
     cols[1].metric("Approval level", preview.approval_level)
@@ -84,7 +112,7 @@ def plan_preview(preview: PlanPreview) -> None:
     cols[3].metric("SLA class", preview.sla_class, help=f"estimated {preview.estimated_s:g} s")
     st.markdown(f"**Mode:** {preview.execution_mode} · **Run mode:** {preview.run_mode}")
     if preview.secret_names:
-        st.markdown("**Secrets referenced:** " + ", ".join(f"`{name}`" for name in preview.secret_names))
+        st.markdown("**Secrets referenced:** " + md_text(", ".join(preview.secret_names)))
     st.markdown("**Timeout policy** (seconds)")
     views_table([preview.policy])
     st.caption("Plan hash (SHA-256)")

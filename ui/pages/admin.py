@@ -10,10 +10,11 @@ from ui import runtime, state
 from ui.components import admin_forms as forms
 from ui.components.feedback import attempt, show_notices
 from ui.components.identity import signed_in
+from ui.components.plain import md_text
 from ui.components.tables import views_table
 
 who = signed_in()
-st.title(f"Admin · {who.tenant}")
+st.title(f"Admin · {md_text(who.tenant)}")
 show_notices()
 readiness, policies, tenant, members, assets, secrets, risk, trail = st.tabs(
     ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Risk", "Audit log"]
@@ -43,13 +44,15 @@ with secrets:
 with risk:
     st.caption(
         "A shell step is `modify` (needs approval) unless its argv starts with a read-only prefix, word for word, "
-        "or it is a step of a published runbook. Editing a runbook ends its publication."
+        "or it is a step of a published runbook. Editing a runbook ends its publication. The level shown is the "
+        "one the server derives from a runbook's steps, whatever its description says."
     )
     commands = attempt(core.list_read_only_commands, who) or []
     views_table(commands, ["argv", "created_by", "created_at"], empty="No read-only commands.")
     forms.read_only_editor(who, commands)
     runbooks = attempt(core.list_runbooks, who) or []
-    views_table(runbooks, ["name", "published", "published_by", "published_at", "updated_by"], empty="No runbooks.")
+    columns = ["name", "approval_level", "action_class", "published", "version", "owner", "updated_by", "published_by"]
+    views_table(runbooks, columns, empty="No runbooks.")
     forms.runbook_publisher(who, runbooks)
 with trail:
     st.caption("Every change to this tenant's setup, newest first (secrets by name and version only).")

@@ -11,6 +11,7 @@ from ui.components import executions as ex
 from ui.components.approvals import decision_form, inbox_table, item_key, item_label
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
+from ui.components.plain import md_text
 
 LIMIT = 200
 
@@ -46,7 +47,7 @@ picked = st.selectbox(
 item = items.get(picked) if picked is not None else None
 if item is not None and (view := attempt(core.get_execution, who, item.execution_id)) is not None:
     if item.kind == "gate":
-        st.info(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go.")
+        st.info(md_text(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go."))
     ex.execution_summary(view)
     ex.steps_table(view.steps)
     ex.approvals_table(view)

@@ -9,14 +9,24 @@ import core
 from ui import state
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
-from ui.components.plans import dry_run_report, plan_editor, plan_preview, runbook_picker, submit_outcome
+from ui.components.plain import md_text
+from ui.components.plans import (
+    dry_run_report,
+    plan_editor,
+    plan_preview,
+    runbook_facts,
+    runbook_picker,
+    submit_outcome,
+)
 
 EXECUTIONS = "ui/pages/executions.py"
 
 who = signed_in()
 st.title("Submit a plan")
 show_notices()
-runbook_picker(attempt(core.list_runbooks, who) or [])
+picked = runbook_picker(attempt(core.list_runbooks, who) or [])
+if picked is not None:
+    runbook_facts(picked, attempt(core.list_runbook_versions, who, picked.name) or [])
 draft = plan_editor()
 has_text = bool(draft.source.strip() if isinstance(draft.source, str) else draft.source)
 dry_col, submit_col = st.columns(2)
@@ -24,7 +34,10 @@ wants_dry_run = dry_col.button("Dry run", icon=":material/science:", width="stre
 wants_submit = submit_col.button("Submit", type="primary", icon=":material/send:", width="stretch")
 
 if wants_submit and (result := attempt(core.submit, who, draft.source, background=draft.background)):
-    (succeed if result.created else st.warning)(submit_outcome(result))
+    if result.created:
+        succeed(submit_outcome(result))
+    else:
+        st.warning(md_text(submit_outcome(result)))
     state.focus_execution(result.execution.execution_id)
     st.page_link(EXECUTIONS, label="Open the execution", icon=":material/open_in_new:")
 elif wants_dry_run and (steps := attempt(core.dry_run_plan, who, draft.source)) is not None:
@@ -37,7 +50,8 @@ if isinstance(draft.source, str) and has_text:
     with st.expander("Save to the runbook library"):
         name = st.text_input("Runbook name", key=state.RUNBOOK_NAME)
         description = st.text_input("Description", key=state.RUNBOOK_DESCRIPTION)
+        st.caption("A new runbook is yours: only you and the tenant's admins can change or delete it.")
         if st.button("Save runbook", icon=":material/bookmark_add:"):
             saved = attempt(core.save_runbook, who, name, draft.source, description=description)
             if saved is not None:
-                succeed(f"Runbook {saved.name} saved.")
+                succeed(f"Runbook {saved.name} saved as version {saved.version}.")
