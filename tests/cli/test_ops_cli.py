@@ -37,7 +37,7 @@ def test_audit_verify_is_0_when_intact_and_5_naming_the_broken_link(db: str, cli
     report = json.loads(cli("audit", "verify", execution_id, "--as", "admin", "--json").stdout)
     assert report["intact"] is False and report["execution_id"] == execution_id
     assert report["first_break"] == report["breaks"][0]
-    assert {"execution_id", "event_id", "problem", "detail"} == set(report["first_break"])
+    assert {"execution_id", "event_id", "problem", "detail", "source", "seq"} == set(report["first_break"])
 
 
 def test_audit_verify_needs_an_admin_and_a_known_id(db: str, cli: Cli, plan_file: PlanFile) -> None:
