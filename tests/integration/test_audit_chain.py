@@ -5,6 +5,7 @@ recomputed with another key) is found and named; concurrent appends never fork o
 
 from __future__ import annotations
 
+import itertools
 import threading
 from typing import Any
 
@@ -76,11 +77,11 @@ def _history() -> tuple[str, str, list[tuple[str, Any]]]:
 
 def test_execution_and_admin_events_form_one_gapless_chain_that_verifies(db: str) -> None:
     """Numbers 1..N over both tables, each link naming the previous one's hash; verify finds it intact."""
-    first, second, links = _history()
+    first, _second, links = _history()
     assert [row.chain_seq for _, row in links] == list(range(1, len(links) + 1))
     assert {source for source, _ in links} == {EXECUTION, ADMIN}
     assert links[0][1].prev_hash is None
-    assert all(b.prev_hash == a.hash for (_, a), (_, b) in zip(links, links[1:], strict=False))
+    assert all(b.prev_hash == a.hash for (_, a), (_, b) in itertools.pairwise(links))
     with session_scope() as session:
         head = session.execute(select(HEADS).where(HEADS.c.tenant_id == _tenant_id())).one()
     assert (head.seq, head.hash) == (len(links), links[-1][1].hash)
@@ -96,7 +97,7 @@ def test_execution_and_admin_events_form_one_gapless_chain_that_verifies(db: str
 def test_a_modified_event_is_named(db: str) -> None:
     """Editing a stored event's message breaks its HMAC: modified, at that event."""
     first, _, links = _history()
-    source, target = next((s, r) for s, r in links if s == EXECUTION and r.execution_id == first and r.chain_seq == 3)
+    _source, target = next((s, r) for s, r in links if s == EXECUTION and r.execution_id == first and r.chain_seq == 3)
     with session_scope() as session:
         session.execute(update(EVENTS).where(EVENTS.c.id == target.id).values(message="nothing to see here"))
     report = verify_chain(_admin(), first)
@@ -134,7 +135,7 @@ def test_a_deleted_event_leaves_a_gap(db: str) -> None:
 
 def test_a_deleted_execution_is_found(db: str) -> None:
     """Deleting a whole execution (its events go with it by cascade) leaves its numbers missing."""
-    first, second, links = _history()
+    first, _second, links = _history()
     with session_scope() as session:
         session.execute(delete(_EXECUTIONS).where(_EXECUTIONS.c.id == first))
     report = verify_chain(_admin())
@@ -211,9 +212,7 @@ def test_a_truncated_tail_with_a_rewound_head_is_found_by_the_signed_checkpoint(
     with session_scope() as session:
         for source, row in links[-3:]:
             session.execute(delete(TABLES[source]).where(TABLES[source].c.id == row.id))
-        session.execute(
-            update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(seq=keep.chain_seq, hash=keep.hash)
-        )
+        session.execute(update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(seq=keep.chain_seq, hash=keep.hash))
     report = verify_chain(_admin())
     assert _problems(report) == [("checkpoint", "truncated")]
     assert report.checkpoint_seq == len(links)
