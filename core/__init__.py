@@ -37,6 +37,9 @@ from core.identity.scopes import SCOPES
 from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
 from core.logs import configure_logging
 from core.ops.audit_chain import verify_chain
+from core.ops.audit_checkpoints import checkpoint as audit_checkpoint
+from core.ops.audit_checkpoints import public_key as audit_public_key
+from core.ops.audit_export import export_audit
 from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
 from core.ops.readiness import check as check_readiness
 from core.ops.retention import prune
@@ -55,6 +58,7 @@ from core.schemas import (
     ChainBreak,
     ChainReport,
     CheckItem,
+    CheckpointView,
     DashboardView,
     DlqView,
     DryRunStep,
@@ -152,6 +156,7 @@ __all__ = [
     "ChainReport",
     "CheckItem",
     "CheckThresholds",
+    "CheckpointView",
     "Conflict",
     "Connection",
     "CoreError",
@@ -206,6 +211,8 @@ __all__ = [
     "approval_inbox",
     "approve",
     "approve_gate",
+    "audit_checkpoint",
+    "audit_public_key",
     "authenticate",
     "cancel",
     "check_readiness",
@@ -218,6 +225,7 @@ __all__ = [
     "demo_installed",
     "discard",
     "dry_run_plan",
+    "export_audit",
     "get_execution",
     "get_settings",
     "get_tenant_settings",

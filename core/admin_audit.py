@@ -2,6 +2,7 @@
 tenant's setup, with who and when. Secrets appear by name and version only; details pass the masker.
 
 Execution events (core/audit.py) record what happened to work; this records what happened to the rules.
+Both are links of the tenant's one audit chain (core/audit_links.py).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
+from core import audit_links
 from core.errors import InvalidInput
 from core.identity import rbac
 from core.identity.rbac import Permission
@@ -27,17 +29,18 @@ MAX_PAGE = 500
 def record_admin_event(
     session: Session, principal: Principal, action: str, subject: str = "", data: dict[str, Any] | None = None
 ) -> None:
-    """Append to the tenant's trail in the caller's transaction (it commits with the change it records)."""
-    session.execute(
-        insert(AdminEvent.__table__).values(  # type: ignore[attr-defined]
-            tenant_id=principal.tenant_id,
-            actor=principal.username,
-            action=action,
-            subject=subject[:256],
-            data_json=json.dumps(mask_data(data or {}), sort_keys=True, default=str),
-            created_at=utcnow(),
-        )
-    )
+    """Append to the tenant's trail in the caller's transaction (it commits with the change it records); the
+    entry is linked into the tenant's audit chain at that commit (core/audit_links.py)."""
+    content: dict[str, Any] = {
+        "actor": principal.username,
+        "action": action,
+        "subject": subject[:256],
+        "data_json": json.dumps(mask_data(data or {}), sort_keys=True, default=str),
+        "created_at": utcnow(),
+    }
+    table = AdminEvent.__table__  # type: ignore[attr-defined]
+    result = session.execute(insert(table).values(tenant_id=principal.tenant_id, **content).returning(table.c.id))
+    audit_links.register(session, audit_links.ADMIN, int(result.scalar_one()), principal.tenant_id, content)
 
 
 def list_admin_events(principal: Principal, *, limit: int = 100, before_id: int | None = None) -> list[AdminEventView]:

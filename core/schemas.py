@@ -407,25 +407,35 @@ class DashboardView(View):
 
 
 class ChainBreak(View):
-    """The first broken link of one execution's audit chain (core/ops/audit_chain.py).
+    """A broken link of a tenant's audit chain (core/ops/audit_chain.py).
 
-    ``problem``: ``modified`` (an event's content no longer matches its hash), ``deleted`` (an event links
-    to one that is not there, or the trail ends before the execution's last change of status) or
-    ``inserted`` (an event that is not part of the chain). ``event_id`` names the event where it shows.
+    ``problem``: ``modified`` (a link no longer matches its HMAC, or its predecessor), ``deleted`` (links are
+    missing: a gap in the numbers, e.g. a deleted event or a whole deleted execution; or an execution's trail
+    ends before its last change of status), ``inserted`` (a row the chain does not pass through), ``truncated``
+    (the head or a signed checkpoint says the chain is longer than what is stored), ``wrong_key`` (no link
+    matches under this installation's key: recomputed without it, or the secret key changed) or
+    ``bad_signature`` (a checkpoint whose signature does not verify).
+    ``source`` says what is broken: an ``execution`` event, an ``admin`` event, the ``chain`` itself (gaps,
+    head) or a ``checkpoint``; ``execution_id``/``event_id`` name the row where it shows, ``seq`` the link
+    number, when there is one.
     """
 
-    execution_id: str
-    event_id: int
+    execution_id: str | None
+    event_id: int | None
     problem: str
     detail: str
+    source: str = "execution"
+    seq: int | None = None
 
 
 class ChainReport(View):
-    """What verifying the audit chains of one execution, or of all of a tenant's, found.
+    """What verifying the tenant's audit chain found (for one execution: the chain, judged where it concerns it).
 
-    ``unchained_events`` were written before the chain existed (no hash): reported, not judged.
-    ``pruned_executions`` start at a ``pruned`` event (retention removed the older events).
-    ``breaks`` holds the first broken link of each broken execution, oldest execution first.
+    ``unchained_events`` were written before the chain existed (no link number): reported, not judged, as
+    long as they all precede the tenant's first link. ``pruned_executions`` have a ``pruned`` event (retention
+    removed their older events, and that event vouches for the links it removed). ``links`` counts the links
+    read, ``head_seq`` the head's link number, ``checkpoints`` the signed checkpoints checked (the newest at
+    ``checkpoint_seq``). ``breaks`` lists what is broken, in chain order (capped); ``first_break`` is the first.
     """
 
     tenant: str
@@ -438,6 +448,23 @@ class ChainReport(View):
     intact: bool
     first_break: ChainBreak | None
     breaks: list[ChainBreak]
+    admin_events: int = 0
+    links: int = 0
+    head_seq: int = 0
+    checkpoints: int = 0
+    checkpoint_seq: int | None = None
+
+
+class CheckpointView(View):
+    """A signed checkpoint of a tenant's audit chain: Ed25519 over ``payload`` (core/ops/audit_checkpoints.py)."""
+
+    tenant: str
+    seq: int
+    head_hash: str
+    event_count: int
+    created_at: datetime
+    signature: str
+    payload: str
 
 
 class PruneReport(View):

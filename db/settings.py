@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     redispatch_after_s: float = 15.0
     watch_interval_s: float = 0.25
     worker_heartbeat_s: float = 2.0
+    # The sweeper signs a checkpoint of each tenant's audit chain whose head moved, at most this often.
+    audit_checkpoint_interval_s: float = 300.0
     # HashiCorp Vault as a secret backend (KV v2); unset = not used.
     vault_url: str | None = None
     vault_token: str | None = None

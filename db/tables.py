@@ -268,6 +268,8 @@ class ExecutionEvent(SQLModel, table=True):
     __table_args__ = (
         Index("ix_execution_events_execution", "execution_id", "id"),
         Index("ix_execution_events_tenant_created", "tenant_id", "created_at"),
+        # The tenant's audit chain in order (core/audit_links.py, core/ops/audit_chain.py); one link per number.
+        Index("ux_execution_events_tenant_chain", "tenant_id", "chain_seq", unique=True),
         # The "→ queued" and "→ running" events only: the Dashboard pairs them for the queue wait.
         Index(
             "ix_execution_events_queue_flow",
@@ -294,7 +296,10 @@ class ExecutionEvent(SQLModel, table=True):
     message: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     created_at: datetime = Field(default_factory=utcnow)
-    # The tamper-evident chain (core/audit.py): SHA-256 of this event's content and the previous event's hash.
+    # The tenant's audit chain (core/audit_links.py), set when the transaction that wrote the event commits:
+    # the link's number in the tenant's chain (gapless, shared with admin_events), the previous link's hash
+    # and this link's HMAC-SHA256 under the tenant's key. NULL chain_seq: written before the chain existed.
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
     prev_hash: str | None = Field(default=None, max_length=64)
     hash: str | None = Field(default=None, max_length=64)
 
@@ -442,7 +447,10 @@ class AdminEvent(SQLModel, table=True):
     """The tenant's administration trail: who changed a setting, a member, a secret (name only), an asset."""
 
     __tablename__ = "admin_events"
-    __table_args__ = (Index("ix_admin_events_tenant_created", "tenant_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_admin_events_tenant_created", "tenant_id", "created_at"),
+        Index("ux_admin_events_tenant_chain", "tenant_id", "chain_seq", unique=True),
+    )
 
     id: int | None = Field(
         default=None,
@@ -454,6 +462,43 @@ class AdminEvent(SQLModel, table=True):
     subject: str = Field(default="", max_length=256)
     data_json: str = Field(default="{}", sa_column=Column(Text, nullable=False, server_default="{}"))
     created_at: datetime = Field(default_factory=utcnow)
+    # The same tenant chain as execution_events' (core/audit_links.py).
+    chain_seq: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    prev_hash: str | None = Field(default=None, max_length=64)
+    hash: str | None = Field(default=None, max_length=64)
+
+
+class AuditHead(SQLModel, table=True):
+    """The head of a tenant's audit chain: its last link's number and hash (core/audit_links.py).
+
+    Locked (``FOR UPDATE``) only at the very end of a transaction that wrote events, right before its commit.
+    """
+
+    __tablename__ = "audit_heads"
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, server_default="0"))
+    hash: str | None = Field(default=None, max_length=64)
+    updated_at: datetime = Field(default_factory=utcnow)
+
+
+class AuditCheckpoint(SQLModel, table=True):
+    """A signed statement of a tenant chain's head at a moment (core/ops/audit_checkpoints.py): what detects a
+    truncated tail after the fact, and what a SIEM keeps to check the chain without the database."""
+
+    __tablename__ = "audit_checkpoints"
+    __table_args__ = (UniqueConstraint("tenant_id", "chain_seq", name="uq_audit_checkpoints_tenant_seq"),)
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    chain_seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    head_hash: str = Field(max_length=64)
+    event_count: int = Field(sa_column=Column(BigInteger, nullable=False))  # links stored at that moment
+    created_at: datetime = Field(default_factory=utcnow)
+    signature: str = Field(max_length=128)  # Ed25519, base64 of the 64 bytes
 
 
 class ApiToken(SQLModel, table=True):

@@ -2,7 +2,9 @@
 
 Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ), then
 timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
-restarted, a crash between commit and send). Expired asset locks are reaped and handed on.
+restarted, a crash between commit and send). Expired asset locks are reaped and handed on. Last, a signed
+checkpoint of every tenant audit chain that moved and whose newest checkpoint is older than
+``audit_checkpoint_interval_s`` (core/ops/audit_checkpoints.py).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 from core.engine import recovery
+from core.ops import audit_checkpoints
 from db.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -25,9 +28,19 @@ class SweepReport:
     timed_out: int = 0
     redispatched: int = 0
     reaped_locks: int = 0
+    checkpoints: int = 0
 
     def __bool__(self) -> bool:
-        return any((self.reclaimed, self.expired_approvals, self.timed_out, self.redispatched, self.reaped_locks))
+        return any(
+            (
+                self.reclaimed,
+                self.expired_approvals,
+                self.timed_out,
+                self.redispatched,
+                self.reaped_locks,
+                self.checkpoints,
+            )
+        )
 
 
 def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
@@ -44,6 +57,7 @@ def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
         older_than_s=settings.redispatch_after_s if redispatch_after_s is None else redispatch_after_s
     )
     report.redispatched = len(ids)
+    report.checkpoints = audit_checkpoints.write_due(settings.audit_checkpoint_interval_s)
     if report:
         log.info("sweep: %s", report)
     return report

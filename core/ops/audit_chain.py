@@ -1,210 +1,449 @@
-"""Verifying the tamper-evident audit chain that core/audit.py writes.
+"""Verifying a tenant's keyed audit chain (core/audit_links.py): execution events and admin events, one chain.
 
-Each execution's events, in id order, form one chain: every event's ``hash`` covers its stored content
-and its ``prev_hash``, which must equal the hash of the execution's previous event. Verification
-recomputes every hash and names the first broken link of each execution:
+The links are read in number order (a page at a time, each page its own short transaction) and every one is
+recomputed with the tenant's key. What is found (ChainBreak.problem):
 
-- ``modified``: an event's content no longer matches its hash;
-- ``deleted``: an event links to an event that is not there, or the execution's status is not the one
-  its last recorded change says (events at the end were removed);
-- ``inserted``: an event the chain does not pass through (a forged event, or a fork).
+- ``modified``: a link no longer matches its HMAC (consecutive ones are reported as one run), or does not
+  follow the link before it, or is not the link a signed checkpoint states;
+- ``deleted``: numbers are missing (a deleted event, or a deleted execution: its links go with it), or an
+  execution's status is not its last recorded change (its last events were removed);
+- ``inserted``: a row the chain does not pass through: a second row with a link's number, a row without a
+  number after the tenant's first link, a link beyond the head;
+- ``truncated``: the head, or a signed checkpoint, says the chain is longer than what is stored;
+- ``wrong_key``: no link matches under this installation's key (recomputed without it, or the key changed);
+- ``bad_signature``: a checkpoint whose Ed25519 signature does not verify (it is not trusted then).
 
-Events written before the chain existed (``hash`` NULL) are counted as *unchained*, not judged, as long
-as they all come before the first chained event. An execution whose first event is a ``pruned`` event
-(core/ops/retention.py) is intact: that event links to the head of the history retention removed.
-The chain is keyless: it reveals edits made behind the application's back, not a forger who recomputes
-every hash after the one they changed.
+Rows written before the chain existed (no number) are *unchained*: counted, not judged, as long as they all
+precede the tenant's first link. Retention (core/ops/retention.py) removes links legitimately: its ``pruned``
+event (itself a link, so its HMAC vouches for it) lists the numbers it removed and the hash ending each run,
+and those gaps are not breaks; the link after such a run must still link to the hash the event recorded.
+Deleting the newest links *and* rewinding the head goes unseen only past the newest checkpoint: ship the
+checkpoints out (``audit export``) to close that window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import bisect
+import json
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
-from core.audit import event_hash
+from core.audit_links import ADMIN, CONTENT, EVENTS, EXECUTION, HEADS, TABLES, link_hash
 from core.errors import NotFound
 from core.identity import rbac
 from core.identity.rbac import Permission
+from core.ops.audit_checkpoints import CHECKPOINTS, checkpoint_payload, signature_valid
 from core.schemas import ChainBreak, ChainReport, Principal
 from core.transactions import session_scope
-from db.tables import Execution, ExecutionEvent
+from db.tables import Execution
 
 PRUNED_EVENT = "pruned"
-PAGE = 200  # executions per transaction: bounds how long a verify holds SQLite's write lock
+PAGE = 500  # links per table per transaction: bounds how long a verify holds SQLite's write lock
+MAX_BREAKS = 200
+STATUS_CHUNK = 500
 
-_EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
+_UNKNOWN = object()  # the previous link's hash when it was removed by retention without a recorded hash
+
+
+def pruned_runs(seqs: Sequence[int], hashes: Sequence[str]) -> list[list[Any]]:
+    """Removed link numbers (ascending) as runs ``[first, last, hash of last]``: what a ``pruned`` event keeps."""
+    runs: list[list[Any]] = []
+    for seq, digest in zip(seqs, hashes, strict=True):
+        if runs and runs[-1][1] == seq - 1:
+            runs[-1][1], runs[-1][2] = seq, digest
+        else:
+            runs.append([seq, seq, digest])
+    return runs
 
 
 @dataclass
-class _Tally:
-    executions: int = 0
+class _Coverage:
+    """The runs of link numbers that retention removed, from trusted ``pruned`` links: sorted, merged."""
+
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    end_hash: dict[int, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, runs: Iterable[Sequence[Any]]) -> _Coverage:
+        coverage = cls()
+        for first, last, digest in sorted((int(r[0]), int(r[1]), str(r[2])) for r in runs):
+            coverage.end_hash[last] = digest
+            if coverage.ends and first <= coverage.ends[-1] + 1:
+                coverage.ends[-1] = max(coverage.ends[-1], last)
+            else:
+                coverage.starts.append(first)
+                coverage.ends.append(last)
+        return coverage
+
+    def covers(self, first: int, last: int) -> bool:
+        i = bisect.bisect_right(self.starts, first) - 1
+        return i >= 0 and self.ends[i] >= last
+
+
+@dataclass
+class _Walk:
+    tenant_id: str
+    coverage: _Coverage
+    checkpoints: dict[int, str]  # trusted checkpoints: number → head hash
+    expected: int = 1
+    prev: object = None  # hash of link expected-1 (None before link 1)
+    links: int = 0
+    macs_ok: int = 0
+    continuity_breaks: int = 0
     events: int = 0
-    unchained_events: int = 0
-    unchained_executions: int = 0
-    pruned_executions: int = 0
+    admin_events: int = 0
     breaks: list[ChainBreak] = field(default_factory=list)
+    run: list[Any] | None = None  # the open run of links failing their HMAC: [break index, first, last]
+    last_change: dict[str, tuple[str, int]] = field(default_factory=dict)  # execution → (to_status, event id)
+    executions_seen: set[str] = field(default_factory=set)
+    pruned: set[str] = field(default_factory=set)
+
+    def add(self, brk: ChainBreak) -> None:
+        if len(self.breaks) < MAX_BREAKS:
+            self.breaks.append(brk)
+
+    def feed(self, rows: list[tuple[str, Any]]) -> None:
+        """Rows (source, row) in link-number order; a number's rows are never split across calls."""
+        i = 0
+        while i < len(rows):
+            j = i
+            while j < len(rows) and rows[j][1].chain_seq == rows[i][1].chain_seq:
+                j += 1
+            self._number(rows[i:j])
+            i = j
+
+    def _number(self, group: list[tuple[str, Any]]) -> None:
+        seq = int(group[0][1].chain_seq)
+        macs = [self._mac_ok(source, row) for source, row in group]
+        genuine = next((k for k, ok in enumerate(macs) if ok), 0)
+        for k, (source, row) in enumerate(group):
+            if k != genuine:
+                self.add(_brk(source, row, "inserted", f"a second row numbered {seq}: not in the chain"))
+        source, row = group[genuine]
+        self._count(source, row)
+        if seq > self.expected:
+            if self.coverage.covers(self.expected, seq - 1):
+                self.prev = self.coverage.end_hash.get(seq - 1, _UNKNOWN)
+            else:
+                self.continuity_breaks += 1
+                self.add(
+                    ChainBreak(
+                        execution_id=None,
+                        event_id=None,
+                        problem="deleted",
+                        source="chain",
+                        seq=self.expected,
+                        detail=f"links {_span(self.expected, seq - 1)} are missing: events were deleted "
+                        "(a whole execution's, when its rows are gone)",
+                    )
+                )
+                self.prev = _UNKNOWN
+        if macs[genuine]:
+            self.macs_ok += 1
+            self.run = None
+        elif self.run is not None and self.run[2] == seq - 1:
+            self.run[2] = seq
+            index = self.run[0]
+            if index < len(self.breaks):
+                first = self.breaks[index]
+                self.breaks[index] = first.model_copy(
+                    update={"detail": f"links {_span(self.run[1], seq)} do not match their HMAC: modified"}
+                )
+        else:
+            self.run = [len(self.breaks), seq, seq]
+            self.add(_brk(source, row, "modified", f"link {seq} does not match its HMAC: modified"))
+        if self.prev is not _UNKNOWN and row.prev_hash != self.prev and macs[genuine]:
+            self.continuity_breaks += 1
+            self.add(_brk(source, row, "modified", f"link {seq} does not follow link {seq - 1}: one was replaced"))
+        if seq in self.checkpoints and self.checkpoints[seq] != row.hash:
+            self.add(
+                _brk(source, row, "modified", f"link {seq} is not the one its signed checkpoint states: rewritten")
+            )
+        self.prev = row.hash
+        self.expected = seq + 1
+
+    def _mac_ok(self, source: str, row: Any) -> bool:
+        content = {name: getattr(row, name) for name in CONTENT[source]}
+        return bool(link_hash(source, self.tenant_id, int(row.chain_seq), row.prev_hash, content) == row.hash)
+
+    def _count(self, source: str, row: Any) -> None:
+        self.links += 1
+        if source == ADMIN:
+            self.admin_events += 1
+            return
+        self.events += 1
+        self.executions_seen.add(row.execution_id)
+        if row.kind == PRUNED_EVENT:
+            self.pruned.add(row.execution_id)
+        if row.to_status is not None:
+            self.last_change[row.execution_id] = (row.to_status, row.id)
+
+
+def _span(first: int, last: int) -> str:
+    return str(first) if first == last else f"{first}..{last}"
+
+
+def _brk(source: str, row: Any, problem: str, detail: str) -> ChainBreak:
+    return ChainBreak(
+        execution_id=row.execution_id if source == EXECUTION else None,
+        event_id=row.id,
+        problem=problem,
+        source=source,
+        seq=row.chain_seq,
+        detail=detail,
+    )
 
 
 def verify_chain(principal: Principal, execution_id: str | None = None) -> ChainReport:
-    """Recompute the audit chain of one execution, or of every execution of the principal's tenant (admin).
+    """Recompute the tenant's audit chain (admin). With ``execution_id``, the report counts that execution's
+    events and keeps the breaks that concern it: its own, and those of the chain as a whole (gaps, tail, key).
 
     Raises:
         PermissionDenied: not an admin of the tenant. NotFound: no such execution in the tenant.
     """
-    tally = _Tally()
+    tenant_id = principal.tenant_id
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
         if execution_id is not None:
             found = session.execute(
-                select(_EXECUTIONS.c.id).where(
-                    _EXECUTIONS.c.id == execution_id, _EXECUTIONS.c.tenant_id == principal.tenant_id
-                )
+                select(_EXECUTIONS.c.id).where(_EXECUTIONS.c.id == execution_id, _EXECUTIONS.c.tenant_id == tenant_id)
             ).first()
             if found is None:
                 raise NotFound("execution", execution_id)
-            _verify_page(session, [execution_id], tally)
-    if execution_id is None:
-        after: tuple[Any, str] | None = None
-        while True:
-            with session_scope() as session:
-                page = _execution_page(session, principal.tenant_id, after)
-                if not page:
-                    break
-                _verify_page(session, [row.id for row in page], tally)
-            after = (page[-1].created_at, page[-1].id)
+        head = session.execute(select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.tenant_id == tenant_id)).first()
+        head_seq, head_hash = (int(head.seq), head.hash) if head is not None else (0, None)
+        checkpoint_rows = session.execute(
+            select(CHECKPOINTS).where(CHECKPOINTS.c.tenant_id == tenant_id).order_by(CHECKPOINTS.c.chain_seq)
+        ).all()
+        walk = _Walk(tenant_id, _Coverage(), {})
+        walk.coverage = _Coverage.of(_trusted_runs(session, walk))
+        executions = session.execute(
+            select(func.count()).select_from(_EXECUTIONS).where(_EXECUTIONS.c.tenant_id == tenant_id)
+        ).scalar_one()
+        legacy = _unchained(session, tenant_id, walk, execution_id)
+    checkpoint_breaks: list[ChainBreak] = []
+    for cp in checkpoint_rows:
+        payload = checkpoint_payload(tenant_id, int(cp.chain_seq), cp.head_hash, int(cp.event_count), cp.created_at)
+        if signature_valid(payload, cp.signature):
+            walk.checkpoints[int(cp.chain_seq)] = cp.head_hash
+        else:
+            checkpoint_breaks.append(
+                ChainBreak(
+                    execution_id=None,
+                    event_id=cp.id,
+                    problem="bad_signature",
+                    source="checkpoint",
+                    seq=cp.chain_seq,
+                    detail=f"checkpoint {cp.id} (link {cp.chain_seq}) is not signed by this installation: forged",
+                )
+            )
+    bound = max([head_seq, *walk.checkpoints])
+    _read_links(tenant_id, bound, walk)
+    last = walk.expected - 1
+    _tail(walk, last, head_seq, head_hash)
+    _beyond(tenant_id, bound, walk)
+    if walk.links >= 2 and walk.macs_ok == 0 and walk.continuity_breaks == 0:
+        walk.breaks = [
+            ChainBreak(
+                execution_id=None,
+                event_id=None,
+                problem="wrong_key",
+                source="chain",
+                seq=1,
+                detail=f"none of the {walk.links} links matches its HMAC under this installation's key: the chain "
+                "was recomputed without it (or the secret key changed)",
+            ),
+            *[b for b in walk.breaks if b.problem != "modified"],
+        ]
+    _statuses(walk)
+    breaks = sorted([*legacy["breaks"], *walk.breaks, *checkpoint_breaks], key=lambda b: (b.seq is None, b.seq or 0))[
+        :MAX_BREAKS
+    ]
+    if execution_id is not None:
+        breaks = [b for b in breaks if b.execution_id == execution_id or b.source in ("chain", "checkpoint")]
+    events = walk.events
+    if execution_id is not None:
+        with session_scope() as session:
+            events = session.execute(
+                select(func.count()).select_from(EVENTS).where(EVENTS.c.execution_id == execution_id)
+            ).scalar_one()
     return ChainReport(
         tenant=principal.tenant,
         execution_id=execution_id,
-        executions=tally.executions,
-        events=tally.events,
-        unchained_events=tally.unchained_events,
-        unchained_executions=tally.unchained_executions,
-        pruned_executions=tally.pruned_executions,
-        intact=not tally.breaks,
-        first_break=tally.breaks[0] if tally.breaks else None,
-        breaks=tally.breaks,
+        executions=1 if execution_id is not None else executions,
+        events=events if execution_id is not None else walk.events + legacy["events"],
+        unchained_events=legacy["events"],
+        unchained_executions=legacy["executions"],
+        pruned_executions=(1 if execution_id in walk.pruned else 0) if execution_id is not None else len(walk.pruned),
+        intact=not breaks,
+        first_break=breaks[0] if breaks else None,
+        breaks=breaks,
+        admin_events=walk.admin_events,
+        links=walk.links,
+        head_seq=head_seq,
+        checkpoints=len(walk.checkpoints),
+        checkpoint_seq=max(walk.checkpoints) if walk.checkpoints else None,
     )
 
 
-def _execution_page(session: Session, tenant_id: str, after: tuple[Any, str] | None) -> Sequence[Any]:
-    """The next PAGE executions of the tenant, oldest first (keyset on created_at, id)."""
-    query = select(_EXECUTIONS.c.id, _EXECUTIONS.c.created_at).where(_EXECUTIONS.c.tenant_id == tenant_id)
-    if after is not None:
-        created_at, last_id = after
-        query = query.where(
-            or_(
-                _EXECUTIONS.c.created_at > created_at,
-                and_(_EXECUTIONS.c.created_at == created_at, _EXECUTIONS.c.id > last_id),
-            )
-        )
-    return session.execute(query.order_by(_EXECUTIONS.c.created_at, _EXECUTIONS.c.id).limit(PAGE)).all()
-
-
-def _verify_page(session: Session, execution_ids: list[str], tally: _Tally) -> None:
-    # One statement for the events and their execution's status: a single snapshot, so a status change
-    # committed while we read can never look like a missing event.
+def _trusted_runs(session: Session, walk: _Walk) -> list[Sequence[Any]]:
+    """The removed runs listed by the tenant's ``pruned`` links that match their HMAC."""
     rows = session.execute(
-        select(_EVENTS, _EXECUTIONS.c.status.label("execution_status"))
-        .join(_EXECUTIONS, _EXECUTIONS.c.id == _EVENTS.c.execution_id)
-        .where(_EVENTS.c.execution_id.in_(execution_ids))
-        .order_by(_EVENTS.c.execution_id, _EVENTS.c.id)
-    ).all()
-    by_execution: dict[str, list[Any]] = {execution_id: [] for execution_id in execution_ids}
-    for row in rows:
-        by_execution[row.execution_id].append(row)
-    for execution_id in execution_ids:  # in the caller's order (oldest first), so breaks come out in it
-        events = by_execution[execution_id]
-        tally.executions += 1
-        tally.events += len(events)
-        unchained = sum(1 for e in events if e.hash is None)
-        tally.unchained_events += unchained
-        if events and unchained == len(events):
-            tally.unchained_executions += 1
-        first_chained = next((e for e in events if e.hash is not None), None)
-        if first_chained is not None and first_chained.kind == PRUNED_EVENT:
-            tally.pruned_executions += 1
-        broken = check_events(execution_id, events[0].execution_status if events else None, events)
-        if broken is not None:
-            tally.breaks.append(broken)
-
-
-def check_events(execution_id: str, status: str | None, events: Sequence[Any]) -> ChainBreak | None:
-    """The first broken link of one execution's events (rows of execution_events, in id order), or None.
-
-    ``status`` is the execution's current status, compared with its last recorded change of status.
-    """
-
-    def broken(event_id: int, problem: str, detail: str) -> ChainBreak:
-        return ChainBreak(execution_id=execution_id, event_id=event_id, problem=problem, detail=detail)
-
-    expected: str | None = None  # the hash of the last chained event
-    started = False
-    position: dict[str, int] = {}  # hash → index in events
-    last_change: str | None = None
-    for i, event in enumerate(events):
-        if event.hash is None:
-            if started:
-                return broken(event.id, "inserted", f"event {event.id} has no hash but follows chained events")
-            continue
-        if _recompute(event) != event.hash:
-            after = events[i + 1] if i + 1 < len(events) else None
-            if started and after is not None and after.hash is not None and after.prev_hash == expected:
-                # The next event links past this one: it was never part of the chain.
-                return broken(event.id, "inserted", f"event {event.id} is not in the chain and its hash is forged")
-            return broken(event.id, "modified", f"event {event.id} does not match its hash: it was modified")
-        if not started:
-            if event.prev_hash is not None and event.kind != PRUNED_EVENT:
-                return broken(
-                    event.id, "deleted", f"event {event.id} is the first but links to an earlier one: events deleted"
-                )
-        elif event.prev_hash != expected:
-            if event.prev_hash in position:
-                skipped = events[position[event.prev_hash] + 1]
-                return broken(
-                    skipped.id,
-                    "inserted",
-                    f"event {skipped.id} is not in the chain: event {event.id} links to the event before it",
-                )
-            if event.prev_hash is None:
-                return broken(event.id, "inserted", f"event {event.id} starts a new chain in the middle of the trail")
-            return broken(
-                event.id,
-                "deleted",
-                f"event {event.id} links to an event that is not there: an event before it was deleted "
-                "(or the one before it was rewritten)",
-            )
-        started = True
-        expected = event.hash
-        position[event.hash] = i
-        if event.to_status is not None:
-            last_change = event.to_status
-    if last_change is not None and status is not None and last_change != status:
-        last = events[-1].id
-        return broken(
-            last,
-            "deleted",
-            f"the execution is {status} but its last recorded change is to {last_change}: events after "
-            f"event {last} were deleted (or the status was changed outside the FSM)",
+        select(EVENTS).where(
+            EVENTS.c.tenant_id == walk.tenant_id, EVENTS.c.kind == PRUNED_EVENT, EVENTS.c.chain_seq.is_not(None)
         )
-    return None
+    ).all()
+    runs: list[Sequence[Any]] = []
+    for row in rows:
+        if walk._mac_ok(EXECUTION, row):
+            runs += json.loads(row.data_json).get("removed_links", [])
+    return runs
 
 
-def _recompute(event: Any) -> str:
-    return event_hash(
-        event.prev_hash,
-        execution_id=event.execution_id,
-        tenant_id=event.tenant_id,
-        kind=event.kind,
-        from_status=event.from_status,
-        to_status=event.to_status,
-        step_index=event.step_index,
-        actor=event.actor,
-        message=event.message,
-        data_json=event.data_json,
-        created_at=event.created_at,
-    )
+def _unchained(session: Session, tenant_id: str, walk: _Walk, execution_id: str | None) -> dict[str, Any]:
+    """Rows without a link number: legacy before the tenant's first link of their table, inserted after it."""
+    breaks: list[ChainBreak] = []
+    legacy_events = 0
+    for source, table in TABLES.items():
+        first = session.execute(
+            select(func.min(table.c.id)).where(table.c.tenant_id == tenant_id, table.c.chain_seq.is_not(None))
+        ).scalar()
+        unchained = table.c.tenant_id == tenant_id, table.c.chain_seq.is_(None)
+        if first is not None:
+            for row in session.execute(select(table).where(*unchained, table.c.id > first).limit(MAX_BREAKS)).all():
+                detail = f"{source} event {row.id} has no link number but follows the tenant's first link"
+                breaks.append(_brk(source, row, "inserted", f"{detail}: written behind the application's back"))
+        if source == EXECUTION:
+            legacy = select(func.count()).where(*unchained)
+            if first is not None:
+                legacy = legacy.where(table.c.id < first)
+            if execution_id is not None:
+                legacy = legacy.where(table.c.execution_id == execution_id)
+            legacy_events = session.execute(legacy).scalar_one()
+    linked = select(EVENTS.c.id).where(EVENTS.c.execution_id == _EXECUTIONS.c.id, EVENTS.c.chain_seq.is_not(None))
+    unlinked = select(EVENTS.c.id).where(EVENTS.c.execution_id == _EXECUTIONS.c.id, EVENTS.c.chain_seq.is_(None))
+    only_legacy = select(func.count()).where(_EXECUTIONS.c.tenant_id == tenant_id, unlinked.exists(), ~linked.exists())
+    if execution_id is not None:
+        only_legacy = only_legacy.where(_EXECUTIONS.c.id == execution_id)
+    executions = session.execute(only_legacy).scalar_one()
+    return {"breaks": breaks, "events": legacy_events, "executions": executions}
+
+
+def _read_links(tenant_id: str, bound: int, walk: _Walk) -> None:
+    """Feed the walk every link numbered up to ``bound``, in order: both tables a page at a time, merged."""
+    after = 0
+    while after < bound:
+        with session_scope() as session:
+            pages = {
+                source: session.execute(
+                    select(table)
+                    .where(table.c.tenant_id == tenant_id, table.c.chain_seq > after, table.c.chain_seq <= bound)
+                    .order_by(table.c.chain_seq, table.c.id)
+                    .limit(PAGE)
+                ).all()
+                for source, table in TABLES.items()
+            }
+        limit = bound
+        for page in pages.values():
+            if len(page) == PAGE:  # more may follow in this table: merge only up to what both have read
+                limit = min(limit, int(page[-1].chain_seq))
+        rows = sorted(
+            ((source, row) for source, page in pages.items() for row in page if row.chain_seq <= limit),
+            key=lambda item: (item[1].chain_seq, item[0], item[1].id),
+        )
+        walk.feed(rows)
+        after = limit
+
+
+def _tail(walk: _Walk, last: int, head_seq: int, head_hash: str | None) -> None:
+    """The chain must reach its head and every trusted checkpoint (unless retention removed the tail)."""
+    claims = [("the head", head_seq, head_hash)] + [
+        (f"the signed checkpoint at link {seq}", seq, digest) for seq, digest in sorted(walk.checkpoints.items())
+    ]
+    for who, seq, _digest in claims:
+        if seq > last and not walk.coverage.covers(last + 1, seq):
+            walk.add(
+                ChainBreak(
+                    execution_id=None,
+                    event_id=None,
+                    problem="truncated",
+                    source="chain" if who == "the head" else "checkpoint",
+                    seq=last + 1,
+                    detail=f"{who} says the chain has {seq} links but it ends at link {last}: "
+                    "the newest links were deleted",
+                )
+            )
+            return
+    if head_seq and head_seq == last and walk.prev is not _UNKNOWN and head_hash != walk.prev:
+        walk.add(
+            ChainBreak(
+                execution_id=None,
+                event_id=None,
+                problem="modified",
+                source="chain",
+                seq=head_seq,
+                detail=f"the head's hash is not link {head_seq}'s: the head was rewritten",
+            )
+        )
+
+
+def _beyond(tenant_id: str, bound: int, walk: _Walk) -> None:
+    """Links numbered past the head (read now: links committed since the walk began move the head too)."""
+    with session_scope() as session:
+        head = session.execute(select(HEADS.c.seq).where(HEADS.c.tenant_id == tenant_id)).scalar() or 0
+        for source, table in TABLES.items():
+            rows = session.execute(
+                select(table)
+                .where(table.c.tenant_id == tenant_id, table.c.chain_seq > max(head, bound))
+                .order_by(table.c.chain_seq)
+                .limit(MAX_BREAKS)
+            ).all()
+            for row in rows:
+                walk.add(_brk(source, row, "inserted", f"link {row.chain_seq} is past the chain's head ({head})"))
+
+
+def _statuses(walk: _Walk) -> None:
+    """Each execution's status must be its last recorded change (else its last events were removed, or the
+    status was set outside the FSM). A mismatch is read again, status and events in one statement, so a
+    change committed while the walk went on is not mistaken for one."""
+    ids = sorted(walk.last_change)
+    suspects: list[str] = []
+    for start in range(0, len(ids), STATUS_CHUNK):
+        chunk = ids[start : start + STATUS_CHUNK]
+        with session_scope() as session:
+            rows = session.execute(
+                select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(_EXECUTIONS.c.id.in_(chunk))
+            ).all()
+        suspects += [row.id for row in rows if row.status != walk.last_change[row.id][0]]
+    for execution_id in suspects:
+        latest = (
+            select(EVENTS.c.to_status)
+            .where(EVENTS.c.execution_id == execution_id, EVENTS.c.to_status.is_not(None))
+            .order_by(EVENTS.c.chain_seq.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        with session_scope() as session:
+            row = session.execute(
+                select(_EXECUTIONS.c.status, latest.label("last_change")).where(_EXECUTIONS.c.id == execution_id)
+            ).first()
+        if row is None or row.status == row.last_change:
+            continue
+        change, event_id = walk.last_change[execution_id]
+        walk.add(
+            ChainBreak(
+                execution_id=execution_id,
+                event_id=event_id,
+                problem="deleted",
+                source=EXECUTION,
+                seq=None,
+                detail=f"the execution is {row.status} but its last recorded change is to {change}: events after "
+                f"event {event_id} were deleted (or the status was changed outside the FSM)",
+            )
+        )

@@ -5,9 +5,9 @@ What goes: the events and the step output of *ended* executions (core.fsm.TERMIN
 times, errors), approvals, DLQ entries, and everything of work that is still active or sits in the DLQ
 unresolved (an operator may still need its trail to decide).
 
-Each pruned execution keeps one ``pruned`` event, appended to its audit chain *before* the older events
-are deleted, so it links to the head of the removed history and ``audit verify`` reports the execution
-as pruned rather than broken (core/ops/audit_chain.py). Work is committed in batches of about
+Each pruned execution keeps a ``pruned`` event: a link of the tenant's audit chain that lists the links it
+removes (their numbers and the hash ending each run), so ``audit verify`` accepts exactly those gaps and
+reports the execution as pruned rather than broken (core/ops/audit_chain.py). Work is committed in batches of about
 ``batch_rows`` deleted rows; an execution is always pruned whole, in one transaction.
 """
 
@@ -27,7 +27,7 @@ from core.errors import InvalidInput
 from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.rbac import Permission
-from core.ops.audit_chain import PRUNED_EVENT
+from core.ops.audit_chain import PRUNED_EVENT, pruned_runs
 from core.schemas import Principal, PruneReport
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -145,21 +145,37 @@ def _prune_batch(
 def _prune_one(
     session: Session, principal: Principal, execution_id: str, cutoff: datetime, older_than: timedelta
 ) -> tuple[int, int]:
-    """Chain a ``pruned`` event, then delete every event before it and clear the step output."""
-    before = session.execute(
-        select(func.count()).select_from(_EVENTS).where(_EVENTS.c.execution_id == execution_id)
-    ).scalar_one()
+    """Chain a ``pruned`` event that lists the links it removes, then delete them and clear the step output.
+
+    The tenant's chain runs through these links (core/audit_links.py), so removing them leaves gaps in its
+    numbers. The ``pruned`` event, itself a keyed link, records each gap as ``[first, last, hash of last]``
+    (``removed_links``): verify accepts exactly those gaps, and checks that the link after each one links to
+    the recorded hash. Earlier ``pruned`` events stay: they vouch for earlier gaps.
+    """
+    rows = session.execute(
+        select(_EVENTS.c.chain_seq, _EVENTS.c.hash)
+        .where(_EVENTS.c.execution_id == execution_id, _EVENTS.c.kind != PRUNED_EVENT)
+        .order_by(_EVENTS.c.chain_seq)
+    ).all()
+    linked = [row for row in rows if row.chain_seq is not None]
     tenant_id = principal.tenant_id
-    marker = record_event(
+    record_event(
         session,
         execution_id=execution_id,
         tenant_id=tenant_id,
         kind=PRUNED_EVENT,
         actor=principal.username,
-        message=f"retention: {before} events and the step output of this execution were pruned",
-        data={"events_deleted": before, "older_than_s": int(older_than.total_seconds()), "cutoff": cutoff.isoformat()},
+        message=f"retention: {len(rows)} events and the step output of this execution were pruned",
+        data={
+            "events_deleted": len(rows),
+            "older_than_s": int(older_than.total_seconds()),
+            "cutoff": cutoff.isoformat(),
+            "removed_links": pruned_runs([int(r.chain_seq) for r in linked], [str(r.hash) for r in linked]),
+        },
     )
-    events: Any = session.execute(delete(_EVENTS).where(_EVENTS.c.execution_id == execution_id, _EVENTS.c.id < marker))
+    events: Any = session.execute(
+        delete(_EVENTS).where(_EVENTS.c.execution_id == execution_id, _EVENTS.c.kind != PRUNED_EVENT)
+    )
     outputs: Any = session.execute(
         update(_STEPS).where(_STEPS.c.execution_id == execution_id, _STEPS.c.output.is_not(None)).values(output=None)
     )
@@ -171,7 +187,7 @@ def _estimate(session: Session, principal: Principal, cutoff: datetime) -> Prune
     ids = select(_EXECUTIONS.c.id).where(_candidates(principal.tenant_id, cutoff))
     executions = session.execute(select(func.count()).select_from(ids.subquery())).scalar_one()
     events = session.execute(
-        select(func.count()).select_from(_EVENTS).where(_EVENTS.c.execution_id.in_(ids))
+        select(func.count()).select_from(_EVENTS).where(_EVENTS.c.execution_id.in_(ids), _EVENTS.c.kind != PRUNED_EVENT)
     ).scalar_one()
     outputs = session.execute(
         select(func.count()).select_from(_STEPS).where(_STEPS.c.execution_id.in_(ids), _STEPS.c.output.is_not(None))

@@ -9,9 +9,11 @@ a value to a human interface, and no message contains one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
+import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -41,28 +43,34 @@ def key_file_path(settings: Settings) -> Path | None:
     return Path(database).with_suffix(".secret-key")
 
 
+def key_material(settings: Settings | None = None) -> str:
+    """The installation's secret key material: ``OPSC_SECRET_KEY``, else (embedded mode) the 0600 key file,
+    generated when absent. The secret store encrypts with it; the audit chain derives its keys from it.
+
+    Raises:
+        SafetyRefused: no key and not in embedded mode.
+    """
+    settings = settings or get_settings()
+    if settings.secret_key:
+        return settings.secret_key
+    path = key_file_path(settings)
+    if path is None:
+        raise SafetyRefused("no_secret_key", "OPSC_SECRET_KEY is required outside the embedded SQLite mode")
+    if not path.exists():
+        _create_key_file(path)
+    _tighten(path)
+    return path.read_text().strip()
+
+
 def fernet(settings: Settings | None = None) -> Fernet:
     """The cipher: from ``OPSC_SECRET_KEY``, else (embedded mode) a 0600 key file, generated when absent.
 
     Raises:
         SafetyRefused: no key and not in embedded mode, or the key is malformed.
     """
-    settings = settings or get_settings()
-    key = settings.secret_key
-    if not key:
-        path = key_file_path(settings)
-        if path is None:
-            raise SafetyRefused("no_secret_key", "OPSC_SECRET_KEY is required outside the embedded SQLite mode")
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            # Created 0600 (a umask can only narrow it) before the key is written (DESIGN §10, §13).
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(Fernet.generate_key())
-        _tighten(path)
-        key = path.read_text().strip()
+    key = key_material(settings)
     try:
-        return Fernet(key.encode() if isinstance(key, str) else key)
+        return Fernet(key.encode())
     except ValueError:
         raise SafetyRefused("bad_secret_key", "OPSC_SECRET_KEY is not a valid Fernet key") from None
 
@@ -186,6 +194,23 @@ def reveal_secret(session: Session, tenant_id: str, name: str) -> str:
         raise SafetyRefused(
             "secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key"
         ) from None
+
+
+def _create_key_file(path: Path) -> None:
+    """Write a new key to ``path`` atomically: processes and threads racing to create it all end up reading the
+    one that won, never a half-written file (the audit chain of every commit depends on it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 (a umask can only narrow it) before the key is written (DESIGN §10, §13), then linked into
+    # place: link() fails if the name exists, so the first complete key wins.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(Fernet.generate_key())
+        with contextlib.suppress(FileExistsError):  # another process's key won: it is the one
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
 
 
 def _tighten(path: Path) -> None:

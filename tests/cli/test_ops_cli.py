@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 from sqlalchemy import update
@@ -37,7 +38,7 @@ def test_audit_verify_is_0_when_intact_and_5_naming_the_broken_link(db: str, cli
     report = json.loads(cli("audit", "verify", execution_id, "--as", "admin", "--json").stdout)
     assert report["intact"] is False and report["execution_id"] == execution_id
     assert report["first_break"] == report["breaks"][0]
-    assert {"execution_id", "event_id", "problem", "detail"} == set(report["first_break"])
+    assert {"execution_id", "event_id", "problem", "detail", "source", "seq"} == set(report["first_break"])
 
 
 def test_audit_verify_needs_an_admin_and_a_known_id(db: str, cli: Cli, plan_file: PlanFile) -> None:
@@ -46,6 +47,27 @@ def test_audit_verify_needs_an_admin_and_a_known_id(db: str, cli: Cli, plan_file
     denied = cli("audit", "verify", execution_id, "--as", "alice")
     assert denied.exit_code == 3 and "Traceback" not in denied.output
     assert cli("audit", "verify", "0" * 32, "--as", "admin", "--tenant", "demo").exit_code == 4
+
+
+def test_audit_checkpoint_public_key_and_export(db: str, cli: Cli, plan_file: PlanFile, tmp_path: Path) -> None:
+    """``checkpoint`` signs the head; ``public-key`` prints the PEM the export's header carries; ``export``
+    writes one JSON object per line (stdout or --output), links from --since-seq on, checkpoints last."""
+    submit_json(cli, plan_file(READ_PLAN))
+    signed = ok_json(cli("audit", "checkpoint", "--as", "admin", "--tenant", "demo", "--json"))["checkpoint"]
+    assert signed["seq"] >= 1 and signed["signature"]
+    pem = cli("audit", "public-key")
+    assert pem.exit_code == 0 and pem.stdout.startswith("-----BEGIN PUBLIC KEY-----")
+    out = cli("audit", "export", "--as", "admin", "--tenant", "demo")
+    assert out.exit_code == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert lines[0]["type"] == "header" and lines[0]["public_key"] == pem.stdout
+    assert [line["type"] for line in lines[1:]] == ["link"] * signed["seq"] + ["checkpoint"]
+    target = tmp_path / "audit.jsonl"
+    since = cli("audit", "export", "--as", "admin", "--tenant", "demo", "--since-seq", "2", "--output", str(target))
+    assert since.exit_code == 0 and since.stdout == ""
+    shipped = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [line["seq"] for line in shipped if line["type"] == "link"] == list(range(3, signed["seq"] + 1))
+    assert cli("audit", "export", "--as", "alice").exit_code == 3
 
 
 # prune --------------------------------------------------------------------------------------------

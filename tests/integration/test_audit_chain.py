@@ -1,6 +1,7 @@
-"""The tamper-evident audit chain (core/audit.py, core/ops/audit_chain.py) on SQLite and PostgreSQL: a real
-execution's trail verifies; an edited, deleted or inserted event is found and named; legacy events without
-a hash are reported as unchained; concurrent appends to one execution never fork the chain."""
+"""The tenant's keyed audit chain (core/audit_links.py, core/ops/audit_chain.py) on SQLite and PostgreSQL:
+execution and admin events form one gapless chain that verifies; each tampering done with raw SQL after the
+fact (modified, inserted, deleted event; deleted execution; truncated tail; modified admin event; a chain
+recomputed with another key) is found and named; concurrent appends never fork or deadlock."""
 
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, update
-from sqlmodel import col, select
+from sqlalchemy import delete, insert, select, text, update
 
-from core import NotFound, PermissionDenied, principal, submit, verify_chain
-from core.audit import event_hash, record_event
+from core import NotFound, PermissionDenied, Role, audit_checkpoint, principal, set_member, submit, verify_chain
+from core.audit import record_event
+from core.audit_links import ADMIN, ADMIN_EVENTS, CONTENT, EVENTS, EXECUTION, HEADS, TABLES, link_hash
+from core.schemas import ChainReport
 from db.clock import utcnow
 from db.engine import session_scope
 from db.enums import ExecutionStatus
-from db.tables import Execution, ExecutionEvent
+from db.tables import Execution, Tenant
 from tests.factories import noop_plan, raw_execution
 
-_EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
 
 
@@ -35,15 +36,22 @@ def _completed_execution(name: str = "n") -> str:
     return result.execution.execution_id
 
 
-def _events(execution_id: str) -> list[ExecutionEvent]:
+def _tenant_id(name: str = "demo") -> str:
     with session_scope() as session:
-        return list(
-            session.exec(
-                select(ExecutionEvent)
-                .where(ExecutionEvent.execution_id == execution_id)
-                .order_by(col(ExecutionEvent.id))
+        return str(session.execute(select(Tenant.id).where(Tenant.name == name)).scalar_one())  # type: ignore[call-overload]
+
+
+def _links(tenant_id: str) -> list[tuple[str, Any]]:
+    """Every link of the tenant, (source, row), in link-number order."""
+    with session_scope() as session:
+        rows = [
+            (source, row)
+            for source, table in TABLES.items()
+            for row in session.execute(
+                select(table).where(table.c.tenant_id == tenant_id, table.c.chain_seq.is_not(None))
             ).all()
-        )
+        ]
+    return sorted(rows, key=lambda item: item[1].chain_seq)
 
 
 def _notes(execution_id: str, tenant_id: str, n: int) -> None:
@@ -55,125 +63,249 @@ def _notes(execution_id: str, tenant_id: str, n: int) -> None:
             )
 
 
-def test_a_real_execution_chain_verifies(db: str) -> None:
-    """Every event links to the one before it, and verify (one execution, or the tenant) finds it intact."""
-    execution_id = _completed_execution()
-    events = _events(execution_id)
-    assert len(events) >= 4
-    assert events[0].prev_hash is None
-    assert all(b.prev_hash == a.hash for a, b in itertools.pairwise(events))
-    one = verify_chain(_admin(), execution_id)
-    assert one.intact and one.first_break is None
-    assert (one.executions, one.events, one.unchained_events) == (1, len(events), 0)
-    everything = verify_chain(_admin())
-    assert everything.intact and everything.execution_id is None and everything.executions == 1
+def _problems(report: ChainReport) -> list[tuple[str, str]]:
+    return [(b.source, b.problem) for b in report.breaks]
 
 
-def test_a_modified_message_is_named(db: str) -> None:
-    """Editing a stored event's message breaks its hash: reported as modified, at that event."""
-    execution_id = _completed_execution()
-    target = _events(execution_id)[2]
+def _history() -> tuple[str, str, list[tuple[str, Any]]]:
+    """Two completed executions and an admin change between them: one chain of the demo tenant."""
+    first = _completed_execution("a")
+    set_member(_admin(), "erin", Role.OPERATOR)
+    second = _completed_execution("b")
+    return first, second, _links(_tenant_id())
+
+
+def test_execution_and_admin_events_form_one_gapless_chain_that_verifies(db: str) -> None:
+    """Numbers 1..N over both tables, each link naming the previous one's hash; verify finds it intact."""
+    first, _second, links = _history()
+    assert [row.chain_seq for _, row in links] == list(range(1, len(links) + 1))
+    assert {source for source, _ in links} == {EXECUTION, ADMIN}
+    assert links[0][1].prev_hash is None
+    assert all(b.prev_hash == a.hash for (_, a), (_, b) in itertools.pairwise(links))
     with session_scope() as session:
-        session.execute(update(_EVENTS).where(_EVENTS.c.id == target.id).values(message="nothing to see here"))
-    report = verify_chain(_admin(), execution_id)
-    assert not report.intact and report.first_break is not None
-    assert (report.first_break.execution_id, report.first_break.event_id) == (execution_id, target.id)
-    assert report.first_break.problem == "modified"
+        head = session.execute(select(HEADS).where(HEADS.c.tenant_id == _tenant_id())).one()
+    assert (head.seq, head.hash) == (len(links), links[-1][1].hash)
+    report = verify_chain(_admin())
+    assert report.intact and report.first_break is None, report.breaks
+    assert (report.executions, report.links, report.admin_events, report.head_seq) == (2, len(links), 1, len(links))
+    one = verify_chain(_admin(), first)
+    assert one.intact and one.executions == 1 and one.events == sum(1 for s, r in links if s == EXECUTION
+                                                                    and r.execution_id == first)  # fmt: skip
+    assert verify_chain(principal("admin", "globex")).links == 0  # another tenant, another chain
 
 
-def test_a_deleted_middle_event_is_named(db: str) -> None:
-    """Deleting an event leaves the next one linking to nothing: reported as deleted, at the next event."""
-    execution_id = _completed_execution()
-    events = _events(execution_id)
+def test_a_modified_event_is_named(db: str) -> None:
+    """Editing a stored event's message breaks its HMAC: modified, at that event."""
+    first, _, links = _history()
+    _source, target = next((s, r) for s, r in links if s == EXECUTION and r.execution_id == first and r.chain_seq == 3)
     with session_scope() as session:
-        session.execute(delete(_EVENTS).where(_EVENTS.c.id == events[2].id))
+        session.execute(update(EVENTS).where(EVENTS.c.id == target.id).values(message="nothing to see here"))
+    report = verify_chain(_admin(), first)
+    assert _problems(report) == [(EXECUTION, "modified")]
+    assert report.first_break is not None
+    assert (report.first_break.execution_id, report.first_break.event_id, report.first_break.seq) == (
+        first,
+        target.id,
+        3,
+    )
+
+
+def test_a_modified_admin_event_is_named(db: str) -> None:
+    """The admin trail is in the chain: changing who made a change is found."""
+    _, _, links = _history()
+    admin_row = next(r for s, r in links if s == ADMIN)
+    with session_scope() as session:
+        session.execute(update(ADMIN_EVENTS).where(ADMIN_EVENTS.c.id == admin_row.id).values(actor="carol"))
+    report = verify_chain(_admin())
+    assert _problems(report) == [(ADMIN, "modified")]
+    assert report.first_break is not None and report.first_break.event_id == admin_row.id
+
+
+def test_a_deleted_event_leaves_a_gap(db: str) -> None:
+    """Deleting an event from the middle: its number is missing."""
+    first, _, links = _history()
+    _, target = links[2]
+    with session_scope() as session:
+        session.execute(delete(EVENTS).where(EVENTS.c.id == target.id))
     report = verify_chain(_admin())
     assert report.first_break is not None
-    assert (report.first_break.event_id, report.first_break.problem) == (events[3].id, "deleted")
+    assert (report.first_break.source, report.first_break.problem, report.first_break.seq) == ("chain", "deleted", 3)
+    assert not verify_chain(_admin(), first).intact  # the chain is one: the execution's verdict includes the gap
 
 
-def test_deleting_the_last_events_is_found(db: str) -> None:
-    """Cutting the end of the trail (the completed transition) contradicts the execution's status."""
-    execution_id = _completed_execution()
-    events = _events(execution_id)
+def test_a_deleted_execution_is_found(db: str) -> None:
+    """Deleting a whole execution (its events go with it by cascade) leaves its numbers missing."""
+    first, _second, links = _history()
     with session_scope() as session:
-        session.execute(delete(_EVENTS).where(_EVENTS.c.id == events[-1].id))
-    report = verify_chain(_admin(), execution_id)
+        session.execute(delete(_EXECUTIONS).where(_EXECUTIONS.c.id == first))
+    report = verify_chain(_admin())
+    gone = [r.chain_seq for s, r in links if s == EXECUTION and r.execution_id == first]
     assert report.first_break is not None
-    assert (report.first_break.event_id, report.first_break.problem) == (events[-2].id, "deleted")
-    assert "completed" in report.first_break.detail
+    assert (report.first_break.problem, report.first_break.seq) == ("deleted", min(gone))
+    assert f"links {min(gone)}..{max(gone)} are missing" in report.first_break.detail
+    assert report.executions == 1
 
 
-@pytest.mark.parametrize("forgery", ["recomputed", "made_up"])
-def test_an_inserted_forged_event_is_named(db: str, forgery: str) -> None:
-    """A forged event slipped between two real ones, whether its hash is recomputed (the forger knows the
-    algorithm) or made up, is not in the chain: reported as inserted, naming the forged event."""
-    with session_scope() as session:
-        target = raw_execution(session, ExecutionStatus.RUNNING)
-        other = raw_execution(session, ExecutionStatus.RUNNING)
-        ids = (target.id, other.id, target.tenant_id)
-    execution_id, other_id, tenant_id = ids
-    for _ in range(3):  # interleaved, so the target's events have ids of the other one's between them
-        _notes(execution_id, tenant_id, 1)
-        _notes(other_id, tenant_id, 1)
-    before, after = _events(execution_id)[1], _events(execution_id)[2]
-    free_id = next(e.id for e in _events(other_id) if before.id < (e.id or 0) < (after.id or 0))
-    forged: dict[str, Any] = {
-        "execution_id": execution_id,
-        "tenant_id": tenant_id,
+@pytest.mark.parametrize("kind", ["unnumbered", "duplicate_number", "past_the_head"])
+def test_an_inserted_event_is_named(db: str, kind: str) -> None:
+    """A row added behind the application's back: without a number, with a link's number (and a made-up
+    hash: nobody can compute a valid one without the key), or with a number past the head."""
+    first, _, links = _history()
+    seq = {"unnumbered": None, "duplicate_number": 4, "past_the_head": len(links) + 1}[kind]
+    forged = {
+        "execution_id": first,
+        "tenant_id": _tenant_id(),
         "kind": "approval",
-        "from_status": None,
-        "to_status": None,
-        "step_index": None,
         "actor": "bob",
         "message": "approved",
         "data_json": "{}",
         "created_at": utcnow(),
+        "chain_seq": seq,
+        "prev_hash": links[2][1].hash if seq == 4 else (links[-1][1].hash if seq else None),
+        "hash": "0" * 64 if seq else None,
     }
-    digest = event_hash(before.hash, **forged) if forgery == "recomputed" else "0" * 64
     with session_scope() as session:
-        session.execute(delete(_EVENTS).where(_EVENTS.c.id == free_id))
-        session.execute(insert(_EVENTS).values(id=free_id, prev_hash=before.hash, hash=digest, **forged))
-    report = verify_chain(_admin(), execution_id)
-    assert report.first_break is not None
-    assert (report.first_break.event_id, report.first_break.problem) == (free_id, "inserted")
+        if kind == "duplicate_number":  # the unique index would refuse a second row with the number: drop it
+            session.execute(text("DROP INDEX ux_execution_events_tenant_chain"))
+        new_id = session.execute(insert(EVENTS).values(**forged).returning(EVENTS.c.id)).scalar_one()
+    try:
+        report = verify_chain(_admin())
+        assert (report.first_break.event_id, report.first_break.problem) == (new_id, "inserted")  # type: ignore[union-attr]
+        assert _problems(report) == [(EXECUTION, "inserted")]
+    finally:
+        if kind == "duplicate_number":
+            with session_scope() as session:
+                session.execute(delete(EVENTS).where(EVENTS.c.id == new_id))
+                session.execute(
+                    text(
+                        "CREATE UNIQUE INDEX ux_execution_events_tenant_chain ON execution_events (tenant_id, chain_seq)"
+                    )
+                )
 
 
-def test_an_appended_event_without_a_hash_is_named(db: str) -> None:
-    """A row added behind the application's back (no hash) after chained events is an insertion."""
-    execution_id = _completed_execution()
+def _admin_tail(n: int) -> list[tuple[str, Any]]:
+    """The history, then ``n`` admin changes: a tail whose removal no execution's status betrays."""
+    _history()
+    for i in range(n):
+        set_member(_admin(), f"user{i}", Role.OPERATOR)
+    return _links(_tenant_id())
+
+
+def test_a_truncated_tail_is_found_by_the_head(db: str) -> None:
+    """Deleting the newest links: the head still says how long the chain was."""
+    links = _admin_tail(2)
     with session_scope() as session:
-        tenant_id = _events(execution_id)[0].tenant_id
-        new_id = session.execute(
-            insert(_EVENTS)
-            .values(
-                execution_id=execution_id, tenant_id=tenant_id, kind="status", message="forged", created_at=utcnow()
-            )
-            .returning(_EVENTS.c.id)
-        ).scalar_one()
-    report = verify_chain(_admin(), execution_id)
-    assert report.first_break is not None
-    assert (report.first_break.event_id, report.first_break.problem) == (new_id, "inserted")
+        for source, row in links[-2:]:
+            session.execute(delete(TABLES[source]).where(TABLES[source].c.id == row.id))
+    report = verify_chain(_admin())
+    assert _problems(report) == [("chain", "truncated")]
+    assert f"has {len(links)} links but it ends at link {len(links) - 2}" in report.breaks[0].detail
+
+
+def test_a_truncated_tail_with_a_rewound_head_is_found_by_the_signed_checkpoint(db: str) -> None:
+    """Deleting the newest links and setting the head back to what is left: the head agrees, but a checkpoint
+    signed before says more; without the checkpoint the same edit goes unseen (why checkpoints ship out)."""
+    links = _admin_tail(3)
+    keep, tenant_id = links[-4][1], _tenant_id()
+    checkpoint = audit_checkpoint(_admin())
+    assert checkpoint is not None and checkpoint.seq == len(links)
+    with session_scope() as session:
+        for source, row in links[-3:]:
+            session.execute(delete(TABLES[source]).where(TABLES[source].c.id == row.id))
+        session.execute(update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(seq=keep.chain_seq, hash=keep.hash))
+    report = verify_chain(_admin())
+    assert _problems(report) == [("checkpoint", "truncated")]
+    assert report.checkpoint_seq == len(links)
+    with session_scope() as session:  # the control: the same edit, no checkpoint
+        session.execute(text("DELETE FROM audit_checkpoints"))
+    assert verify_chain(_admin()).intact
+
+
+@pytest.mark.parametrize("key", ["another", "this"])
+def test_a_chain_recomputed_without_the_key_fails(db: str, key: str) -> None:
+    """Every link rehashed with another key (a forger who knows the algorithm, not the key) is refused as a
+    whole; the same recomputation with this installation's key passes (so the forger's only lack is the key)."""
+    _, _, links = _history()
+    material = b"a guess at the key" if key == "another" else None
+    tenant_id = _tenant_id()
+    prev = None
+    with session_scope() as session:
+        for source, row in links:
+            table = TABLES[source]
+            content = {name: getattr(row, name) for name in CONTENT[source]}
+            content["message" if source == EXECUTION else "subject"] = "rewritten history"
+            digest = link_hash(source, tenant_id, row.chain_seq, prev, content, material=material)
+            session.execute(update(table).where(table.c.id == row.id).values(**content, prev_hash=prev, hash=digest))
+            prev = digest
+        session.execute(update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(hash=prev))
+    report = verify_chain(_admin())
+    if key == "this":
+        assert report.intact, report.breaks
+        return
+    assert _problems(report) == [("chain", "wrong_key")]
+    assert f"none of the {len(links)} links" in report.breaks[0].detail
+
+
+def test_a_forged_checkpoint_is_named(db: str) -> None:
+    """A checkpoint row whose signature is not the installation's is reported and not trusted."""
+    _history()
+    assert audit_checkpoint(_admin()) is not None
+    with session_scope() as session:
+        session.execute(text("UPDATE audit_checkpoints SET event_count = event_count + 1"))
+    assert _problems(verify_chain(_admin())) == [("checkpoint", "bad_signature")]
+
+
+def test_deleting_an_executions_last_events_is_found(db: str) -> None:
+    """The completed transition removed from the end of an execution's trail: a gap, and its status says more
+    than its trail."""
+    first, _, links = _history()
+    last = [r for s, r in links if s == EXECUTION and r.execution_id == first][-1]
+    with session_scope() as session:
+        session.execute(delete(EVENTS).where(EVENTS.c.id == last.id))
+    report = verify_chain(_admin(), first)
+    problems = {(b.source, b.problem) for b in report.breaks}
+    assert {("chain", "deleted"), (EXECUTION, "deleted")} <= problems
+    status = next(b for b in report.breaks if b.source == EXECUTION)
+    assert status.execution_id == first and "completed" in status.detail
 
 
 def test_events_from_before_the_chain_are_unchained_not_broken(db: str) -> None:
-    """Legacy events (hash NULL) before the first chained one are counted as unchained; the chain that
-    follows starts afresh and verifies."""
+    """Rows without a number that precede the tenant's first link are counted as unchained; one added after
+    the first link is an insertion."""
     with session_scope() as session:
         row = raw_execution(session, ExecutionStatus.RUNNING)
         legacy_only = raw_execution(session, ExecutionStatus.RUNNING)
         execution_id, legacy_id, tenant_id = row.id, legacy_only.id, row.tenant_id
+    with session_scope() as session:  # raw rows, as the pre-0008 schema had them (a per-execution SHA-256)
         for target in (execution_id, execution_id, legacy_id):
             session.execute(
-                insert(_EVENTS).values(
-                    execution_id=target, tenant_id=tenant_id, kind="note", message="old", created_at=utcnow()
+                insert(EVENTS).values(
+                    execution_id=target, tenant_id=tenant_id, kind="note", message="old", created_at=utcnow(),
+                    hash="f" * 64,
                 )
-            )
+            )  # fmt: skip
     _notes(execution_id, tenant_id, 2)
     report = verify_chain(_admin())
-    assert report.intact
-    assert (report.unchained_events, report.unchained_executions) == (3, 1)
-    assert _events(execution_id)[2].prev_hash is None  # the chain starts after the legacy events
+    assert report.intact, report.breaks
+    assert (report.unchained_events, report.unchained_executions, report.links) == (3, 1, 2)
+    with session_scope() as session:
+        late = session.execute(
+            insert(EVENTS)
+            .values(execution_id=legacy_id, tenant_id=tenant_id, kind="note", message="late", created_at=utcnow())
+            .returning(EVENTS.c.id)
+        ).scalar_one()
+    report = verify_chain(_admin())
+    assert (report.first_break.event_id, report.first_break.problem) == (late, "inserted")  # type: ignore[union-attr]
+
+
+def test_an_execution_verdict_leaves_out_other_executions_breaks(db: str) -> None:
+    """Verifying one execution keeps its own breaks and the chain's, not another execution's."""
+    first, second, links = _history()
+    other = next(r for s, r in links if s == EXECUTION and r.execution_id == second)
+    with session_scope() as session:
+        session.execute(update(EVENTS).where(EVENTS.c.id == other.id).values(actor="mallory"))
+    assert verify_chain(_admin(), first).intact
+    assert _problems(verify_chain(_admin(), second)) == [(EXECUTION, "modified")]
 
 
 def test_verify_is_admin_only_and_tenant_scoped(db: str) -> None:
@@ -186,41 +318,78 @@ def test_verify_is_admin_only_and_tenant_scoped(db: str) -> None:
     assert verify_chain(principal("admin", "globex")).executions == 0
 
 
-def test_concurrent_appends_do_not_fork(db: str) -> None:
-    """Two threads appending to one execution at once, each event in its own transaction: one chain, no fork."""
+def test_verifying_pages_through_the_chain(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Links are read a page at a time per table and merged: every one is checked exactly once."""
+    monkeypatch.setattr("core.ops.audit_chain.PAGE", 2)
+    ids = [_completed_execution(f"n{i}") for i in range(3)]
+    set_member(_admin(), "erin", Role.OPERATOR)
+    set_member(_admin(), "frank", Role.OPERATOR)
+    report = verify_chain(_admin())
+    assert report.intact, report.breaks
+    assert report.links == report.head_seq == len(_links(_tenant_id())) and report.executions == len(ids)
+    assert report.admin_events == 2
+
+
+def test_a_rolled_back_transaction_leaves_no_link_and_no_gap(db: str) -> None:
+    """Events of a transaction that rolls back take no number: the next commit continues the chain."""
+    _, _, links = _history()
     with session_scope() as session:
         row = raw_execution(session, ExecutionStatus.RUNNING)
         execution_id, tenant_id = row.id, row.tenant_id
-    per_thread = 25
-    barrier = threading.Barrier(2)
-    errors: list[BaseException] = []
+    with pytest.raises(RuntimeError), session_scope() as session:
+        record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t")
+        raise RuntimeError("abandon")
+    _notes(execution_id, tenant_id, 1)
+    after = _links(tenant_id)
+    assert [r.chain_seq for _, r in after] == list(range(1, len(links) + 2))
+    assert verify_chain(_admin()).intact
 
-    def append() -> None:
+
+@pytest.mark.integration
+def test_concurrent_appends_across_executions_are_gapless_and_never_deadlock(postgres_db: str) -> None:
+    """8 threads x 25 transactions on PostgreSQL, each locking its own execution row (as a transition does),
+    some also a shared one and some writing an admin event, all into one tenant chain: no error (PostgreSQL
+    would abort a deadlock), numbers 1..N with no gap or fork, and the chain verifies."""
+    threads_n, per_thread = 8, 25
+    with session_scope() as session:
+        rows = [raw_execution(session, ExecutionStatus.RUNNING) for _ in range(threads_n + 1)]
+        ids = [r.id for r in rows]
+        tenant_id = rows[0].tenant_id
+    shared = ids[-1]
+    barrier = threading.Barrier(threads_n)
+    errors: list[BaseException] = []
+    admin = _admin()
+
+    def work(n: int) -> None:
+        from core.admin_audit import record_admin_event
+
         try:
             barrier.wait()
-            _notes(execution_id, tenant_id, per_thread)
+            for i in range(per_thread):
+                with session_scope() as session:
+                    mine = ids[n]
+                    session.execute(update(_EXECUTIONS).where(_EXECUTIONS.c.id == mine).values(updated_at=utcnow()))
+                    record_event(session, execution_id=mine, tenant_id=tenant_id, kind="note", actor=f"t{n}")
+                    if i % 3 == 0:  # a row other transactions hold too, locked mid-transaction
+                        session.execute(
+                            update(_EXECUTIONS).where(_EXECUTIONS.c.id == shared).values(updated_at=utcnow())
+                        )
+                        record_event(session, execution_id=shared, tenant_id=tenant_id, kind="note", actor=f"t{n}")
+                    if i % 5 == 0:
+                        record_admin_event(session, admin, "note", f"t{n}-{i}")
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=append) for _ in range(2)]
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(threads_n)]
     for thread in threads:
         thread.start()
     for thread in threads:
         thread.join()
-    assert not errors
-    events = _events(execution_id)
-    assert len(events) == 2 * per_thread
-    assert len({e.prev_hash for e in events}) == len(events)  # no two events claim the same predecessor
-    report = verify_chain(_admin(), execution_id)
-    assert report.intact, report.first_break
-
-
-def test_verifying_a_tenant_pages_through_every_execution(db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Executions are read a page at a time (short transactions); every one is checked exactly once."""
-    monkeypatch.setattr("core.ops.audit_chain.PAGE", 2)
-    ids = [_completed_execution(f"n{i}") for i in range(5)]
-    with session_scope() as session:  # a tie on created_at must not skip or repeat one
-        session.execute(update(_EXECUTIONS).where(_EXECUTIONS.c.id.in_(ids[:3])).values(created_at=utcnow()))
-    report = verify_chain(_admin())
-    assert report.intact and report.executions == 5
-    assert report.events == sum(len(_events(e)) for e in ids)
+    assert not errors, errors[:3]
+    links = _links(tenant_id)
+    expected = threads_n * (per_thread + len(range(0, per_thread, 3)) + len(range(0, per_thread, 5)))
+    assert [r.chain_seq for _, r in links] == list(range(1, expected + 1))
+    assert len({r.prev_hash for _, r in links}) == expected  # no two links claim the same predecessor
+    report = verify_chain(admin)
+    assert report.intact, report.breaks
+    assert report.links == report.head_seq == expected

@@ -32,6 +32,8 @@ EXPORTED = {
     # identity (DESIGN §13): API tokens, the console's session check, single sign-on, disabling accounts
     "create_token", "list_tokens", "principal_from_token", "recently_authenticated", "revoke_token",
     "session_valid", "set_user_disabled", "sso_principal",
+    # the tenant audit chain (DESIGN §13): signed checkpoints, their public key, the SIEM export
+    "CheckpointView", "audit_checkpoint", "audit_public_key", "export_audit",
 }  # fmt: skip
 
 

@@ -1,17 +1,28 @@
-"""``opsconductor audit verify``: recompute the tamper-evident audit chain (core/ops/audit_chain.py);
-``opsconductor audit admin``: the tenant's administration trail (core/admin_audit.py).
+"""``opsconductor audit``: the tenant's keyed audit chain (execution events and the admin trail, one chain).
 
-Exit 0 when every chain is intact, 5 (conflict: the trail contradicts itself) when a link is broken.
+``verify`` recomputes it (exit 0 intact, 5, conflict, when a link is broken); ``admin`` lists the
+administration trail; ``checkpoint`` signs the chain's head now; ``public-key`` prints the key that verifies
+checkpoints; ``export`` writes the chain and its checkpoints as JSON lines for a SIEM (docs/operations.md).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Annotated, Any, TextIO
 
 import typer
 
-from core import ChainReport, list_admin_events, verify_chain
+from core import (
+    ChainBreak,
+    ChainReport,
+    audit_checkpoint,
+    audit_public_key,
+    export_audit,
+    list_admin_events,
+    verify_chain,
+)
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
 from ui.cli.output import print_json, terminal_safe
 
@@ -29,7 +40,8 @@ def verify_command(
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Check that no audit event was modified, deleted or inserted (admin). Exit 5 names the first broken link."""
+    """Check that no audit event was modified, deleted or inserted, and that the chain reaches its head and signed
+    checkpoints (admin). With an ID, the breaks that concern that execution. Exit 5 names the broken links."""
     actor = acting(as_user, tenant) if execution_id is None else acting_on(as_user, execution_id, tenant)
     report = verify_chain(actor, execution_id)
     if json_out:
@@ -59,18 +71,79 @@ def admin_log_command(
         typer.echo("no changes recorded")
 
 
+@audit_app.command("checkpoint")
+def checkpoint_command(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
+    """Sign a checkpoint of the tenant's audit chain at its head now (admin; the sweeper also does, periodically)."""
+    view = audit_checkpoint(acting(as_user, tenant))
+    if json_out:
+        print_json({"checkpoint": view.model_dump(mode="json") if view else None})
+    elif view is None:
+        typer.echo("the audit chain is empty: nothing to sign")
+    else:
+        typer.echo(f"checkpoint at link {view.seq} ({view.event_count} link(s) stored), head {view.head_hash}")
+
+
+@audit_app.command("public-key")
+def public_key_command() -> None:
+    """Print the Ed25519 public key (PEM) that verifies this installation's audit checkpoints."""
+    typer.echo(audit_public_key(), nl=False)
+
+
+@audit_app.command("export")
+def export_command(
+    as_user: AsUser = None,
+    tenant: TenantOpt = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("--output", "-o", metavar="FILE", help="Write here instead of stdout.", dir_okay=False),
+    ] = None,
+    since_seq: Annotated[
+        int, typer.Option("--since-seq", min=0, metavar="N", help="Only links after N (and checkpoints from N on).")
+    ] = 0,
+) -> None:
+    """The tenant's audit chain as JSON lines (admin): a header, every link, then the signed checkpoints."""
+    lines = export_audit(acting(as_user, tenant), since_seq=since_seq)
+    if output is None:
+        _write_lines(lines, None)
+        return
+    with output.open("w", encoding="utf-8") as handle:
+        _write_lines(lines, handle)
+
+
+def _write_lines(lines: Iterable[dict[str, Any]], handle: TextIO | None) -> None:
+    for line in lines:
+        # ASCII JSON: every control or bidi character escaped, so a line is safe in a terminal and in a pipe.
+        text = json.dumps(line, ensure_ascii=True, sort_keys=True, separators=(",", ":"))
+        if handle is None:
+            typer.echo(text)
+        else:
+            handle.write(text + "\n")
+
+
 def render_report(report: ChainReport) -> str:
-    """The verdict in a few lines: counts, then the first broken link of each broken execution."""
+    """The verdict in a few lines: counts, then each broken link."""
     scope = f"execution {report.execution_id}" if report.execution_id else f"tenant {report.tenant}"
-    counts = f"{report.executions} execution(s), {report.events} event(s)"
-    notes = []
+    counts = f"{report.executions} execution(s), {report.events} event(s), {report.admin_events} admin event(s)"
+    notes = [f"{report.links} link(s) up to the head at {report.head_seq}"]
+    if report.checkpoint_seq is not None:
+        notes.append(f"{report.checkpoints} signed checkpoint(s), the newest at link {report.checkpoint_seq}")
     if report.unchained_events:
         notes.append(f"{report.unchained_events} event(s) written before the chain existed (unchained)")
     if report.pruned_executions:
         notes.append(f"{report.pruned_executions} execution(s) pruned by retention")
-    suffix = f"; {'; '.join(notes)}" if notes else ""
+    suffix = f"; {'; '.join(notes)}"
     if report.intact:
         return f"audit chain intact for {scope}: {counts}{suffix}"
-    lines = [f"audit chain BROKEN for {scope}: {len(report.breaks)} execution(s) of {counts}{suffix}"]
-    lines += [f"  execution {b.execution_id} event {b.event_id}: {b.problem}: {b.detail}" for b in report.breaks]
+    lines = [f"audit chain BROKEN for {scope}: {len(report.breaks)} break(s); {counts}{suffix}"]
+    lines += [terminal_safe(f"  {_where(b)}: {b.problem}: {b.detail}") for b in report.breaks]
     return "\n".join(lines)
+
+
+def _where(brk: ChainBreak) -> str:
+    if brk.source == "execution":
+        return f"execution {brk.execution_id} event {brk.event_id}"
+    if brk.source == "admin":
+        return f"admin event {brk.event_id}"
+    if brk.source == "checkpoint":
+        return "checkpoint" if brk.event_id is None else f"checkpoint {brk.event_id}"
+    return "chain" if brk.seq is None else f"chain at link {brk.seq}"

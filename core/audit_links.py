@@ -1,0 +1,185 @@
+"""The tenant's audit chain (DESIGN §13): every execution event and admin event of a tenant, one keyed chain.
+
+Each link carries ``chain_seq`` (the tenant's gapless link number, shared by execution_events and
+admin_events), ``prev_hash`` (the previous link's hash, NULL for link 1) and ``hash`` = HMAC-SHA256, under a
+per-tenant key derived from the secret key material (core/safety/audit_keys.py), of the link's canonical
+encoding (``link_canonical``). The key is never in the database: a chain recomputed without it fails.
+
+When links are made, and why then. Events are inserted unlinked as the transaction goes (core/audit.py,
+core/admin_audit.py register them here). A ``before_commit`` session hook links them all at the very end:
+it flushes, locks the heads of the transaction's tenants (``audit_heads``, ``FOR UPDATE``, sorted by
+tenant), numbers and hashes the events, and moves the heads; the commit follows at once. So the tenant-wide
+lock is held only between the last statement of the transaction and its commit, and no other lock is taken
+after it: a transaction holding a head waits for nothing, which is what keeps the hot path free of
+deadlocks (one that took the head mid-transaction, then waited for an execution row held by another that
+waits for the head, would deadlock). It costs 3 statements per transaction that wrote events, whatever their
+number (lock, link, head), plus 2 the first time a tenant links anything (its head row is created then).
+SQLite: writers are serial anyway (BEGIN IMMEDIATE), ``FOR UPDATE`` renders as nothing; same code path.
+
+An event registered here must not be rolled back on its own (in a savepoint): linking it then finds it
+gone and refuses the commit, rather than leave a gap in the chain.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import case, event, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session as OrmSession
+from sqlmodel import Session
+
+from core.safety.audit_keys import chain_key, link_mac
+from db.clock import utcnow
+from db.tables import AdminEvent, AuditHead, ExecutionEvent
+
+EXECUTION = "execution"
+ADMIN = "admin"
+VERSION = "opsc-audit-v2"
+_PENDING = "opsc.audit_pending"
+
+EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
+ADMIN_EVENTS = AdminEvent.__table__  # type: ignore[attr-defined]
+HEADS = AuditHead.__table__  # type: ignore[attr-defined]
+TABLES = {EXECUTION: EVENTS, ADMIN: ADMIN_EVENTS}
+# The stored columns each kind of link covers, in the canonical order.
+CONTENT = {
+    EXECUTION: (
+        "execution_id",
+        "kind",
+        "from_status",
+        "to_status",
+        "step_index",
+        "actor",
+        "message",
+        "data_json",
+        "created_at",
+    ),
+    ADMIN: ("actor", "action", "subject", "data_json", "created_at"),
+}
+
+
+def link_canonical(source: str, tenant_id: str, seq: int, prev_hash: str | None, content: dict[str, Any]) -> bytes:
+    """The bytes a link's HMAC covers: a JSON array (null stays distinct from ""), ASCII only so it does not
+    depend on how a database hands text back, ``created_at`` in UTC to the microsecond (both databases keep it).
+    """
+    values: list[Any] = [VERSION, source, tenant_id, seq, prev_hash or ""]
+    for name in CONTENT[source]:
+        value = content[name]
+        if isinstance(value, datetime):
+            value = (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC)
+            value = value.isoformat(timespec="microseconds")
+        values.append(value)
+    return json.dumps(values, ensure_ascii=True, separators=(",", ":")).encode("ascii")
+
+
+def link_hash(
+    source: str,
+    tenant_id: str,
+    seq: int,
+    prev_hash: str | None,
+    content: dict[str, Any],
+    *,
+    material: bytes | None = None,
+) -> str:
+    """The HMAC (hex) of a link under its tenant's key (``material``: another key's, for tests and tools)."""
+    return link_mac(chain_key(tenant_id, material), link_canonical(source, tenant_id, seq, prev_hash, content))
+
+
+@dataclass
+class _Pending:
+    source: str
+    row_id: int
+    tenant_id: str
+    content: dict[str, Any]
+
+
+def register(session: Session, source: str, row_id: int, tenant_id: str, content: dict[str, Any]) -> None:
+    """Have the event ``row_id`` (just inserted, unlinked) linked when this session's transaction commits."""
+    transaction = session.get_transaction()
+    cached: tuple[object, list[_Pending]] | None = session.info.get(_PENDING)
+    if cached is None or cached[0] is not transaction:  # a new transaction: what an old one left is void
+        cached = (transaction, [])
+        session.info[_PENDING] = cached
+    cached[1].append(_Pending(source, row_id, tenant_id, content))
+
+
+@event.listens_for(OrmSession, "before_commit")
+def _link_before_commit(session: OrmSession) -> None:
+    if session.in_nested_transaction():  # a savepoint's commit: the outer transaction links, later
+        return
+    cached = session.info.pop(_PENDING, None)
+    if cached is None or cached[0] is not session.get_transaction() or not cached[1]:
+        return
+    session.flush()  # whatever the ORM still holds takes its locks now, not after the heads
+    link(session, cached[1])
+
+
+def link(session: OrmSession, pending: list[_Pending]) -> None:
+    """Number, hash and chain ``pending`` (in order) onto their tenants' heads. See the module docstring."""
+    tenants = sorted({p.tenant_id for p in pending})
+    heads = _lock_heads(session, tenants)
+    missing = [t for t in tenants if t not in heads]
+    if missing:
+        _create_heads(session, missing)
+        heads |= _lock_heads(session, missing)
+    values: dict[str, dict[str, dict[int, Any]]] = {
+        source: {"chain_seq": {}, "prev_hash": {}, "hash": {}} for source in TABLES
+    }
+    for p in pending:
+        last_seq, prev = heads[p.tenant_id]
+        seq = last_seq + 1
+        digest = link_hash(p.source, p.tenant_id, seq, prev, p.content)
+        columns = values[p.source]
+        columns["chain_seq"][p.row_id], columns["prev_hash"][p.row_id], columns["hash"][p.row_id] = seq, prev, digest
+        heads[p.tenant_id] = (seq, digest)
+    for source, columns in values.items():
+        ids = list(columns["chain_seq"])
+        if not ids:
+            continue
+        table = TABLES[source]
+        # One statement for all of the transaction's events of a table (CASE on the id): both databases.
+        result: Any = session.execute(
+            update(table)
+            .where(table.c.id.in_(ids), table.c.chain_seq.is_(None))
+            .values({name: case(by_id, value=table.c.id) for name, by_id in columns.items()})
+        )
+        if result.rowcount != len(ids):
+            raise RuntimeError(
+                f"{len(ids) - result.rowcount} audit event(s) of this transaction vanished before its commit "
+                "(rolled back in a savepoint?): refusing to leave a gap in the audit chain"
+            )
+    now = utcnow()
+    for tenant_id in tenants:
+        head_seq, head_hash = heads[tenant_id]
+        session.execute(
+            update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(seq=head_seq, hash=head_hash, updated_at=now)
+        )
+
+
+def _lock_heads(session: OrmSession, tenants: list[str]) -> dict[str, tuple[int, str | None]]:
+    # Sorted, so two transactions that both span tenants A and B lock them in the same order. Under READ
+    # COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
+    rows = session.execute(
+        select(HEADS.c.tenant_id, HEADS.c.seq, HEADS.c.hash)
+        .where(HEADS.c.tenant_id.in_(tenants))
+        .order_by(HEADS.c.tenant_id)
+        .with_for_update()
+    ).all()
+    return {row.tenant_id: (int(row.seq), row.hash) for row in rows}
+
+
+def _create_heads(session: OrmSession, tenants: list[str]) -> None:
+    """A tenant's first link: create its head row (another transaction may create it at the same moment)."""
+    dialect = session.get_bind().dialect.name
+    insert = pg_insert if dialect == "postgresql" else sqlite_insert
+    now = utcnow()
+    session.execute(
+        insert(HEADS)
+        .values([{"tenant_id": t, "seq": 0, "hash": None, "updated_at": now} for t in tenants])
+        .on_conflict_do_nothing(index_elements=["tenant_id"])
+    )
