@@ -5,7 +5,7 @@ Existing runbooks get no owner (only tenant admins may change them: nobody can t
 last saver may be the very operator who replaced a shared runbook) and their current text as version 1.
 
 Revision ID: 0009
-Revises: 0007 (re-pointed at 0008, the audit chain, when both are merged)
+Revises: 0008
 Create Date: 2026-12-03 07:31:43.619502
 """
 
@@ -20,7 +20,7 @@ from alembic import op
 
 
 revision = "0009"
-down_revision = "0007"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
