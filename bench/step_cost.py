@@ -1,0 +1,152 @@
+"""What one step costs on the hot path, in load-independent units: SQL statements and CPU ms per step.
+
+Runs in one process, no broker: N level-0 plans of 3 noop steps are submitted in background mode, then each
+is driven by ``engine.process`` (the same call a Dramatiq actor makes) until it finishes. An SQLAlchemy
+listener counts every statement sent; ``time.process_time`` counts this process's CPU (the database server's
+own CPU is not in it). Beside it, in the same run, the raw floor: one transaction inserting one row per
+step. Prints both and their ratio, per database, and a last line of JSON with every figure.
+
+Wall-clock steps/s is printed too, but it depends on the machine's load; statements and CPU ms do not.
+
+Usage: uv run python bench/step_cost.py [--plans 100] [--database postgresql|sqlite|both]
+Needs PostgreSQL (OPSC_TEST_DATABASE_URL or 127.0.0.1:5432) for the postgresql run; it creates and drops
+its own database. The sqlite run uses a temporary file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine, make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+STEPS = 3
+PLAN = "name: cost-NUMBER\nsteps:\n" + "".join(
+    f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(STEPS)
+)
+
+
+class StatementCounter:
+    """Counts statements sent through every SQLAlchemy engine of this process."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        event.listen(Engine, "before_cursor_execute", self._seen)
+
+    def _seen(self, *_args: Any) -> None:
+        self.count += 1
+
+
+def _measure(counter: StatementCounter, work: Any) -> tuple[int, float, float]:
+    """Run ``work``; return (statements, CPU s, wall s) it took."""
+    statements, cpu, wall = counter.count, time.process_time(), time.perf_counter()
+    work()
+    return counter.count - statements, time.process_time() - cpu, time.perf_counter() - wall
+
+
+def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
+    """Submit and drive ``plans`` plans on ``url``; the raw floor on the same database."""
+    os.environ["OPSC_DATABASE_URL"] = url
+    if "OPSC_SECRET_KEY" not in os.environ:
+        from cryptography.fernet import Fernet
+
+        os.environ["OPSC_SECRET_KEY"] = Fernet.generate_key().decode()  # this run's own key
+    os.environ["OPSC_ALLOW_UNCONFINED_STEPS"] = "1"  # noop steps start no process
+    import core
+    from core import engine
+    from core.transactions import dispose_engines, session_scope
+    from db.settings import get_settings
+
+    get_settings.cache_clear()
+    dispose_engines()
+    core.initialize(demo=True)
+    alice = core.principal("alice", "demo")
+    ids = [
+        core.submit(alice, PLAN.replace("NUMBER", str(n)), background=True).execution.execution_id for n in range(plans)
+    ]
+
+    def drive_all() -> None:
+        for execution_id in ids:
+            for _ in range(4 * STEPS):
+                if engine.process(execution_id, worker_id="bench") in {engine.Outcome.FINISHED, engine.Outcome.STALE}:
+                    break
+
+    statements, cpu_s, wall_s = _measure(counter, drive_all)
+    finished = {core.get_execution(alice, i).status for i in ids}
+    assert finished == {"completed"}, finished  # figures of work that did not finish would mean nothing
+    with session_scope() as session:
+        session.execute(text("CREATE TABLE IF NOT EXISTS bench_floor (id INTEGER PRIMARY KEY, note TEXT)"))
+
+    def floor() -> None:
+        for n in range(plans * STEPS):
+            with session_scope() as session:
+                session.execute(text("INSERT INTO bench_floor (id, note) VALUES (:id, 'step')"), {"id": n})
+
+    floor_statements, floor_cpu_s, floor_wall_s = _measure(counter, floor)
+    dispose_engines()
+    steps = plans * STEPS
+    return {
+        "steps": steps,
+        "statements_per_step": statements / steps,
+        "cpu_ms_per_step": 1000 * cpu_s / steps,
+        "steps_per_s": steps / wall_s,
+        "floor_statements_per_step": floor_statements / steps,
+        "floor_cpu_ms_per_step": 1000 * floor_cpu_s / steps,
+        "floor_steps_per_s": steps / floor_wall_s,
+    }
+
+
+def _postgres_database() -> tuple[str, Any]:
+    name = f"opsc_bench_{uuid.uuid4().hex[:10]}"
+    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+
+    def drop() -> None:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--plans", type=int, default=100)
+    parser.add_argument("--database", choices=["postgresql", "sqlite", "both"], default="both")
+    args = parser.parse_args()
+    counter = StatementCounter()
+    figures: dict[str, dict[str, float]] = {}
+    if args.database in {"sqlite", "both"}:
+        with tempfile.TemporaryDirectory() as tmp:
+            figures["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.plans, counter)
+    if args.database in {"postgresql", "both"}:
+        url, drop = _postgres_database()
+        try:
+            figures["postgresql"] = run(url, args.plans, counter)
+        finally:
+            drop()
+    for name, f in figures.items():
+        print(
+            f"{name:>10}: {f['statements_per_step']:.1f} statements/step (floor {f['floor_statements_per_step']:.1f}), "
+            f"{f['cpu_ms_per_step']:.2f} CPU ms/step (floor {f['floor_cpu_ms_per_step']:.2f}, "
+            f"x{f['cpu_ms_per_step'] / f['floor_cpu_ms_per_step']:.1f}), "
+            f"{f['steps_per_s']:.0f} steps/s wall (floor {f['floor_steps_per_s']:.0f}, "
+            f"{100 * f['steps_per_s'] / f['floor_steps_per_s']:.1f} %)"
+        )
+    print(json.dumps(figures))
+
+
+if __name__ == "__main__":
+    main()
