@@ -49,7 +49,7 @@ def inbox_table(items: Sequence[InboxItem], *, empty: str) -> None:
 def inbox_badge(who: Principal) -> str:
     """ " (N)" for the navigation when N decisions wait for ``who``; "" when none (or the count fails)."""
     try:
-        waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX))
+        waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX, detail=False))
     except core.CoreError:
         return ""  # e.g. demoted since sign-in: the page itself will say so
     except Exception:  # the badge is a courtesy: it must never break the navigation
