@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import core
 from core.ops.setup import DEMO_PASSWORD
 from tests.ui.conftest import MODIFY_PLAN, OpenConsole, button, submit, texts
@@ -50,9 +52,9 @@ def test_the_review_shows_the_commands_that_will_run_with_secret_references(cons
     assert "dry run  would run logrotate --force /etc/demo.conf on localhost" in codes
     assert "0. rotate: shell on localhost (modify" in codes
     assert any(f"rotate-secretly  ·  requested by alice  ·  {pending.execution_id}" in t.value for t in at.text)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Risk"] == "modify · level 1" and metrics["Approvals"] == "0/1"
-    assert metrics["Time left"].endswith("min")
+    facts = "\n".join(m.value for m in at.markdown)
+    assert "**Risk** modify · level 1 (SLA fast)" in facts and "**Approvals** 0/1" in facts
+    assert re.search(r"\*\*Time left\*\* \d+ min", facts)
     assert "s3cr3t" not in texts(at) + codes
 
 

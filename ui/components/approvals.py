@@ -72,14 +72,15 @@ def item_label(item: InboxItem) -> str:
 
 
 def review_facts(item: InboxItem) -> None:
-    """What, who asks (plain text: both are user text), then risk, approvals so far and time left as metrics."""
+    """What and who asks (plain text: user text), then risk, approvals so far, time left and run mode on one
+    line (markdown, of derived values only: classes, levels, counts, durations and modes)."""
     what = item.name if item.kind == "plan" else f"{item.name} · step {item.step_index} ({item.step_name})"
     st.text(f"{what}  ·  requested by {item.requested_by}  ·  {item.execution_id}")
-    cols = st.columns(4)
-    cols[0].metric("Risk", f"{item.action_class} · level {item.approval_level}", help=f"SLA class {item.sla_class}")
-    cols[1].metric("Approvals", f"{len(item.approved_by)}/{item.approvals_required}")
-    cols[2].metric("Time left", time_left(item.time_left_s))
-    cols[3].metric("Run mode", item.run_mode)
+    st.markdown(
+        f"**Risk** {item.action_class} · level {item.approval_level} (SLA {item.sla_class}) &nbsp;·&nbsp; "
+        f"**Approvals** {len(item.approved_by)}/{item.approvals_required} &nbsp;·&nbsp; "
+        f"**Time left** {time_left(item.time_left_s)} &nbsp;·&nbsp; **Run mode** {item.run_mode}"
+    )
 
 
 def time_left(seconds: float | None) -> str:
@@ -108,15 +109,22 @@ def decision_form(
         st.info("You have already decided on this execution; it waits for other approvers.")
         return None
     with st.form(key=f"{state.APPROVAL_FORM}.{view.execution_id}", border=False):
-        widths = [4, 3, 1, 1] if ask_password else [7, 1, 1]
+        widths = [4, 3, 1.4, 1.4] if ask_password else [7, 1.4, 1.4]
         cols = st.columns(widths, vertical_alignment="bottom")
-        comment = cols[0].text_input("Comment (optional)", key=f"{state.APPROVAL_COMMENT}.{view.execution_id}")
+        comment = cols[0].text_input(
+            "Comment",
+            key=f"{state.APPROVAL_COMMENT}.{view.execution_id}",
+            placeholder="Comment (optional)",
+            label_visibility="collapsed",
+        )
         password = None
         if ask_password:
             password = cols[1].text_input(
-                f"Your password (level {view.approval_level} asks again)",
+                "Your password",
                 type="password",
                 key=f"{state.REAUTH_PASSWORD}.{view.execution_id}",
+                placeholder=f"Your password (level {view.approval_level} asks again)",
+                label_visibility="collapsed",
             )
         approve = cols[-2].form_submit_button(
             "Approve",

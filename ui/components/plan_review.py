@@ -37,8 +37,8 @@ def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
     """The commands the approval covers, a warning if the plan was tampered with, and the diff if any."""
     if not view.plan_intact:
         st.error(NOT_INTACT)
-    st.caption(f"{title} (the plan with hash {view.plan_hash[:16]}…; secrets are shown as references)")
-    st.code(steps_text(view.steps) or "(no steps)", language=None, wrap_lines=True)
+    heading = f"# {title.lower()}: the plan with hash {view.plan_hash[:16]}… (secrets shown as references)\n"
+    st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
     if view.changes_since_approved and view.compared_with:
         st.caption(f"Changed since the last approved run of this plan ({view.compared_with[:8]})")
         st.code(view.changes_since_approved, language="diff")
