@@ -169,7 +169,8 @@ def _item(
     deadline: datetime | None = None,
 ) -> InboxItem:
     planned = {p.index: p for p in (seen.steps or [])} if seen is not None else {}
-    gated = planned.get(step.step_index) if step is not None else None  # the gate's step as the plan says it
+    # The gate's step as the plan says it (the row's copies agree when intact; else the row, flagged by plan_intact).
+    gated = planned.get(step.step_index) if step is not None and seen is not None and seen.intact else None
     return InboxItem(
         kind="plan" if step is None else "gate",
         execution_id=execution.id,
