@@ -57,7 +57,35 @@ class TokenView(View):
     last_used_at: datetime | None
 
 
+class PlanStepView(View):
+    """One step as the hashed plan says it runs (DESIGN §13 "what the approver sees is what runs").
+
+    Read from the execution's canonical plan, the text its hash covers and the worker executes from: the
+    action, the target (``target_id`` is the asset id the plan names; ``target`` its current name), the
+    effective class, the timeout and ``params`` in canonical form with defaults filled and secret
+    references as written (``{{ secret:NAME }}``), never a value. ``dry_run`` is what the action's dry run
+    says it would do (secrets masked); ``dry_run_ok`` False when the dry run already sees a problem.
+    """
+
+    index: int
+    name: str
+    action: str
+    target: str
+    target_id: str
+    action_class: str
+    timeout_s: int | None
+    params: dict[str, Any]
+    dry_run: str
+    dry_run_ok: bool
+
+
 class StepView(View):
+    """A step of an execution: what runs (from the hashed plan, as ``PlanStepView``) and how it went.
+
+    ``params`` and ``dry_run`` are None only when the stored plan cannot be read (``plan_intact`` False on
+    the execution); the worker then refuses to run it.
+    """
+
     index: int
     name: str
     action: str
@@ -70,6 +98,8 @@ class StepView(View):
     finished_at: datetime | None
     output: str | None
     error: str | None
+    params: dict[str, Any] | None = None
+    dry_run: str | None = None
 
 
 class ApprovalView(View):
@@ -126,6 +156,13 @@ class ExecutionView(ExecutionSummary):
     cancel_requested_at: datetime | None
     approvals: list[ApprovalView]
     steps: list[StepView]
+    # False when the stored plan no longer matches its hash or its step rows (tampered): approving is refused
+    # and the worker refuses to run it.
+    plan_intact: bool = True
+    # A unified diff of the rendered steps against the last earlier approved execution of the same plan name
+    # in the tenant (``compared_with``); None when there is none or nothing changed.
+    changes_since_approved: str | None = None
+    compared_with: str | None = None
 
 
 class SubmitResult(View):
@@ -335,6 +372,12 @@ class InboxItem(View):
     step_name: str | None = None
     step_target: str | None = None
     step_action_class: str | None = None
+    # What will run (the hashed plan's steps, rendered, with their dry runs), and what changed since the last
+    # approved run of the same plan name (as ``ExecutionView``). Empty / None when asked for without detail.
+    steps: list[PlanStepView] = Field(default_factory=list)
+    plan_intact: bool = True
+    changes_since_approved: str | None = None
+    compared_with: str | None = None
 
     @property
     def time_left_s(self) -> float | None:

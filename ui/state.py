@@ -45,6 +45,7 @@ RUNBOOK_DESCRIPTION: Final = "opsc.submit.runbook_description"
 FOCUS_EXECUTION: Final = "opsc.executions.focus"  # an execution to open on the Executions page
 APPROVAL_PICK: Final = "opsc.approvals.pick"
 APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
+APPROVAL_FORM: Final = "opsc.approvals.form"  # suffixed with the execution id
 APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
 REJECT_BUTTON: Final = "opsc.approvals.reject"  # suffixed with the execution id
 ADMIN_CHECK: Final = "opsc.admin.check"

@@ -5,11 +5,17 @@ finds none and is a no-op), starts the execution on its first step (locks, deadl
 hash, the approvals and the requester's permission, resolves secrets into the step's masker, and marks
 the step ``running``. Its result is a ``StepPlan``: decided once, read by the run and the persist that
 follow; only its ``WatchState`` moves while the step runs (the watcher thread writes it).
+
+What runs comes from the verified hashed plan (DESIGN §13), parsed once per claim: the step's action,
+target, class, params and timeout are read from ``plan_json`` at the step's index, never from the
+``execution_steps`` row, which holds progress (and copies for reads). A stored plan that no longer
+matches its hash, or an execution or step row whose copies disagree with it, is refused before any lock
+is taken or secret read: the step fails with the reason, a ``plan_refused`` event names it, and the
+execution ends ``failed`` in the dead-letter queue (reason ``plan_mismatch``).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -21,14 +27,13 @@ from sqlmodel import Session, col
 
 from core import metrics
 from core.actions import registry
-from core.approval_rules import approvals_satisfied
+from core.approval_rules import approvals_satisfied, execution_differences, step_differences, verified_plan
 from core.audit import record_event
 from core.engine import gates, locks, outbox, secrets
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
 from core.identity import rbac
 from core.inventory.assets import asset_view
-from core.plans import plan_hash
 from core.policies import cached_policy
 from core.safety.masking import Masker
 from core.schemas import AssetView, PolicyView
@@ -89,7 +94,27 @@ class StepPlan:
     params: dict[str, Any] = field(default_factory=dict)  # with secrets filled in (memory only)
     credential: str | None = None  # the asset's credential, resolved just in time (never persisted)
     refusal: str | None = None  # a run-time check failed: the step must not run
+    refusal_code: str = "permission_denied"  # the DLQ reason when refused
     cancelled: bool = False  # a cancel was requested before the step could start
+
+
+PLAN_MISMATCH = "plan_mismatch"
+
+
+@dataclass(frozen=True)
+class _Spec:
+    """The step as the verified plan says it runs; ``problem`` set (and the row's copies, never run) when the
+    plan cannot be trusted."""
+
+    name: str
+    action: str
+    target_id: str
+    action_class: str
+    params: dict[str, Any]
+    timeout_s: int | None
+    targets: frozenset[str]  # every asset id of the plan (the locks the execution takes)
+    step_count: int
+    problem: str | None = None
 
 
 @dataclass(frozen=True)
@@ -129,8 +154,9 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
     if S(row.execution.status) in TERMINAL:
         outbox.remove(session, execution_id)  # an ended execution keeps no work
         return None
-    policy = cached_policy(session, row.execution.sla_class, row.step.action_class)
-    if _held_at_gate(session, row, policy, worker_id):
+    spec = _spec(row)
+    policy = cached_policy(session, row.execution.sla_class, spec.action_class)
+    if spec.problem is None and _held_at_gate(session, row, policy, worker_id):
         return None
     token = held.token if held is not None else new_id()
     if held is None and not outbox.take_lease(
@@ -141,20 +167,62 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
         lease_s=policy.lease_s,
     ):
         return None
-    if row.execution.status in {S.APPROVED, S.QUEUED}:
-        start = _start(session, row, policy, worker_id)
+    if spec.problem is None and row.execution.status in {S.APPROVED, S.QUEUED}:
+        start = _start(session, row, spec, policy, worker_id)
         if start is None:
             return None  # parked in an asset's line
-    else:
+    else:  # running, or refused: an untrusted plan takes no lock (it ends without running)
         tokens = held.lock_tokens if held is not None else locks.held(session, execution_id)
         start = _Start(now=utcnow(), lock_tokens=tokens, deadline_at=row.execution.deadline_at)
-    plan = _plan(session, row, policy, token=token, worker_id=worker_id, start=start)
+    plan = _plan(session, row, spec, policy, token=token, worker_id=worker_id, start=start)
     update_step(
         session, plan, status=StepStatus.RUNNING.value, attempts=plan.attempts, started_at=start.now, finished_at=None
     )
     tries = plan.max_attempts if plan.retryable else 1
     step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
+    if spec.problem is not None:
+        step_event(session, plan, "plan_refused", spec.problem, data={"reason": PLAN_MISMATCH})
     return plan
+
+
+def _spec(row: _Row) -> _Spec:
+    """The claimed step from the verified plan (parsed once per claim), or the reason it cannot be trusted."""
+    execution, step = row.execution, row.step
+    plan = verified_plan(execution)
+    problem = None
+    if plan is None:
+        problem = "plan hash mismatch: the stored plan was changed after approval"
+    elif not 0 <= step.step_index < len(plan["steps"]):
+        problem = f"plan mismatch: step {step.step_index} is not in the approved plan"
+    else:
+        changed = execution_differences(execution, plan) + step_differences(plan["steps"][step.step_index], step)
+        if changed:
+            fields = ", ".join(changed)
+            problem = f"plan mismatch: the stored {fields} of step {step.step_index} differ from the approved plan"
+    if plan is None or problem is not None:
+        # Never run: these copies only label the refusal (the most cautious policy bounds it).
+        return _Spec(
+            name=step.name,
+            action=step.action,
+            target_id=step.target_asset_id,
+            action_class=ActionClass.DEPLOY.value,
+            params={},
+            timeout_s=None,
+            targets=frozenset(),
+            step_count=len(plan["steps"]) if plan is not None else step.step_index + 1,
+            problem=problem,
+        )
+    spec = plan["steps"][step.step_index]
+    return _Spec(
+        name=spec["name"],
+        action=spec["action"],
+        target_id=spec["target"],
+        action_class=spec["action_class"],
+        params=spec["params"],
+        timeout_s=spec["timeout_s"],
+        targets=frozenset(s["target"] for s in plan["steps"]),
+        step_count=len(plan["steps"]),
+    )
 
 
 def _load(session: Session, execution_id: str) -> _Row | None:
@@ -198,11 +266,11 @@ def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: st
     return True
 
 
-def _start(session: Session, row: _Row, policy: PolicyView, worker_id: str) -> _Start | None:
+def _start(session: Session, row: _Row, spec: _Spec, policy: PolicyView, worker_id: str) -> _Start | None:
     """The first step: take every target's lock (or park in line) and move the execution to ``running``."""
     execution, item = row.execution, row.item
     run_policy = cached_policy(session, execution.sla_class, execution.action_class)
-    targets = sorted({s["target"] for s in json.loads(execution.plan_json)["steps"]})
+    targets = sorted(spec.targets)
     tokens = locks.acquire(
         session,
         tenant_id=execution.tenant_id,
@@ -249,60 +317,64 @@ def _wait_for_lock(
         locks.wake(session, busy.ahead)  # the lock is free: whoever is first in line must not sleep on
 
 
-def _plan(session: Session, row: _Row, policy: PolicyView, *, token: str, worker_id: str, start: _Start) -> StepPlan:
+def _plan(
+    session: Session, row: _Row, spec: _Spec, policy: PolicyView, *, token: str, worker_id: str, start: _Start
+) -> StepPlan:
     """Everything the run and the persist need, with the run-time checks done and secrets resolved."""
     execution, step, asset = row.execution, row.step, row.asset
-    plan = json.loads(execution.plan_json)
     cancelled = execution.cancel_requested_at is not None
     bare = StepPlan(
         execution_id=execution.id,
         tenant_id=execution.tenant_id,
         step_index=step.step_index,
-        step_count=len(plan["steps"]),
-        step_name=step.name,
-        action=step.action,
-        action_class=step.action_class,
+        step_count=spec.step_count,
+        step_name=spec.name,
+        action=spec.action,
+        action_class=spec.action_class,
         sla_class=execution.sla_class,
         requested_by=execution.requested_by,
         token=token,
         worker_id=worker_id,
         lease_s=policy.lease_s,
-        step_timeout_s=float(min(step.timeout_s or policy.step_s, policy.step_s)),
+        step_timeout_s=float(min(spec.timeout_s or policy.step_s, policy.step_s)),
         asset=asset_view(asset),
         run_mode=RunMode(execution.run_mode),
-        retryable=is_retryable(step.action_class, step.action),
+        retryable=spec.problem is None and is_retryable(spec.action_class, spec.action),
         attempts=step.attempts + 1,
         max_attempts=policy.max_attempts,
         continue_on_error=execution.continue_on_error,
         gated=gates.needs_gate(execution),
         lock_tokens=start.lock_tokens,
         watch=WatchState(deadline_at_epoch=start.deadline_at.timestamp() if start.deadline_at else time.time() + 3600),
-        cancelled=cancelled,
+        cancelled=cancelled and spec.problem is None,
     )
-    refusal = _refusal(session, row, set(start.lock_tokens) == {s["target"] for s in plan["steps"]})
+    if spec.problem is not None:
+        return replace(bare, refusal=spec.problem, refusal_code=PLAN_MISMATCH)
+    refusal = _refusal(session, row, spec, set(start.lock_tokens) == spec.targets)
     params: dict[str, Any] = {}
     credential = None
     if refusal is None and not cancelled:
-        params, refusal = secrets.resolve_params(session, execution.tenant_id, step, bare.masker)
+        params, refusal = secrets.resolve_params(session, execution.tenant_id, step, spec.params, asset, bare.masker)
     if refusal is None and not cancelled and asset.credential_ref:
         credential, refusal = secrets.resolve_credential(session, execution.tenant_id, step, asset, bare.masker)
     return replace(bare, params=params, credential=credential, refusal=refusal)
 
 
-def _refusal(session: Session, row: _Row, holds_every_lock: bool) -> str | None:
-    """Run-time authorisation (DESIGN §3.7): the action, plan hash, approvals, the requester's current right."""
-    execution, step, membership = row.execution, row.step, row.membership
-    if registry.get_action(step.action) is None:
-        return f"unknown action {step.action!r}"
-    if plan_hash(execution.plan_json) != execution.plan_hash:
-        return "plan hash mismatch: the stored plan was changed after approval"
+def _refusal(session: Session, row: _Row, spec: _Spec, holds_every_lock: bool) -> str | None:
+    """Run-time authorisation (DESIGN §3.7): the action, approvals, the requester's current right, the locks.
+
+    The plan's hash and its agreement with the rows were checked by ``_spec``.
+    """
+    execution, membership = row.execution, row.membership
+    if registry.get_action(spec.action) is None:
+        return f"unknown action {spec.action!r}"
     if not approvals_satisfied(session, execution):
         return "approvals no longer valid (an approver lost their role, or the plan changed)"
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
-    if not rbac.may_run_class(role, limit, ActionClass(step.action_class)):
-        metrics.PERMISSION_DENIALS.labels(f"run_{step.action_class}", "run").inc()
-        return f"permission denied: the requester may no longer run {step.action_class} actions"
+    if not rbac.may_run_class(role, limit, ActionClass(spec.action_class)):
+        metrics.PERMISSION_DENIALS.labels(f"run_{spec.action_class}", "run").inc()
+        return f"permission denied: the requester may no longer run {spec.action_class} actions"
     if not holds_every_lock:
         return "lock lost: another execution may hold this execution's assets"
     return None

@@ -10,13 +10,14 @@ revealed: submission checked it too, but an admin may have narrowed the list sin
 
 from __future__ import annotations
 
-import json
+import copy
 from typing import Any
 
 from sqlmodel import Session
 
 from core.audit import record_event
 from core.errors import CoreError, SafetyRefused
+from core.plans import canonical_json
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import SECRET_REF, substitute_refs
 from core.safety.masking import Masker
@@ -24,15 +25,15 @@ from db.tables import Asset, ExecutionStep, Tenant
 
 
 def resolve_params(
-    session: Session, tenant_id: str, step: ExecutionStep, masker: Masker
+    session: Session, tenant_id: str, step: ExecutionStep, params: dict[str, Any], asset: Asset, masker: Masker
 ) -> tuple[dict[str, Any], str | None]:
-    """The step's params with every reference filled, or ``({}, reason)`` if one cannot be resolved."""
-    params = json.loads(step.params_json)
-    names = sorted(set(SECRET_REF.findall(step.params_json)))
+    """``params`` (the verified plan's, for ``step`` on ``asset``) with every reference filled, or
+    ``({}, reason)`` if one cannot be resolved. ``params`` is not changed."""
+    names = sorted(set(SECRET_REF.findall(canonical_json(params))))
     if not names:
-        return params, None
+        return copy.deepcopy(params), None
     tenant = _tenant_name(session, tenant_id)
-    target = step.target_name
+    target = asset.name
     try:
         filled = substitute_refs(params, lambda name: _reveal(session, tenant_id, tenant, name, masker, target))
     except CoreError as exc:

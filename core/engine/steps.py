@@ -191,7 +191,7 @@ def _failed(
     claim.step_event(session, plan, "step_failed", f"{status}: {error}")
     if plan.continue_on_error and plan.refusal is None:
         return Persisted(_advance(session, plan))
-    why = "permission_denied" if plan.refusal else ("retries_exhausted" if plan.retryable else "step_failed")
+    why = plan.refusal_code if plan.refusal else ("retries_exhausted" if plan.retryable else "step_failed")
     finish_execution(
         session,
         execution,

@@ -24,12 +24,14 @@ from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.rbac import Permission
 from core.plans import APPROVALS_REQUIRED
+from core.reads.plan_view import review
 from core.schemas import (
     ApprovalView,
     EventView,
     ExecutionPage,
     ExecutionSummary,
     ExecutionView,
+    PlanStepView,
     Principal,
     StepView,
 )
@@ -50,10 +52,17 @@ def load_execution(session: Session, tenant_id: str, execution_id: str) -> Execu
 
 
 def build_view(session: Session, execution: Execution) -> ExecutionView:
-    """The full DTO of an execution: steps, approvals, names resolved."""
+    """The full DTO of an execution: steps, approvals, names resolved.
+
+    What each step runs (name, action, target, class, timeout, params, dry run) is read from the hashed plan
+    (core/reads/plan_view.py); its progress from its row. A stored plan that no longer matches its hash shows
+    the rows' copies, without params; it, or rows that disagree with the plan, make ``plan_intact`` False.
+    """
     steps = session.exec(
         select(ExecutionStep).where(ExecutionStep.execution_id == execution.id).order_by(col(ExecutionStep.step_index))
     ).all()
+    seen = review(session, [execution], {execution.id: steps})[execution.id]
+    planned = {p.index: p for p in seen.steps or []}
     approvals = session.exec(
         select(Approval, User.username)
         .join(User, User.id == Approval.approver_id)  # type: ignore[arg-type]
@@ -83,23 +92,30 @@ def build_view(session: Session, execution: Execution) -> ExecutionView:
             )
             for a, username in approvals
         ],
-        steps=[
-            StepView(
-                index=s.step_index,
-                name=s.name,
-                action=s.action,
-                target=s.target_name,
-                action_class=s.action_class,
-                status=s.status,
-                attempts=s.attempts,
-                timeout_s=s.timeout_s,
-                started_at=s.started_at,
-                finished_at=s.finished_at,
-                output=s.output,
-                error=s.error,
-            )
-            for s in steps
-        ],
+        steps=[_step_view(s, planned.get(s.step_index)) for s in steps],
+        plan_intact=seen.intact,
+        changes_since_approved=seen.changes_since_approved,
+        compared_with=seen.compared_with,
+    )
+
+
+def _step_view(row: ExecutionStep, planned: PlanStepView | None) -> StepView:
+    """A step's progress from its row; what it runs from the plan (the row's copies only without one)."""
+    return StepView(
+        index=row.step_index,
+        name=planned.name if planned else row.name,
+        action=planned.action if planned else row.action,
+        target=planned.target if planned else row.target_name,
+        action_class=planned.action_class if planned else row.action_class,
+        status=row.status,
+        attempts=row.attempts,
+        timeout_s=planned.timeout_s if planned else row.timeout_s,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        output=row.output,
+        error=row.error,
+        params=planned.params if planned else None,
+        dry_run=planned.dry_run if planned else None,
     )
 
 

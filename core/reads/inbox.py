@@ -16,6 +16,7 @@ from core.errors import InvalidInput
 from core.identity import rbac
 from core.identity.rbac import Permission
 from core.plans import APPROVALS_REQUIRED
+from core.reads.plan_view import Review, review
 from core.schemas import InboxItem, Principal
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -25,7 +26,7 @@ from db.tables import Approval, Execution, ExecutionEvent, ExecutionStep, QueueI
 INBOX_MAX = 500
 
 
-def approval_inbox(principal: Principal, *, limit: int = 100) -> list[InboxItem]:
+def approval_inbox(principal: Principal, *, limit: int = 100, detail: bool = True) -> list[InboxItem]:
     """What waits for the principal's decision: pending plans and parked level-3 step gates, soonest deadline first.
 
     Never the principal's own executions (nobody approves their own request), nor what they already decided;
@@ -34,8 +35,14 @@ def approval_inbox(principal: Principal, *, limit: int = 100) -> list[InboxItem]
     approved, and the deadline. Indexed: (tenant, status, created) on executions; gates start from the tenant's
     queue rows, which exist only for active executions.
 
+    With ``detail``, each item also carries what will run (core/reads/plan_view.py): the hashed plan's steps
+    rendered, secret references as references, with their dry runs; whether the stored plan is intact; and
+    the diff against the last approved run of the same plan name. One query for the steps of all items and
+    one per item for its earlier run.
+
     Args:
         limit: at most this many items, 1-500.
+        detail: False for a count (the navigation's badge): the items without steps or diff.
 
     Raises:
         InvalidInput: a bad limit. PermissionDenied: not an approver (or admin) in the tenant.
@@ -46,9 +53,11 @@ def approval_inbox(principal: Principal, *, limit: int = 100) -> list[InboxItem]
         rbac.require(session, principal, Permission.APPROVE)
         plans = _pending_plans(session, principal, limit)
         gates = _waiting_gates(session, principal, limit)
-        approvers = _approvers(session, [e for e, _u in plans] + [e for e, _u, _s, _d in gates])
-        items = [_item(e, requester, approvers.get(e.id, [])) for e, requester in plans] + [
-            _item(e, requester, approvers.get(e.id, []), step=step, deadline=deadline)
+        executions = [e for e, _u in plans] + [e for e, _u, _s, _d in gates]
+        approvers = _approvers(session, executions)
+        reviews = review(session, executions, _step_rows(session, executions)) if detail else {}
+        items = [_item(e, requester, approvers.get(e.id, []), reviews.get(e.id)) for e, requester in plans] + [
+            _item(e, requester, approvers.get(e.id, []), reviews.get(e.id), step=step, deadline=deadline)
             for e, requester, step, deadline in gates
         ]
     far = datetime.max.replace(tzinfo=UTC)
@@ -139,14 +148,29 @@ def _approvers(session: Session, executions: list[Execution]) -> dict[str, list[
     return found
 
 
+def _step_rows(session: Session, executions: list[Execution]) -> dict[str, list[ExecutionStep]]:
+    """The step rows of every execution, by execution id (one query)."""
+    found: dict[str, list[ExecutionStep]] = {}
+    if not executions:
+        return found
+    ids = list({e.id for e in executions})
+    for row in session.exec(select(ExecutionStep).where(col(ExecutionStep.execution_id).in_(ids))).all():
+        found.setdefault(row.execution_id, []).append(row)
+    return found
+
+
 def _item(
     execution: Execution,
     requester: str,
     approved_by: list[str],
+    seen: Review | None,
     *,
     step: ExecutionStep | None = None,
     deadline: datetime | None = None,
 ) -> InboxItem:
+    planned = {p.index: p for p in (seen.steps or [])} if seen is not None else {}
+    # The gate's step as the plan says it (the row's copies agree when intact; else the row, flagged by plan_intact).
+    gated = planned.get(step.step_index) if step is not None and seen is not None and seen.intact else None
     return InboxItem(
         kind="plan" if step is None else "gate",
         execution_id=execution.id,
@@ -162,7 +186,11 @@ def _item(
         created_at=execution.created_at,
         approval_expires_at=execution.approval_expires_at if step is None else deadline,
         step_index=None if step is None else step.step_index,
-        step_name=None if step is None else step.name,
-        step_target=None if step is None else step.target_name,
-        step_action_class=None if step is None else step.action_class,
+        step_name=None if step is None else (gated.name if gated else step.name),
+        step_target=None if step is None else (gated.target if gated else step.target_name),
+        step_action_class=None if step is None else (gated.action_class if gated else step.action_class),
+        steps=(seen.steps or []) if seen is not None else [],
+        plan_intact=seen.intact if seen is not None else True,
+        changes_since_approved=seen.changes_since_approved if seen is not None else None,
+        compared_with=seen.compared_with if seen is not None else None,
     )

@@ -380,3 +380,40 @@ def test_locks_shows_the_holder_and_waiters(sqlite_db: str, cli: Cli) -> None:
         )
     listed = ok_json(cli("locks", "--as", "dave", "--json"))["locks"]
     assert [(r["asset"], r["execution_id"], r["waiters"]) for r in listed] == [("localhost", execution_id, 0)]
+
+
+# what the approver sees (issue 13) -----------------------------------------------------------------
+
+SECRET_PLAN = """
+name: token-check
+steps:
+  - name: fetch
+    action: shell
+    target: localhost
+    params: {command: [printenv, TOKEN], env: {TOKEN: "{{ secret:demo_token }}"}}
+"""
+
+
+def test_show_prints_what_runs_with_the_secret_reference_and_the_diff(db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """show --json carries each step's canonical params (the reference, never the value) and its dry run;
+    show prints them, and the diff against the last approved run of the same plan name."""
+    first = submit_json(cli, plan_file(SECRET_PLAN))["execution_id"]
+    shown = ok_json(cli("show", first, "--as", "bob", "--json"))
+    step = shown["steps"][0]
+    assert step["params"]["env"] == {"TOKEN": "{{ secret:demo_token }}"} and step["params"]["command"] == [
+        "printenv",
+        "TOKEN",
+    ]
+    assert "would run printenv TOKEN on localhost" in step["dry_run"]
+    assert (shown["plan_intact"], shown["changes_since_approved"]) == (True, None)
+    assert ok_json(cli("approve", first, "--as", "bob", "--json"))["status"] == "queued"
+
+    second = submit_json(cli, plan_file(SECRET_PLAN.replace("printenv, TOKEN", "printenv, HOME")))["execution_id"]
+    text = cli("show", second, "--as", "bob")
+    assert text.exit_code == 0, text.stderr
+    assert '"env": {"TOKEN": "{{ secret:demo_token }}"}' in text.stdout
+    assert "dry run  would run printenv HOME on localhost" in text.stdout
+    assert f"changed since the last approved run of token-check ({first})" in text.stdout
+    assert '-       "TOKEN"' in text.stdout and '+       "HOME"' in text.stdout
+    for output in (text.stdout, cli("show", second, "--as", "bob", "--json").stdout):
+        assert "s3cr3t" not in output

@@ -71,6 +71,9 @@ def test_detail_shows_summary_plan_hash_steps_and_events(console: OpenConsole) -
     assert pending.plan_hash in shown
     assert "rotate" in shown  # the step
     assert "pending_approval" in shown
+    # What runs, from the hashed plan: the step's command and its dry run.
+    assert "0. rotate: shell on localhost (modify)" in shown and '"command": "true"' in shown
+    assert "dry run  would run true on localhost" in shown
     assert "Cancel execution" not in [b.label for b in at.button]  # a viewer may not cancel
 
 

@@ -15,7 +15,7 @@ EXPORTED = {
     "CheckItem", "CheckThresholds", "Conflict", "Connection", "CoreError", "DashboardView", "DeadlineExceeded",
     "DlqView", "DryRunStep", "DurationStats", "EventView", "ExecutionMode", "ExecutionPage", "ExecutionStatus",
     "ExecutionSummary", "ExecutionView", "HourCount", "InboxItem", "InitReport", "InvalidInput", "InvalidTransition",
-    "LockView", "MaskingSink", "MemberView", "NotFound", "OverLevelBehaviour", "PermissionDenied", "PlanPreview",
+    "LockView", "MaskingSink", "MemberView", "NotFound", "OverLevelBehaviour", "PermissionDenied", "PlanPreview", "PlanStepView",
     "PolicyValues", "PolicyView", "Principal", "PruneReport", "QueueDepth", "Role", "RunMode", "RunModeStats",
     "ReadOnlyCommandView", "RunbookVersionView", "RunbookView", "SafetyRefused", "SecretInfo", "ServiceUnavailable", "Settings", "SlaClass",
     "StepStatus", "StepView", "SubmitResult", "TenantMode", "TenantSettingsView", "TokenView", "WorkerView",

@@ -107,7 +107,33 @@ def render_execution(view: ExecutionView) -> str:
         for s in view.steps
         if s.error
     )
+    lines.extend(["", *render_plan(view)])
     return "\n".join(lines)
+
+
+def render_plan(view: ExecutionView) -> list[str]:
+    """What runs (DESIGN §13): each step's canonical params, secret references as references, and its dry run;
+    then the diff against the last approved run of the same plan, when there is one."""
+    if not view.plan_intact:
+        lines = ["WARNING: the stored plan does not match its hash or its steps; approving it is refused, and the",
+                 "worker refuses to run it."]  # fmt: skip
+    else:
+        lines = [f"what runs (the plan with hash {view.plan_hash[:16]}...):"]
+    for s in view.steps:
+        if s.params is None:
+            continue
+        lines.append(
+            f"  {s.index}. {terminal_safe(s.name)}: {s.action} on {terminal_safe(s.target)} ({s.action_class})"
+        )
+        params = json.dumps(s.params, sort_keys=True, ensure_ascii=False)
+        lines.append(f"     params   {terminal_safe(params)}")
+        if s.dry_run:
+            lines.append(f"     dry run  {terminal_safe(s.dry_run, multiline=True, indent=' ' * 14)}")
+    if view.changes_since_approved and view.compared_with:
+        lines.append("")
+        lines.append(f"changed since the last approved run of {terminal_safe(view.name)} ({view.compared_with}):")
+        lines.append(terminal_safe(view.changes_since_approved.rstrip("\n"), multiline=True))
+    return lines
 
 
 def render_summaries(rows: Sequence[ExecutionSummary]) -> str:

@@ -49,7 +49,7 @@ def inbox_table(items: Sequence[InboxItem], *, empty: str) -> None:
 def inbox_badge(who: Principal) -> str:
     """ " (N)" for the navigation when N decisions wait for ``who``; "" when none (or the count fails)."""
     try:
-        waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX))
+        waiting = len(core.approval_inbox(who, limit=INBOX_BADGE_MAX, detail=False))
     except core.CoreError:
         return ""  # e.g. demoted since sign-in: the page itself will say so
     except Exception:  # the badge is a courtesy: it must never break the navigation
@@ -71,6 +71,23 @@ def item_label(item: InboxItem) -> str:
     return f"{item.name}{step} · {item.requested_by} · {item.execution_id[:8]}"
 
 
+def review_facts(item: InboxItem) -> None:
+    """What and who asks (plain text: user text), then risk, approvals so far, time left and run mode on one
+    line (markdown, of derived values only: classes, levels, counts, durations and modes)."""
+    what = item.name if item.kind == "plan" else f"{item.name} · step {item.step_index} ({item.step_name})"
+    st.text(f"{what}  ·  requested by {item.requested_by}  ·  {item.execution_id}")
+    st.markdown(
+        f"**Risk** {item.action_class} · level {item.approval_level} (SLA {item.sla_class}) &nbsp;·&nbsp; "
+        f"**Approvals** {len(item.approved_by)}/{item.approvals_required} &nbsp;·&nbsp; "
+        f"**Time left** {time_left(item.time_left_s)} &nbsp;·&nbsp; **Run mode** {item.run_mode}"
+    )
+
+
+def time_left(seconds: float | None) -> str:
+    """Minutes (or hours and minutes) until the wait ends; "expired" once past, "-" without a deadline."""
+    return _left(seconds)
+
+
 def _left(seconds: float | None) -> str:
     if seconds is None:
         return "-"
@@ -83,34 +100,44 @@ def _left(seconds: float | None) -> str:
 def decision_form(
     who: Principal, view: ExecutionView, *, ask_password: bool = False, gate: int | None = None
 ) -> Decision | None:
-    """A comment (and, for high-risk plans, the password) and Approve/Reject; the decision once clicked.
+    """One row: a comment (and, for high-risk plans, the password) beside Approve and Reject; the decision once
+    clicked. A form, so typing the password is not a rerun and Approve is the one click that decides.
 
     ``gate``: the step index when the decision is a level-3 step's go rather than the plan's approval.
     """
     if gate is None and any(a.approver == who.username and a.step_index is None for a in view.approvals):
         st.info("You have already decided on this execution; it waits for other approvers.")
         return None
-    st.caption(f"You are approving the plan with hash {view.plan_hash[:16]}…; any change to it needs a new approval.")
-    comment = st.text_area("Comment", key=f"{state.APPROVAL_COMMENT}.{view.execution_id}", height=80)
-    password = None
-    if ask_password:
-        password = st.text_input(
-            f"Your password (approving level {view.approval_level} asks for it again)",
-            type="password",
-            key=f"{state.REAUTH_PASSWORD}.{view.execution_id}",
+    with st.form(key=f"{state.APPROVAL_FORM}.{view.execution_id}", border=False):
+        widths = [4, 3, 1.4, 1.4] if ask_password else [7, 1.4, 1.4]
+        cols = st.columns(widths, vertical_alignment="bottom")
+        comment = cols[0].text_input(
+            "Comment",
+            key=f"{state.APPROVAL_COMMENT}.{view.execution_id}",
+            placeholder="Comment (optional)",
+            label_visibility="collapsed",
         )
-    approve_col, reject_col = st.columns(2)
-    approve = approve_col.button(
-        "Approve",
-        key=f"{state.APPROVE_BUTTON}.{view.execution_id}",
-        type="primary",
-        icon=":material/check:",
-        width="stretch",
-    )
-    # A step gate has no reject: withholding the go lets it time out; Cancel on Executions stops it at once.
-    reject = gate is None and reject_col.button(
-        "Reject", key=f"{state.REJECT_BUTTON}.{view.execution_id}", icon=":material/close:", width="stretch"
-    )
+        password = None
+        if ask_password:
+            password = cols[1].text_input(
+                "Your password",
+                type="password",
+                key=f"{state.REAUTH_PASSWORD}.{view.execution_id}",
+                placeholder=f"Your password (level {view.approval_level} asks again)",
+                label_visibility="collapsed",
+            )
+        approve = cols[-2].form_submit_button(
+            "Approve",
+            key=f"{state.APPROVE_BUTTON}.{view.execution_id}",
+            type="primary",
+            icon=":material/check:",
+            width="stretch",
+        )
+        # A step gate has no reject: withholding the go lets it time out; Cancel on Executions stops it at once.
+        reject = gate is None and cols[-1].form_submit_button(
+            "Reject", key=f"{state.REJECT_BUTTON}.{view.execution_id}", icon=":material/close:", width="stretch"
+        )
+    st.caption(f"Approving binds to the plan hash {view.plan_hash[:16]}…; any change to the plan needs a new approval.")
     if approve or reject:
-        return Decision(approve=approve, comment=comment.strip() or None, password=password)
+        return Decision(approve=approve, comment=(comment or "").strip() or None, password=password)
     return None

@@ -1,5 +1,8 @@
-"""Approvals: the inbox of decisions waiting for this user (plans, and level-3 step gates), never their own;
-review an item, then approve or reject it (high-risk levels ask for the password again)."""
+"""Approvals: the inbox of decisions waiting for this user (plans, and level-3 step gates), never their own.
+
+The most urgent item is open for review at once, on one screen: what, who, risk, time left, the commands
+that will run (with their dry runs and what changed since the last approved run) and the decision, so an
+approval is one click (high-risk levels ask for the password again, in the same form)."""
 
 from __future__ import annotations
 
@@ -8,10 +11,11 @@ import streamlit as st
 import core
 from ui import state
 from ui.components import executions as ex
-from ui.components.approvals import decision_form, inbox_table, item_key, item_label
+from ui.components.approvals import decision_form, item_key, item_label, review_facts
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plain import md_text
+from ui.components.plan_review import what_runs
 
 LIMIT = 200
 
@@ -31,28 +35,29 @@ who = signed_in()
 st.title("Approvals")
 show_notices()
 inbox = attempt(core.approval_inbox, who, limit=LIMIT) or []
-inbox_table(inbox, empty="Nothing is waiting for your approval.")
-if len(inbox) == LIMIT:
-    st.caption(f"Showing the {LIMIT} most urgent.")
+if not inbox:
+    st.caption("Nothing is waiting for your approval.")
+    st.stop()
 
 items = {item_key(item): item for item in inbox}
+if st.session_state.get(state.APPROVAL_PICK) not in items:
+    st.session_state.pop(state.APPROVAL_PICK, None)  # decided or gone: open the most urgent instead
 picked = st.selectbox(
-    "Review",
+    f"Review ({len(inbox)}{'+' if len(inbox) == LIMIT else ''} waiting, most urgent first)",
     list(items),
-    index=None,
+    index=0,
     key=state.APPROVAL_PICK,
-    placeholder="Pick one",
     format_func=lambda key: item_label(items[key]),
 )
-item = items.get(picked) if picked is not None else None
-if item is not None and (view := attempt(core.get_execution, who, item.execution_id)) is not None:
+item = items[picked]
+if (view := attempt(core.get_execution, who, item.execution_id)) is not None:
+    review_facts(item)
     if item.kind == "gate":
         st.info(md_text(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go."))
-    ex.execution_summary(view)
-    ex.steps_table(view.steps)
-    ex.approvals_table(view)
+    what_runs(view)
     ask_password = core.needs_reauthentication(view.approval_level)
     decision = decision_form(who, view, ask_password=ask_password, gate=item.step_index)
+    ex.approvals_table(view)
     if decision is not None:
         done: core.ExecutionView | None = None
         deciding: core.Principal | None = who

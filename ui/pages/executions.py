@@ -9,6 +9,7 @@ from ui import state
 from ui.components import executions as ex
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
+from ui.components.plan_review import what_runs
 from ui.components.tables import pager, views_table
 
 PAGE_SIZE = 50
@@ -60,6 +61,7 @@ def detail(execution_id: str, live: bool) -> None:
     if not ex.is_active(view.status):
         ended_actions(view)
     ex.approvals_table(view)
+    what_runs(view, title="What runs")
     ex.step_timeline(view.steps)
     st.markdown("**Locks held**")
     held = [lock for lock in attempt(core.list_locks, who) or [] if lock.execution_id == execution_id]

@@ -1,0 +1,44 @@
+"""What will run: an execution's steps as its hashed plan says (action, target, canonical params with secret
+references as references) with each step's dry run, and the diff against the last approved run.
+
+All of it is user text (names, commands, params): shown with ``st.code``, never as markdown.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import streamlit as st
+
+from core import ExecutionView, StepView
+
+NOT_INTACT = (
+    "The stored plan no longer matches the hash it was submitted with, or its steps were changed in the "
+    "database: it cannot be approved, and the worker refuses to run it."
+)
+
+
+def steps_text(steps: Sequence[StepView]) -> str:
+    """One block per step: ``index. name: action on target (class)``, its params as JSON, its dry run."""
+    blocks = []
+    for step in steps:
+        timeout = f", timeout {step.timeout_s}s" if step.timeout_s else ""
+        lines = [f"{step.index}. {step.name}: {step.action} on {step.target} ({step.action_class}{timeout})"]
+        if step.params is not None:
+            lines.append("   params   " + json.dumps(step.params, sort_keys=True, ensure_ascii=False))
+        if step.dry_run:
+            lines.append("   dry run  " + step.dry_run.replace("\n", "\n            "))
+        blocks.append("\n".join(lines))
+    return "\n".join(blocks)
+
+
+def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
+    """The commands the approval covers, a warning if the plan was tampered with, and the diff if any."""
+    if not view.plan_intact:
+        st.error(NOT_INTACT)
+    heading = f"# {title.lower()}: the plan with hash {view.plan_hash[:16]}… (secrets shown as references)\n"
+    st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
+    if view.changes_since_approved and view.compared_with:
+        st.caption(f"Changed since the last approved run of this plan ({view.compared_with[:8]})")
+        st.code(view.changes_since_approved, language="diff")
