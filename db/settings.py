@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     # The GO/NO-GO check (core/ops/readiness.py, `opsconductor check`): NO-GO at this many open DLQ entries;
     # the largest clock difference tolerated between this host, the database and the workers; and the
     # rollout gates, judged per tenant over the last ``check_window_s`` once a tenant has at least
-    # ``check_min_executions`` ended executions in it (fewer say too little to judge).
+    # ``check_min_executions`` ended executions in it (fewer are NO-GO: not enough to judge).
     check_dlq_limit: int = 50
     check_max_clock_skew_s: float = 1.0
     check_window_s: int = 24 * 3600

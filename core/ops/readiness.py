@@ -394,12 +394,14 @@ def _gate(tenant: str, counts: Counter[str], within: int, limits: CheckThreshold
     name = f"rollout:{tenant}"
     total = sum(counts.values())
     window = f"{limits.window_s / 3600:g}h"
-    if total < limits.min_executions:
+    if total < limits.min_executions:  # no evidence is not good evidence (issue 14 item 7)
         return CheckItem(
             name=name,
-            ok=True,
-            reason=f"{total} ended execution(s) in {window}: too few to judge (< {limits.min_executions})",
+            ok=False,
+            reason=f"not enough executions to judge: {total} of {limits.min_executions} ended in {window}",
         )
+    if total == 0:  # none required, none ended: nothing to hold against the tenant
+        return CheckItem(name=name, ok=True, reason=f"no execution ended in {window} (none required)")
     completed = counts[S.COMPLETED.value]
     rates: list[tuple[str, float, float, bool]] = [
         ("error rate", (counts[S.FAILED.value] + counts[S.PARTIAL.value]) / total, limits.max_error_rate, True),

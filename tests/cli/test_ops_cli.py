@@ -13,8 +13,18 @@ from sqlmodel import col, select
 from core.engine.workers import register_worker
 from db.clock import utcnow
 from db.engine import session_scope
+from db.settings import get_settings
 from db.tables import Execution, ExecutionEvent
 from tests.cli.support import READ_PLAN, Cli, PlanFile, ok_json, submit_json
+
+
+@pytest.fixture(autouse=True)
+def _no_rollout_evidence_needed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``check``'s other items are under test here; a fresh database has no executions, which the rollout
+    gates count as NO-GO by default (tests/integration/test_readiness.py covers that)."""
+    monkeypatch.setenv("OPSC_CHECK_MIN_EXECUTIONS", "0")
+    get_settings.cache_clear()
+
 
 # audit verify -------------------------------------------------------------------------------------
 
