@@ -101,7 +101,7 @@ class _Walk:
     breaks: list[ChainBreak] = field(default_factory=list)
     run: list[Any] | None = None  # the open run of links failing their HMAC: [break index, first, last]
     last_change: dict[str, tuple[str, int]] = field(default_factory=dict)  # execution → (to_status, event id)
-    submitted_hash: dict[str, tuple[str, int]] = field(default_factory=dict)  # execution → (plan hash, event id)
+    submitted: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)  # → (hash, run mode, event)
     executions_seen: set[str] = field(default_factory=set)
     pruned: set[str] = field(default_factory=set)
 
@@ -195,7 +195,7 @@ class _Walk:
                     )
                 )
             if row.from_status is None and "plan_hash" in (data := json.loads(row.data_json or "{}")):
-                self.submitted_hash[row.execution_id] = (str(data["plan_hash"]), row.id)
+                self.submitted[row.execution_id] = (str(data["plan_hash"]), data.get("run_mode"), row.id)
             self.last_change[row.execution_id] = (row.to_status, row.id)
 
 
@@ -422,13 +422,6 @@ def _beyond(tenant_id: str, bound: int, walk: _Walk) -> None:
                 walk.add(_brk(source, row, "inserted", f"link {row.chain_seq} is past the chain's head ({head})"))
 
 
-def session_hashes(ids: list[str]) -> dict[str, str]:
-    """The stored plan hash of each execution in ``ids``."""
-    with session_scope() as session:
-        rows = session.execute(select(_EXECUTIONS.c.id, _EXECUTIONS.c.plan_hash).where(_EXECUTIONS.c.id.in_(ids)))
-        return {row.id: row.plan_hash for row in rows}
-
-
 def _statuses(walk: _Walk) -> None:
     """Each execution's status must be its last recorded change (else its last events were removed, or the
     status was set outside the FSM). A mismatch is read again, status and events in one statement, so a
@@ -439,22 +432,23 @@ def _statuses(walk: _Walk) -> None:
         chunk = ids[start : start + STATUS_CHUNK]
         with session_scope() as session:
             rows = session.execute(
-                select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(_EXECUTIONS.c.id.in_(chunk))
+                select(_EXECUTIONS.c.id, _EXECUTIONS.c.status, _EXECUTIONS.c.plan_hash, _EXECUTIONS.c.run_mode).where(
+                    _EXECUTIONS.c.id.in_(chunk)
+                )
             ).all()
         suspects += [row.id for row in rows if row.status != walk.last_change[row.id][0]]
-        hashes = session_hashes(chunk)
-        for execution_id, stored in hashes.items():
-            submitted = walk.submitted_hash.get(execution_id)
-            if submitted is not None and submitted[0] != stored:
+        for stored in rows:  # what the approval covered: the plan's hash and whether it runs live or dry
+            submitted = walk.submitted.get(stored.id)
+            if submitted is not None and submitted[:2] != (stored.plan_hash, stored.run_mode):
                 walk.add(
                     ChainBreak(
-                        execution_id=execution_id,
-                        event_id=submitted[1],
+                        execution_id=stored.id,
+                        event_id=submitted[2],
                         problem="modified",
                         source=EXECUTION,
                         seq=None,
-                        detail="the execution's plan hash is not the one it was submitted with: "
-                        "the plan was rewritten in the database",
+                        detail="the execution's plan hash or run mode is not the one it was submitted with: "
+                        "rewritten in the database",
                     )
                 )
     for execution_id in suspects:
