@@ -8,6 +8,7 @@ group gets SIGTERM, then SIGKILL after a grace period, so no grandchild outlives
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shlex
 import signal
@@ -108,7 +109,9 @@ class Shell(ActionType):
         shown = params.model_copy(update={"command": ctx.shown(params.command), "cwd": ctx.shown(params.cwd)})
         where = f" in {shown.cwd}" if shown.cwd else ""
         env = f" with env {sorted(params.env)}" if params.env else ""
-        ctx.output.write(f"would run {shlex.join(argv_for(shown))} on {ctx.asset.name}{where}{env}")
+        # What goes in on stdin is part of the command (``sh`` reading a script): shown, masked, on one line.
+        stdin = f" with stdin {json.dumps(ctx.shown(params.stdin))}" if params.stdin is not None else ""
+        ctx.output.write(f"would run {shlex.join(argv_for(shown))} on {ctx.asset.name}{where}{env}{stdin}")
         return ActionResult(ok=True)
 
 

@@ -101,6 +101,7 @@ class _Walk:
     breaks: list[ChainBreak] = field(default_factory=list)
     run: list[Any] | None = None  # the open run of links failing their HMAC: [break index, first, last]
     last_change: dict[str, tuple[str, int]] = field(default_factory=dict)  # execution → (to_status, event id)
+    submitted: dict[str, tuple[str, str | None, int]] = field(default_factory=dict)  # → (hash, run mode, event)
     executions_seen: set[str] = field(default_factory=set)
     pruned: set[str] = field(default_factory=set)
 
@@ -182,6 +183,19 @@ class _Walk:
         if row.kind == PRUNED_EVENT:
             self.pruned.add(row.execution_id)
         if row.to_status is not None:
+            before = self.last_change.get(row.execution_id)
+            if before is not None and row.from_status != before[0]:  # a change the trail does not record
+                self.add(
+                    _brk(
+                        source,
+                        row,
+                        "inserted",
+                        f"a change from {row.from_status} follows one to {before[0]}: "
+                        "the status was set outside the FSM",
+                    )
+                )
+            if row.from_status is None and "plan_hash" in (data := json.loads(row.data_json or "{}")):
+                self.submitted[row.execution_id] = (str(data["plan_hash"]), data.get("run_mode"), row.id)
             self.last_change[row.execution_id] = (row.to_status, row.id)
 
 
@@ -418,9 +432,25 @@ def _statuses(walk: _Walk) -> None:
         chunk = ids[start : start + STATUS_CHUNK]
         with session_scope() as session:
             rows = session.execute(
-                select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(_EXECUTIONS.c.id.in_(chunk))
+                select(_EXECUTIONS.c.id, _EXECUTIONS.c.status, _EXECUTIONS.c.plan_hash, _EXECUTIONS.c.run_mode).where(
+                    _EXECUTIONS.c.id.in_(chunk)
+                )
             ).all()
         suspects += [row.id for row in rows if row.status != walk.last_change[row.id][0]]
+        for stored in rows:  # what the approval covered: the plan's hash and whether it runs live or dry
+            submitted = walk.submitted.get(stored.id)
+            if submitted is not None and submitted[:2] != (stored.plan_hash, stored.run_mode):
+                walk.add(
+                    ChainBreak(
+                        execution_id=stored.id,
+                        event_id=submitted[2],
+                        problem="modified",
+                        source=EXECUTION,
+                        seq=None,
+                        detail="the execution's plan hash or run mode is not the one it was submitted with: "
+                        "rewritten in the database",
+                    )
+                )
     for execution_id in suspects:
         latest = (
             select(EVENTS.c.to_status)

@@ -393,3 +393,27 @@ def test_concurrent_appends_across_executions_are_gapless_and_never_deadlock(pos
     report = verify_chain(admin)
     assert report.intact, report.breaks
     assert report.links == report.head_seq == expected
+
+
+def test_a_plan_rewritten_with_its_hash_recomputed_is_found(db: str) -> None:
+    """plan_hash is a bare SHA-256: a database writer recomputes it (and the approvals' copies) after an edit.
+    The submitted event's HMAC vouches for the hash the execution was submitted with: verify compares."""
+    first, _second, _ = _history()
+    with session_scope() as session:
+        session.execute(update(_EXECUTIONS).where(_EXECUTIONS.c.id == first).values(plan_hash="0" * 64))
+    report = verify_chain(_admin(), first)
+    assert (EXECUTION, "modified") in _problems(report)
+    assert "submitted with" in report.breaks[0].detail
+    with session_scope() as session:  # approved as a dry run, run live: the run mode is covered as well
+        session.execute(update(_EXECUTIONS).where(_EXECUTIONS.c.id == _second).values(run_mode="dry_run"))
+    assert any(b.execution_id == _second and "run mode" in b.detail for b in verify_chain(_admin()).breaks)
+
+
+def test_a_status_set_outside_the_fsm_is_found_once_the_worker_moves_on(db: str) -> None:
+    """Skipping a state by hand (pending_approval → approved, no event) shows when the next change is recorded."""
+    first, _, links = _history()
+    last = [r for s, r in links if s == EXECUTION and r.execution_id == first and r.to_status][-1]
+    with session_scope() as session:
+        session.execute(update(EVENTS).where(EVENTS.c.id == last.id).values(from_status="pending_approval"))
+    assert (EXECUTION, "modified") in _problems(verify_chain(_admin(), first))  # an edit: its HMAC fails
+    assert any("outside the FSM" in b.detail for b in verify_chain(_admin(), first).breaks)

@@ -106,3 +106,19 @@ def test_the_dlq_lists_hostile_names_and_notes_as_text(console: OpenConsole) -> 
     at.toggle(key=state.DLQ_SHOW_RESOLVED).set_value(True).run()
     assert at.dataframe[0].value["comment"].tolist() == [HOSTILE]  # the DLQ note, as typed
     assert_shown_literally(at)
+
+
+def test_the_approval_review_shows_no_fake_lines_and_no_reordered_text() -> None:
+    """A step name with line breaks cannot pass for params or a dry run in the review block, and a bidi
+    override in a command (``rm`` shown as ``mr``) is shown escaped, as the CLI shows it."""
+    from ui.components.plain import visible
+    from ui.components.plan_review import steps_text
+
+    step = core.StepView(
+        index=0, name='df\n   params   {"command": ["df"]}', action="shell", target="localhost",
+        action_class="modify", status="pending", attempts=0, timeout_s=None, started_at=None, finished_at=None,
+        output=None, error=None, params={"command": ["sh", "-c", "echo \u202e fr- mr"]}, dry_run="",
+    )  # fmt: skip
+    text = steps_text([step])
+    assert len(text.splitlines()) == 2 and "\u202e" not in text and "\\u202e" in text
+    assert visible("a\u2066b\nc") == "a\\u2066b\nc" and visible("a\nb", one_line=True) == "a\\nb"

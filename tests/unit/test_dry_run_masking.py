@@ -135,3 +135,9 @@ def test_the_default_dry_run_masks_before_repr() -> None:
     """The registry's default dry_run (plugins) masks every string of the params, nested ones too."""
     text = described(_Plugin(), context({"login": {"secret": [SECRET]}, "key": BALANCED}))
     assert "would run test-plugin on box with" in text and "***" in text
+
+
+def test_shell_dry_run_shows_stdin_masked() -> None:
+    """``sh`` reading a script from stdin: the dry run shows the script (masked), not only ``would run sh``."""
+    text = described(Shell(), context({"command": ["sh"], "stdin": f"rm -rf /srv\necho {SECRET}\n"}))
+    assert 'with stdin "rm -rf /srv\\necho ***\\n"' in text and SECRET not in text

@@ -11,6 +11,7 @@ import streamlit as st
 import core
 from core import ExecutionView, InboxItem, Principal
 from ui import state
+from ui.components.plain import visible
 
 INBOX_BADGE_MAX = 99
 log = logging.getLogger(__name__)
@@ -75,7 +76,7 @@ def review_facts(item: InboxItem) -> None:
     """What and who asks (plain text: user text), then risk, approvals so far, time left and run mode on one
     line (markdown, of derived values only: classes, levels, counts, durations and modes)."""
     what = item.name if item.kind == "plan" else f"{item.name} · step {item.step_index} ({item.step_name})"
-    st.text(f"{what}  ·  requested by {item.requested_by}  ·  {item.execution_id}")
+    st.text(f"{visible(what, one_line=True)}  ·  requested by {item.requested_by}  ·  {item.execution_id}")
     st.markdown(
         f"**Risk** {item.action_class} · level {item.approval_level} (SLA {item.sla_class}) &nbsp;·&nbsp; "
         f"**Approvals** {len(item.approved_by)}/{item.approvals_required} &nbsp;·&nbsp; "

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 import streamlit as st
 
 from core import ExecutionView, StepView
+from ui.components.plain import visible
 
 NOT_INTACT = (
     "The stored plan no longer matches the hash it was submitted with, or its steps were changed in the "
@@ -24,13 +25,14 @@ def steps_text(steps: Sequence[StepView]) -> str:
     blocks = []
     for step in steps:
         timeout = f", timeout {step.timeout_s}s" if step.timeout_s else ""
-        lines = [f"{step.index}. {step.name}: {step.action} on {step.target} ({step.action_class}{timeout})"]
+        head = f"{visible(step.name, one_line=True)}: {visible(step.action, one_line=True)} on "
+        lines = [f"{step.index}. {head}{visible(step.target, one_line=True)} ({step.action_class}{timeout})"]
         if step.params is not None:
             lines.append("   params   " + json.dumps(step.params, sort_keys=True, ensure_ascii=False))
         if step.dry_run:
             lines.append("   dry run  " + step.dry_run.replace("\n", "\n            "))
         blocks.append("\n".join(lines))
-    return "\n".join(blocks)
+    return visible("\n".join(blocks))
 
 
 def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
@@ -41,4 +43,4 @@ def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
     st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
     if view.changes_since_approved and view.compared_with:
         st.caption(f"Changed since the last approved run of this plan ({view.compared_with[:8]})")
-        st.code(view.changes_since_approved, language="diff")
+        st.code(visible(view.changes_since_approved), language="diff")
