@@ -10,10 +10,18 @@ What the approver sees is what runs (DESIGN §13): the hashed plan (``plan_json`
 step's action, target, class, params and timeout. The execution's and step rows' copies of them serve reads
 and indexes only; ``execution_differences`` and ``step_differences`` name every copy that disagrees with
 the plan, and the worker refuses to run a step while any does.
+
+The binding is keyed: at submit the execution gets a ``seal`` (HMAC, with a per-tenant key derived from the
+secret key material, never stored) over its id, tenant, requester, plan hash, run mode and approval level;
+each approval gets one over its execution, approver, decision, plan hash and gate. A plan rewritten in the
+database with its hash recomputed, a dry run flipped to live, a lowered level, another requester or a forged
+approval row therefore fails the seal: the worker refuses the execution and an unsealed approval counts for
+nothing. Executions and approvals written before migration 0010 have no seal and are refused the same way.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
 from collections.abc import Mapping
 from typing import Any
@@ -22,8 +30,61 @@ from sqlmodel import Session, col, select
 
 from core.errors import SafetyRefused
 from core.plans import APPROVALS_REQUIRED, canonical_json, plan_hash
+from core.safety.audit_keys import link_mac, seal_key
 from db.enums import ActionClass, Decision, Role
 from db.tables import Approval, Execution, ExecutionStep, Membership
+
+
+def _seal(tenant_id: str, fields: list[Any]) -> str:
+    return link_mac(seal_key(tenant_id), json.dumps(fields, ensure_ascii=True, separators=(",", ":")).encode())
+
+
+def execution_seal(execution: Execution) -> str:
+    """The HMAC that binds an execution's approvals to its plan hash, run mode, requester and level."""
+    return _seal(
+        execution.tenant_id,
+        [
+            "execution/v1",
+            execution.id,
+            execution.tenant_id,
+            execution.requested_by,
+            execution.plan_hash,
+            execution.run_mode,
+            execution.approval_level,
+        ],
+    )
+
+
+def approval_seal(approval: Approval) -> str:
+    """The HMAC of one decision: which execution, who, what, for which plan hash and gate."""
+    return _seal(
+        approval.tenant_id,
+        [
+            "approval/v1",
+            approval.execution_id,
+            approval.tenant_id,
+            approval.approver_id,
+            approval.decision,
+            approval.plan_hash,
+            approval.step_index,
+        ],
+    )
+
+
+def sealed(approval: Approval) -> Approval:
+    """``approval`` with its seal set (call with every field final)."""
+    approval.seal = approval_seal(approval)
+    return approval
+
+
+def execution_sealed(execution: Execution) -> bool:
+    """Whether the execution's seal matches what it binds (False without one)."""
+    return execution.seal is not None and hmac.compare_digest(execution.seal, execution_seal(execution))
+
+
+def approval_sealed(approval: Approval) -> bool:
+    """Whether the approval's seal matches its row (False without one): an unsealed approval counts for nothing."""
+    return approval.seal is not None and hmac.compare_digest(approval.seal, approval_seal(approval))
 
 
 def verify_plan_hash(execution: Execution) -> None:
@@ -104,7 +165,7 @@ def has_decided(session: Session, execution: Execution, user_id: str) -> bool:
 def valid_approvers(session: Session, execution: Execution) -> set[str]:
     """User ids whose approval counts now: for this plan hash, not the requester, still approver or admin."""
     rows = session.exec(
-        select(Approval.approver_id, Membership.role)
+        select(Approval, Membership.role)
         .join(
             Membership,
             (Membership.user_id == Approval.approver_id) & (Membership.tenant_id == Approval.tenant_id),  # type: ignore[arg-type]
@@ -117,12 +178,12 @@ def valid_approvers(session: Session, execution: Execution) -> set[str]:
             Approval.approver_id != execution.requested_by,
         )
     ).all()
-    return {uid for uid, role in rows if Role(role).rank >= Role.APPROVER.rank}
+    return {a.approver_id for a, role in rows if Role(role).rank >= Role.APPROVER.rank and approval_sealed(a)}
 
 
 def approvals_satisfied(session: Session, execution: Execution) -> bool:
     """True if the execution's approvals still hold (the worker re-checks this before every step)."""
-    if plan_hash(execution.plan_json) != execution.plan_hash:
+    if plan_hash(execution.plan_json) != execution.plan_hash or not execution_sealed(execution):
         return False
     required = APPROVALS_REQUIRED[execution.approval_level]
     return required == 0 or len(valid_approvers(session, execution)) >= required

@@ -174,6 +174,8 @@ class Execution(SQLModel, table=True):
     description: str = Field(default="", sa_column=Column(Text, nullable=False, server_default=""))
     plan_json: str = Field(sa_column=Column(Text, nullable=False))
     plan_hash: str = Field(max_length=64)
+    # HMAC over what an approval binds to (core/approval_rules.py); NULL only for rows from before 0010.
+    seal: str | None = Field(default=None, max_length=64)
     action_class: str = Field(max_length=16)
     approval_level: int
     sla_class: str = Field(max_length=16)
@@ -256,6 +258,8 @@ class Approval(SQLModel, table=True):
     approver_id: str = Field(sa_column=Column(ForeignKey("users.id"), nullable=False))
     decision: str = Field(max_length=16)
     plan_hash: str = Field(max_length=64)
+    # HMAC over what an approval binds to (core/approval_rules.py); NULL only for rows from before 0010.
+    seal: str | None = Field(default=None, max_length=64)
     step_index: int | None = Field(default=None)
     comment: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = Field(default_factory=utcnow)

@@ -27,7 +27,13 @@ from sqlmodel import Session, col
 
 from core import metrics
 from core.actions import registry
-from core.approval_rules import approvals_satisfied, execution_differences, step_differences, verified_plan
+from core.approval_rules import (
+    approvals_satisfied,
+    execution_differences,
+    execution_sealed,
+    step_differences,
+    verified_plan,
+)
 from core.audit import record_event
 from core.engine import gates, locks, outbox, secrets
 from core.engine.finish import dead_letter, is_retryable
@@ -192,6 +198,12 @@ def _spec(row: _Row) -> _Spec:
     problem = None
     if plan is None:
         problem = "plan hash mismatch: the stored plan was changed after approval"
+    elif not execution_sealed(execution):
+        problem = (
+            "seal mismatch: the plan hash, run mode, requester or level was changed outside the application"
+            if execution.seal
+            else "unsealed execution (submitted before migration 0010, or its seal was removed): submit it again"
+        )
     elif not 0 <= step.step_index < len(plan["steps"]):
         problem = f"plan mismatch: step {step.step_index} is not in the approved plan"
     else:

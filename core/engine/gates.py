@@ -14,6 +14,7 @@ from datetime import timedelta
 
 from sqlmodel import Session, col, select
 
+from core.approval_rules import approval_sealed
 from core.audit import record_event
 from core.engine import locks, outbox
 from db.clock import utcnow
@@ -33,8 +34,8 @@ def needs_gate(execution: Execution) -> bool:
 def gate_open(session: Session, execution: Execution, step_index: int) -> bool:
     """True if an eligible approver (not the requester, still approver/admin) gave the go for this step."""
     rows = session.exec(
-        select(Membership.role)
-        .join(Approval, (Approval.approver_id == Membership.user_id) & (Approval.tenant_id == Membership.tenant_id))  # type: ignore[arg-type]
+        select(Approval, Membership.role)
+        .join(Membership, (Approval.approver_id == Membership.user_id) & (Approval.tenant_id == Membership.tenant_id))  # type: ignore[arg-type]
         .where(
             Approval.execution_id == execution.id,
             Approval.step_index == step_index,
@@ -43,7 +44,7 @@ def gate_open(session: Session, execution: Execution, step_index: int) -> bool:
             Approval.approver_id != execution.requested_by,
         )
     ).all()
-    return any(Role(role).rank >= Role.APPROVER.rank for role in rows)
+    return any(Role(role).rank >= Role.APPROVER.rank and approval_sealed(a) for a, role in rows)
 
 
 def waiting_since(session: Session, execution_id: str, step_index: int) -> ExecutionEvent | None:

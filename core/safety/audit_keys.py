@@ -2,7 +2,9 @@
 
 - a per-tenant HMAC-SHA256 key that links every event of the tenant's chain (core/audit_links.py);
 - one Ed25519 key pair that signs the chain's checkpoints (core/ops/audit_checkpoints.py): the public half
-  is published (``opsconductor audit public-key``, the export's header) so a SIEM can check checkpoints.
+  is published (``opsconductor audit public-key``, the export's header) so a SIEM can check checkpoints;
+- a per-tenant HMAC-SHA256 key that seals what an approval binds to (core/approval_rules.py): an execution's
+  plan hash, run mode, requester and level, and each approval, so database access alone cannot re-bind them.
 
 Both come from ``OPSC_SECRET_KEY`` (or the embedded key file) through HKDF-SHA256 with distinct labels, so
 neither reveals the secret store's key nor the other. Rotating the secret key therefore changes them: the
@@ -24,11 +26,13 @@ from db.settings import Settings, get_settings
 
 CHAIN_LABEL = b"opsconductor/audit-chain/v1/"
 SIGNING_LABEL = b"opsconductor/audit-checkpoint-signing/v1"
+SEAL_LABEL = b"opsconductor/approval-seal/v1/"
 
 _lock = threading.Lock()
 _material: tuple[Settings, bytes] | None = None  # read once per settings object (a file read per commit otherwise)
 _chain_keys: dict[tuple[bytes, str], bytes] = {}
 _signing: dict[bytes, Ed25519PrivateKey] = {}
+_seal_keys: dict[tuple[bytes, str], bytes] = {}
 
 
 def _derive(material: bytes, info: bytes) -> bytes:
@@ -63,6 +67,18 @@ def chain_key(tenant_id: str, material: bytes | None = None) -> bytes:
             if len(_chain_keys) > 10_000:  # tenants x key changes: bounded, not a leak
                 _chain_keys.clear()
             _chain_keys[cache_key] = key
+    return key
+
+
+def seal_key(tenant_id: str, material: bytes | None = None) -> bytes:
+    """The HMAC key that seals ``tenant_id``'s executions and approvals (distinct from its chain key)."""
+    material = installation_material() if material is None else material
+    cache_key = (material, tenant_id)
+    key = _seal_keys.get(cache_key)
+    if key is None:
+        key = _derive(material, SEAL_LABEL + tenant_id.encode())
+        with _lock:
+            _seal_keys[cache_key] = key
     return key
 
 

@@ -71,13 +71,15 @@ def _decide(
         if approval_rules.has_decided(session, execution, principal.user_id):
             raise Conflict(f"{principal.username} has already decided on execution {execution_id}")
         session.add(
-            Approval(
-                execution_id=execution.id,
-                tenant_id=execution.tenant_id,
-                approver_id=principal.user_id,
-                decision=decision.value,
-                plan_hash=execution.plan_hash,
-                comment=comment,
+            approval_rules.sealed(
+                Approval(
+                    execution_id=execution.id,
+                    tenant_id=execution.tenant_id,
+                    approver_id=principal.user_id,
+                    decision=decision.value,
+                    plan_hash=execution.plan_hash,
+                    comment=comment,
+                )
             )
         )
         try:
@@ -197,14 +199,16 @@ def approve_gate(
         if step.status != StepStatus.PENDING.value:
             raise Conflict(f"step {step_index} is {step.status}; its gate can no longer be opened")
         session.add(
-            Approval(
-                execution_id=execution.id,
-                tenant_id=execution.tenant_id,
-                approver_id=principal.user_id,
-                decision=Decision.APPROVED.value,
-                plan_hash=execution.plan_hash,
-                step_index=step_index,
-                comment=clean_comment(comment),
+            approval_rules.sealed(
+                Approval(
+                    execution_id=execution.id,
+                    tenant_id=execution.tenant_id,
+                    approver_id=principal.user_id,
+                    decision=Decision.APPROVED.value,
+                    plan_hash=execution.plan_hash,
+                    step_index=step_index,
+                    comment=clean_comment(comment),
+                )
             )
         )
         try:

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core import engine, idempotency
+from core import approval_rules, engine, idempotency
 from core.actions import registry
 from core.audit import record_event
 from core.engine.outbox import enqueue
@@ -154,6 +154,7 @@ def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str
         created_at=now,
         updated_at=now,
     )
+    execution.seal = approval_rules.execution_seal(execution)
     session.add(execution)
     session.flush()  # the idempotency index speaks here
     for step in plan.steps:

@@ -147,7 +147,9 @@ def test_pruning_keeps_the_chain_verifiable_and_tampering_still_shows(db: str) -
     with session_scope() as session:
         session.execute(text("DELETE FROM execution_events WHERE id = :id"), {"id": victim.id})
     report = verify_chain(_admin())
-    assert [(b.problem, b.seq) for b in report.breaks] == [("deleted", victim.chain_seq)]
+    found = [(b.problem, b.seq) for b in report.breaks]
+    # The gap itself; the next status change, whose from-status the deleted one set, may be named as well.
+    assert found[0] == ("deleted", victim.chain_seq) and {problem for problem, _ in found} <= {"deleted", "inserted"}
     with session_scope() as session:  # widen what the pruned link vouches for, to hide the deletion
         data = json.loads(marker.data_json)
         data["removed_links"].append([victim.chain_seq, victim.chain_seq, "0" * 64])

@@ -435,13 +435,16 @@ def test_role_revoked_mid_run_stops_at_the_next_step(db: str, monkeypatch: pytes
     monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
     get_settings.cache_clear()
     log = tmp_path / "log"
-    plan = "name: r\nsteps:\n  - {name: nap, action: sleep, target: localhost, params: {seconds: 0.5}}\n" + tee_step(
+    plan = "name: r\nsteps:\n  - {name: nap, action: sleep, target: localhost, params: {seconds: 3}}\n" + tee_step(
         "after", log, "x"
     )
     execution_id = _bg(plan)
     worker = threading.Thread(target=lambda: engine.process(execution_id, worker_id="w"))
     worker.start()
-    time.sleep(0.2)
+    deadline = time.monotonic() + 30
+    while get_execution(principal("admin", "demo"), execution_id).steps[0].status != "running":
+        assert time.monotonic() < deadline, "step 0 never started"
+        time.sleep(0.02)
     set_member(principal("admin", "demo"), "alice", Role.VIEWER)
     worker.join(timeout=10)
     view = get_execution(principal("admin", "demo"), execution_id)

@@ -10,9 +10,11 @@ import pytest
 from sqlalchemy import text
 
 from core import approve, get_execution, list_events, principal, submit
+from core.approval_rules import approvals_satisfied, valid_approvers
 from core.plans import canonical_json, plan_hash
 from core.transactions import session_scope
 from core.usecases.dlq import list_dlq
+from db.tables import Execution
 from tests.engine_support import drive, tee_step
 
 
@@ -79,8 +81,12 @@ def test_a_stored_plan_edited_after_approval_is_refused(approved: tuple[str, Pat
     _assert_refused(execution_id, "plan hash mismatch", evil, log)
 
 
-def test_a_plan_edited_with_its_hash_recomputed_has_no_approval(approved: tuple[str, Path], tmp_path: Path) -> None:
-    """Recomputing the hash after the edit does not help: the approval was given for the old hash."""
+def test_a_plan_rewritten_with_every_hash_recomputed_is_refused_by_its_seal(
+    approved: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The adversarial review's attack: with database access, rewrite the plan, recompute its (keyless) hash
+    and write it into the execution, the approval and the step row. The seal (an HMAC with a key that is not
+    in the database) no longer matches: refused, nothing runs."""
     execution_id, log = approved
     evil = tmp_path / "evil-rehashed"
     plan = _stored_plan(execution_id)
@@ -92,13 +98,64 @@ def test_a_plan_edited_with_its_hash_recomputed_has_no_approval(approved: tuple[
             {"p": canonical, "h": plan_hash(canonical), "id": execution_id},
         )
         session.execute(
+            text("UPDATE approvals SET plan_hash = :h WHERE execution_id = :id"),
+            {"h": plan_hash(canonical), "id": execution_id},
+        )
+        session.execute(
             text("UPDATE execution_steps SET params_json = :p WHERE execution_id = :id"),
             {"p": canonical_json(plan["steps"][0]["params"]), "id": execution_id},
         )
-    drive(execution_id)
-    view = get_execution(principal("admin", "demo"), execution_id)
-    assert view.status == "failed" and "approvals no longer valid" in (view.steps[0].error or "")
-    assert not evil.exists() and not log.exists()
+    _assert_refused(execution_id, "seal mismatch", evil, log)
+
+
+@pytest.mark.parametrize(
+    ("column", "value"),
+    [
+        ("run_mode", "'live'"),
+        ("approval_level", "0"),
+        ("requested_by", "(SELECT id FROM users WHERE username = 'carol')"),
+    ],
+)
+def test_what_the_approval_covers_cannot_be_changed_in_the_database(
+    db: str, tmp_path: Path, column: str, value: str
+) -> None:
+    """A dry run flipped to live, a lowered level, another requester: each breaks the seal and is refused."""
+    from core import TenantMode, set_tenant_mode
+
+    if column == "run_mode":
+        set_tenant_mode(principal("admin", "demo"), TenantMode.DRY_RUN)
+    log = tmp_path / "sealed.log"
+    plan = "name: sealed\nsteps:\n" + tee_step("append", log, "x", action_class="modify")
+    execution_id = submit(principal("alice", "demo"), plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    with session_scope() as session:
+        session.execute(text(f"UPDATE executions SET {column} = {value} WHERE id = :id"), {"id": execution_id})
+    _assert_refused(execution_id, "seal mismatch", log)
+
+
+def test_a_forged_approval_row_counts_for_nothing(db: str, tmp_path: Path) -> None:
+    """An approval inserted by hand (bob's name, the right plan hash) has no valid seal and counts for nothing."""
+    log = tmp_path / "forged.log"
+    plan = "name: forged\nsteps:\n" + tee_step("append", log, "x", action_class="modify")
+    view = submit(principal("alice", "demo"), plan).execution
+    with session_scope() as session:
+        session.execute(
+            text(
+                "INSERT INTO approvals (id, execution_id, tenant_id, approver_id, decision, plan_hash, created_at) "
+                "SELECT 'forged0000000000', e.id, e.tenant_id, u.id, 'approved', e.plan_hash, e.created_at "
+                "FROM executions e, users u WHERE e.id = :id AND u.username = 'bob'"
+            ),
+            {"id": view.execution_id},
+        )
+    with session_scope() as session:
+        execution = session.get(Execution, view.execution_id)
+        assert execution is not None
+        assert valid_approvers(session, execution) == set() and not approvals_satisfied(session, execution)
+    approve(principal("carol", "demo"), view.execution_id)  # the control: a real approval counts
+    with session_scope() as session:
+        execution = session.get(Execution, view.execution_id)
+        assert execution is not None
+        assert len(valid_approvers(session, execution)) == 1 and approvals_satisfied(session, execution)
 
 
 def test_an_untouched_approved_plan_runs_from_the_plan(approved: tuple[str, Path]) -> None:
