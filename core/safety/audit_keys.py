@@ -56,30 +56,28 @@ def installation_material() -> bytes:
     return material
 
 
-def chain_key(tenant_id: str, material: bytes | None = None) -> bytes:
-    """The HMAC key of ``tenant_id``'s chain (``material``: another installation's, for tests and tools)."""
+def _tenant_key(cache: dict[tuple[bytes, str], bytes], label: bytes, tenant_id: str, material: bytes | None) -> bytes:
+    """The key derived for ``tenant_id`` under ``label``, cached in ``cache``."""
     material = installation_material() if material is None else material
     cache_key = (material, tenant_id)
-    key = _chain_keys.get(cache_key)
+    key = cache.get(cache_key)
     if key is None:
-        key = _derive(material, CHAIN_LABEL + tenant_id.encode())
+        key = _derive(material, label + tenant_id.encode())
         with _lock:
-            if len(_chain_keys) > 10_000:  # tenants x key changes: bounded, not a leak
-                _chain_keys.clear()
-            _chain_keys[cache_key] = key
+            if len(cache) > 10_000:  # tenants x key changes: bounded, not a leak
+                cache.clear()
+            cache[cache_key] = key
     return key
+
+
+def chain_key(tenant_id: str, material: bytes | None = None) -> bytes:
+    """The HMAC key of ``tenant_id``'s chain (``material``: another installation's, for tests and tools)."""
+    return _tenant_key(_chain_keys, CHAIN_LABEL, tenant_id, material)
 
 
 def seal_key(tenant_id: str, material: bytes | None = None) -> bytes:
     """The HMAC key that seals ``tenant_id``'s executions and approvals (distinct from its chain key)."""
-    material = installation_material() if material is None else material
-    cache_key = (material, tenant_id)
-    key = _seal_keys.get(cache_key)
-    if key is None:
-        key = _derive(material, SEAL_LABEL + tenant_id.encode())
-        with _lock:
-            _seal_keys[cache_key] = key
-    return key
+    return _tenant_key(_seal_keys, SEAL_LABEL, tenant_id, material)
 
 
 def link_mac(key: bytes, canonical: bytes) -> str:
