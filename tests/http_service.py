@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import select
+import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -25,6 +28,27 @@ class JsonHandler(BaseHTTPRequestHandler):
             self.send_header("Content-Length", str(len(payload)))
             self.end_headers()
             self.wfile.write(payload)
+
+    def hold(self, release: threading.Event, client_closed: threading.Event, timeout_s: float = 30) -> None:
+        """Hold the answer until ``release``, setting ``client_closed`` if the client closes its side first.
+
+        The connection stays open from this side, so only the client's own abort can end its request early."""
+        deadline = time.monotonic() + timeout_s
+        while not release.is_set() and time.monotonic() < deadline:
+            readable, _, _ = select.select([self.connection], [], [], 0.05)
+            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
+                client_closed.set()
+                release.wait(timeout=max(0.0, deadline - time.monotonic()))
+
+    def answer_big(self, size: int) -> None:
+        """Answer 200 with ``size`` bytes of body in 64 KiB chunks; stops quietly when the client hangs up."""
+        self.send_response(200)
+        self.send_header("Content-Length", str(size))
+        self.end_headers()
+        chunk = b"x" * 65536
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            for _ in range(size // len(chunk)):
+                self.wfile.write(chunk)
 
     def log_message(self, *_args: object) -> None:
         pass

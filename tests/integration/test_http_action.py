@@ -3,8 +3,6 @@ statuses, retries of idempotent methods only, the circuit breaker, cancel, and d
 
 from __future__ import annotations
 
-import select
-import socket
 import threading
 import time
 import tracemalloc
@@ -30,37 +28,14 @@ class Service(JsonHandler):  # answer() tolerates the client aborting (cancel te
     def _handle(self) -> None:
         HITS[self.path] = HITS.get(self.path, 0) + 1
         if self.path == "/slow":
-            self._hold()
+            self.hold(RELEASE, CLIENT_CLOSED)
         if self.path == "/big":
-            self._stream_big()
+            self.answer_big(BIG_BODY)
             return
         status = 500 if self.path.startswith("/fail") else 200
         self.answer(status, {"path": self.path, "method": self.command, "auth": self.headers.get("Authorization")})
 
     do_GET = do_POST = do_PUT = _handle
-
-    def _hold(self) -> None:
-        """Hold the answer until released, noticing (from the server's side) if the client closes first.
-
-        The connection stays open from this side, so only the client's own abort can end its request early."""
-        deadline = time.monotonic() + 30
-        while not RELEASE.is_set() and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.connection], [], [], 0.05)
-            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
-                CLIENT_CLOSED.set()
-                RELEASE.wait(timeout=max(0.0, deadline - time.monotonic()))
-
-    def _stream_big(self) -> None:
-        """20 MB of body in 64 KiB chunks; stops quietly when the client hangs up."""
-        self.send_response(200)
-        self.send_header("Content-Length", str(BIG_BODY))
-        self.end_headers()
-        chunk = b"x" * 65536
-        try:
-            for _ in range(BIG_BODY // len(chunk)):
-                self.wfile.write(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
 
 
 @pytest.fixture

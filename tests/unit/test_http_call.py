@@ -3,22 +3,19 @@ and a body is held in memory only up to the cap. (No engine: the step context is
 
 from __future__ import annotations
 
-import select
-import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from core.actions import http_call
 from core.actions.context import OutputSink, StepContext
 from core.safety.masking import Masker
-from tests.http_service import serving
+from tests.http_service import JsonHandler, serving
 
 
-class Holding(BaseHTTPRequestHandler):
+class Holding(JsonHandler):
     """Never answers until released; records when the client closes its side (the server keeps its own open)."""
 
     release = threading.Event()
@@ -27,15 +24,7 @@ class Holding(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.entered.set()
-        deadline = time.monotonic() + 30
-        while not self.release.is_set() and time.monotonic() < deadline:
-            readable, _, _ = select.select([self.connection], [], [], 0.05)
-            if readable and self.connection.recv(1, socket.MSG_PEEK) == b"":
-                self.client_closed.set()
-                self.release.wait(timeout=max(0.0, deadline - time.monotonic()))
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.hold(self.release, self.client_closed)
 
 
 @pytest.fixture
@@ -85,22 +74,11 @@ def test_a_stop_ends_the_request_thread_and_the_peer_sees_the_close(holding: str
     assert not Holding.release.is_set()
 
 
-class Big(BaseHTTPRequestHandler):
+class Big(JsonHandler):
     SIZE = 4 * http_call.MAX_BODY_BYTES
 
     def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Length", str(self.SIZE))
-        self.end_headers()
-        chunk = b"y" * 65536
-        try:
-            for _ in range(self.SIZE // len(chunk)):
-                self.wfile.write(chunk)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.answer_big(self.SIZE)
 
 
 def test_a_body_is_kept_up_to_the_cap_and_the_rest_counted() -> None:
