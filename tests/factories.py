@@ -1,10 +1,13 @@
-"""Small builders for tests: plans as text, and raw execution rows in a chosen status."""
+"""Small builders for tests: plans as text, raw execution rows in a chosen status, and a throttle's end."""
 
 from __future__ import annotations
+
+import datetime as dt
 
 from sqlmodel import Session, select
 
 from core.plans import canonical_json, plan_hash
+from db.clock import utcnow
 from db.enums import ExecutionStatus
 from db.tables import Execution, Tenant, User, new_id
 
@@ -56,3 +59,15 @@ def alias_bomb(levels: int = 9, width: int = 9) -> str:
     for i in range(1, levels):
         lines.append(f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]")
     return "\n".join(lines) + "\n"
+
+
+def throttle_ends_in(username: str, from_now: dt.timedelta) -> None:
+    """Move the end of ``username``'s sign-in throttle to ``from_now`` (negative: over), so tests need not sleep
+    through it; fails if the account is not throttled."""
+    from core.transactions import session_scope
+
+    with session_scope() as session:
+        user = session.exec(select(User).where(User.username == username)).one()
+        assert user.locked_until is not None, "the failures did not throttle the account"
+        user.locked_until = utcnow() + from_now
+        session.add(user)

@@ -24,16 +24,9 @@ from core import (
 )
 from core.ops.setup import DEMO_PASSWORD, DEMO_RUNBOOKS
 from core.transactions import session_scope
-from db.clock import utcnow
 from db.settings import get_settings
 from db.tables import User
-
-
-def _set_locked_until(username: str, when: dt.datetime) -> None:
-    with session_scope() as session:
-        user = session.exec(select(User).where(User.username == username)).one()
-        user.locked_until = when
-        session.add(user)
+from tests.factories import throttle_ends_in
 
 
 def _user(username: str) -> User:
@@ -71,13 +64,13 @@ def test_repeated_failures_throttle_the_account_then_the_right_password_signs_in
     locked_until = _user("bob").locked_until
     assert locked_until is not None
     # Hold the clock inside the wait (a loaded machine can take longer than 1 s to get here): still refused.
-    _set_locked_until("bob", utcnow() + dt.timedelta(minutes=5))
+    throttle_ends_in("bob", dt.timedelta(minutes=5))
     with pytest.raises(AuthenticationFailed) as throttled:
         authenticate("bob", DEMO_PASSWORD)
     assert str(throttled.value) == "invalid username or password"
     # Other accounts are unaffected; once the wait is over the right password signs bob in and resets the count.
     authenticate("carol", DEMO_PASSWORD)
-    _set_locked_until("bob", utcnow() - dt.timedelta(seconds=1))
+    throttle_ends_in("bob", -dt.timedelta(seconds=1))
     assert authenticate("bob", DEMO_PASSWORD).username == "bob"
     assert _user("bob").failed_logins == 0 and _user("bob").locked_until is None
 

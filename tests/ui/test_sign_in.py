@@ -6,14 +6,11 @@ import datetime as dt
 import time
 
 import pytest
-from sqlmodel import select
 from streamlit.testing.v1 import AppTest
 
 import core
 from core.ops.setup import DEMO_PASSWORD
-from core.transactions import session_scope
-from db.clock import utcnow
-from db.tables import User
+from tests.factories import throttle_ends_in
 from tests.ui.conftest import APP, APP_TIMEOUT_S, OpenConsole, button, shown
 from ui import state
 from ui.components import sso
@@ -57,15 +54,6 @@ def test_a_wrong_password_is_refused_without_saying_which_part_was_wrong(console
     assert [shown(e.value) for e in at.error] == ["invalid username or password"]
 
 
-def _hold_throttle(username: str, from_now: dt.timedelta) -> None:
-    """Set the account's throttle to end ``from_now`` (after checking the failures did throttle it)."""
-    with session_scope() as session:
-        user = session.exec(select(User).where(User.username == username)).one()
-        assert user.locked_until is not None, "the failures did not throttle the account"
-        user.locked_until = utcnow() + from_now
-        session.add(user)
-
-
 def test_repeated_failures_throttle_without_saying_so_and_the_right_password_works_after(
     console: OpenConsole, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -75,11 +63,11 @@ def test_repeated_failures_throttle_without_saying_so_and_the_right_password_wor
     at = console()
     for _ in range(2):
         _sign_in(at, "bob", "guess-guess")
-    _hold_throttle("bob", dt.timedelta(minutes=5))  # inside the wait, however long the runs above took
+    throttle_ends_in("bob", dt.timedelta(minutes=5))  # inside the wait, however long the runs above took
     _sign_in(at, "bob", DEMO_PASSWORD)
     assert state.PRINCIPAL not in at.session_state
     assert [shown(e.value) for e in at.error] == ["invalid username or password"]
-    _hold_throttle("bob", -dt.timedelta(seconds=1))  # the wait is over
+    throttle_ends_in("bob", -dt.timedelta(seconds=1))  # the wait is over
     _sign_in(at, "bob", DEMO_PASSWORD)
     assert at.session_state[state.PRINCIPAL].username == "bob"
 
