@@ -18,11 +18,9 @@ import typer
 from pydantic import BaseModel
 
 from core import ExecutionSummary, ExecutionView
+from ui.visible_text import visible
 
-# C0 controls but tab and newline, DEL, C1 (8-bit CSI among them), and the bidi overrides that reorder text.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _JSON_RAW = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_LINE_BREAKS = re.compile(r"[\t\n\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
 
 def terminal_safe(text: object, *, multiline: bool = False, indent: str = "") -> str:
@@ -32,9 +30,7 @@ def terminal_safe(text: object, *, multiline: bool = False, indent: str = "") ->
         multiline: keep newlines and tabs (errors, output), each continuation line starting with ``indent``
             so that it cannot pass for a line of its own; otherwise (names, table cells) they are escaped too.
     """
-    value = str(text)
-    pattern = _CONTROL if multiline else _LINE_BREAKS
-    value = pattern.sub(lambda match: match.group(0).encode("unicode_escape").decode("ascii"), value)
+    value = visible(text, one_line=not multiline)
     return value.replace("\n", "\n" + indent) if multiline and indent else value
 
 

@@ -12,6 +12,10 @@ from __future__ import annotations
 
 import re
 
+from ui.visible_text import visible
+
+__all__ = ["md_text", "visible"]
+
 # Every ASCII punctuation character: CommonMark lets each be backslash-escaped, which makes it literal. That
 # covers emphasis, code, links and images, HTML and entities (``<``, ``&``), headings, lists, tables, GFM
 # strikethrough and autolinks (``http:``, ``www.``), and Streamlit's own syntax: ``$`` math and
@@ -26,16 +30,3 @@ def md_text(text: object) -> str:
     """
     value = str(text).replace("\r\n", "\n").replace("\r", "\n")
     return "  \n".join(_MARKUP.sub(r"\\\1", value).split("\n"))
-
-
-# Controls but tab and newline, DEL, C1, and the bidi marks, embeddings, overrides and isolates: in a code block
-# they reorder or hide what the approver reads (``rm`` shown as ``mr``), so they are shown escaped (``\u202e``).
-_HIDDEN = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_HIDDEN_OR_BREAK = re.compile(r"[\t\n\r\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-
-
-def visible(text: object, *, one_line: bool = False) -> str:
-    """``text`` for ``st.code``/``st.text``: every character that reorders or hides text escaped; ``one_line``:
-    line breaks too (a step name must not pass for a line of params or a dry run)."""
-    pattern = _HIDDEN_OR_BREAK if one_line else _HIDDEN
-    return pattern.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), str(text))
