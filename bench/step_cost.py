@@ -21,16 +21,16 @@ import os
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+
 STEPS = 3
 PLAN = "name: cost-NUMBER\nsteps:\n" + "".join(
     f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(STEPS)
@@ -107,20 +107,6 @@ def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
     }
 
 
-def _postgres_database() -> tuple[str, Any]:
-    name = f"opsc_bench_{uuid.uuid4().hex[:10]}"
-    admin = create_engine(PG_ADMIN, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-
-    def drop() -> None:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
-
-    return make_url(PG_ADMIN).set(database=name).render_as_string(hide_password=False), drop
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--plans", type=int, default=100)
@@ -132,11 +118,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             figures["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.plans, counter)
     if args.database in {"postgresql", "both"}:
-        url, drop = _postgres_database()
-        try:
-            figures["postgresql"] = run(url, args.plans, counter)
-        finally:
-            drop()
+        with scratch_postgres() as url:
+            figures["postgresql"] = run(url.render_as_string(hide_password=False), args.plans, counter)
     for name, f in figures.items():
         print(
             f"{name:>10}: {f['statements_per_step']:.1f} statements/step (floor {f['floor_statements_per_step']:.1f}), "

@@ -29,11 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import psycopg2
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+sys.path.insert(0, str(ROOT))
+from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop, target: TARGET}}\n" for i in range(3))
 ASSETS = 64
@@ -231,28 +231,31 @@ def main() -> None:
     args = parser.parse_args()
     logs = Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".bench-logs"))
     logs.mkdir(parents=True, exist_ok=True)
-    admin = create_engine(make_url(PG_ADMIN), isolation_level="AUTOCOMMIT")
-    name = f"opsc_bench_{uuid.uuid4().hex[:8]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = make_url(PG_ADMIN).set(database=name)
-    dsn = f"dbname={name} user={url.username or 'postgres'} host={url.host or '127.0.0.1'} port={url.port or 5432}"
-    try:
-        print(
-            f"raw floor: {3 * args.plans} messages, {args.processes} processes x {args.threads} threads ...", flush=True
+    with scratch_postgres() as url:
+        dsn = (
+            f"dbname={url.database} user={url.username or 'postgres'} host={url.host or '127.0.0.1'}"
+            f" port={url.port or 5432}"
         )
-        raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs)
-        print(f"  {raw['steps_per_s']:.0f} steps/s", flush=True)
-        print(f"opsconductor: {args.plans} plans x 3 noop steps ...", flush=True)
-        ops = opsconductor(
-            url.render_as_string(hide_password=False), args.plans, args.approvals, args.processes, args.threads, logs
-        )
-    finally:
-        from db.engine import dispose_engines
+        try:
+            print(
+                f"raw floor: {3 * args.plans} messages, {args.processes} processes x {args.threads} threads ...",
+                flush=True,
+            )
+            raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs)
+            print(f"  {raw['steps_per_s']:.0f} steps/s", flush=True)
+            print(f"opsconductor: {args.plans} plans x 3 noop steps ...", flush=True)
+            ops = opsconductor(
+                url.render_as_string(hide_password=False),
+                args.plans,
+                args.approvals,
+                args.processes,
+                args.threads,
+                logs,
+            )
+        finally:
+            from db.engine import dispose_engines
 
-        dispose_engines()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            dispose_engines()
     ratio = ops["steps_per_s"] / raw["steps_per_s"]
     print(f"  {ops['steps_per_s']:.0f} steps/s = {ratio:.0%} of the raw floor")
     print(f"  submit latency p50 {ops['submit_ms_p50']:.1f} ms, p99 {ops['submit_ms_p99']:.1f} ms")
