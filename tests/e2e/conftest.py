@@ -79,6 +79,18 @@ class Cluster:
                 self.stop(proc)
 
 
+def delete_namespace(redis_url: str, namespace: str) -> int:
+    """Delete every Redis key of ``namespace`` (and nothing else: the server is shared); how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*"))
+        return int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def cluster(postgres_db: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
     """A clean PostgreSQL database with demo data, a fresh Redis namespace, fast sweeper settings."""
@@ -96,3 +108,4 @@ def cluster(postgres_db: str, redis_url: str, tmp_path: Path) -> Iterator[Cluste
     cluster = Cluster(env, tmp_path)
     yield cluster
     cluster.stop_all()
+    delete_namespace(redis_url, env["OPSC_REDIS_NAMESPACE"])  # leave the shared Redis as it was found
