@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 from typing import NamedTuple
 
@@ -11,6 +12,7 @@ from core.errors import InvalidInput, NotFound
 from core.schemas import PolicyView
 from db.clock import utcnow
 from db.enums import ActionClass, SlaClass
+from db.settings import get_settings
 from db.tables import TimeoutPolicy
 
 
@@ -36,15 +38,28 @@ DEFAULT_POLICIES: dict[tuple[SlaClass, ActionClass], PolicyValues] = {
 
 
 def validate_policy(values: PolicyValues) -> None:
-    """Raise InvalidInput unless every limit is positive, lease ≥ step and execution ≥ step."""
+    """Raise InvalidInput unless every limit is positive, lease ≥ step, and a reclaim plus a retry fit.
+
+    A step whose worker died is reclaimed within ``Settings.reclaim_s`` (its heartbeat lease runs out and
+    a sweep finds it, DESIGN §15) and then runs again for up to ``step_s``: the execution limit must hold
+    both, or a retry that §3.5 promises would be a timeout instead. ``lease_s`` is how long the asset locks
+    outlive the execution's deadline when no worker ends it (the step's own lease is the heartbeat's).
+    """
     issues = [
         (f, "must be a positive integer") for f, v in values._asdict().items() if not (isinstance(v, int) and v > 0)
     ]
     if not issues:
         if values.lease_s < values.step_s:
             issues.append(("lease_s", f"must be at least step_s ({values.step_s})"))
-        if values.execution_s < values.step_s:
-            issues.append(("execution_s", f"must be at least step_s ({values.step_s})"))
+        needed = values.step_s + math.ceil(get_settings().reclaim_s)
+        if values.execution_s < needed:
+            issues.append(
+                (
+                    "execution_s",
+                    f"must be at least step_s + the reclaim time of a lost worker ({values.step_s} + "
+                    f"{math.ceil(get_settings().reclaim_s)} = {needed})",
+                )
+            )
     if issues:
         raise InvalidInput(issues)
 

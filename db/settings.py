@@ -10,7 +10,7 @@ from functools import lru_cache
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_DATABASE_URL = "sqlite:///./opsconductor.db"
@@ -36,10 +36,17 @@ class Settings(BaseSettings):
     redis_namespace: str = "opsconductor"
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 60.0
-    sweep_interval_s: float = 2.0
+    sweep_interval_s: float = 1.0
     redispatch_after_s: float = 15.0
     watch_interval_s: float = 0.25
     worker_heartbeat_s: float = 2.0
+    # Heartbeat leases (DESIGN §15): the watcher renews a running step's lease every ``heartbeat_s``; it
+    # expires ``lease_ttl_s`` after the last renewal, so a dead worker's step is reclaimed within
+    # lease_ttl_s + sweep_interval_s, whatever the step's timeout. ``outage_retry_s``: how long a worker
+    # keeps retrying a claim or a step result while the database is unreachable before it gives up.
+    heartbeat_s: float = Field(default=1.0, gt=0)
+    lease_ttl_s: float = Field(default=4.0, gt=0)
+    outage_retry_s: float = Field(default=120.0, ge=0)
     # The sweeper signs a checkpoint of each tenant's audit chain whose head moved, at most this often.
     audit_checkpoint_interval_s: float = 300.0
     # HashiCorp Vault as a secret backend (KV v2); unset = not used.
@@ -88,6 +95,20 @@ class Settings(BaseSettings):
     # Lab only: a worker that can neither switch user (not root) nor sandbox (no bubblewrap) runs local
     # steps as itself instead of refusing them; `check` reports NO-GO while this is on.
     allow_unconfined_steps: bool = False
+
+    @model_validator(mode="after")
+    def _two_heartbeats_per_lease(self) -> Settings:
+        # One missed renewal (a GC pause, a slow statement) must not lose a live worker's lease.
+        if self.lease_ttl_s < 2 * self.heartbeat_s:
+            raise ValueError(
+                f"OPSC_LEASE_TTL_S ({self.lease_ttl_s}) must be at least twice OPSC_HEARTBEAT_S ({self.heartbeat_s})"
+            )
+        return self
+
+    @property
+    def reclaim_s(self) -> float:
+        """The longest a dead worker's step waits to be reclaimed: its lease runs out, then a sweep finds it."""
+        return self.lease_ttl_s + self.sweep_interval_s
 
     def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
         """What repr() and str() show: every field, but no key, token or password."""

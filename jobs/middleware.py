@@ -20,7 +20,7 @@ from dramatiq.broker import MessageProxy
 from dramatiq.middleware import Middleware
 
 from core import engine, get_settings, metrics
-from core.engine import recovery, sweeper, workers
+from core.engine import reachability, recovery, sweeper, workers
 from core.logs import bind_process, configure_logging, set_trace_id
 from core.ports import set_dispatcher
 from core.transactions import dispose_engines
@@ -107,10 +107,16 @@ class OpsMiddleware(Middleware):
 
     def _loop(self, interval_s: float, work: object) -> None:
         while not self._stop.wait(interval_s):
+            name = getattr(work, "__name__", str(work))
             try:
                 work()  # type: ignore[operator]
-            except Exception:
-                log.warning("periodic task %s failed", getattr(work, "__name__", work), exc_info=True)
+            except Exception as exc:
+                if reachability.is_outage(exc):
+                    reachability.outage(name, exc)  # one line per outage, not a traceback per tick
+                else:
+                    log.warning("periodic task %s failed", name, exc_info=True)
+            else:
+                reachability.reachable()
 
 
 def dramatiq_process_index() -> int | None:

@@ -47,6 +47,7 @@ from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
+from db.settings import get_settings
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem, new_id
 
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
@@ -85,7 +86,7 @@ class StepPlan:
     requested_by: str  # the user the work runs for (log context)
     token: str  # the lease
     worker_id: str
-    lease_s: int
+    lease_s: float  # the heartbeat lease (Settings.lease_ttl_s), not the policy's lock grace
     step_timeout_s: float
     asset: AssetView
     run_mode: RunMode
@@ -170,7 +171,7 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
         row.item.id,
         token=token,
         worker_id=worker_id,
-        lease_s=policy.lease_s,
+        lease_s=get_settings().lease_ttl_s,
     ):
         return None
     if spec.problem is None and row.execution.status in {S.APPROVED, S.QUEUED}:
@@ -347,7 +348,7 @@ def _plan(
         requested_by=execution.requested_by,
         token=token,
         worker_id=worker_id,
-        lease_s=policy.lease_s,
+        lease_s=get_settings().lease_ttl_s,
         step_timeout_s=float(min(spec.timeout_s or policy.step_s, policy.step_s)),
         asset=asset_view(asset),
         run_mode=RunMode(execution.run_mode),

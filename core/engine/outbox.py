@@ -86,7 +86,7 @@ def remove(session: Session, execution_id: str) -> None:
 # -- leases ------------------------------------------------------------------------------------------
 
 
-def take_lease(session: Session, item_id: str, *, token: str, worker_id: str, lease_s: int) -> bool:
+def take_lease(session: Session, item_id: str, *, token: str, worker_id: str, lease_s: float) -> bool:
     """Compare-and-set a free lease to ``token``: False when someone else holds it (a duplicate message)."""
     taken = session.execute(
         QUEUE.update()
@@ -96,7 +96,7 @@ def take_lease(session: Session, item_id: str, *, token: str, worker_id: str, le
     return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
 
 
-def renew_lease(session: Session, execution_id: str, *, token: str, lease_s: int) -> bool:
+def renew_lease(session: Session, execution_id: str, *, token: str, lease_s: float) -> bool:
     """Push the lease's expiry if it is still ``token``'s: False when it was lost (reclaimed)."""
     renewed = session.execute(
         QUEUE.update()
@@ -150,13 +150,15 @@ def move_to_step(
         send_after_commit(session, [execution_id], delay_s=delay_s)
 
 
-def retry_later(session: Session, execution_id: str, *, available_at: datetime) -> None:
-    """A reclaimed step runs again from ``available_at``; the sweeper's next pass sends its message."""
+def retry_now(session: Session, execution_id: str) -> None:
+    """A reclaimed step runs again at once: free its lease and announce it (after commit)."""
+    now = utcnow()
     session.execute(
         QUEUE.update()
         .where(QUEUE.c.execution_id == execution_id)
-        .values(lease_token=None, lease_expires_at=None, claimed_by=None, available_at=available_at, dispatched_at=None)
+        .values(lease_token=None, lease_expires_at=None, claimed_by=None, available_at=now, dispatched_at=_sent_at())
     )
+    send_after_commit(session, [execution_id])
 
 
 def hold_until(session: Session, item_id: str, until: datetime) -> None:

@@ -7,14 +7,12 @@ and every status change is a compare-and-set.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from sqlmodel import Session, col, select
 
 from core import metrics
 from core.audit import record_event
 from core.engine import locks, outbox
-from core.engine.finish import dead_letter, is_retryable, may_retry, retry_delay_s
+from core.engine.finish import dead_letter, is_retryable, may_retry
 from core.fsm import transition
 from core.policies import get_policy
 from core.transactions import session_scope
@@ -45,8 +43,10 @@ def expired_leases() -> list[str]:
 
 
 def reclaim_lease(execution_id: str) -> str | None:
-    """Take back an expired lease. A read (or idempotent) step is retried, counting the attempt; a
-    modify/deploy step's outcome is unknown: it is not run again, and the execution goes to the DLQ.
+    """Take back an expired heartbeat lease (its worker stopped renewing it, DESIGN §15).
+
+    A read (or idempotent) step is retried at once, counting the attempt; a modify/deploy step's outcome
+    is unknown: it is not run again, and the execution goes to the DLQ.
 
     Returns what happened ("retry", "unknown", "exhausted") or None if someone else got there first.
     """
@@ -83,8 +83,9 @@ def reclaim_lease(execution_id: str) -> str | None:
         if may_retry(retryable=retryable, attempts=step.attempts, max_attempts=max_attempts):
             step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
             session.add(step)
-            later = now + timedelta(seconds=retry_delay_s(step.attempts))
-            outbox.retry_later(session, execution_id, available_at=later)
+            # No backoff: the worker died, not the target, and the policy's execution limit was validated
+            # to hold one reclaim plus one more run of the step (core/policies.py), not a backoff too.
+            outbox.retry_now(session, execution_id)
             metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
         return _dead_letter_lost(session, execution, step, retryable=retryable, message=message)

@@ -18,18 +18,20 @@ Crashed workers are handled by core/engine/recovery.py (the sweeper), which shar
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from functools import partial
 from typing import Any
 
 from sqlmodel import Session, select
 
 from core import metrics
 from core.actions.context import ActionResult
-from core.engine import claim, locks, outbox, workers
+from core.engine import claim, locks, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.finish import DlqNote, dead_letter, finish_execution, may_retry, retry_delay_s
 from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
@@ -44,6 +46,8 @@ from db.tables import Execution, ExecutionStep, new_id
 __all__ = ["Outcome", "process", "request_shutdown", "reset_shutdown", "run_inline", "worker_identity"]
 
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -80,12 +84,25 @@ def process(execution_id: str, *, worker_id: str) -> Outcome:
     # Every log record of this call carries the execution, worker and trace (the message's id, bound by
     # the worker middleware, or a fresh one); each claimed step adds its index, tenant and requester.
     with log_context(execution_id=execution_id, worker=worker_id, trace_id=current_trace_id()):
-        plan = claim.claim_step(execution_id, worker_id)
+        try:
+            # While the database is away the message waits here, not in a traceback: the step starts as
+            # soon as it is back (a shutdown stops waiting; the sweeper re-sends the work later).
+            plan = reachability.through_outages(
+                "claim", lambda: claim.claim_step(execution_id, worker_id), give_up=shutting_down
+            )
+        except Exception as exc:
+            if not reachability.is_outage(exc):
+                raise
+            log.warning("gave up claiming %s: the database is still unreachable", execution_id)
+            return Outcome.NOOP
         outcome = Outcome.NOOP
         while plan is not None:
             try:
                 with log_context(step=plan.step_index, tenant=plan.tenant_id, actor=plan.requested_by):
-                    persisted = _persist(plan, run_step(plan))
+                    ran = run_step(plan)
+                    # The step has run: its result is kept across a database outage while the lease may
+                    # still be ours (no sweeper reclaims during one), then stored, or refused as stale.
+                    persisted = reachability.through_outages("step result", partial(_persist, plan, ran))
             finally:
                 plan.masker.close()  # the step is over: its secret values leave memory with it
             outcome, plan = persisted.outcome, persisted.chained

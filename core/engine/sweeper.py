@@ -1,6 +1,7 @@
 """The sweeper: one pass over everything time-bound (DESIGN §3.3). Every worker runs it periodically.
 
-Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ), then
+Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ; not in the
+first lease period after this process saw the database come back, core/engine/reachability.py), then
 timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
 restarted, a crash between commit and send). Expired asset locks are reaped and handed on. Last, a signed
 checkpoint of every tenant audit chain that moved and whose newest checkpoint is older than
@@ -12,7 +13,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from core.engine import recovery
+from core.engine import reachability, recovery
 from core.ops import audit_checkpoints
 from db.settings import get_settings
 
@@ -47,9 +48,12 @@ def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
     """Run one pass. Safe to call from many workers at once."""
     settings = get_settings()
     report = SweepReport()
-    for execution_id in recovery.expired_leases():
-        if recovery.reclaim_lease(execution_id) is not None:
-            report.reclaimed += 1
+    # Just after an outage every lease looks expired, live ones too: their watchers renew within a
+    # heartbeat of the database coming back, so give them one lease period before calling them lost.
+    if reachability.up_for_s() >= settings.lease_ttl_s:
+        for execution_id in recovery.expired_leases():
+            if recovery.reclaim_lease(execution_id) is not None:
+                report.reclaimed += 1
     report.timed_out = recovery.time_out_idle_executions()
     report.expired_approvals = recovery.expire_approvals()
     report.reaped_locks = recovery.reap_locks()

@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from core import metrics
 from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
-from core.engine import locks, outbox, workers
+from core.engine import locks, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -102,8 +102,9 @@ def run_step(plan: StepPlan) -> RunResult:
 
 def watch(plan: StepPlan, stop: threading.Event, reason: list[StopReason], done: threading.Event) -> None:
     """Renew the lease and turn cancel requests, the execution deadline and shutdown into ``stop``."""
-    interval_s = get_settings().watch_interval_s
-    renew_every = max(0.5, plan.lease_s / 3)
+    settings = get_settings()
+    interval_s = settings.watch_interval_s
+    renew_every = settings.heartbeat_s  # a heartbeat: the lease's expiry is a few of these away (DESIGN §15)
     last_renewal = time.monotonic()
     while not done.wait(interval_s):
         if not plan.watch.reported_position:
@@ -112,24 +113,24 @@ def watch(plan: StepPlan, stop: threading.Event, reason: list[StopReason], done:
                 with session_scope() as session:
                     workers.report_position(session, plan.worker_id, plan.execution_id, plan.step_index)
                 plan.watch.reported_position = True
-            except Exception:  # best effort (the console's workers table): the next tick tries again
+            except Exception:
                 log.debug("could not report the position of %s", plan.execution_id, exc_info=True)
         renew_due = time.monotonic() - last_renewal >= renew_every
-        why = _stop_reason(plan, renew_due=renew_due)
+        why, renewed = _stop_reason(plan, renew_due=renew_due)
         if why is not None:
             reason.append(why)
             stop.set()
             return
-        if renew_due:
+        if renewed:  # a failed renewal is tried again at the next tick, not a heartbeat later
             last_renewal = time.monotonic()
 
 
-def _stop_reason(plan: StepPlan, *, renew_due: bool) -> StopReason | None:
-    """One watcher tick: why the step must stop, or None (renewing the lease when ``renew_due``)."""
+def _stop_reason(plan: StepPlan, *, renew_due: bool) -> tuple[StopReason | None, bool]:
+    """One watcher tick: why the step must stop (or None), and whether the lease was renewed."""
     if _shutdown.is_set() and plan.retryable:
-        return StopReason.SHUTDOWN
+        return StopReason.SHUTDOWN, False
     if time.time() >= plan.watch.deadline_at_epoch:
-        return StopReason.EXECUTION_TIMEOUT
+        return StopReason.EXECUTION_TIMEOUT, False
     try:
         with session_scope() as session:
             row = session.exec(
@@ -138,14 +139,19 @@ def _stop_reason(plan: StepPlan, *, renew_due: bool) -> StopReason | None:
             if row is not None and row[1] is not None:
                 plan.watch.deadline_at_epoch = row[1].timestamp()  # the sweeper or an admin may move it
             if row is not None and row[0] is not None:
-                return StopReason.CANCEL
+                return StopReason.CANCEL, False
             if time.time() >= plan.watch.deadline_at_epoch:
-                return StopReason.EXECUTION_TIMEOUT
+                return StopReason.EXECUTION_TIMEOUT, False
             if renew_due and not renew(session, plan):
-                return StopReason.LEASE_LOST
-    except Exception:
-        log.warning("watcher of %s could not reach the database", plan.execution_id, exc_info=True)
-    return None
+                return StopReason.LEASE_LOST, False
+    except Exception as exc:
+        if reachability.is_outage(exc):
+            reachability.outage("watcher", exc)
+        else:
+            log.warning("watcher of %s failed", plan.execution_id, exc_info=True)
+        return None, False
+    reachability.reachable()
+    return None, renew_due
 
 
 def renew(session: Session, plan: StepPlan) -> bool:
