@@ -11,15 +11,16 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import registry
 from core.errors import InvalidInput
+from core.policies import DEFAULT_POLICIES
 from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from db.enums import ActionClass, ExecutionMode, SlaClass
@@ -30,8 +31,21 @@ MAX_BYTES = 256 * 1024
 APPROVAL_FLOOR = {ActionClass.READ: 0, ActionClass.MODIFY: 1, ActionClass.DEPLOY: 2}
 # Distinct approvers each level needs; level 3 adds a gate before every step (core/usecases/approvals.py).
 APPROVALS_REQUIRED = {0: 0, 1: 1, 2: 2, 3: 2}
-FAST_BELOW_S = 10.0
-MEDIUM_BELOW_S = 30.0
+
+
+class Caps(Protocol):
+    """The two numbers of a policy row that bound a run: a step's limit and the execution's."""
+
+    @property
+    def step_s(self) -> int: ...
+
+    @property
+    def execution_s(self) -> int: ...
+
+
+# The policy rows by (sla class, action class): the server passes the current rows (``policy_table``);
+# without them a plan is judged by the seeded numbers, a guess the server derives again.
+PolicyTable = Mapping[tuple[SlaClass, ActionClass], Caps]
 
 
 class StepSpec(BaseModel):
@@ -77,6 +91,7 @@ class Plan:
     spec: PlanSpec
     steps: tuple[PlannedStep, ...]
     secret_names: frozenset[str]
+    limits: PolicyTable = field(default_factory=lambda: DEFAULT_POLICIES, repr=False)
 
     @property
     def action_class(self) -> ActionClass:
@@ -95,10 +110,28 @@ class Plan:
 
     @property
     def sla_class(self) -> SlaClass:
-        est = self.estimated_s
-        if est < FAST_BELOW_S:
-            return SlaClass.FAST
-        return SlaClass.MEDIUM if est < MEDIUM_BELOW_S else SlaClass.LONG
+        """The smallest SLA class whose limits hold the plan (DESIGN §5), under ``limits``:
+
+        every step's timeout (or estimate) within the step limit for its action class, and the plan's
+        estimate below the execution limit for the plan's class. If none holds it all, the largest class
+        that holds every declared timeout (one that none holds was refused: ``limit_issues``).
+        """
+        estimate, top = self.estimated_s, self.action_class
+        for sla in SlaClass:
+            steps_fit = all(s.estimate_s <= self.limits[(sla, s.action_class)].step_s for s in self.steps)
+            if steps_fit and estimate < self.limits[(sla, top)].execution_s:
+                return sla
+        holding = [sla for sla in SlaClass if not _over_cap(self.steps, self.limits, sla)]
+        return holding[-1] if holding else SlaClass.LONG
+
+    def step_limit_s(self, step: PlannedStep) -> int:
+        """The step's effective timeout in the plan's SLA class: its own, capped by the policy (as claims do)."""
+        return effective_step_s(step.spec.timeout_s, self.limits[(self.sla_class, step.action_class)].step_s)
+
+    @property
+    def execution_limit_s(self) -> int:
+        """The execution's limit of running time in the plan's SLA class."""
+        return self.limits[(self.sla_class, self.action_class)].execution_s
 
     def execution_mode(self, *, background: bool = False) -> ExecutionMode:
         """``immediate`` only for fast level-0 plans, and only if the caller did not ask for background."""
@@ -133,9 +166,46 @@ def parse_plan(
     return _plan(spec, trust)
 
 
-def reclassify(plan: Plan, trust: Trust) -> Plan:
-    """The same plan with its step classes derived under ``trust`` (the tenant's declarations)."""
-    return _plan(plan.spec, trust)
+def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> Plan:
+    """The same plan with its step classes derived under ``trust`` (the tenant's declarations).
+
+    With ``limits`` (the current policy rows, ``policy_table``) its SLA class is derived from them, and a
+    declared timeout that no class can hold is refused (``limit_issues``).
+
+    Raises:
+        InvalidInput: ``steps[1].timeout_s: 400 exceeds the longest step limit for modify (120 s)``.
+    """
+    planned = _plan(plan.spec, trust)
+    if limits is None:
+        return planned
+    issues = limit_issues(planned.steps, limits)
+    if issues:
+        raise InvalidInput(issues)
+    return Plan(spec=planned.spec, steps=planned.steps, secret_names=planned.secret_names, limits=limits)
+
+
+def effective_step_s(declared: int | None, cap_s: int) -> int:
+    """A step's timeout as it runs: the declared one, never above the policy's step limit (core/engine/claim.py)."""
+    return min(declared or cap_s, cap_s)
+
+
+def limit_issues(steps: tuple[PlannedStep, ...], limits: PolicyTable) -> list[tuple[str, str]]:
+    """(path, message) for each declared timeout no SLA class can hold, naming the longest limit there is."""
+    issues: list[tuple[str, str]] = []
+    for step in steps:
+        longest = max(limits[(sla, step.action_class)].step_s for sla in SlaClass)
+        if step.spec.timeout_s is not None and step.spec.timeout_s > longest:
+            message = f"{step.spec.timeout_s} exceeds the longest step limit for {step.action_class} ({longest} s)"
+            issues.append((f"steps[{step.index}].timeout_s", message))
+    if not issues and all(_over_cap(steps, limits, sla) for sla in SlaClass):
+        # Each fits some class, but no one class holds them all (policy rows that shrink as the class grows).
+        issues.append(("steps", "no SLA class holds every declared timeout_s under the current policies"))
+    return issues
+
+
+def _over_cap(steps: tuple[PlannedStep, ...], limits: PolicyTable, sla: SlaClass) -> bool:
+    """True if a declared timeout is above ``sla``'s step limit for its step's class."""
+    return any(s.spec.timeout_s is not None and s.spec.timeout_s > limits[(sla, s.action_class)].step_s for s in steps)
 
 
 def _decode(source: str | bytes | Mapping[str, Any], max_bytes: int) -> dict[str, Any]:

@@ -77,6 +77,8 @@ class PlanStepView(View):
     params: dict[str, Any]
     dry_run: str
     dry_run_ok: bool
+    # The timeout the step runs with: ``timeout_s`` capped by the current policy (None: no policy row).
+    step_limit_s: int | None = None
 
 
 class StepView(View):
@@ -100,6 +102,7 @@ class StepView(View):
     error: str | None
     params: dict[str, Any] | None = None
     dry_run: str | None = None
+    step_limit_s: int | None = None  # the timeout it runs with (``PlanStepView.step_limit_s``)
 
 
 class ApprovalView(View):
@@ -163,6 +166,10 @@ class ExecutionView(ExecutionSummary):
     # in the tenant (``compared_with``); None when there is none or nothing changed.
     changes_since_approved: str | None = None
     compared_with: str | None = None
+    # Seconds of running time the execution gets under the current policy (waits at level-3 gates do not
+    # count); ``deadline_at`` is when it runs out, once started (a gate's go moves it by the wait).
+    execution_limit_s: int | None = None
+    deadline_at: datetime | None = None
 
 
 class SubmitResult(View):
@@ -235,8 +242,10 @@ class PlanPreview(View):
     run_mode: str
     estimated_s: float
     policy: PolicyView
+    # Each step's dict carries its declared ``timeout_s`` and ``step_limit_s``, the timeout it runs with.
     steps: list[dict[str, Any]]
     secret_names: list[str]
+    execution_limit_s: int | None = None  # seconds of running time the execution gets (gate waits excluded)
 
 
 class LockView(View):

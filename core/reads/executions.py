@@ -96,6 +96,8 @@ def build_view(session: Session, execution: Execution) -> ExecutionView:
         plan_intact=seen.intact,
         changes_since_approved=seen.changes_since_approved,
         compared_with=seen.compared_with,
+        execution_limit_s=seen.execution_limit_s,
+        deadline_at=execution.deadline_at,
     )
 
 
@@ -116,6 +118,7 @@ def _step_view(row: ExecutionStep, planned: PlanStepView | None) -> StepView:
         error=row.error,
         params=planned.params if planned else None,
         dry_run=planned.dry_run if planned else None,
+        step_limit_s=planned.step_limit_s if planned else None,
     )
 
 

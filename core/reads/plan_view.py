@@ -25,9 +25,10 @@ from sqlmodel import Session, col, select
 from core.actions.describe import describe_step
 from core.approval_rules import execution_differences, step_differences, verified_plan
 from core.inventory.assets import asset_view
+from core.plans import effective_step_s
 from core.schemas import AssetView, PlanStepView
 from db.enums import ExecutionStatus
-from db.tables import Asset, Execution, ExecutionStep
+from db.tables import Asset, Execution, ExecutionStep, TimeoutPolicy
 
 # Statuses an execution reaches only once approved (DESIGN §4).
 APPROVED_STATUSES = [
@@ -56,6 +57,7 @@ class Review:
     intact: bool
     changes_since_approved: str | None = None
     compared_with: str | None = None
+    execution_limit_s: int | None = None  # the current policy's, for the execution's classes
 
 
 def review(
@@ -69,13 +71,16 @@ def review(
     earlier = {e.id: _last_approved(session, e) for e in executions} if compare else {}
     plans = {e.id: verified_plan(e) for e in [*executions, *(p for p in earlier.values() if p is not None)]}
     assets = _assets(session, (p for p in plans.values() if p is not None))
+    policies = {(p.sla_class, p.action_class): p for p in session.exec(select(TimeoutPolicy)).all()}
     found: dict[str, Review] = {}
     for execution in executions:
         plan = plans[execution.id]
+        run_policy = policies.get((execution.sla_class, execution.action_class))
+        limit_s = run_policy.execution_s if run_policy is not None else None
         if plan is None:
-            found[execution.id] = Review(steps=None, intact=False)
+            found[execution.id] = Review(steps=None, intact=False, execution_limit_s=limit_s)
             continue
-        steps = _render(plan, assets)
+        steps = _with_limits(_render(plan, assets), execution.sla_class, policies)
         rows = step_rows.get(execution.id, ())
         intact = (
             not execution_differences(execution, plan)
@@ -90,8 +95,21 @@ def review(
             intact=intact,
             changes_since_approved=diff,
             compared_with=previous.id if diff is not None and previous is not None else None,
+            execution_limit_s=limit_s,
         )
     return found
+
+
+def _with_limits(
+    steps: list[PlanStepView], sla_class: str, policies: Mapping[tuple[str, str], TimeoutPolicy]
+) -> list[PlanStepView]:
+    """Each step with the timeout it runs with under the current policy (what the claim computes)."""
+    out = []
+    for step in steps:
+        policy = policies.get((sla_class, step.action_class))
+        limit = effective_step_s(step.timeout_s, policy.step_s) if policy is not None else None
+        out.append(step.model_copy(update={"step_limit_s": limit}))
+    return out
 
 
 def steps_text(steps: Iterable[PlanStepView]) -> str:

@@ -22,7 +22,7 @@ from core import approval_rules, engine, idempotency
 from core.actions import registry
 from core.audit import record_event
 from core.engine.outbox import enqueue
-from core.errors import Conflict, InvalidInput
+from core.errors import Conflict, InvalidInput, NotFound
 from core.fsm import TERMINAL, initial_status
 from core.identity import rbac
 from core.identity.rbac import Permission
@@ -30,15 +30,24 @@ from core.identity.tenants import run_mode_for, tenant_settings
 from core.inventory import asset_service
 from core.inventory.assets import assets_by_name
 from core.inventory.trust import tenant_trust
-from core.plans import APPROVALS_REQUIRED, Plan, canonical_json, canonical_plan, parse_plan, plan_hash, reclassify
-from core.policies import get_policy
+from core.plans import (
+    APPROVALS_REQUIRED,
+    Plan,
+    PolicyTable,
+    canonical_json,
+    canonical_plan,
+    parse_plan,
+    plan_hash,
+    reclassify,
+)
+from core.policies import get_policy, list_policies
 from core.reads.executions import build_view, get_execution, load_execution
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import secret_refs
 from core.schemas import PlanPreview, Principal, SubmitResult
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.enums import Connection, ExecutionMode, ExecutionStatus
+from db.enums import ActionClass, Connection, ExecutionMode, ExecutionStatus, SlaClass
 from db.settings import get_settings
 from db.tables import Asset, Execution, ExecutionStep
 
@@ -187,8 +196,23 @@ def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str
 
 
 def _trusted(session: Session, principal: Principal, plan: Plan) -> Plan:
-    """``plan`` with its classes derived under the tenant's current declarations."""
-    return reclassify(plan, tenant_trust(session, principal.tenant_id))
+    """``plan`` with its classes derived under the tenant's current declarations, and its SLA class from the
+    current policy rows (a declared timeout no class can hold is refused here, naming the limit)."""
+    return reclassify(plan, tenant_trust(session, principal.tenant_id), policy_table(session))
+
+
+def policy_table(session: Session) -> PolicyTable:
+    """The current policy rows by (sla class, action class).
+
+    Raises:
+        NotFound: a row is missing (run ``opsconductor init``).
+    """
+    table = {(SlaClass(p.sla_class), ActionClass(p.action_class)): p for p in list_policies(session)}
+    for sla in SlaClass:
+        for cls in ActionClass:
+            if (sla, cls) not in table:
+                raise NotFound("timeout policy", f"{sla}/{cls}")
+    return table
 
 
 def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict[str, Any], dict[str, Asset]]:
@@ -275,10 +299,13 @@ def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, back
                     "target": s.spec.target,
                     "asset_id": assets[s.spec.target].id,
                     "action_class": s.action_class.value,
+                    "timeout_s": s.spec.timeout_s,
+                    "step_limit_s": parsed.step_limit_s(s),
                 }
                 for s in parsed.steps
             ],
             secret_names=sorted(parsed.secret_names),
+            execution_limit_s=parsed.execution_limit_s,
         )
 
 

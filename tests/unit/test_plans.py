@@ -12,7 +12,8 @@ import pytest
 import yaml
 
 from core.errors import InvalidInput
-from core.plans import Plan, parse_plan
+from core.plans import Plan, parse_plan, reclassify
+from core.policies import DEFAULT_POLICIES, PolicyValues
 from core.risk import UNTRUSTED, Trust
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
@@ -84,12 +85,15 @@ def test_example_plan_from_design_parses_with_names_unresolved() -> None:
 
 
 def test_example_plan_derivations() -> None:
-    """modify → level 1; 5 s timeout + shell's 5 s estimate = 10 s → medium → background."""
+    """modify → level 1; 5 s timeout + shell's 5 s estimate = 10 s: each step within fast's limits (read 5 s,
+    modify 8 s) and 10 s below fast modify's 15 s execution limit → fast; level 1 → background."""
     parsed = parse_plan(EXAMPLE_YAML)
     assert parsed.action_class is ActionClass.MODIFY
     assert parsed.approval_level == 1
     assert parsed.estimated_s == 10.0
-    assert parsed.sla_class is SlaClass.MEDIUM
+    assert parsed.sla_class is SlaClass.FAST
+    assert [parsed.step_limit_s(s) for s in parsed.steps] == [5, 8]
+    assert parsed.execution_limit_s == 15
     assert parsed.execution_mode() is ExecutionMode.BACKGROUND
 
 
@@ -515,39 +519,42 @@ def sla(*steps: dict[str, Any]) -> SlaClass:
 
 @pytest.mark.parametrize(
     ("timeout", "expected"),
-    [(1, SlaClass.FAST), (9, SlaClass.FAST), (10, SlaClass.MEDIUM), (29, SlaClass.MEDIUM), (30, SlaClass.LONG)],
-)
-def test_sla_class_from_timeout_boundaries(timeout: int, expected: SlaClass) -> None:
-    assert sla(step(timeout_s=timeout)) is expected
+    # read steps: fast holds up to 5 s, medium 15 s, long 60 s (the seeded step limits)
+    [(1, SlaClass.FAST), (5, SlaClass.FAST), (6, SlaClass.MEDIUM), (9, SlaClass.MEDIUM), (15, SlaClass.MEDIUM),
+     (16, SlaClass.LONG), (29, SlaClass.LONG), (60, SlaClass.LONG)],
+)  # fmt: skip
+def test_sla_class_holds_the_declared_timeout(timeout: int, expected: SlaClass) -> None:
+    """The class is one whose step limit is at least the declared timeout: a declared 9 s is never cut to 5 s."""
+    parsed = parse_plan(plan(step(timeout_s=timeout)))
+    assert parsed.sla_class is expected
+    assert parsed.step_limit_s(parsed.steps[0]) == timeout
 
 
 @pytest.mark.parametrize(
     ("seconds", "expected"),
     [
         (0, SlaClass.FAST),
-        (9.9, SlaClass.FAST),
-        (9.999, SlaClass.FAST),
-        (10, SlaClass.MEDIUM),
-        (29, SlaClass.MEDIUM),
-        (29.99, SlaClass.MEDIUM),
-        (30, SlaClass.LONG),
-        (3600, SlaClass.LONG),
+        (5, SlaClass.FAST),
+        (5.001, SlaClass.MEDIUM),
+        (9.9, SlaClass.MEDIUM),
+        (15, SlaClass.MEDIUM),
+        (20, SlaClass.LONG),  # a 20 s sleep is never cut to medium's 15 s
+        (29.99, SlaClass.LONG),
+        (3600, SlaClass.LONG),  # no class holds it; not declared, so not refused: it runs with long's 60 s
     ],
 )
-def test_sla_class_from_sleep_estimate_boundaries(seconds: float, expected: SlaClass) -> None:
+def test_sla_class_from_sleep_estimate(seconds: float, expected: SlaClass) -> None:
     parsed = parse_plan(plan(step(action="sleep", params={"seconds": seconds})))
     assert parsed.estimated_s == seconds
     assert parsed.sla_class is expected
 
 
-def test_sla_class_sums_the_steps() -> None:
+def test_sla_class_sums_the_steps_below_the_execution_limit() -> None:
+    """The plan's estimate must be below the execution limit: fast read gives 10 s, medium read 30 s."""
     assert sla(step("a", timeout_s=4), step("b", timeout_s=5)) is SlaClass.FAST
     assert sla(step("a", timeout_s=5), step("b", timeout_s=5)) is SlaClass.MEDIUM
-    assert (
-        sla(step("a", action="sleep", params={"seconds": 4.5}), step("b", action="sleep", params={"seconds": 5.5}))
-        is SlaClass.MEDIUM
-    )
-    assert sla(step("a", timeout_s=20), step("b", action="sleep", params={"seconds": 10})) is SlaClass.LONG
+    assert sla(step("a", timeout_s=15), step("b", timeout_s=14)) is SlaClass.MEDIUM
+    assert sla(step("a", timeout_s=15), step("b", timeout_s=15)) is SlaClass.LONG
 
 
 def test_step_timeout_replaces_the_action_estimate() -> None:
@@ -557,10 +564,46 @@ def test_step_timeout_replaces_the_action_estimate() -> None:
 
 
 def test_action_estimates_are_used_without_timeouts() -> None:
-    """noop estimates 0.1 s and shell 5 s: two shells are 10 s, medium."""
+    """noop estimates 0.1 s and shell 5 s; an untrusted shell step is modify (fast: 8 s a step, 15 s in all)."""
     assert parse_plan(plan(step())).estimated_s == pytest.approx(0.1)
     assert sla(shell("a")) is SlaClass.FAST
-    assert sla(shell("a"), shell("b")) is SlaClass.MEDIUM
+    assert sla(shell("a"), shell("b")) is SlaClass.FAST
+    assert sla(shell("a"), shell("b"), shell("c")) is SlaClass.MEDIUM
+
+
+def _table(**changes: PolicyValues) -> dict[tuple[SlaClass, ActionClass], PolicyValues]:
+    """The seeded policy rows, with ``fast_read=PolicyValues(...)``-style changes."""
+    table = dict(DEFAULT_POLICIES)
+    for key, values in changes.items():
+        sla_name, cls_name = key.split("_")
+        table[(SlaClass(sla_name), ActionClass(cls_name))] = values
+    return table
+
+
+def test_the_current_policy_rows_decide_not_the_seeded_numbers() -> None:
+    """An admin who raised fast read's step limit to 9 s makes a declared 9 s fast; one who lowered it, medium."""
+    parsed = parse_plan(plan(step(timeout_s=9)))
+    raised = reclassify(parsed, UNTRUSTED, _table(fast_read=PolicyValues(9, 20, 30, 300, 3)))
+    assert (raised.sla_class, raised.step_limit_s(raised.steps[0]), raised.execution_limit_s) == (SlaClass.FAST, 9, 20)
+    five = reclassify(parse_plan(plan(step(timeout_s=5))), UNTRUSTED, _table(fast_read=PolicyValues(4, 10, 15, 300, 3)))
+    assert five.sla_class is SlaClass.MEDIUM and five.step_limit_s(five.steps[0]) == 5
+
+
+def test_a_declared_timeout_no_class_can_hold_is_refused_with_the_limit() -> None:
+    parsed = parse_plan(plan(step("a"), shell("b", timeout_s=400)))
+    with pytest.raises(InvalidInput) as info:
+        reclassify(parsed, UNTRUSTED, DEFAULT_POLICIES)
+    assert str(info.value) == "steps[1].timeout_s: 400 exceeds the longest step limit for modify (120 s)"
+    longer = _table(long_modify=PolicyValues(400, 900, 960, 3600, 3))
+    assert reclassify(parsed, UNTRUSTED, longer).sla_class is SlaClass.LONG  # the rows decide
+
+
+def test_rows_no_single_class_satisfies_are_refused() -> None:
+    """Policy rows that shrink as the class grows: each timeout fits some class, no class fits both."""
+    odd = _table(fast_read=PolicyValues(50, 100, 100, 300, 3), long_read=PolicyValues(10, 300, 360, 1800, 3))
+    parsed = parse_plan(plan(step("a", timeout_s=50), shell("b", timeout_s=100)))  # fast read only; long modify only
+    with pytest.raises(InvalidInput, match="no SLA class holds every declared timeout_s"):
+        reclassify(parsed, UNTRUSTED, odd)
 
 
 def test_fast_level_0_plan_runs_immediately() -> None:
