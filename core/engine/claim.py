@@ -270,7 +270,7 @@ def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: st
     if gates.gate_open(session, execution, step_index):
         return False
     if gates.waiting_since(session, execution.id, step_index) is None:
-        gates.park_for_gate(session, row.item, step_index, policy.approval_s, actor=worker_id)
+        gates.park_for_gate(session, row.item, execution, step_index, policy.approval_s, actor=worker_id)
         return True
     message = f"no approver gave the go for step {step_index} within {policy.approval_s}s"
     dead_letter(

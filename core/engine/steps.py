@@ -21,13 +21,14 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core import metrics
 from core.actions.context import ActionResult
@@ -41,7 +42,7 @@ from db.clock import utcnow
 from db.enums import ExecutionStatus as S
 from db.enums import StepStatus
 from db.settings import get_settings
-from db.tables import Execution, ExecutionStep, new_id
+from db.tables import Execution, ExecutionStep, QueueItem, new_id
 
 __all__ = ["Outcome", "process", "request_shutdown", "reset_shutdown", "run_inline", "worker_identity"]
 
@@ -112,19 +113,40 @@ def process(execution_id: str, *, worker_id: str) -> Outcome:
 def run_inline(execution_id: str, *, max_steps: int = 1000) -> Outcome:
     """Run an execution to its end in the calling thread (immediate mode), through the same code.
 
-    Stops at the first step it cannot run at once (a retry backoff, a lease held elsewhere) and hands
-    the execution to the background workers instead.
+    A step that fails and may be retried is retried here, after the policy's backoff, when the retry is
+    due before the execution's deadline (a fast plan's limit is shorter than the background's re-send).
+    Stops at the first step it cannot run at once (a lease held elsewhere, a backoff past the deadline) and
+    hands the execution to the background workers instead.
     """
     worker_id = worker_identity("inline")
     outcome = Outcome.NOOP
     for _ in range(max_steps):
         outcome = process(execution_id, worker_id=worker_id)
+        if outcome is Outcome.RETRY:
+            wait_s = _inline_backoff_s(execution_id)
+            if wait_s is None:
+                break  # the background's message (sent with the retry) takes it
+            time.sleep(wait_s)
+            continue
         if outcome is not Outcome.ADVANCED:
             break
     if outcome is Outcome.NOOP:
         with session_scope() as session:  # could not start here: the background takes it
             outbox.send_after_commit(session, [execution_id])
     return outcome
+
+
+def _inline_backoff_s(execution_id: str) -> float | None:
+    """Seconds until the execution's retry is due, if it is due before its deadline; else None."""
+    with session_scope() as session:
+        row = session.exec(
+            select(QueueItem.available_at, Execution.deadline_at)
+            .join(Execution, col(Execution.id) == QueueItem.execution_id)
+            .where(QueueItem.execution_id == execution_id, col(QueueItem.lease_token).is_(None))
+        ).first()
+    if row is None or row[1] is None or row[0] >= row[1]:
+        return None
+    return max(0.0, (row[0] - utcnow()).total_seconds())
 
 
 # -- persist -----------------------------------------------------------------------------------------

@@ -215,6 +215,7 @@ def approve_gate(
             session.flush()
         except IntegrityError as exc:
             raise Conflict(f"{principal.username} already opened the gate of step {step_index}") from exc
+        moved = gates.open_gate(session, execution, step_index)  # the wait given back, audited with the go
         record_event(
             session,
             execution_id=execution.id,
@@ -223,8 +224,8 @@ def approve_gate(
             actor=principal.username,
             step_index=step_index,
             message=comment or f"go for step {step_index}",
+            data=moved,
         )
-        gates.open_gate(session, execution, step_index)
         session.flush()
         view = build_view(session, execution)
     return view
