@@ -38,6 +38,7 @@ from db.engine import session_scope
 from db.settings import get_settings
 from db.tables import Execution, ExecutionEvent
 from tests.engine_support import recording_dispatcher
+from ui.cli.output import render_execution
 
 ALICE = ("alice", "demo")
 
@@ -91,6 +92,10 @@ def test_show_gives_the_limit_the_step_runs_with(db: str) -> None:
     assert done.execution_limit_s == 10 and done.deadline_at is not None
     as_json = json.loads(get_execution(alice, done.execution_id).model_dump_json())
     assert as_json["execution_limit_s"] == 10 and as_json["steps"][0]["step_limit_s"] == 5
+    text = render_execution(done)  # `opsconductor show` without --json
+    assert "limits     10s of running time" in text
+    header, row = text.split("\n\n")[1].splitlines()[:2]
+    assert header.split()[-1] == "LIMIT" and row.split()[-1] == "5s"
 
 
 def _shift_back(execution_id: str, by: timedelta) -> None:

@@ -166,3 +166,15 @@ def test_picking_another_item_reviews_that_one(console: OpenConsole) -> None:
     button(at, "Approve").click().run()
     assert core.get_execution(core.principal("bob", "demo"), second.execution_id).status == "queued"
     assert core.get_execution(core.principal("bob", "demo"), first.execution_id).status == "pending_approval"
+
+
+def test_the_review_shows_each_steps_limit_and_the_execution_limit(console: OpenConsole) -> None:
+    """The approver sees what the step will run with: the policy's limit where it declares none, its own
+    timeout where it does, and the execution's running time (issue 14: limits that are honest)."""
+    plan = SECRET_PLAN.replace("action_class: modify", "action_class: modify\n    timeout_s: 12")
+    submit("alice", "rotate-with-time", plan)
+    at = console("bob", page=PAGE)
+    assert not at.exception
+    codes = "\n".join(c.value for c in at.code)
+    assert "0. rotate: shell on localhost (modify, timeout 12s)" in codes  # medium: 20 s hold 12 s
+    assert any("the execution gets 45 s of running time" in c.value for c in at.caption)

@@ -118,3 +118,13 @@ def test_a_submitted_execution_is_linked_and_focused(console: OpenConsole) -> No
     execution_id = core.list_executions(core.principal("alice", "demo"))[0].execution_id
     assert at.session_state[state.FOCUS_EXECUTION] == execution_id
     assert any(link.label == "Open the execution" for link in at.get("page_link"))
+
+
+def test_preview_shows_each_steps_limit(console: OpenConsole) -> None:
+    """The preview says what the steps will run with and how much running time the execution gets."""
+    at = console("alice", page=PAGE)
+    at.text_area(key=state.PLAN_TEXT).input(MODIFY_PLAN.format(name="rotate-logs")).run()
+    assert not at.exception
+    preview = core.preview(core.principal("alice", "demo"), MODIFY_PLAN.format(name="rotate-logs"))
+    assert [s["step_limit_s"] for s in preview.steps] == [8]  # fast modify's policy limit: none declared
+    assert any(f"the execution gets {preview.execution_limit_s} s of running time" in c.value for c in at.caption)

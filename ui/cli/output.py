@@ -87,6 +87,9 @@ def render_execution(view: ExecutionView) -> str:
     ]
     if view.status == "pending_approval" and view.approval_expires_at is not None:
         lines.append(f"  approve by {fmt_time(view.approval_expires_at)}")
+    if view.execution_limit_s is not None:  # running time: waits for approval, a lock or a gate do not count
+        until = f"  deadline {fmt_time(view.deadline_at)}" if view.deadline_at and view.status == "running" else ""
+        lines.append(f"  limits     {view.execution_limit_s}s of running time, each step's under LIMIT{until}")
     if view.started_at or view.finished_at:
         lines.append(f"  started    {fmt_time(view.started_at)}  finished {fmt_time(view.finished_at)}")
     if view.error:
@@ -94,8 +97,11 @@ def render_execution(view: ExecutionView) -> str:
     lines.append("")
     lines.append(
         table(
-            ["#", "STEP", "ACTION", "TARGET", "CLASS", "STATUS", "ATTEMPTS"],
-            ([s.index, s.name, s.action, s.target, s.action_class, s.status, s.attempts] for s in view.steps),
+            ["#", "STEP", "ACTION", "TARGET", "CLASS", "STATUS", "ATTEMPTS", "LIMIT"],
+            (
+                [s.index, s.name, s.action, s.target, s.action_class, s.status, s.attempts, _seconds(s.step_limit_s)]
+                for s in view.steps
+            ),
         )
     )
     lines.extend(
@@ -105,6 +111,10 @@ def render_execution(view: ExecutionView) -> str:
     )
     lines.extend(["", *render_plan(view)])
     return "\n".join(lines)
+
+
+def _seconds(value: int | None) -> str | None:
+    return None if value is None else f"{value}s"
 
 
 def render_plan(view: ExecutionView) -> list[str]:

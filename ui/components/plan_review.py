@@ -21,10 +21,12 @@ NOT_INTACT = (
 
 
 def steps_text(steps: Sequence[StepView]) -> str:
-    """One block per step: ``index. name: action on target (class)``, its params as JSON, its dry run."""
+    """One block per step: ``index. name: action on target (class, limit)``, its params as JSON, its dry run.
+
+    The limit is the timeout the step runs with (its own, or the policy's; the policy's cap applies)."""
     blocks = []
     for step in steps:
-        timeout = f", timeout {step.timeout_s}s" if step.timeout_s else ""
+        timeout = _limit(step.timeout_s, step.step_limit_s)
         head = f"{visible(step.name, one_line=True)}: {visible(step.action, one_line=True)} on "
         lines = [f"{step.index}. {head}{visible(step.target, one_line=True)} ({step.action_class}{timeout})"]
         if step.params is not None:
@@ -35,12 +37,26 @@ def steps_text(steps: Sequence[StepView]) -> str:
     return visible("\n".join(blocks))
 
 
+def _limit(declared: int | None, limit: int | None) -> str:
+    """ ", timeout 9s" (declared and held), ", timeout 9s cut to 5s by the policy", ", limit 5s (policy)"."""
+    if limit is None:
+        return f", timeout {declared}s" if declared else ""
+    if not declared:
+        return f", limit {limit}s (policy)"
+    return f", timeout {declared}s" + (f" cut to {limit}s by the policy" if limit < declared else "")
+
+
 def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
     """The commands the approval covers, a warning if the plan was tampered with, and the diff if any."""
     if not view.plan_intact:
         st.error(NOT_INTACT)
     heading = f"# {title.lower()}: the plan with hash {view.plan_hash[:16]}… (secrets shown as references)\n"
     st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
+    if view.execution_limit_s is not None:
+        st.caption(
+            f"Limits: each step runs at most its limit above; the execution gets {view.execution_limit_s} s of "
+            "running time (waits for approval, a lock or a level-3 gate do not count)."
+        )
     if view.changes_since_approved and view.compared_with:
         st.caption(f"Changed since the last approved run of this plan ({view.compared_with[:8]})")
         st.code(visible(view.changes_since_approved), language="diff")

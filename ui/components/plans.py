@@ -115,6 +115,12 @@ def plan_preview(preview: PlanPreview) -> None:
         st.markdown("**Secrets referenced:** " + md_text(", ".join(preview.secret_names)))
     st.markdown("**Timeout policy** (seconds)")
     views_table([preview.policy])
+    if preview.execution_limit_s is not None:
+        st.caption(
+            f"Limits: each step runs at most its step_limit_s below (its timeout_s, capped by the policy of its "
+            f"class); the execution gets {preview.execution_limit_s} s of running time (approval, lock and "
+            "level-3 gate waits do not count)."
+        )
     st.caption("Plan hash (SHA-256)")
     st.code(preview.plan_hash, language=None)
     st.markdown("**Steps**")
