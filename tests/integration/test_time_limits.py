@@ -163,16 +163,42 @@ def quick_backoff(db: str, monkeypatch: pytest.MonkeyPatch) -> str:
     get_settings.cache_clear()
 
 
-def test_an_immediate_plan_retries_in_the_caller(quick_backoff: str, tmp_path: Path) -> None:
-    """A read step that fails once then succeeds, in immediate mode: the caller waits the backoff and runs
-    the retry itself (no hand-off to the background's re-send), so submit returns it completed, attempts 2."""
+def _flaky_plan(tmp_path: Path) -> str:
+    """A read step (its script declared read-only by an admin) that fails the first time and then succeeds."""
     script = tmp_path / "flaky.sh"
     script.write_text(f'if [ -e "{tmp_path}/ran" ]; then echo second; exit 0; fi\ntouch "{tmp_path}/ran"; exit 1\n')
     add_read_only_command(principal("admin", "demo"), ["sh", str(script)])
-    plan = f"name: flaky\nsteps:\n  - {{name: a, action: shell, target: localhost, params: {{command: [sh, '{script}']}}}}\n"
+    return f"name: flaky\nsteps:\n  - {{name: a, action: shell, target: localhost, params: {{command: [sh, '{script}']}}}}\n"
+
+
+def test_an_immediate_plan_retries_in_the_caller(quick_backoff: str, tmp_path: Path) -> None:
+    """A read step that fails once then succeeds, in immediate mode: the caller waits the backoff and runs
+    the retry itself (no hand-off to the background's re-send), so submit returns it completed, attempts 2."""
+    plan = _flaky_plan(tmp_path)
     with recording_dispatcher():
         view = submit(principal(*ALICE), plan).execution
     assert (view.execution_mode, view.action_class) == ("immediate", "read")
     assert (view.status, view.steps[0].attempts, view.steps[0].output) == ("completed", 2, "second\n")
     kinds = [e.kind for e in list_events(principal(*ALICE), view.execution_id)]
     assert kinds.count("step_retry") == 1
+
+
+def test_a_backoff_past_the_deadline_is_left_to_the_background(
+    db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A retry due only after the execution's 10 s: the caller does not wait for it; the background's message
+    (sent with the retry) takes it, and submit returns the execution still running."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "30")
+    get_settings.cache_clear()
+    try:
+        with recording_dispatcher() as sent:
+            view = submit(principal(*ALICE), _flaky_plan(tmp_path)).execution
+    finally:
+        get_settings.cache_clear()
+    assert (view.execution_mode, view.status, view.steps[0].status, view.steps[0].attempts) == (
+        "immediate",
+        "running",
+        "pending",
+        1,
+    )
+    assert [(i, d >= 30) for i, d in sent.sent] == [(view.execution_id, True)]
