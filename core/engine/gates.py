@@ -89,6 +89,18 @@ def open_gate(session: Session, execution: Execution, step_index: int) -> dict[s
     return moved
 
 
+def release_for_cancel(session: Session, execution: Execution) -> None:
+    """A cancel was requested: a step parked at its gate is released now, so a worker ends the execution
+    ``cancelled`` at once instead of when the gate's deadline comes (its claim honours the cancel)."""
+    if not needs_gate(execution):
+        return
+    item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution.id)).first()
+    if item is None or item.lease_token is not None:
+        return  # a worker holds it: its watcher sees the request
+    if waiting_since(session, execution.id, item.step_index) is not None:
+        outbox.release_now(session, execution.id)
+
+
 def park_for_gate(
     session: Session, item: QueueItem, execution: Execution, step_index: int, wait_s: int, *, actor: str
 ) -> None:

@@ -6,7 +6,7 @@ Operators cancel their own executions; admins any. Cancelling twice is a no-op.
 from __future__ import annotations
 
 from core.audit import clean_comment, record_event
-from core.engine import outbox
+from core.engine import gates, outbox
 from core.errors import InvalidTransition, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
@@ -67,6 +67,7 @@ def cancel(principal: Principal, execution_id: str, *, reason: str | None = None
                 actor=principal.username,
                 message=reason or "cancel requested",
             )
+            gates.release_for_cancel(session, execution)  # parked at a level-3 gate: end it now
         else:
             raise InvalidTransition(execution.id, status, S.CANCELLED)
         session.flush()

@@ -202,3 +202,26 @@ def test_a_backoff_past_the_deadline_is_left_to_the_background(
         1,
     )
     assert [(i, d >= 30) for i, d in sent.sent] == [(view.execution_id, True)]
+
+
+def test_a_cancel_ends_an_execution_parked_at_a_gate_at_once(db: str) -> None:
+    """Parked at a gate, the execution's deadline is held for the gate's window: a cancel must not wait for it."""
+    from core import cancel
+
+    alice = principal(*ALICE)
+    plan = (
+        "name: l3c\napproval_level: 3\nsteps:\n"
+        "  - {name: a, action: noop, target: localhost}\n  - {name: b, action: noop, target: localhost}\n"
+    )
+    execution_id = submit(alice, plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    approve(principal("carol", "demo"), execution_id)
+    with recording_dispatcher():
+        assert engine.process(execution_id, worker_id="w") is Outcome.NOOP
+        approve_gate(principal("bob", "demo"), execution_id, 0)
+        assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED
+        assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # parked at step 1's gate
+        cancel(alice, execution_id)
+        assert engine.process(execution_id, worker_id="w") is Outcome.FINISHED
+    view = get_execution(alice, execution_id)
+    assert (view.status, [s.status for s in view.steps]) == ("cancelled", ["completed", "cancelled"])
