@@ -43,8 +43,9 @@ class Caps(Protocol):
     def execution_s(self) -> int: ...
 
 
-# The policy rows by (sla class, action class): the server passes the current rows (``policy_table``);
-# without them a plan is judged by the seeded numbers, a guess the server derives again.
+# The policy rows by (sla class, action class): the server passes the current rows (``policy_table`` of
+# core/usecases/submission.py); without them a plan is judged by the seeded numbers, a guess the server
+# derives again.
 PolicyTable = Mapping[tuple[SlaClass, ActionClass], Caps]
 
 
