@@ -224,6 +224,12 @@ class ExecutionStep(SQLModel, table=True):
     error: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     started_at: datetime | None = Field(default=None)
     finished_at: datetime | None = Field(default=None)
+    # Where the step's local process runs (core/engine/orphans.py): set when it starts one, never cleared (the
+    # start time tells a later process that reuses the pid from it).
+    process_host: str | None = Field(default=None, max_length=255)
+    process_boot_id: str | None = Field(default=None, max_length=64)
+    process_pgid: int | None = Field(default=None)
+    process_start: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Approval(SQLModel, table=True):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +13,8 @@ from core.safety.masking import Masker
 from core.schemas import AssetView
 
 MAX_OUTPUT_BYTES = 10 * 1024
+
+log = logging.getLogger(__name__)
 
 
 class OutputSink:
@@ -84,6 +88,20 @@ class StepContext:
     dry_run: bool = False
     credential: str | None = None  # the asset's credential_ref, resolved (ssh password or key, http token)
     tenant_id: str = ""  # whose step this is: keys per-tenant state such as circuit breakers
+    on_process: Callable[[int], None] | None = None  # records where a local process runs (core/engine/orphans.py)
+
+    def started_process(self, pgid: int) -> None:
+        """Say the step started the local process group ``pgid``, so recovery can find it if the worker is lost.
+
+        A failure to record (the database is away) is logged, not raised: the process still dies with the
+        worker; only the sweeper's second line of defence is missing for this step.
+        """
+        if self.on_process is None:
+            return
+        try:
+            self.on_process(pgid)
+        except Exception:  # noqa: BLE001
+            log.warning("could not record process group %s of %s step %s", pgid, self.execution_id, self.step_index)
 
     def remaining_s(self) -> float:
         """Seconds until the deadline (never negative)."""

@@ -96,11 +96,13 @@ class Shell(ActionType):
             with runner.confined_popen(
                 argv_for(params), env=params.env, cwd=params.cwd, stdin_pipe=params.stdin is not None
             ) as proc:
+                ctx.started_process(proc.pid)  # it leads its own group
                 return _follow(proc, params, ctx)
         except SafetyRefused as exc:
             return ActionResult(ok=False, error=exc.message)
         except OSError as exc:
-            return ActionResult(ok=False, error=f"cannot start command: {exc.strerror or exc}")
+            what = f" ({exc.filename})" if exc.filename else ""
+            return ActionResult(ok=False, error=f"cannot start command: {exc.strerror or exc}{what}")
 
     def dry_run(self, ctx: StepContext) -> ActionResult:
         # Masked before it is split and quoted (a string is masked whole, so a secret holding quotes or spaces

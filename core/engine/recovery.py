@@ -11,7 +11,7 @@ from sqlmodel import Session, col, select
 
 from core import metrics
 from core.audit import record_event
-from core.engine import locks, outbox
+from core.engine import locks, orphans, outbox
 from core.engine.finish import dead_letter, is_retryable, may_retry
 from core.fsm import transition
 from core.policies import get_policy
@@ -66,6 +66,7 @@ def reclaim_lease(execution_id: str) -> str | None:
             )
         ).one()
         assert execution is not None
+        orphans.stop_lost_step(session, step, actor="sweeper")  # before the step can run again or its lock goes
         lost_by = item.claimed_by
         retryable = is_retryable(step.action_class, step.action)
         max_attempts = get_policy(session, execution.sla_class, step.action_class).max_attempts
@@ -174,4 +175,5 @@ def release_worker_leases(worker_id: str) -> int:
 def reap_locks() -> int:
     """Delete expired asset locks (their holder died or hung) and wake the next waiter of each asset."""
     with session_scope() as session:
+        orphans.stop_for_expired_locks(session)  # a lock outlived its holder: its process goes first
         return locks.reap_expired(session)

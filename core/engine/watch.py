@@ -19,7 +19,7 @@ from sqlmodel import Session, select
 from core import metrics
 from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
-from core.engine import locks, outbox, reachability, workers
+from core.engine import locks, orphans, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -84,6 +84,7 @@ def run_step(plan: StepPlan) -> RunResult:
         credential=plan.credential,
         dry_run=plan.run_mode is RunMode.DRY_RUN,
         tenant_id=plan.tenant_id,
+        on_process=orphans.recorder(plan.execution_id, plan.step_index, plan.attempts),
     )
     runner = registry.get_action(plan.action)()  # type: ignore[misc]
     try:

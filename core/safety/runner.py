@@ -35,6 +35,7 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import tempfile
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -241,29 +242,14 @@ def confined_popen(
         if identity is not None:
             os.chown(workdir, identity.uid, identity.gid)
         full_env = step_env(env, home=str(workdir))
-        options: dict[str, Any] = {}
         if mode is Confinement.SANDBOX:
+            # bwrap is the unit: its own pid namespace dies with it, and it dies with us (--die-with-parent).
             command = sandbox_argv(argv, workdir=workdir, cwd=cwd, hidden=hidden_dirs(settings))
-            popen_cwd: str | None = str(workdir)
-        elif identity is not None:
-            options = {"user": identity.uid, "group": identity.gid, "extra_groups": []}
-            # Popen's cwd= is entered before the user switch, i.e. as root: let `env` enter it as the runner.
-            command = [_env_binary(), f"--chdir={cwd}", "--", *argv] if cwd else list(argv)
-            popen_cwd = None if cwd else str(workdir)
+            proc = _popen(command, env=full_env, cwd=str(workdir), stdin_pipe=stdin_pipe)
         else:
-            command, popen_cwd = list(argv), cwd or str(workdir)
-        proc = subprocess.Popen(
-            command,
-            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            cwd=popen_cwd,
-            env=full_env,
-            close_fds=True,
-            start_new_session=True,
-            umask=STEP_UMASK,
-            **options,
-        )
+            proc = _popen_in_unit(
+                argv, env=full_env, workdir=workdir, cwd=cwd, identity=identity, stdin_pipe=stdin_pipe
+            )
         try:
             yield proc
         finally:
@@ -273,6 +259,68 @@ def confined_popen(
                 proc.wait()
     finally:
         _remove(workdir)
+
+
+def _popen(
+    command: Sequence[str], *, env: Mapping[str, str], cwd: str, stdin_pipe: bool, pass_fds: Sequence[int] = ()
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=cwd,
+        env=env,
+        close_fds=True,
+        pass_fds=pass_fds,
+        start_new_session=True,
+        umask=STEP_UMASK,
+    )
+
+
+_STEP_UNIT = Path(__file__).with_name("step_unit.py")
+
+
+def _popen_in_unit(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    workdir: Path,
+    cwd: str | None,
+    identity: RunnerIdentity | None,
+    stdin_pipe: bool,
+) -> subprocess.Popen[bytes]:
+    """Start ``argv`` under the step unit (core/safety/step_unit.py): it dies with this thread's process and
+    kills every descendant of the step when the command ends or when it dies.
+
+    The unit keeps the worker's identity (a root worker's unit is root, so the step cannot signal or
+    trace it) and switches to the runner user itself before it execs the command.
+
+    Raises:
+        OSError: the command could not be started (as the unit's child reported it: chdir, exec).
+    """
+    read_end, write_end = os.pipe2(os.O_CLOEXEC)
+    try:
+        uid, gid = (str(identity.uid), str(identity.gid)) if identity is not None else ("-", "-")
+        # -I -S: no user site, no PYTHON* variables, no site-packages: the unit needs the standard library only.
+        command = [sys.executable, "-I", "-S", str(_STEP_UNIT), str(os.getpid()), str(write_end), uid, gid]
+        command += [cwd or "-", "--", *argv]
+        proc = _popen(command, env=env, cwd=str(workdir), stdin_pipe=stdin_pipe, pass_fds=(write_end,))
+        os.close(write_end)
+        write_end = -1
+        with os.fdopen(read_end, "rb") as status:
+            read_end = -1
+            failure = status.read()
+    finally:
+        for fd in (read_end, write_end):
+            if fd >= 0:
+                os.close(fd)
+    if failure:
+        proc.wait()
+        errno, _, what = failure.decode(errors="replace").partition(":")
+        number = int(errno) if errno.isdigit() else 0
+        raise OSError(number, os.strerror(number) if number else "cannot start", what)
+    return proc
 
 
 _SANDBOX_OPTIONS = (
@@ -335,10 +383,6 @@ def hidden_dirs(settings: Settings) -> list[Path]:
     if home and Path(home).resolve() not in _SYSTEM_DIRS | {_TMP}:
         found.add(Path(home).resolve())
     return sorted(p for p in found if p.is_dir())
-
-
-def _env_binary() -> str:
-    return shutil.which("env", path=RUNNER_PATH) or "/usr/bin/env"
 
 
 def _remove(workdir: Path) -> None:
