@@ -67,9 +67,34 @@ def skips_host_key(ctx: StepContext) -> bool:
 
 
 def remote_command(params: SshParams) -> str:
-    """The exact command line sent to the server (a list is quoted item by item, never concatenated)."""
+    """The step's command line (a list is quoted item by item, never concatenated), as ``dry_run`` shows it."""
     command = shlex.join(params.command) if isinstance(params.command, list) else params.command
     return f"cd {shlex.quote(params.cwd)} && {command}" if params.cwd else command
+
+
+# Without a pty, sshd does not end a command whose channel closed: a `sleep 3600` outlives a cancelled step
+# or a dead worker. So the command runs in the background of a small sh whose watchdog reads the channel's
+# stdin, which the client keeps open (sending nothing) until it is done: when the channel or the connection
+# goes, sshd closes that pipe and the watchdog ends the session's process group: SIGTERM, SIGKILL 2 s later.
+# The group is `-$$`, the wrapper's own, which exists only if it leads one (sshd makes each session its own
+# group): under a server that does not, the kill finds no such group and hits nothing else. A pty would end
+# the command with SIGHUP, but it turns stdin into a terminal and makes pagers (git, less) wait for a key.
+_WATCHDOG = (
+    "exec 3<&0; "  # a background list's stdin is /dev/null unless redirected: keep the channel's as fd 3
+    '( eval "$1" ) </dev/null 3<&- & c=$!; '
+    "( trap '' TERM; cat >/dev/null; kill -s TERM -- -$$; sleep 2; kill -s KILL -- -$$ ) <&3 >/dev/null 2>&1 & "
+    'exec 3<&-; wait "$c"'
+)
+
+
+def sent_command(params: SshParams) -> str:
+    """The exact command line sent to the server: the step's command, under the watchdog unless the step
+    feeds it stdin (then stdin is the command's and ends with EOF: a closed channel ends it only when it
+    next reads or writes)."""
+    command = remote_command(params)
+    if params.stdin is not None:
+        return command
+    return f"exec sh -c {shlex.quote(_WATCHDOG)} opsc-step {shlex.quote(command)}"
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import asyncssh
 
 from core.actions.context import ActionResult, OutputSink, StepContext
-from core.actions.ssh import Refused, SshParams, Target, remote_command, safe, skips_host_key
+from core.actions.ssh import Refused, SshParams, Target, safe, sent_command, skips_host_key
 
 CONNECT_TIMEOUT_S = 10.0
 POLL_S = 0.05
@@ -109,12 +109,13 @@ async def _command(
     ctx: StepContext, params: SshParams, target: Target, conn: asyncssh.SSHClientConnection
 ) -> ActionResult:
     try:
-        process = await conn.create_process(remote_command(params), env=params.env or (), encoding=None)
+        process = await conn.create_process(sent_command(params), env=params.env or (), encoding=None)
     except (OSError, asyncssh.Error) as exc:
         return ActionResult(ok=False, error=safe(ctx, f"ssh to {target}: cannot start the command: {exc}"))
     if params.stdin is not None:
         process.stdin.write(params.stdin.encode())
-    process.stdin.write_eof()
+        process.stdin.write_eof()
+    # Without stdin the channel's stays open: the remote watchdog ends the command when it closes (ssh.py).
     finished = asyncio.ensure_future(_collect(process, ctx.output))
     if not await _wait_or_stop(ctx, finished):
         await _terminate(process, finished)

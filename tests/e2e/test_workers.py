@@ -72,7 +72,10 @@ def _worker_running(marker: str, timeout_s: float = 20) -> int:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for pid in processes_matching(f"sleep {marker}"):
-            return int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])  # its parent
+            parent = int(Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[1])
+            if "step_unit.py" in Path(f"/proc/{parent}/cmdline").read_text():  # the step's unit, not the worker
+                parent = int(Path(f"/proc/{parent}/stat").read_text().split(")")[-1].split()[1])
+            return parent
         time.sleep(0.05)
     raise AssertionError(f"no process ran sleep {marker}")
 

@@ -3,6 +3,7 @@ dry-run tenant the same plan reaches neither peer. And the demo runbooks of DESI
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,7 +74,9 @@ def test_shell_ssh_and_http_steps_run_in_order_on_their_peers(peers: SshServer, 
     assert [(s.name, s.status) for s in view.steps] == [("local", "completed"), ("remote", "completed"),
                                                         ("probe", "completed")]  # fmt: skip
     assert marker.exists()
-    assert peers.seen.commands == ["echo from-ssh"] and (view.steps[1].output or "").strip() == "from-ssh"
+    assert [shlex.split(c)[-1] for c in peers.seen.commands] == ["echo from-ssh"] and (
+        view.steps[1].output or ""
+    ).strip() == "from-ssh"
     assert REQUESTS == ["/health"] and '"healthy": true' in (view.steps[2].output or "")
 
 

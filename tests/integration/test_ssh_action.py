@@ -5,6 +5,7 @@ binary output, dry run, and the credential kept out of everything stored."""
 from __future__ import annotations
 
 import json
+import shlex
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -112,7 +113,8 @@ def test_a_command_runs_and_its_output_lands_in_the_execution(box: SshServer) ->
     step = view.steps[0]
     assert (view.status, view.approval_level, step.action_class) == ("completed", 1, "modify")
     assert (step.status, step.output, step.error) == ("completed", "a; touch /tmp/pwned\n", None)
-    assert box.seen.commands == ["echo 'a; touch /tmp/pwned'"]
+    [sent] = box.seen.commands  # under the watchdog that ends it when the channel closes (core/actions/ssh.py)
+    assert sent.startswith("exec sh -c ") and shlex.split(sent)[-1] == "echo 'a; touch /tmp/pwned'"
     assert box.seen.auth == [("deploy", "password", True)]
 
 

@@ -4,10 +4,15 @@ made before any connection, dry-run text, and connection errors."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import signal
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +20,7 @@ from pydantic import ValidationError
 
 from core.actions.context import OutputSink, StepContext
 from core.actions.registry import get_action
-from core.actions.ssh import Ssh, SshParams, remote_command
+from core.actions.ssh import Ssh, SshParams, remote_command, sent_command
 from core.errors import InvalidInput
 from core.plans import parse_plan
 from core.safety.masking import Masker
@@ -193,3 +198,86 @@ def test_a_known_host_key_is_checked_even_on_an_asset_that_may_skip() -> None:
     assert skips_host_key(context({"command": "ls"}, known_key=False, skip_host_key=True))
     assert not skips_host_key(context({"command": "ls"}, known_key=True, skip_host_key=True))
     assert not skips_host_key(context({"command": "ls"}, known_key=False))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
+
+
+def test_closing_the_channel_ends_the_remote_command_and_its_children() -> None:
+    """The line sent to sshd, run as sshd runs it (a new session, the channel on stdin and stdout): when
+    stdin closes (the client closed the channel, or its connection died) every process of the command ends.
+    The in-process test server kills a closed channel's group itself, so it cannot show this; a local sh can."""
+    line = sent_command(SshParams(command="sleep 3600 & echo $!; sleep 3600 & echo $!; wait", username="u"))
+    remote = subprocess.Popen(  # the user's login shell, as sshd starts it
+        ["/bin/sh", "-c", line], stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert remote.stdin is not None and remote.stdout is not None
+    pids = [int(remote.stdout.readline()) for _ in range(2)]
+    try:
+        assert all(_alive(p) for p in pids)
+        remote.stdin.close()  # what sshd does when the channel goes
+        deadline = time.monotonic() + 30  # generous: SIGTERM at once, SIGKILL 2 s later
+        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not any(_alive(p) for p in pids)
+        remote.wait(timeout=30)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(remote.pid, signal.SIGKILL)
+        remote.wait()
+
+
+def test_under_the_watchdog_output_and_exit_code_are_the_commands() -> None:
+    line = sent_command(SshParams(command=["sh", "-c", "echo out; echo err >&2; exit 3"], username="u"))
+    # As sshd runs it: a session of its own, stdin the channel's, which the client keeps open until the end.
+    remote = subprocess.Popen(
+        ["/bin/sh", "-c", line],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    assert remote.stdout is not None and remote.stderr is not None and remote.stdin is not None
+    out, err = remote.stdout.read(), remote.stderr.read()
+    assert (remote.wait(timeout=60), out, err) == (3, b"out\n", b"err\n")
+    remote.stdin.close()
+    fed = SshParams(command="cat", username="u", stdin="x")
+    assert sent_command(fed) == "cat"  # stdin is the command's: no watchdog (it would need the channel's stdin)
+
+
+def test_under_a_server_that_gives_no_session_of_its_own_the_watchdog_kills_nothing_else() -> None:
+    """The watchdog kills the wrapper's own group only: run inside someone else's group (a `sleep` leads it),
+    when its stdin closes it finds no such group, ends, and the group's leader lives on."""
+    leader = subprocess.Popen(["/bin/sleep", "3600"], process_group=0)  # a group in our session: joinable
+    line = sent_command(SshParams(command="echo inner", username="u"))
+    inner = subprocess.Popen(
+        ["/bin/sh", "-c", line], stdin=subprocess.PIPE, stdout=subprocess.PIPE, process_group=leader.pid
+    )
+    try:
+        assert inner.stdout is not None and inner.stdin is not None
+        assert inner.stdout.read() == b"inner\n" and inner.wait(timeout=60) == 0
+        inner.stdin.close()  # the watchdog wakes up and tries its group kill
+        deadline = time.monotonic() + 30
+        while [p for p in _group_members(leader.pid) if p != leader.pid] and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert _group_members(leader.pid) == [leader.pid]  # the watchdog is done; the leader was not hit
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(leader.pid, signal.SIGKILL)
+        leader.wait()
+
+
+def _group_members(pgid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _alive(int(entry.name)):
+            with contextlib.suppress(OSError):
+                stat = (entry / "stat").read_text()
+                if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:
+                    found.append(int(entry.name))
+    return sorted(found)
