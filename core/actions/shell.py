@@ -1,8 +1,10 @@
 """``shell``: a command on a ``local`` asset, run as argv without a shell unless ``shell: true``.
 
 The child runs confined by core/safety/runner.py (as the runner user, or in a sandbox; never with the
-worker's rights, environment or file descriptors) in its own session; on stop or deadline the whole
-group gets SIGTERM, then SIGKILL after a grace period, so no grandchild outlives the step.
+worker's rights, environment or file descriptors) in its own session, in a unit that dies with the
+worker; the group is recorded on the step row (``ctx.started_process``) for the sweeper. On stop or
+deadline the whole group gets SIGTERM, then SIGKILL after a grace period; when the command ends, the unit
+kills what it left behind, so no grandchild outlives the step.
 """
 
 from __future__ import annotations

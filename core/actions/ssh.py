@@ -13,6 +13,9 @@
   undecodable bytes and NUL become U+FFFD.
 - Cancel and timeouts: the client runs in a private event loop polling ``ctx.should_stop()``; on stop the
   remote process gets SIGTERM, then the channel and the connection are closed.
+- No orphans: a command without ``stdin`` runs under a remote watchdog (``sent_command``) that ends the
+  session's process group when the channel closes, so a cancel, a timeout or a dead worker does not leave it
+  running on the host (sshd would, without a pty).
 """
 
 from __future__ import annotations

@@ -12,6 +12,11 @@ environment. How it is kept out depends on the worker:
 - **neither**: local steps are refused (``SafetyRefused``) unless the lab switch
   ``OPSC_ALLOW_UNCONFINED_STEPS`` is on, which ``check`` reports NO-GO.
 
+In the root and lab modes the step runs under the step unit (core/safety/step_unit.py), a supervisor that
+keeps the worker's identity, switches to the runner itself, dies with the worker's thread
+(``PR_SET_PDEATHSIG``) and, as a child subreaper, kills every descendant of the step when the command
+ends or the worker dies: no grandchild outlives a step in any mode.
+
 Every mode gives the step a clean environment (its declared ``env`` plus a minimal PATH, HOME and LANG),
 a fresh private working directory that is also its HOME (removed afterwards), umask 077, no inherited
 file descriptors, stdin from /dev/null unless the step gives some, and a session of its own so the
@@ -226,7 +231,8 @@ def confined_popen(
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Start ``argv`` confined (see the module docstring), stdout and stderr merged into one pipe.
 
-    The process leads its own session (``os.killpg(proc.pid, …)`` reaches its group). Its working
+    The process (the step unit, or bwrap) leads its own session (``os.killpg(proc.pid, …)`` reaches its
+    group), and ``proc.pid`` is what the engine records as the step's process group. Its working
     directory is ``cwd`` if given (entered as the runner, so a directory it may not enter stays closed),
     else its private work dir; that dir is removed when the block ends: stop the process before then.
 
