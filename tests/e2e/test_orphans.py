@@ -74,7 +74,7 @@ def test_no_process_of_a_lost_workers_step_is_alive_when_the_next_plan_on_its_as
 ) -> None:
     # No timeout_s (a plan estimated under 10 s is `fast`): the step may take the policy's 30 s, more than
     # submitting the waiter takes (CLI processes: seconds on a loaded machine). A hung worker loses its
-    # lease, 30 s: policies want it at least the step limit today.
+    # heartbeat lease (OPSC_LEASE_TTL_S) long before that.
     cluster.client("policy", "fast", "modify", "30", "90", "30", "600", "3")
     holder_plan, waiter_plan, pids_file, seen = _plans(tmp_path)
     cluster.start_worker(threads=2)

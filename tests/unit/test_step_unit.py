@@ -151,7 +151,7 @@ def test_a_group_stop_reaches_the_command_and_the_unit_waits_for_it(settings: No
         assert proc.stdout.readline() == b"ready\n"
         os.killpg(proc.pid, signal.SIGTERM)
         assert proc.wait() == 3
-        assert proc.stdout.read() == b"got-term\n"
+        assert proc.stdout.read().endswith(b"got-term\n")  # sh may first say its `sleep` was "Terminated"
 
 
 def _group() -> subprocess.Popen[bytes]:
