@@ -88,7 +88,7 @@ def test_no_process_of_a_lost_workers_step_is_alive_when_the_next_plan_on_its_as
     worker = _parent(unit)
     [waiter] = cluster.client("submit", "1", waiter_plan)["ids"]
     cluster.client("approve", waiter)
-    assert all(_alive(p) for p in pids)  # still running: the fault hits the step mid-way
+    assert all(_alive(p) for p in pids), cluster.client("events", holder)  # the fault hits the step mid-way
     os.kill(worker, fault)
     try:
         if fault == signal.SIGKILL:  # the kernel's death signal: gone without waiting for any lease
