@@ -13,7 +13,8 @@
 
 1. ``assets`` rows, sorted by id (``lock_assets``, or the fencing bump of ``acquire``);
 2. then ``execution_queue`` rows: the execution's own, then the waiters a hand-off or a wake dispatches;
-3. then ``execution_locks`` rows;
+3. then ``execution_locks`` rows (written only under their asset's row, or by their own execution's
+   heartbeat, so they never close a cycle);
 4. then the ``executions`` row (its status), its steps and events; the audit heads last, at commit
    (core/audit_links.py).
 

@@ -9,6 +9,7 @@ move, no worker may see a database error, and every execution must complete.
 from __future__ import annotations
 
 import heapq
+import logging
 import random
 import threading
 import time
@@ -17,16 +18,17 @@ from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import create_engine, text
+from sqlalchemy.exc import OperationalError
 from sqlmodel import col, select
 
-from core import Connection, add_asset, engine, ports, principal, submit
-from core.engine import sweeper
+from core import Connection, add_asset, cancel, engine, get_execution, ports, principal, submit
+from core.engine import claim, sweeper
+from core.engine.steps import Outcome
 from db.engine import dispose_engines, session_scope
 from db.enums import ExecutionStatus
 from db.settings import get_settings
 from db.tables import Execution
-
-pytestmark = pytest.mark.integration
+from tests.engine_support import recording_dispatcher
 
 EXECUTIONS = 200
 WORKERS = 8
@@ -120,6 +122,7 @@ def _plans(count: int) -> list[str]:
     return plans
 
 
+@pytest.mark.integration
 def test_two_hundred_executions_on_shared_assets_cause_no_deadlock(shared_assets: str) -> None:
     """Claims, persists, hand-offs, wake-ups and the sweeper race on three assets: 0 deadlocks, all complete."""
     before = _deadlocks(shared_assets)
@@ -171,3 +174,67 @@ def test_two_hundred_executions_on_shared_assets_cause_no_deadlock(shared_assets
 
 
 _ACTIVE = {ExecutionStatus.APPROVED, ExecutionStatus.QUEUED, ExecutionStatus.RUNNING}
+
+
+@pytest.fixture
+def one_step_at_a_time(db: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setenv("OPSC_CHAIN_STEPS", "0")  # a holder between its steps keeps its lock: B and C park behind
+    get_settings.cache_clear()
+    yield db
+    get_settings.cache_clear()
+
+
+def test_a_waiter_cancelled_after_its_hand_off_wakes_the_next_in_line(one_step_at_a_time: str) -> None:
+    """A ends and hands localhost to B; B is cancelled before its message is taken: C must be woken, not left
+    parked until its queue-wait bound with the lock free."""
+    alice = principal("alice", "demo")
+    two_steps = "name: a\nsteps:\n  - {name: s0, action: noop, target: localhost}\n  - {name: s1, action: noop, target: localhost}\n"
+    one_step = "name: {}\nsteps:\n  - {{name: s, action: noop, target: localhost}}\n"
+    a = submit(alice, two_steps, background=True).execution.execution_id
+    b = submit(alice, one_step.format("b"), background=True).execution.execution_id
+    c = submit(alice, one_step.format("c"), background=True).execution.execution_id
+    with recording_dispatcher() as sent:
+        assert engine.process(a, worker_id="w") is Outcome.ADVANCED  # holds localhost between its steps
+        assert engine.process(b, worker_id="w") is Outcome.NOOP  # parked behind A
+        assert engine.process(c, worker_id="w") is Outcome.NOOP  # parked behind A, after B
+        assert engine.process(a, worker_id="w") is Outcome.FINISHED
+        assert (b, 0.0) in sent.sent and (c, 0.0) not in sent.sent  # the hand-off went to B
+        cancel(alice, b)
+        assert (c, 0.0) in sent.sent  # B's turn passed on with it
+        assert engine.process(c, worker_id="w") is Outcome.FINISHED
+    assert get_execution(alice, c).status == "completed"
+
+
+def test_a_claim_that_loses_a_deadlock_runs_again_once_then_warns_in_one_line(
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The claim's transaction was rolled back whole: it is retried at once; a second loss is one warning
+    line (no traceback) and the message is left to the sweeper's re-dispatch."""
+    execution_id = submit(
+        principal("alice", "demo"), "name: n\nsteps:\n  - {name: s, action: noop, target: localhost}\n", background=True
+    ).execution.execution_id
+    real, losses = claim.claim_step_in, [1]
+
+    def losing(*args: object, **kwargs: object) -> object:
+        if losses:
+            losses.pop()
+            raise OperationalError("UPDATE assets ...", {}, _Deadlock("deadlock detected\nDETAIL: Process 1 waits"))
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(claim, "claim_step_in", losing)
+    assert engine.process(execution_id, worker_id="w") is Outcome.FINISHED  # lost once, won at the retry
+    losses.extend([1, 1])
+    with caplog.at_level(logging.WARNING, logger="core.engine.claim"):
+        assert claim.claim_step(execution_id, "w") is None
+    [record] = [r for r in caplog.records if r.name == "core.engine.claim"]
+    assert record.levelno == logging.WARNING and record.exc_info is None
+    assert (
+        record.getMessage()
+        == f"claim of {execution_id} lost a lock conflict twice (deadlock detected); left to the sweeper"
+    )
+
+
+class _Deadlock(Exception):
+    """What psycopg2 raises for PostgreSQL's deadlock_detected."""
+
+    pgcode = "40P01"
