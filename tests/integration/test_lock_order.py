@@ -82,9 +82,10 @@ def _deadlocks(url: str) -> int:
             others = text(
                 "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
             )
-            deadline = time.monotonic() + 30
-            while conn.execute(others).scalar_one() and time.monotonic() < deadline:
-                time.sleep(0.05)  # a closed connection's backend exits within moments
+            deadline = time.monotonic() + 60
+            while conn.execute(others).scalar_one():  # a closed connection's backend exits within moments
+                assert time.monotonic() < deadline, "backends still open: their deadlocks would go uncounted"
+                time.sleep(0.05)
             conn.execute(text("SELECT pg_stat_clear_snapshot()"))
             return int(
                 conn.execute(
