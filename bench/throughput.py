@@ -214,6 +214,29 @@ def lock_handoff_ms(core: Any, alice: Any, plans: int) -> list[float]:
     ]
 
 
+def deadlock_count(dsn: str) -> int:
+    """``pg_stat_database.deadlocks`` of the run's database, once its other backends have exited (a backend
+    flushes its counters when it exits; the workers are stopped and the engines disposed by now)."""
+    conn = psycopg2.connect(dsn)
+    conn.autocommit = True
+    try:
+        with conn.cursor() as cur:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                cur.execute(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                    " AND pid <> pg_backend_pid()"
+                )
+                if cur.fetchone()[0] == 0:  # type: ignore[index]
+                    break
+                time.sleep(0.05)
+            cur.execute("SELECT pg_stat_clear_snapshot()")
+            cur.execute("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+            return int(cur.fetchone()[0])  # type: ignore[index]
+    finally:
+        conn.close()
+
+
 def submit_background(core: Any, alice: Any, name: str) -> tuple[str, float]:
     """Submit one 3-noop-step plan in background mode; its id and how long submit took (ms)."""
     started = time.perf_counter()
@@ -256,6 +279,7 @@ def main() -> None:
             from db.engine import dispose_engines
 
             dispose_engines()
+        deadlocks = deadlock_count(dsn)
     ratio = ops["steps_per_s"] / raw["steps_per_s"]
     print(f"  {ops['steps_per_s']:.0f} steps/s = {ratio:.0%} of the raw floor")
     print(f"  submit latency p50 {ops['submit_ms_p50']:.1f} ms, p99 {ops['submit_ms_p99']:.1f} ms")
@@ -265,6 +289,7 @@ def main() -> None:
         f"  lock hand-off (release→next waiter's first step) p50 {ops['lock_handoff_ms_p50']:.0f} ms,"
         f" p95 {ops['lock_handoff_ms_p95']:.0f} ms"
     )
+    print(f"  PostgreSQL deadlocks in the run's database: {deadlocks}")
     print(f"  peak RSS of a worker process {ops['peak_rss_mb']:.0f} MB (raw floor worker {raw['peak_rss_mb']:.0f} MB)")
     result = {
         "plans": args.plans,
@@ -275,6 +300,7 @@ def main() -> None:
         "ratio": round(ratio, 3),
         **{k: round(v, 1) for k, v in ops.items() if k != "steps_per_s"},
         "raw_peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        "deadlocks": deadlocks,
     }
     print(json.dumps(result))
 

@@ -17,6 +17,14 @@ from core.ports import AFTER_COMMIT_KEY, dispatch_committed
 from db import engine
 
 _MISSING_SCHEMA = ("no such table", "does not exist", "undefinedtable")
+# PostgreSQL's deadlock_detected and serialization_failure: the transaction was rolled back whole, so
+# running it again is safe and usually succeeds at once.
+_CONFLICT_CODES = frozenset({"40P01", "40001"})
+
+
+def lock_conflict(exc: BaseException) -> bool:
+    """True for a deadlock or serialization failure: the database rolled the transaction back; retry it."""
+    return isinstance(exc, OperationalError) and getattr(exc.orig, "pgcode", None) in _CONFLICT_CODES
 
 
 def dispose_engines() -> None:

@@ -16,6 +16,7 @@ execution ends ``failed`` in the dead-letter queue (reason ``plan_mismatch``).
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -23,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select as sa_select
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from core import metrics
@@ -43,7 +45,7 @@ from core.inventory.assets import asset_view
 from core.policies import cached_policy
 from core.safety.masking import Masker
 from core.schemas import AssetView, PolicyView
-from core.transactions import session_scope
+from core.transactions import lock_conflict, session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
@@ -51,6 +53,7 @@ from db.settings import get_settings
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem, new_id
 
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+log = logging.getLogger(__name__)
 
 
 class StopReason(StrEnum):
@@ -145,9 +148,23 @@ class _Start:
 
 
 def claim_step(execution_id: str, worker_id: str) -> StepPlan | None:
-    """Claim the execution's next step in its own transaction (None: nothing for this worker to do)."""
-    with session_scope() as session:
-        return claim_step_in(session, execution_id, worker_id, held=None)
+    """Claim the execution's next step in its own transaction (None: nothing for this worker to do).
+
+    A deadlock or serialization failure rolled the claim back whole, and nothing outside the database had
+    happened yet: it is run once more at once; a second conflict logs one warning line and gives the
+    message up (the sweeper sends it again), instead of a traceback per message.
+    """
+    for attempt in (1, 2):
+        try:
+            with session_scope() as session:
+                return claim_step_in(session, execution_id, worker_id, held=None)
+        except OperationalError as exc:
+            if not lock_conflict(exc):
+                raise
+            if attempt == 2:
+                reason = str(exc.orig).splitlines()[0]
+                log.warning("claim of %s lost a lock conflict twice (%s); left to the sweeper", execution_id, reason)
+    return None
 
 
 def claim_step_in(session: Session, execution_id: str, worker_id: str, held: StepPlan | None) -> StepPlan | None:
@@ -162,6 +179,10 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
         outbox.remove(session, execution_id)  # an ended execution keeps no work
         return None
     spec = _spec(row)
+    if held is None and spec.problem is None and row.execution.status in _NOT_STARTED:
+        row = _lock_first(session, row, spec)
+        if row is None:
+            return None
     policy = cached_policy(session, row.execution.sla_class, spec.action_class)
     if spec.problem is None and _held_at_gate(session, row, policy, worker_id):
         return None
@@ -190,6 +211,25 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
     if spec.problem is not None:
         step_event(session, plan, "plan_refused", spec.problem, data={"reason": PLAN_MISMATCH})
     return plan
+
+
+_NOT_STARTED = frozenset({S.APPROVED, S.QUEUED})
+
+
+def _lock_first(session: Session, row: _Row, spec: _Spec) -> _Row | None:
+    """A first step: lock the plan's asset rows before the queue row (the one order of core/engine/locks.py).
+
+    The claim waited for whoever held them (a release handing an asset on, another claim), so it reads its
+    row again. An execution that started meanwhile is left alone: its row is a started execution's, which
+    nobody holding asset rows may wait for, and the message that made it runnable again is on its way.
+    """
+    locks.lock_assets(session, spec.targets)
+    fresh = _load(session, row.execution.id, again=True)
+    if fresh is None or not _free(fresh.item) or fresh.execution.status not in _NOT_STARTED:
+        return None
+    if fresh.item.step_index != row.item.step_index:
+        return None  # sent back to another step meanwhile: that step's own message claims it
+    return fresh
 
 
 def _spec(row: _Row) -> _Spec:
@@ -238,7 +278,8 @@ def _spec(row: _Row) -> _Spec:
     )
 
 
-def _load(session: Session, execution_id: str) -> _Row | None:
+def _load(session: Session, execution_id: str, *, again: bool = False) -> _Row | None:
+    """The claim's one read (``again``: read once more, overwriting what the session holds)."""
     found = session.execute(
         sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
         .join(Execution, col(Execution.id) == QueueItem.execution_id)
@@ -253,6 +294,7 @@ def _load(session: Session, execution_id: str) -> _Row | None:
             (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by),
         )
         .where(col(QueueItem.execution_id) == execution_id)
+        .execution_options(populate_existing=again)
     ).first()
     return None if found is None else _Row(*found)
 

@@ -14,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col
 
 from core.actions import registry
-from core.engine import locks, outbox
+from core.engine import locks
 from core.fsm import transition
 from db.enums import ActionClass, StepStatus
 from db.enums import ExecutionStatus as S
@@ -65,7 +65,12 @@ def finish_execution(
     error: str | None = None,
     dlq: DlqNote | None = None,
 ) -> None:
-    """End an execution: its status, its unfinished steps, its queue row, its locks, and a DLQ entry when given."""
+    """End an execution: its queue row, its locks, its status, its unfinished steps, and a DLQ entry when given.
+
+    The locks go first: asset rows before queue rows before the execution row, the one lock order of
+    core/engine/locks.py (the hand-off to the next execution waiting for each asset is sent after commit).
+    """
+    locks.release(session, execution.id)
     values: dict[str, Any] = {"error": error} if error else {}
     transition(
         session,
@@ -86,8 +91,6 @@ def finish_execution(
             .values(status=StepStatus.CANCELLED.value)
             .execution_options(synchronize_session=False)
         )
-    outbox.remove(session, execution.id)
-    locks.release(session, execution.id)  # wakes the next execution waiting for each asset, after commit
     if dlq is not None:
         session.add(
             DlqEntry(

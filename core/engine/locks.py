@@ -8,6 +8,24 @@
 - **Wait** without a thread or polling: a blocked execution parks its queue row with the asset it waits
   for; **release** (at the end of an execution, or when the sweeper reaps an expired lock) wakes the
   oldest waiter of each released asset, dispatched after commit (FIFO hand-off).
+
+**One lock order** (DESIGN §15), so that PostgreSQL never has to break a deadlock:
+
+1. ``assets`` rows, sorted by id (``lock_assets``, or the fencing bump of ``acquire``);
+2. then ``execution_queue`` rows: the execution's own, then the waiters a hand-off or a wake dispatches;
+3. then ``execution_locks`` rows (written only under their asset's row, or by their own execution's
+   heartbeat, so they never close a cycle);
+4. then the ``executions`` row (its status), its steps and events; the audit heads last, at commit
+   (core/audit_links.py).
+
+Every transaction that touches the queue row of an execution that has not started (``approved`` or
+``queued``: the only rows an asset holder ever writes to, as a waiter's) takes that execution's asset rows
+first: the claim of a first step, the end of an execution (``release``), a cancel before start. A started
+execution's own queue row is taken first by its lease holder (persist, the watcher) and the sweeper
+(``FOR UPDATE SKIP LOCKED``) before they may release its assets; that stays safe because no transaction
+holding an asset row waits for a started execution's queue row: hand-offs and wakes dispatch only waiters,
+and a claim that finds, once it holds the assets, that the execution has started leaves its row alone.
+SQLite serialises writers, so there the order is moot and ``lock_assets`` renders nothing.
 """
 
 from __future__ import annotations
@@ -24,11 +42,12 @@ from core.audit import record_event
 from core.engine import outbox
 from core.schemas import LockView
 from db.clock import utcnow
-from db.tables import Asset, Execution, ExecutionLock, QueueItem
+from db.tables import Asset, Execution, ExecutionLock, ExecutionStep, QueueItem
 
 _LOCKS = ExecutionLock.__table__  # type: ignore[attr-defined]
 _ASSETS = Asset.__table__  # type: ignore[attr-defined]
 _QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
+_STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 
 
 @dataclass(frozen=True)
@@ -114,22 +133,45 @@ def extend(session: Session, execution_id: str, expires_at: datetime) -> None:
 
 
 def release(session: Session, execution_id: str) -> list[str]:
-    """Drop the execution's locks and wake the oldest waiter of each asset (after commit)."""
-    mine = session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.execution_id == execution_id)).scalars().all()
-    _lock_assets(session, list(mine))
-    asset_ids = list(
-        session.execute(delete(_LOCKS).where(_LOCKS.c.execution_id == execution_id).returning(_LOCKS.c.asset_id))
-        .scalars()
-        .all()
-    )
-    _hand_off(session, asset_ids)
-    return asset_ids
+    """An execution ends: drop its queue row and its locks, and wake the oldest waiter of each asset it held
+    (after commit) or of the one it waited for, if nobody holds that. Returns the assets whose lock it held.
+
+    In the one order: the asset rows first (held and waited for, sorted), then the queue rows (its own, the
+    waiters'), then the lock rows. A waiter that ends (cancelled, timed out in line) may have been handed the
+    lock or woken a moment before: waking the next in line then keeps the hand-off from being lost with it.
+    """
+    mine = list(session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.execution_id == execution_id)).scalars())
+    waited = session.execute(
+        select(_QUEUE.c.waiting_for_asset_id).where(_QUEUE.c.execution_id == execution_id)
+    ).scalar()
+    lock_assets(session, mine + ([waited] if waited else []))
+    outbox.remove(session, execution_id)
+    _hand_off(session, mine)
+    if waited is not None and waited not in mine and _holder(session, waited) is None:
+        _hand_off(session, [waited])
+    session.execute(delete(_LOCKS).where(_LOCKS.c.execution_id == execution_id))
+    return mine
+
+
+def lock_unstarted(session: Session, execution_id: str) -> None:
+    """Before ending an execution that has not started (a cancel): lock its asset rows, then its queue row.
+
+    The rows a claim of its first step would lock, in the same order; a claim under way is waited for, so
+    the caller reads the execution again afterwards and finds it started, parked, or as it was.
+    """
+    targets = session.execute(select(_STEPS.c.target_asset_id).where(_STEPS.c.execution_id == execution_id))
+    waited = session.execute(
+        select(_QUEUE.c.waiting_for_asset_id).where(_QUEUE.c.execution_id == execution_id)
+    ).scalar()
+    lock_assets(session, {*targets.scalars(), *([waited] if waited else [])})
+    session.execute(select(_QUEUE.c.id).where(_QUEUE.c.execution_id == execution_id).with_for_update())
 
 
 def reap_expired(session: Session) -> int:
     """Delete locks past their expiry (their holder died or hung) and hand the assets on. Returns how many."""
     expired = session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.expires_at < utcnow())).scalars().all()
-    _lock_assets(session, list(expired))
+    lock_assets(session, list(expired))
+    # Under the asset rows, again: a lock renewed or released meanwhile is not ours to reap.
     asset_ids = list(
         session.execute(delete(_LOCKS).where(_LOCKS.c.expires_at < utcnow()).returning(_LOCKS.c.asset_id))
         .scalars()
@@ -139,12 +181,27 @@ def reap_expired(session: Session) -> int:
     return len(asset_ids)
 
 
-def _lock_assets(session: Session, asset_ids: list[str]) -> None:
-    """Row-lock the assets (sorted, like acquirers) so a release is ordered with parking on PostgreSQL."""
+def lock_assets(session: Session, asset_ids: list[str] | set[str] | frozenset[str]) -> None:
+    """Row-lock the assets, sorted by id: step 1 of the one lock order (PostgreSQL; SQLite serialises anyway).
+
+    ``FOR NO KEY UPDATE``, the lock the fencing bump takes: it orders acquiring, parking, waking and releasing
+    on an asset, and leaves alone the key-share locks of inserts that merely reference the asset.
+    """
     if asset_ids and session.get_bind().dialect.name == "postgresql":
         session.execute(
-            select(_ASSETS.c.id).where(_ASSETS.c.id.in_(sorted(asset_ids))).order_by(_ASSETS.c.id).with_for_update()
+            select(_ASSETS.c.id)
+            .where(_ASSETS.c.id.in_(sorted(set(asset_ids))))
+            .order_by(_ASSETS.c.id)
+            .with_for_update(key_share=True)
         )
+
+
+def _holder(session: Session, asset_id: str) -> str | None:
+    """The execution holding the asset's lock, if its lock has not expired."""
+    found: str | None = session.execute(
+        select(_LOCKS.c.execution_id).where(_LOCKS.c.asset_id == asset_id, _LOCKS.c.expires_at >= utcnow())
+    ).scalar()
+    return found
 
 
 def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, actor: str) -> None:
@@ -162,7 +219,10 @@ def park(session: Session, item: QueueItem, busy: Busy, *, until: datetime, acto
 
 
 def wake(session: Session, execution_id: str) -> None:
-    """Wake a waiter whose turn it is although the lock is free (its hand-off was missed): dispatch it."""
+    """Wake a waiter whose turn it is although the lock is free (its hand-off was missed): dispatch it.
+
+    The caller holds the row of the asset it waits for (the one lock order).
+    """
     outbox.release_now(session, execution_id)
 
 

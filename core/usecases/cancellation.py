@@ -6,7 +6,7 @@ Operators cancel their own executions; admins any. Cancelling twice is a no-op.
 from __future__ import annotations
 
 from core.audit import clean_comment, record_event
-from core.engine import gates, outbox
+from core.engine import gates, locks
 from core.errors import InvalidTransition, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
@@ -30,6 +30,15 @@ def cancel(principal: Principal, execution_id: str, *, reason: str | None = None
         NotFound: no such execution in this tenant.
     """
     reason = clean_comment(reason)
+    view = _cancel(principal, execution_id, reason, settle=True)
+    if view is None:  # a worker started it while we waited for its rows: decide again, as it is now
+        view = _cancel(principal, execution_id, reason, settle=False)
+    assert view is not None
+    return view
+
+
+def _cancel(principal: Principal, execution_id: str, reason: str | None, *, settle: bool) -> ExecutionView | None:
+    """One try in one transaction; None (with ``settle``) when the execution moved on under us."""
     with session_scope() as session:
         execution = load_execution(session, principal.tenant_id, execution_id)
         role = rbac.require(session, principal, Permission.CANCEL_OWN)
@@ -39,6 +48,13 @@ def cancel(principal: Principal, execution_id: str, *, reason: str | None = None
         if status is S.CANCELLED or (status is S.RUNNING and execution.cancel_requested_at is not None):
             return build_view(session, execution)  # cancelling twice is a no-op
         if status in CANCEL_AT_ONCE:
+            # The engine's one lock order (core/engine/locks.py): its asset rows, then its queue row, then
+            # the execution row; then look again, since a claim we waited for may have started it.
+            locks.lock_unstarted(session, execution.id)
+            session.refresh(execution)
+            if settle and S(execution.status) is not status:
+                return None
+            locks.release(session, execution.id)  # its place in a line goes, and the next one is woken
             transition(
                 session,
                 execution_id=execution.id,
@@ -53,7 +69,6 @@ def cancel(principal: Principal, execution_id: str, *, reason: str | None = None
                     "cancel_reason": reason,
                 },
             )
-            outbox.remove(session, execution.id)
         elif status is S.RUNNING:
             execution.cancel_requested_at = utcnow()
             execution.cancel_requested_by = principal.user_id
