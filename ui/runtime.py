@@ -14,12 +14,12 @@ import sys
 import threading
 from urllib.parse import urlsplit
 
-from core import configure_logging, get_settings
+import core
 
 
 def connect() -> None:
     """Register the broker dispatcher when a Redis broker is configured (no-op on the embedded default)."""
-    if get_settings().redis_url:
+    if core.get_settings().redis_url:
         import jobs.actors  # noqa: F401  (declares the actor the dispatcher sends to)
         from core import set_dispatcher
         from jobs.dispatch import BrokerDispatcher
@@ -32,8 +32,8 @@ def ensure_console_runtime() -> str:
 
     Returns a one-line description for the sidebar.
     """
-    settings = get_settings()
-    configure_logging(settings.log_format)  # OPSC_LOG_FORMAT, and the masking filter on every handler
+    settings = core.get_settings()
+    core.configure_logging(settings.log_format)  # OPSC_LOG_FORMAT, and the masking filter on every handler
     if settings.redis_url:
         connect()
         return "workers on Redis"
@@ -68,7 +68,7 @@ def broker_ping(timeout_s: float = 3.0) -> str:
     The embedded broker lives in each process and needs no answer. Redis is pinged from a daemon thread
     because the broker's client has no socket timeout: a black-holed host must not hang the check.
     """
-    url = get_settings().redis_url
+    url = core.get_settings().redis_url
     if not url:
         return "embedded broker (in-process; workers are fed from the database queue)"
     from jobs.broker import broker
