@@ -4,6 +4,7 @@ Measures, median of N runs each:
   help     ``opsconductor --help``
   show     ``opsconductor show ID --as alice`` on a SQLite database with the demo data
   actors   ``python -c "import jobs.actors"`` (what a Dramatiq worker process imports at boot)
+  python, sqlmodel  baselines measured in the same run: ``python -c pass`` and ``python -c "import sqlmodel"``
   worker   ``opsconductor worker --processes 1 --threads 1`` on Redis, until its process logs
            "worker … started" (its heartbeat row is written just before): the CPU of the whole process tree
            (read from /proc: the supervisor, its worker process and any process already reaped), and the wall time.
@@ -11,7 +12,7 @@ A one-shot command's CPU comes from ``os.wait4`` (the child's own rusage). Wheth
 byte-code (``__pycache__``) matters a lot: ``PYTHONDONTWRITEBYTECODE=1`` with none compiled means every start
 compiles every module; the first line says which.
 
-Usage: uv run python bench/startup.py [--runs 5] [--only help,show,actors,worker]
+Usage: uv run python bench/startup.py [--runs 5] [--only python,sqlmodel,help,show,actors,worker]
 Needs Redis (OPSC_TEST_REDIS_URL or 127.0.0.1:6379) for the worker; it uses its own namespace and deletes it.
 """
 
@@ -107,7 +108,7 @@ def delete_namespace(namespace: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--only", default="help,show,actors,worker")
+    parser.add_argument("--only", default="python,sqlmodel,help,show,actors,worker")
     args = parser.parse_args()
     wanted = args.only.split(",")
     print(f"python {sys.version.split()[0]}; installed packages have byte-code: {has_bytecode()}; "
@@ -133,6 +134,9 @@ def main() -> None:
             "help": [*CLI, "--help"],
             "show": [*CLI, "show", execution_id, "--as", "alice"],
             "actors": [sys.executable, "-c", "import jobs.actors"],
+            # Baselines of the same run: an empty interpreter, and the database layer alone (what show cannot skip).
+            "python": [sys.executable, "-c", "pass"],
+            "sqlmodel": [sys.executable, "-c", "import sqlmodel"],
         }
         for name, argv in one_shot.items():
             if name in wanted:

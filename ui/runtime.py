@@ -4,13 +4,12 @@
   needed, the workers' sweeper reads the database queue).
 - ``start_embedded()``: worker threads in this process (the console, ``submit --wait``, ``worker``
   without Redis).
-- ``worker_argv()``: the Dramatiq command line for ``opsconductor worker`` on Redis.
+- ``run_worker_processes()``: Dramatiq's worker processes for ``opsconductor worker`` on Redis, in this process.
 - ``broker_ping()``: the broker probe of the GO/NO-GO check (core/ops/readiness.py must not import jobs).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from urllib.parse import urlsplit
 
@@ -20,7 +19,8 @@ import core
 def connect() -> None:
     """Register the broker dispatcher when a Redis broker is configured (no-op on the embedded default)."""
     if core.get_settings().redis_url:
-        import jobs.actors  # noqa: F401  (declares the actor the dispatcher sends to)
+        # Not jobs.actors (the broker, Dramatiq, Redis): the dispatcher imports it with the first message
+        # it sends, so a command that queues nothing does not pay for it.
         from core import set_dispatcher
         from jobs.dispatch import BrokerDispatcher
 
@@ -57,9 +57,11 @@ def stop_embedded() -> None:
     stop()
 
 
-def worker_argv(processes: int, threads: int) -> list[str]:
-    """The dramatiq CLI invocation for worker processes on Redis."""
-    return [sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes), "--threads", str(threads)]
+def run_worker_processes(processes: int, threads: int) -> int:
+    """Supervise Dramatiq worker processes on Redis from this process until stopped; the exit code."""
+    from jobs.processes import run_worker_processes as run
+
+    return run(processes, threads)
 
 
 def broker_ping(timeout_s: float = 3.0) -> str:

@@ -206,3 +206,33 @@ def test_show_loads_the_database_layer_only(tmp_path: Path, plan_file: PlanFile)
     assert done.returncode == 0, done.stderr
     loaded = modules_after(["show", json.loads(done.stdout)["execution_id"], "--as", "alice"], env)
     assert loaded == {"sqlalchemy", "sqlmodel", "prometheus_client"}
+
+
+def test_worker_runs_dramatiq_in_this_process_with_the_actors_already_loaded(tmp_path: Path) -> None:
+    """``opsconductor worker`` on Redis calls Dramatiq's supervisor in-process (no exec of a fresh interpreter),
+    after importing the actors, so the forked worker processes start with them; Dramatiq's exit code is ours."""
+    code = (
+        "import json, sys\n"
+        "import dramatiq.cli\n"
+        "def fake_main(args):\n"
+        "    print(json.dumps({'actors': 'jobs.actors' in sys.modules, 'broker': args.broker,\n"
+        "                      'processes': args.processes, 'threads': args.threads}))\n"
+        "    return 7\n"
+        "dramatiq.cli.main = fake_main\n"
+        "sys.argv = ['opsconductor', 'worker', '--processes', '3', '--threads', '2']\n"
+        "from ui.cli import main\n"
+        "main()\n"
+    )
+    env = {
+        **os.environ,
+        "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "OPSC_REDIS_URL": "redis://127.0.0.1:1/0",  # never connected to: the fake supervisor starts nothing
+    }
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 7, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "actors": True,
+        "broker": "jobs.actors",
+        "processes": 3,
+        "threads": 2,
+    }

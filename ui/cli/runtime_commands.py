@@ -50,12 +50,9 @@ def worker_command(
 ) -> None:
     """Run workers: Dramatiq processes on Redis, or (no OPSC_REDIS_URL) worker threads fed from the DB queue."""
     if core.get_settings().redis_url:
-        argv = runtime.worker_argv(processes, threads)
-        # Dramatiq's idle consumers back off up to this many ms between polls (default 1000): a plan's next
-        # step would wait that long whenever the queue runs dry, so keep it short.
-        os.environ.setdefault("dramatiq_worker_timeout", "100")
-        sys.stdout.flush()
-        os.execv(argv[0], argv)  # noqa: S606  dramatiq's CLI takes over: it forks, supervises, handles signals
+        # Dramatiq's supervisor, in this process (no exec: the worker processes fork with the actors loaded):
+        # it forks, supervises, handles signals and gives the exit code.
+        raise typer.Exit(runtime.run_worker_processes(processes, threads))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
