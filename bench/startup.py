@@ -12,7 +12,11 @@ A one-shot command's CPU comes from ``os.wait4`` (the child's own rusage). Wheth
 byte-code (``__pycache__``) matters a lot: ``PYTHONDONTWRITEBYTECODE=1`` with none compiled means every start
 compiles every module; the first line says which.
 
-Usage: uv run python bench/startup.py [--runs 5] [--only python,sqlmodel,help,show,actors,worker]
+Usage: uv run python bench/startup.py [--runs 5] [--only python,sqlmodel,help,show,actors,worker] [--no-bytecode]
+       [--tree PATH]
+``--no-bytecode`` points the children's byte-code cache at an empty directory (``PYTHONPYCACHEPREFIX``), so every
+module is compiled from source at each start, as on an installation without byte-code. ``--tree`` measures another
+checkout of the repository (e.g. the commit before a change) with this same interpreter and packages.
 Needs Redis (OPSC_TEST_REDIS_URL or 127.0.0.1:6379) for the worker; it uses its own namespace and deletes it.
 """
 
@@ -40,7 +44,7 @@ PLAN = "name: bench-startup\nsteps:\n  - {name: s, action: noop, target: localho
 
 def child_cpu(argv: list[str], env: dict[str, str]) -> float:
     """Run ``argv`` to its end; its user + sys CPU seconds. Raises if it fails."""
-    proc = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
@@ -69,7 +73,6 @@ def worker_ready(env: dict[str, str], log: Path) -> tuple[float, float]:
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [*CLI, "worker", "--processes", "1", "--threads", "1"],
-            cwd=ROOT,
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -109,9 +112,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--only", default="python,sqlmodel,help,show,actors,worker")
+    parser.add_argument("--no-bytecode", action="store_true")
+    parser.add_argument("--tree", type=Path, default=ROOT)
     args = parser.parse_args()
+    tree = args.tree.resolve()
+    os.chdir(tree)  # every child runs there
     wanted = args.only.split(",")
-    print(f"python {sys.version.split()[0]}; installed packages have byte-code: {has_bytecode()}; "
+    bytecode = has_bytecode() and not args.no_bytecode
+    print(f"python {sys.version.split()[0]}; tree {tree}; byte-code used: {bytecode}; "
           f"PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}")  # fmt: skip
     figures: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,14 +128,19 @@ def main() -> None:
             "OPSC_DATABASE_URL": f"sqlite:///{tmp}/bench.db",
             "OPSC_SECRET_KEY_FILE": f"{tmp}/secret-key",
             "OPSC_REDIS_URL": "",
+            "PYTHONPATH": str(tree),  # --tree: its modules, not the installed (editable) checkout's
         }
+        if args.no_bytecode:
+            os.makedirs(f"{tmp}/no-pyc")
+            env["PYTHONPYCACHEPREFIX"] = f"{tmp}/no-pyc"
+            env["PYTHONDONTWRITEBYTECODE"] = "1"
         env.pop("OPSC_TOKEN", None)
-        subprocess.run([*CLI, "init", "--demo"], cwd=ROOT, env=env, check=True, capture_output=True)
+        subprocess.run([*CLI, "init", "--demo"], env=env, check=True, capture_output=True)
         plan = Path(tmp) / "plan.yaml"
         plan.write_text(PLAN)
         submitted = subprocess.run(
             [*CLI, "submit", str(plan), "--as", "alice", "--background", "--json"],
-            cwd=ROOT, env=env, check=True, capture_output=True, text=True,
+            env=env, check=True, capture_output=True, text=True,
         )  # fmt: skip
         execution_id = json.loads(submitted.stdout)["execution_id"]
         one_shot = {
@@ -155,7 +168,7 @@ def main() -> None:
             }
     for name, values in figures.items():
         print(f"{name:8} " + "  ".join(f"{k} {v:.3f}" for k, v in values.items()))
-    print(json.dumps({"runs": args.runs, "bytecode": has_bytecode(), **figures}))
+    print(json.dumps({"runs": args.runs, "bytecode": bytecode, "tree": str(tree), **figures}))
 
 
 if __name__ == "__main__":

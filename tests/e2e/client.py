@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import core
-from core.engine.workers import list_workers
 from ui import runtime
 
 
@@ -83,7 +82,7 @@ def main(argv: list[str]) -> dict[str, object]:
         count, timeout_s = (int(argv[1]), float(argv[2])) if len(argv) > 2 else (0, 0.0)
         deadline = time.monotonic() + timeout_s
         while True:
-            views = list_workers(core.principal("admin", "demo"))
+            views = core.list_workers(core.principal("admin", "demo"))
             live = sum(1 for w in views if w.heartbeat_age_s < 5)
             if live >= count or time.monotonic() >= deadline:
                 return {"live": live, "workers": [w.model_dump(mode="json") for w in views]}
