@@ -17,130 +17,277 @@ Security model).
 
 from __future__ import annotations
 
-from core.admin_audit import list_admin_events
-from core.engine.workers import list_workers, queue_depths
-from core.errors import (
-    Conflict,
-    CoreError,
-    DeadlineExceeded,
-    InvalidInput,
-    InvalidTransition,
-    NotFound,
-    PermissionDenied,
-    SafetyRefused,
-    ServiceUnavailable,
-)
-from core.fsm import TERMINAL as TERMINAL_STATUSES
-from core.identity.installation import IDENTITY_HINT
-from core.identity.principals import principal, principal_for, session_valid, sso_principal
-from core.identity.scopes import SCOPES
-from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
-from core.logs import configure_logging
-from core.ops.audit_chain import verify_chain
-from core.ops.audit_checkpoints import checkpoint as audit_checkpoint
-from core.ops.audit_checkpoints import public_key as audit_public_key
-from core.ops.audit_export import export_audit
-from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
-from core.ops.readiness import check as check_readiness
-from core.ops.retention import prune
-from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
-from core.plans import parse_plan
-from core.policies import PolicyValues
-from core.ports import set_dispatcher
-from core.reads.dashboard import dashboard
-from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
-from core.reads.inbox import approval_inbox
-from core.safety.masking import install_log_masking
-from core.schemas import (
-    AdminEventView,
-    ApprovalView,
-    AssetView,
-    ChainBreak,
-    ChainReport,
-    CheckItem,
-    CheckpointView,
-    DashboardView,
-    DlqView,
-    DryRunStep,
-    DurationStats,
-    EventView,
-    ExecutionPage,
-    ExecutionSummary,
-    ExecutionView,
-    HourCount,
-    InboxItem,
-    LockView,
-    MemberView,
-    PlanPreview,
-    PlanStepView,
-    PolicyView,
-    Principal,
-    PruneReport,
-    QueueDepth,
-    ReadOnlyCommandView,
-    RunbookVersionView,
-    RunbookView,
-    RunModeStats,
-    SecretInfo,
-    StepView,
-    SubmitResult,
-    TenantSettingsView,
-    TokenView,
-    WorkerView,
-)
-from core.usecases.accounts import (
-    AuthenticationFailed,
-    authenticate,
-    needs_reauthentication,
-    reauthenticate,
-    recently_authenticated,
-    set_password,
-    set_user_disabled,
-)
-from core.usecases.admin import (
-    add_asset,
-    delete_secret,
-    get_tenant_settings,
-    limit_secret,
-    list_assets,
-    list_locks,
-    list_members,
-    list_policies,
-    list_secrets,
-    remove_asset,
-    remove_member,
-    set_member,
-    set_secret,
-    set_tenant_mode,
-    update_policy,
-)
-from core.usecases.approvals import approve, approve_gate, reject
-from core.usecases.cancellation import cancel
-from core.usecases.dlq import discard, list_dlq, requeue
-from core.usecases.dry_run import dry_run_plan
-from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
-from core.usecases.runbooks import (
-    delete_runbook,
-    list_runbook_versions,
-    list_runbooks,
-    publish_runbook,
-    save_runbook,
-    unpublish_runbook,
-)
-from core.usecases.submission import preview, rerun, submit
-from db.enums import (
-    ActionClass,
-    Connection,
-    ExecutionMode,
-    ExecutionStatus,
-    OverLevelBehaviour,
-    Role,
-    RunMode,
-    SlaClass,
-    StepStatus,
-    TenantMode,
-)
-from db.settings import Settings, get_settings
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what mypy and readers see; at run time each name is imported on first use
+    from core.admin_audit import list_admin_events
+    from core.engine.workers import list_workers, queue_depths
+    from core.errors import (
+        Conflict,
+        CoreError,
+        DeadlineExceeded,
+        InvalidInput,
+        InvalidTransition,
+        NotFound,
+        PermissionDenied,
+        SafetyRefused,
+        ServiceUnavailable,
+    )
+    from core.fsm import TERMINAL as TERMINAL_STATUSES
+    from core.identity.installation import IDENTITY_HINT
+    from core.identity.principals import principal, principal_for, session_valid, sso_principal
+    from core.identity.scopes import SCOPES
+    from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
+    from core.logs import configure_logging
+    from core.ops.audit_chain import verify_chain
+    from core.ops.audit_checkpoints import checkpoint as audit_checkpoint
+    from core.ops.audit_checkpoints import public_key as audit_public_key
+    from core.ops.audit_export import export_audit
+    from core.ops.readiness import CheckThresholds, MaskingSink, default_masking_sinks
+    from core.ops.readiness import check as check_readiness
+    from core.ops.retention import prune
+    from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
+    from core.plans import parse_plan
+    from core.policies import PolicyValues
+    from core.ports import set_dispatcher
+    from core.reads.dashboard import dashboard
+    from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
+    from core.reads.inbox import approval_inbox
+    from core.safety.masking import install_log_masking
+    from core.schemas import (
+        AdminEventView,
+        ApprovalView,
+        AssetView,
+        ChainBreak,
+        ChainReport,
+        CheckItem,
+        CheckpointView,
+        DashboardView,
+        DlqView,
+        DryRunStep,
+        DurationStats,
+        EventView,
+        ExecutionPage,
+        ExecutionSummary,
+        ExecutionView,
+        HourCount,
+        InboxItem,
+        LockView,
+        MemberView,
+        PlanPreview,
+        PlanStepView,
+        PolicyView,
+        Principal,
+        PruneReport,
+        QueueDepth,
+        ReadOnlyCommandView,
+        RunbookVersionView,
+        RunbookView,
+        RunModeStats,
+        SecretInfo,
+        StepView,
+        SubmitResult,
+        TenantSettingsView,
+        TokenView,
+        WorkerView,
+    )
+    from core.usecases.accounts import (
+        AuthenticationFailed,
+        authenticate,
+        needs_reauthentication,
+        reauthenticate,
+        recently_authenticated,
+        set_password,
+        set_user_disabled,
+    )
+    from core.usecases.admin import (
+        add_asset,
+        delete_secret,
+        get_tenant_settings,
+        limit_secret,
+        list_assets,
+        list_locks,
+        list_members,
+        list_policies,
+        list_secrets,
+        remove_asset,
+        remove_member,
+        set_member,
+        set_secret,
+        set_tenant_mode,
+        update_policy,
+    )
+    from core.usecases.approvals import approve, approve_gate, reject
+    from core.usecases.cancellation import cancel
+    from core.usecases.dlq import discard, list_dlq, requeue
+    from core.usecases.dry_run import dry_run_plan
+    from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
+    from core.usecases.runbooks import (
+        delete_runbook,
+        list_runbook_versions,
+        list_runbooks,
+        publish_runbook,
+        save_runbook,
+        unpublish_runbook,
+    )
+    from core.usecases.submission import preview, rerun, submit
+    from db.enums import (
+        ActionClass,
+        Connection,
+        ExecutionMode,
+        ExecutionStatus,
+        OverLevelBehaviour,
+        Role,
+        RunMode,
+        SlaClass,
+        StepStatus,
+        TenantMode,
+    )
+    from db.settings import Settings, get_settings
+
+# name -> (module, attribute). Importing ``core`` costs nothing; a name costs its own module's imports only,
+# so a CLI command (or ``--help``) does not pay for the engine, the actions and their clients (issue 14).
+_EXPORTS: dict[str, tuple[str, str]] = {
+    "list_admin_events": ("core.admin_audit", "list_admin_events"),
+    "list_workers": ("core.engine.workers", "list_workers"),
+    "queue_depths": ("core.engine.workers", "queue_depths"),
+    "Conflict": ("core.errors", "Conflict"),
+    "CoreError": ("core.errors", "CoreError"),
+    "DeadlineExceeded": ("core.errors", "DeadlineExceeded"),
+    "InvalidInput": ("core.errors", "InvalidInput"),
+    "InvalidTransition": ("core.errors", "InvalidTransition"),
+    "NotFound": ("core.errors", "NotFound"),
+    "PermissionDenied": ("core.errors", "PermissionDenied"),
+    "SafetyRefused": ("core.errors", "SafetyRefused"),
+    "ServiceUnavailable": ("core.errors", "ServiceUnavailable"),
+    "TERMINAL_STATUSES": ("core.fsm", "TERMINAL"),
+    "IDENTITY_HINT": ("core.identity.installation", "IDENTITY_HINT"),
+    "principal": ("core.identity.principals", "principal"),
+    "principal_for": ("core.identity.principals", "principal_for"),
+    "session_valid": ("core.identity.principals", "session_valid"),
+    "sso_principal": ("core.identity.principals", "sso_principal"),
+    "SCOPES": ("core.identity.scopes", "SCOPES"),
+    "create_token": ("core.identity.tokens", "create_token"),
+    "list_tokens": ("core.identity.tokens", "list_tokens"),
+    "principal_from_token": ("core.identity.tokens", "principal_from_token"),
+    "revoke_token": ("core.identity.tokens", "revoke_token"),
+    "configure_logging": ("core.logs", "configure_logging"),
+    "verify_chain": ("core.ops.audit_chain", "verify_chain"),
+    "audit_checkpoint": ("core.ops.audit_checkpoints", "checkpoint"),
+    "audit_public_key": ("core.ops.audit_checkpoints", "public_key"),
+    "export_audit": ("core.ops.audit_export", "export_audit"),
+    "CheckThresholds": ("core.ops.readiness", "CheckThresholds"),
+    "MaskingSink": ("core.ops.readiness", "MaskingSink"),
+    "check_readiness": ("core.ops.readiness", "check"),
+    "default_masking_sinks": ("core.ops.readiness", "default_masking_sinks"),
+    "prune": ("core.ops.retention", "prune"),
+    "DEMO_PASSWORD": ("core.ops.setup", "DEMO_PASSWORD"),
+    "DEMO_USERS": ("core.ops.setup", "DEMO_USERS"),
+    "InitReport": ("core.ops.setup", "InitReport"),
+    "demo_installed": ("core.ops.setup", "demo_installed"),
+    "initialize": ("core.ops.setup", "initialize"),
+    "parse_plan": ("core.plans", "parse_plan"),
+    "PolicyValues": ("core.policies", "PolicyValues"),
+    "set_dispatcher": ("core.ports", "set_dispatcher"),
+    "dashboard": ("core.reads.dashboard", "dashboard"),
+    "get_execution": ("core.reads.executions", "get_execution"),
+    "list_events": ("core.reads.executions", "list_events"),
+    "list_executions": ("core.reads.executions", "list_executions"),
+    "list_executions_page": ("core.reads.executions", "list_executions_page"),
+    "wait_for": ("core.reads.executions", "wait_for"),
+    "approval_inbox": ("core.reads.inbox", "approval_inbox"),
+    "install_log_masking": ("core.safety.masking", "install_log_masking"),
+    "AdminEventView": ("core.schemas", "AdminEventView"),
+    "ApprovalView": ("core.schemas", "ApprovalView"),
+    "AssetView": ("core.schemas", "AssetView"),
+    "ChainBreak": ("core.schemas", "ChainBreak"),
+    "ChainReport": ("core.schemas", "ChainReport"),
+    "CheckItem": ("core.schemas", "CheckItem"),
+    "CheckpointView": ("core.schemas", "CheckpointView"),
+    "DashboardView": ("core.schemas", "DashboardView"),
+    "DlqView": ("core.schemas", "DlqView"),
+    "DryRunStep": ("core.schemas", "DryRunStep"),
+    "DurationStats": ("core.schemas", "DurationStats"),
+    "EventView": ("core.schemas", "EventView"),
+    "ExecutionPage": ("core.schemas", "ExecutionPage"),
+    "ExecutionSummary": ("core.schemas", "ExecutionSummary"),
+    "ExecutionView": ("core.schemas", "ExecutionView"),
+    "HourCount": ("core.schemas", "HourCount"),
+    "InboxItem": ("core.schemas", "InboxItem"),
+    "LockView": ("core.schemas", "LockView"),
+    "MemberView": ("core.schemas", "MemberView"),
+    "PlanPreview": ("core.schemas", "PlanPreview"),
+    "PlanStepView": ("core.schemas", "PlanStepView"),
+    "PolicyView": ("core.schemas", "PolicyView"),
+    "Principal": ("core.schemas", "Principal"),
+    "PruneReport": ("core.schemas", "PruneReport"),
+    "QueueDepth": ("core.schemas", "QueueDepth"),
+    "ReadOnlyCommandView": ("core.schemas", "ReadOnlyCommandView"),
+    "RunModeStats": ("core.schemas", "RunModeStats"),
+    "RunbookVersionView": ("core.schemas", "RunbookVersionView"),
+    "RunbookView": ("core.schemas", "RunbookView"),
+    "SecretInfo": ("core.schemas", "SecretInfo"),
+    "StepView": ("core.schemas", "StepView"),
+    "SubmitResult": ("core.schemas", "SubmitResult"),
+    "TenantSettingsView": ("core.schemas", "TenantSettingsView"),
+    "TokenView": ("core.schemas", "TokenView"),
+    "WorkerView": ("core.schemas", "WorkerView"),
+    "AuthenticationFailed": ("core.usecases.accounts", "AuthenticationFailed"),
+    "authenticate": ("core.usecases.accounts", "authenticate"),
+    "needs_reauthentication": ("core.usecases.accounts", "needs_reauthentication"),
+    "reauthenticate": ("core.usecases.accounts", "reauthenticate"),
+    "recently_authenticated": ("core.usecases.accounts", "recently_authenticated"),
+    "set_password": ("core.usecases.accounts", "set_password"),
+    "set_user_disabled": ("core.usecases.accounts", "set_user_disabled"),
+    "add_asset": ("core.usecases.admin", "add_asset"),
+    "delete_secret": ("core.usecases.admin", "delete_secret"),
+    "get_tenant_settings": ("core.usecases.admin", "get_tenant_settings"),
+    "limit_secret": ("core.usecases.admin", "limit_secret"),
+    "list_assets": ("core.usecases.admin", "list_assets"),
+    "list_locks": ("core.usecases.admin", "list_locks"),
+    "list_members": ("core.usecases.admin", "list_members"),
+    "list_policies": ("core.usecases.admin", "list_policies"),
+    "list_secrets": ("core.usecases.admin", "list_secrets"),
+    "remove_asset": ("core.usecases.admin", "remove_asset"),
+    "remove_member": ("core.usecases.admin", "remove_member"),
+    "set_member": ("core.usecases.admin", "set_member"),
+    "set_secret": ("core.usecases.admin", "set_secret"),
+    "set_tenant_mode": ("core.usecases.admin", "set_tenant_mode"),
+    "update_policy": ("core.usecases.admin", "update_policy"),
+    "approve": ("core.usecases.approvals", "approve"),
+    "approve_gate": ("core.usecases.approvals", "approve_gate"),
+    "reject": ("core.usecases.approvals", "reject"),
+    "cancel": ("core.usecases.cancellation", "cancel"),
+    "discard": ("core.usecases.dlq", "discard"),
+    "list_dlq": ("core.usecases.dlq", "list_dlq"),
+    "requeue": ("core.usecases.dlq", "requeue"),
+    "dry_run_plan": ("core.usecases.dry_run", "dry_run_plan"),
+    "add_read_only_command": ("core.usecases.read_only", "add_read_only_command"),
+    "list_read_only_commands": ("core.usecases.read_only", "list_read_only_commands"),
+    "remove_read_only_command": ("core.usecases.read_only", "remove_read_only_command"),
+    "delete_runbook": ("core.usecases.runbooks", "delete_runbook"),
+    "list_runbook_versions": ("core.usecases.runbooks", "list_runbook_versions"),
+    "list_runbooks": ("core.usecases.runbooks", "list_runbooks"),
+    "publish_runbook": ("core.usecases.runbooks", "publish_runbook"),
+    "save_runbook": ("core.usecases.runbooks", "save_runbook"),
+    "unpublish_runbook": ("core.usecases.runbooks", "unpublish_runbook"),
+    "preview": ("core.usecases.submission", "preview"),
+    "rerun": ("core.usecases.submission", "rerun"),
+    "submit": ("core.usecases.submission", "submit"),
+    "ActionClass": ("db.enums", "ActionClass"),
+    "Connection": ("db.enums", "Connection"),
+    "ExecutionMode": ("db.enums", "ExecutionMode"),
+    "ExecutionStatus": ("db.enums", "ExecutionStatus"),
+    "OverLevelBehaviour": ("db.enums", "OverLevelBehaviour"),
+    "Role": ("db.enums", "Role"),
+    "RunMode": ("db.enums", "RunMode"),
+    "SlaClass": ("db.enums", "SlaClass"),
+    "StepStatus": ("db.enums", "StepStatus"),
+    "TenantMode": ("db.enums", "TenantMode"),
+    "Settings": ("db.settings", "Settings"),
+    "get_settings": ("db.settings", "get_settings"),
+}
 
 __all__ = [
     "DEMO_PASSWORD",
@@ -282,3 +429,18 @@ __all__ = [
     "verify_chain",
     "wait_for",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """Import a public name on first use (PEP 562) and keep it, so later uses are plain attribute reads."""
+    try:
+        module, attribute = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'core' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module), attribute)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

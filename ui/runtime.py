@@ -4,23 +4,23 @@
   needed, the workers' sweeper reads the database queue).
 - ``start_embedded()``: worker threads in this process (the console, ``submit --wait``, ``worker``
   without Redis).
-- ``worker_argv()``: the Dramatiq command line for ``opsconductor worker`` on Redis.
+- ``run_worker_processes()``: Dramatiq's worker processes for ``opsconductor worker`` on Redis, in this process.
 - ``broker_ping()``: the broker probe of the GO/NO-GO check (core/ops/readiness.py must not import jobs).
 """
 
 from __future__ import annotations
 
-import sys
 import threading
 from urllib.parse import urlsplit
 
-from core import configure_logging, get_settings
+import core
 
 
 def connect() -> None:
     """Register the broker dispatcher when a Redis broker is configured (no-op on the embedded default)."""
-    if get_settings().redis_url:
-        import jobs.actors  # noqa: F401  (declares the actor the dispatcher sends to)
+    if core.get_settings().redis_url:
+        # Not jobs.actors (the broker, Dramatiq, Redis): the dispatcher imports it with the first message
+        # it sends, so a command that queues nothing does not pay for it.
         from core import set_dispatcher
         from jobs.dispatch import BrokerDispatcher
 
@@ -32,8 +32,8 @@ def ensure_console_runtime() -> str:
 
     Returns a one-line description for the sidebar.
     """
-    settings = get_settings()
-    configure_logging(settings.log_format)  # OPSC_LOG_FORMAT, and the masking filter on every handler
+    settings = core.get_settings()
+    core.configure_logging(settings.log_format)  # OPSC_LOG_FORMAT, and the masking filter on every handler
     if settings.redis_url:
         connect()
         return "workers on Redis"
@@ -57,9 +57,11 @@ def stop_embedded() -> None:
     stop()
 
 
-def worker_argv(processes: int, threads: int) -> list[str]:
-    """The dramatiq CLI invocation for worker processes on Redis."""
-    return [sys.executable, "-m", "dramatiq", "jobs.actors", "--processes", str(processes), "--threads", str(threads)]
+def run_worker_processes(processes: int, threads: int) -> int:
+    """Supervise Dramatiq worker processes on Redis from this process until stopped; the exit code."""
+    from jobs.processes import run_worker_processes as run
+
+    return run(processes, threads)
 
 
 def broker_ping(timeout_s: float = 3.0) -> str:
@@ -68,7 +70,7 @@ def broker_ping(timeout_s: float = 3.0) -> str:
     The embedded broker lives in each process and needs no answer. Redis is pinged from a daemon thread
     because the broker's client has no socket timeout: a black-holed host must not hang the check.
     """
-    url = get_settings().redis_url
+    url = core.get_settings().redis_url
     if not url:
         return "embedded broker (in-process; workers are fed from the database queue)"
     from jobs.broker import broker

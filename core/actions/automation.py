@@ -24,10 +24,9 @@ service has already started runs on until its own ``timeout``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import circuit
@@ -37,6 +36,9 @@ from core.actions.http_call import RETRIES, Stopped, send, step_wait, with_retri
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass, Connection
 from db.settings import get_settings
+
+if TYPE_CHECKING:
+    import httpx
 
 NOT_CONFIGURED = "automation service not configured (OPSC_AUTOMATION_URL)"
 POLL_INTERVAL_S = 0.5
@@ -161,6 +163,8 @@ def _run_job(ctx: StepContext, base: str, params: AutomationParams) -> Job:
 
 def _call(ctx: StepContext, method: str, url: str, **request: object) -> httpx.Response:
     """One request to the service. Raises ServiceError for a failure or a non-2xx answer, Stopped."""
+    import httpx  # on first use: see http_call
+
     what = f"{method} {httpx.URL(url).path}"
     try:
         response = send(ctx, method, url, timeout_s=_budget_s(ctx), **request)

@@ -14,8 +14,6 @@ import threading
 import time
 from dataclasses import dataclass
 
-import httpx
-
 
 @dataclass
 class _State:
@@ -26,6 +24,8 @@ class _State:
 
 def target(tenant: str, url: str) -> str:
     """The breaker key of ``url`` for ``tenant``: its endpoint, shown as ``host:port (scheme)`` after the tenant."""
+    import httpx  # on first use: see http_call
+
     parsed = httpx.URL(url)
     port = parsed.port or {"http": 80, "https": 443}.get(parsed.scheme, 0)
     return f"{tenant}/{parsed.host}:{port} ({parsed.scheme})"

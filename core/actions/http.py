@@ -16,9 +16,8 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.actions import circuit
@@ -27,6 +26,9 @@ from core.actions.context import ActionResult, StepContext
 from core.actions.http_call import MAX_BODY_BYTES, RETRIES, Stopped, dropped_bytes, send, step_wait, with_retries
 from core.actions.registry import ActionType, register
 from db.enums import ActionClass, Connection
+
+if TYPE_CHECKING:
+    import httpx
 
 READ_METHODS = frozenset({"GET", "HEAD"})
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE", "OPTIONS"})
@@ -81,6 +83,8 @@ class Http(ActionType):
 
     def _once(self, ctx: StepContext, params: HttpParams, url: str) -> tuple[ActionResult, bool]:
         """One request; returns the result and whether a failure may be retried."""
+        import httpx  # on first use: see http_call
+
         try:
             response = send(
                 ctx,
@@ -142,6 +146,8 @@ def _headers(ctx: StepContext, params: HttpParams) -> dict[str, str]:
 
 
 def _basic(params: HttpParams) -> httpx.BasicAuth | None:
+    import httpx
+
     return httpx.BasicAuth(params.basic.username, params.basic.password) if params.basic else None
 
 

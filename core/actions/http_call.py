@@ -12,12 +12,13 @@ import contextlib
 import socket
 import threading
 from collections.abc import Callable, Iterable
-from typing import Any, TypeVar
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from core.actions.context import StepContext
+
+if TYPE_CHECKING:  # imported where a request is made: a worker or a CLI that sends none does not pay for them
+    import httpcore
+    import httpx
 
 RETRIES = 2
 RETRY_BACKOFF_S = 0.2
@@ -37,14 +38,17 @@ class Stopped(Exception):
         self.why = why
 
 
-class _Sockets(httpcore.NetworkBackend):
-    """httpcore's blocking backend, remembering every socket it opens so that a stop can shut them down.
+class _Sockets:
+    """An httpcore network backend (httpcore calls its three methods and checks no type): the blocking one,
+    remembering every socket it opens so that a stop can shut them down.
 
     Closing an httpx client from another thread does not wake a thread blocked in ``recv`` (the connection
     stayed open until the step limit); ``shutdown(SHUT_RDWR)`` does, and the peer sees the close at once.
     """
 
     def __init__(self) -> None:
+        import httpcore
+
         self._inner = httpcore.SyncBackend()
         self._sockets: list[socket.socket] = []
         self._aborted = False
@@ -99,6 +103,8 @@ def _client(timeout_s: float) -> tuple[httpx.Client, _Sockets]:
     httpx 0.28 has no public way to choose httpcore's network backend (encode/httpx#3749 adds one), so the
     transport's pool gets it by attribute; without that attribute a stop falls back to closing the client.
     """
+    import httpx
+
     transport = httpx.HTTPTransport()
     sockets = _Sockets()
     pool = getattr(transport, "_pool", None)
@@ -148,6 +154,8 @@ def send(ctx: StepContext, method: str, url: str, *, timeout_s: float, **request
 
 def _capped(client: httpx.Client, request: httpx.Request, auth: httpx.Auth | None) -> httpx.Response:
     """Send ``request`` streaming, keep the first ``MAX_BODY_BYTES`` of the body, and count (not hold) the rest."""
+    import httpx
+
     streamed = client.send(request, auth=auth, stream=True)
     kept = bytearray()
     dropped = 0

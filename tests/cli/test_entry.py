@@ -11,9 +11,8 @@ from pathlib import Path
 
 import pytest
 
+import core
 from tests.cli.support import MODIFY_PLAN, Cli, PlanFile, ok_json
-from ui.cli import commands as cli_module
-from ui.cli import runtime_commands as cli_runtime
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -45,7 +44,7 @@ def test_internal_error_is_one_line_with_a_reference_and_no_traceback(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise KeyError("s3cr3t-in-a-message")
 
-    monkeypatch.setattr(cli_module, "list_executions", broken)
+    monkeypatch.setattr(core, "list_executions", broken)  # the CLI looks it up on core at call time
     result = cli("list", "--as", "alice")
     assert result.exit_code == 1
     assert re.fullmatch(r"internal error \(ref [0-9a-f]{8}\): KeyError; .*\n", result.stderr)
@@ -61,7 +60,7 @@ def test_debug_flag_logs_the_traceback_of_an_internal_error(
     def broken(*_args: object, **_kwargs: object) -> None:
         raise ZeroDivisionError
 
-    monkeypatch.setattr(cli_module, "list_executions", broken)
+    monkeypatch.setattr(core, "list_executions", broken)  # the CLI looks it up on core at call time
     result = cli("--debug", "list", "--as", "alice")
     assert result.exit_code == 1
     assert "internal error (ref " in result.stderr
@@ -97,8 +96,8 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     calls: list[tuple[str, list[str]]] = []
     inits: list[bool] = []
     monkeypatch.setattr(os, "execvp", lambda file, argv: calls.append((file, list(argv))))
-    real_initialize = cli_runtime.initialize
-    monkeypatch.setattr(cli_runtime, "initialize", lambda *, demo: inits.append(demo) or real_initialize(demo=demo))
+    real_initialize = core.initialize
+    monkeypatch.setattr(core, "initialize", lambda *, demo: inits.append(demo) or real_initialize(demo=demo))
     result = cli("up", "--port", "8765", "--demo")
     assert result.exit_code == 0, result.stderr
     assert inits == [True]
@@ -165,3 +164,75 @@ def test_ok_json_helper_rejects_failures(cli: Cli, sqlite_db: str) -> None:
     """Guard for the helpers: a failing command does not pass as JSON."""
     with pytest.raises(AssertionError):
         ok_json(cli("list", "--as", "nobody", "--json"))
+
+
+# start-up cost (issue 14: fast start) ----------------------------------------------------------------
+
+HEAVY = ("sqlalchemy", "sqlmodel", "dramatiq", "redis", "httpx", "asyncssh", "streamlit", "prometheus_client", "rich")
+
+
+def modules_after(args: list[str], env: dict[str, str]) -> set[str]:
+    """The HEAVY packages a real ``opsconductor ARGS`` process has imported by the time it exits."""
+    code = (
+        "import atexit, json, sys\n"
+        f"atexit.register(lambda: print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]), file=sys.__stderr__))\n"
+        f"sys.argv = ['opsconductor', *{args!r}]\n"
+        "from ui.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stderr.strip().splitlines()[-1]))
+
+
+def test_help_imports_no_heavy_package(tmp_path: Path) -> None:
+    """``opsconductor --help`` loads neither the database layer, the broker, the clients nor rich.
+
+    (A subcommand's ``--help`` runs the root callback first, which installs log masking: that one loads the
+    database layer, by design, before any command can log.)
+    """
+    env = {**os.environ, "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'untouched.db'}"}
+    assert modules_after(["--help"], env) == set()
+    assert not (tmp_path / "untouched.db").exists()
+
+
+def test_show_loads_the_database_layer_only(tmp_path: Path, plan_file: PlanFile) -> None:
+    """``show`` needs SQLAlchemy, not the broker, the HTTP or SSH clients, the console or rich."""
+    env = {**os.environ, "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'show.db'}", "OPSC_REDIS_URL": ""}
+    run = [*console_script(), "init", "--demo"]
+    assert subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, check=False).returncode == 0
+    submit = [*console_script(), "submit", plan_file(MODIFY_PLAN), "--as", "alice", "--json"]
+    done = subprocess.run(submit, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    loaded = modules_after(["show", json.loads(done.stdout)["execution_id"], "--as", "alice"], env)
+    assert loaded == {"sqlalchemy", "sqlmodel", "prometheus_client"}
+
+
+def test_worker_runs_dramatiq_in_this_process_with_the_actors_already_loaded(tmp_path: Path) -> None:
+    """``opsconductor worker`` on Redis calls Dramatiq's supervisor in-process (no exec of a fresh interpreter),
+    after importing the actors, so the forked worker processes start with them; Dramatiq's exit code is ours."""
+    code = (
+        "import json, sys\n"
+        "import dramatiq.cli\n"
+        "def fake_main(args):\n"
+        "    print(json.dumps({'actors': 'jobs.actors' in sys.modules, 'broker': args.broker,\n"
+        "                      'processes': args.processes, 'threads': args.threads}))\n"
+        "    return 7\n"
+        "dramatiq.cli.main = fake_main\n"
+        "sys.argv = ['opsconductor', 'worker', '--processes', '3', '--threads', '2']\n"
+        "from ui.cli import main\n"
+        "main()\n"
+    )
+    env = {
+        **os.environ,
+        "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'w.db'}",
+        "OPSC_REDIS_URL": "redis://127.0.0.1:1/0",  # never connected to: the fake supervisor starts nothing
+    }
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 7, done.stderr
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "actors": True,
+        "broker": "jobs.actors",
+        "processes": 3,
+        "threads": 2,
+    }

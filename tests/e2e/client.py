@@ -1,6 +1,6 @@
 """A client process for the e2e tests: uses the public API with the environment it is given.
 
-Usage: client.py submit N PLAN_FILE [SPREAD] | wait IDS_FILE TIMEOUT_S | workers | show ID | approve ID | requeue ID |
+Usage: client.py submit N PLAN_FILE [SPREAD] | wait IDS_FILE TIMEOUT_S | workers [COUNT TIMEOUT_S] | show ID | approve ID | requeue ID |
        policy SLA CLASS STEP EXEC LEASE APPROVAL ATTEMPTS
 Prints one JSON object on its last line.
 """
@@ -13,7 +13,6 @@ import time
 from pathlib import Path
 
 import core
-from core.engine.workers import list_workers
 from ui import runtime
 
 
@@ -79,12 +78,15 @@ def main(argv: list[str]) -> dict[str, object]:
                 [e.created_at.isoformat(), e.kind, e.actor, e.message, e.data] for e in core.list_events(admin, argv[1])
             ]
         }
-    if command == "workers":
-        views = list_workers(core.principal("admin", "demo"))
-        return {
-            "live": sum(1 for w in views if w.heartbeat_age_s < 5),
-            "workers": [w.model_dump(mode="json") for w in views],
-        }
+    if command == "workers":  # [COUNT TIMEOUT_S]: first wait up to TIMEOUT_S for COUNT live workers, in here
+        count, timeout_s = (int(argv[1]), float(argv[2])) if len(argv) > 2 else (0, 0.0)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            views = core.list_workers(core.principal("admin", "demo"))
+            live = sum(1 for w in views if w.heartbeat_age_s < 5)
+            if live >= count or time.monotonic() >= deadline:
+                return {"live": live, "workers": [w.model_dump(mode="json") for w in views]}
+            time.sleep(0.1)
     if command == "approve":
         return core.approve(core.principal("bob", "demo"), argv[1]).model_dump(mode="json")
     if command == "requeue":

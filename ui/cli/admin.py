@@ -11,36 +11,15 @@ from typing import Annotated
 
 import typer
 
-from core import (
-    ActionClass,
-    Connection,
-    InvalidInput,
-    OverLevelBehaviour,
-    Role,
-    TenantMode,
-    add_asset,
-    delete_secret,
-    limit_secret,
-    list_assets,
-    list_members,
-    list_policies,
-    list_secrets,
-    remove_asset,
-    remove_member,
-    set_member,
-    set_password,
-    set_secret,
-    set_tenant_mode,
-    set_user_disabled,
-)
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
+import core
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group
 from ui.cli.output import as_json, fmt_time, print_json, table
 
-users_app = typer.Typer(help="Users and their roles in a tenant.", no_args_is_help=True)
-assets_app = typer.Typer(help="The tenant's inventory of target assets.", no_args_is_help=True)
-secrets_app = typer.Typer(help="The tenant's secrets (values go in on stdin and never come out).", no_args_is_help=True)
-tenant_app = typer.Typer(help="Tenant settings: the dark-launch mode.", no_args_is_help=True)
-policies_app = typer.Typer(help="The timeout policy matrix (DESIGN §6).", no_args_is_help=True)
+users_app = command_group("Users and their roles in a tenant.")
+assets_app = command_group("The tenant's inventory of target assets.")
+secrets_app = command_group("The tenant's secrets (values go in on stdin and never come out).")
+tenant_app = command_group("Tenant settings: the dark-launch mode.")
+policies_app = command_group("The timeout policy matrix (DESIGN §6).")
 
 
 # users ---------------------------------------------------------------------------------------------
@@ -49,7 +28,7 @@ policies_app = typer.Typer(help="The timeout policy matrix (DESIGN §6).", no_ar
 @users_app.command("list")
 def users_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's users and roles."""
-    members = list_members(acting(as_user, tenant))
+    members = core.list_members(acting(as_user, tenant))
     if json_out:
         print_json({"users": [as_json(m) for m in members]})
         return
@@ -64,15 +43,15 @@ def users_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonO
 @users_app.command("add")
 def users_add(
     name: Annotated[str, typer.Argument(help="Username (created if new).")],
-    role: Annotated[Role, typer.Option("--role", help="Role in the tenant.")],
+    role: Annotated[core.Role, typer.Option("--role", help="Role in the tenant.")],
     as_user: AsUser = None,
     max_action_class: Annotated[
-        ActionClass | None, typer.Option("--max-action-class", help="Highest action class an operator may submit.")
+        core.ActionClass | None, typer.Option("--max-action-class", help="Highest action class an operator may submit.")
     ] = None,
     tenant: TenantOpt = None,
 ) -> None:
     """Give a user a role in the tenant (admin)."""
-    member = set_member(acting(as_user, tenant), name, role, max_action_class=max_action_class)
+    member = core.set_member(acting(as_user, tenant), name, role, max_action_class=max_action_class)
     limit = f" (up to {member.max_action_class})" if member.max_action_class else ""
     typer.echo(f"{member.username} is {member.role}{limit}")
 
@@ -83,7 +62,7 @@ def users_remove(
 ) -> None:
     """Take away a user's role in the tenant (admin)."""
     actor = acting(as_user, tenant)
-    remove_member(actor, name)
+    core.remove_member(actor, name)
     typer.echo(f"{name} no longer has a role in {actor.tenant}")
 
 
@@ -92,7 +71,7 @@ def users_password(
     name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Set a user's console password (admin, or the user themselves); read from stdin, never an argument."""
-    set_password(acting(as_user, tenant), name, read_secret_value("password"))
+    core.set_password(acting(as_user, tenant), name, read_secret_value("password"))
     typer.echo(f"password of {name} set; any throttle is lifted, older sessions and tokens are signed out")
 
 
@@ -101,7 +80,7 @@ def users_disable(
     name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Disable a user's account: sign-in, tokens and roles stop at once (admin; a user of this tenant only)."""
-    set_user_disabled(acting(as_user, tenant), name, True)
+    core.set_user_disabled(acting(as_user, tenant), name, True)
     typer.echo(f"{name} is disabled")
 
 
@@ -110,7 +89,7 @@ def users_enable(
     name: Annotated[str, typer.Argument(help="Username.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Enable a disabled account again (admin; a user of this tenant only)."""
-    set_user_disabled(acting(as_user, tenant), name, False)
+    core.set_user_disabled(acting(as_user, tenant), name, False)
     typer.echo(f"{name} is enabled")
 
 
@@ -120,7 +99,7 @@ def users_enable(
 @assets_app.command("list")
 def assets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's assets."""
-    assets = list_assets(acting(as_user, tenant))
+    assets = core.list_assets(acting(as_user, tenant))
     if json_out:
         print_json({"assets": [as_json(a) for a in assets]})
         return
@@ -135,7 +114,7 @@ def assets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: Json
 @assets_app.command("add")
 def assets_add(
     name: Annotated[str, typer.Argument(help="Asset name, unique in the tenant.")],
-    connection: Annotated[Connection, typer.Option("--connection", help="How steps reach it.")],
+    connection: Annotated[core.Connection, typer.Option("--connection", help="How steps reach it.")],
     as_user: AsUser = None,
     host: Annotated[str | None, typer.Option("--host", help="Host name or address (ssh).")] = None,
     port: Annotated[int | None, typer.Option("--port", help="Port (ssh).")] = None,
@@ -154,7 +133,7 @@ def assets_add(
     tenant: TenantOpt = None,
 ) -> None:
     """Add an asset to the tenant's inventory (admin)."""
-    asset = add_asset(
+    asset = core.add_asset(
         acting(as_user, tenant),
         name,
         connection,
@@ -176,7 +155,7 @@ def assets_remove(
     name: Annotated[str, typer.Argument(help="Asset name.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Remove an asset no execution refers to (admin)."""
-    remove_asset(acting(as_user, tenant), name)
+    core.remove_asset(acting(as_user, tenant), name)
     typer.echo(f"asset {name} removed")
 
 
@@ -186,7 +165,7 @@ def assets_remove(
 @secrets_app.command("list")
 def secrets_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List secret names and versions (admin; values are never shown)."""
-    secrets = list_secrets(acting(as_user, tenant))
+    secrets = core.list_secrets(acting(as_user, tenant))
     if json_out:
         print_json({"secrets": [as_json(s) for s in secrets]})
         return
@@ -218,7 +197,7 @@ def secrets_set(
     Without --asset a new secret may be used on any asset, and a rotated one keeps its limit.
     """
     actor = acting(as_user, tenant)
-    info = set_secret(actor, name, read_secret_value(), assets=assets or None)
+    info = core.set_secret(actor, name, read_secret_value(), assets=assets or None)
     typer.echo(f"secret {info.name} set (version {info.version}){_limit_text(info.allowed_assets)}")
 
 
@@ -232,8 +211,8 @@ def secrets_limit(
 ) -> None:
     """Limit a secret to the given assets, or lift the limit with --any (admin)."""
     if bool(assets) == any_asset:
-        raise InvalidInput("give --asset (one or more) or --any", path="assets")
-    info = limit_secret(acting(as_user, tenant), name, None if any_asset else assets)
+        raise core.InvalidInput("give --asset (one or more) or --any", path="assets")
+    info = core.limit_secret(acting(as_user, tenant), name, None if any_asset else assets)
     typer.echo(f"secret {info.name}{_limit_text(info.allowed_assets) or ': any asset'}")
 
 
@@ -251,7 +230,7 @@ def read_secret_value(what: str = "secret value") -> str:
         # `echo value | …` adds one newline that is not part of the secret; keep any others.
         value = value[:-2] if value.endswith("\r\n") else value[:-1] if value.endswith("\n") else value
     if not value:
-        raise InvalidInput(f"the {what} is empty; pipe it on stdin", path="value")
+        raise core.InvalidInput(f"the {what} is empty; pipe it on stdin", path="value")
     return value
 
 
@@ -260,7 +239,7 @@ def secrets_delete(
     name: Annotated[str, typer.Argument(help="Secret name.")], as_user: AsUser = None, tenant: TenantOpt = None
 ) -> None:
     """Delete a secret (admin)."""
-    delete_secret(acting(as_user, tenant), name)
+    core.delete_secret(acting(as_user, tenant), name)
     typer.echo(f"secret {name} deleted")
 
 
@@ -270,18 +249,18 @@ def secrets_delete(
 @tenant_app.command("mode")
 def tenant_mode(
     tenant: Annotated[str, typer.Argument(help="Tenant name.")],
-    mode: Annotated[TenantMode, typer.Argument(help="off: refuse new work; dry_run: simulate; live: run.")],
+    mode: Annotated[core.TenantMode, typer.Argument(help="off: refuse new work; dry_run: simulate; live: run.")],
     as_user: AsUser = None,
     max_live_level: Annotated[
         int | None, typer.Option("--max-live-level", help="Highest approval level that runs live (0-3).")
     ] = None,
     over_level: Annotated[
-        OverLevelBehaviour | None,
+        core.OverLevelBehaviour | None,
         typer.Option("--over-level", help="Above that level: run as dry_run, or refuse."),
     ] = None,
 ) -> None:
     """Switch a tenant's execution mode (admin)."""
-    settings = set_tenant_mode(acting(as_user, tenant), mode, max_live_level=max_live_level, over_level=over_level)
+    settings = core.set_tenant_mode(acting(as_user, tenant), mode, max_live_level=max_live_level, over_level=over_level)
     typer.echo(
         f"tenant {settings.tenant}: mode {settings.mode}, live up to level {settings.max_live_level}, "
         f"above it {settings.over_level}"
@@ -294,7 +273,7 @@ def tenant_mode(
 @policies_app.command("list")
 def policies_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """Show the timeout policy matrix (seconds)."""
-    policies = list_policies(acting(as_user, tenant))
+    policies = core.list_policies(acting(as_user, tenant))
     if json_out:
         print_json({"policies": [as_json(p) for p in policies]})
         return

@@ -14,21 +14,13 @@ from typing import Annotated, Any, TextIO
 
 import typer
 
-from core import (
-    ChainBreak,
-    ChainReport,
-    audit_checkpoint,
-    audit_public_key,
-    export_audit,
-    list_admin_events,
-    verify_chain,
-)
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
+import core
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on, command_group
 from ui.cli.output import print_json, terminal_safe
 
 BROKEN_EXIT = 5
 
-audit_app = typer.Typer(help="The tamper-evident audit trail.", no_args_is_help=True)
+audit_app = command_group("The tamper-evident audit trail.")
 
 
 @audit_app.command("verify")
@@ -43,7 +35,7 @@ def verify_command(
     """Check that no audit event was modified, deleted or inserted, and that the chain reaches its head and signed
     checkpoints (admin). With an ID, the breaks that concern that execution. Exit 5 names the broken links."""
     actor = acting(as_user, tenant) if execution_id is None else acting_on(as_user, execution_id, tenant)
-    report = verify_chain(actor, execution_id)
+    report = core.verify_chain(actor, execution_id)
     if json_out:
         print_json(report.model_dump(mode="json"))
     else:
@@ -60,7 +52,7 @@ def admin_log_command(
     json_out: JsonOpt = False,
 ) -> None:
     """The tenant's administration trail: mode, policies, members, passwords, secret names, assets (admin)."""
-    events = list_admin_events(acting(as_user, tenant), limit=limit)
+    events = core.list_admin_events(acting(as_user, tenant), limit=limit)
     if json_out:
         print_json({"events": [e.model_dump(mode="json") for e in events]})
         return
@@ -74,7 +66,7 @@ def admin_log_command(
 @audit_app.command("checkpoint")
 def checkpoint_command(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """Sign a checkpoint of the tenant's audit chain at its head now (admin; the sweeper also does, periodically)."""
-    view = audit_checkpoint(acting(as_user, tenant))
+    view = core.audit_checkpoint(acting(as_user, tenant))
     if json_out:
         print_json({"checkpoint": view.model_dump(mode="json") if view else None})
     elif view is None:
@@ -86,7 +78,7 @@ def checkpoint_command(as_user: AsUser = None, tenant: TenantOpt = None, json_ou
 @audit_app.command("public-key")
 def public_key_command() -> None:
     """Print the Ed25519 public key (PEM) that verifies this installation's audit checkpoints."""
-    typer.echo(audit_public_key(), nl=False)
+    typer.echo(core.audit_public_key(), nl=False)
 
 
 @audit_app.command("export")
@@ -102,7 +94,7 @@ def export_command(
     ] = 0,
 ) -> None:
     """The tenant's audit chain as JSON lines (admin): a header, every link, then the signed checkpoints."""
-    lines = export_audit(acting(as_user, tenant), since_seq=since_seq)
+    lines = core.export_audit(acting(as_user, tenant), since_seq=since_seq)
     if output is None:
         _write_lines(lines, None)
         return
@@ -120,7 +112,7 @@ def _write_lines(lines: Iterable[dict[str, Any]], handle: TextIO | None) -> None
             handle.write(text + "\n")
 
 
-def render_report(report: ChainReport) -> str:
+def render_report(report: core.ChainReport) -> str:
     """The verdict in a few lines: counts, then each broken link."""
     scope = f"execution {report.execution_id}" if report.execution_id else f"tenant {report.tenant}"
     counts = f"{report.executions} execution(s), {report.events} event(s), {report.admin_events} admin event(s)"
@@ -139,7 +131,7 @@ def render_report(report: ChainReport) -> str:
     return "\n".join(lines)
 
 
-def _where(brk: ChainBreak) -> str:
+def _where(brk: core.ChainBreak) -> str:
     if brk.source == "execution":
         return f"execution {brk.execution_id} event {brk.event_id}"
     if brk.source == "admin":

@@ -12,26 +12,7 @@ from typing import Annotated
 
 import typer
 
-from core import (
-    DeadlineExceeded,
-    ExecutionStatus,
-    ExecutionView,
-    InitReport,
-    InvalidInput,
-    Principal,
-    approve,
-    approve_gate,
-    cancel,
-    get_execution,
-    get_settings,
-    initialize,
-    install_log_masking,
-    list_executions,
-    reauthenticate,
-    reject,
-    submit,
-    wait_for,
-)
+import core
 from ui import runtime
 from ui.cli.admin import assets_app, policies_app, secrets_app, tenant_app, users_app
 from ui.cli.audit import audit_app
@@ -61,6 +42,7 @@ app = typer.Typer(
     help="OpsConductor Execution: submit, approve and run operations plans safely.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain help: see options.command_group
     add_completion=False,
 )
 app.add_typer(users_app, name="users")
@@ -97,7 +79,7 @@ def root(
     """
     ctx.meta[DEBUG_KEY] = debug
     use_token_file(token_file)
-    install_log_masking()
+    core.install_log_masking()
     runtime.connect()  # with Redis configured, work this command queues is sent to the workers at once
 
 
@@ -122,14 +104,14 @@ def init_command(
     ] = None,
 ) -> None:
     """Create or upgrade the database and seed the timeout policies (idempotent); optionally bootstrap an admin."""
-    report = initialize(demo=demo, single_operator=single_operator, admin=admin, tenant=tenant)
+    report = core.initialize(demo=demo, single_operator=single_operator, admin=admin, tenant=tenant)
     typer.echo(f"database ready at schema revision {report.revision}; {report.policies_added} timeout policies added")
     for item in report.created:
         typer.echo(f"created {item}")
     print_admin_token(report)
 
 
-def print_admin_token(report: InitReport) -> None:
+def print_admin_token(report: core.InitReport) -> None:
     """The bootstrap admin's token: the last line of stdout, alone; the advice on stderr. Shown this once."""
     if report.claimed_identity:
         typer.echo("note: claimed names (--as USER) are accepted on this box; `check` says NO-GO", err=True)
@@ -166,13 +148,13 @@ def submit_command(
     """Submit a plan. A duplicate (same plan, or same --idempotency-key) returns the existing execution."""
     source = read_plan(plan)
     actor = acting(as_user, tenant)
-    if wait and not get_settings().redis_url:
+    if wait and not core.get_settings().redis_url:
         runtime.start_embedded(threads=2)  # no workers elsewhere on the embedded default: be one until done
     try:
-        result = submit(actor, source, idempotency_key=idempotency_key, background=background)
+        result = core.submit(actor, source, idempotency_key=idempotency_key, background=background)
         view = wait_briefly(actor, result.execution, timeout_s) if wait else result.execution
     finally:
-        if wait and not get_settings().redis_url:
+        if wait and not core.get_settings().redis_url:
             runtime.stop_embedded()
     if json_out:
         print_json(as_json(view, created=result.created))
@@ -190,23 +172,23 @@ def read_plan(location: str) -> bytes:
     try:
         return path.read_bytes()
     except FileNotFoundError:
-        raise InvalidInput(f"plan file not found: {location}") from None
+        raise core.InvalidInput(f"plan file not found: {location}") from None
     except IsADirectoryError:
-        raise InvalidInput(f"plan file is a directory: {location}") from None
+        raise core.InvalidInput(f"plan file is a directory: {location}") from None
     except OSError as exc:
-        raise InvalidInput(f"cannot read plan file {location}: {exc.strerror or type(exc).__name__}") from None
+        raise core.InvalidInput(f"cannot read plan file {location}: {exc.strerror or type(exc).__name__}") from None
 
 
-def wait_briefly(actor: Principal, view: ExecutionView, timeout_s: float) -> ExecutionView:
+def wait_briefly(actor: core.Principal, view: core.ExecutionView, timeout_s: float) -> core.ExecutionView:
     """Wait up to ``timeout_s`` for a terminal status; if none comes, say why on stderr and return the current state."""
     try:
-        return wait_for(actor, view.execution_id, timeout_s=timeout_s)
-    except DeadlineExceeded:
-        current = get_execution(actor, view.execution_id)
+        return core.wait_for(actor, view.execution_id, timeout_s=timeout_s)
+    except core.DeadlineExceeded:
+        current = core.get_execution(actor, view.execution_id)
     note = f"note: execution {current.execution_id} is still {current.status} after {timeout_s:g}s"
-    if current.status == ExecutionStatus.PENDING_APPROVAL:
+    if current.status == core.ExecutionStatus.PENDING_APPROVAL:
         note += "; it is waiting for approval"
-    elif current.status in (ExecutionStatus.APPROVED, ExecutionStatus.QUEUED):
+    elif current.status in (core.ExecutionStatus.APPROVED, core.ExecutionStatus.QUEUED):
         note += "; no worker has taken it yet (is `opsconductor worker` running?)"
     typer.echo(note, err=True)
     return current
@@ -234,11 +216,11 @@ def approve_command(
     """Approve a pending execution, or (--step) open a level-3 step gate (approvers; never your own request)."""
     actor = acting_on(as_user, execution_id, tenant)
     if password_stdin:
-        actor = reauthenticate(actor, read_password())
+        actor = core.reauthenticate(actor, read_password())
     if step is None:
-        view = approve(actor, execution_id, comment=comment)
+        view = core.approve(actor, execution_id, comment=comment)
     else:
-        view = approve_gate(actor, execution_id, step, comment=comment)
+        view = core.approve_gate(actor, execution_id, step, comment=comment)
     show_view(view, json_out)
 
 
@@ -251,7 +233,7 @@ def reject_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Reject a pending execution (approvers; never your own request)."""
-    view = reject(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    view = core.reject(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
     show_view(view, json_out)
 
 
@@ -264,7 +246,7 @@ def cancel_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Cancel an execution (your own, or any as admin); cancelling twice is a no-op."""
-    view = cancel(acting_on(as_user, execution_id, tenant), execution_id, reason=reason)
+    view = core.cancel(acting_on(as_user, execution_id, tenant), execution_id, reason=reason)
     show_view(view, json_out)
 
 
@@ -274,10 +256,10 @@ def show_command(
 ) -> None:
     """Show one execution and its steps."""
     actor = acting_on(as_user, execution_id, tenant)
-    show_view(get_execution(actor, execution_id), json_out)
+    show_view(core.get_execution(actor, execution_id), json_out)
 
 
-def show_view(view: ExecutionView, json_out: bool) -> None:
+def show_view(view: core.ExecutionView, json_out: bool) -> None:
     """Print an execution as JSON or as a summary."""
     if json_out:
         print_json(as_json(view))
@@ -290,17 +272,17 @@ def list_command(
     as_user: AsUser = None,
     tenant: TenantOpt = None,
     status: Annotated[
-        list[ExecutionStatus] | None, typer.Option("--status", help="Only this status; repeat for several.")
+        list[core.ExecutionStatus] | None, typer.Option("--status", help="Only this status; repeat for several.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first (1-500).")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
     """List the tenant's executions, newest first."""
     actor = acting(as_user, tenant)
-    rows = list_executions(actor, status=status or None, limit=limit)
+    rows = core.list_executions(actor, status=status or None, limit=limit)
     if json_out:
         # Full views, so every listed execution carries the whole §11 contract (steps included).
-        print_json({"executions": [as_json(get_execution(actor, r.execution_id)) for r in rows]})
+        print_json({"executions": [as_json(core.get_execution(actor, r.execution_id)) for r in rows]})
         return
     typer.echo(render_summaries(rows))
 

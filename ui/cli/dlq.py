@@ -6,11 +6,11 @@ from typing import Annotated
 
 import typer
 
-from core import discard, list_dlq, requeue
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on
+import core
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on, command_group
 from ui.cli.output import fmt_time, print_json, render_execution, table
 
-dlq_app = typer.Typer(help="Failed and timed-out work waiting for a decision.", no_args_is_help=True)
+dlq_app = command_group("Failed and timed-out work waiting for a decision.")
 
 ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 
@@ -23,7 +23,7 @@ def list_command(
     json_out: JsonOpt = False,
 ) -> None:
     """The tenant's DLQ, newest first."""
-    rows = list_dlq(acting(as_user, tenant), include_resolved=all_entries)
+    rows = core.list_dlq(acting(as_user, tenant), include_resolved=all_entries)
     if json_out:
         print_json({"entries": [r.model_dump(mode="json") for r in rows]})
         return
@@ -59,7 +59,7 @@ def requeue_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Run it again from its first unfinished step (admin, or the operator who submitted it)."""
-    view = requeue(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    view = core.requeue(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
     if json_out:
         print_json(view.model_dump(mode="json"))
     else:
@@ -74,5 +74,5 @@ def discard_command(
     tenant: TenantOpt = None,
 ) -> None:
     """Close the entry without running it again (admin)."""
-    discard(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    core.discard(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
     typer.echo(f"discarded the DLQ entry of {execution_id}")

@@ -16,7 +16,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from core import CoreError, InvalidInput, SafetyRefused
+import core
 from ui.cli.output import terminal_safe
 
 DEBUG_KEY = "opsconductor.debug"
@@ -34,7 +34,7 @@ class GuardedGroup(TyperGroup):
             return super().invoke(ctx)
         except (typer.Exit, typer.Abort, typer.TyperException):
             raise  # typer's own: --help, usage errors (exit 2), explicit exits
-        except CoreError as exc:
+        except core.CoreError as exc:
             report_core_error(exc)
             raise typer.Exit(exc.exit_code) from None
         except Exception as exc:  # noqa: BLE001  the last line of defence: a bug, reported without a traceback
@@ -42,16 +42,16 @@ class GuardedGroup(TyperGroup):
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
 
 
-def error_lines(exc: CoreError) -> list[str]:
+def error_lines(exc: core.CoreError) -> list[str]:
     """What the user reads on stderr for a domain error: one line per problem."""
-    if isinstance(exc, InvalidInput) and exc.issues:
+    if isinstance(exc, core.InvalidInput) and exc.issues:
         return [f"error: {path}: {message}" if path else f"error: {message}" for path, message in exc.issues]
-    if isinstance(exc, SafetyRefused):
+    if isinstance(exc, core.SafetyRefused):
         return [f"error: {exc.message} [{exc.reason}]"]
     return [f"error: {exc.message}"]
 
 
-def report_core_error(exc: CoreError) -> None:
+def report_core_error(exc: core.CoreError) -> None:
     """Print a domain error on stderr."""
     for line in error_lines(exc):  # messages quote names and paths from the input: no raw control characters
         typer.echo(terminal_safe(line, multiline=True, indent="  "), err=True)

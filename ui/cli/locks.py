@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from core import list_locks
+import core
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
 from ui.cli.output import fmt_time, print_json, table
 
 
 def locks_command(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """The tenant's held asset locks: holder, since, expiry, fencing token, waiters."""
-    rows = list_locks(acting(as_user, tenant))
+    rows = core.list_locks(acting(as_user, tenant))
     if json_out:
         print_json({"locks": [r.model_dump(mode="json") for r in rows]})
         return

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from core import InvalidInput, PruneReport, check_readiness, prune
+import core
 from ui import runtime
 from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
 from ui.cli.output import fmt_time, print_json, table
@@ -27,12 +27,12 @@ def parse_duration(text: str, *, option: str = "--older-than") -> timedelta:
     """``30d``, ``12h``, ``90m``, ``45s``, ``2w`` as a timedelta. Raises InvalidInput naming the option."""
     match = _DURATION.match(text)
     if match is None:
-        raise InvalidInput(
+        raise core.InvalidInput(
             f"{text!r} is not a duration: use a whole number and a unit, e.g. 30d, 12h, 90m", path=option
         )
     amount = int(match.group(1))
     if amount == 0:
-        raise InvalidInput("must be longer than zero", path=option)
+        raise core.InvalidInput("must be longer than zero", path=option)
     return timedelta(seconds=amount * _UNIT_S[match.group(2)])
 
 
@@ -47,7 +47,7 @@ def prune_command(
 ) -> None:
     """Delete the events and step output of ended executions older than AGE (admin); rows and statuses stay."""
     age = parse_duration(older_than)
-    report = prune(acting(as_user, tenant), age, dry_run=dry_run, progress=_progress)
+    report = core.prune(acting(as_user, tenant), age, dry_run=dry_run, progress=_progress)
     if json_out:
         print_json(report.model_dump(mode="json"))
         return
@@ -58,7 +58,7 @@ def prune_command(
     typer.echo(f"dry run: would prune {counts}" if report.dry_run else f"pruned {counts}")
 
 
-def _progress(report: PruneReport) -> None:
+def _progress(report: core.PruneReport) -> None:
     typer.echo(
         f"… batch {report.batches}: {report.executions} execution(s), {report.events_deleted} event(s) so far",
         err=True,
@@ -67,7 +67,7 @@ def _progress(report: PruneReport) -> None:
 
 def check_command(json_out: JsonOpt = False) -> None:
     """GO/NO-GO: database, schema, policies, broker, workers, clock, locks, DLQ, masking, secrets, rollout gates."""
-    items = check_readiness(broker_probe=runtime.broker_ping)
+    items = core.check_readiness(broker_probe=runtime.broker_ping)
     go = all(item.ok for item in items)
     if json_out:
         print_json(

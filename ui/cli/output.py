@@ -12,13 +12,15 @@ import json
 import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from pydantic import BaseModel
 
-from core import ExecutionSummary, ExecutionView
+import core
 from ui.visible_text import visible
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 _JSON_RAW = re.compile(r"[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 
@@ -62,7 +64,7 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[object]]) -> str:
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells)
 
 
-def approvals_given(view: ExecutionView) -> int:
+def approvals_given(view: core.ExecutionView) -> int:
     """Distinct approvers who approved the current plan hash (the gate approvals of level 3 excluded)."""
     return len(
         {
@@ -73,7 +75,7 @@ def approvals_given(view: ExecutionView) -> int:
     )
 
 
-def render_execution(view: ExecutionView) -> str:
+def render_execution(view: core.ExecutionView) -> str:
     """A short readable summary of one execution and its steps."""
     stopping = "  (cancel requested)" if view.cancel_requested_at and view.status == "running" else ""
     lines = [
@@ -117,7 +119,7 @@ def _seconds(value: int | None) -> str | None:
     return None if value is None else f"{value}s"
 
 
-def render_plan(view: ExecutionView) -> list[str]:
+def render_plan(view: core.ExecutionView) -> list[str]:
     """What runs (DESIGN §13): each step's canonical params, secret references as references, and its dry run;
     then the diff against the last approved run of the same plan, when there is one."""
     if not view.plan_intact:
@@ -142,7 +144,7 @@ def render_plan(view: ExecutionView) -> list[str]:
     return lines
 
 
-def render_summaries(rows: Sequence[ExecutionSummary]) -> str:
+def render_summaries(rows: Sequence[core.ExecutionSummary]) -> str:
     """The executions of a list, one per line."""
     if not rows:
         return "no executions"

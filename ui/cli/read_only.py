@@ -11,19 +11,17 @@ from typing import Annotated
 
 import typer
 
-from core import add_read_only_command, list_read_only_commands, remove_read_only_command
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
+import core
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group
 from ui.cli.output import as_json, fmt_time, print_json, table
 
-commands_app = typer.Typer(
-    help="Read-only command prefixes: shell steps starting with one run without approval.", no_args_is_help=True
-)
+commands_app = command_group("Read-only command prefixes: shell steps starting with one run without approval.")
 
 
 @commands_app.command("list")
 def commands_list(as_user: AsUser, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's read-only prefixes."""
-    rows = list_read_only_commands(acting(as_user, tenant))
+    rows = core.list_read_only_commands(acting(as_user, tenant))
     if json_out:
         print_json({"commands": [as_json(r) for r in rows]})
         return
@@ -50,7 +48,7 @@ def commands_allow(
     Matched word by word: `df` covers `df -h`, not `dfx` nor `sh -c df`. An interpreter (sh, bash, python3)
     runs whatever it is given: declare one only if every script it could run is a read.
     """
-    view = add_read_only_command(acting(as_user, tenant), argv)
+    view = core.add_read_only_command(acting(as_user, tenant), argv)
     typer.echo(f"read-only: {shlex.join(view.argv)} (id {view.id})")
 
 
@@ -61,5 +59,5 @@ def commands_remove(
     tenant: TenantOpt = None,
 ) -> None:
     """Withdraw a read-only prefix (admin): such steps need approval again."""
-    view = remove_read_only_command(acting(as_user, tenant), command_id)
+    view = core.remove_read_only_command(acting(as_user, tenant), command_id)
     typer.echo(f"no longer read-only: {shlex.join(view.argv)}")

@@ -11,18 +11,18 @@ from typing import Annotated
 
 import typer
 
-from core import InvalidInput, delete_runbook, list_runbook_versions, list_runbooks, save_runbook
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting
+import core
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group
 from ui.cli.output import as_json, fmt_time, print_json, table, terminal_safe
 
-runbooks_app = typer.Typer(help="The runbook library: list, versions, save, delete.", no_args_is_help=True)
+runbooks_app = command_group("The runbook library: list, versions, save, delete.")
 NameArg = Annotated[str, typer.Argument(metavar="NAME", help="The runbook's name.")]
 
 
 @runbooks_app.command("list")
 def runbooks_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """List the tenant's runbooks with the level derived from their steps, owner and version."""
-    rows = list_runbooks(acting(as_user, tenant))
+    rows = core.list_runbooks(acting(as_user, tenant))
     if json_out:
         print_json({"runbooks": [as_json(r) for r in rows]})
         return
@@ -54,7 +54,7 @@ def runbooks_versions(
     name: NameArg, as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Every saved version of a runbook, newest first (kept after a deletion)."""
-    rows = list_runbook_versions(acting(as_user, tenant), name)
+    rows = core.list_runbook_versions(acting(as_user, tenant), name)
     if json_out:
         print_json({"versions": [as_json(r) for r in rows]})
         return
@@ -78,8 +78,8 @@ def runbooks_save(
     try:
         text = plan_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise InvalidInput(f"cannot read {plan_file}: {exc}", path="PLAN") from exc
-    view = save_runbook(acting(as_user, tenant), name, text, description=description)
+        raise core.InvalidInput(f"cannot read {plan_file}: {exc}", path="PLAN") from exc
+    view = core.save_runbook(acting(as_user, tenant), name, text, description=description)
     level = "invalid" if view.approval_level is None else f"level {view.approval_level} ({view.action_class})"
     typer.echo(terminal_safe(f"runbook {view.name}: version {view.version}, {level}, owner {view.owner or '(admins)'}"))
 
@@ -87,5 +87,5 @@ def runbooks_save(
 @runbooks_app.command("delete")
 def runbooks_delete(name: NameArg, as_user: AsUser = None, tenant: TenantOpt = None) -> None:
     """Delete a runbook (its owner or a tenant admin; a published one: admins only). Its versions stay listed."""
-    delete_runbook(acting(as_user, tenant), name)
+    core.delete_runbook(acting(as_user, tenant), name)
     typer.echo(terminal_safe(f"runbook {name} deleted"))

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from core import TERMINAL_STATUSES, get_execution, get_settings, initialize, list_events
+import core
 from ui import runtime
 from ui.cli.options import AsUser, TenantOpt, acting_on
 from ui.cli.output import fmt_time, render_execution
@@ -29,15 +29,15 @@ def up_command(
     if not STREAMLIT_APP.is_file():
         typer.echo(f"error: the console entry point {STREAMLIT_APP} is missing from this installation", err=True)
         raise typer.Exit(1)
-    initialize(demo=demo)
+    core.initialize(demo=demo)
     # 127.0.0.1 unless OPSC_CONSOLE_ADDR says otherwise: a console reachable from the network is a decision.
-    address = get_settings().console_addr
+    address = core.get_settings().console_addr
     argv = [sys.executable, "-m", "streamlit", "run", str(STREAMLIT_APP), "--server.port", str(port)]
     argv += ["--server.address", address]
     argv += ["--server.headless", "true", "--browser.gatherUsageStats", "false", "--client.toolbarMode", "minimal"]
     # A bug the pages did not catch shows a generic message, never a traceback; the details go to the log.
     argv += ["--client.showErrorDetails", "none"]
-    where = "workers on Redis" if get_settings().redis_url else "an embedded worker"
+    where = "workers on Redis" if core.get_settings().redis_url else "an embedded worker"
     typer.echo(f"starting the console on http://{address}:{port} with {where}")
     sys.stdout.flush()
     sys.stderr.flush()
@@ -49,18 +49,15 @@ def worker_command(
     threads: Annotated[int, typer.Option("--threads", min=1, max=256, help="Threads per process.")] = 4,
 ) -> None:
     """Run workers: Dramatiq processes on Redis, or (no OPSC_REDIS_URL) worker threads fed from the DB queue."""
-    if get_settings().redis_url:
-        argv = runtime.worker_argv(processes, threads)
-        # Dramatiq's idle consumers back off up to this many ms between polls (default 1000): a plan's next
-        # step would wait that long whenever the queue runs dry, so keep it short.
-        os.environ.setdefault("dramatiq_worker_timeout", "100")
-        sys.stdout.flush()
-        os.execv(argv[0], argv)  # noqa: S606  dramatiq's CLI takes over: it forks, supervises, handles signals
+    if core.get_settings().redis_url:
+        # Dramatiq's supervisor, in this process (no exec: the worker processes fork with the actors loaded):
+        # it forks, supervises, handles signals and gives the exit code.
+        raise typer.Exit(runtime.run_worker_processes(processes, threads))
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     runtime.start_embedded(threads, serve_metrics=True)
-    typer.echo(f"embedded worker running with {threads} threads on {get_settings().database_url}; Ctrl-C stops it")
+    typer.echo(f"embedded worker running with {threads} threads on {core.get_settings().database_url}; Ctrl-C stops it")
     stop.wait()
     typer.echo("stopping: running steps finish or hand their work back")
     runtime.stop_embedded()
@@ -76,13 +73,13 @@ def watch_command(
     actor = acting_on(as_user, execution_id, tenant)
     seen = 0
     while True:
-        for event in list_events(actor, execution_id, after_id=seen):
+        for event in core.list_events(actor, execution_id, after_id=seen):
             step = f" step {event.step_index}" if event.step_index is not None else ""
             change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
             typer.echo(f"{fmt_time(event.created_at)}  {event.kind}{step}{change}  {event.message}".rstrip())
             seen = event.id
-        view = get_execution(actor, execution_id)
-        if view.status in TERMINAL_STATUSES:
+        view = core.get_execution(actor, execution_id)
+        if view.status in core.TERMINAL_STATUSES:
             typer.echo("")
             typer.echo(render_execution(view))
             return

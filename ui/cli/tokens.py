@@ -8,12 +8,12 @@ from typing import Annotated
 
 import typer
 
-from core import InvalidInput, authenticate, create_token, list_tokens, revoke_token
+import core
 from ui.cli.ops import parse_duration
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, read_password
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group, read_password
 from ui.cli.output import fmt_time, print_json, table
 
-tokens_app = typer.Typer(help="API tokens: how scripts and the CLI prove who they are.", no_args_is_help=True)
+tokens_app = command_group("API tokens: how scripts and the CLI prove who they are.")
 
 
 @tokens_app.command("create")
@@ -38,11 +38,11 @@ def create_command(
     lifetime = parse_duration(expires, option="--expires")
     if password_stdin:
         if as_user is None:
-            raise InvalidInput("--password-stdin signs in as --as USER; name the user", path="--as")
-        actor = authenticate(as_user, read_password(), tenant)
+            raise core.InvalidInput("--password-stdin signs in as --as USER; name the user", path="--as")
+        actor = core.authenticate(as_user, read_password(), tenant)
     else:
         actor = acting(as_user, tenant)
-    view, value = create_token(
+    view, value = core.create_token(
         actor,
         name=name,
         scopes=scopes,
@@ -63,7 +63,7 @@ def create_command(
 @tokens_app.command("list")
 def list_command(as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False) -> None:
     """Your tokens (an admin: the tenant's), newest first; never their values."""
-    rows = list_tokens(acting(as_user, tenant))
+    rows = core.list_tokens(acting(as_user, tenant))
     if json_out:
         print_json({"tokens": [r.model_dump(mode="json") for r in rows]})
         return
@@ -98,5 +98,5 @@ def revoke_command(
     tenant: TenantOpt = None,
 ) -> None:
     """Revoke a token at once (yours; an admin: any of the tenant's)."""
-    view = revoke_token(acting(as_user, tenant), token_id)
+    view = core.revoke_token(acting(as_user, tenant), token_id)
     typer.echo(f"token {view.name} ({view.id}) of {view.username} revoked")
