@@ -42,15 +42,23 @@ EXECUTIONS = 48  # every third one a modify plan
 ASSETS = 4  # shared: executions queue for each other's locks
 KILLS = 6  # alternately aimed at a running read step and a running modify step
 KILL_GAP_S = 2.0  # fault pacing (a schedule, not a wait for a result)
-FAULTS_BOUND_S = 300  # the kills wait for replacement workers to boot: slow on a loaded machine
+KILLS_AT_LEAST = 4  # fewer when FAULTS_BOUND_S runs out (replacement workers boot slowly on a loaded machine)
+FAULTS_BOUND_S = 240
 SUBMIT_GAP_S = 0.35
 THREADS = 3
 SETTLE_S = 150  # bound on waiting for every execution to end after the last fault
 
 STEP_MARK = "opsc-chaos-step"  # $0 of every step's shell: how the test finds its step processes in /proc
 NOW = "$(date +%s.%N)"
-READ_SCRIPT = f'echo "start $$ {NOW}" >>"$1"; sleep "$2"; echo "end $$ {NOW}" >>"$1"'
-MODIFY_SCRIPT = f'echo "start $$ {NOW}" >>"$1"; sleep "$2"; echo "effect $$" >>"$1"; echo "end $$ {NOW}" >>"$1"'
+# A step left without its worker runs on like a command nobody will stop at its timeout (the issue's
+# `sleep 3600`): 30 s more, longer than any seeded lease, unless something kills it.
+# Its worker is gone when its parent is no longer the one it started with (the dead worker may linger as a
+# zombie nobody reaps, so /proc/$PPID is no proof of life).
+UNSUPERVISED = '[ "$(cut -d " " -f 4 /proc/$$/stat)" = "$PPID" ] || sleep 30'
+READ_SCRIPT = f'echo "start $$ {NOW}" >>"$1"; sleep "$2"; {UNSUPERVISED}; echo "end $$ {NOW}" >>"$1"'
+MODIFY_SCRIPT = (
+    f'echo "start $$ {NOW}" >>"$1"; sleep "$2"; {UNSUPERVISED}; echo "effect $$" >>"$1"; echo "end $$ {NOW}" >>"$1"'
+)
 READ_SLEEPS = (0.4, 0.4, 0.4)
 MODIFY_SLEEPS = (0.3, 1.5, 0.3)  # the long middle step is where most modify kills land
 
@@ -271,15 +279,18 @@ def _inject_faults(
     while len(run.kills) < KILLS and time.monotonic() < deadline:
         submitter.allow(portion * (len(run.kills) + 1))
         aimed_at = "read" if len(run.kills) % 2 == 0 else "modify"
-        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=8) or _victim(
+        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=15) or _victim(
             groups, run.boots, None, submitter, bound_s=30
         )
         if found is None:
+            if not submitter.is_alive():
+                break  # the stream has run dry
             continue
         index, interrupted = found
         at = time.time()
         os.killpg(groups[index].pid, signal.SIGKILL)  # supervisor and worker process; the step has its own session
         groups[index].wait()
+        interrupted += _strays(groups, set(run.deaths) | {pid for _, pid in interrupted})  # started while we looked
         run.kills.append(Kill(at, aimed_at, interrupted))
         for _, pid in interrupted:
             run.deaths.setdefault(pid, 0.0)  # 0: still alive, watched by _watch_deaths
@@ -317,7 +328,7 @@ def _victim(
     checked = idle_since = 0.0
     while time.monotonic() < deadline:
         now = time.monotonic()
-        if needs_spare and now - checked > 0.5:
+        if now - checked > 0.5:
             ready, checked = _ready_groups(groups, boots), now
         table = _process_table()
         running = False
@@ -334,11 +345,22 @@ def _victim(
             idle_since = 0.0
         elif not idle_since:
             idle_since = now
-        elif now - idle_since > 2:  # the portion ran dry before its kill: let a little more go
+        elif now - idle_since > 2 and len(ready) > needs_spare:  # the portion ran dry before its kill: more
             submitter.allow(submitter.allowed + 2)
             idle_since = 0.0
         time.sleep(0.1)
     return None
+
+
+def _strays(groups: list[subprocess.Popen[bytes]], known: set[int]) -> list[tuple[str, int]]:
+    """Step processes whose parent is no live worker group's (and not among ``known``)."""
+    table = _process_table()
+    live = {g.pid for g in groups if g.poll() is None}
+    return [
+        (key, pid)
+        for pid, (ppid, *_, key) in table.items()
+        if key and pid not in known and table.get(ppid, (0, 0))[1] not in live
+    ]
 
 
 def _ready_groups(groups: list[subprocess.Popen[bytes]], boots: dict[int, list[float]]) -> set[int]:
@@ -458,7 +480,7 @@ def _judge(
 
     # The faults happened as planned (otherwise this run proves nothing).
     hit = Counter(key[0] for k in run.kills for key, _ in k.interrupted)
-    if len(run.kills) < KILLS or not hit["r"] or not hit["m"] or run.pg_up_at is None:
+    if len(run.kills) < KILLS_AT_LEAST or not hit["r"] or not hit["m"] or run.pg_up_at is None:
         problems.append(
             f"too little chaos: {len(run.kills)} of {KILLS} kills, step processes interrupted {dict(hit)}, "
             f"PostgreSQL restarted: {run.pg_up_at is not None}"
@@ -474,6 +496,7 @@ def _judge(
     # Interrupted read steps: retried (another process started later) and the execution completed.
     read_retry_s: list[float] = []
     modify_dlq_s: list[float] = []
+    read_lost_s: list[float] = []  # kill → the execution of a read step that was not retried ended
     for number, kill in enumerate(run.kills, 1):
         for key, pid in kill.interrupted:
             tag, index = key.split(".")
@@ -482,6 +505,8 @@ def _judge(
                 retry = next((a for a in attempts.get(key, []) if a.start > kill.at and a.pid != pid), None)
                 if retry is None:
                     problems.append(f"read step {key} interrupted by kill #{number} never ran again: {step_line(view)}")
+                    if (finished := _ts(view.finished_at)) is not None:
+                        read_lost_s.append(finished - kill.at)
                 else:
                     read_retry_s.append(retry.start - kill.at)
             elif view.status == "failed" and (finished := _ts(view.finished_at)) is not None:
@@ -515,11 +540,7 @@ def _judge(
         if later:
             problems.append(f"modify execution {tag}: steps {later} ran after the `unknown` step {unknown[0]}")
         for index in unknown:  # `unknown` is the answer to a lost worker, not to a database blip
-            tries = attempts.get(f"{tag}.{index}", [])
-            if not any(
-                any(a.start <= k.at <= (a.end if a.end is not None else float("inf")) + 2 for a in tries)
-                for k in run.kills
-            ):
+            if not any(_held(view, attempts, tag, index, k.at) for k in run.kills):
                 problems.append(f"modify step {tag}.{index} ended `unknown` though no worker was killed while it ran")
 
     # 0 double-run: no side effect twice, and no two step processes at once on one asset.
@@ -542,6 +563,7 @@ def _judge(
         "replacement worker boots (s)": [round(b[1] - b[0], 1) for b in run.boots.values() if len(b) == 2],
         "DLQ reasons": dict(Counter(d.reason for d in dlq.values())),
         "kill → retry of the interrupted read step started (s)": _spread(read_retry_s),
+        "kill → read execution ended without a retry (s)": _spread(read_lost_s),
         "kill → modify execution failed, step `unknown`, in the DLQ (s)": _spread(modify_dlq_s),
         "orphan lifetime after the kill (s)": _spread(
             [run.deaths[pid] - k.at for k in run.kills for _, pid in k.interrupted if run.deaths.get(pid)]
@@ -561,6 +583,16 @@ def _judge(
     return problems, figures
 
 
+def _held(view: core.ExecutionView, attempts: dict[str, list[Attempt]], tag: str, index: int, at: float) -> bool:
+    """Whether a worker may have held step ``index`` at ``at``: after the previous step's process ended (or the
+    execution started), until 2 s after the step's own process ended (its result not yet stored)."""
+    before = attempts.get(f"{tag}.{index - 1}", []) if index else []
+    opened = max((a.end for a in before if a.end is not None), default=None) or _ts(view.started_at) or 0.0
+    own = attempts.get(f"{tag}.{index}", [])
+    closed = max((a.end or float("inf") for a in own), default=float("inf")) + 2
+    return opened <= at <= closed
+
+
 def _overlaps(run: Run, views: dict[str, core.ExecutionView], attempts: dict[str, list[Attempt]]) -> list[str]:
     """Pairs of step processes that ran at the same time on one asset (an orphan, or two plans at once)."""
     spans: dict[str, list[tuple[float, float, str, int]]] = {}
@@ -573,13 +605,16 @@ def _overlaps(run: Run, views: dict[str, core.ExecutionView], attempts: dict[str
     found = []
     for asset, items in spans.items():
         items.sort()
-        holder = items[0]
+        holder = items[0]  # of the processes started so far, the one that ends last
+        during: dict[tuple[float, float, str, int], list[tuple[float, float, str, int]]] = {}
         for item in items[1:]:
             if item[0] < holder[1]:
-                found.append(
-                    f"overlap on {asset}: {item[2]} (pid {item[3]}) started {holder[1] - item[0]:.2f} s before "
-                    f"{holder[2]} (pid {holder[3]}) ended"
-                )
+                during.setdefault(holder, []).append(item)
             if item[1] > holder[1]:
                 holder = item
+        for (_, end, key, pid), started in during.items():  # each process once, with what ran beside it
+            found.append(
+                f"overlap on {asset}: {len(started)} steps started while {key} (pid {pid}) still ran, the first "
+                f"{end - started[0][0]:.2f} s before it ended: {[s[2] for s in started[:8]]}"
+            )
     return found
