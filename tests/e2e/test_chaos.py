@@ -60,7 +60,7 @@ MODIFY_SCRIPT = (
     f'echo "start $$ {NOW}" >>"$1"; sleep "$2"; {UNSUPERVISED}; echo "effect $$" >>"$1"; echo "end $$ {NOW}" >>"$1"'
 )
 READ_SLEEPS = (0.4, 0.4, 0.4)
-MODIFY_SLEEPS = (0.3, 1.5, 0.3)  # the long middle step is where most modify kills land
+MODIFY_SLEEPS = (0.3, 2.0, 0.3)  # the long middle step is where most modify kills land
 
 
 @dataclass
@@ -279,7 +279,7 @@ def _inject_faults(
     while len(run.kills) < KILLS and time.monotonic() < deadline:
         submitter.allow(portion * (len(run.kills) + 1))
         aimed_at = "read" if len(run.kills) % 2 == 0 else "modify"
-        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=15) or _victim(
+        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=30) or _victim(
             groups, run.boots, None, submitter, bound_s=30
         )
         if found is None:
