@@ -335,7 +335,7 @@ def _victim(
         for index, group in enumerate(groups):
             if group.poll() is not None:
                 continue
-            steps = [(k, pid) for pid, (ppid, *_, k) in table.items() if k and table.get(ppid, (0, 0))[1] == group.pid]
+            steps = [(k, pid) for pid, (*_, k) in table.items() if k and _under(table, pid) == group.pid]
             running = running or bool(steps)
             if needs_spare and not ready - {index}:
                 continue
@@ -357,9 +357,7 @@ def _strays(groups: list[subprocess.Popen[bytes]], known: set[int]) -> list[tupl
     table = _process_table()
     live = {g.pid for g in groups if g.poll() is None}
     return [
-        (key, pid)
-        for pid, (ppid, *_, key) in table.items()
-        if key and pid not in known and table.get(ppid, (0, 0))[1] not in live
+        (key, pid) for pid, (*_, key) in table.items() if key and pid not in known and _under(table, pid) not in live
     ]
 
 
@@ -372,6 +370,21 @@ def _ready_groups(groups: list[subprocess.Popen[bytes]], boots: dict[int, list[f
         if len(boots.get(groups[i].pid, [])) == 1:
             boots[groups[i].pid].append(time.monotonic())
     return ready
+
+
+def _under(table: dict[int, tuple[int, int, int, str | None]], pid: int) -> int:
+    """The process group of the nearest ancestor of ``pid`` in another session (the worker that started the
+    step, through any wrapper the runner puts between them); 0 when there is none (orphaned)."""
+    session = table[pid][2]
+    parent = table[pid][0]
+    for _ in range(8):
+        if parent not in table or parent <= 1:
+            return 0
+        ppid, pgid, sid, _key = table[parent]
+        if sid != session:
+            return pgid
+        parent = ppid
+    return 0
 
 
 def _pgid(pid: int) -> int:
