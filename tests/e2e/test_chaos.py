@@ -133,15 +133,15 @@ def test_sigkills_and_a_postgres_restart_lose_nothing_and_run_nothing_twice(
         faults_done = time.monotonic()
         statuses = _wait_until_all_end(admin, list(run.ids.values()), SETTLE_S)
         settled_s = time.monotonic() - faults_done
+        views = {tag: _db(lambda i=i: core.get_execution(admin, i)) for tag, i in run.ids.items()}
+        dlq = {d.execution_id: d for d in _db(lambda: core.list_dlq(admin, limit=500))}
+        attempts = _read_attempts(steps_dir)
+        alive = _alive_sessions({a.pid for tries in attempts.values() for a in tries})
     finally:
         stop.set()
         submitter.stop.set()
         watcher.join(timeout=5)
-    views = {tag: _db(lambda i=i: core.get_execution(admin, i)) for tag, i in run.ids.items()}
-    dlq = {d.execution_id: d for d in _db(lambda: core.list_dlq(admin, limit=500))}
-    attempts = _read_attempts(steps_dir)
-    alive = _alive_sessions({a.pid for tries in attempts.values() for a in tries})
-    _cleanup_step_processes(alive)
+        _kill_step_processes(steps_dir)  # orphans left running, whatever happened
 
     problems, figures = _judge(run, statuses, views, dlq, attempts, alive)
     figures["boot of 2 workers (s)"] = round(booted_s, 1)
@@ -436,8 +436,10 @@ def _alive_sessions(leaders: set[int]) -> dict[int, int]:
     return {pid: sid for pid, (_ppid, _pgid, sid, _key) in _process_table().items() if sid in leaders}
 
 
-def _cleanup_step_processes(alive: dict[int, int]) -> None:
-    for pid in alive:  # only processes of this test's steps, by pid
+def _kill_step_processes(steps_dir: Path) -> None:
+    """SIGKILL what is left of this test's step processes (found by the pids they recorded)."""
+    leaders = {a.pid for tries in _read_attempts(steps_dir).values() for a in tries}
+    for pid in _alive_sessions(leaders):
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
