@@ -47,6 +47,8 @@ FAULTS_BOUND_S = 240
 SUBMIT_GAP_S = 0.35
 THREADS = 3
 SETTLE_S = 150  # bound on waiting for every execution to end after the last fault
+# An execution's finished_at may be stamped just before the worker or sweeper kills the orphan and commits.
+CLOCK_SLACK_S = 0.5
 
 STEP_MARK = "opsc-chaos-step"  # $0 of every step's shell: how the test finds its step processes in /proc
 NOW = "$(date +%s.%N)"
@@ -87,6 +89,7 @@ class Run:
     ids: dict[str, str] = field(default_factory=dict)  # tag ("r03", "m04") → execution id
     kills: list[Kill] = field(default_factory=list)
     deaths: dict[int, float] = field(default_factory=dict)  # pid of an interrupted step → when it was gone
+    seen_alive: dict[int, float] = field(default_factory=dict)  # … → when it was last seen alive
     pg_down_at: float | None = None
     pg_up_at: float | None = None
     pg_inflight: list[str] = field(default_factory=list)
@@ -419,7 +422,12 @@ def _watch_deaths(run: Run, stop: threading.Event) -> None:
     """Note when each interrupted step process is gone (exited, or a zombie nobody reaps)."""
     while not stop.is_set():
         for pid, gone_at in list(run.deaths.items()):
-            if gone_at == 0.0 and not _alive(pid):
+            now = time.time()  # taken before looking: a lower bound of when it was alive
+            if gone_at:
+                continue
+            if _alive(pid):
+                run.seen_alive[pid] = now
+            else:
                 run.deaths[pid] = time.time()
         stop.wait(0.05)
 
@@ -528,8 +536,9 @@ def _judge(
                 modify_dlq_s.append(finished - kill.at)
             death = run.deaths.get(pid, 0.0) or None
             released = _ts(view.finished_at) if view.status in core.TERMINAL_STATUSES else None
-            if released is not None and (death is None or death > released):
-                late = "still alive" if death is None else f"alive {death - released:.1f} s longer"
+            last_alive = run.seen_alive.get(pid, 0.0)
+            if released is not None and (death is None or last_alive > released + CLOCK_SLACK_S):
+                late = "still alive" if death is None else f"alive {last_alive - released:.1f} s longer"
                 problems.append(
                     f"orphan: step {key}'s process {pid} (kill #{number}) {late} after its execution ended "
                     f"{view.status} and released its lock"
@@ -615,7 +624,7 @@ def _overlaps(run: Run, views: dict[str, core.ExecutionView], attempts: dict[str
         tag, index = key.split(".")
         step = views[tag].steps[int(index)]
         for a in tries:
-            end = a.end or run.deaths.get(a.pid) or _ts(step.finished_at) or time.time()
+            end = a.end or run.seen_alive.get(a.pid) or _ts(step.finished_at) or time.time()
             spans.setdefault(step.target, []).append((a.start, end, key, a.pid))
     found = []
     for asset, items in spans.items():
