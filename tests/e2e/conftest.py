@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -89,12 +90,11 @@ def delete_namespace(redis_url: str, namespace: str) -> int:
         client.close()
 
 
-@pytest.fixture
-def cluster(postgres_db: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
-    """A clean PostgreSQL database with demo data, a fresh Redis namespace, fast sweeper settings."""
-    env = {
+def cluster_env(database_url: str, redis_url: str) -> dict[str, str]:
+    """The environment of a cluster's processes: ``database_url``, a fresh Redis namespace, fast sweeper settings."""
+    return {
         **os.environ,
-        "OPSC_DATABASE_URL": postgres_db,
+        "OPSC_DATABASE_URL": database_url,
         "OPSC_REDIS_URL": redis_url,
         "OPSC_REDIS_NAMESPACE": f"opsc-test-{uuid.uuid4().hex[:8]}",
         "OPSC_SWEEP_INTERVAL_S": "0.5",
@@ -103,7 +103,22 @@ def cluster(postgres_db: str, redis_url: str, tmp_path: Path) -> Iterator[Cluste
         "OPSC_WORKER_HEARTBEAT_S": "0.5",
         "PYTHONUNBUFFERED": "1",
     }
-    cluster = Cluster(env, tmp_path)
-    yield cluster
-    cluster.stop_all()
-    delete_namespace(redis_url, env["OPSC_REDIS_NAMESPACE"])  # leave the shared Redis as it was found
+
+
+@contextmanager
+def open_cluster(database_url: str, redis_url: str, log_dir: Path) -> Iterator[Cluster]:
+    """A cluster on ``database_url``; afterwards its workers are stopped and its Redis namespace deleted."""
+    env = cluster_env(database_url, redis_url)
+    cluster = Cluster(env, log_dir)
+    try:
+        yield cluster
+    finally:
+        cluster.stop_all()
+        delete_namespace(redis_url, env["OPSC_REDIS_NAMESPACE"])  # leave the shared Redis as it was found
+
+
+@pytest.fixture
+def cluster(postgres_db: str, redis_url: str, tmp_path: Path) -> Iterator[Cluster]:
+    """A clean PostgreSQL database with demo data, a fresh Redis namespace, fast sweeper settings."""
+    with open_cluster(postgres_db, redis_url, tmp_path) as cluster:
+        yield cluster
