@@ -81,6 +81,16 @@ def _stat(pid: int | str) -> _Stat | None:
     return _Stat(state=fields[0], pgrp=int(fields[2]), start=int(fields[19]))
 
 
+def worker_runs_here(worker_id: str | None) -> bool:
+    """True when ``worker_id`` (``kind:host:pid:suffix``, core.engine.worker_identity) names a process of this
+    host that is alive and not stopped: a worker that is slow to renew (a loaded machine), not a dead one."""
+    parts = (worker_id or "").split(":")
+    if len(parts) != 4 or parts[1] != socket.gethostname() or not parts[2].isdigit():
+        return False
+    found = _stat(parts[2])
+    return found is not None and found.state not in "ZXTt"
+
+
 def start_ticks(pid: int) -> int | None:
     """When process ``pid`` started, in clock ticks since boot (None if it is gone)."""
     found = _stat(pid)

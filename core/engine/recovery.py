@@ -7,6 +7,8 @@ and every status change is a compare-and-set.
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+
 from sqlmodel import Session, col, select
 
 from core import metrics
@@ -19,6 +21,7 @@ from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
 from db.enums import StepStatus
+from db.settings import get_settings
 from db.tables import Execution, ExecutionStep, QueueItem
 
 BATCH = outbox.BATCH
@@ -59,6 +62,8 @@ def reclaim_lease(execution_id: str) -> str | None:
         ).first()
         if item is None or item.lease_token is None:
             return None
+        if _slow_not_dead(item, now):
+            return None
         execution = session.get(Execution, execution_id)
         step = session.exec(
             select(ExecutionStep).where(
@@ -90,6 +95,15 @@ def reclaim_lease(execution_id: str) -> str | None:
             metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
         return _dead_letter_lost(session, execution, step, retryable=retryable, message=message)
+
+
+def _slow_not_dead(item: QueueItem, now: datetime) -> bool:
+    """A lease that ran out while its worker still runs on this host (not stopped): on a loaded machine a
+    renewal can be late, and reclaiming would kill a live step; it gets two more lease periods. A worker
+    elsewhere, gone, or stopped (SIGSTOP) is judged by its lease alone."""
+    assert item.lease_expires_at is not None
+    grace = timedelta(seconds=2 * get_settings().lease_ttl_s)
+    return item.lease_expires_at + grace > now and orphans.worker_runs_here(item.claimed_by)
 
 
 def _dead_letter_lost(

@@ -5,11 +5,16 @@ database outage instead of being thrown away (with one log line per outage, not 
 from __future__ import annotations
 
 import logging
+import os
+import signal
+import socket
+import subprocess
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -201,3 +206,39 @@ def test_a_result_outlives_a_database_outage_and_is_stored_once_it_is_back(
     ]
     assert any("database reachable again after" in r.getMessage() for r in ours)
     assert not [r for r in ours if r.exc_info], "an outage must not log tracebacks"
+
+
+def _expire_lease(execution_id: str, ago_s: float) -> None:
+    with session_scope() as session:
+        item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).one()
+        item.lease_expires_at = utcnow() - timedelta(seconds=ago_s)
+        session.add(item)
+
+
+def test_a_late_renewal_by_a_live_worker_of_this_host_is_not_taken_for_death(db: str) -> None:
+    """A worker process alive on this host whose lease ran out just now (a loaded machine) keeps its step
+    for two more lease periods; past them, or when the process is stopped (SIGSTOP), the step is reclaimed."""
+    ttl = get_settings().lease_ttl_s
+    alive = _background(_sleep_plan("0.1"))
+    plan = claim_step(alive, engine.worker_identity("worker"))  # this test process: alive, here
+    assert plan is not None
+    plan.masker.close()
+    _expire_lease(alive, ago_s=0.5)
+    assert sweeper.sweep(redispatch_after_s=3600).reclaimed == 0
+    _expire_lease(alive, ago_s=2 * ttl + 1)
+    assert sweeper.sweep(redispatch_after_s=3600).reclaimed == 1
+
+    stopped_process = subprocess.Popen(["sleep", "60"])  # noqa: S607
+    try:
+        os.kill(stopped_process.pid, signal.SIGSTOP)
+        _wait(lambda: Path(f"/proc/{stopped_process.pid}/stat").read_text().split(")")[1].split()[0] == "T", "")
+        stopped = _background(_sleep_plan("0.1"))
+        hung = f"worker:{socket.gethostname()}:{stopped_process.pid}:abcdef"
+        plan = claim_step(stopped, hung)
+        assert plan is not None
+        plan.masker.close()
+        _expire_lease(stopped, ago_s=0.5)
+        assert sweeper.sweep(redispatch_after_s=3600).reclaimed == 1
+    finally:
+        stopped_process.kill()
+        stopped_process.wait()
