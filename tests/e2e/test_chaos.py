@@ -282,8 +282,9 @@ def _inject_faults(
     while len(run.kills) < KILLS and time.monotonic() < deadline:
         submitter.allow(portion * (len(run.kills) + 1))
         aimed_at = "read" if len(run.kills) % 2 == 0 else "modify"
-        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=30) or _victim(
-            groups, run.boots, None, submitter, bound_s=30
+        spared = frozenset(key.split(".")[0] for k in run.kills for key, _ in k.interrupted)
+        found = _victim(groups, run.boots, aimed_at, submitter, bound_s=30, spared=spared) or _victim(
+            groups, run.boots, None, submitter, bound_s=30, spared=spared
         )
         if found is None:
             if not submitter.is_alive():
@@ -323,9 +324,12 @@ def _victim(
     bound_s: float,
     *,
     needs_spare: bool = True,
+    spared: frozenset[str] = frozenset(),
 ) -> tuple[int, list[tuple[str, int]]] | None:
     """A worker group running a step of ``kind`` (any with None), while another group is ready, and its step
-    processes; None if there is none within ``bound_s``. When nothing runs at all, more of the stream is let go."""
+    processes; None if there is none within ``bound_s``. When nothing runs at all, more of the stream is let go.
+    A group running a step of an execution in ``spared`` (interrupted before) is not chosen: a policy holds one
+    reclaim plus a retry inside its execution limit (core/policies.py), not two."""
     deadline = time.monotonic() + bound_s
     ready: set[int] = set()
     checked = idle_since = 0.0
@@ -341,6 +345,8 @@ def _victim(
             steps = [(k, pid) for pid, (*_, k) in table.items() if k and _under(table, pid) == group.pid]
             running = running or bool(steps)
             if needs_spare and not ready - {index}:
+                continue
+            if any(key.split(".")[0] in spared for key, _ in steps):
                 continue
             if steps and (kind is None or any(key.startswith(kind[0]) for key, _ in steps)):
                 return index, steps
@@ -547,7 +553,9 @@ def _judge(
     for tag, view in views.items():
         if tag.startswith("r"):
             if view.status != "completed":
-                problems.append(f"read execution {tag} did not complete: {step_line(view)}")
+                story = _db(lambda v=view: core.list_events(core.principal("admin", "demo"), v.execution_id))
+                told = "; ".join(f"{e.kind}[{e.step_index}] {e.message}" for e in story[-12:])
+                problems.append(f"read execution {tag} did not complete: {step_line(view)}; events: {told}")
             continue
         # Modify: completed with each side effect once, or failed with the step `unknown` in the DLQ.
         effects = [sum(a.effects for a in attempts.get(f"{tag}.{i}", [])) for i in range(len(view.steps))]
@@ -620,11 +628,14 @@ def _held(view: core.ExecutionView, attempts: dict[str, list[Attempt]], tag: str
 def _overlaps(run: Run, views: dict[str, core.ExecutionView], attempts: dict[str, list[Attempt]]) -> list[str]:
     """Pairs of step processes that ran at the same time on one asset (an orphan, or two plans at once)."""
     spans: dict[str, list[tuple[float, float, str, int]]] = {}
+    # A killed step process without an end line ended after it was last seen alive, or (gone too fast to be
+    # seen) after its kill; never as late as its step's finished_at, which is its retry's.
+    killed_at = {pid: k.at for k in run.kills for _, pid in k.interrupted}
     for key, tries in attempts.items():
         tag, index = key.split(".")
         step = views[tag].steps[int(index)]
         for a in tries:
-            end = a.end or run.seen_alive.get(a.pid) or _ts(step.finished_at) or time.time()
+            end = a.end or run.seen_alive.get(a.pid) or killed_at.get(a.pid) or _ts(step.finished_at) or time.time()
             spans.setdefault(step.target, []).append((a.start, end, key, a.pid))
     found = []
     for asset, items in spans.items():
