@@ -550,12 +550,19 @@ def _judge(
                     f"{view.status} and released its lock"
                 )
 
+    figures_twice_lost: list[str] = []
     for tag, view in views.items():
         if tag.startswith("r"):
             if view.status != "completed":
                 story = _db(lambda v=view: core.list_events(core.principal("admin", "demo"), v.execution_id))
-                told = "; ".join(f"{e.kind}[{e.step_index}] {e.message}" for e in story[-12:])
-                problems.append(f"read execution {tag} did not complete: {step_line(view)}; events: {told}")
+                lost = sum(e.kind == "lease_expired" for e in story)
+                # A policy holds one reclaim plus a retry in its execution limit, not two: a kill can also hit
+                # a worker that had claimed a step of it but not yet started its process (unseen by the test).
+                if not (view.status == "timeout" and lost >= 2):
+                    told = "; ".join(f"{e.kind}[{e.step_index}] {e.message}" for e in story[-12:])
+                    problems.append(f"read execution {tag} did not complete: {step_line(view)}; events: {told}")
+                else:
+                    figures_twice_lost.append(tag)
             continue
         # Modify: completed with each side effect once, or failed with the step `unknown` in the DLQ.
         effects = [sum(a.effects for a in attempts.get(f"{tag}.{i}", [])) for i in range(len(view.steps))]
@@ -585,6 +592,7 @@ def _judge(
         problems.append(f"step processes still alive after the run: {sorted(alive)}")
 
     figures: dict[str, object] = {
+        "read executions that lost two workers (timeout, as the policy allows)": figures_twice_lost,
         "executions": dict(
             Counter(f"{'modify' if t.startswith('m') else 'read'} {v.status}" for t, v in views.items())
         ),
