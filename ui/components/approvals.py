@@ -72,13 +72,15 @@ def item_label(item: InboxItem) -> str:
     return f"{item.name}{step} · {item.requested_by} · {item.execution_id[:8]}"
 
 
-def review_facts(item: InboxItem) -> None:
-    """What and who asks (plain text: user text), then risk, approvals so far, time left and run mode on one
-    line (markdown, of derived values only: classes, levels, counts, durations and modes)."""
+def review_facts(item: InboxItem, running_s: int | None = None) -> None:
+    """What and who asks (plain text: user text), then risk (with the execution's running time, ``running_s``),
+    approvals so far, time left and run mode on one line (markdown, of derived values only: classes, levels,
+    counts, durations and modes). Waits for approval, a lock or a gate are not running time."""
     what = item.name if item.kind == "plan" else f"{item.name} · step {item.step_index} ({item.step_name})"
     st.text(f"{visible(what, one_line=True)}  ·  requested by {item.requested_by}  ·  {item.execution_id}")
+    running = f", {running_s} s of running time" if running_s is not None else ""
     st.markdown(
-        f"**Risk** {item.action_class} · level {item.approval_level} (SLA {item.sla_class}) &nbsp;·&nbsp; "
+        f"**Risk** {item.action_class} · level {item.approval_level} (SLA {item.sla_class}{running}) &nbsp;·&nbsp; "
         f"**Approvals** {len(item.approved_by)}/{item.approvals_required} &nbsp;·&nbsp; "
         f"**Time left** {time_left(item.time_left_s)} &nbsp;·&nbsp; **Run mode** {item.run_mode}"
     )

@@ -46,13 +46,14 @@ def _limit(declared: int | None, limit: int | None) -> str:
     return f", timeout {declared}s" + (f" cut to {limit}s by the policy" if limit < declared else "")
 
 
-def what_runs(view: ExecutionView, *, title: str = "What will run") -> None:
-    """The commands the approval covers, a warning if the plan was tampered with, and the diff if any."""
+def what_runs(view: ExecutionView, *, title: str = "What will run", show_limit: bool = True) -> None:
+    """The commands the approval covers, a warning if the plan was tampered with, the execution's running time
+    (unless ``show_limit`` is off: the page says it elsewhere), and the diff if any."""
     if not view.plan_intact:
         st.error(NOT_INTACT)
     heading = f"# {title.lower()}: the plan with hash {view.plan_hash[:16]}… (secrets shown as references)\n"
     st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
-    if view.execution_limit_s is not None:
+    if show_limit and view.execution_limit_s is not None:
         st.caption(
             f"Limits: each step runs at most its limit above; the execution gets {view.execution_limit_s} s of "
             "running time (waits for approval, a lock or a level-3 gate do not count)."

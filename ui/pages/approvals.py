@@ -51,12 +51,12 @@ picked = st.selectbox(
 )
 item = items[picked]
 if (view := attempt(core.get_execution, who, item.execution_id)) is not None:
-    review_facts(item)
+    review_facts(item, view.execution_limit_s)
     if item.kind == "gate":
         st.info(md_text(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go."))
     if view.description:
         st.text(view.description)  # the requester's words, as text: only the steps below are what runs
-    what_runs(view)
+    what_runs(view, show_limit=False)  # the running time is in the facts line: the decision stays in view
     ask_password = core.needs_reauthentication(view.approval_level)
     decision = decision_form(who, view, ask_password=ask_password, gate=item.step_index)
     ex.approvals_table(view)
