@@ -389,7 +389,7 @@ def test_chained_steps_run_back_to_back_in_one_worker(db: str, monkeypatch: pyte
     plan = (
         "name: chain\nsteps:\n"
         + tee_step("a", log, "a")
-        + "  - {name: nap, action: sleep, target: localhost, params: {seconds: 0.5}}\n"
+        + "  - {name: nap, action: sleep, target: localhost, params: {seconds: 1.5}}\n"
         + tee_step("c", log, "c")
     )
     execution_id = _bg(plan)
@@ -397,7 +397,11 @@ def test_chained_steps_run_back_to_back_in_one_worker(db: str, monkeypatch: pyte
     with recording_dispatcher() as sent:
         worker = threading.Thread(target=lambda: outcomes.append(engine.process(execution_id, worker_id="w")))
         worker.start()
-        time.sleep(0.25)  # inside the chain, during the sleep step
+        deadline = time.monotonic() + 30
+        while get_execution(principal("alice", "demo"), execution_id).steps[1].status != "running":
+            assert time.monotonic() < deadline, "the chain never reached its sleep step"
+            time.sleep(0.02)
+        # inside the chain, during the sleep step
         assert engine.process(execution_id, worker_id="duplicate") is Outcome.NOOP
         worker.join(timeout=10)
     assert outcomes == [Outcome.FINISHED] and sent.sent == []
