@@ -32,10 +32,12 @@ import sys
 import sysconfig
 import tempfile
 import time
-import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.scratch_redis import scratch_namespace  # noqa: E402  (after the path: runnable as a script)
+
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLI = [sys.executable, "-m", "ui.cli"]
 TICK = os.sysconf("SC_CLK_TCK")
@@ -98,16 +100,6 @@ def has_bytecode() -> bool:
     return (Path(sysconfig.get_paths()["purelib"]) / "sqlalchemy" / "__pycache__").is_dir()
 
 
-def delete_namespace(namespace: str) -> None:
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    keys = list(client.scan_iter(match=f"{namespace}:*"))
-    if keys:
-        client.delete(*keys)
-    client.close()
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -156,12 +148,9 @@ def main() -> None:
                 runs = [child_cpu(argv, env) for _ in range(args.runs)]
                 figures[name] = {"cpu_s": round(statistics.median(runs), 3)}
         if "worker" in wanted:
-            namespace = f"opsc-bench-{uuid.uuid4().hex[:8]}"
-            worker_env = {**env, "OPSC_REDIS_URL": REDIS_URL, "OPSC_REDIS_NAMESPACE": namespace}
-            try:
+            with scratch_namespace(REDIS_URL, "opsc-bench") as namespace:
+                worker_env = {**env, "OPSC_REDIS_URL": REDIS_URL, "OPSC_REDIS_NAMESPACE": namespace}
                 pairs = [worker_ready(worker_env, Path(tmp) / f"worker-{i}.log") for i in range(args.runs)]
-            finally:
-                delete_namespace(namespace)
             figures["worker"] = {
                 "cpu_s": round(statistics.median(p[0] for p in pairs), 3),
                 "wall_s": round(statistics.median(p[1] for p in pairs), 3),

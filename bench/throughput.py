@@ -23,7 +23,6 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 import zlib
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.scratch_redis import scratch_namespace  # noqa: E402
 
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop, target: TARGET}}\n" for i in range(3))
@@ -78,7 +78,7 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path) -> dict[str, float]:
+def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path, namespace: str) -> dict[str, float]:
     """Plain Dramatiq + one insert per message: queue ``messages``, start the workers, time the drain."""
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
@@ -87,7 +87,6 @@ def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path)
             "CREATE TABLE bench_raw (id bigserial PRIMARY KEY, n int NOT NULL,"
             " at timestamptz DEFAULT clock_timestamp())"
         )
-    namespace = f"bench-raw-{uuid.uuid4().hex[:8]}"
     env = {**os.environ, "BENCH_REDIS_URL": REDIS_URL, "BENCH_NAMESPACE": namespace, "BENCH_PG_DSN": dsn}
     os.environ.update({"BENCH_REDIS_URL": REDIS_URL, "BENCH_NAMESPACE": namespace, "BENCH_PG_DSN": dsn})
     sys.path.insert(0, str(ROOT))
@@ -129,7 +128,9 @@ def _wait_rows(conn: psycopg2.extensions.connection, count: int, timeout_s: floa
     raise TimeoutError(f"raw floor: fewer than {count} rows after {timeout_s}s")
 
 
-def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: int, logs: Path) -> dict[str, float]:
+def opsconductor(
+    url: str, plans: int, approvals: int, processes: int, threads: int, logs: Path, namespace: str
+) -> dict[str, float]:
     """The full path. Throughput: queue ``plans`` 3-noop-step plans (background), start `opsconductor worker`
     processes, time the drain from the first step started to the last step finished. Latency: with the
     workers up, submit plans one by one and time submit and submit→completed; then level-1 plans."""
@@ -139,7 +140,7 @@ def opsconductor(url: str, plans: int, approvals: int, processes: int, threads: 
         {
             "OPSC_DATABASE_URL": url,
             "OPSC_REDIS_URL": REDIS_URL,
-            "OPSC_REDIS_NAMESPACE": f"bench-opsc-{uuid.uuid4().hex[:8]}",
+            "OPSC_REDIS_NAMESPACE": namespace,
             "OPSC_SECRET_KEY": Fernet.generate_key().decode(),
         }
     )
@@ -264,17 +265,20 @@ def main() -> None:
                 f"raw floor: {3 * args.plans} messages, {args.processes} processes x {args.threads} threads ...",
                 flush=True,
             )
-            raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs)
+            with scratch_namespace(REDIS_URL, "bench-raw") as namespace:
+                raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs, namespace)
             print(f"  {raw['steps_per_s']:.0f} steps/s", flush=True)
             print(f"opsconductor: {args.plans} plans x 3 noop steps ...", flush=True)
-            ops = opsconductor(
-                url.render_as_string(hide_password=False),
-                args.plans,
-                args.approvals,
-                args.processes,
-                args.threads,
-                logs,
-            )
+            with scratch_namespace(REDIS_URL, "bench-opsc") as namespace:
+                ops = opsconductor(
+                    url.render_as_string(hide_password=False),
+                    args.plans,
+                    args.approvals,
+                    args.processes,
+                    args.threads,
+                    logs,
+                    namespace,
+                )
         finally:
             from db.engine import dispose_engines
 
