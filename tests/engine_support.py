@@ -67,19 +67,19 @@ def unique_seconds(whole: int) -> str:
     return f"{whole}.{secrets.randbelow(10**6):06d}"
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is live (a zombie is dead: it only waits to be reaped)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"  # after the name, which may hold ")"
+
+
 def processes_matching(pattern: str) -> list[int]:
     """Pids of live processes whose command line contains ``pattern`` (zombies excluded)."""
     out = subprocess.run(["pgrep", "-f", pattern], capture_output=True, text=True, check=False).stdout  # noqa: S607
-    pids = [int(p) for p in out.split()]
-    alive = []
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        except OSError:
-            continue
-        if state != "Z" and pid != os.getpid():
-            alive.append(pid)
-    return alive
+    return [pid for pid in (int(p) for p in out.split()) if pid != os.getpid() and alive(pid)]
 
 
 def cancel_in_flight(

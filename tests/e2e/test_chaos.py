@@ -33,6 +33,7 @@ import core
 from core.errors import Conflict, ServiceUnavailable
 from tests.e2e.conftest import Cluster, open_cluster
 from tests.e2e.private_services import PrivatePostgres, demo_database, private_postgres
+from tests.engine_support import alive as pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -431,18 +432,11 @@ def _watch_deaths(run: Run, stop: threading.Event) -> None:
             now = time.time()  # taken before looking: a lower bound of when it was alive
             if gone_at:
                 continue
-            if _alive(pid):
+            if pid_alive(pid):
                 run.seen_alive[pid] = now
             else:
                 run.deaths[pid] = time.time()
         stop.wait(0.05)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _alive_sessions(leaders: set[int]) -> dict[int, int]:

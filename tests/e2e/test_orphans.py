@@ -16,19 +16,11 @@ import pytest
 
 from tests.e2e.conftest import Cluster
 from tests.e2e.test_workers import _wait_all, _write
+from tests.engine_support import alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 GONE_WITHIN_S = 60  # generous: a loaded machine; the test waits on /proc, never for a fixed time
-
-
-def _alive(pid: int) -> bool:
-    """A live process (a zombie is dead: it only waits to be reaped)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
 
 
 def _parent(pid: int) -> int:
@@ -88,17 +80,17 @@ def test_no_process_of_a_lost_workers_step_is_alive_when_the_next_plan_on_its_as
     worker = _parent(unit)
     [waiter] = cluster.client("submit", "1", waiter_plan)["ids"]
     cluster.client("approve", waiter)
-    assert all(_alive(p) for p in pids), cluster.client("events", holder)  # the fault hits the step mid-way
+    assert all(alive(p) for p in pids), cluster.client("events", holder)  # the fault hits the step mid-way
     os.kill(worker, fault)
     try:
         if fault == signal.SIGKILL:  # the kernel's death signal: gone without waiting for any lease
             deadline = time.monotonic() + GONE_WITHIN_S
-            while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+            while any(alive(p) for p in pids) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            assert not any(_alive(p) for p in pids)
+            assert not any(alive(p) for p in pids)
         assert _wait_all(cluster, tmp_path, [holder, waiter], 120) == {holder: "failed", waiter: "completed"}
         assert seen.read_text() == "checked\n"  # the waiter's step found none of them alive
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
         kinds = [e[1] for e in cluster.client("events", holder)["events"]]
         assert "lease_expired" in kinds, kinds  # the worker was lost mid-step, the step did not just end
         if fault == signal.SIGSTOP:  # only the sweeper could end these: it says it did

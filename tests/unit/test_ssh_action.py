@@ -26,6 +26,7 @@ from core.plans import parse_plan
 from core.safety.masking import Masker
 from core.schemas import AssetView
 from db.enums import ActionClass, Connection
+from tests.engine_support import alive
 
 PASSWORD = "hunter2-but-longer"
 
@@ -200,14 +201,6 @@ def test_a_known_host_key_is_checked_even_on_an_asset_that_may_skip() -> None:
     assert not skips_host_key(context({"command": "ls"}, known_key=False))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
-
-
 def test_closing_the_channel_ends_the_remote_command_and_its_children() -> None:
     """The line sent to sshd, run as sshd runs it (a new session, the channel on stdin and stdout): when
     stdin closes (the client closed the channel, or its connection died) every process of the command ends.
@@ -219,12 +212,12 @@ def test_closing_the_channel_ends_the_remote_command_and_its_children() -> None:
     assert remote.stdin is not None and remote.stdout is not None
     pids = [int(remote.stdout.readline()) for _ in range(2)]
     try:
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
         remote.stdin.close()  # what sshd does when the channel goes
         deadline = time.monotonic() + 30  # generous: SIGTERM at once, SIGKILL 2 s later
-        while any(_alive(p) for p in pids) and time.monotonic() < deadline:
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
             time.sleep(0.02)
-        assert not any(_alive(p) for p in pids)
+        assert not any(alive(p) for p in pids)
         remote.wait(timeout=30)
     finally:
         with contextlib.suppress(ProcessLookupError):
@@ -275,7 +268,7 @@ def test_under_a_server_that_gives_no_session_of_its_own_the_watchdog_kills_noth
 def _group_members(pgid: int) -> list[int]:
     found = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _alive(int(entry.name)):
+        if entry.name.isdigit() and alive(int(entry.name)):
             with contextlib.suppress(OSError):
                 stat = (entry / "stat").read_text()
                 if int(stat[stat.rindex(")") + 2 :].split()[2]) == pgid:

@@ -19,6 +19,7 @@ import pytest
 from core.engine import orphans
 from core.safety import runner
 from db.settings import get_settings
+from tests.engine_support import alive
 
 GONE_WITHIN_S = 30  # generous bound for a loaded machine; the tests poll /proc, they do not sleep
 
@@ -39,17 +40,9 @@ MODES = [
 ]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2 :].split()[0] != "Z"
-
-
 def _gone(pids: list[int]) -> bool:
     deadline = time.monotonic() + GONE_WITHIN_S
-    while any(_alive(p) for p in pids):
+    while any(alive(p) for p in pids):
         if time.monotonic() >= deadline:
             return False
         time.sleep(0.02)
@@ -102,7 +95,7 @@ def test_a_step_dies_with_its_worker_grandchildren_and_setsid_escapees_included(
     worker = subprocess.Popen([sys.executable, "-c", _worker_script(mode, ["sh", "-c", script])], env=os.environ)
     try:
         pids = _wait_for_lines(pids_file, 3)
-        assert all(_alive(p) for p in pids)
+        assert all(alive(p) for p in pids)
         unit = int(Path(f"/proc/{pids[2]}/stat").read_text().split(")")[-1].split()[1])
         assert "step_unit.py" in Path(f"/proc/{unit}/cmdline").read_text()
         deadline = time.monotonic() + GONE_WITHIN_S
@@ -111,7 +104,7 @@ def test_a_step_dies_with_its_worker_grandchildren_and_setsid_escapees_included(
             time.sleep(0.01)
         worker.kill()
         worker.wait()
-        assert _gone(pids), [p for p in pids if _alive(p)]
+        assert _gone(pids), [p for p in pids if alive(p)]
     finally:
         worker.kill()
         worker.wait()
@@ -171,7 +164,7 @@ def test_kill_group_kills_a_recorded_group_and_waits_until_it_is_gone() -> None:
     members = orphans.group_members(proc.pid, start)
     assert orphans.kill_group(proc.pid, start) == 3
     proc.wait()
-    assert not any(_alive(p) for p in members)
+    assert not any(alive(p) for p in members)
     assert orphans.kill_group(proc.pid, start) == 0  # nothing left: nothing to do
 
 
@@ -183,7 +176,7 @@ def test_kill_group_leaves_alone_a_group_whose_leader_is_another_process_now() -
     members = orphans.group_members(proc.pid, start)
     try:
         assert orphans.kill_group(proc.pid, start - 1) == 0
-        assert all(_alive(p) for p in members)
+        assert all(alive(p) for p in members)
     finally:
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
@@ -197,6 +190,6 @@ def test_kill_group_finds_the_members_of_a_group_whose_leader_is_gone() -> None:
     proc.kill()
     proc.wait()  # the leader is reaped; its two sleeps live on in its group
     rest = [p for p in members if p != proc.pid]
-    assert all(_alive(p) for p in rest)
+    assert all(alive(p) for p in rest)
     assert orphans.kill_group(proc.pid, start) == 2
-    assert not any(_alive(p) for p in rest)
+    assert not any(alive(p) for p in rest)
