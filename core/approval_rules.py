@@ -41,17 +41,22 @@ def _seal(tenant_id: str, fields: list[Any]) -> str:
 
 def execution_seal(execution: Execution) -> str:
     """The HMAC that binds an execution's approvals to its plan hash, run mode, requester and level."""
-    return _seal(
+    return seal_of_execution(
         execution.tenant_id,
-        [
-            "execution/v1",
-            execution.id,
-            execution.tenant_id,
-            execution.requested_by,
-            execution.plan_hash,
-            execution.run_mode,
-            execution.approval_level,
-        ],
+        execution.id,
+        execution.requested_by,
+        execution.plan_hash,
+        execution.run_mode,
+        execution.approval_level,
+    )
+
+
+def seal_of_execution(
+    tenant_id: str, execution_id: str, requested_by: str, plan_hash: str, run_mode: str, approval_level: int
+) -> str:
+    """``execution_seal`` of a row not built as an object (a batch submit writes its rows as plain values)."""
+    return _seal(
+        tenant_id, ["execution/v1", execution_id, tenant_id, requested_by, plan_hash, run_mode, approval_level]
     )
 
 

@@ -1,17 +1,19 @@
 """The execution state machine (DESIGN §4) and the one function allowed to change a status.
 
 ``transition`` is a compare-and-set (``UPDATE … WHERE id = :id AND status = :from``) that writes its
-audit event in the same transaction; an edge not in ``EDGES`` raises InvalidTransition.
+audit event in the same transaction; an edge not in ``EDGES`` raises InvalidTransition. ``transition_many``
+is the same for a batch of executions leaving one status (one UPDATE, one INSERT of their events).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
-from core.audit import record_event
+from core.audit import event_content, record_event, record_events
 from core.errors import InvalidTransition, NotFound
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
@@ -77,14 +79,7 @@ def transition(
     current = expected or _status(session, execution_id, tenant_id)
     if not is_legal(current, to):
         raise InvalidTransition(execution_id, current, to)
-    now = utcnow()
-    changes: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
-    if to in TERMINAL:
-        changes.setdefault("finished_at", now)
-    if to in RESUBMITTABLE:
-        changes["idempotency_active"] = False
-    if to is S.RUNNING:
-        changes.setdefault("started_at", now)
+    changes = _changes(to, values)
     result = session.execute(
         update(Execution)
         .where(Execution.id == execution_id)  # type: ignore[arg-type]
@@ -107,6 +102,84 @@ def transition(
         data=data,
     )
     return current
+
+
+def transition_many(
+    session: Session,
+    *,
+    tenant_id: str,
+    execution_ids: Sequence[str],
+    to: S,
+    expected: S,
+    actor: str | None,
+    message: str = "",
+) -> None:
+    """``transition`` for several executions of one tenant that leave the same status (a batch submit queueing
+    its level-0 plans): one compare-and-set UPDATE, then one INSERT of their events, in the order given.
+
+    All or none: the caller's transaction is to roll back on the error. ORM objects of these rows held by the
+    session are not refreshed (the statement goes to the table).
+
+    Raises:
+        NotFound: an id is no execution of this tenant.
+        InvalidTransition: the edge does not exist, or an execution (the first named) was not in ``expected``.
+    """
+    ids = list(dict.fromkeys(execution_ids))
+    if not ids:
+        return
+    if not is_legal(expected, to):
+        raise InvalidTransition(ids[0], expected, to)
+    # The columns to set ride as parameters of the one prebuilt statement (its WHERE has the only bind names).
+    result = session.execute(
+        _MOVE_MANY, {"b_ids": ids, "b_tenant_id": tenant_id, "b_from": expected.value, **_changes(to, None)}
+    )
+    if result.rowcount != len(ids):  # type: ignore[attr-defined]
+        statuses = dict(session.execute(_STATUSES, {"b_ids": ids, "b_tenant_id": tenant_id}).all())
+        for execution_id in ids:
+            if execution_id not in statuses:
+                raise NotFound("execution", execution_id)
+            if statuses[execution_id] != to.value:
+                raise InvalidTransition(execution_id, statuses[execution_id], to)
+        raise InvalidTransition(ids[0], to.value, to)  # all hold ``to`` now: some had been moved there already
+    record_events(
+        session,
+        tenant_id,
+        [
+            event_content(
+                execution_id=execution_id,
+                kind="status",
+                actor=actor,
+                message=message,
+                from_status=expected.value,
+                to_status=to.value,
+            )
+            for execution_id in ids
+        ],
+    )
+
+
+_EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
+_MOVE_MANY = update(_EXECUTIONS).where(
+    _EXECUTIONS.c.id.in_(bindparam("b_ids", expanding=True)),
+    _EXECUTIONS.c.tenant_id == bindparam("b_tenant_id"),
+    _EXECUTIONS.c.status == bindparam("b_from"),
+)
+_STATUSES = select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(
+    _EXECUTIONS.c.id.in_(bindparam("b_ids", expanding=True)), _EXECUTIONS.c.tenant_id == bindparam("b_tenant_id")
+)
+
+
+def _changes(to: S, values: dict[str, Any] | None) -> dict[str, Any]:
+    """The columns a move to ``to`` sets besides ``values``: the status, timestamps, the idempotency flag."""
+    now = utcnow()
+    changes: dict[str, Any] = {"status": to.value, "updated_at": now, **(values or {})}
+    if to in TERMINAL:
+        changes.setdefault("finished_at", now)
+    if to in RESUBMITTABLE:
+        changes["idempotency_active"] = False
+    if to is S.RUNNING:
+        changes.setdefault("started_at", now)
+    return changes
 
 
 def _status(session: Session, execution_id: str, tenant_id: str) -> S:

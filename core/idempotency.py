@@ -10,10 +10,11 @@ completed longer ago than the window (cleared here, lazily, when a new submit co
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Collection
 from datetime import timedelta
 
 from sqlalchemy import update
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput
 from db.clock import utcnow
@@ -45,6 +46,20 @@ def active_holder(session: Session, tenant_id: str, key: str) -> Execution | Non
             Execution.idempotency_active == True,  # noqa: E712
         )
     ).first()
+
+
+def active_holders(session: Session, tenant_id: str, keys: Collection[str]) -> dict[str, Execution]:
+    """The active executions holding any of ``keys`` in the tenant, by key (one read, for a batch)."""
+    if not keys:
+        return {}
+    rows = session.exec(
+        select(Execution).where(
+            Execution.tenant_id == tenant_id,
+            col(Execution.idempotency_key).in_(sorted(set(keys))),
+            Execution.idempotency_active == True,  # noqa: E712
+        )
+    ).all()
+    return {row.idempotency_key: row for row in rows}
 
 
 def release_if_stale(session: Session, holder: Execution, *, window_s: int) -> bool:

@@ -11,21 +11,23 @@ Lease writes (take, renew, hand back) live here too: a lease is a column of the 
 
 from __future__ import annotations
 
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
 from sqlmodel import Session
 
-from core.fsm import transition
+from core.fsm import transition, transition_many
 from core.ports import AFTER_COMMIT_KEY, get_dispatcher
 from db.clock import utcnow
 from db.enums import ExecutionStatus
-from db.tables import Execution, QueueItem
+from db.tables import Execution, QueueItem, new_id
 
 # The per-step writes go through the table (SQLAlchemy Core), not the ORM: they run for every step,
 # nobody holds these rows as objects in the session, and the ORM's bulk layer doubles their cost.
 QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
+_INSERT = QUEUE.insert()
 BATCH = 200
 
 
@@ -57,6 +59,46 @@ def enqueue(session: Session, execution: Execution, *, actor: str | None, send: 
     _insert(session, execution, step_index=0)
     if send:
         send_after_commit(session, [execution.id])
+
+
+def enqueue_many(
+    session: Session, tenant_id: str, sla_classes: Mapping[str, str], *, actor: str | None, send: Collection[str]
+) -> None:
+    """``enqueue`` for several ``approved`` executions of one tenant (id → SLA class), in two statements and
+    one more for their queue rows (a batch submit's level-0 plans).
+
+    Args:
+        send: the ids to announce to the job runner after commit (not those the caller runs inline).
+    """
+    if not sla_classes:
+        return
+    transition_many(
+        session,
+        tenant_id=tenant_id,
+        execution_ids=list(sla_classes),
+        to=ExecutionStatus.QUEUED,
+        expected=ExecutionStatus.APPROVED,
+        actor=actor,
+        message="queued for a worker",
+    )
+    now, sent_at = utcnow(), _sent_at()
+    session.execute(
+        _INSERT,
+        [
+            {
+                "id": new_id(),
+                "execution_id": execution_id,
+                "tenant_id": tenant_id,
+                "sla_class": sla_class,
+                "step_index": 0,
+                "available_at": now,
+                "dispatched_at": sent_at,
+                "created_at": now,
+            }
+            for execution_id, sla_class in sla_classes.items()
+        ],
+    )
+    send_after_commit(session, [execution_id for execution_id in sla_classes if execution_id in send])
 
 
 def requeue(session: Session, execution: Execution, *, step_index: int) -> None:
