@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from core import metrics
@@ -66,15 +67,33 @@ def may_run_class(role: Role | None, max_action_class: ActionClass | None, actio
 
 def current_membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
     """The user's membership in the tenant as the database holds it now (None if removed or user disabled)."""
-    return session.exec(
-        select(Membership)
-        .join(User, User.id == Membership.user_id)  # type: ignore[arg-type]
-        .where(Membership.tenant_id == tenant_id, Membership.user_id == user_id, User.disabled == False)  # noqa: E712
-    ).first()
+    return session.exec(_MEMBERSHIP, params={"tenant_id": tenant_id, "user_id": user_id}).first()
+
+
+# Built once: every use case checks a permission (a statement object reused skips SQLAlchemy's construction).
+_MEMBERSHIP = (
+    select(Membership)
+    .join(User, User.id == Membership.user_id)  # type: ignore[arg-type]
+    .where(
+        Membership.tenant_id == bindparam("tenant_id"),
+        Membership.user_id == bindparam("user_id"),
+        User.disabled == False,  # noqa: E712
+    )
+)
 
 
 def require(session: Session, principal: Principal, permission: Permission) -> Role:
     """Check ``permission`` against the principal's *current* role; return that role.
+
+    Raises:
+        PermissionDenied: with the role held and the role needed.
+    """
+    return Role(require_member(session, principal, permission).role)
+
+
+def require_member(session: Session, principal: Principal, permission: Permission) -> Membership:
+    """``require``, returning the membership it read: a caller that also checks action classes
+    (``check_class``) needs no second read of it in the same transaction.
 
     Raises:
         PermissionDenied: with the role held and the role needed.
@@ -89,14 +108,14 @@ def require(session: Session, principal: Principal, permission: Permission) -> R
         )
     membership = current_membership(session, principal.tenant_id, principal.user_id)
     role = Role(membership.role) if membership else None
-    if not has_permission(role, permission):
+    if membership is None or not has_permission(role, permission):
         held = role.value if role else "no role"
         metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
         raise PermissionDenied(
             f"{principal.username} ({held} in {principal.tenant}) may not {permission.value.replace('_', ' ')}; "
             f"needs {MIN_ROLE[permission].value}"
         )
-    return role  # type: ignore[return-value]
+    return membership
 
 
 def require_class(session: Session, principal: Principal, action_class: ActionClass) -> None:
@@ -106,7 +125,15 @@ def require_class(session: Session, principal: Principal, action_class: ActionCl
         PermissionDenied: naming the class and the principal's limit.
     """
     verify(session, principal)
-    membership = current_membership(session, principal.tenant_id, principal.user_id)
+    check_class(principal, current_membership(session, principal.tenant_id, principal.user_id), action_class)
+
+
+def check_class(principal: Principal, membership: Membership | None, action_class: ActionClass) -> None:
+    """``require_class`` on a membership read (and the principal verified) in the caller's transaction.
+
+    Raises:
+        PermissionDenied: naming the class and the principal's limit.
+    """
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
     if not may_run_class(role, limit, action_class):
