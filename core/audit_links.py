@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import case, event, select, update
+from sqlalchemy import bindparam, case, event, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as OrmSession
@@ -156,20 +156,23 @@ def link(session: OrmSession, pending: list[_Pending]) -> None:
     now = utcnow()
     for tenant_id in tenants:
         head_seq, head_hash = heads[tenant_id]
-        session.execute(
-            update(HEADS).where(HEADS.c.tenant_id == tenant_id).values(seq=head_seq, hash=head_hash, updated_at=now)
-        )
+        session.execute(_MOVE_HEAD, {"b_tenant_id": tenant_id, "seq": head_seq, "hash": head_hash, "updated_at": now})
+
+
+# Built once: every transaction that writes events runs them (a statement object reused skips SQLAlchemy's
+# construction). Sorted, so two transactions that both span tenants A and B lock them in the same order.
+# Under READ COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
+_LOCK_HEADS = (
+    select(HEADS.c.tenant_id, HEADS.c.seq, HEADS.c.hash)
+    .where(HEADS.c.tenant_id.in_(bindparam("tenants", expanding=True)))
+    .order_by(HEADS.c.tenant_id)
+    .with_for_update()
+)
+_MOVE_HEAD = update(HEADS).where(HEADS.c.tenant_id == bindparam("b_tenant_id"))  # SET from the parameters
 
 
 def _lock_heads(session: OrmSession, tenants: list[str]) -> dict[str, tuple[int, str | None]]:
-    # Sorted, so two transactions that both span tenants A and B lock them in the same order. Under READ
-    # COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
-    rows = session.execute(
-        select(HEADS.c.tenant_id, HEADS.c.seq, HEADS.c.hash)
-        .where(HEADS.c.tenant_id.in_(tenants))
-        .order_by(HEADS.c.tenant_id)
-        .with_for_update()
-    ).all()
+    rows = session.execute(_LOCK_HEADS, {"tenants": tenants}).all()
     return {row.tenant_id: (int(row.seq), row.hash) for row in rows}
 
 

@@ -105,9 +105,28 @@ def cached_policy(session: Session, sla_class: SlaClass | str, action_class: Act
     return view
 
 
+# (database engine, when read, the rows): one slot, so a process that switches databases (tests) never
+# reads one database's rows for another.
+_rows_cache: tuple[object, float, tuple[PolicyView, ...]] | None = None
+
+
+def cached_policies(session: Session) -> tuple[PolicyView, ...]:
+    """``list_policies`` through a per-process cache of ``CACHE_TTL_S``, as ``cached_policy``: a submit derives
+    every plan's SLA class from them, and an admin's edit in another process may take that long to reach it."""
+    global _rows_cache
+    bind, now, hit = session.get_bind(), time.monotonic(), _rows_cache
+    if hit is not None and hit[0] is bind and now - hit[1] < CACHE_TTL_S:
+        return hit[2]
+    rows = tuple(list_policies(session))
+    _rows_cache = (bind, now, rows)
+    return rows
+
+
 def clear_policy_cache() -> None:
     """Forget cached policies (after an edit in this process, and in tests)."""
+    global _rows_cache
     _cache.clear()
+    _rows_cache = None
 
 
 def list_policies(session: Session) -> list[PolicyView]:

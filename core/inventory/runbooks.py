@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import hashlib
 
-from sqlalchemy import func
+from sqlalchemy import bindparam, func
+from sqlalchemy import select as select_columns
 from sqlmodel import Session, col, select
 
 from core.errors import CoreError
@@ -138,20 +139,42 @@ def published_steps(session: Session, tenant_id: str) -> dict[str, ActionClass]:
     A step in several published runbooks keeps the lowest class one of them vouches for. A published runbook
     whose text no longer validates (an action uninstalled) vouches for nothing.
     """
-    rows = session.exec(
-        select(Runbook).where(Runbook.tenant_id == tenant_id, col(Runbook.published_hash).is_not(None))
-    ).all()
+    rows = session.execute(_PUBLISHED, {"tenant_id": tenant_id}).all()
     steps: dict[str, ActionClass] = {}
-    for row in rows:
-        if not is_published(row):
-            continue
-        try:
-            plan = parse_plan(row.plan_text)
-        except CoreError:
-            continue
-        for step in plan.steps:
-            key = step_key(step.spec.action, step.params)
-            cls = step.spec.action_class or ActionClass.READ
+    for plan_text, published_hash in rows:
+        digest = text_hash(plan_text)
+        if published_hash != digest:
+            continue  # edited since it was published (``is_published``)
+        for key, cls in _vouched(plan_text, digest):
             if key not in steps or cls.rank < steps[key].rank:
                 steps[key] = cls
     return steps
+
+
+# Every submit reads it: built once, on the table (SQLAlchemy Core skips the ORM's per-statement work).
+_RUNBOOKS = Runbook.__table__  # type: ignore[attr-defined]
+_PUBLISHED = select_columns(_RUNBOOKS.c.plan_text, _RUNBOOKS.c.published_hash).where(
+    _RUNBOOKS.c.tenant_id == bindparam("tenant_id"), _RUNBOOKS.c.published_hash.is_not(None)
+)
+
+# Every submit derives its classes under the tenant's published runbooks (DESIGN §13), re-read in its own
+# transaction; what a text vouches for never changes, so its parse is kept (by the text's hash) instead of
+# parsing each runbook's YAML again for every plan submitted.
+_VOUCHED_CACHE_SIZE = 512
+_vouched_cache: dict[str, tuple[tuple[str, ActionClass], ...]] = {}
+
+
+def _vouched(plan_text: str, digest: str) -> tuple[tuple[str, ActionClass], ...]:
+    """(step_key, class) for each step of a published text; none if it no longer validates."""
+    hit = _vouched_cache.get(digest)
+    if hit is not None:
+        return hit
+    try:
+        plan = parse_plan(plan_text)
+    except CoreError:
+        return ()  # not kept: an action installed later makes it valid again
+    found = tuple((step_key(s.spec.action, s.params), s.spec.action_class or ActionClass.READ) for s in plan.steps)
+    if len(_vouched_cache) >= _VOUCHED_CACHE_SIZE:
+        _vouched_cache.clear()  # bounded: texts edited over a long life are forgotten, the live ones re-parsed
+    _vouched_cache[digest] = found
+    return found

@@ -109,6 +109,11 @@ def exists(session: Session, tenant_id: str, tenant: str, secret: str) -> bool:
     """True if any backend holds ``secret`` for the tenant."""
     if secret in secret_store.secret_names(session, tenant_id):
         return True
+    return held_outside_store(tenant, secret)
+
+
+def held_outside_store(tenant: str, secret: str) -> bool:
+    """True if a backend after the built-in store (the environment, Vault) holds ``secret`` for the tenant."""
     return any(backend.has(tenant, secret) for backend in external_backends())
 
 

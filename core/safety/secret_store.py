@@ -18,6 +18,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
+from sqlalchemy import select as select_columns
 from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
@@ -135,6 +136,21 @@ def allowed_assets(session: Session, tenant_id: str, name: str) -> list[str] | N
         select(Secret.allowed_assets_json).where(Secret.tenant_id == tenant_id, Secret.name == name)
     ).first()
     return json.loads(text) if text is not None else None
+
+
+def asset_limits(session: Session, tenant_id: str, names: Iterable[str]) -> dict[str, list[str] | None]:
+    """For each of ``names`` the built-in store holds: the asset names it is limited to (None: any). One read,
+    for a submit that checks many references at once (``usable_on`` one by one)."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    table = Secret.__table__  # type: ignore[attr-defined]
+    rows = session.execute(
+        select_columns(table.c.name, table.c.allowed_assets_json).where(
+            table.c.tenant_id == tenant_id, table.c.name.in_(wanted)
+        )
+    ).all()
+    return {name: json.loads(text) if text is not None else None for name, text in rows}
 
 
 def usable_on(session: Session, tenant_id: str, name: str, asset_name: str) -> bool:
