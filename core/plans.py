@@ -11,7 +11,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import accumulate
 from typing import Any, Protocol
 
@@ -83,6 +83,9 @@ class PlannedStep:
     params: dict[str, Any]
     action_class: ActionClass
     estimate_s: float
+    # The validated params model: deriving the class again under the tenant's trust (``reclassify``) needs
+    # it, and keeping it spares a second validation of the params.
+    model: BaseModel | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass(frozen=True)
@@ -176,13 +179,25 @@ def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> P
     Raises:
         InvalidInput: ``steps[1].timeout_s: 400 exceeds the longest step limit for modify (120 s)``.
     """
-    planned = _plan(plan.spec, trust)
+    planned = _reclassified(plan, trust)
     if limits is None:
         return planned
     issues = limit_issues(planned.steps, limits)
     if issues:
         raise InvalidInput(issues)
     return Plan(spec=planned.spec, steps=planned.steps, secret_names=planned.secret_names, limits=limits)
+
+
+def _reclassified(plan: Plan, trust: Trust) -> Plan:
+    """``plan`` with each step's class derived under ``trust`` from its kept params model (no re-validation)."""
+    steps: list[PlannedStep] = []
+    for step in plan.steps:
+        action = registry.get_action(step.spec.action)
+        if step.model is None or action is None:  # a plan built by hand: validate it from its spec
+            return _plan(plan.spec, trust)
+        cls = step_class(action, step.model, step.params, step.spec, trust)
+        steps.append(replace(step, action_class=cls))
+    return Plan(spec=plan.spec, steps=tuple(steps), secret_names=plan.secret_names)
 
 
 def effective_step_s(declared: int | None, cap_s: int) -> int:
@@ -377,7 +392,8 @@ def _plan(spec: PlanSpec, trust: Trust) -> Plan:
             continue
         params = params_model.model_dump(mode="json")
         estimate = float(step.timeout_s) if step.timeout_s else action.estimate_s(params_model)
-        planned.append(PlannedStep(i, step, params, step_class(action, params_model, params, step, trust), estimate))
+        cls = step_class(action, params_model, params, step, trust)
+        planned.append(PlannedStep(i, step, params, cls, estimate, model=params_model))
     for label, text in (("name", spec.name), ("description", spec.description)):
         issues.extend(find_literal_credentials(text, label))
     if issues:
