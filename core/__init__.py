@@ -131,7 +131,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         save_runbook,
         unpublish_runbook,
     )
-    from core.usecases.submission import preview, rerun, submit
+    from core.usecases.submission import preview, rerun, submit, submit_many
     from db.enums import (
         ActionClass,
         Connection,
@@ -275,6 +275,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "preview": ("core.usecases.submission", "preview"),
     "rerun": ("core.usecases.submission", "rerun"),
     "submit": ("core.usecases.submission", "submit"),
+    "submit_many": ("core.usecases.submission", "submit_many"),
     "ActionClass": ("db.enums", "ActionClass"),
     "Connection": ("db.enums", "Connection"),
     "ExecutionMode": ("db.enums", "ExecutionMode"),
@@ -424,6 +425,7 @@ __all__ = [
     "set_user_disabled",
     "sso_principal",
     "submit",
+    "submit_many",
     "unpublish_runbook",
     "update_policy",
     "verify_chain",

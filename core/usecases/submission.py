@@ -1,60 +1,63 @@
-"""Submitting a plan: validate, resolve, derive, dedupe, persist, and queue if no approval is needed.
+"""Submitting plans: validate, resolve, derive, dedupe, persist, and queue those that need no approval.
 
 The server decides risk (DESIGN §13): step classes are derived again inside the submitting transaction
 under the tenant's declarations (read-only prefixes, published runbooks; core/inventory/trust.py), so what
 a client computed, or a declaration withdrawn a moment ago, never lowers a level.
 
-One transaction writes the execution, its steps and its first event (and, at level 0, its queue row);
+One transaction writes the executions, their steps and first events (and, at level 0, their queue rows);
 a broker message follows only after commit. Nothing is written when anything is refused.
+
+What each plan costs is kept to what it needs (issue 15 item 4, bench/submit_cost.py): it is parsed and
+validated once (the tenant's trust re-derives only the classes), canonicalised and hashed once; what it is
+judged under is read once per transaction (core/usecases/intake.py), the rows are written with one
+multi-row INSERT per table (core/usecases/submission_rows.py), and the view returned is built from them,
+not read back (core/usecases/submitted_views.py).
+
+``submit_many`` is the batch for scripts: one transaction for all its plans, all or nothing. Every plan is
+validated on its own; one ``InvalidInput`` lists the issues of every invalid plan (paths prefixed
+``plans[i].``), any other refusal (permission, the tenant's mode, an idempotency conflict) is raised for the
+first plan it concerns, its message prefixed ``plans[i]: ``. Idempotency inside a batch is that of the same
+submits made one after the other: a plan whose key an earlier plan of the batch (or an active execution)
+holds returns that execution, ``created`` False; the same caller key given to two different plans is a
+Conflict.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core import approval_rules, engine, idempotency
-from core.actions import registry
-from core.audit import record_event
-from core.engine.outbox import enqueue
-from core.errors import Conflict, InvalidInput, NotFound
-from core.fsm import TERMINAL, initial_status
+from core import engine, idempotency
+from core.errors import Conflict, CoreError, InvalidInput
+from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.rbac import Permission
-from core.identity.tenants import run_mode_for, tenant_settings
 from core.inventory import asset_service
-from core.inventory.assets import assets_by_name
-from core.inventory.trust import tenant_trust
-from core.plans import (
-    APPROVALS_REQUIRED,
-    Plan,
-    PolicyTable,
-    canonical_json,
-    canonical_plan,
-    parse_plan,
-    plan_hash,
-    reclassify,
-)
-from core.policies import get_policy, list_policies
+from core.plans import APPROVALS_REQUIRED, Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
-from core.safety import secret_backends, secret_store
-from core.safety.credentials import secret_refs
-from core.schemas import PlanPreview, Principal, SubmitResult
+from core.schemas import ExecutionView, PlanPreview, Principal, SubmitResult
 from core.transactions import session_scope
+from core.usecases.intake import Intake, Judged
+from core.usecases.submission_rows import NewExecution, new_execution, write
+from core.usecases.submitted_views import fresh_views
 from db.clock import utcnow
-from db.enums import ActionClass, Connection, ExecutionMode, ExecutionStatus, SlaClass
+from db.enums import ExecutionStatus
 from db.settings import get_settings
-from db.tables import Asset, Execution, ExecutionStep
+from db.tables import Execution, ExecutionStep
+
+PlanSource = str | bytes | Mapping[str, Any]
+
+MAX_BATCH = 500  # plans per submit_many: one transaction holds SQLite's write lock while it writes them all
 
 
 def submit(
     principal: Principal,
-    plan: str | bytes | Mapping[str, Any],
+    plan: PlanSource,
     *,
     idempotency_key: str | None = None,
     background: bool = False,
@@ -72,22 +75,81 @@ def submit(
         Conflict: a caller-given key is already used by a different plan.
         ServiceUnavailable: a target had to be looked up in the asset service, and it could not be asked.
     """
+    [result] = _submit(principal, [plan], [idempotency_key], background=background, batch=False)
+    return result
+
+
+def submit_many(
+    principal: Principal,
+    plans: Sequence[PlanSource],
+    *,
+    idempotency_keys: Sequence[str | None] | None = None,
+    background: bool = False,
+) -> list[SubmitResult]:
+    """Submit several plans as the principal in one transaction, all or nothing (scripts: see the module docstring).
+
+    Each result is what ``submit`` would have returned for its plan, had the plans been submitted one after
+    the other; fast level-0 plans (unless ``background``) run in the caller after the batch commits, in order.
+
+    Args:
+        idempotency_keys: one key (or None) per plan, as ``submit``'s ``idempotency_key``.
+
+    Raises:
+        InvalidInput: every issue of every invalid plan, paths prefixed ``plans[i].``; too many plans
+            (``MAX_BATCH``), or not one key per plan.
+        PermissionDenied, SafetyRefused, Conflict: as ``submit``, for the first plan concerned (``plans[i]: …``).
+        ServiceUnavailable: as ``submit``.
+    """
+    if len(plans) > MAX_BATCH:
+        raise InvalidInput(f"{len(plans)} plans; submit at most {MAX_BATCH} in one batch", path="plans")
+    keys: list[str | None] = list(idempotency_keys) if idempotency_keys is not None else [None] * len(plans)
+    if len(keys) != len(plans):
+        raise InvalidInput(f"{len(keys)} keys for {len(plans)} plans: give one per plan", path="idempotency_keys")
+    if not plans:
+        return []
+    return _submit(principal, list(plans), keys, background=background, batch=True)
+
+
+def _submit(
+    principal: Principal, sources: list[PlanSource], keys: list[str | None], *, background: bool, batch: bool
+) -> list[SubmitResult]:
     settings = get_settings()
-    parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
-    asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))  # before our transaction
-    caller_key = idempotency.check_caller_key(idempotency_key) if idempotency_key is not None else None
+    parsed, caller_keys = _parse(sources, keys, batch=batch)
+    asset_service.import_missing(principal, (s.spec.target for p in parsed for s in p.steps))  # before ours
+    look_up = False
     for _ in range(3):
         try:
-            return _insert(principal, parsed, caller_key, background)
+            results, inline = _insert(
+                principal, parsed, caller_keys, background, look_up, settings.idempotency_window_s
+            )
         except _KeyTaken:
-            existing = _existing(principal, parsed, caller_key, settings.idempotency_window_s)
-            if existing is not None:
-                return existing
+            look_up = True  # the next attempt reads the keys' holders first
+            continue
+        return _run_inline(principal, results, inline)
     raise Conflict("the idempotency key changed hands three times while submitting; try again")
 
 
+def _parse(sources: list[PlanSource], keys: list[str | None], *, batch: bool) -> tuple[list[Plan], list[str | None]]:
+    """Each plan parsed and validated once, and each caller key checked; a batch reports every plan's issues."""
+    settings = get_settings()
+    plans: list[Plan] = []
+    caller_keys: list[str | None] = []
+    issues: list[tuple[str, str]] = []
+    for index, (source, key) in enumerate(zip(sources, keys, strict=True)):
+        try:
+            plans.append(parse_plan(source, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes))
+            caller_keys.append(idempotency.check_caller_key(key) if key is not None else None)
+        except InvalidInput as exc:
+            if not batch:
+                raise
+            issues.extend(_prefixed(index, exc.issues))
+    if issues:
+        raise InvalidInput(issues)
+    return plans, caller_keys
+
+
 class _KeyTaken(Exception):
-    """The insert lost to an active execution holding the same idempotency key."""
+    """The insert lost to an active execution holding one of the idempotency keys."""
 
 
 def _is_key_violation(exc: IntegrityError) -> bool:
@@ -95,218 +157,178 @@ def _is_key_violation(exc: IntegrityError) -> bool:
     return "ux_executions_idempotency_active" in text or "executions.tenant_id, executions.idempotency_key" in text
 
 
-def _insert(principal: Principal, plan: Plan, caller_key: str | None, background: bool) -> SubmitResult:
+# What became of each plan of a batch: a new execution, an active one holding its key, or the same as an
+# earlier plan of the batch (by index).
+_Outcome = NewExecution | Execution | int
+
+
+def _insert(
+    principal: Principal,
+    plans: list[Plan],
+    caller_keys: list[str | None],
+    background: bool,
+    look_up: bool,
+    window_s: int,
+) -> tuple[list[SubmitResult], list[str]]:
+    """One attempt in one transaction: the results in order, and the ids to run inline after commit."""
+    batch = len(plans) > 1
     try:
         with session_scope() as session:
-            execution = _persist(session, principal, plan, caller_key, background)
-            inline = execution.execution_mode == ExecutionMode.IMMEDIATE.value
-            queued = execution.status == ExecutionStatus.APPROVED
-            if queued:
-                enqueue(session, execution, actor=principal.username, send=not inline)  # inline: no message
-            view = build_view(session, execution)
+            intake = Intake.read(session, principal, plans, permission=Permission.SUBMIT)
+            judged = _judge(intake, plans, batch=batch)
+            outcomes = _outcomes(session, principal, judged, caller_keys, background, look_up, window_s, batch=batch)
+            new = [o for o in outcomes if isinstance(o, NewExecution)]
+            write(session, principal, new)
+            views = dict(zip((e.id for e in new), fresh_views(session, principal, new), strict=True))
+            results: list[SubmitResult] = []
+            for outcome in outcomes:
+                if isinstance(outcome, NewExecution):
+                    results.append(SubmitResult(execution=views[outcome.id], created=True))
+                elif isinstance(outcome, Execution):
+                    results.append(SubmitResult(execution=build_view(session, outcome), created=False))
+                else:
+                    results.append(SubmitResult(execution=results[outcome].execution, created=False))
     except IntegrityError as exc:
         if not _is_key_violation(exc):
             raise
         raise _KeyTaken from None
-    if queued and inline:
-        # Fast and level 0: run here, through the same engine (same leases, same events).
-        engine.run_inline(view.execution_id)
-        return SubmitResult(execution=get_execution(principal, view.execution_id), created=True)
-    return SubmitResult(execution=view, created=True)
+    return results, [e.id for e in new if e.inline]
 
 
-def _existing(principal: Principal, plan: Plan, caller_key: str | None, window_s: int) -> SubmitResult | None:
-    """The active holder of the key as the result of a duplicate submit; None if the key is free again."""
-    with session_scope() as session:
-        canonical, _assets = _canonical(session, principal, _trusted(session, principal, plan))
-        digest = plan_hash(canonical)
-        key = caller_key or idempotency.derive_key(principal.tenant_id, principal.user_id, digest)
-        holder = idempotency.active_holder(session, principal.tenant_id, key)
-        if holder is None:
-            return None  # it ended between our insert and this read
-        if caller_key is not None and holder.plan_hash != digest:
-            raise Conflict(f"idempotency key {caller_key!r} is already used by a different plan", owner=holder.id)
-        if idempotency.release_if_stale(session, holder, window_s=window_s):
-            return None
-        return SubmitResult(execution=build_view(session, holder), created=False)
-
-
-def _persist(session: Session, principal: Principal, plan: Plan, caller_key: str | None, background: bool) -> Execution:
-    rbac.require(session, principal, Permission.SUBMIT)
-    plan = _trusted(session, principal, plan)
-    rbac.require_class(session, principal, plan.action_class)
-    run_mode = run_mode_for(tenant_settings(session, principal.tenant_id), plan.approval_level)
-    canonical, assets = _canonical(session, principal, plan)
-    canonical_text = canonical_json(canonical)
-    digest = plan_hash(canonical_text)
-    policy = get_policy(session, plan.sla_class, plan.action_class)
-    status = initial_status(plan.approval_level)
-    now = utcnow()
-    execution = Execution(
-        tenant_id=principal.tenant_id,
-        requested_by=principal.user_id,
-        name=plan.spec.name,
-        description=plan.spec.description,
-        plan_json=canonical_text,
-        plan_hash=digest,
-        action_class=plan.action_class.value,
-        approval_level=plan.approval_level,
-        sla_class=plan.sla_class.value,
-        execution_mode=plan.execution_mode(background=background).value,
-        run_mode=run_mode.value,
-        continue_on_error=plan.spec.continue_on_error,
-        status=status.value,
-        idempotency_key=caller_key or idempotency.derive_key(principal.tenant_id, principal.user_id, digest),
-        approval_expires_at=now + timedelta(seconds=policy.approval_s)
-        if status is ExecutionStatus.PENDING_APPROVAL
-        else None,
-        created_at=now,
-        updated_at=now,
-    )
-    execution.seal = approval_rules.execution_seal(execution)
-    session.add(execution)
-    session.flush()  # the idempotency index speaks here
-    for step in plan.steps:
-        asset = assets[step.spec.target]
-        session.add(
-            ExecutionStep(
-                execution_id=execution.id,
-                tenant_id=principal.tenant_id,
-                step_index=step.index,
-                name=step.spec.name,
-                action=step.spec.action,
-                target_asset_id=asset.id,
-                target_name=asset.name,
-                action_class=step.action_class.value,
-                params_json=canonical_json(step.params),
-                timeout_s=step.spec.timeout_s,
-            )
-        )
-    record_event(
-        session,
-        execution_id=execution.id,
-        tenant_id=principal.tenant_id,
-        kind="status",
-        actor=principal.username,
-        message=f"submitted; needs {APPROVALS_REQUIRED[plan.approval_level]} approval(s)",
-        to_status=status.value,
-        data={"plan_hash": digest, "run_mode": run_mode.value, "approval_level": plan.approval_level},
-    )
-    return execution
-
-
-def _trusted(session: Session, principal: Principal, plan: Plan) -> Plan:
-    """``plan`` with its classes derived under the tenant's current declarations, and its SLA class from the
-    current policy rows (a declared timeout no class can hold is refused here, naming the limit)."""
-    return reclassify(plan, tenant_trust(session, principal.tenant_id), policy_table(session))
-
-
-def policy_table(session: Session) -> PolicyTable:
-    """The current policy rows by (sla class, action class).
-
-    Raises:
-        NotFound: a row is missing (run ``opsconductor init``).
-    """
-    table = {(SlaClass(p.sla_class), ActionClass(p.action_class)): p for p in list_policies(session)}
-    for sla in SlaClass:
-        for cls in ActionClass:
-            if (sla, cls) not in table:
-                raise NotFound("timeout policy", f"{sla}/{cls}")
-    return table
-
-
-def _canonical(session: Session, principal: Principal, plan: Plan) -> tuple[dict[str, Any], dict[str, Asset]]:
-    """Resolve targets (tenant-scoped) and secret references; return the canonical plan and the assets."""
-    assets = assets_by_name(session, principal.tenant_id, (s.spec.target for s in plan.steps))
+def _judge(intake: Intake, plans: list[Plan], *, batch: bool) -> list[Judged]:
+    """Each plan judged under ``intake``; a batch collects every plan's InvalidInput, names the plan otherwise."""
+    judged: list[Judged] = []
     issues: list[tuple[str, str]] = []
-    for step in plan.steps:
-        asset = assets.get(step.spec.target)
-        if asset is None:
-            issues.append(
-                (f"steps[{step.index}].target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
-            )
-            continue
-        allowed = registry.get_action(step.spec.action).connections  # type: ignore[union-attr]
-        if allowed is not None and Connection(asset.connection) not in allowed:
-            kinds = "/".join(sorted(c.value for c in allowed))
-            issues.append(
-                (
-                    f"steps[{step.index}].target",
-                    f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
-                )
-            )
-    missing = sorted(
-        name
-        for name in plan.secret_names
-        if not secret_backends.exists(session, principal.tenant_id, principal.tenant, name)
-    )
-    issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)
-    issues.extend(_secrets_off_limits(session, principal, plan, assets))
+    for index, plan in enumerate(plans):
+        try:
+            judged.append(intake.judge(plan))
+        except InvalidInput as exc:
+            if not batch:
+                raise
+            issues.extend(_prefixed(index, exc.issues))
+        except CoreError as exc:
+            if not batch:
+                raise
+            raise _naming(index, exc) from exc
     if issues:
         raise InvalidInput(issues)
-    return canonical_plan(plan, {name: a.id for name, a in assets.items()}), assets
+    return judged
 
 
-def _secrets_off_limits(
-    session: Session, principal: Principal, plan: Plan, assets: Mapping[str, Asset]
-) -> list[tuple[str, str]]:
-    """(path, reason) for each secret a step would use on an asset the secret is not limited to (DESIGN §13).
+def _outcomes(
+    session: Session,
+    principal: Principal,
+    judged: list[Judged],
+    caller_keys: list[str | None],
+    background: bool,
+    look_up: bool,
+    window_s: int,
+    *,
+    batch: bool,
+) -> list[_Outcome]:
+    """What each plan becomes, by its idempotency key (see the module docstring); rows to write are not yet written.
 
-    Names the step's params path and the secret, never a value. The asset's own credential counts too:
-    the worker fetches it for the step.
+    ``look_up``: read the keys' active holders first (after an insert lost to one); otherwise the
+    database's unique index finds them, at no cost when there are none.
     """
-    issues: list[tuple[str, str]] = []
-    for step in plan.steps:
-        asset = assets.get(step.spec.target)
-        if asset is None:
-            continue  # reported as an unknown target
-        for name in sorted(secret_refs(step.params)):
-            if not secret_store.usable_on(session, principal.tenant_id, name, asset.name):
-                issues.append((f"steps[{step.index}].params", f"secret {name!r} may not be used on {asset.name}"))
-        ref = asset.credential_ref
-        if ref and not secret_store.usable_on(session, principal.tenant_id, ref, asset.name):
-            reason = f"the credential {ref!r} of {asset.name} may not be used on it"
-            issues.append((f"steps[{step.index}].target", reason))
-    return issues
+    keys = [
+        caller or idempotency.derive_key(principal.tenant_id, principal.user_id, j.plan_hash)
+        for j, caller in zip(judged, caller_keys, strict=True)
+    ]
+    holders = idempotency.active_holders(session, principal.tenant_id, keys) if look_up else {}
+    first: dict[str, int] = {}
+    outcomes: list[_Outcome] = []
+    now: datetime | None = None
+    for index, (j, key, caller) in enumerate(zip(judged, keys, caller_keys, strict=True)):
+        if key in first:
+            earlier = first[key]
+            if caller is not None and judged[earlier].plan_hash != j.plan_hash:
+                raise Conflict(
+                    f"plans[{index}]: idempotency key {caller!r} is already used by plans[{earlier}], a different plan"
+                )
+            outcomes.append(earlier)
+            continue
+        first[key] = index
+        holder = holders.get(key)
+        if holder is not None:
+            if caller is not None and holder.plan_hash != j.plan_hash:
+                message = f"idempotency key {caller!r} is already used by a different plan"
+                raise Conflict(f"plans[{index}]: {message}" if batch else message, owner=holder.id)
+            if not idempotency.release_if_stale(session, holder, window_s=window_s):
+                outcomes.append(holder)
+                continue
+        # Strictly increasing, so the batch's executions keep their order wherever they are sorted by time.
+        now = utcnow() if now is None else max(utcnow(), now + timedelta(microseconds=1))
+        outcomes.append(new_execution(principal, j, caller_key=caller, background=background, now=now))
+    return outcomes
 
 
-def preview(principal: Principal, plan: str | bytes | Mapping[str, Any], *, background: bool = False) -> PlanPreview:
+def _run_inline(principal: Principal, results: list[SubmitResult], inline: list[str]) -> list[SubmitResult]:
+    """Run the fast level-0 executions here, through the same engine (same leases, same events), in order;
+    each result (and any later plan's that shares its key) shows where it ended."""
+    finished: dict[str, ExecutionView] = {}
+    for execution_id in inline:
+        engine.run_inline(execution_id)
+        finished[execution_id] = get_execution(principal, execution_id)
+    if not finished:
+        return results
+    return [
+        r.model_copy(update={"execution": finished[r.execution.execution_id]})
+        if r.execution.execution_id in finished
+        else r
+        for r in results
+    ]
+
+
+def _prefixed(index: int, issues: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """A batch plan's issues with its index in front of each path: ``plans[3].steps[0].target``."""
+    return [(f"plans[{index}].{path}" if path else f"plans[{index}]", message) for path, message in issues]
+
+
+def _naming(index: int, exc: CoreError) -> CoreError:
+    """``exc`` (same class and facts) with its message naming the batch plan it concerns: ``plans[3]: …``."""
+    named = type(exc).__new__(type(exc))
+    named.__dict__.update(exc.__dict__)
+    named.message = f"plans[{index}]: {exc.message}"
+    named.args = (named.message,)
+    return named
+
+
+def preview(principal: Principal, plan: PlanSource, *, background: bool = False) -> PlanPreview:
     """What the server would derive from this plan, writing nothing but the asset service's imports."""
     settings = get_settings()
     parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
     asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))
     with session_scope() as session:
-        rbac.require(session, principal, Permission.READ)
-        parsed = _trusted(session, principal, parsed)
-        canonical, assets = _canonical(session, principal, parsed)
-        run_mode = run_mode_for(tenant_settings(session, principal.tenant_id), parsed.approval_level)
-        return PlanPreview(
-            name=parsed.spec.name,
-            plan_hash=plan_hash(canonical),
-            action_class=parsed.action_class.value,
-            approval_level=parsed.approval_level,
-            approvals_required=APPROVALS_REQUIRED[parsed.approval_level],
-            sla_class=parsed.sla_class.value,
-            execution_mode=parsed.execution_mode(background=background).value,
-            run_mode=run_mode.value,
-            estimated_s=parsed.estimated_s,
-            policy=get_policy(session, parsed.sla_class, parsed.action_class),
-            steps=[
-                {
-                    "index": s.index,
-                    "name": s.spec.name,
-                    "action": s.spec.action,
-                    "target": s.spec.target,
-                    "asset_id": assets[s.spec.target].id,
-                    "action_class": s.action_class.value,
-                    "timeout_s": s.spec.timeout_s,
-                    "step_limit_s": parsed.step_limit_s(s),
-                }
-                for s in parsed.steps
-            ],
-            secret_names=sorted(parsed.secret_names),
-            execution_limit_s=parsed.execution_limit_s,
-        )
+        judged = Intake.read(session, principal, [parsed], permission=Permission.READ).judge(parsed, submitting=False)
+    derived = judged.plan
+    return PlanPreview(
+        name=derived.spec.name,
+        plan_hash=judged.plan_hash,
+        action_class=derived.action_class.value,
+        approval_level=derived.approval_level,
+        approvals_required=APPROVALS_REQUIRED[derived.approval_level],
+        sla_class=derived.sla_class.value,
+        execution_mode=derived.execution_mode(background=background).value,
+        run_mode=judged.run_mode.value,
+        estimated_s=derived.estimated_s,
+        policy=judged.policy,
+        steps=[
+            {
+                "index": s.index,
+                "name": s.spec.name,
+                "action": s.spec.action,
+                "target": s.spec.target,
+                "asset_id": judged.assets[s.spec.target].id,
+                "action_class": s.action_class.value,
+                "timeout_s": s.spec.timeout_s,
+                "step_limit_s": derived.step_limit_s(s),
+            }
+            for s in derived.steps
+        ],
+        secret_names=sorted(derived.secret_names),
+        execution_limit_s=derived.execution_limit_s,
+    )
 
 
 def rerun(principal: Principal, execution_id: str, *, background: bool = True) -> SubmitResult:

@@ -27,7 +27,7 @@ EXPORTED = {
     "list_executions_page", "list_locks", "list_members", "list_policies", "list_read_only_commands", "list_runbook_versions", "list_runbooks", "list_secrets",
     "list_workers", "needs_reauthentication", "parse_plan", "preview", "principal", "principal_for", "prune",
     "publish_runbook", "queue_depths", "reauthenticate", "reject", "remove_asset", "remove_member", "remove_read_only_command", "requeue", "rerun", "save_runbook",
-    "set_dispatcher", "set_member", "set_password", "set_secret", "set_tenant_mode", "submit", "unpublish_runbook", "update_policy",
+    "set_dispatcher", "set_member", "set_password", "set_secret", "set_tenant_mode", "submit", "submit_many", "unpublish_runbook", "update_policy",
     "verify_chain", "wait_for",
     # identity (DESIGN §13): API tokens, the console's session check, single sign-on, disabling accounts
     "create_token", "list_tokens", "principal_from_token", "recently_authenticated", "revoke_token",

@@ -1,0 +1,194 @@
+"""What a submission is judged under, read once per transaction, and the judgement of each plan (DESIGN §5, §13).
+
+``Intake.read`` checks the principal's permission and reads, inside the submitting transaction, everything
+the server derives a plan's risk and limits from: the principal's current membership (its class limit), the
+tenant's declarations (read-only prefixes, published runbooks: core/inventory/trust.py), its mode, the
+policy rows (cached for a few seconds, as the engine caches them), the assets the plans target and, only
+when a plan or a target's credential references one, the secrets' asset limits. ``Intake.judge`` then
+derives one plan under them in memory: step classes, level, SLA class, the class permission, run mode,
+targets resolved to asset ids, secret references checked, canonical form and hash. A batch of plans costs
+the reads once, not once per plan, and a declaration withdrawn a moment ago still never lowers a level:
+the reads are in the transaction that writes the executions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlmodel import Session
+
+from core.actions import registry
+from core.errors import InvalidInput, NotFound
+from core.identity import rbac
+from core.identity.rbac import Permission
+from core.identity.tenants import run_mode_for, tenant_settings
+from core.inventory.assets import asset_views_by_name
+from core.inventory.trust import tenant_trust
+from core.plans import Plan, canonical_json, canonical_plan, plan_hash, reclassify
+from core.policies import cached_policies
+from core.risk import Trust
+from core.safety import secret_backends, secret_store
+from core.safety.credentials import secret_refs
+from core.schemas import AssetView, PolicyView, Principal
+from db.enums import ActionClass, Connection, RunMode, SlaClass
+from db.tables import Membership, TenantSettings
+
+
+@dataclass(frozen=True)
+class Judged:
+    """One plan as the server derived it: the plan under the tenant's trust, its canonical text and hash."""
+
+    plan: Plan
+    canonical: dict[str, Any]  # targets as asset ids (``canonical_plan``)
+    canonical_text: str
+    plan_hash: str
+    run_mode: RunMode
+    policy: PolicyView  # the row of the plan's (SLA class, action class)
+    assets: Mapping[str, AssetView]  # the plan's targets by name
+
+
+@dataclass(frozen=True)
+class Intake:
+    """The state a transaction judges plans under (see the module docstring)."""
+
+    principal: Principal
+    membership: Membership
+    trust: Trust
+    policies: Mapping[tuple[SlaClass, ActionClass], PolicyView]
+    settings: TenantSettings
+    assets: Mapping[str, AssetView]
+    secret_limits: Mapping[str, list[str] | None]  # the stored secrets referenced: their asset limits
+    missing_secrets: frozenset[str]  # referenced, and held by no backend
+
+    @classmethod
+    def read(cls, session: Session, principal: Principal, plans: Sequence[Plan], *, permission: Permission) -> Intake:
+        """Check ``permission`` and read what ``plans`` are judged under.
+
+        Raises:
+            PermissionDenied: the principal may not (``permission``). NotFound: a policy row is missing.
+        """
+        membership = rbac.require_member(session, principal, permission)
+        tenant_id = principal.tenant_id
+        assets = asset_views_by_name(session, tenant_id, (s.spec.target for p in plans for s in p.steps))
+        referenced = {n for p in plans for n in p.secret_names}
+        credentials = {a.credential_ref for a in assets.values() if a.credential_ref}
+        limits = secret_store.asset_limits(session, tenant_id, referenced | credentials)
+        missing = frozenset(
+            n for n in referenced if n not in limits and not secret_backends.held_outside_store(principal.tenant, n)
+        )
+        return cls(
+            principal=principal,
+            membership=membership,
+            trust=tenant_trust(session, tenant_id),
+            policies=policy_table(session),
+            settings=tenant_settings(session, tenant_id),
+            assets=assets,
+            secret_limits=limits,
+            missing_secrets=missing,
+        )
+
+    def judge(self, plan: Plan, *, submitting: bool = True) -> Judged:
+        """Derive ``plan`` under this state, in the order a submit refuses in: limits, class, mode, targets.
+
+        Args:
+            submitting: check the principal may run the plan's class (a preview does not, and resolves
+                the targets before the run mode, as it always has).
+
+        Raises:
+            InvalidInput: a timeout no class holds; unknown targets or secrets; a target of the wrong kind;
+                a secret the target may not use. PermissionDenied: the class is above the principal's limit.
+            SafetyRefused: the tenant's mode refuses the plan's level.
+        """
+        plan = reclassify(plan, self.trust, self.policies)
+        if submitting:
+            rbac.check_class(self.principal, self.membership, plan.action_class)
+            run_mode = run_mode_for(self.settings, plan.approval_level)
+            assets = self._resolve(plan)
+        else:
+            assets = self._resolve(plan)
+            run_mode = run_mode_for(self.settings, plan.approval_level)
+        canonical = canonical_plan(plan, {name: a.id for name, a in assets.items()})
+        text = canonical_json(canonical)
+        return Judged(
+            plan=plan,
+            canonical=canonical,
+            canonical_text=text,
+            plan_hash=plan_hash(text),
+            run_mode=run_mode,
+            policy=self.policies[(plan.sla_class, plan.action_class)],
+            assets=assets,
+        )
+
+    def _resolve(self, plan: Plan) -> dict[str, AssetView]:
+        """The plan's targets (tenant-scoped) by name, its secret references checked.
+
+        Raises:
+            InvalidInput: with every issue found, each with its path.
+        """
+        principal = self.principal
+        assets: dict[str, AssetView] = {}
+        issues: list[tuple[str, str]] = []
+        for step in plan.steps:
+            asset = self.assets.get(step.spec.target)
+            if asset is None:
+                issues.append(
+                    (f"steps[{step.index}].target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
+                )
+                continue
+            assets[asset.name] = asset
+            allowed = registry.get_action(step.spec.action).connections  # type: ignore[union-attr]
+            if allowed is not None and Connection(asset.connection) not in allowed:
+                kinds = "/".join(sorted(c.value for c in allowed))
+                issues.append(
+                    (
+                        f"steps[{step.index}].target",
+                        f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
+                    )
+                )
+        missing = sorted(n for n in plan.secret_names if n in self.missing_secrets)
+        issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)
+        issues.extend(self._secrets_off_limits(plan))
+        if issues:
+            raise InvalidInput(issues)
+        return assets
+
+    def _secrets_off_limits(self, plan: Plan) -> list[tuple[str, str]]:
+        """(path, reason) for each secret a step would use on an asset the secret is not limited to (DESIGN §13).
+
+        Names the step's params path and the secret, never a value. The asset's own credential counts too:
+        the worker fetches it for the step.
+        """
+        issues: list[tuple[str, str]] = []
+        for step in plan.steps:
+            asset = self.assets.get(step.spec.target)
+            if asset is None:
+                continue  # reported as an unknown target
+            for name in sorted(secret_refs(step.params)):
+                if not self._usable_on(name, asset.name):
+                    issues.append((f"steps[{step.index}].params", f"secret {name!r} may not be used on {asset.name}"))
+            ref = asset.credential_ref
+            if ref and not self._usable_on(ref, asset.name):
+                reason = f"the credential {ref!r} of {asset.name} may not be used on it"
+                issues.append((f"steps[{step.index}].target", reason))
+        return issues
+
+    def _usable_on(self, name: str, asset_name: str) -> bool:
+        """``secret_store.usable_on`` from the limits read once: a secret not in the store carries no limit."""
+        allowed = self.secret_limits.get(name)
+        return allowed is None or asset_name in allowed
+
+
+def policy_table(session: Session) -> dict[tuple[SlaClass, ActionClass], PolicyView]:
+    """The current policy rows by (sla class, action class), through the policies' short cache.
+
+    Raises:
+        NotFound: a row is missing (run ``opsconductor init``).
+    """
+    table = {(SlaClass(p.sla_class), ActionClass(p.action_class)): p for p in cached_policies(session)}
+    for sla in SlaClass:
+        for cls in ActionClass:
+            if (sla, cls) not in table:
+                raise NotFound("timeout policy", f"{sla}/{cls}")
+    return table

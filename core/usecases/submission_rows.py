@@ -1,0 +1,158 @@
+"""The rows a submission writes, for one plan or a batch: executions, their steps, first events, queue rows.
+
+Written with SQLAlchemy Core, one multi-row INSERT per table (the rows are only written here, never read
+back as ORM objects): the executions, then their steps, then their ``submitted`` events; then the level-0
+ones move to ``queued`` through core/fsm.py (one compare-and-set UPDATE, one INSERT of their events) and
+get their queue rows from core/engine/outbox.py, which announces them to the job runner after commit. The
+events are linked into the tenant's audit chain when the transaction commits (core/audit_links.py).
+
+The idempotency index (``ux_executions_idempotency_active``) speaks at the executions' INSERT: the caller
+(core/usecases/submission.py) turns its IntegrityError into a look at the key's holder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import insert
+from sqlmodel import Session
+
+from core import approval_rules, idempotency
+from core.audit import event_content, record_events
+from core.engine.outbox import enqueue_many
+from core.fsm import initial_status
+from core.plans import APPROVALS_REQUIRED, canonical_json
+from core.schemas import Principal
+from core.usecases.intake import Judged
+from db.enums import ExecutionMode, ExecutionStatus, StepStatus
+from db.tables import Execution, ExecutionStep, new_id
+
+_INSERT_EXECUTIONS = insert(Execution.__table__)  # type: ignore[attr-defined]
+_INSERT_STEPS = insert(ExecutionStep.__table__)  # type: ignore[attr-defined]
+
+
+@dataclass(frozen=True)
+class NewExecution:
+    """An execution about to be written: its row, its steps' rows, and what it was derived from."""
+
+    judged: Judged
+    row: dict[str, Any]
+    steps: list[dict[str, Any]]
+
+    @property
+    def id(self) -> str:
+        return str(self.row["id"])
+
+    @property
+    def created_at(self) -> datetime:
+        created: datetime = self.row["created_at"]
+        return created
+
+    @property
+    def status(self) -> ExecutionStatus:
+        """The status it has once written: level 0 is queued in the same transaction (DESIGN §4)."""
+        first = ExecutionStatus(self.row["status"])
+        return ExecutionStatus.QUEUED if first is ExecutionStatus.APPROVED else first
+
+    @property
+    def inline(self) -> bool:
+        """Queued now and run by the caller (immediate mode), not announced to the job runner."""
+        return self.status is ExecutionStatus.QUEUED and self.row["execution_mode"] == ExecutionMode.IMMEDIATE.value
+
+
+def new_execution(
+    principal: Principal, judged: Judged, *, caller_key: str | None, background: bool, now: datetime
+) -> NewExecution:
+    """The rows of one execution of ``judged`` requested by ``principal`` at ``now`` (nothing is written)."""
+    plan = judged.plan
+    status = initial_status(plan.approval_level)
+    execution_id = new_id()
+    row: dict[str, Any] = {
+        "id": execution_id,
+        "tenant_id": principal.tenant_id,
+        "requested_by": principal.user_id,
+        "name": plan.spec.name,
+        "description": plan.spec.description,
+        "plan_json": judged.canonical_text,
+        "plan_hash": judged.plan_hash,
+        "seal": approval_rules.seal_of_execution(
+            principal.tenant_id,
+            execution_id,
+            principal.user_id,
+            judged.plan_hash,
+            judged.run_mode.value,
+            plan.approval_level,
+        ),
+        "action_class": plan.action_class.value,
+        "approval_level": plan.approval_level,
+        "sla_class": plan.sla_class.value,
+        "execution_mode": plan.execution_mode(background=background).value,
+        "run_mode": judged.run_mode.value,
+        "continue_on_error": plan.spec.continue_on_error,
+        "status": status.value,
+        "idempotency_key": caller_key
+        or idempotency.derive_key(principal.tenant_id, principal.user_id, judged.plan_hash),
+        "idempotency_active": True,
+        "attempt": 1,
+        "approval_expires_at": now + timedelta(seconds=judged.policy.approval_s)
+        if status is ExecutionStatus.PENDING_APPROVAL
+        else None,
+        "created_at": now,
+        "updated_at": now,
+    }
+    steps = [
+        {
+            "id": new_id(),
+            "execution_id": execution_id,
+            "tenant_id": principal.tenant_id,
+            "step_index": step.index,
+            "name": step.spec.name,
+            "action": step.spec.action,
+            "target_asset_id": judged.assets[step.spec.target].id,
+            "target_name": judged.assets[step.spec.target].name,
+            "action_class": step.action_class.value,
+            "params_json": canonical_json(step.params),
+            "timeout_s": step.spec.timeout_s,
+            "status": StepStatus.PENDING.value,
+            "attempts": 0,
+        }
+        for step in plan.steps
+    ]
+    return NewExecution(judged=judged, row=row, steps=steps)
+
+
+def write(session: Session, principal: Principal, executions: Sequence[NewExecution]) -> None:
+    """Insert ``executions`` (one tenant's), their steps and first events; queue the level-0 ones.
+
+    Raises:
+        IntegrityError: an idempotency key is held by an active execution (the executions' INSERT).
+    """
+    if not executions:
+        return
+    session.execute(_INSERT_EXECUTIONS, [e.row for e in executions])
+    session.execute(_INSERT_STEPS, [step for e in executions for step in e.steps])
+    record_events(session, principal.tenant_id, [_submitted(principal, e) for e in executions])
+    level_0 = [e for e in executions if e.row["status"] == ExecutionStatus.APPROVED.value]
+    enqueue_many(
+        session,
+        principal.tenant_id,
+        {e.id: e.row["sla_class"] for e in level_0},
+        actor=principal.username,
+        send={e.id for e in level_0 if not e.inline},
+    )
+
+
+def _submitted(principal: Principal, execution: NewExecution) -> dict[str, Any]:
+    row = execution.row
+    level = row["approval_level"]
+    return event_content(
+        execution_id=execution.id,
+        kind="status",
+        actor=principal.username,
+        message=f"submitted; needs {APPROVALS_REQUIRED[level]} approval(s)",
+        to_status=row["status"],
+        data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level},
+    )
