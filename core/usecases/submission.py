@@ -120,7 +120,7 @@ def _submit(
     for _ in range(3):
         try:
             results, inline = _insert(
-                principal, parsed, caller_keys, background, look_up, settings.idempotency_window_s
+                principal, parsed, caller_keys, background, look_up, settings.idempotency_window_s, batch=batch
             )
         except _KeyTaken:
             look_up = True  # the next attempt reads the keys' holders first
@@ -169,9 +169,10 @@ def _insert(
     background: bool,
     look_up: bool,
     window_s: int,
+    *,
+    batch: bool,
 ) -> tuple[list[SubmitResult], list[str]]:
     """One attempt in one transaction: the results in order, and the ids to run inline after commit."""
-    batch = len(plans) > 1
     try:
         with session_scope() as session:
             intake = Intake.read(session, principal, plans, permission=Permission.SUBMIT)
