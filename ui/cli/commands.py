@@ -130,11 +130,18 @@ def print_admin_token(report: core.InitReport) -> None:
 
 @app.command("submit")
 def submit_command(
-    plan: Annotated[str, typer.Argument(metavar="PLAN", help="Plan file (YAML or JSON), or - to read stdin.")],
+    plans: Annotated[
+        list[str],
+        typer.Argument(metavar="PLAN...", help="Plan file (YAML or JSON), or - to read stdin; several are one batch."),
+    ],
     as_user: AsUser = None,
     tenant: TenantOpt = None,
-    idempotency_key: Annotated[
-        str | None, typer.Option("--idempotency-key", help="Your key: resubmitting with it returns the same execution.")
+    idempotency_keys: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--idempotency-key",
+            help="Your key: resubmitting with it returns the same execution (several plans: one each, in order).",
+        ),
     ] = None,
     background: Annotated[
         bool, typer.Option("--background", help="Leave it to a worker, even a fast level-0 plan that would run here.")
@@ -145,23 +152,39 @@ def submit_command(
     timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
     json_out: JsonOpt = False,
 ) -> None:
-    """Submit a plan. A duplicate (same plan, or same --idempotency-key) returns the existing execution."""
-    source = read_plan(plan)
+    """Submit a plan, or several as one batch (all or nothing). A duplicate (same plan, or same
+    --idempotency-key) returns the existing execution.
+
+    With several plans --json prints {"executions": [...]}, each item the object one plan prints.
+    """
+    if plans.count("-") > 1:
+        raise core.InvalidInput("stdin (-) can be read once", path="PLAN")
+    keys = list(idempotency_keys or [])
+    if len(plans) == 1 and len(keys) > 1:
+        raise core.InvalidInput(f"{len(keys)} keys for one plan", path="idempotency_key")
+    sources = [read_plan(plan) for plan in plans]
     actor = acting(as_user, tenant)
     if wait and not core.get_settings().redis_url:
         runtime.start_embedded(threads=2)  # no workers elsewhere on the embedded default: be one until done
     try:
-        result = core.submit(actor, source, idempotency_key=idempotency_key, background=background)
-        view = wait_briefly(actor, result.execution, timeout_s) if wait else result.execution
+        if len(sources) == 1:
+            results = [core.submit(actor, sources[0], idempotency_key=keys[0] if keys else None, background=background)]
+        else:
+            results = core.submit_many(actor, sources, idempotency_keys=keys or None, background=background)
+        views = [wait_briefly(actor, r.execution, timeout_s) if wait else r.execution for r in results]
     finally:
         if wait and not core.get_settings().redis_url:
             runtime.stop_embedded()
     if json_out:
-        print_json(as_json(view, created=result.created))
+        shown = [as_json(view, created=r.created) for view, r in zip(views, results, strict=True)]
+        print_json(shown[0] if len(shown) == 1 else {"executions": shown})
         return
-    if not result.created:
-        typer.echo("existing execution: this plan was already submitted; nothing new was created")
-    typer.echo(render_execution(view))
+    for number, (view, result) in enumerate(zip(views, results, strict=True)):
+        if number:
+            typer.echo("")
+        if not result.created:
+            typer.echo("existing execution: this plan was already submitted; nothing new was created")
+        typer.echo(render_execution(view))
 
 
 def read_plan(location: str) -> bytes:
