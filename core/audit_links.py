@@ -15,6 +15,8 @@ deadlocks (one that took the head mid-transaction, then waited for an execution 
 waits for the head, would deadlock). It costs 3 statements per transaction that wrote events, whatever their
 number (lock, link, head), plus 2 the first time a tenant links anything (its head row is created then).
 SQLite: writers are serial anyway (BEGIN IMMEDIATE), ``FOR UPDATE`` renders as nothing; same code path.
+A transaction whose events are all known at its end (a submit: core/usecases/submission.py) inserts them
+already linked instead (``insert_linked``): the same lock at the same moment, one INSERT, no UPDATE of them.
 
 An event registered here must not be rolled back on its own (in a savepoint): linking it then finds it
 gone and refuses the commit, rather than leave a gap in the chain.
@@ -23,11 +25,12 @@ gone and refuses the commit, rather than leave a gap in the chain.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, select, update
+from sqlalchemy import bindparam, case, event, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as OrmSession
@@ -119,6 +122,36 @@ def _link_before_commit(session: OrmSession) -> None:
     link(session, cached[1])
 
 
+def insert_linked(session: OrmSession, tenant_id: str, contents: Sequence[dict[str, Any]]) -> None:
+    """Insert execution events of one tenant already linked (a submit's, as its last write): one INSERT.
+
+    The same chain as linking at commit, in one statement fewer: the tenant's head is locked now, the events
+    are numbered and hashed after it (a link's HMAC covers its content, not its row id) and inserted with
+    their links, and the head moves. So it takes the head's lock as linking at commit does, at the end: the
+    caller writes nothing after it but what commits. Events this transaction registered before are linked
+    first, to keep the chain in the order the events were written.
+    """
+    if not contents:
+        return
+    cached = session.info.pop(_PENDING, None)
+    if cached is not None and cached[0] is session.get_transaction() and cached[1]:
+        session.flush()
+        link(session, cached[1])
+    heads = _lock_heads(session, [tenant_id])
+    if tenant_id not in heads:
+        _create_heads(session, [tenant_id])
+        heads = _lock_heads(session, [tenant_id])
+    seq, prev = heads[tenant_id]
+    rows = []
+    for content in contents:
+        seq += 1
+        digest = link_hash(EXECUTION, tenant_id, seq, prev, content)
+        rows.append({**content, "tenant_id": tenant_id, "chain_seq": seq, "prev_hash": prev, "hash": digest})
+        prev = digest
+    session.execute(_INSERT_EVENTS, rows)
+    session.execute(_MOVE_HEAD, {"b_tenant_id": tenant_id, "seq": seq, "hash": prev, "updated_at": utcnow()})
+
+
 def link(session: OrmSession, pending: list[_Pending]) -> None:
     """Number, hash and chain ``pending`` (in order) onto their tenants' heads. See the module docstring."""
     tenants = sorted({p.tenant_id for p in pending})
@@ -169,6 +202,7 @@ _LOCK_HEADS = (
     .with_for_update()
 )
 _MOVE_HEAD = update(HEADS).where(HEADS.c.tenant_id == bindparam("b_tenant_id"))  # SET from the parameters
+_INSERT_EVENTS = insert(EVENTS)
 
 
 def _lock_heads(session: OrmSession, tenants: list[str]) -> dict[str, tuple[int, str | None]]:

@@ -113,12 +113,17 @@ def transition_many(
     expected: S,
     actor: str | None,
     message: str = "",
+    events: list[dict[str, Any]] | None = None,
 ) -> None:
     """``transition`` for several executions of one tenant that leave the same status (a batch submit queueing
     its level-0 plans): one compare-and-set UPDATE, then one INSERT of their events, in the order given.
 
     All or none: the caller's transaction is to roll back on the error. ORM objects of these rows held by the
     session are not refreshed (the statement goes to the table).
+
+    Args:
+        events: where to append the events (``core.audit.event_content``) instead of inserting them: the
+            caller writes them in this transaction with its own, in one INSERT (a submit, as its last write).
 
     Raises:
         NotFound: an id is no execution of this tenant.
@@ -141,21 +146,21 @@ def transition_many(
             if statuses[execution_id] != to.value:
                 raise InvalidTransition(execution_id, statuses[execution_id], to)
         raise InvalidTransition(ids[0], to.value, to)  # all hold ``to`` now: some had been moved there already
-    record_events(
-        session,
-        tenant_id,
-        [
-            event_content(
-                execution_id=execution_id,
-                kind="status",
-                actor=actor,
-                message=message,
-                from_status=expected.value,
-                to_status=to.value,
-            )
-            for execution_id in ids
-        ],
-    )
+    moved = [
+        event_content(
+            execution_id=execution_id,
+            kind="status",
+            actor=actor,
+            message=message,
+            from_status=expected.value,
+            to_status=to.value,
+        )
+        for execution_id in ids
+    ]
+    if events is not None:
+        events.extend(moved)
+    else:
+        record_events(session, tenant_id, moved)
 
 
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]

@@ -62,13 +62,20 @@ def enqueue(session: Session, execution: Execution, *, actor: str | None, send: 
 
 
 def enqueue_many(
-    session: Session, tenant_id: str, sla_classes: Mapping[str, str], *, actor: str | None, send: Collection[str]
+    session: Session,
+    tenant_id: str,
+    sla_classes: Mapping[str, str],
+    *,
+    actor: str | None,
+    send: Collection[str],
+    events: list[dict[str, Any]] | None = None,
 ) -> None:
-    """``enqueue`` for several ``approved`` executions of one tenant (id → SLA class), in two statements and
-    one more for their queue rows (a batch submit's level-0 plans).
+    """``enqueue`` for several ``approved`` executions of one tenant (id → SLA class): their move to ``queued``
+    (core/fsm.py ``transition_many``) and one INSERT of their queue rows (a batch submit's level-0 plans).
 
     Args:
         send: the ids to announce to the job runner after commit (not those the caller runs inline).
+        events: as ``transition_many``'s: the caller inserts the events with its own.
     """
     if not sla_classes:
         return
@@ -80,6 +87,7 @@ def enqueue_many(
         expected=ExecutionStatus.APPROVED,
         actor=actor,
         message="queued for a worker",
+        events=events,
     )
     now, sent_at = utcnow(), _sent_at()
     session.execute(

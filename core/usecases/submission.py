@@ -32,7 +32,7 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core import engine, idempotency
+from core import audit_links, engine, idempotency
 from core.errors import Conflict, CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.identity import rbac
@@ -179,7 +179,7 @@ def _insert(
             judged = _judge(intake, plans, batch=batch)
             outcomes = _outcomes(session, principal, judged, caller_keys, background, look_up, window_s, batch=batch)
             new = [o for o in outcomes if isinstance(o, NewExecution)]
-            write(session, principal, new)
+            events = write(session, principal, new)
             views = dict(zip((e.id for e in new), fresh_views(session, principal, new), strict=True))
             results: list[SubmitResult] = []
             for outcome in outcomes:
@@ -189,6 +189,8 @@ def _insert(
                     results.append(SubmitResult(execution=build_view(session, outcome), created=False))
                 else:
                     results.append(SubmitResult(execution=results[outcome].execution, created=False))
+            # Last: it takes the tenant's audit-chain head, held until the commit that follows at once.
+            audit_links.insert_linked(session, principal.tenant_id, events)
     except IntegrityError as exc:
         if not _is_key_violation(exc):
             raise

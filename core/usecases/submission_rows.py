@@ -1,10 +1,11 @@
 """The rows a submission writes, for one plan or a batch: executions, their steps, first events, queue rows.
 
 Written with SQLAlchemy Core, one multi-row INSERT per table (the rows are only written here, never read
-back as ORM objects): the executions, then their steps, then their ``submitted`` events; then the level-0
-ones move to ``queued`` through core/fsm.py (one compare-and-set UPDATE, one INSERT of their events) and
-get their queue rows from core/engine/outbox.py, which announces them to the job runner after commit. The
-events are linked into the tenant's audit chain when the transaction commits (core/audit_links.py).
+back as ORM objects): the executions, then their steps; then the level-0 ones move to ``queued`` through
+core/fsm.py (one compare-and-set UPDATE) and get their queue rows from core/engine/outbox.py, which
+announces them to the job runner after commit. The events of it all (``submitted``, ``queued``) are the
+transaction's last write: one INSERT, linked into the tenant's audit chain as they go in
+(core/audit_links.py ``insert_linked``).
 
 The idempotency index (``ux_executions_idempotency_active``) speaks at the executions' INSERT: the caller
 (core/usecases/submission.py) turns its IntegrityError into a look at the key's holder.
@@ -21,7 +22,7 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from core import approval_rules, idempotency
-from core.audit import event_content, record_events
+from core.audit import event_content
 from core.engine.outbox import enqueue_many
 from core.fsm import initial_status
 from core.plans import APPROVALS_REQUIRED, canonical_json
@@ -124,17 +125,21 @@ def new_execution(
     return NewExecution(judged=judged, row=row, steps=steps)
 
 
-def write(session: Session, principal: Principal, executions: Sequence[NewExecution]) -> None:
-    """Insert ``executions`` (one tenant's), their steps and first events; queue the level-0 ones.
+def write(session: Session, principal: Principal, executions: Sequence[NewExecution]) -> list[dict[str, Any]]:
+    """Insert ``executions`` (one tenant's) and their steps; queue the level-0 ones.
+
+    Returns:
+        Their events (``submitted``, then ``queued`` for level 0), for the caller to write as its last
+        statement, already linked (``audit_links.insert_linked``).
 
     Raises:
         IntegrityError: an idempotency key is held by an active execution (the executions' INSERT).
     """
     if not executions:
-        return
+        return []
     session.execute(_INSERT_EXECUTIONS, [e.row for e in executions])
     session.execute(_INSERT_STEPS, [step for e in executions for step in e.steps])
-    record_events(session, principal.tenant_id, [_submitted(principal, e) for e in executions])
+    events = [_submitted(principal, e) for e in executions]
     level_0 = [e for e in executions if e.row["status"] == ExecutionStatus.APPROVED.value]
     enqueue_many(
         session,
@@ -142,7 +147,9 @@ def write(session: Session, principal: Principal, executions: Sequence[NewExecut
         {e.id: e.row["sla_class"] for e in level_0},
         actor=principal.username,
         send={e.id for e in level_0 if not e.inline},
+        events=events,
     )
+    return events
 
 
 def _submitted(principal: Principal, execution: NewExecution) -> dict[str, Any]:
