@@ -12,9 +12,9 @@ core/usecases/runbooks.py.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 
-from sqlalchemy import bindparam, func
-from sqlalchemy import select as select_columns
+from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from core.errors import CoreError
@@ -133,15 +133,15 @@ def mark_published(session: Session, row: Runbook, actor: str) -> None:
     session.flush()
 
 
-def published_steps(session: Session, tenant_id: str) -> dict[str, ActionClass]:
-    """``step_key`` → the class the runbook gives it, for every step of the tenant's published runbooks.
+def vouched_steps(published: Iterable[tuple[str, str | None]]) -> dict[str, ActionClass]:
+    """``step_key`` → the class the runbook gives it, for every step of the published runbooks given as
+    (plan_text, published_hash) rows (core/inventory/trust.py reads them with the tenant's other declarations).
 
-    A step in several published runbooks keeps the lowest class one of them vouches for. A published runbook
-    whose text no longer validates (an action uninstalled) vouches for nothing.
+    A step in several published runbooks keeps the lowest class one of them vouches for. A runbook edited since
+    it was published, or whose text no longer validates (an action uninstalled), vouches for nothing.
     """
-    rows = session.execute(_PUBLISHED, {"tenant_id": tenant_id}).all()
     steps: dict[str, ActionClass] = {}
-    for plan_text, published_hash in rows:
+    for plan_text, published_hash in published:
         digest = text_hash(plan_text)
         if published_hash != digest:
             continue  # edited since it was published (``is_published``)
@@ -150,12 +150,6 @@ def published_steps(session: Session, tenant_id: str) -> dict[str, ActionClass]:
                 steps[key] = cls
     return steps
 
-
-# Every submit reads it: built once, on the table (SQLAlchemy Core skips the ORM's per-statement work).
-_RUNBOOKS = Runbook.__table__  # type: ignore[attr-defined]
-_PUBLISHED = select_columns(_RUNBOOKS.c.plan_text, _RUNBOOKS.c.published_hash).where(
-    _RUNBOOKS.c.tenant_id == bindparam("tenant_id"), _RUNBOOKS.c.published_hash.is_not(None)
-)
 
 # Every submit derives its classes under the tenant's published runbooks (DESIGN §13), re-read in its own
 # transaction; what a text vouches for never changes, so its parse is kept (by the text's hash) instead of

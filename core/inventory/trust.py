@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, literal, null, union_all
 from sqlalchemy import select as select_columns
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
@@ -18,7 +18,7 @@ from core.errors import Conflict, InvalidInput, NotFound
 from core.inventory import runbooks
 from core.risk import Trust
 from core.schemas import ReadOnlyCommandView
-from db.tables import ReadOnlyCommand
+from db.tables import ReadOnlyCommand, Runbook
 
 MAX_WORDS = 32
 MAX_WORD_CHARS = 256
@@ -26,13 +26,29 @@ MAX_WORD_CHARS = 256
 
 def tenant_trust(session: Session, tenant_id: str) -> Trust:
     """What the tenant's admins vouched for, as of now (read in the submitting transaction)."""
-    rows = session.execute(_PREFIXES, {"tenant_id": tenant_id}).scalars()
-    return Trust.of((json.loads(text) for text in rows), runbooks.published_steps(session, tenant_id))
+    prefixes: list[list[str]] = []
+    published: list[tuple[str, str | None]] = []
+    for kind, text, published_hash in session.execute(_DECLARATIONS, {"tenant_id": tenant_id}):
+        if kind == _PREFIX:
+            prefixes.append(json.loads(text))
+        else:
+            published.append((text, published_hash))
+    return Trust.of(prefixes, runbooks.vouched_steps(published))
 
 
-# Every submit reads it: built once, on the table (SQLAlchemy Core skips the ORM's per-statement work).
+# Every submit reads both kinds of declaration: one statement, built once, on the tables (SQLAlchemy Core
+# skips the ORM's per-statement work).
+_PREFIX, _RUNBOOK = "prefix", "runbook"
 _COMMANDS = ReadOnlyCommand.__table__  # type: ignore[attr-defined]
-_PREFIXES = select_columns(_COMMANDS.c.argv_json).where(_COMMANDS.c.tenant_id == bindparam("tenant_id"))
+_RUNBOOKS = Runbook.__table__  # type: ignore[attr-defined]
+_DECLARATIONS = union_all(
+    select_columns(literal(_PREFIX), _COMMANDS.c.argv_json, null()).where(
+        _COMMANDS.c.tenant_id == bindparam("tenant_id")
+    ),
+    select_columns(literal(_RUNBOOK), _RUNBOOKS.c.plan_text, _RUNBOOKS.c.published_hash).where(
+        _RUNBOOKS.c.tenant_id == bindparam("tenant_id"), _RUNBOOKS.c.published_hash.is_not(None)
+    ),
+)
 
 
 def normalise_argv(argv: Sequence[str]) -> list[str]:
