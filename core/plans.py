@@ -44,7 +44,7 @@ class Caps(Protocol):
 
 
 # The policy rows by (sla class, action class): the server passes the current rows (``policy_table`` of
-# core/usecases/submission.py); without them a plan is judged by the seeded numbers, a guess the server
+# core/usecases/intake.py); without them a plan is judged by the seeded numbers, a guess the server
 # derives again.
 PolicyTable = Mapping[tuple[SlaClass, ActionClass], Caps]
 
