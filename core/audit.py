@@ -10,13 +10,11 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert
 from sqlmodel import Session
 
 from core import audit_links
 from core.safety.masking import mask_data, mask_text
 from db.clock import utcnow
-from db.tables import ExecutionEvent
 
 MAX_COMMENT = 2000  # characters of a human's comment or reason kept in the trail (approvals, cancels, DLQ)
 
@@ -24,9 +22,6 @@ MAX_COMMENT = 2000  # characters of a human's comment or reason kept in the trai
 def clean_comment(text: str | None) -> str | None:
     """A comment as the trail keeps it: stripped, capped at ``MAX_COMMENT``, None when empty."""
     return (text or "").strip()[:MAX_COMMENT] or None
-
-
-_EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 
 
 def record_event(
@@ -41,14 +36,11 @@ def record_event(
     to_status: str | None = None,
     step_index: int | None = None,
     data: dict[str, Any] | None = None,
-) -> int:
+) -> None:
     """Append an event to the execution's trail, in the caller's transaction (which decides to commit).
 
-    The message and data pass the masker first: the trail never holds a secret value. The event is linked
-    into the tenant's audit chain when the transaction commits (core/audit_links.py).
-
-    Returns:
-        The new event's id.
+    The message and data pass the masker first: the trail never holds a secret value. The event is written,
+    linked into the tenant's audit chain, when the transaction commits (core/audit_links.py).
     """
     content: dict[str, Any] = {
         "execution_id": execution_id,
@@ -61,8 +53,4 @@ def record_event(
         "data_json": json.dumps(mask_data(data or {}), sort_keys=True, default=str),
         "created_at": utcnow(),
     }
-    # A Core insert: the audit trail is written on every step, and no caller needs the ORM object back.
-    result = session.execute(insert(_EVENTS).values(tenant_id=tenant_id, **content).returning(_EVENTS.c.id))
-    event_id = int(result.scalar_one())
-    audit_links.register(session, audit_links.EXECUTION, event_id, tenant_id, content)
-    return event_id
+    audit_links.append(session, audit_links.EXECUTION, tenant_id, content)
