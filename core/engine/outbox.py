@@ -14,18 +14,19 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import String, cast, func, or_, select
 from sqlmodel import Session
 
 from core.fsm import transition
 from core.ports import AFTER_COMMIT_KEY, get_dispatcher
 from db.clock import utcnow
 from db.enums import ExecutionStatus
-from db.tables import Execution, QueueItem
+from db.tables import Execution, ExecutionLock, QueueItem
 
 # The per-step writes go through the table (SQLAlchemy Core), not the ORM: they run for every step,
 # nobody holds these rows as objects in the session, and the ORM's bulk layer doubles their cost.
 QUEUE = QueueItem.__table__  # type: ignore[attr-defined]
+LOCKS = ExecutionLock.__table__  # type: ignore[attr-defined]
 BATCH = 200
 
 
@@ -106,6 +107,38 @@ def renew_lease(session: Session, execution_id: str, *, token: str, lease_s: flo
     return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
 
 
+def settle_lease(
+    session: Session, execution_id: str, *, token: str, lease_s: float, advance_to: int | None = None
+) -> dict[str, int] | None:
+    """The persist's first statement: renew the lease if it is still ``token``'s, and read the execution's locks
+    (``{asset_id: fencing token}``, for the fencing check) in the same round trip. With ``advance_to`` (a step
+    succeeded and the worker chains into the next), also point the row at that step, due now, lease kept.
+
+    Returns:
+        The locks held, or None when the lease was lost (nothing was written).
+    """
+    now = utcnow()
+    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s)}
+    if advance_to is not None:
+        values |= {"step_index": advance_to, "available_at": now, "dispatched_at": now}
+    # "asset:token" pairs of every lock, one string (string_agg / group_concat), read by the same UPDATE.
+    held = (
+        select(func.aggregate_strings(LOCKS.c.asset_id + ":" + cast(LOCKS.c.fencing_token, String), ","))
+        .where(LOCKS.c.execution_id == execution_id)
+        .scalar_subquery()
+    )
+    row = session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id, QUEUE.c.lease_token == token)
+        .values(**values)
+        .returning(held)
+    ).first()
+    if row is None:
+        return None
+    pairs = (pair.rpartition(":") for pair in (row[0] or "").split(",") if pair)
+    return {asset_id: int(fence) for asset_id, _, fence in pairs}
+
+
 def hand_back(session: Session, execution_id: str, *, token: str) -> None:
     """Give the lease back untouched (a shutdown, or a chain that stops) and have a worker take it."""
     released = session.execute(
@@ -133,21 +166,23 @@ def release_worker_leases(session: Session, worker_id: str) -> int:
 # -- moving and parking ------------------------------------------------------------------------------
 
 
-def move_to_step(
-    session: Session, execution_id: str, *, step_index: int, delay_s: float = 0.0, keep_lease: bool = False
-) -> None:
-    """Point the row at ``step_index``, due in ``delay_s``; give the lease back unless we chain into it."""
+def move_to_step(session: Session, execution_id: str, *, step_index: int, delay_s: float = 0.0) -> None:
+    """Point the row at ``step_index``, due in ``delay_s``, give the lease back and announce it (after commit).
+    A worker that chains into the next step moves the row with ``settle_lease`` instead, keeping the lease."""
     now = utcnow()
-    values: dict[str, Any] = {
-        "step_index": step_index,
-        "available_at": now + timedelta(seconds=delay_s),
-        "dispatched_at": now,
-    }
-    if not keep_lease:
-        values |= {"lease_token": None, "lease_expires_at": None, "claimed_by": None}
-    session.execute(QUEUE.update().where(QUEUE.c.execution_id == execution_id).values(**values))
-    if not keep_lease:
-        send_after_commit(session, [execution_id], delay_s=delay_s)
+    session.execute(
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == execution_id)
+        .values(
+            step_index=step_index,
+            available_at=now + timedelta(seconds=delay_s),
+            dispatched_at=now,
+            lease_token=None,
+            lease_expires_at=None,
+            claimed_by=None,
+        )
+    )
+    send_after_commit(session, [execution_id], delay_s=delay_s)
 
 
 def retry_now(session: Session, execution_id: str) -> None:
