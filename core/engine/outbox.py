@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, cast, func, or_, select
+from sqlalchemy import String, bindparam, cast, func, or_, select
 from sqlmodel import Session
 
 from core.fsm import transition
@@ -118,25 +118,36 @@ def settle_lease(
         The locks held, or None when the lease was lost (nothing was written).
     """
     now = utcnow()
-    values: dict[str, Any] = {"lease_expires_at": now + timedelta(seconds=lease_s)}
+    params: dict[str, Any] = {"e_id": execution_id, "token": token, "expires": now + timedelta(seconds=lease_s)}
     if advance_to is not None:
-        values |= {"step_index": advance_to, "available_at": now, "dispatched_at": now}
-    # "asset:token" pairs of every lock, one string (string_agg / group_concat), read by the same UPDATE.
-    held = (
-        select(func.aggregate_strings(LOCKS.c.asset_id + ":" + cast(LOCKS.c.fencing_token, String), ","))
-        .where(LOCKS.c.execution_id == execution_id)
-        .scalar_subquery()
-    )
-    row = session.execute(
-        QUEUE.update()
-        .where(QUEUE.c.execution_id == execution_id, QUEUE.c.lease_token == token)
-        .values(**values)
-        .returning(held)
-    ).first()
+        params |= {"step": advance_to, "now": now}
+    row = session.execute(_SETTLE[advance_to is not None], params).first()
     if row is None:
         return None
     pairs = (pair.rpartition(":") for pair in (row[0] or "").split(",") if pair)
     return {asset_id: int(fence) for asset_id, _, fence in pairs}
+
+
+def _settle_statement(*, advance: bool) -> Any:
+    values: dict[str, Any] = {"lease_expires_at": bindparam("expires")}
+    if advance:
+        values |= {"step_index": bindparam("step"), "available_at": bindparam("now"), "dispatched_at": bindparam("now")}
+    # "asset:token" pairs of every lock, one string (string_agg / group_concat), read by the same UPDATE.
+    held = (
+        select(func.aggregate_strings(LOCKS.c.asset_id + ":" + cast(LOCKS.c.fencing_token, String), ","))
+        .where(LOCKS.c.execution_id == bindparam("e_id"))
+        .scalar_subquery()
+    )
+    return (
+        QUEUE.update()
+        .where(QUEUE.c.execution_id == bindparam("e_id"), QUEUE.c.lease_token == bindparam("token"))
+        .values(values)
+        .returning(held)
+    )
+
+
+# Built once (a step sends one of them): building them per call cost more CPU than the round trip.
+_SETTLE = {False: _settle_statement(advance=False), True: _settle_statement(advance=True)}
 
 
 def hand_back(session: Session, execution_id: str, *, token: str) -> None:
