@@ -337,7 +337,11 @@ class QueueItem(SQLModel, table=True):
     sla_class: str = Field(max_length=16)
     step_index: int = Field(default=0)
     available_at: datetime = Field(default_factory=utcnow)
+    # The row's current broker message: its id (the job runner sends it under this id, after commit) and when
+    # it was sent or last found still held by the broker. NULL dispatched_at: never sent (no dispatcher then).
+    # The sweeper re-sends only a message the broker no longer holds (core/engine/outbox.py due_redispatch).
     dispatched_at: datetime | None = Field(default=None)
+    message_id: str | None = Field(default=None, max_length=36)
     lease_token: str | None = Field(default=None, max_length=32)
     lease_expires_at: datetime | None = Field(default=None)
     claimed_by: str | None = Field(default=None, max_length=128)

@@ -3,7 +3,8 @@
 Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ; not in the
 first lease period after this process saw the database come back, core/engine/reachability.py), then
 timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
-restarted, a crash between commit and send). Expired asset locks are reaped and handed on. Last, a signed
+restarted, a crash between commit and send, a message dead-lettered, a consumer that died holding it: the
+broker is asked, core/engine/outbox.py). Expired asset locks are reaped and handed on. Last, a signed
 checkpoint of every tenant audit chain that moved and whose newest checkpoint is older than
 ``audit_checkpoint_interval_s`` (core/ops/audit_checkpoints.py).
 """
