@@ -72,6 +72,14 @@ LEASE_EXPIRATIONS = Counter(
     "Step leases reclaimed by the sweeper (the worker died or hung), by what became of the step.",
     ["outcome"],  # retry | unknown | exhausted
 )
+MESSAGES_SENT = Counter(
+    "opsc_messages_sent",
+    "Broker messages handed to the broker for queued work (a queued execution, a hand-off, a retry, a re-send).",
+)
+REDISPATCHES = Counter(
+    "opsc_redispatches",
+    "Messages the sweeper re-sent for queued work whose message the broker no longer held (or never got).",
+)
 STEP_RETRIES = Counter(
     "opsc_step_retries",
     "Failed step attempts scheduled for a retry with backoff, by action class.",

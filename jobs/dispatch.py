@@ -17,12 +17,14 @@ class BrokerDispatcher:
         self._broker = broker
 
     def dispatch(self, execution_id: str, delay_s: float = 0.0, *, message_id: str | None = None) -> None:
+        from core import metrics
         from jobs.actors import run_step
 
         message = run_step.message(execution_id)
         if message_id is not None:
             message = message.copy(message_id=message_id)
         (self._broker or run_step.broker).enqueue(message, delay=int(delay_s * 1000) if delay_s > 0 else None)
+        metrics.MESSAGES_SENT.inc()
 
     def held(self, message_ids: Collection[str]) -> set[str] | None:
         from core import get_settings

@@ -32,6 +32,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, or_, select
 from sqlmodel import Session
 
+from core import metrics
 from core.errors import ServiceUnavailable
 from core.fsm import transition
 from core.ports import AFTER_COMMIT_KEY, Outgoing, get_dispatcher, held_messages
@@ -301,4 +302,5 @@ def due_redispatch(session: Session, *, older_than_s: float, ask_broker: bool = 
                 for m in [_announce(session, row.execution_id)]
             ],
         )
+        metrics.REDISPATCHES.inc(len(due))
     return [row.execution_id for row in due]
