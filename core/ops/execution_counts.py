@@ -19,6 +19,7 @@ from db.tables import ExecutionCount, Tenant
 COUNTS = ExecutionCount.__table__  # type: ignore[attr-defined]
 TENANTS = Tenant.__table__  # type: ignore[attr-defined]
 _GROUP = (COUNTS.c.tenant_id, COUNTS.c.status, COUNTS.c.run_mode)
+_FOLD_LOCK = 0x6F707363_636F756E  # "opsccoun": the advisory lock key of a fold
 
 
 def by_tenant_status_mode(session: Session) -> list[tuple[str, str | None, str | None, int]]:
@@ -38,11 +39,15 @@ def by_tenant_status_mode(session: Session) -> list[tuple[str, str | None, str |
 def fold(session: Session) -> None:
     """Replace the rows by one per group (their sum; none for a group that sums to zero).
 
-    Safe beside writers and beside another fold: on PostgreSQL one statement deletes the rows its snapshot
-    sees and inserts their sums (rows committed meanwhile are neither deleted nor summed; a concurrent fold
-    skips the rows this one deleted); SQLite has a single writer, so the sum and the delete see the same rows.
+    Safe beside writers: on PostgreSQL one statement deletes the rows its snapshot sees and inserts their sums
+    (rows committed meanwhile are neither deleted nor summed), under an advisory lock that other folds skip;
+    SQLite has a single writer, so the sum and the delete see the same rows.
     """
     if session.get_bind().dialect.name == "postgresql":
+        # One fold at a time (every worker's sweeper calls this each pass): the others skip, they would only
+        # wait on the first one's deletes to find nothing left.
+        if not session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK}).scalar():
+            return
         session.execute(
             text(
                 "WITH moved AS (DELETE FROM execution_counts RETURNING tenant_id, status, run_mode, n)"
