@@ -545,6 +545,12 @@ def fill(dsn: str, executions: int, events: int, seed: int) -> dict[str, Any]:
     counts["execution_dlq"] = copy(conn, "execution_dlq", DLQ_COLUMNS, dlq_rows(world), executions // 12)
     counts["execution_queue"] = copy(conn, "execution_queue", QUEUE_COLUMNS, queue_rows(world), 100)
     counts["execution_events"] = copy(conn, "execution_events", EVENT_COLUMNS, event_rows(world, events), events)
+    with conn.cursor() as cur:  # COPY under session_replication_role fired no trigger: count as migration 0013 does
+        cur.execute(
+            "INSERT INTO execution_counts (tenant_id, status, run_mode, n)"
+            " SELECT tenant_id, status, run_mode, count(*) FROM executions GROUP BY tenant_id, status, run_mode"
+        )
+    conn.commit()
     print(f"building {len(secondary)} indexes ...", flush=True)
     with conn.cursor() as cur:
         for index, definition in secondary:
