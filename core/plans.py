@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import registry
 from core.errors import InvalidInput
-from core.policies import DEFAULT_POLICIES
+from core.policy_defaults import DEFAULT_POLICIES
 from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from db.enums import ActionClass, ExecutionMode, SlaClass
