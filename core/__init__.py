@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         ServiceUnavailable,
     )
     from core.fsm import TERMINAL as TERMINAL_STATUSES
-    from core.identity.installation import IDENTITY_HINT
     from core.identity.principals import principal, principal_for, session_valid, sso_principal
+    from core.identity.proofs import IDENTITY_HINT
     from core.identity.scopes import SCOPES
     from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
     from core.logs import configure_logging
@@ -162,7 +162,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SafetyRefused": ("core.errors", "SafetyRefused"),
     "ServiceUnavailable": ("core.errors", "ServiceUnavailable"),
     "TERMINAL_STATUSES": ("core.fsm", "TERMINAL"),
-    "IDENTITY_HINT": ("core.identity.installation", "IDENTITY_HINT"),
+    "IDENTITY_HINT": ("core.identity.proofs", "IDENTITY_HINT"),
     "principal": ("core.identity.principals", "principal"),
     "principal_for": ("core.identity.principals", "principal_for"),
     "session_valid": ("core.identity.principals", "session_valid"),

@@ -22,7 +22,7 @@ from sqlmodel import Session, col, select
 from core.errors import DeadlineExceeded, InvalidInput, NotFound
 from core.fsm import TERMINAL
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.plans import APPROVALS_REQUIRED
 from core.reads.plan_view import review
 from core.schemas import (

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from core.engine.gates import GATE_WAITING, GATED_LEVEL
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.plans import APPROVALS_REQUIRED
 from core.reads.plan_view import Review, review
 from core.schemas import InboxItem, Principal

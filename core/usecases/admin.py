@@ -13,7 +13,7 @@ from core.admin_audit import record_admin_event
 from core.engine import locks
 from core.errors import InvalidInput
 from core.identity import members, rbac, tenants
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import assets
 from core.policy_defaults import PolicyValues
 from core.safety import secret_store

@@ -16,7 +16,7 @@ from core.engine.outbox import enqueue
 from core.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.plans import APPROVALS_REQUIRED
 from core.reads.executions import build_view, load_execution
 from core.schemas import ExecutionView, Principal

@@ -13,7 +13,7 @@ from typing import Any
 from core.actions.describe import MASKED, describe_step
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory.assets import asset_view, assets_by_name
 from core.plans import parse_plan
 from core.schemas import DryRunStep, Principal

@@ -25,7 +25,7 @@ from core.engine.outbox import enqueue
 from core.errors import Conflict, InvalidInput, NotFound
 from core.fsm import TERMINAL, initial_status
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.identity.tenants import run_mode_for, tenant_settings
 from core.inventory import asset_service
 from core.inventory.assets import assets_by_name
