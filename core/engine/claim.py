@@ -29,19 +29,14 @@ from sqlmodel import Session, col
 
 from core import metrics
 from core.actions import registry
-from core.approval_rules import (
-    approvals_satisfied,
-    execution_differences,
-    execution_sealed,
-    step_differences,
-    verified_plan,
-)
+from core.approval_rules import approvals_satisfied, execution_sealed
 from core.audit import record_event
 from core.engine import gates, locks, outbox, secrets
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
 from core.identity.permissions import may_run_class
-from core.inventory.assets import asset_view
+from core.inventory.asset_view import asset_view
+from core.plan_integrity import execution_differences, step_differences, verified_plan
 from core.policies import cached_policy
 from core.safety.masking import Masker
 from core.schemas import AssetView, PolicyView

@@ -16,7 +16,8 @@ from core.errors import InvalidInput
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.plans import APPROVALS_REQUIRED
-from core.reads.plan_view import Review, review
+from core.reads.plan_review import Review
+from core.reads.plan_view import review
 from core.schemas import InboxItem, Principal
 from core.transactions import session_scope
 from db.clock import utcnow
