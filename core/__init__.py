@@ -49,7 +49,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ops.retention import prune
     from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
     from core.plans import parse_plan
-    from core.policy_defaults import PolicyValues
+    from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
     from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
@@ -188,7 +188,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "demo_installed": ("core.ops.setup", "demo_installed"),
     "initialize": ("core.ops.setup", "initialize"),
     "parse_plan": ("core.plans", "parse_plan"),
-    "PolicyValues": ("core.policy_defaults", "PolicyValues"),
+    "PolicyValues": ("core.policy_limits", "PolicyValues"),
     "set_dispatcher": ("core.ports", "set_dispatcher"),
     "dashboard": ("core.reads.dashboard", "dashboard"),
     "get_execution": ("core.reads.executions", "get_execution"),

@@ -27,8 +27,9 @@ from typing import Any
 
 from sqlmodel import Session, col, select
 
+from core.approval_levels import APPROVALS_REQUIRED
 from core.errors import SafetyRefused
-from core.plans import APPROVALS_REQUIRED, plan_hash
+from core.plan_hash import plan_hash
 from core.safety.audit_keys import link_mac, seal_key
 from db.enums import Decision, Role
 from db.tables import Approval, Execution, Membership

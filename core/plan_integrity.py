@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from core.plans import canonical_json, plan_hash
+from core.plan_hash import canonical_json, plan_hash
 from db.enums import ActionClass
 
 if TYPE_CHECKING:

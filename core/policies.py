@@ -1,4 +1,4 @@
-"""Timeout policies (DESIGN §6): seeding the 9 default rows (core/policy_defaults.py), lookup, validation, admin
+"""Timeout policies (DESIGN §6): seeding the 9 default rows (core/policy_limits.py), lookup, validation, admin
 edits."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import time
 from sqlmodel import Session, select
 
 from core.errors import InvalidInput, NotFound
-from core.policy_defaults import DEFAULT_POLICIES, PolicyValues
+from core.policy_limits import DEFAULT_POLICIES, PolicyValues
 from core.schemas import PolicyView
 from db.clock import utcnow
 from db.enums import ActionClass, SlaClass

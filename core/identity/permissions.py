@@ -13,7 +13,6 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
-from core import metrics
 from core.errors import PermissionDenied
 from core.identity import scopes
 from core.schemas import Principal
@@ -68,7 +67,7 @@ def check_scope(principal: Principal, permission: Permission) -> None:
     """Raises PermissionDenied unless the principal's scopes include the one ``permission`` needs."""
     needed = SCOPE_FOR[permission]
     if needed not in scopes.effective(principal.scopes):
-        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
+        _count_denial(permission)
         held = ", ".join(principal.scopes) or "none"
         raise PermissionDenied(
             f"this identity may not {permission.value.replace('_', ' ')}: it lacks the {needed} scope (has {held})"
@@ -84,9 +83,17 @@ def check_role(principal: Principal, membership: MembershipRow | None, permissio
     role = Role(membership.role) if membership else None
     if role is None or not has_permission(role, permission):
         held = role.value if role else "no role"
-        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
+        _count_denial(permission)
         raise PermissionDenied(
             f"{principal.username} ({held} in {principal.tenant}) may not {permission.value.replace('_', ' ')}; "
             f"needs {MIN_ROLE[permission].value}"
         )
     return role
+
+
+def _count_denial(permission: Permission) -> None:
+    # Imported on the first refusal: prometheus_client would cost the one-shot ``show`` a tenth of its CPU
+    # (issue 15); every process that serves metrics has imported them already (the engine, jobs/).
+    from core import metrics
+
+    metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()

@@ -31,7 +31,7 @@ from core.errors import CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.identity.installation import claimed_identity_allowed
 from core.policies import validate_policy
-from core.policy_defaults import DEFAULT_POLICIES, PolicyValues
+from core.policy_limits import DEFAULT_POLICIES, PolicyValues
 from core.safety import runner, secret_backends, secret_store
 from core.safety.key_file import key_file_path
 from core.safety.masking import Masker, MaskingFilter, mask_data, mask_text

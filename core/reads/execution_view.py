@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping, Sequence
 from typing import Protocol
 
-from core.plans import APPROVALS_REQUIRED
+from core.approval_levels import APPROVALS_REQUIRED
 from core.reads import plan_review
 from core.reads.plan_review import ReviewSource
 from core.rows import ApprovalRow, ExecutionRow, StepRow

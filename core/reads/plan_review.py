@@ -26,7 +26,7 @@ from typing import Any, Protocol
 from core.actions.describe import describe_step
 from core.inventory.asset_view import asset_view
 from core.plan_integrity import execution_differences, step_differences, verified_plan
-from core.plans import effective_step_s
+from core.policy_limits import effective_step_s
 from core.rows import AssetRow, ExecutionRow, PolicyRow, StepRow
 from core.schemas import AssetView, PlanStepView
 from db.enums import ExecutionStatus

@@ -15,7 +15,7 @@ from core.errors import InvalidInput
 from core.identity import members, rbac, tenants
 from core.identity.permissions import Permission
 from core.inventory import assets
-from core.policy_defaults import PolicyValues
+from core.policy_limits import PolicyValues
 from core.safety import secret_store
 from core.schemas import AssetView, LockView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
 from core.transactions import session_scope

@@ -17,7 +17,7 @@ from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, Safe
 from core.fsm import transition
 from core.identity import rbac
 from core.identity.permissions import Permission
-from core.plans import plan_hash
+from core.plan_hash import plan_hash
 from core.reads.executions import build_view
 from core.schemas import DlqView, ExecutionView, Principal
 from core.transactions import session_scope

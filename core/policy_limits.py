@@ -1,8 +1,9 @@
-"""The seeded timeout policies (DESIGN §6): the 9 rows ``init`` writes, and the shape of a row's numbers.
+"""The numbers of the timeout policies (DESIGN §6): the 9 rows ``init`` seeds, the shape of a row's numbers,
+and the limit a step runs with under a row.
 
 Apart from core/policies.py (lookup, validation, admin edits, all through a Session) because plans judge a
-plan by these numbers before any row is read (core/plans.py), and a plan's rules must import neither
-SQLAlchemy nor the tables (issue 15).
+plan by these numbers before any row is read (core/plans.py), and reads show a step's limit
+(core/reads/plan_review.py): neither may import SQLAlchemy or the tables (issue 15).
 """
 
 from __future__ import annotations
@@ -31,3 +32,8 @@ DEFAULT_POLICIES: dict[tuple[SlaClass, ActionClass], PolicyValues] = {
     (SlaClass.LONG, ActionClass.MODIFY): PolicyValues(120, 600, 720, 3600, 3),
     (SlaClass.LONG, ActionClass.DEPLOY): PolicyValues(300, 1800, 2160, 7200, 3),
 }
+
+
+def effective_step_s(declared: int | None, cap_s: int) -> int:
+    """A step's timeout as it runs: the declared one, never above the policy's step limit (core/engine/claim.py)."""
+    return min(declared or cap_s, cap_s)
