@@ -35,6 +35,9 @@ from urllib.parse import quote
 from db.urls import DatabaseUrl, parse_database_url
 
 SQLITE_BUSY_TIMEOUT_S = 30  # as the engine's (db/engine.py): a reader waits for a WAL recovery, never fails
+# Unless the URL sets its own: a server that does not answer costs this, then the ORM path's own wait (the
+# fallback reports it), instead of two full TCP time-outs.
+POSTGRESQL_CONNECT_TIMEOUT_S = 5
 
 
 class DirectReadUnavailable(Exception):
@@ -136,7 +139,7 @@ def _postgresql(parts: DatabaseUrl) -> ReadConnection:
         import psycopg2  # here, not at the top: a SQLite installation needs no PostgreSQL driver
     except ImportError:
         raise DirectReadUnavailable("psycopg2 is not installed") from None
-    keywords: dict[str, Any] = dict(parts.query)
+    keywords: dict[str, Any] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S, **parts.query}
     for keyword, value in (
         ("user", parts.username),
         ("password", parts.password),
