@@ -9,9 +9,11 @@ by field, on SQLite and PostgreSQL.
 
 Each query is written once, with ``?`` placeholders; its text is put together from this module's column lists
 and one ``?`` per value of an IN list, never from a value (hence ruff's S608 is off for this file). Rows that
-belong to a tenant are read with the tenant in the WHERE clause (executions, steps, approvals, assets,
-memberships); users, tenants, tokens (by their hash: a token names its tenant), the installation row and the
-timeout policies belong to none.
+belong to a tenant are read with the tenant in the WHERE clause (executions, steps, approvals, assets, a
+membership), except a claimed name's own memberships, read by user to find the tenant it acts in (as
+core/identity/principals.py does: only the user's tenants, so another tenant's execution is not found);
+users, tenants, tokens (by their hash: a token names its tenant), the installation row and the timeout
+policies belong to none.
 """
 
 from __future__ import annotations
