@@ -43,8 +43,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.plans import APPROVALS_REQUIRED  # noqa: E402  (after the path: runnable as a script)
-from core.policies import DEFAULT_POLICIES  # noqa: E402
+from core.approval_levels import APPROVALS_REQUIRED  # noqa: E402  (after the path: runnable as a script)
+from core.policy_limits import DEFAULT_POLICIES  # noqa: E402
 
 PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 DEFAULT_DB = "opsc_bench_console"

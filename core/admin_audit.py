@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 from core import audit_links
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.safety.masking import mask_data
 from core.schemas import AdminEventView, Principal
 from core.transactions import session_scope

@@ -21,7 +21,8 @@ separate forked exposition process; its metrics are per message and actor, while
 lock and approval, observed in core, which must not import dramatiq. One plain endpoint per process
 needs no shared directory, and the embedded runtime (no dramatiq CLI) serves the same metrics.
 
-Must not import dramatiq, redis or streamlit (import-linter).
+Must not import dramatiq, redis or streamlit (import-linter), nor, at import time, the database layer (see
+``DatabaseCollector.collect``).
 """
 
 from __future__ import annotations
@@ -30,21 +31,18 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col
 
 from core.errors import ServiceUnavailable
-from core.ops import execution_counts
-from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, ExecutionStatus, SlaClass
-from db.tables import DlqEntry, Execution, Tenant
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +108,13 @@ for _sla in SlaClass:
     QUEUE_WAIT_SECONDS.labels(_sla.value)
 for _outcome in ("retry", "unknown", "exhausted"):
     LEASE_EXPIRATIONS.labels(_outcome)
-for _permission in ("read", "submit", "approve", "cancel_own", "admin"):  # identity.rbac.Permission; it imports us
+for _permission in (
+    "read",
+    "submit",
+    "approve",
+    "cancel_own",
+    "admin",
+):  # identity.permissions.Permission; it imports us
     PERMISSION_DENIALS.labels(_permission, "request")
 for _kind in ("secret", "pattern"):
     MASKED_SECRETS.labels(_kind)
@@ -124,6 +128,17 @@ class DatabaseCollector(Collector):
         return []  # registering must not query the database; the names are documented in docs/operations.md
 
     def collect(self) -> Iterable[Metric]:
+        # The database layer is imported at the first scrape, not with this module: the masker counts its
+        # replacements here, so every process imports this module, and a one-shot CLI read must not pay the
+        # 0.5 s of CPU that SQLAlchemy and the tables cost to import (issue 15).
+        from sqlalchemy import func, select
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlmodel import col
+
+        from core.ops import execution_counts
+        from core.transactions import session_scope
+        from db.tables import DlqEntry, Execution, Tenant
+
         up = GaugeMetricFamily("opsc_metrics_database_up", "1 if the scrape-time database queries succeeded.")
         try:
             with session_scope() as session:

@@ -31,19 +31,14 @@ from sqlmodel import Session, col
 
 from core import metrics
 from core.actions import registry
-from core.approval_rules import (
-    approvals_satisfied,
-    execution_differences,
-    execution_sealed,
-    step_differences,
-    verified_plan,
-)
+from core.approval_rules import approvals_satisfied, execution_sealed
 from core.audit import record_event
 from core.engine import gates, locks, outbox, secrets
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
-from core.identity import rbac
-from core.inventory.assets import asset_view
+from core.identity.permissions import may_run_class
+from core.inventory.asset_view import asset_view
+from core.plan_integrity import execution_differences, step_differences, verified_plan
 from core.policies import cached_policy
 from core.safety.masking import Masker
 from core.schemas import AssetView, PolicyView
@@ -437,7 +432,7 @@ def _refusal(session: Session, row: _Row, spec: _Spec, holds_every_lock: bool) -
         return "approvals no longer valid (an approver lost their role, or the plan changed)"
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
-    if not rbac.may_run_class(role, limit, ActionClass(spec.action_class)):
+    if not may_run_class(role, limit, ActionClass(spec.action_class)):
         metrics.PERMISSION_DENIALS.labels(f"run_{spec.action_class}", "run").inc()
         return f"permission denied: the requester may no longer run {spec.action_class} actions"
     if not holds_every_lock:

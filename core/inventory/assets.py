@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core.errors import Conflict, InvalidInput, NotFound
+from core.inventory.asset_view import asset_view
 from core.schemas import AssetView
 from db.enums import Connection
 from db.tables import Asset, ExecutionStep
@@ -108,19 +109,3 @@ def remove_asset(session: Session, tenant_id: str, name: str) -> None:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"asset {name!r} is in use") from exc
-
-
-def asset_view(asset: Asset) -> AssetView:
-    return AssetView(
-        id=asset.id,
-        name=asset.name,
-        connection=asset.connection,
-        host=asset.host,
-        port=asset.port,
-        base_url=asset.base_url,
-        tags=json.loads(asset.tags_json),
-        credential_ref=asset.credential_ref,
-        has_known_host_key=bool(asset.known_host_key),
-        known_host_key=asset.known_host_key,
-        skip_host_key=asset.skip_host_key,
-    )

@@ -20,26 +20,19 @@ from sqlmodel import Session, select
 
 from core import approval_rules, engine, idempotency
 from core.actions import registry
+from core.approval_levels import APPROVALS_REQUIRED
 from core.audit import record_event
 from core.engine.outbox import enqueue
 from core.errors import Conflict, InvalidInput, NotFound
 from core.fsm import TERMINAL, initial_status
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.identity.tenants import run_mode_for, tenant_settings
 from core.inventory import asset_service
 from core.inventory.assets import assets_by_name
 from core.inventory.trust import tenant_trust
-from core.plans import (
-    APPROVALS_REQUIRED,
-    Plan,
-    PolicyTable,
-    canonical_json,
-    canonical_plan,
-    parse_plan,
-    plan_hash,
-    reclassify,
-)
+from core.plan_hash import canonical_json, plan_hash
+from core.plans import Plan, PolicyTable, canonical_plan, parse_plan, reclassify
 from core.policies import get_policy, list_policies
 from core.reads.executions import build_view, get_execution, load_execution
 from core.safety import secret_backends, secret_store
