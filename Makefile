@@ -4,6 +4,9 @@ SHELL := /bin/bash
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 PORT ?= 8501
+# Test processes (pytest-xdist). Most tests wait on processes, PostgreSQL or Redis rather than compute, so
+# three share two cores well; each has its own databases and Redis namespaces (tests/conftest.py).
+TEST_WORKERS ?= 3
 
 .PHONY: run test install uv lint typecheck clean
 
@@ -20,7 +23,7 @@ test: install
 	$(UV) run lint-imports
 	$(UV) run ruff check .
 	$(UV) run mypy
-	$(UV) run pytest --cov --cov-report=term $(PYTEST_ARGS)
+	$(UV) run pytest -n $(TEST_WORKERS) --dist loadfile --cov --cov-report=term $(PYTEST_ARGS)
 
 lint: install
 	$(UV) run ruff check .

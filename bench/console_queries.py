@@ -43,8 +43,8 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from core.plans import APPROVALS_REQUIRED  # noqa: E402  (after the path: runnable as a script)
-from core.policies import DEFAULT_POLICIES  # noqa: E402
+from core.approval_levels import APPROVALS_REQUIRED  # noqa: E402  (after the path: runnable as a script)
+from core.policy_limits import DEFAULT_POLICIES  # noqa: E402
 
 PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 DEFAULT_DB = "opsc_bench_console"
@@ -545,6 +545,12 @@ def fill(dsn: str, executions: int, events: int, seed: int) -> dict[str, Any]:
     counts["execution_dlq"] = copy(conn, "execution_dlq", DLQ_COLUMNS, dlq_rows(world), executions // 12)
     counts["execution_queue"] = copy(conn, "execution_queue", QUEUE_COLUMNS, queue_rows(world), 100)
     counts["execution_events"] = copy(conn, "execution_events", EVENT_COLUMNS, event_rows(world, events), events)
+    with conn.cursor() as cur:  # COPY under session_replication_role fired no trigger: count as migration 0013 does
+        cur.execute(
+            "INSERT INTO execution_counts (tenant_id, status, run_mode, n)"
+            " SELECT tenant_id, status, run_mode, count(*) FROM executions GROUP BY tenant_id, status, run_mode"
+        )
+    conn.commit()
     print(f"building {len(secondary)} indexes ...", flush=True)
     with conn.cursor() as cur:
         for index, definition in secondary:

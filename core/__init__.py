@@ -35,8 +35,8 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         ServiceUnavailable,
     )
     from core.fsm import TERMINAL as TERMINAL_STATUSES
-    from core.identity.installation import IDENTITY_HINT
     from core.identity.principals import principal, principal_for, session_valid, sso_principal
+    from core.identity.proofs import IDENTITY_HINT
     from core.identity.scopes import SCOPES
     from core.identity.tokens import create_token, list_tokens, principal_from_token, revoke_token
     from core.logs import configure_logging
@@ -49,9 +49,10 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ops.retention import prune
     from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
     from core.plans import parse_plan
-    from core.policies import PolicyValues
+    from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
+    from core.reads.direct import DirectReader, direct_reader
     from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
     from core.reads.inbox import approval_inbox
     from core.safety.masking import install_log_masking
@@ -132,6 +133,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         unpublish_runbook,
     )
     from core.usecases.submission import preview, rerun, submit, submit_many
+    from db.dbapi import DirectReadUnavailable
     from db.enums import (
         ActionClass,
         Connection,
@@ -162,7 +164,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SafetyRefused": ("core.errors", "SafetyRefused"),
     "ServiceUnavailable": ("core.errors", "ServiceUnavailable"),
     "TERMINAL_STATUSES": ("core.fsm", "TERMINAL"),
-    "IDENTITY_HINT": ("core.identity.installation", "IDENTITY_HINT"),
+    "IDENTITY_HINT": ("core.identity.proofs", "IDENTITY_HINT"),
     "principal": ("core.identity.principals", "principal"),
     "principal_for": ("core.identity.principals", "principal_for"),
     "session_valid": ("core.identity.principals", "session_valid"),
@@ -188,9 +190,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "demo_installed": ("core.ops.setup", "demo_installed"),
     "initialize": ("core.ops.setup", "initialize"),
     "parse_plan": ("core.plans", "parse_plan"),
-    "PolicyValues": ("core.policies", "PolicyValues"),
+    "PolicyValues": ("core.policy_limits", "PolicyValues"),
     "set_dispatcher": ("core.ports", "set_dispatcher"),
     "dashboard": ("core.reads.dashboard", "dashboard"),
+    "DirectReader": ("core.reads.direct", "DirectReader"),
+    "direct_reader": ("core.reads.direct", "direct_reader"),
     "get_execution": ("core.reads.executions", "get_execution"),
     "list_events": ("core.reads.executions", "list_events"),
     "list_executions": ("core.reads.executions", "list_executions"),
@@ -286,6 +290,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "SlaClass": ("db.enums", "SlaClass"),
     "StepStatus": ("db.enums", "StepStatus"),
     "TenantMode": ("db.enums", "TenantMode"),
+    "DirectReadUnavailable": ("db.dbapi", "DirectReadUnavailable"),
     "Settings": ("db.settings", "Settings"),
     "get_settings": ("db.settings", "get_settings"),
 }
@@ -311,6 +316,8 @@ __all__ = [
     "CoreError",
     "DashboardView",
     "DeadlineExceeded",
+    "DirectReadUnavailable",
+    "DirectReader",
     "DlqView",
     "DryRunStep",
     "DurationStats",
@@ -373,6 +380,7 @@ __all__ = [
     "delete_runbook",
     "delete_secret",
     "demo_installed",
+    "direct_reader",
     "discard",
     "dry_run_plan",
     "export_audit",

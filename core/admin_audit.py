@@ -10,13 +10,12 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from sqlalchemy import insert
 from sqlmodel import Session, col, select
 
 from core import audit_links
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.safety.masking import mask_data
 from core.schemas import AdminEventView, Principal
 from core.transactions import session_scope
@@ -38,9 +37,7 @@ def record_admin_event(
         "data_json": json.dumps(mask_data(data or {}), sort_keys=True, default=str),
         "created_at": utcnow(),
     }
-    table = AdminEvent.__table__  # type: ignore[attr-defined]
-    result = session.execute(insert(table).values(tenant_id=principal.tenant_id, **content).returning(table.c.id))
-    audit_links.register(session, audit_links.ADMIN, int(result.scalar_one()), principal.tenant_id, content)
+    audit_links.append(session, audit_links.ADMIN, principal.tenant_id, content)
 
 
 def list_admin_events(principal: Principal, *, limit: int = 100, before_id: int | None = None) -> list[AdminEventView]:

@@ -8,8 +8,8 @@ requeue all judge by these functions.
 
 What the approver sees is what runs (DESIGN §13): the hashed plan (``plan_json``) is the one source of a
 step's action, target, class, params and timeout. The execution's and step rows' copies of them serve reads
-and indexes only; ``execution_differences`` and ``step_differences`` name every copy that disagrees with
-the plan, and the worker refuses to run a step while any does.
+and indexes only; core/plan_integrity.py names every copy that disagrees with the plan, and the worker
+refuses to run a step while any does.
 
 The binding is keyed: at submit the execution gets a ``seal`` (HMAC, with a per-tenant key derived from the
 secret key material, never stored) over its id, tenant, requester, plan hash, run mode and approval level;
@@ -23,16 +23,16 @@ from __future__ import annotations
 
 import hmac
 import json
-from collections.abc import Mapping
 from typing import Any
 
 from sqlmodel import Session, col, select
 
+from core.approval_levels import APPROVALS_REQUIRED
 from core.errors import SafetyRefused
-from core.plans import APPROVALS_REQUIRED, canonical_json, plan_hash
+from core.plan_hash import plan_hash
 from core.safety.audit_keys import link_mac, seal_key
-from db.enums import ActionClass, Decision, Role
-from db.tables import Approval, Execution, ExecutionStep, Membership
+from db.enums import Decision, Role
+from db.tables import Approval, Execution, Membership
 
 
 def _seal(tenant_id: str, fields: list[Any]) -> str:
@@ -96,61 +96,6 @@ def verify_plan_hash(execution: Execution) -> None:
     """Refuse to act on an execution whose stored plan no longer matches the hash it was approved for."""
     if plan_hash(execution.plan_json) != execution.plan_hash:
         raise SafetyRefused("plan_hash_mismatch", f"execution {execution.id}: stored plan does not match its hash")
-
-
-def verified_plan(execution: Execution) -> dict[str, Any] | None:
-    """The execution's plan, parsed, if the stored text still matches its hash (None: it was changed)."""
-    if plan_hash(execution.plan_json) != execution.plan_hash:
-        return None
-    try:
-        plan = json.loads(execution.plan_json)
-    except ValueError:
-        return None
-    return plan if isinstance(plan, dict) and isinstance(plan.get("steps"), list) else None
-
-
-def execution_differences(execution: Execution, plan: Mapping[str, Any]) -> list[str]:
-    """The execution row's fields that disagree with its hashed plan (name, level, class, continue_on_error)."""
-    found = [
-        field
-        for field, stored in (
-            ("name", execution.name),
-            ("description", execution.description),
-            ("approval_level", execution.approval_level),
-            ("continue_on_error", execution.continue_on_error),
-        )
-        if plan.get(field, None if field != "description" else "") != stored
-    ]
-    classes = [str(s.get("action_class")) for s in plan["steps"] if isinstance(s, Mapping)]
-    try:
-        highest = max((ActionClass(c) for c in classes), key=lambda c: c.rank).value if classes else None
-    except ValueError:
-        highest = None
-    if classes and highest != execution.action_class:
-        found.append("action_class")
-    return found
-
-
-def step_differences(plan_step: Any, row: ExecutionStep) -> list[str]:
-    """The step row's copies that disagree with the hashed plan's step at its index (all of them: no step)."""
-    if not isinstance(plan_step, Mapping):
-        return ["step"]
-    params = plan_step.get("params")
-    found = [
-        field
-        for field, stored in (
-            ("name", row.name),
-            ("action", row.action),
-            ("target", row.target_asset_id),
-            ("action_class", row.action_class),
-            ("timeout_s", row.timeout_s),
-        )
-        if plan_step.get(field) != stored
-    ]
-    # Compared as canonical text: parsed JSON would call true and 1 equal.
-    if not isinstance(params, Mapping) or canonical_json(params) != row.params_json:
-        found.append("params")
-    return found
 
 
 def has_decided(session: Session, execution: Execution, user_id: str) -> bool:

@@ -5,32 +5,31 @@ admin_events), ``prev_hash`` (the previous link's hash, NULL for link 1) and ``h
 per-tenant key derived from the secret key material (core/safety/audit_keys.py), of the link's canonical
 encoding (``link_canonical``). The key is never in the database: a chain recomputed without it fails.
 
-When links are made, and why then. Events are inserted unlinked as the transaction goes (core/audit.py,
-core/admin_audit.py register them here). A ``before_commit`` session hook links them all at the very end:
-it flushes, locks the heads of the transaction's tenants (``audit_heads``, ``FOR UPDATE``, sorted by
-tenant), numbers and hashes the events, and moves the heads; the commit follows at once. So the tenant-wide
-lock is held only between the last statement of the transaction and its commit, and no other lock is taken
-after it: a transaction holding a head waits for nothing, which is what keeps the hot path free of
-deadlocks (one that took the head mid-transaction, then waited for an execution row held by another that
-waits for the head, would deadlock). It costs 3 statements per transaction that wrote events, whatever their
-number (lock, link, head), plus 2 the first time a tenant links anything (its head row is created then).
+When links are made, and why then. Events are not written as the transaction goes: core/audit.py and
+core/admin_audit.py hand them here (``append``), and a ``before_commit`` session hook writes them all at the
+very end: it flushes, locks the heads of the transaction's tenants (``audit_heads``, ``FOR UPDATE``, sorted by
+tenant), numbers and hashes the events, inserts them already linked (one multi-row INSERT per table) and moves
+the heads; the commit follows at once. So the tenant-wide lock is held only between the last statements of the
+transaction and its commit, and no other lock is taken after it: a transaction holding a head waits for
+nothing, which is what keeps the hot path free of deadlocks (one that took the head mid-transaction, then
+waited for an execution row held by another that waits for the head, would deadlock). It costs 3 statements
+per transaction that wrote events, whatever their number (lock, insert, head), plus 2 the first time a tenant
+links anything (its head row is created then). An event is therefore visible to a query only after its
+transaction commits, even to that transaction: nothing reads its own transaction's events.
 SQLite: writers are serial anyway (BEGIN IMMEDIATE), ``FOR UPDATE`` renders as nothing; same code path.
-A transaction whose events are all known at its end (a submit: core/usecases/submission.py) inserts them
-already linked instead (``insert_linked``): the same lock at the same moment, one INSERT, no UPDATE of them.
 
-An event registered here must not be rolled back on its own (in a savepoint): linking it then finds it
-gone and refuses the commit, rather than leave a gap in the chain.
+An event cannot be appended inside a savepoint: rolling the savepoint back would not take the event with
+it (it is not written yet), and the trail would record a change that did not happen.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, case, event, insert, select, update
+from sqlalchemy import bindparam, event, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as OrmSession
@@ -96,19 +95,25 @@ def link_hash(
 @dataclass
 class _Pending:
     source: str
-    row_id: int
     tenant_id: str
     content: dict[str, Any]
 
 
-def register(session: Session, source: str, row_id: int, tenant_id: str, content: dict[str, Any]) -> None:
-    """Have the event ``row_id`` (just inserted, unlinked) linked when this session's transaction commits."""
-    transaction = session.get_transaction()
+def append(session: Session, source: str, tenant_id: str, content: dict[str, Any]) -> None:
+    """Have an event (``source``'s CONTENT columns) written, linked, when this session's transaction commits.
+
+    Raises:
+        RuntimeError: inside a savepoint (see the module docstring).
+    """
+    if session.in_nested_transaction():
+        raise RuntimeError("an audit event cannot be recorded inside a savepoint: its rollback would not undo it")
+    # The event belongs to the transaction in progress; a session that has sent nothing yet begins it now.
+    transaction = session.get_transaction() or session.begin()
     cached: tuple[object, list[_Pending]] | None = session.info.get(_PENDING)
     if cached is None or cached[0] is not transaction:  # a new transaction: what an old one left is void
         cached = (transaction, [])
         session.info[_PENDING] = cached
-    cached[1].append(_Pending(source, row_id, tenant_id, content))
+    cached[1].append(_Pending(source, tenant_id, content))
 
 
 @event.listens_for(OrmSession, "before_commit")
@@ -119,93 +124,53 @@ def _link_before_commit(session: OrmSession) -> None:
     if cached is None or cached[0] is not session.get_transaction() or not cached[1]:
         return
     session.flush()  # whatever the ORM still holds takes its locks now, not after the heads
-    link(session, cached[1])
+    write(session, cached[1])
 
 
-def insert_linked(session: OrmSession, tenant_id: str, contents: Sequence[dict[str, Any]]) -> None:
-    """Insert execution events of one tenant already linked (a submit's, as its last write): one INSERT.
-
-    The same chain as linking at commit, in one statement fewer: the tenant's head is locked now, the events
-    are numbered and hashed after it (a link's HMAC covers its content, not its row id) and inserted with
-    their links, and the head moves. So it takes the head's lock as linking at commit does, at the end: the
-    caller writes nothing after it but what commits. Events this transaction registered before are linked
-    first, to keep the chain in the order the events were written.
-    """
-    if not contents:
-        return
-    cached = session.info.pop(_PENDING, None)
-    if cached is not None and cached[0] is session.get_transaction() and cached[1]:
-        session.flush()
-        link(session, cached[1])
-    heads = _lock_heads(session, [tenant_id])
-    if tenant_id not in heads:
-        _create_heads(session, [tenant_id])
-        heads = _lock_heads(session, [tenant_id])
-    seq, prev = heads[tenant_id]
-    rows = []
-    for content in contents:
-        seq += 1
-        digest = link_hash(EXECUTION, tenant_id, seq, prev, content)
-        rows.append({**content, "tenant_id": tenant_id, "chain_seq": seq, "prev_hash": prev, "hash": digest})
-        prev = digest
-    session.execute(_INSERT_EVENTS, rows)
-    session.execute(_MOVE_HEAD, {"b_tenant_id": tenant_id, "seq": seq, "hash": prev, "updated_at": utcnow()})
-
-
-def link(session: OrmSession, pending: list[_Pending]) -> None:
-    """Number, hash and chain ``pending`` (in order) onto their tenants' heads. See the module docstring."""
+def write(session: OrmSession, pending: list[_Pending]) -> None:
+    """Number, hash and insert ``pending`` (in order), chained onto their tenants' heads. See the module docstring."""
     tenants = sorted({p.tenant_id for p in pending})
     heads = _lock_heads(session, tenants)
     missing = [t for t in tenants if t not in heads]
     if missing:
         _create_heads(session, missing)
         heads |= _lock_heads(session, missing)
-    values: dict[str, dict[str, dict[int, Any]]] = {
-        source: {"chain_seq": {}, "prev_hash": {}, "hash": {}} for source in TABLES
-    }
+    rows: dict[str, list[dict[str, Any]]] = {source: [] for source in TABLES}
     for p in pending:
         last_seq, prev = heads[p.tenant_id]
         seq = last_seq + 1
         digest = link_hash(p.source, p.tenant_id, seq, prev, p.content)
-        columns = values[p.source]
-        columns["chain_seq"][p.row_id], columns["prev_hash"][p.row_id], columns["hash"][p.row_id] = seq, prev, digest
-        heads[p.tenant_id] = (seq, digest)
-    for source, columns in values.items():
-        ids = list(columns["chain_seq"])
-        if not ids:
-            continue
-        table = TABLES[source]
-        # One statement for all of the transaction's events of a table (CASE on the id): both databases.
-        result: Any = session.execute(
-            update(table)
-            .where(table.c.id.in_(ids), table.c.chain_seq.is_(None))
-            .values({name: case(by_id, value=table.c.id) for name, by_id in columns.items()})
+        rows[p.source].append(
+            {**p.content, "tenant_id": p.tenant_id, "chain_seq": seq, "prev_hash": prev, "hash": digest}
         )
-        if result.rowcount != len(ids):
-            raise RuntimeError(
-                f"{len(ids) - result.rowcount} audit event(s) of this transaction vanished before its commit "
-                "(rolled back in a savepoint?): refusing to leave a gap in the audit chain"
-            )
+        heads[p.tenant_id] = (seq, digest)
+    for source, values in rows.items():
+        if values:  # one statement for all of the transaction's events of a table, in chain order
+            session.execute(_INSERTS[source], values)
     now = utcnow()
     for tenant_id in tenants:
         head_seq, head_hash = heads[tenant_id]
-        session.execute(_MOVE_HEAD, {"b_tenant_id": tenant_id, "seq": head_seq, "hash": head_hash, "updated_at": now})
+        session.execute(_MOVE_HEAD, {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now})
 
 
-# Built once: every transaction that writes events runs them (a statement object reused skips SQLAlchemy's
-# construction). Sorted, so two transactions that both span tenants A and B lock them in the same order.
-# Under READ COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
+# Built once: every transaction that writes events sends them (building each costs more CPU than sending it).
+_INSERTS = {source: insert(table) for source, table in TABLES.items()}
+_MOVE_HEAD = (
+    update(HEADS)
+    .where(HEADS.c.tenant_id == bindparam("head_tenant"))
+    .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), updated_at=bindparam("now"))
+)
 _LOCK_HEADS = (
     select(HEADS.c.tenant_id, HEADS.c.seq, HEADS.c.hash)
     .where(HEADS.c.tenant_id.in_(bindparam("tenants", expanding=True)))
     .order_by(HEADS.c.tenant_id)
     .with_for_update()
 )
-_MOVE_HEAD = update(HEADS).where(HEADS.c.tenant_id == bindparam("b_tenant_id"))  # SET from the parameters
-_INSERT_EVENTS = insert(EVENTS)
 
 
 def _lock_heads(session: OrmSession, tenants: list[str]) -> dict[str, tuple[int, str | None]]:
+    # Sorted, so two transactions that both span tenants A and B lock them in the same order. Under READ
+    # COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
     rows = session.execute(_LOCK_HEADS, {"tenants": tenants}).all()
     return {row.tenant_id: (int(row.seq), row.hash) for row in rows}
 

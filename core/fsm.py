@@ -2,7 +2,7 @@
 
 ``transition`` is a compare-and-set (``UPDATE … WHERE id = :id AND status = :from``) that writes its
 audit event in the same transaction; an edge not in ``EDGES`` raises InvalidTransition. ``transition_many``
-is the same for a batch of executions leaving one status (one UPDATE, one INSERT of their events).
+is the same for a batch of executions leaving one status (one UPDATE).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import bindparam, update
 from sqlmodel import Session, select
 
-from core.audit import event_content, record_event, record_events
+from core.audit import record_event
 from core.errors import InvalidTransition, NotFound
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
@@ -113,17 +113,12 @@ def transition_many(
     expected: S,
     actor: str | None,
     message: str = "",
-    events: list[dict[str, Any]] | None = None,
 ) -> None:
     """``transition`` for several executions of one tenant that leave the same status (a batch submit queueing
-    its level-0 plans): one compare-and-set UPDATE, then one INSERT of their events, in the order given.
+    its level-0 plans): one compare-and-set UPDATE; their events, in the order given, go with the transaction's.
 
     All or none: the caller's transaction is to roll back on the error. ORM objects of these rows held by the
     session are not refreshed (the statement goes to the table).
-
-    Args:
-        events: where to append the events (``core.audit.event_content``) instead of inserting them: the
-            caller writes them in this transaction with its own, in one INSERT (a submit, as its last write).
 
     Raises:
         NotFound: an id is no execution of this tenant.
@@ -146,21 +141,17 @@ def transition_many(
             if statuses[execution_id] != to.value:
                 raise InvalidTransition(execution_id, statuses[execution_id], to)
         raise InvalidTransition(ids[0], to.value, to)  # all hold ``to`` now: some had been moved there already
-    moved = [
-        event_content(
+    for execution_id in ids:  # appended: written with the transaction's other events at commit (core/audit.py)
+        record_event(
+            session,
             execution_id=execution_id,
+            tenant_id=tenant_id,
             kind="status",
             actor=actor,
             message=message,
             from_status=expected.value,
             to_status=to.value,
         )
-        for execution_id in ids
-    ]
-    if events is not None:
-        events.extend(moved)
-    else:
-        record_events(session, tenant_id, moved)
 
 
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]

@@ -5,10 +5,12 @@ Two kinds:
 - **Observed where things happen** (counters, histograms): the engine, recovery, rbac and the masker
   call ``.inc()`` / ``.observe()`` on the objects below. That is all the hot path pays: no database
   query, no I/O.
-- **Read at scrape time** (gauges): ``DatabaseCollector`` answers a scrape with two grouped queries
-  (executions by tenant, status and run mode, which also yields the pending approvals and the oldest;
-  open DLQ entries by tenant). These are facts of the shared database, so every process reports the
-  same values: aggregate them with ``max``, not ``sum``.
+- **Read at scrape time** (gauges): ``DatabaseCollector`` answers a scrape with two small reads: the
+  executions by tenant, status and run mode from the counts the database keeps (core/ops/execution_counts.py:
+  a table of about tenants × statuses × run modes rows, not a scan of history), which also yield the
+  pending approvals; and per tenant the oldest pending execution and the open DLQ entries, each an index
+  range. These are facts of the shared database, so every process reports the same values: aggregate them
+  with ``max``, not ``sum``.
 
 ``serve(port)`` starts the exposition endpoint once per process (``OPSC_METRICS_PORT``, see
 jobs/middleware.py for which process takes which port).
@@ -19,7 +21,8 @@ separate forked exposition process; its metrics are per message and actor, while
 lock and approval, observed in core, which must not import dramatiq. One plain endpoint per process
 needs no shared directory, and the embedded runtime (no dramatiq CLI) serves the same metrics.
 
-Must not import dramatiq, redis or streamlit (import-linter).
+Must not import dramatiq, redis or streamlit (import-linter), nor, at import time, the database layer (see
+``DatabaseCollector.collect``).
 """
 
 from __future__ import annotations
@@ -28,20 +31,18 @@ import logging
 import threading
 from collections.abc import Iterable
 from datetime import UTC, datetime
-from wsgiref.simple_server import WSGIServer
+from typing import TYPE_CHECKING
 
 from prometheus_client import REGISTRY, Counter, Histogram, disable_created_metrics, start_http_server
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
-from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import col
 
 from core.errors import ServiceUnavailable
-from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, ExecutionStatus, SlaClass
-from db.tables import DlqEntry, Execution, Tenant
+
+if TYPE_CHECKING:
+    from wsgiref.simple_server import WSGIServer
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,14 @@ LEASE_EXPIRATIONS = Counter(
     "Step leases reclaimed by the sweeper (the worker died or hung), by what became of the step.",
     ["outcome"],  # retry | unknown | exhausted
 )
+MESSAGES_SENT = Counter(
+    "opsc_messages_sent",
+    "Broker messages handed to the broker for queued work (a queued execution, a hand-off, a retry, a re-send).",
+)
+REDISPATCHES = Counter(
+    "opsc_redispatches",
+    "Messages the sweeper re-sent for queued work whose message the broker no longer held (or never got).",
+)
 STEP_RETRIES = Counter(
     "opsc_step_retries",
     "Failed step attempts scheduled for a retry with backoff, by action class.",
@@ -99,41 +108,56 @@ for _sla in SlaClass:
     QUEUE_WAIT_SECONDS.labels(_sla.value)
 for _outcome in ("retry", "unknown", "exhausted"):
     LEASE_EXPIRATIONS.labels(_outcome)
-for _permission in ("read", "submit", "approve", "cancel_own", "admin"):  # identity.rbac.Permission; it imports us
+for _permission in (
+    "read",
+    "submit",
+    "approve",
+    "cancel_own",
+    "admin",
+):  # identity.permissions.Permission; it imports us
     PERMISSION_DENIALS.labels(_permission, "request")
 for _kind in ("secret", "pattern"):
     MASKED_SECRETS.labels(_kind)
 
 
 class DatabaseCollector(Collector):
-    """Gauges read from the database when scraped (see the module docstring). Two grouped queries."""
+    """Gauges read from the database when scraped (see the module docstring): three small reads, none of
+    them a scan of the executions' history."""
 
     def describe(self) -> Iterable[Metric]:
         return []  # registering must not query the database; the names are documented in docs/operations.md
 
     def collect(self) -> Iterable[Metric]:
+        # The database layer is imported at the first scrape, not with this module: the masker counts its
+        # replacements here, so every process imports this module, and a one-shot CLI read must not pay the
+        # 0.5 s of CPU that SQLAlchemy and the tables cost to import (issue 15).
+        from sqlalchemy import func, select
+        from sqlalchemy.exc import SQLAlchemyError
+        from sqlmodel import col
+
+        from core.ops import execution_counts
+        from core.transactions import session_scope
+        from db.tables import DlqEntry, Execution, Tenant
+
         up = GaugeMetricFamily("opsc_metrics_database_up", "1 if the scrape-time database queries succeeded.")
         try:
             with session_scope() as session:
-                executions = session.execute(
+                counts = execution_counts.by_tenant_status_mode(session)
+                # Per tenant, each an index range (ix_executions_tenant_status_created, ix_execution_dlq_tenant_open):
+                # the oldest pending execution is the first entry of its range, open DLQ entries a short range.
+                waiting = session.execute(
                     select(
                         col(Tenant.name),
-                        col(Execution.status),
-                        col(Execution.run_mode),
-                        func.count(col(Execution.id)),
-                        func.min(col(Execution.created_at)),
+                        select(func.min(col(Execution.created_at)))
+                        .where(
+                            col(Execution.tenant_id) == col(Tenant.id),
+                            col(Execution.status) == ExecutionStatus.PENDING_APPROVAL.value,
+                        )
+                        .scalar_subquery(),
+                        select(func.count(col(DlqEntry.id)))
+                        .where(col(DlqEntry.tenant_id) == col(Tenant.id), col(DlqEntry.resolved_at).is_(None))
+                        .scalar_subquery(),
                     )
-                    .select_from(Tenant)
-                    .outerjoin(Execution, col(Execution.tenant_id) == col(Tenant.id))
-                    .group_by(col(Tenant.name), col(Execution.status), col(Execution.run_mode))
-                ).all()
-                dlq = session.execute(
-                    select(col(Tenant.name), func.count(col(DlqEntry.id)))
-                    .select_from(Tenant)
-                    .outerjoin(
-                        DlqEntry, (col(DlqEntry.tenant_id) == col(Tenant.id)) & col(DlqEntry.resolved_at).is_(None)
-                    )
-                    .group_by(col(Tenant.name))
                 ).all()
         except (SQLAlchemyError, ServiceUnavailable) as exc:
             # A scrape must still answer (the process's own metrics matter most when the database is down).
@@ -143,15 +167,15 @@ class DatabaseCollector(Collector):
             return
         up.add_metric([], 1)
         yield up
-        yield from _execution_families(executions, utcnow())
+        yield from _execution_families(counts, {tenant: oldest for tenant, oldest, _ in waiting}, utcnow())
         depth = GaugeMetricFamily("opsc_dlq_depth", "Open (unresolved) DLQ entries.", labels=["tenant"])
-        for tenant, count in dlq:
+        for tenant, _, count in waiting:
             depth.add_metric([tenant], count)
         yield depth
 
 
 def _execution_families(
-    rows: Iterable[tuple[str, str | None, str | None, int, datetime | None]], now: datetime
+    counts: Iterable[tuple[str, str | None, str | None, int]], oldest: dict[str, datetime | None], now: datetime
 ) -> list[Metric]:
     by_status = GaugeMetricFamily(
         "opsc_executions",
@@ -159,26 +183,29 @@ def _execution_families(
         labels=["tenant", "status", "run_mode"],
     )
     pending = GaugeMetricFamily("opsc_approvals_pending", "Executions waiting for approval.", labels=["tenant"])
-    oldest = GaugeMetricFamily(
+    oldest_age = GaugeMetricFamily(
         "opsc_approval_oldest_age_seconds",
         "Age of the oldest execution waiting for approval (0 when none waits).",
         labels=["tenant"],
     )
-    waiting: dict[str, tuple[int, float]] = {}
-    for tenant, status, run_mode, count, first_created in rows:
-        waiting.setdefault(tenant, (0, 0.0))
+    waiting: dict[str, int] = {}
+    for tenant, status, run_mode, count in counts:
+        waiting.setdefault(tenant, 0)
         if status is None:  # a tenant without executions: the outer join's empty row
             continue
         by_status.add_metric([tenant, status, run_mode or ""], count)
-        if status == ExecutionStatus.PENDING_APPROVAL.value and first_created is not None:
+        if status == ExecutionStatus.PENDING_APPROVAL.value:
+            waiting[tenant] += count
+    for tenant, total in waiting.items():
+        first_created = oldest.get(tenant)
+        age = 0.0
+        if total and first_created is not None:
             if first_created.tzinfo is None:  # SQLite returns an aggregate's datetime without its zone
                 first_created = first_created.replace(tzinfo=UTC)
-            total, age = waiting[tenant]
-            waiting[tenant] = (total + count, max(age, (now - first_created).total_seconds()))
-    for tenant, (total, age) in waiting.items():
+            age = (now - first_created).total_seconds()
         pending.add_metric([tenant], total)
-        oldest.add_metric([tenant], max(0.0, age))
-    return [by_status, pending, oldest]
+        oldest_age.add_metric([tenant], max(0.0, age))
+    return [by_status, pending, oldest_age]
 
 
 _lock = threading.Lock()

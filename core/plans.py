@@ -7,7 +7,6 @@ caller (core/usecases/submission.py), which passes the mapping to ``canonical_pl
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import re
 from collections.abc import Mapping
@@ -19,18 +18,17 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from core.actions import registry
+from core.approval_levels import APPROVAL_FLOOR
 from core.errors import InvalidInput
-from core.policies import DEFAULT_POLICIES
+from core.plan_hash import canonical_json as canonical_json  # re-exported: the hash is part of what plans are
+from core.plan_hash import plan_hash as plan_hash
+from core.policy_limits import DEFAULT_POLICIES, effective_step_s
 from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
 MAX_STEPS = 200
 MAX_BYTES = 256 * 1024
-
-APPROVAL_FLOOR = {ActionClass.READ: 0, ActionClass.MODIFY: 1, ActionClass.DEPLOY: 2}
-# Distinct approvers each level needs; level 3 adds a gate before every step (core/usecases/approvals.py).
-APPROVALS_REQUIRED = {0: 0, 1: 1, 2: 2, 3: 2}
 
 
 class Caps(Protocol):
@@ -198,11 +196,6 @@ def _reclassified(plan: Plan, trust: Trust) -> Plan:
         cls = step_class(action, step.model, step.params, step.spec, trust)
         steps.append(replace(step, action_class=cls))
     return Plan(spec=plan.spec, steps=tuple(steps), secret_names=plan.secret_names)
-
-
-def effective_step_s(declared: int | None, cap_s: int) -> int:
-    """A step's timeout as it runs: the declared one, never above the policy's step limit (core/engine/claim.py)."""
-    return min(declared or cap_s, cap_s)
 
 
 def limit_issues(steps: tuple[PlannedStep, ...], limits: PolicyTable) -> list[tuple[str, str]]:
@@ -468,14 +461,3 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
             for s in plan.steps
         ],
     }
-
-
-def canonical_json(value: Any) -> str:
-    """Deterministic JSON: sorted keys, no whitespace, UTF-8 kept as is."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def plan_hash(canonical: Mapping[str, Any] | str) -> str:
-    """SHA-256 (hex) of the canonical JSON; approvals bind to it (DESIGN §3.6)."""
-    text = canonical if isinstance(canonical, str) else canonical_json(canonical)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -1,40 +1,20 @@
-"""Timeout policies (DESIGN §6): the 9 seeded rows, lookup, validation, admin edits."""
+"""Timeout policies (DESIGN §6): seeding the 9 default rows (core/policy_limits.py), lookup, validation, admin
+edits."""
 
 from __future__ import annotations
 
 import math
 import time
-from typing import NamedTuple
 
 from sqlmodel import Session, select
 
 from core.errors import InvalidInput, NotFound
+from core.policy_limits import DEFAULT_POLICIES, PolicyValues
 from core.schemas import PolicyView
 from db.clock import utcnow
 from db.enums import ActionClass, SlaClass
 from db.settings import get_settings
 from db.tables import TimeoutPolicy
-
-
-class PolicyValues(NamedTuple):
-    step_s: int
-    execution_s: int
-    lease_s: int
-    approval_s: int
-    max_attempts: int
-
-
-DEFAULT_POLICIES: dict[tuple[SlaClass, ActionClass], PolicyValues] = {
-    (SlaClass.FAST, ActionClass.READ): PolicyValues(5, 10, 15, 300, 3),
-    (SlaClass.FAST, ActionClass.MODIFY): PolicyValues(8, 15, 20, 600, 3),
-    (SlaClass.FAST, ActionClass.DEPLOY): PolicyValues(10, 20, 30, 900, 3),
-    (SlaClass.MEDIUM, ActionClass.READ): PolicyValues(15, 30, 45, 600, 5),
-    (SlaClass.MEDIUM, ActionClass.MODIFY): PolicyValues(20, 45, 60, 900, 5),
-    (SlaClass.MEDIUM, ActionClass.DEPLOY): PolicyValues(30, 60, 90, 1800, 5),
-    (SlaClass.LONG, ActionClass.READ): PolicyValues(60, 300, 360, 1800, 3),
-    (SlaClass.LONG, ActionClass.MODIFY): PolicyValues(120, 600, 720, 3600, 3),
-    (SlaClass.LONG, ActionClass.DEPLOY): PolicyValues(300, 1800, 2160, 7200, 3),
-}
 
 
 def validate_policy(values: PolicyValues) -> None:

@@ -12,7 +12,9 @@ from db.enums import ActionClass, Role
 
 
 class View(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    # defer_build: a view's validator and serializer are built when it is first used, not when this module is
+    # imported; a one-shot command uses a handful of the ~40 views (issue 15: show's CPU).
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
 
 class Principal(View):

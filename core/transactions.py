@@ -42,7 +42,7 @@ def session_scope() -> Iterator[Session]:
     try:
         with engine.session_scope() as session:
             yield session
-            pending = session.info.pop(AFTER_COMMIT_KEY, [])
+            pending = session.info.pop(AFTER_COMMIT_KEY, {})
     except (OperationalError, ProgrammingError) as exc:
         text = str(exc.orig).lower()
         if any(marker in text for marker in _MISSING_SCHEMA):
@@ -50,5 +50,5 @@ def session_scope() -> Iterator[Session]:
         if isinstance(exc, OperationalError) and ("connect" in text or "unable to open" in text or "timeout" in text):
             raise ServiceUnavailable(f"the database is unreachable: {str(exc.orig).splitlines()[0]}") from exc
         raise
-    for execution_id, delay_s in pending:  # core/engine/outbox.py: the broker hears of work once committed
-        dispatch_committed([execution_id], delay_s=delay_s)
+    if pending:  # core/engine/outbox.py: the broker hears of work once committed
+        dispatch_committed(pending.values())

@@ -2,23 +2,47 @@
 
 SQLite gets WAL, foreign keys and a busy timeout on every connection, and ``check_same_thread=False``
 because worker threads share the engine; its file is created 0600 (SQLite gives its -wal and -shm the
-file's mode), so a step running as another user cannot read it (DESIGN §13). PostgreSQL gets a
-pre-pinged pool.
+file's mode), so a step running as another user cannot read it (DESIGN §13). PostgreSQL's pool pings a
+connection before handing it out only when it sat idle for ``IDLE_PING_S``: a worker's back-to-back step
+transactions skip the round trip, and a connection that waited long enough to have been cut (a restart, an
+idle timeout) is tested and replaced first. A cut connection that was idle less than that fails its first
+statement; the engine retries those through the outage (core/engine/reachability.py).
 """
 
 from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import Engine, make_url
 from sqlmodel import Session, create_engine
 
 from db.settings import get_settings
+
+IDLE_PING_S = 1.0
+_CHECKED_IN_AT = "opsc.checked_in_at"
+
+
+def _remember_checkin(_dbapi_connection: Any, record: Any) -> None:
+    record.info[_CHECKED_IN_AT] = time.monotonic()
+
+
+def _ping_if_idle(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+    since = record.info.get(_CHECKED_IN_AT)
+    if since is None or time.monotonic() - since < IDLE_PING_S:
+        return
+    try:
+        with dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+    except Exception as error:
+        # The pool drops this connection and checks out another (SQLAlchemy's pessimistic-disconnect recipe).
+        raise exc.DisconnectionError(f"pooled connection is gone: {type(error).__name__}") from error
+    dbapi_connection.rollback()  # end the ping's transaction: the session begins its own
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -80,7 +104,10 @@ def _build_engine(url: str) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    engine = create_engine(url, pool_size=10, max_overflow=20)
+    event.listen(engine, "checkin", _remember_checkin)
+    event.listen(engine, "checkout", _ping_if_idle)
+    return engine
 
 
 def dispose_engines() -> None:

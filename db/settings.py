@@ -32,12 +32,15 @@ class Settings(BaseSettings):
     max_plan_steps: int = 200
     max_plan_bytes: int = 256 * 1024
     # Job runner (DESIGN §3.2-3.5): retry backoff, the sweeper's rhythm, how fast a running step notices
-    # a cancel or a deadline, and how long a queued message may be missing before it is sent again.
+    # a cancel or a deadline, and how long a queued message may be missing before it is sent again: a
+    # message that old is re-sent only if the broker no longer holds it (``redispatch_ask_broker``; off:
+    # the old rule, re-send whatever waited that long, kept for bench/redispatch.py's comparison).
     redis_namespace: str = "opsconductor"
     retry_backoff_s: float = 1.0
     retry_backoff_max_s: float = 60.0
     sweep_interval_s: float = 1.0
     redispatch_after_s: float = 15.0
+    redispatch_ask_broker: bool = True
     watch_interval_s: float = 0.25
     worker_heartbeat_s: float = 2.0
     # Heartbeat leases (DESIGN §15): the watcher renews a running step's lease every ``heartbeat_s``; it

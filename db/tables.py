@@ -199,6 +199,30 @@ class Execution(SQLModel, table=True):
     finished_at: datetime | None = Field(default=None)
 
 
+class ExecutionCount(SQLModel, table=True):
+    """How many executions each (tenant, status, run mode) has: signed rows whose sum is the count.
+
+    Kept by database triggers on ``executions`` (migration 0013), in the transaction of every insert, delete
+    and change of status, so no writer can forget it: each adds a +1 row for the new state and a -1 row for
+    the old one. Only ever inserted by writers, so they never wait for each other on a counter row; the
+    sweeper folds the rows into one per group now and then (core/ops/execution_counts.py). The metrics
+    scrape sums them instead of counting the executions' history. No foreign key: a deleted tenant's rows
+    fold to zero and go. A migration that rebuilds ``executions`` on SQLite (batch mode copies the table)
+    must create the triggers again (``COUNT_TRIGGERS`` in 0013).
+    """
+
+    __tablename__ = "execution_counts"
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    tenant_id: str = Field(max_length=32)
+    status: str = Field(max_length=24)
+    run_mode: str = Field(max_length=16)
+    n: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
 class ExecutionStep(SQLModel, table=True):
     __tablename__ = "execution_steps"
     __table_args__ = (
@@ -337,7 +361,11 @@ class QueueItem(SQLModel, table=True):
     sla_class: str = Field(max_length=16)
     step_index: int = Field(default=0)
     available_at: datetime = Field(default_factory=utcnow)
+    # The row's current broker message: its id (the job runner sends it under this id, after commit) and when
+    # it was sent or last found still held by the broker. NULL dispatched_at: never sent (no dispatcher then).
+    # The sweeper re-sends only a message the broker no longer holds (core/engine/outbox.py due_redispatch).
     dispatched_at: datetime | None = Field(default=None)
+    message_id: str | None = Field(default=None, max_length=36)
     lease_token: str | None = Field(default=None, max_length=32)
     lease_expires_at: datetime | None = Field(default=None)
     claimed_by: str | None = Field(default=None, max_length=128)

@@ -2,7 +2,8 @@
 
 ``OPSC_REDIS_URL`` set → a RedisBroker in the ``OPSC_REDIS_NAMESPACE`` namespace. Unset → the embedded
 StubBroker, whose messages are consumed by worker threads in this same process (jobs/runtime.py).
-Our own middleware starts the heartbeat and sweeper threads in each worker process.
+Our own middleware starts the heartbeat and sweeper threads in each worker process; jobs/held.py's lets the
+sweeper ask either broker whether it still holds a message.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 
 from core import get_settings
+from jobs.held import MessageKeys, StubLedger
 from jobs.middleware import OpsMiddleware
 
 QUEUE = "opsconductor"
@@ -22,8 +24,10 @@ def _build() -> dramatiq.Broker:
     broker: dramatiq.Broker
     if settings.redis_url:
         broker = RedisBroker(url=settings.redis_url, namespace=settings.redis_namespace)  # type: ignore[no-untyped-call]
+        broker.add_middleware(MessageKeys(QUEUE))
     else:
         broker = StubBroker()
+        broker.add_middleware(StubLedger())
     broker.add_middleware(OpsMiddleware())
     return broker
 

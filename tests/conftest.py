@@ -13,16 +13,17 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
-from sqlalchemy import create_engine, text
+from sqlalchemy import Connection, Table, create_engine, text
 from sqlalchemy.engine import make_url
 from sqlmodel import SQLModel, select
 
 import db.tables
 from db import migrate
-from db.engine import dispose_engines, session_scope
+from db.engine import dispose_engines, get_engine, session_scope
 from db.settings import get_settings
 
 PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
@@ -89,6 +90,8 @@ def pg_url() -> Iterator[str]:
     try:
         with engine.connect() as conn:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
+            # A commit need not wait for the disk in a database dropped at the end (0.6 -> 0.3 ms a commit).
+            conn.execute(text(f'ALTER DATABASE "{name}" SET synchronous_commit = off'))
     except Exception as exc:
         engine.dispose()
         service_unavailable(f"PostgreSQL at {admin.render_as_string(hide_password=True)}", exc)
@@ -108,27 +111,63 @@ def pg_url() -> Iterator[str]:
 TEST_READ_ONLY: list[list[str]] = [["echo"], ["tee", "-a"], ["false"], ["ls"], ["sleep"]]
 
 
+# The seeded rows of each database, read back once after its first seeding: later resets write them again
+# in one multi-row INSERT per table instead of seeding through the ORM (0.23 s -> ~0.03 s on PostgreSQL, paid by
+# ~1,400 tests). Seeding happens once per database and session, so a change to the seed code shows at once.
+_SEEDED: dict[str, list[tuple[Table, list[dict[str, Any]]]]] = {}
+
+
 def reset_database(url: str) -> None:
     """Empty every table, then seed the policies, the demo data and the suite's read-only prefixes."""
+    use_database(url)
+    tables = SQLModel.metadata.sorted_tables
+    with get_engine().begin() as conn:
+        # DELETE, children first: on these few rows 4x faster than TRUNCATE (which rewrites every table's files).
+        # execution_counts last: deleting executions fires the triggers that keep it (migration 0013).
+        for table in sorted(reversed(tables), key=lambda t: t.name == "execution_counts"):
+            conn.execute(table.delete())
+        seeded = _SEEDED.get(url)
+        if seeded is not None:
+            for table, rows in seeded:
+                conn.execute(table.insert(), rows)
+            _restart_sequences(conn, url)
+    if seeded is None:
+        _seed(url)
+        with get_engine().connect() as conn:
+            _SEEDED[url] = [(t, rows) for t in tables if (rows := [dict(r._mapping) for r in conn.execute(t.select())])]
+
+
+def _seed(url: str) -> None:
     from core.inventory.trust import add_command
     from core.ops.setup import seed_demo
     from core.policies import seed_policies
     from db.tables import Tenant
 
-    use_database(url)
-    tables = [t.name for t in reversed(SQLModel.metadata.sorted_tables)]
-    with session_scope() as session:
-        if url.startswith("postgresql"):
-            session.execute(text(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE"))
-        else:
-            for table in tables:
-                session.execute(text(f"DELETE FROM {table}"))
+    if url.startswith("postgresql"):
+        with get_engine().begin() as conn:
+            _restart_sequences(conn, url)
     with session_scope() as session:
         seed_policies(session)
         seed_demo(session)
         for tenant in session.exec(select(Tenant)).all():
             for argv in TEST_READ_ONLY:
                 add_command(session, tenant.id, argv, actor="tests")
+
+
+def _restart_sequences(conn: Connection, url: str) -> None:
+    """Each integer key's sequence continues after the table's highest id (1 for an empty table), as after
+    TRUNCATE ... RESTART IDENTITY and a fresh seeding. SQLite's rowids follow the rows by themselves."""
+    if not url.startswith("postgresql"):
+        return
+    for table in SQLModel.metadata.sorted_tables:
+        for column in table.primary_key.columns:
+            if column.autoincrement is True:
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table.name}', '{column.name}'), "
+                        f"COALESCE((SELECT MAX({column.name}) FROM {table.name}), 0) + 1, false)"
+                    )
+                )
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])

@@ -22,7 +22,7 @@ class RecordingDispatcher:
         self.sent: list[tuple[str, float]] = []
         self._lock = threading.Lock()
 
-    def dispatch(self, execution_id: str, delay_s: float = 0.0) -> None:
+    def dispatch(self, execution_id: str, delay_s: float = 0.0, *, message_id: str | None = None) -> None:
         with self._lock:
             self.sent.append((execution_id, delay_s))
 

@@ -16,6 +16,7 @@ execution ends ``failed`` in the dead-letter queue (reason ``plan_mismatch``).
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass, field, replace
@@ -23,25 +24,21 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from sqlalchemy import Update, bindparam
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
 from core import metrics
 from core.actions import registry
-from core.approval_rules import (
-    approvals_satisfied,
-    execution_differences,
-    execution_sealed,
-    step_differences,
-    verified_plan,
-)
+from core.approval_rules import approvals_satisfied, execution_sealed
 from core.audit import record_event
 from core.engine import gates, locks, outbox, secrets
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
-from core.identity import rbac
-from core.inventory.assets import asset_view
+from core.identity.permissions import may_run_class
+from core.inventory.asset_view import asset_view
+from core.plan_integrity import execution_differences, step_differences, verified_plan
 from core.policies import cached_policy
 from core.safety.masking import Masker
 from core.schemas import AssetView, PolicyView
@@ -280,7 +277,12 @@ def _spec(row: _Row) -> _Spec:
 
 def _load(session: Session, execution_id: str, *, again: bool = False) -> _Row | None:
     """The claim's one read (``again``: read once more, overwriting what the session holds)."""
-    found = session.execute(
+    found = session.execute(_LOAD[again], {"claim_execution_id": execution_id}).first()
+    return None if found is None else _Row(*found)
+
+
+def _load_statement(*, again: bool) -> Any:
+    return (
         sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
         .join(Execution, col(Execution.id) == QueueItem.execution_id)
         .join(
@@ -293,10 +295,13 @@ def _load(session: Session, execution_id: str, *, again: bool = False) -> _Row |
             Membership,
             (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by),
         )
-        .where(col(QueueItem.execution_id) == execution_id)
+        .where(col(QueueItem.execution_id) == bindparam("claim_execution_id"))
         .execution_options(populate_existing=again)
-    ).first()
-    return None if found is None else _Row(*found)
+    )
+
+
+# Built once: every claim sends it, and building a five-table join costs more CPU than running it.
+_LOAD = {False: _load_statement(again=False), True: _load_statement(again=True)}
 
 
 def _free(item: QueueItem) -> bool:
@@ -427,7 +432,7 @@ def _refusal(session: Session, row: _Row, spec: _Spec, holds_every_lock: bool) -
         return "approvals no longer valid (an approver lost their role, or the plan changed)"
     role = Role(membership.role) if membership else None
     limit = ActionClass(membership.max_action_class) if membership and membership.max_action_class else None
-    if not rbac.may_run_class(role, limit, ActionClass(spec.action_class)):
+    if not may_run_class(role, limit, ActionClass(spec.action_class)):
         metrics.PERMISSION_DENIALS.labels(f"run_{spec.action_class}", "run").inc()
         return f"permission denied: the requester may no longer run {spec.action_class} actions"
     if not holds_every_lock:
@@ -438,10 +443,24 @@ def _refusal(session: Session, row: _Row, spec: _Spec, holds_every_lock: bool) -
 def update_step(session: Session, plan: StepPlan, **values: Any) -> None:
     """Write the claimed step's row (status, attempts, times, output)."""
     session.execute(
-        _STEPS.update()
-        .where(_STEPS.c.execution_id == plan.execution_id, _STEPS.c.step_index == plan.step_index)
-        .values(**values)
+        _step_update(tuple(sorted(values))),
+        {"row_execution_id": plan.execution_id, "row_step_index": plan.step_index}
+        | {f"new_{name}": value for name, value in values.items()},
     )
+
+
+@functools.cache
+def _step_update(columns: tuple[str, ...]) -> Update:
+    # Built once per set of columns: a step writes its row twice, and building the statement each time
+    # (coercing every operand, then its cache key) cost more CPU than sending it.
+    statement: Update = (
+        _STEPS.update()
+        .where(
+            _STEPS.c.execution_id == bindparam("row_execution_id"), _STEPS.c.step_index == bindparam("row_step_index")
+        )
+        .values({name: bindparam(f"new_{name}") for name in columns})
+    )
+    return statement
 
 
 def step_event(session: Session, plan: StepPlan, kind: str, message: str, data: dict[str, Any] | None = None) -> None:

@@ -28,9 +28,12 @@ BATCH = outbox.BATCH
 
 
 def due_redispatch(*, older_than_s: float) -> list[str]:
-    """Queued work with no live message for ``older_than_s``: announce it again (after commit); its ids."""
+    """Queued work whose message the broker lost (looked at once ``older_than_s`` old): announce it again
+    (after commit); its ids."""
     with session_scope() as session:
-        return outbox.due_redispatch(session, older_than_s=older_than_s)
+        return outbox.due_redispatch(
+            session, older_than_s=older_than_s, ask_broker=get_settings().redispatch_ask_broker
+        )
 
 
 def expired_leases() -> list[str]:

@@ -17,7 +17,7 @@ from sqlmodel import Session
 
 from core.audit import record_event
 from core.errors import CoreError, SafetyRefused
-from core.plans import canonical_json
+from core.plan_hash import canonical_json
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import SECRET_REF, substitute_refs
 from core.safety.masking import Masker

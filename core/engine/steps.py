@@ -32,7 +32,7 @@ from sqlmodel import Session, col, select
 
 from core import metrics
 from core.actions.context import ActionResult
-from core.engine import claim, locks, outbox, reachability, workers
+from core.engine import claim, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.finish import DlqNote, dead_letter, finish_execution, may_retry, retry_delay_s
 from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
@@ -155,9 +155,17 @@ def _inline_backoff_s(execution_id: str) -> float | None:
 def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
     """Store the step's result and decide what comes next, in one transaction, if the lease is still ours."""
     error = plan.masker.mask(ran.result.error)
+    chain = _chains(plan) if ran.result.ok and plan.step_index + 1 < plan.step_count else False
     with session_scope() as session:
         now = utcnow()
-        if not outbox.renew_lease(session, plan.execution_id, token=plan.token, lease_s=plan.lease_s):
+        held = outbox.settle_lease(
+            session,
+            plan.execution_id,
+            token=plan.token,
+            lease_s=plan.lease_s,
+            advance_to=plan.step_index + 1 if chain else None,
+        )
+        if held is None:
             claim.step_event(
                 session,
                 plan,
@@ -168,12 +176,12 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             return Persisted(Outcome.STALE)
         if plan.watch.reported_position:
             workers.report_position(session, plan.worker_id, None, None)
-        if plan.refusal is None and not plan.cancelled and locks.held(session, plan.execution_id) != plan.lock_tokens:
+        if plan.refusal is None and not plan.cancelled and held != plan.lock_tokens:
             return Persisted(_refuse_fenced(session, plan))
         done = {"output": ran.output or None, "error": error, "finished_at": now}
         if ran.result.ok:
             claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan)
+            return _completed(session, plan, chain=chain)
         if ran.reason is StopReason.SHUTDOWN:
             claim.update_step(
                 session, plan, status=StepStatus.PENDING.value, attempts=plan.attempts - 1, finished_at=None
@@ -195,10 +203,15 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
         return _failed(session, plan, execution, ran.result, error, now, done)
 
 
-def _completed(session: Session, plan: StepPlan) -> Persisted:
-    """A step succeeded: the next step (chained into at once when allowed) or the end of the execution."""
-    chain = get_settings().chain_steps and not plan.gated and not shutting_down()
-    outcome = _advance(session, plan, keep_lease=chain)
+def _chains(plan: StepPlan) -> bool:
+    """Whether a worker that completes ``plan``'s step goes straight on to the next (keeping the lease)."""
+    return get_settings().chain_steps and not plan.gated and not shutting_down()
+
+
+def _completed(session: Session, plan: StepPlan, *, chain: bool) -> Persisted:
+    """A step succeeded: the next step (chained into at once: ``settle_lease`` already moved the queue row to
+    it) or the end of the execution."""
+    outcome = _advance(session, plan, moved=chain)
     if outcome is Outcome.ADVANCED and chain:
         chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan)
         if chained is not None:
@@ -263,10 +276,12 @@ def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
     return Outcome.FINISHED
 
 
-def _advance(session: Session, plan: StepPlan, *, keep_lease: bool = False) -> Outcome:
+def _advance(session: Session, plan: StepPlan, *, moved: bool = False) -> Outcome:
+    """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept."""
     claim.step_event(session, plan, "step_finished", f"{plan.step_name}: done")
     if plan.step_index + 1 < plan.step_count:
-        outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index + 1, keep_lease=keep_lease)
+        if not moved:
+            outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index + 1)
         return Outcome.ADVANCED
     unfinished = session.exec(
         select(ExecutionStep.id).where(

@@ -3,9 +3,11 @@
 Order matters a little: leases first (a dead worker's step is retried or sent to the DLQ; not in the
 first lease period after this process saw the database come back, core/engine/reachability.py), then
 timeouts and approvals, then re-dispatch of queued work whose message was lost (Redis flushed or
-restarted, a crash between commit and send). Expired asset locks are reaped and handed on. Last, a signed
+restarted, a crash between commit and send, a message dead-lettered, a consumer that died holding it: the
+broker is asked, core/engine/outbox.py). Expired asset locks are reaped and handed on. Last, a signed
 checkpoint of every tenant audit chain that moved and whose newest checkpoint is older than
-``audit_checkpoint_interval_s`` (core/ops/audit_checkpoints.py).
+``audit_checkpoint_interval_s`` (core/ops/audit_checkpoints.py), and the execution counts the database
+keeps folded into one row per group (core/ops/execution_counts.py), so the metrics scrape stays small.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import logging
 from dataclasses import dataclass
 
 from core.engine import reachability, recovery
-from core.ops import audit_checkpoints
+from core.ops import audit_checkpoints, execution_counts
 from db.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -62,6 +64,7 @@ def sweep(*, redispatch_after_s: float | None = None) -> SweepReport:
     )
     report.redispatched = len(ids)
     report.checkpoints = audit_checkpoints.write_due(settings.audit_checkpoint_interval_s)
+    execution_counts.fold_now()
     if report:
         log.info("sweep: %s", report)
     return report

@@ -9,7 +9,7 @@ from sqlalchemy import case, func, update
 from sqlmodel import Session, col, select
 
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.schemas import Principal, QueueDepth, WorkerView
 from core.transactions import session_scope
 from db.clock import utcnow

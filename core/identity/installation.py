@@ -11,9 +11,6 @@ from sqlmodel import Session
 
 from db.tables import Installation
 
-# What someone without a proven identity reads: one line, pointing at the way in.
-IDENTITY_HINT = "set OPSC_TOKEN or --token-file; see README Security model"
-
 
 def claimed_identity_allowed(session: Session) -> bool:
     """True if this installation accepts claimed names (no row yet: it does not)."""

@@ -1,7 +1,6 @@
-"""Roles, scopes and permissions (DESIGN §9, §13). Every check re-reads the membership, so revocation is immediate.
+"""Permission checks against the database (DESIGN §9, §13). Every check re-reads the membership, so revocation
+is immediate; the rules themselves (roles, scopes, class limits) are core/identity/permissions.py's.
 
-Roles are ordered viewer < operator < approver < admin; each includes the rights before it.
-An operator may be limited to a highest action class (``memberships.max_action_class``).
 ``require`` first verifies the principal itself (core/identity/principals.py: issued by core, credential
 still valid), then the scope the permission needs (core/identity/scopes.py: a token's scopes limit its
 user's role), then the role. A system administrator (``users.system_admin``) owns what no tenant does:
@@ -10,59 +9,16 @@ user's role), then the role. A system administrator (``users.system_admin``) own
 
 from __future__ import annotations
 
-from enum import StrEnum
-
 from sqlalchemy import bindparam
 from sqlmodel import Session, select
 
 from core import metrics
 from core.errors import PermissionDenied
-from core.identity import scopes
+from core.identity.permissions import Permission, check_role, check_scope, may_run_class
 from core.identity.principals import verify
 from core.schemas import Principal
 from db.enums import ActionClass, Role
 from db.tables import Membership, User
-
-
-class Permission(StrEnum):
-    READ = "read"
-    SUBMIT = "submit"
-    APPROVE = "approve"
-    CANCEL_OWN = "cancel_own"
-    ADMIN = "admin"
-
-
-MIN_ROLE: dict[Permission, Role] = {
-    Permission.READ: Role.VIEWER,
-    Permission.SUBMIT: Role.OPERATOR,
-    Permission.CANCEL_OWN: Role.OPERATOR,
-    Permission.APPROVE: Role.APPROVER,
-    Permission.ADMIN: Role.ADMIN,
-}
-
-
-# The token scope each permission needs (core/identity/scopes.py).
-SCOPE_FOR: dict[Permission, str] = {
-    Permission.READ: scopes.READ,
-    Permission.SUBMIT: scopes.SUBMIT,
-    Permission.CANCEL_OWN: scopes.SUBMIT,
-    Permission.APPROVE: scopes.APPROVE,
-    Permission.ADMIN: scopes.ADMIN,
-}
-
-
-def has_permission(role: Role | None, permission: Permission) -> bool:
-    """True if ``role`` grants ``permission``."""
-    return role is not None and role.rank >= MIN_ROLE[permission].rank
-
-
-def may_run_class(role: Role | None, max_action_class: ActionClass | None, action_class: ActionClass) -> bool:
-    """True if this role (and its optional class limit) may submit/run steps of ``action_class``."""
-    if not has_permission(role, Permission.SUBMIT):
-        return False
-    if role is Role.ADMIN or max_action_class is None:
-        return True
-    return action_class.rank <= max_action_class.rank
 
 
 def current_membership(session: Session, tenant_id: str, user_id: str) -> Membership | None:
@@ -99,22 +55,10 @@ def require_member(session: Session, principal: Principal, permission: Permissio
         PermissionDenied: with the role held and the role needed.
     """
     verify(session, principal)
-    needed = SCOPE_FOR[permission]
-    if needed not in scopes.effective(principal.scopes):
-        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
-        held = ", ".join(principal.scopes) or "none"
-        raise PermissionDenied(
-            f"this identity may not {permission.value.replace('_', ' ')}: it lacks the {needed} scope (has {held})"
-        )
+    check_scope(principal, permission)
     membership = current_membership(session, principal.tenant_id, principal.user_id)
-    role = Role(membership.role) if membership else None
-    if membership is None or not has_permission(role, permission):
-        held = role.value if role else "no role"
-        metrics.PERMISSION_DENIALS.labels(permission.value, "request").inc()
-        raise PermissionDenied(
-            f"{principal.username} ({held} in {principal.tenant}) may not {permission.value.replace('_', ' ')}; "
-            f"needs {MIN_ROLE[permission].value}"
-        )
+    check_role(principal, membership, permission)
+    assert membership is not None  # check_role refuses a missing membership
     return membership
 
 

@@ -17,7 +17,6 @@ administration trail.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from datetime import timedelta
 
@@ -27,24 +26,17 @@ from core.admin_audit import record_admin_event
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.identity import members, rbac
 from core.identity import scopes as scope_rules
-from core.identity.principals import TOKEN, issue
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission, has_permission
+from core.identity.token_rules import VALUE_PREFIX, last_use_due, lookup_hash, token_hash, token_principal
 from core.schemas import Principal, TokenView
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import Role
 from db.tables import ApiToken, Membership, Tenant, User
 
-VALUE_PREFIX = "opsc_"
 PREFIX_CHARS = 12  # "opsc_" and 7 random characters: enough to tell tokens apart, far too few to guess with
 MAX_EXPIRES_S = 366 * 24 * 3600
-LAST_USED_EVERY_S = 60
 _NAME_MAX = 64
-
-
-def token_hash(value: str) -> str:
-    """The stored form of a token value: SHA-256, hex."""
-    return hashlib.sha256(value.encode()).hexdigest()
 
 
 def mint(
@@ -216,46 +208,25 @@ def revoke_token(principal: Principal, token_id: str) -> TokenView:
 
 
 def _acts_as_admin(role: Role, principal: Principal) -> bool:
-    return rbac.has_permission(role, Permission.ADMIN) and scope_rules.ADMIN in scope_rules.effective(principal.scopes)
+    return has_permission(role, Permission.ADMIN) and scope_rules.ADMIN in scope_rules.effective(principal.scopes)
 
 
 def principal_from_token(value: str) -> Principal:
-    """The principal an API token value stands for (its user, tenant and scopes).
+    """The principal an API token value stands for (its user, tenant and scopes); records its use.
 
     Raises:
         PermissionDenied: unknown, revoked or expired token; issued before the user's password changed;
-            disabled user or no longer a member of the token's tenant.
+            disabled user or no longer a member of the token's tenant (core/identity/token_rules.py).
     """
-    value = value.strip()
-    if not value.startswith(VALUE_PREFIX):
-        raise PermissionDenied("this is not an OpsConductor API token")
+    digest = lookup_hash(value)
     with session_scope() as session:
-        row = session.exec(select(ApiToken).where(ApiToken.token_hash == token_hash(value))).first()
-        if row is None:
-            raise PermissionDenied("unknown API token")
+        row = session.exec(select(ApiToken).where(ApiToken.token_hash == digest)).first()
+        user = session.get(User, row.user_id) if row is not None else None
+        membership = session.get(Membership, (row.tenant_id, row.user_id)) if row is not None else None
+        tenant = session.get(Tenant, row.tenant_id) if row is not None else None
         now = utcnow()
-        if row.revoked_at is not None:
-            raise PermissionDenied("this API token was revoked")
-        if row.expires_at <= now:
-            raise PermissionDenied("this API token has expired")
-        user = session.get(User, row.user_id)
-        if user is None or user.disabled:
-            raise PermissionDenied("the user of this API token is disabled")
-        if user.credentials_changed_at is not None and row.created_at < user.credentials_changed_at:
-            raise PermissionDenied("this API token was issued before its user's password changed")
-        membership = session.get(Membership, (row.tenant_id, row.user_id))
-        tenant = session.get(Tenant, row.tenant_id)
-        if membership is None or tenant is None:
-            raise PermissionDenied("the user of this API token no longer has a role in its tenant")
-        if row.last_used_at is None or (now - row.last_used_at).total_seconds() >= LAST_USED_EVERY_S:
+        who = token_principal(row, user, membership, tenant, now)
+        if row is not None and last_use_due(row, now):
             row.last_used_at = now
             session.add(row)
-        return issue(
-            user,
-            membership,
-            tenant,
-            auth=TOKEN,
-            scopes=scope_rules.parse(row.scopes),
-            authenticated_at=row.created_at,
-            token_id=row.id,
-        )
+        return who

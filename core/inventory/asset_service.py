@@ -36,7 +36,7 @@ from core.actions.circuit import BREAKER, CircuitOpen
 from core.actions.http_call import RETRIES, with_retries
 from core.errors import Conflict, InvalidInput, ServiceUnavailable
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import assets
 from core.schemas import Principal
 from core.transactions import session_scope

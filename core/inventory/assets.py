@@ -5,14 +5,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from typing import Any
 
-from sqlalchemy import Row, bindparam
-from sqlalchemy import select as select_columns
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from core.errors import Conflict, InvalidInput, NotFound
+from core.inventory.asset_view import asset_view
 from core.schemas import AssetView
 from db.enums import Connection
 from db.tables import Asset, ExecutionStep
@@ -90,31 +88,8 @@ def assets_by_name(session: Session, tenant_id: str, names: Iterable[str]) -> di
     wanted = sorted(set(names))
     if not wanted:
         return {}
-    rows = session.exec(_BY_NAMES, params={"tenant_id": tenant_id, "names": wanted}).all()
+    rows = session.exec(select(Asset).where(Asset.tenant_id == tenant_id, Asset.name.in_(wanted))).all()  # type: ignore[attr-defined]
     return {a.name: a for a in rows}
-
-
-# Built once: every submit reads its targets (a statement object reused skips SQLAlchemy's construction).
-_BY_NAMES = select(Asset).where(
-    Asset.tenant_id == bindparam("tenant_id"),
-    col(Asset.name).in_(bindparam("names", expanding=True)),
-)
-
-
-def asset_views_by_name(session: Session, tenant_id: str, names: Iterable[str]) -> dict[str, AssetView]:
-    """``assets_by_name`` as views, read with SQLAlchemy Core (no ORM objects): what a submit reads its targets
-    with, once per transaction."""
-    wanted = sorted(set(names))
-    if not wanted:
-        return {}
-    rows = session.execute(_VIEWS_BY_NAMES, {"tenant_id": tenant_id, "names": wanted}).all()
-    return {row.name: _view_of(row) for row in rows}
-
-
-_ASSETS = Asset.__table__  # type: ignore[attr-defined]
-_VIEWS_BY_NAMES = select_columns(_ASSETS).where(
-    _ASSETS.c.tenant_id == bindparam("tenant_id"), _ASSETS.c.name.in_(bindparam("names", expanding=True))
-)
 
 
 def remove_asset(session: Session, tenant_id: str, name: str) -> None:
@@ -134,24 +109,3 @@ def remove_asset(session: Session, tenant_id: str, name: str) -> None:
         session.flush()
     except IntegrityError as exc:
         raise Conflict(f"asset {name!r} is in use") from exc
-
-
-def asset_view(asset: Asset) -> AssetView:
-    return _view_of(asset)
-
-
-def _view_of(asset: Asset | Row[Any]) -> AssetView:
-    """An asset's view from its ORM row or a Core row of the same columns."""
-    return AssetView(
-        id=asset.id,
-        name=asset.name,
-        connection=asset.connection,
-        host=asset.host,
-        port=asset.port,
-        base_url=asset.base_url,
-        tags=json.loads(asset.tags_json),
-        credential_ref=asset.credential_ref,
-        has_known_host_key=bool(asset.known_host_key),
-        known_host_key=asset.known_host_key,
-        skip_host_key=asset.skip_host_key,
-    )

@@ -35,7 +35,7 @@ from sqlmodel import Session
 from core.audit_links import ADMIN, CONTENT, EVENTS, EXECUTION, HEADS, TABLES, link_hash
 from core.errors import NotFound
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.ops.audit_checkpoints import CHECKPOINTS, checkpoint_payload, signature_valid
 from core.schemas import ChainBreak, ChainReport, Principal
 from core.transactions import session_scope

@@ -29,7 +29,7 @@ from sqlmodel import Session
 from core.audit_links import ADMIN_EVENTS, CONTENT, EVENTS, HEADS, TABLES, link_hash
 from core.errors import Conflict
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.safety.audit_keys import public_key_pem, signing_key
 from core.schemas import CheckpointView, Principal
 from core.transactions import session_scope

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from core.audit_links import CONTENT, HEADS, TABLES, VERSION
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.ops.audit_checkpoints import CHECKPOINTS, PAYLOAD_VERSION, view
 from core.safety.audit_keys import public_key_pem
 from core.schemas import Principal

@@ -30,8 +30,10 @@ from core.actions.context import OutputSink
 from core.errors import CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.identity.installation import claimed_identity_allowed
-from core.policies import DEFAULT_POLICIES, PolicyValues, validate_policy
+from core.policies import validate_policy
+from core.policy_limits import DEFAULT_POLICIES, PolicyValues
 from core.safety import runner, secret_backends, secret_store
+from core.safety.key_file import key_file_path
 from core.safety.masking import Masker, MaskingFilter, mask_data, mask_text
 from core.schemas import CheckItem
 from core.transactions import session_scope
@@ -327,7 +329,7 @@ def _secrets(session: Session) -> tuple[bool, str]:
         .join(_TENANTS, _TENANTS.c.id == _SECRETS.c.tenant_id)
         .order_by(_TENANTS.c.name, _SECRETS.c.updated_at.desc())
     ).all()
-    key_file = secret_store.key_file_path(settings)
+    key_file = key_file_path(settings)
     if not settings.secret_key and (key_file is None or not key_file.exists()):
         # fernet() would generate a key file here: a check must not create state.
         if stored:

@@ -26,7 +26,7 @@ from core.audit import record_event
 from core.errors import InvalidInput
 from core.fsm import TERMINAL
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.ops.audit_chain import PRUNED_EVENT, pruned_runs
 from core.schemas import Principal, PruneReport
 from core.transactions import session_scope

@@ -26,7 +26,7 @@ from sqlmodel import Session, col, select
 
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.schemas import DashboardView, DurationStats, HourCount, Principal, RunModeStats
 from core.transactions import session_scope
 from db.clock import utcnow

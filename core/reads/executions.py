@@ -11,7 +11,7 @@ import base64
 import json
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
@@ -22,19 +22,11 @@ from sqlmodel import Session, col, select
 from core.errors import DeadlineExceeded, InvalidInput, NotFound
 from core.fsm import TERMINAL
 from core.identity import rbac
-from core.identity.rbac import Permission
-from core.plans import APPROVALS_REQUIRED
-from core.reads.plan_view import review
-from core.schemas import (
-    ApprovalView,
-    EventView,
-    ExecutionPage,
-    ExecutionSummary,
-    ExecutionView,
-    PlanStepView,
-    Principal,
-    StepView,
-)
+from core.identity.permissions import Permission
+from core.reads import execution_view
+from core.reads.plan_view import SessionReviewRows
+from core.rows import ExecutionRow
+from core.schemas import EventView, ExecutionPage, ExecutionSummary, ExecutionView, Principal
 from core.transactions import session_scope
 from db.enums import ExecutionStatus
 from db.tables import Approval, Asset, Execution, ExecutionEvent, ExecutionStep, Tenant, User
@@ -51,103 +43,38 @@ def load_execution(session: Session, tenant_id: str, execution_id: str) -> Execu
     return row
 
 
+class SessionViewRows(SessionReviewRows):
+    """The rows a view reads, through an ORM session (``execution_view.ViewSource``)."""
+
+    def steps(self, execution: ExecutionRow) -> Sequence[ExecutionStep]:
+        """The execution's step rows, by index."""
+        return self.session.exec(
+            select(ExecutionStep)
+            .where(ExecutionStep.execution_id == execution.id, ExecutionStep.tenant_id == execution.tenant_id)
+            .order_by(col(ExecutionStep.step_index))
+        ).all()
+
+    def approvals(self, execution: ExecutionRow) -> Sequence[tuple[Approval, str]]:
+        """The execution's decisions, oldest first, with their approvers' usernames."""
+        return self.session.exec(
+            select(Approval, User.username)
+            .join(User, User.id == Approval.approver_id)  # type: ignore[arg-type]
+            .where(Approval.execution_id == execution.id, Approval.tenant_id == execution.tenant_id)
+            .order_by(col(Approval.created_at))
+        ).all()
+
+    def usernames(self, user_ids: Collection[str]) -> dict[str, str]:
+        """Username by user id."""
+        return dict(self.session.exec(select(User.id, User.username).where(col(User.id).in_(user_ids))).all())
+
+    def tenant_names(self, tenant_ids: Collection[str]) -> dict[str, str]:
+        """Tenant name by tenant id."""
+        return dict(self.session.exec(select(Tenant.id, Tenant.name).where(col(Tenant.id).in_(tenant_ids))).all())
+
+
 def build_view(session: Session, execution: Execution) -> ExecutionView:
-    """The full DTO of an execution: steps, approvals, names resolved.
-
-    What each step runs (name, action, target, class, timeout, params, dry run) is read from the hashed plan
-    (core/reads/plan_view.py); its progress from its row. A stored plan that no longer matches its hash shows
-    the rows' copies, without params; it, or rows that disagree with the plan, make ``plan_intact`` False.
-    """
-    steps = session.exec(
-        select(ExecutionStep).where(ExecutionStep.execution_id == execution.id).order_by(col(ExecutionStep.step_index))
-    ).all()
-    seen = review(session, [execution], {execution.id: steps})[execution.id]
-    planned = {p.index: p for p in seen.steps or []}
-    approvals = session.exec(
-        select(Approval, User.username)
-        .join(User, User.id == Approval.approver_id)  # type: ignore[arg-type]
-        .where(Approval.execution_id == execution.id)
-        .order_by(col(Approval.created_at))
-    ).all()
-    summary = _summaries(session, [execution])[0]
-    return ExecutionView(
-        **summary.model_dump(),
-        description=execution.description,
-        plan_hash=execution.plan_hash,
-        idempotency_key=execution.idempotency_key,
-        continue_on_error=execution.continue_on_error,
-        attempt=execution.attempt,
-        error=execution.error,
-        approvals_required=APPROVALS_REQUIRED[execution.approval_level],
-        approval_expires_at=execution.approval_expires_at,
-        cancel_requested_at=execution.cancel_requested_at,
-        approvals=[
-            ApprovalView(
-                approver=username,
-                decision=a.decision,
-                comment=a.comment,
-                plan_hash=a.plan_hash,
-                step_index=a.step_index,
-                created_at=a.created_at,
-            )
-            for a, username in approvals
-        ],
-        steps=[_step_view(s, planned.get(s.step_index)) for s in steps],
-        plan_intact=seen.intact,
-        changes_since_approved=seen.changes_since_approved,
-        compared_with=seen.compared_with,
-        execution_limit_s=seen.execution_limit_s,
-        deadline_at=execution.deadline_at,
-    )
-
-
-def _step_view(row: ExecutionStep, planned: PlanStepView | None) -> StepView:
-    """A step's progress from its row; what it runs from the plan (the row's copies only without one)."""
-    return StepView(
-        index=row.step_index,
-        name=planned.name if planned else row.name,
-        action=planned.action if planned else row.action,
-        target=planned.target if planned else row.target_name,
-        action_class=planned.action_class if planned else row.action_class,
-        status=row.status,
-        attempts=row.attempts,
-        timeout_s=planned.timeout_s if planned else row.timeout_s,
-        started_at=row.started_at,
-        finished_at=row.finished_at,
-        output=row.output,
-        error=row.error,
-        params=planned.params if planned else None,
-        dry_run=planned.dry_run if planned else None,
-        step_limit_s=planned.step_limit_s if planned else None,
-    )
-
-
-def _summaries(session: Session, rows: list[Execution]) -> list[ExecutionSummary]:
-    user_ids = {r.requested_by for r in rows}
-    tenant_ids = {r.tenant_id for r in rows}
-    users = dict(session.exec(select(User.id, User.username).where(col(User.id).in_(user_ids))).all()) if rows else {}
-    tenants = (
-        dict(session.exec(select(Tenant.id, Tenant.name).where(col(Tenant.id).in_(tenant_ids))).all()) if rows else {}
-    )
-    return [
-        ExecutionSummary(
-            execution_id=r.id,
-            name=r.name,
-            status=r.status,
-            tenant_id=r.tenant_id,
-            tenant=tenants[r.tenant_id],
-            requested_by=users[r.requested_by],
-            action_class=r.action_class,
-            approval_level=r.approval_level,
-            sla_class=r.sla_class,
-            execution_mode=r.execution_mode,
-            run_mode=r.run_mode,
-            created_at=r.created_at,
-            started_at=r.started_at,
-            finished_at=r.finished_at,
-        )
-        for r in rows
-    ]
+    """The full DTO of an execution: steps, approvals, names resolved (core/reads/execution_view.py)."""
+    return execution_view.build_view(SessionViewRows(session), execution)
 
 
 def get_execution(principal: Principal, execution_id: str) -> ExecutionView:

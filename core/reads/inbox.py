@@ -11,12 +11,13 @@ from datetime import UTC, datetime
 from sqlalchemy import or_
 from sqlmodel import Session, col, select
 
+from core.approval_levels import APPROVALS_REQUIRED
 from core.engine.gates import GATE_WAITING, GATED_LEVEL
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
-from core.plans import APPROVALS_REQUIRED
-from core.reads.plan_view import Review, review
+from core.identity.permissions import Permission
+from core.reads.plan_review import Review
+from core.reads.plan_view import review
 from core.schemas import InboxItem, Principal
 from core.transactions import session_scope
 from db.clock import utcnow

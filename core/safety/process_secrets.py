@@ -14,8 +14,8 @@ import urllib.parse
 from collections.abc import Iterable
 from pathlib import Path
 
+from core.safety.key_file import key_file_path
 from core.safety.secret_forms import MIN_SECRET_LENGTH, encodings, forms_of
-from core.safety.secret_store import key_file_path
 from db.settings import Settings, get_settings
 
 

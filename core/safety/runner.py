@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-
 from core.errors import SafetyRefused
+from core.safety.key_file import key_file_path
 from db.settings import Settings, get_settings
+from db.urls import parse_database_url
 
 RUNNER_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 STEP_UMASK = 0o077
@@ -367,11 +367,9 @@ def hidden_dirs(settings: Settings) -> list[Path]:
         SafetyRefused: ``no_step_confinement`` when the database or key file lies in a system directory,
             which cannot be hidden (a sandboxed step runs as the worker's own uid: only hiding protects them).
     """
-    from core.safety.secret_store import key_file_path  # its module imports the tables: only when needed
-
     protect: list[Path] = []
     if settings.is_sqlite:
-        database = make_url(settings.database_url).database
+        database = parse_database_url(settings.database_url).database
         if database and database != ":memory:" and not database.startswith("file:"):
             protect.append(Path(database).resolve().parent)
     key_file = key_file_path(settings)

@@ -18,7 +18,6 @@ import json
 import urllib.parse
 from collections.abc import Collection, Iterable
 
-from core import metrics
 from core.safety.credentials import CREDENTIAL_PATTERNS
 
 MASK = "***"
@@ -124,14 +123,23 @@ def redact(text: str, forms: Collection[str], keep: int | None = None) -> tuple[
     end = len(text) if keep is None else max(0, keep)
     if found:
         values = _merged(found)
-        metrics.MASKED_SECRETS.labels("secret").inc(len(values))
+        _count("secret", len(values))
         text, end = _replace(text, values, end)
     patterns = [match.span() for pattern in CREDENTIAL_PATTERNS.values() for match in pattern.finditer(text)]
     if patterns:
-        metrics.MASKED_SECRETS.labels("pattern").inc(len(patterns))
+        _count("pattern", len(patterns))
         text, end = _replace(text, _merged(patterns), end)
     return text, min(end, len(text))
 
 
 def longest(forms: Iterable[str]) -> int:
     return max((len(form) for form in forms), default=0)
+
+
+def _count(kind: str, replacements: int) -> None:
+    # Imported on the first replacement, not with this module: the masker is installed by every CLI command,
+    # and prometheus_client (its HTTP exposition included) costs a one-shot ``show`` a tenth of its CPU
+    # (issue 15). A process that serves metrics has imported them long before (the engine, jobs/).
+    from core import metrics
+
+    metrics.MASKED_SECRETS.labels(kind).inc(replacements)

@@ -19,10 +19,10 @@ from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select as select_columns
-from sqlalchemy.engine import make_url
 from sqlmodel import Session, select
 
 from core.errors import InvalidInput, NotFound, SafetyRefused
+from core.safety.key_file import key_file_path
 from core.schemas import SecretInfo
 from db.clock import utcnow
 from db.settings import Settings, get_settings
@@ -30,18 +30,6 @@ from db.tables import Asset, Secret
 
 SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,127}$")
 MAX_SECRET_BYTES = 64 * 1024
-
-
-def key_file_path(settings: Settings) -> Path | None:
-    """Where the embedded mode keeps its generated key: next to the SQLite file (None otherwise)."""
-    if settings.secret_key_file:
-        return Path(settings.secret_key_file)
-    if not settings.is_sqlite:
-        return None
-    database = make_url(settings.database_url).database
-    if not database or database == ":memory:":
-        return None
-    return Path(database).with_suffix(".secret-key")
 
 
 def key_material(settings: Settings | None = None) -> str:

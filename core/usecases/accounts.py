@@ -31,8 +31,9 @@ from sqlmodel import Session, select
 from core.admin_audit import record_admin_event
 from core.errors import InvalidInput, NotFound, PermissionDenied
 from core.identity import members, rbac, scopes
-from core.identity.principals import CLAIMED, PASSWORD, TOKEN, issue, resolve_principal, verify
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
+from core.identity.principals import resolve_principal, verify
+from core.identity.proofs import CLAIMED, PASSWORD, TOKEN, issue
 from core.schemas import Principal
 from core.transactions import session_scope
 from db.clock import utcnow

@@ -13,9 +13,9 @@ from core.admin_audit import record_admin_event
 from core.engine import locks
 from core.errors import InvalidInput
 from core.identity import members, rbac, tenants
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import assets
-from core.policies import PolicyValues
+from core.policy_limits import PolicyValues
 from core.safety import secret_store
 from core.schemas import AssetView, LockView, MemberView, PolicyView, Principal, SecretInfo, TenantSettingsView
 from core.transactions import session_scope

@@ -10,14 +10,14 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
 from core import approval_rules
+from core.approval_levels import APPROVALS_REQUIRED
 from core.audit import clean_comment, record_event
 from core.engine import gates
 from core.engine.outbox import enqueue
 from core.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
-from core.identity.rbac import Permission
-from core.plans import APPROVALS_REQUIRED
+from core.identity.permissions import Permission
 from core.reads.executions import build_view, load_execution
 from core.schemas import ExecutionView, Principal
 from core.transactions import session_scope

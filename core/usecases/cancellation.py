@@ -10,7 +10,7 @@ from core.engine import gates, locks
 from core.errors import InvalidTransition, PermissionDenied
 from core.fsm import transition
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.reads.executions import build_view, load_execution
 from core.schemas import ExecutionView, Principal
 from core.transactions import session_scope

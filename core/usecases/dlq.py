@@ -16,8 +16,8 @@ from core.engine import outbox
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SafetyRefused
 from core.fsm import transition
 from core.identity import rbac
-from core.identity.rbac import Permission
-from core.plans import plan_hash
+from core.identity.permissions import Permission
+from core.plan_hash import plan_hash
 from core.reads.executions import build_view
 from core.schemas import DlqView, ExecutionView, Principal
 from core.transactions import session_scope

@@ -13,8 +13,9 @@ from typing import Any
 from core.actions.describe import MASKED, describe_step
 from core.errors import InvalidInput
 from core.identity import rbac
-from core.identity.rbac import Permission
-from core.inventory.assets import asset_view, assets_by_name
+from core.identity.permissions import Permission
+from core.inventory.asset_view import asset_view
+from core.inventory.assets import assets_by_name
 from core.plans import parse_plan
 from core.schemas import DryRunStep, Principal
 from core.transactions import session_scope

@@ -13,27 +13,30 @@ the reads are in the transaction that writes the executions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import bindparam
+from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
 from core.actions import registry
 from core.errors import InvalidInput, NotFound
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.identity.tenants import run_mode_for, tenant_settings
-from core.inventory.assets import asset_views_by_name
 from core.inventory.trust import tenant_trust
-from core.plans import Plan, canonical_json, canonical_plan, plan_hash, reclassify
+from core.plan_hash import canonical_json, plan_hash
+from core.plans import Plan, canonical_plan, reclassify
 from core.policies import cached_policies
+from core.reads.direct_sql import AssetRecord
 from core.risk import Trust
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import secret_refs
-from core.schemas import AssetView, PolicyView, Principal
+from core.schemas import PolicyView, Principal
 from db.enums import ActionClass, Connection, RunMode, SlaClass
-from db.tables import Membership, TenantSettings
+from db.tables import Asset, Membership, TenantSettings
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class Judged:
     plan_hash: str
     run_mode: RunMode
     policy: PolicyView  # the row of the plan's (SLA class, action class)
-    assets: Mapping[str, AssetView]  # the plan's targets by name
+    assets: Mapping[str, AssetRecord]  # the plan's targets by name
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,7 @@ class Intake:
     trust: Trust
     policies: Mapping[tuple[SlaClass, ActionClass], PolicyView]
     settings: TenantSettings
-    assets: Mapping[str, AssetView]
+    assets: Mapping[str, AssetRecord]
     secret_limits: Mapping[str, list[str] | None]  # the stored secrets referenced: their asset limits
     missing_secrets: frozenset[str]  # referenced, and held by no backend
 
@@ -71,7 +74,7 @@ class Intake:
         """
         membership = rbac.require_member(session, principal, permission)
         tenant_id = principal.tenant_id
-        assets = asset_views_by_name(session, tenant_id, (s.spec.target for p in plans for s in p.steps))
+        assets = _assets_by_name(session, tenant_id, (s.spec.target for p in plans for s in p.steps))
         referenced = {n for p in plans for n in p.secret_names}
         credentials = {a.credential_ref for a in assets.values() if a.credential_ref}
         limits = secret_store.asset_limits(session, tenant_id, referenced | credentials)
@@ -121,14 +124,14 @@ class Intake:
             assets=assets,
         )
 
-    def _resolve(self, plan: Plan) -> dict[str, AssetView]:
+    def _resolve(self, plan: Plan) -> dict[str, AssetRecord]:
         """The plan's targets (tenant-scoped) by name, its secret references checked.
 
         Raises:
             InvalidInput: with every issue found, each with its path.
         """
         principal = self.principal
-        assets: dict[str, AssetView] = {}
+        assets: dict[str, AssetRecord] = {}
         issues: list[tuple[str, str]] = []
         for step in plan.steps:
             asset = self.assets.get(step.spec.target)
@@ -192,3 +195,19 @@ def policy_table(session: Session) -> dict[tuple[SlaClass, ActionClass], PolicyV
             if (sla, cls) not in table:
                 raise NotFound("timeout policy", f"{sla}/{cls}")
     return table
+
+
+def _assets_by_name(session: Session, tenant_id: str, names: Iterable[str]) -> dict[str, AssetRecord]:
+    """The tenant's assets among ``names`` (missing ones absent), as plain records: one Core read, no ORM."""
+    wanted = sorted(set(names))
+    if not wanted:
+        return {}
+    rows = session.execute(_ASSETS_BY_NAME, {"tenant_id": tenant_id, "names": wanted})
+    return {row.name: AssetRecord(*row) for row in rows}
+
+
+# Built once, on the table, the columns in AssetRecord's order (the plan review's rows, core/rows.py).
+_ASSETS = Asset.__table__  # type: ignore[attr-defined]
+_ASSETS_BY_NAME = select_columns(*(_ASSETS.c[f] for f in AssetRecord.__dataclass_fields__)).where(
+    _ASSETS.c.tenant_id == bindparam("tenant_id"), _ASSETS.c.name.in_(bindparam("names", expanding=True))
+)

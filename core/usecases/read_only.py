@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from core.admin_audit import record_admin_event
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import trust
 from core.schemas import Principal, ReadOnlyCommandView
 from core.transactions import session_scope

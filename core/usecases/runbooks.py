@@ -17,7 +17,7 @@ from sqlmodel import Session, col, select
 from core.admin_audit import record_admin_event
 from core.errors import Conflict, CoreError, InvalidInput, NotFound, PermissionDenied
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import runbooks
 from core.inventory.trust import tenant_trust
 from core.plans import parse_plan, reclassify

@@ -32,13 +32,14 @@ from typing import Any
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from core import audit_links, engine, idempotency
+from core import engine, idempotency
+from core.approval_levels import APPROVALS_REQUIRED
 from core.errors import Conflict, CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.identity import rbac
-from core.identity.rbac import Permission
+from core.identity.permissions import Permission
 from core.inventory import asset_service
-from core.plans import APPROVALS_REQUIRED, Plan, parse_plan
+from core.plans import Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
 from core.schemas import ExecutionView, PlanPreview, Principal, SubmitResult
 from core.transactions import session_scope
@@ -179,8 +180,10 @@ def _insert(
             judged = _judge(intake, plans, batch=batch)
             outcomes = _outcomes(session, principal, judged, caller_keys, background, look_up, window_s, batch=batch)
             new = [o for o in outcomes if isinstance(o, NewExecution)]
-            events = write(session, principal, new)
-            views = dict(zip((e.id for e in new), fresh_views(session, principal, new), strict=True))
+            write(session, principal, new)
+            views = dict(
+                zip((e.id for e in new), fresh_views(session, principal, new, intake.policies.values()), strict=True)
+            )
             results: list[SubmitResult] = []
             for outcome in outcomes:
                 if isinstance(outcome, NewExecution):
@@ -189,8 +192,6 @@ def _insert(
                     results.append(SubmitResult(execution=build_view(session, outcome), created=False))
                 else:
                     results.append(SubmitResult(execution=results[outcome].execution, created=False))
-            # Last: it takes the tenant's audit-chain head, held until the commit that follows at once.
-            audit_links.insert_linked(session, principal.tenant_id, events)
     except IntegrityError as exc:
         if not _is_key_violation(exc):
             raise

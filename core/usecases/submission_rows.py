@@ -3,9 +3,8 @@
 Written with SQLAlchemy Core, one multi-row INSERT per table (the rows are only written here, never read
 back as ORM objects): the executions, then their steps; then the level-0 ones move to ``queued`` through
 core/fsm.py (one compare-and-set UPDATE) and get their queue rows from core/engine/outbox.py, which
-announces them to the job runner after commit. The events of it all (``submitted``, ``queued``) are the
-transaction's last write: one INSERT, linked into the tenant's audit chain as they go in
-(core/audit_links.py ``insert_linked``).
+announces them to the job runner after commit. Their events (``submitted``, ``queued``) are written with the
+transaction's commit, linked into the tenant's audit chain, in one INSERT (core/audit_links.py).
 
 The idempotency index (``ux_executions_idempotency_active``) speaks at the executions' INSERT: the caller
 (core/usecases/submission.py) turns its IntegrityError into a look at the key's holder.
@@ -22,10 +21,11 @@ from sqlalchemy import insert
 from sqlmodel import Session
 
 from core import approval_rules, idempotency
-from core.audit import event_content
+from core.approval_levels import APPROVALS_REQUIRED
+from core.audit import record_event
 from core.engine.outbox import enqueue_many
 from core.fsm import initial_status
-from core.plans import APPROVALS_REQUIRED, canonical_json
+from core.plan_hash import canonical_json
 from core.schemas import Principal
 from core.usecases.intake import Judged
 from db.enums import ExecutionMode, ExecutionStatus, StepStatus
@@ -125,21 +125,30 @@ def new_execution(
     return NewExecution(judged=judged, row=row, steps=steps)
 
 
-def write(session: Session, principal: Principal, executions: Sequence[NewExecution]) -> list[dict[str, Any]]:
-    """Insert ``executions`` (one tenant's) and their steps; queue the level-0 ones.
-
-    Returns:
-        Their events (``submitted``, then ``queued`` for level 0), for the caller to write as its last
-        statement, already linked (``audit_links.insert_linked``).
+def write(session: Session, principal: Principal, executions: Sequence[NewExecution]) -> None:
+    """Insert ``executions`` (one tenant's) and their steps, record their ``submitted`` events, queue the level-0
+    ones (their ``queued`` events with them).
 
     Raises:
         IntegrityError: an idempotency key is held by an active execution (the executions' INSERT).
     """
     if not executions:
-        return []
+        return
     session.execute(_INSERT_EXECUTIONS, [e.row for e in executions])
     session.execute(_INSERT_STEPS, [step for e in executions for step in e.steps])
-    events = [_submitted(principal, e) for e in executions]
+    for execution in executions:
+        row = execution.row
+        level = row["approval_level"]
+        record_event(
+            session,
+            execution_id=execution.id,
+            tenant_id=principal.tenant_id,
+            kind="status",
+            actor=principal.username,
+            message=f"submitted; needs {APPROVALS_REQUIRED[level]} approval(s)",
+            to_status=row["status"],
+            data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level},
+        )
     level_0 = [e for e in executions if e.row["status"] == ExecutionStatus.APPROVED.value]
     enqueue_many(
         session,
@@ -147,19 +156,4 @@ def write(session: Session, principal: Principal, executions: Sequence[NewExecut
         {e.id: e.row["sla_class"] for e in level_0},
         actor=principal.username,
         send={e.id for e in level_0 if not e.inline},
-        events=events,
-    )
-    return events
-
-
-def _submitted(principal: Principal, execution: NewExecution) -> dict[str, Any]:
-    row = execution.row
-    level = row["approval_level"]
-    return event_content(
-        execution_id=execution.id,
-        kind="status",
-        actor=principal.username,
-        message=f"submitted; needs {APPROVALS_REQUIRED[level]} approval(s)",
-        to_status=row["status"],
-        data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level},
     )

@@ -188,16 +188,17 @@ def modules_after(args: list[str], env: dict[str, str]) -> set[str]:
 def test_help_imports_no_heavy_package(tmp_path: Path) -> None:
     """``opsconductor --help`` loads neither the database layer, the broker, the clients nor rich.
 
-    (A subcommand's ``--help`` runs the root callback first, which installs log masking: that one loads the
-    database layer, by design, before any command can log.)
+    (A subcommand's ``--help`` runs the root callback first, which installs log masking before any command can
+    log; since issue 15 that loads no database layer either.)
     """
     env = {**os.environ, "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'untouched.db'}"}
     assert modules_after(["--help"], env) == set()
     assert not (tmp_path / "untouched.db").exists()
 
 
-def test_show_loads_the_database_layer_only(tmp_path: Path, plan_file: PlanFile) -> None:
-    """``show`` needs SQLAlchemy, not the broker, the HTTP or SSH clients, the console or rich."""
+def test_show_loads_no_heavy_package(tmp_path: Path, plan_file: PlanFile) -> None:
+    """``show`` reads over a plain DB-API connection (issue 15): not even the database layer (SQLAlchemy,
+    SQLModel), nor Prometheus, the broker, the HTTP or SSH clients, the console or rich."""
     env = {**os.environ, "OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'show.db'}", "OPSC_REDIS_URL": ""}
     run = [*console_script(), "init", "--demo"]
     assert subprocess.run(run, cwd=tmp_path, env=env, capture_output=True, check=False).returncode == 0
@@ -205,7 +206,7 @@ def test_show_loads_the_database_layer_only(tmp_path: Path, plan_file: PlanFile)
     done = subprocess.run(submit, cwd=tmp_path, env=env, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
     loaded = modules_after(["show", json.loads(done.stdout)["execution_id"], "--as", "alice"], env)
-    assert loaded == {"sqlalchemy", "sqlmodel", "prometheus_client"}
+    assert loaded == set()
 
 
 def test_worker_runs_dramatiq_in_this_process_with_the_actors_already_loaded(tmp_path: Path) -> None:

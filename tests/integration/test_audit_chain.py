@@ -417,3 +417,25 @@ def test_a_status_set_outside_the_fsm_is_found_once_the_worker_moves_on(db: str)
         session.execute(update(EVENTS).where(EVENTS.c.id == last.id).values(from_status="pending_approval"))
     assert (EXECUTION, "modified") in _problems(verify_chain(_admin(), first))  # an edit: its HMAC fails
     assert any("outside the FSM" in b.detail for b in verify_chain(_admin(), first).breaks)
+
+
+def test_events_are_written_linked_at_commit_and_never_inside_a_savepoint(db: str) -> None:
+    """An event is not in the table before its transaction commits (it is inserted, linked, at commit); one
+    recorded in a savepoint is refused, since the savepoint's rollback could not take it back."""
+    with session_scope() as session:
+        row = raw_execution(session, ExecutionStatus.RUNNING)
+        execution_id, tenant_id = row.id, row.tenant_id
+    with session_scope() as session:
+        record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t", message="a")
+        assert session.execute(select(EVENTS.c.id).where(EVENTS.c.execution_id == execution_id)).all() == []
+    with session_scope() as session:
+        [(seq, digest)] = session.execute(
+            select(EVENTS.c.chain_seq, EVENTS.c.hash).where(EVENTS.c.execution_id == execution_id)
+        ).all()
+    assert seq is not None and digest is not None
+    with session_scope() as session:
+        savepoint = session.begin_nested()
+        with pytest.raises(RuntimeError, match="savepoint"):
+            record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t")
+        savepoint.rollback()
+    assert verify_chain(_admin()).intact

@@ -177,7 +177,8 @@ def test_the_circuit_opens_fails_fast_then_half_opens(service: str, monkeypatch:
     """Two sick runs open the circuit; the next fails fast without a request; after the cool-down a trial
     call goes through and closes it."""
     monkeypatch.setattr(BREAKER, "threshold", 2)
-    monkeypatch.setattr(BREAKER, "cooldown_s", 0.5)
+    # A cool-down no loaded machine outruns while the circuit must stay open; it is over when set to 0.
+    monkeypatch.setattr(BREAKER, "cooldown_s", 60.0)
     SERVICE.sick = True
     for _ in range(2):
         assert "GET /status answered 500" in (_run("echo hi").steps[0].error or "")
@@ -185,7 +186,7 @@ def test_the_circuit_opens_fails_fast_then_half_opens(service: str, monkeypatch:
     fast = _run("echo hi")
     assert "automation service unavailable: circuit open for 127.0.0.1" in (fast.steps[0].error or "")
     assert len(SERVICE.requests) == 6
-    time.sleep(0.5)
+    monkeypatch.setattr(BREAKER, "cooldown_s", 0.0)  # the cool-down has passed
     SERVICE.sick = False
     assert _run("echo back").steps[0].output == "back\n"  # the half-open trial
     assert _run("echo closed").status == "completed"

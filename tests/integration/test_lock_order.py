@@ -46,7 +46,7 @@ class ThreadQueue:
         self._ready = threading.Condition()
         self.closed = False
 
-    def dispatch(self, execution_id: str, delay_s: float = 0.0) -> None:
+    def dispatch(self, execution_id: str, delay_s: float = 0.0, *, message_id: str | None = None) -> None:
         with self._ready:
             self._seq += 1
             heapq.heappush(self._due, (time.monotonic() + delay_s, self._seq, execution_id))

@@ -39,13 +39,24 @@ def _bg(plan: str) -> str:
     return submit(principal("alice", "demo"), plan, background=True).execution.execution_id
 
 
+def _wait_holding(execution_id: str) -> None:
+    """Until ``execution_id`` holds its locks (its claim committed; its step runs), not a fixed sleep."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with session_scope() as session:
+            if session.exec(select(ExecutionLock).where(ExecutionLock.execution_id == execution_id)).first():
+                return
+        time.sleep(0.02)
+    raise AssertionError(f"{execution_id} never took its locks")
+
+
 def test_second_execution_on_a_locked_asset_waits_then_is_handed_the_lock(fast: str) -> None:
     """While A runs on localhost, B parks (event names the holder); A's end dispatches B, which then runs."""
     first, second = _bg(_sleep_plan("a", 1.0)), _bg(_sleep_plan("b", 0.1))
     with recording_dispatcher() as sent:
         runner = threading.Thread(target=lambda: engine.process(first, worker_id="w1"))
         runner.start()
-        time.sleep(0.3)
+        _wait_holding(first)
         assert engine.process(second, worker_id="w2") is Outcome.NOOP  # parked, no thread burnt
         alice = principal("alice", "demo")
         [waiting] = [e for e in list_events(alice, second) if e.kind == "lock_waiting"]
@@ -87,7 +98,7 @@ def test_all_or_nothing_in_sorted_order(fast: str) -> None:
     )
     runner = threading.Thread(target=lambda: engine.process(holder, worker_id="w1"))
     runner.start()
-    time.sleep(0.3)
+    _wait_holding(holder)
     assert engine.process(both, worker_id="w2") is Outcome.NOOP
     with session_scope() as session:
         held_by_both = session.exec(select(ExecutionLock).where(ExecutionLock.execution_id == both)).all()
@@ -102,7 +113,7 @@ def test_a_stale_holder_result_is_refused(fast: str) -> None:
     outcome: list[Outcome] = []
     runner = threading.Thread(target=lambda: outcome.append(engine.process(execution_id, worker_id="w1")))
     runner.start()
-    time.sleep(0.3)
+    _wait_holding(execution_id)
     with session_scope() as session:  # another holder took the asset over (e.g. after an expiry)
         session.execute(
             update(ExecutionLock).where(ExecutionLock.execution_id == execution_id).values(fencing_token=10_000)
@@ -121,7 +132,7 @@ def test_queue_wait_is_bounded_by_the_policy(fast: str) -> None:
     waiter = _bg(_sleep_plan("wait", 0))
     runner = threading.Thread(target=lambda: engine.process(holder, worker_id="w1"))
     runner.start()
-    time.sleep(0.3)
+    _wait_holding(holder)
     assert engine.process(waiter, worker_id="w2") is Outcome.NOOP
     with session_scope() as session:
         session.execute(
@@ -206,7 +217,7 @@ def test_a_newcomer_does_not_jump_the_queue(fast: str) -> None:
     holder, waiter = _bg(_sleep_plan("hold", 0.6)), _bg(_sleep_plan("first-in-line", 0))
     runner = threading.Thread(target=lambda: engine.process(holder, worker_id="w1"))
     runner.start()
-    time.sleep(0.2)
+    _wait_holding(holder)
     assert engine.process(waiter, worker_id="w2") is Outcome.NOOP
     runner.join(timeout=10)  # released: the waiter is woken, but has not claimed yet
     newcomer = _bg(_sleep_plan("newcomer", 0))

@@ -34,6 +34,8 @@ EXPORTED = {
     "session_valid", "set_user_disabled", "sso_principal",
     # the tenant audit chain (DESIGN §13): signed checkpoints, their public key, the SIEM export
     "CheckpointView", "audit_checkpoint", "audit_public_key", "export_audit",
+    # the one-shot reader of `opsconductor show` (issue 15): a DB-API connection, no ORM, the same rules
+    "DirectReadUnavailable", "DirectReader", "direct_reader",
 }  # fmt: skip
 
 

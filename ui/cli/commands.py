@@ -278,8 +278,18 @@ def show_command(
     execution_id: ExecutionId, as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False
 ) -> None:
     """Show one execution and its steps."""
-    actor = acting_on(as_user, execution_id, tenant)
-    show_view(core.get_execution(actor, execution_id), json_out)
+    show_view(read_execution(as_user, execution_id, tenant), json_out)
+
+
+def read_execution(as_user: str | None, execution_id: str, tenant: str | None) -> core.ExecutionView:
+    """The execution ``show`` prints: read over a plain DB-API connection when the database allows (no ORM to
+    import: issue 15, a third of the CPU), else through core; the same rules and the same view either way."""
+    try:
+        with core.direct_reader() as reader:
+            return reader.get_execution(acting_on(as_user, execution_id, tenant, issuer=reader), execution_id)
+    except core.DirectReadUnavailable:
+        pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
+    return core.get_execution(acting_on(as_user, execution_id, tenant), execution_id)
 
 
 def show_view(view: core.ExecutionView, json_out: bool) -> None:

@@ -14,7 +14,7 @@ import os
 import stat
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import typer
 
@@ -108,8 +108,19 @@ def read_password() -> str:
     return value
 
 
-def _from_token(value: str, username: str | None, tenant: str | None) -> core.Principal:
-    who = core.principal_from_token(value)
+class Issuer(Protocol):
+    """Who turns a token or a claimed name into a Principal: ``core`` itself (through the ORM), or the one-shot
+    reader of ``show`` (``core.DirectReader``), which applies the same rules over a DB-API connection."""
+
+    def principal_from_token(self, value: str) -> core.Principal: ...
+
+    def principal(self, username: str, tenant: str | None = None) -> core.Principal: ...
+
+    def principal_for(self, username: str, execution_id: str) -> core.Principal: ...
+
+
+def _from_token(issuer: Issuer, value: str, username: str | None, tenant: str | None) -> core.Principal:
+    who = issuer.principal_from_token(value)
     if username is not None and username != who.username:
         raise core.PermissionDenied(f"--as {username} does not match the token, which is {who.username}'s")
     if tenant is not None and tenant != who.tenant:
@@ -130,19 +141,23 @@ def acting(username: str | None, tenant: str | None) -> core.Principal:
     """
     value = token_value()
     if value is not None:
-        return _from_token(value, username, tenant)
+        return _from_token(core, value, username, tenant)
     if username is None:
         raise _no_identity()
     return core.principal(username, tenant)
 
 
-def acting_on(username: str | None, execution_id: str, tenant: str | None) -> core.Principal:
-    """The caller acting on an execution: the token's principal, or the claimed name in the execution's tenant."""
+def acting_on(username: str | None, execution_id: str, tenant: str | None, *, issuer: Issuer = core) -> core.Principal:
+    """The caller acting on an execution: the token's principal, or the claimed name in the execution's tenant.
+
+    Args:
+        issuer: who checks the token or the claimed name (default ``core``; ``show`` passes its direct reader).
+    """
     value = token_value()
     if value is not None:
-        return _from_token(value, username, tenant)
+        return _from_token(issuer, value, username, tenant)
     if username is None:
         raise _no_identity()
     if tenant is not None:
-        return core.principal(username, tenant)
-    return core.principal_for(username, execution_id)
+        return issuer.principal(username, tenant)
+    return issuer.principal_for(username, execution_id)

@@ -1,0 +1,161 @@
+"""A DB-API connection for one-shot reads, without SQLAlchemy (issue 15: ``show`` in well under 0.5 s of CPU).
+
+Importing SQLAlchemy, SQLModel and the tables costs about 0.5 s of CPU, more than a one-shot read does in
+all. So a command that only reads a few rows may open this instead of a Session, from the same
+``OPSC_DATABASE_URL`` that the engine (db/engine.py) uses:
+
+- ``sqlite:///PATH`` (driver ``pysqlite``, the default): ``sqlite3``, read-only (a ``mode=ro`` URI: a
+  missing file is not created, where the engine would create it 0600), in one deferred transaction, so
+  every read sees the same snapshot.
+- ``postgresql://`` or ``postgresql+psycopg2://user:password@host:port/database?params``: ``psycopg2`` with
+  those parts, the query's parameters as libpq keywords (as SQLAlchemy passes them), in a READ ONLY
+  transaction.
+
+Anything else (another driver, a URL with options this module does not know, ``:memory:``, a driver that is
+not installed) and any driver error (unreachable, no schema yet, locked) raises ``DirectReadUnavailable``:
+the caller then reads through the ORM, which reports every such problem in its own words. The fast path
+never fails a command on its own account.
+
+SQL is written once with ``?`` placeholders (qmark); ``ReadConnection.rows`` adapts it for psycopg2 (``%s``,
+with a literal ``%`` doubled), so SQL given here has no ``?`` inside a literal. Times come back as aware UTC
+datetimes on both databases (``utc``), as SQLModel's UTCDateTime columns give them to the ORM.
+
+Imports nothing of ours but db/urls.py; it reads the URL it is given, never the settings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import quote
+
+from db.urls import DatabaseUrl, parse_database_url
+
+SQLITE_BUSY_TIMEOUT_S = 30  # as the engine's (db/engine.py): a reader waits for a WAL recovery, never fails
+# Unless the URL sets its own: a server that does not answer costs this, then the ORM path's own wait (the
+# fallback reports it), instead of two full TCP time-outs.
+POSTGRESQL_CONNECT_TIMEOUT_S = 5
+
+
+class DirectReadUnavailable(Exception):
+    """This database cannot be read directly here: read it through the ORM instead. Never shown to a user.
+
+    Its message says why, without the URL (which may hold a password).
+    """
+
+
+class ReadConnection:
+    """An open read-only connection: ``rows(sql, params)`` with qmark SQL on either database."""
+
+    def __init__(self, raw: Any, *, backend: str, errors: tuple[type[BaseException], ...]) -> None:
+        self._raw = raw
+        self.backend = backend  # "sqlite" or "postgresql"
+        self._errors = errors
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """Every row ``sql`` (with ``?`` placeholders) returns for ``params``.
+
+        Raises:
+            DirectReadUnavailable: the driver failed (no such table, connection lost, …).
+        """
+        text = sql if self.backend == "sqlite" else sql.replace("%", "%%").replace("?", "%s")
+        try:
+            cursor = self._raw.cursor()
+            try:
+                cursor.execute(text, tuple(params))
+                return [tuple(row) for row in cursor.fetchall()]
+            finally:
+                cursor.close()
+        except self._errors as exc:
+            raise DirectReadUnavailable(f"{self.backend} read failed: {type(exc).__name__}") from exc
+
+    def close(self) -> None:
+        """Close the connection; its read-only transaction is discarded."""
+        self._raw.close()
+
+
+def utc(value: Any) -> datetime | None:
+    """A stored time as an aware UTC datetime (None stays None).
+
+    SQLite keeps UTC text without an offset (``2026-01-02 03:04:05.678901``); psycopg2 returns aware
+    datetimes in the session's time zone. SQLModel's UTCDateTime reads both the same way.
+    """
+    if value is None:
+        return None
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    if not isinstance(moment, datetime):
+        raise TypeError(f"not a stored time: {type(value).__name__}")
+    return moment.replace(tzinfo=UTC) if moment.utcoffset() is None else moment.astimezone(UTC)
+
+
+@contextmanager
+def read_only(url: str) -> Iterator[ReadConnection]:
+    """A read-only connection to the database at ``url``, closed (its transaction discarded) after.
+
+    Raises:
+        DirectReadUnavailable: see the module docstring; then read through the ORM.
+    """
+    try:
+        parts = parse_database_url(url)
+    except ValueError:
+        raise DirectReadUnavailable("not a database URL this module reads") from None
+    if parts.backend == "sqlite" and parts.driver in (None, "pysqlite"):
+        connection = _sqlite(parts)
+    elif parts.backend == "postgresql" and parts.driver in (None, "psycopg2"):
+        connection = _postgresql(parts)
+    else:
+        raise DirectReadUnavailable(f"no direct reader for {parts.drivername}")
+    try:
+        yield connection
+    finally:
+        connection.close()
+
+
+def _sqlite(parts: DatabaseUrl) -> ReadConnection:
+    path = parts.database
+    if not path or path == ":memory:" or path.startswith("file:") or parts.query:
+        raise DirectReadUnavailable("an in-memory, URI-form or parameterised SQLite URL")
+    try:
+        raw = sqlite3.connect(
+            f"file:{quote(path)}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None
+        )
+    except sqlite3.Error as exc:  # no such file (mode=ro does not create one), no permission
+        raise DirectReadUnavailable(f"sqlite open failed: {type(exc).__name__}") from exc
+    connection = ReadConnection(raw, backend="sqlite", errors=(sqlite3.Error,))
+    try:
+        # Deferred: takes no lock, and the snapshot starts with the first read, for every read after it.
+        raw.execute("BEGIN")
+    except sqlite3.Error as exc:
+        raw.close()
+        raise DirectReadUnavailable(f"sqlite begin failed: {type(exc).__name__}") from exc
+    return connection
+
+
+def _postgresql(parts: DatabaseUrl) -> ReadConnection:
+    try:
+        import psycopg2  # here, not at the top: a SQLite installation needs no PostgreSQL driver
+    except ImportError:
+        raise DirectReadUnavailable("psycopg2 is not installed") from None
+    keywords: dict[str, Any] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S, **parts.query}
+    for keyword, value in (
+        ("user", parts.username),
+        ("password", parts.password),
+        ("host", parts.host),
+        ("port", parts.port),
+        ("dbname", parts.database or None),
+    ):
+        if value is not None:
+            keywords[keyword] = value
+    try:
+        raw = psycopg2.connect(**keywords)
+    except psycopg2.Error as exc:
+        raise DirectReadUnavailable(f"postgresql connect failed: {type(exc).__name__}") from exc
+    try:
+        raw.set_session(readonly=True)
+    except psycopg2.Error as exc:
+        raw.close()
+        raise DirectReadUnavailable(f"postgresql session failed: {type(exc).__name__}") from exc
+    return ReadConnection(raw, backend="postgresql", errors=(psycopg2.Error,))

@@ -1,0 +1,45 @@
+"""db/urls.py reads a database URL as SQLAlchemy's make_url does (the engine, the key file and the one-shot
+reader of ``show`` must find the same database and file)."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from db.urls import parse_database_url
+
+URLS = [
+    "sqlite:///./opsconductor.db",
+    "sqlite:////var/lib/opsc/opsc.db",
+    "sqlite://",
+    "sqlite:///:memory:",
+    "sqlite:///with%20space.db?timeout=20",
+    "sqlite+pysqlite:///x.db",
+    "postgresql+psycopg2://opsc:p%40ss%3Aword@db.internal:5433/opsc?sslmode=require&application_name=show",
+    "postgresql://db/opsc",
+    "postgresql:///opsc?host=/var/run/postgresql",
+    "postgresql://[::1]:5432/opsc",
+    "postgresql://user@host/",
+    "postgresql+asyncpg://u:p@h/d",
+]
+
+
+@pytest.mark.parametrize("url", URLS)
+def test_the_parts_are_make_urls(url: str) -> None:
+    """Driver, user, password, host, port, database and query: the same values as SQLAlchemy's."""
+    theirs, ours = make_url(url), parse_database_url(url)
+    assert (ours.drivername, ours.username, ours.password, ours.host, ours.port, ours.database, ours.query) == (
+        theirs.drivername, theirs.username, theirs.password, theirs.host, theirs.port, theirs.database,
+        dict(theirs.query),
+    )  # fmt: skip
+    assert (ours.backend, ours.driver) == (theirs.get_backend_name(), theirs.drivername.partition("+")[2] or None)
+
+
+def test_the_password_is_not_in_the_repr() -> None:
+    """A parsed URL may reach a log or a traceback: its repr leaves the password out."""
+    assert "s3cret" not in repr(parse_database_url("postgresql://opsc:s3cret@db/opsc"))
+
+
+def test_what_is_not_a_url_is_refused() -> None:
+    with pytest.raises(ValueError):
+        parse_database_url("opsconductor.db")
