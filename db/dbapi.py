@@ -123,7 +123,8 @@ def _sqlite(parts: DatabaseUrl) -> ReadConnection:
         raise DirectReadUnavailable("an in-memory, URI-form, parameterised or NUL-bearing SQLite URL")
     try:
         raw = sqlite3.connect(sqlite_uri(path), uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
-    except sqlite3.Error as exc:  # no such file (mode=ro does not create one), no permission
+    # No such file (mode=ro does not create one), no permission; ValueError: a path that is not UTF-8 (quote)
+    except (sqlite3.Error, ValueError) as exc:
         raise DirectReadUnavailable(f"sqlite open failed: {type(exc).__name__}") from exc
     connection = ReadConnection(raw, backend="sqlite", errors=(sqlite3.Error,))
     try:
@@ -175,7 +176,7 @@ def _postgresql(parts: DatabaseUrl) -> ReadConnection:
         raise DirectReadUnavailable("psycopg2 is not installed") from None
     try:
         raw = psycopg2.connect(**keywords)
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, ValueError) as exc:  # ValueError: a NUL in a part (``%00``), which libpq cannot take
         raise DirectReadUnavailable(f"postgresql connect failed: {type(exc).__name__}") from exc
     try:
         raw.set_session(readonly=True)

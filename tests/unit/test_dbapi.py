@@ -4,6 +4,7 @@ tests/integration/test_direct_show.py through the ``db`` fixture."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -128,6 +129,16 @@ def test_a_path_starting_with_two_slashes_is_not_read_as_a_uri_authority(databas
         pass
     with read_only(f"sqlite:///{'/' + str(database)}") as conn:  # //DIR/opsc.db: the same file on POSIX
         assert conn.rows("SELECT count(*) FROM t") == [(2,)]
+
+
+def test_a_url_no_driver_can_take_is_left_to_the_orm(tmp_path: Path) -> None:
+    """A path that is not UTF-8 (a byte from the environment), a NUL in a PostgreSQL password: the ORM path
+    reports them; the direct reader does not fail the command on its own account."""
+    not_utf8 = os.fsdecode(b"opsc-\xff.db")
+    for url in (f"sqlite:///{tmp_path}/{not_utf8}", "postgresql+psycopg2://opsc:s3cr%00et@127.0.0.1:1/opsc"):
+        with pytest.raises(DirectReadUnavailable) as refused, read_only(url):
+            pass
+        assert "s3cr" not in str(refused.value)
 
 
 def test_a_path_with_a_nul_is_not_cut_short(database: Path) -> None:
