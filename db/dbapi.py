@@ -28,7 +28,9 @@ Imports nothing of ours but db/urls.py; it reads the URL it is given, never the 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -121,6 +123,12 @@ def _sqlite(parts: DatabaseUrl) -> ReadConnection:
     path = parts.database
     if not path or path == ":memory:" or path.startswith("file:") or parts.query or "\x00" in path:
         raise DirectReadUnavailable("an in-memory, URI-form, parameterised or NUL-bearing SQLite URL")
+    try:
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:  # no such file: mode=ro would not create one, the engine does (0600)
+        raise DirectReadUnavailable(f"sqlite file unavailable: {type(exc).__name__}") from exc
+    if not regular:  # a FIFO would block a read-only open for ever (the ORM's read-write open fails at once)
+        raise DirectReadUnavailable("the SQLite path is not a regular file")
     try:
         raw = sqlite3.connect(sqlite_uri(path), uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
     # No such file (mode=ro does not create one), no permission; ValueError: a path that is not UTF-8 (quote)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -139,6 +140,26 @@ def test_a_url_no_driver_can_take_is_left_to_the_orm(tmp_path: Path) -> None:
         with pytest.raises(DirectReadUnavailable) as refused, read_only(url):
             pass
         assert "s3cr" not in str(refused.value)
+
+
+def test_a_fifo_is_left_to_the_orm_at_once(tmp_path: Path) -> None:
+    """A FIFO where the file should be: a read-only open would wait for a writer for ever; the ORM's fails."""
+    fifo = tmp_path / "opsc.db"
+    os.mkfifo(fifo)
+    outcome: list[BaseException] = []
+
+    def attempt() -> None:
+        try:
+            with read_only(f"sqlite:///{fifo}"):
+                pass
+        except BaseException as exc:  # handed to the test's thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=attempt, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the direct reader blocked on a FIFO"
+    assert [type(exc) for exc in outcome] == [DirectReadUnavailable]
 
 
 def test_a_path_with_a_nul_is_not_cut_short(database: Path) -> None:
