@@ -74,7 +74,7 @@ def parse_database_url(url: str) -> DatabaseUrl:
         username=unquote(parts["username"]) if parts["username"] is not None else None,
         password=unquote(parts["password"]) if parts["password"] is not None else None,
         host=parts["ipv4host"] or parts["ipv6host"],
-        port=int(port) if port else None,
+        port=int(port) if port is not None else None,  # "h:/d": ValueError, as in make_url
         database=unquote(parts["database"]) if parts["database"] is not None else None,
         query=dict(pairs),
         repeated=frozenset(key for key in keys if keys.count(key) > 1),
