@@ -6,10 +6,13 @@ all. So a command that only reads a few rows may open this instead of a Session,
 
 - ``sqlite:///PATH`` (driver ``pysqlite``, the default): ``sqlite3``, read-only (a ``mode=ro`` URI: a
   missing file is not created, where the engine would create it 0600), in one deferred transaction, so
-  every read sees the same snapshot.
-- ``postgresql://`` or ``postgresql+psycopg2://user:password@host:port/database?params``: ``psycopg2`` with
-  those parts, the query's parameters as libpq keywords (as SQLAlchemy passes them), in a READ ONLY
-  transaction.
+  every read sees the same snapshot. The URI names the very file SQLAlchemy opens: a path starting ``//``
+  is not read as a URI authority, and a path with a NUL (which Python refuses) is not cut short at it.
+- ``postgresql+psycopg2://user:password@host:port/database?params``: ``psycopg2`` with those parts and the
+  query's parameters as libpq keywords, a parameter winning over the part it names (``?dbname=``,
+  ``?host=``, ``?user=``), as SQLAlchemy's psycopg2 dialect passes them; in a READ ONLY transaction. Not
+  ``postgresql://`` without a driver: SQLAlchemy 2.1 reads that with psycopg (3), not psycopg2. Nor a
+  repeated parameter or a multi-host ``host``/``port`` (SQLAlchemy rewrites those).
 
 Anything else (another driver, a URL with options this module does not know, ``:memory:``, a driver that is
 not installed) and any driver error (unreachable, no schema yet, locked) raises ``DirectReadUnavailable``:
@@ -25,7 +28,9 @@ Imports nothing of ours but db/urls.py; it reads the URL it is given, never the 
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import stat
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -104,7 +109,7 @@ def read_only(url: str) -> Iterator[ReadConnection]:
         raise DirectReadUnavailable("not a database URL this module reads") from None
     if parts.backend == "sqlite" and parts.driver in (None, "pysqlite"):
         connection = _sqlite(parts)
-    elif parts.backend == "postgresql" and parts.driver in (None, "psycopg2"):
+    elif parts.backend == "postgresql" and parts.driver == "psycopg2":
         connection = _postgresql(parts)
     else:
         raise DirectReadUnavailable(f"no direct reader for {parts.drivername}")
@@ -116,13 +121,18 @@ def read_only(url: str) -> Iterator[ReadConnection]:
 
 def _sqlite(parts: DatabaseUrl) -> ReadConnection:
     path = parts.database
-    if not path or path == ":memory:" or path.startswith("file:") or parts.query:
-        raise DirectReadUnavailable("an in-memory, URI-form or parameterised SQLite URL")
+    if not path or path == ":memory:" or path.startswith("file:") or parts.query or "\x00" in path:
+        raise DirectReadUnavailable("an in-memory, URI-form, parameterised or NUL-bearing SQLite URL")
     try:
-        raw = sqlite3.connect(
-            f"file:{quote(path)}?mode=ro", uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None
-        )
-    except sqlite3.Error as exc:  # no such file (mode=ro does not create one), no permission
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError as exc:  # no such file: mode=ro would not create one, the engine does (0600)
+        raise DirectReadUnavailable(f"sqlite file unavailable: {type(exc).__name__}") from exc
+    if not regular:  # a FIFO would block a read-only open for ever (the ORM's read-write open fails at once)
+        raise DirectReadUnavailable("the SQLite path is not a regular file")
+    try:
+        raw = sqlite3.connect(sqlite_uri(path), uri=True, timeout=SQLITE_BUSY_TIMEOUT_S, isolation_level=None)
+    # No such file (mode=ro does not create one), no permission; ValueError: a path that is not UTF-8 (quote)
+    except (sqlite3.Error, ValueError) as exc:
         raise DirectReadUnavailable(f"sqlite open failed: {type(exc).__name__}") from exc
     connection = ReadConnection(raw, backend="sqlite", errors=(sqlite3.Error,))
     try:
@@ -134,24 +144,47 @@ def _sqlite(parts: DatabaseUrl) -> ReadConnection:
     return connection
 
 
-def _postgresql(parts: DatabaseUrl) -> ReadConnection:
-    try:
-        import psycopg2  # here, not at the top: a SQLite installation needs no PostgreSQL driver
-    except ImportError:
-        raise DirectReadUnavailable("psycopg2 is not installed") from None
-    keywords: dict[str, Any] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S, **parts.query}
+def sqlite_uri(path: str) -> str:
+    """The read-only ``file:`` URI of the SQLite file ``path`` (as given to ``sqlite3.connect`` by SQLAlchemy).
+
+    An absolute path goes after an empty authority (``file:///abs``, ``file:////x`` for ``//x``): after a bare
+    ``file:``, a path starting ``//`` would name a host (``//localhost/tmp/x.db`` would open ``/tmp/x.db``).
+    """
+    quoted = quote(path)
+    return f"file://{quoted}?mode=ro" if path.startswith("/") else f"file:{quoted}?mode=ro"
+
+
+def connect_keywords(parts: DatabaseUrl) -> dict[str, Any]:
+    """psycopg2's keywords for ``parts``: the URL's parts, then its query over them, as SQLAlchemy's dialect.
+
+    Raises:
+        DirectReadUnavailable: a repeated parameter or a multi-host form, which SQLAlchemy rewrites.
+    """
+    multi_host = any(sep in parts.query.get(key, "") for key in ("host", "port") for sep in ",:")
+    if parts.repeated or multi_host:
+        raise DirectReadUnavailable("a repeated or multi-host PostgreSQL URL parameter")
+    keywords: dict[str, Any] = {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S}
     for keyword, value in (
         ("user", parts.username),
         ("password", parts.password),
         ("host", parts.host),
         ("port", parts.port),
-        ("dbname", parts.database or None),
+        ("dbname", parts.database),
     ):
-        if value is not None:
+        if value:  # SQLAlchemy leaves out an empty part (translate_connect_args)
             keywords[keyword] = value
+    return {**keywords, **parts.query}
+
+
+def _postgresql(parts: DatabaseUrl) -> ReadConnection:
+    keywords = connect_keywords(parts)
+    try:
+        import psycopg2  # here, not at the top: a SQLite installation needs no PostgreSQL driver
+    except ImportError:
+        raise DirectReadUnavailable("psycopg2 is not installed") from None
     try:
         raw = psycopg2.connect(**keywords)
-    except psycopg2.Error as exc:
+    except (psycopg2.Error, ValueError) as exc:  # ValueError: a NUL in a part (``%00``), which libpq cannot take
         raise DirectReadUnavailable(f"postgresql connect failed: {type(exc).__name__}") from exc
     try:
         raw.set_session(readonly=True)

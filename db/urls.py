@@ -45,6 +45,8 @@ class DatabaseUrl:
     database: str | None = None
     # A key given several times keeps its last value (SQLAlchemy makes a list; no setting of ours repeats one).
     query: dict[str, str] = field(default_factory=dict)
+    # The keys given several times: a reader that cannot mean what SQLAlchemy means by the list refuses them.
+    repeated: frozenset[str] = frozenset()
 
     @property
     def backend(self) -> str:
@@ -65,12 +67,15 @@ def parse_database_url(url: str) -> DatabaseUrl:
         raise ValueError("not a database URL")
     parts = match.groupdict()
     port = parts["port"]
+    pairs = parse_qsl(parts["query"]) if parts["query"] is not None else []
+    keys = [key for key, _value in pairs]
     return DatabaseUrl(
         drivername=parts["name"],
         username=unquote(parts["username"]) if parts["username"] is not None else None,
         password=unquote(parts["password"]) if parts["password"] is not None else None,
         host=parts["ipv4host"] or parts["ipv6host"],
-        port=int(port) if port else None,
+        port=int(port) if port is not None else None,  # "h:/d": ValueError, as in make_url
         database=unquote(parts["database"]) if parts["database"] is not None else None,
-        query=dict(parse_qsl(parts["query"])) if parts["query"] is not None else {},
+        query=dict(pairs),
+        repeated=frozenset(key for key in keys if keys.count(key) > 1),
     )

@@ -213,7 +213,8 @@ def _step_tmp_root() -> Iterator[Path]:
     root = Path(tempfile.mkdtemp(prefix="opsc-tests-"))
     root.chmod(0o711)
     yield root
-    shutil.rmtree(root, ignore_errors=True)
+    if os.environ.get("OPSC_KEEP_TEST_TMP") != "1":  # set it to read a failed test's logs afterwards
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture

@@ -106,3 +106,15 @@ def cancel_in_flight(
     worker.join(timeout=join_s)
     assert not worker.is_alive(), f"the worker was still running {join_s} s after the cancel"
     return time.monotonic() - asked
+
+
+def delete_namespace(redis_url: str, namespace: str) -> int:
+    """Delete every Redis key of ``namespace`` (and nothing else: the server is shared); how many there were."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    try:
+        keys = list(client.scan_iter(match=f"{namespace}:*"))
+        return int(client.delete(*keys)) if keys else 0
+    finally:
+        client.close()

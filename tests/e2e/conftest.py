@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.engine_support import delete_namespace
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -76,18 +78,6 @@ class Cluster:
         for proc in self.groups:
             if proc.poll() is None:
                 self.stop(proc)
-
-
-def delete_namespace(redis_url: str, namespace: str) -> int:
-    """Delete every Redis key of ``namespace`` (and nothing else: the server is shared); how many there were."""
-    import redis
-
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{namespace}:*"))
-        return int(client.delete(*keys)) if keys else 0
-    finally:
-        client.close()
 
 
 def cluster_env(database_url: str, redis_url: str) -> dict[str, str]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from tests.e2e.conftest import Cluster, delete_namespace
-from tests.engine_support import processes_matching, unique_seconds
+from tests.e2e.conftest import Cluster
+from tests.engine_support import delete_namespace, processes_matching, unique_seconds
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

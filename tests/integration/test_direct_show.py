@@ -16,6 +16,7 @@ from typing import Any, Protocol
 
 import pytest
 from sqlalchemy import update
+from sqlalchemy.engine import URL, make_url
 from sqlmodel import col, select
 
 import core
@@ -48,6 +49,7 @@ from core.ops.setup import DEMO_PASSWORD
 from core.plans import canonical_json, plan_hash
 from core.transactions import session_scope
 from db.clock import utcnow
+from db.dbapi import read_only
 from db.tables import ApiToken, Asset, Execution, ExecutionStep, Tenant
 from tests.factories import noop_plan, plan_text
 
@@ -365,3 +367,21 @@ def test_a_role_change_takes_effect_on_the_next_read_alike(db: str) -> None:
     dave = principal("dave", "demo")
     set_member(principal("admin", "demo"), "dave", Role.ADMIN)
     assert_same_view(execution_id, lambda _via: dave)
+
+
+# the database it opens ----------------------------------------------------------------------------------
+
+
+def test_the_query_names_the_postgresql_database_as_for_sqlalchemy(postgres_db: str) -> None:
+    """``?dbname=`` wins over the URL's path in SQLAlchemy's psycopg2 dialect: the direct reader reads the
+    database the query names (and no other), so ``show`` never reads another database than every other command."""
+    real = make_url(postgres_db)
+    elsewhere = real.set(database=f"{real.database}_absent")
+    with pytest.raises(DirectReadUnavailable), read_only(f"{render(real)}?dbname={elsewhere.database}"):
+        pass  # the ORM fails on that database too: the direct reader leaves it to say so
+    with read_only(f"{render(elsewhere)}?dbname={real.database}") as connection:
+        assert connection.rows("SELECT count(*) FROM installation") == [(1,)]
+
+
+def render(url: URL) -> str:
+    return url.render_as_string(hide_password=False)

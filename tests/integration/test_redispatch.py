@@ -15,7 +15,6 @@ from datetime import timedelta
 
 import dramatiq
 import pytest
-import redis
 from dramatiq.brokers.redis import RedisBroker
 from dramatiq.brokers.stub import StubBroker
 from sqlalchemy import update
@@ -29,6 +28,7 @@ from db.tables import QueueItem
 from jobs.broker import QUEUE
 from jobs.dispatch import BrokerDispatcher
 from jobs.held import MessageKeys, StubLedger
+from tests.engine_support import delete_namespace
 
 ONE_STEP = "name: {name}\nsteps:\n  - {{name: a, action: noop, target: localhost}}\n"
 
@@ -50,16 +50,6 @@ def on_redis(db: str, redis_broker: RedisBroker) -> Iterator[RedisBroker]:
     ports.set_dispatcher(BrokerDispatcher(redis_broker))
     yield redis_broker
     ports.set_dispatcher(None)
-
-
-def delete_namespace(redis_url: str, namespace: str) -> int:
-    """Delete every key of ``namespace`` and nothing else (the server is shared); how many there were."""
-    client = redis.Redis.from_url(redis_url)
-    try:
-        keys = list(client.scan_iter(match=f"{namespace}:*"))
-        return int(client.delete(*keys)) if keys else 0
-    finally:
-        client.close()
 
 
 def _queued(name: str = "q") -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from db.urls import parse_database_url
 
@@ -40,6 +41,11 @@ def test_the_password_is_not_in_the_repr() -> None:
     assert "s3cret" not in repr(parse_database_url("postgresql://opsc:s3cret@db/opsc"))
 
 
-def test_what_is_not_a_url_is_refused() -> None:
+@pytest.mark.parametrize("url", ["opsconductor.db", "postgresql+psycopg2://u:p@h:/d", "postgresql://h:x/d"])
+def test_what_is_not_a_url_is_refused(url: str) -> None:
+    """What make_url refuses (no scheme, an empty or non-numeric port): the direct reader then leaves the URL
+    to the ORM, which reports it, instead of reading a database every other command fails to open."""
+    with pytest.raises((ValueError, ArgumentError)):
+        make_url(url)
     with pytest.raises(ValueError):
-        parse_database_url("opsconductor.db")
+        parse_database_url(url)
