@@ -11,6 +11,7 @@ Must not import SQLAlchemy, SQLModel or db/tables.py (the point of it).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -108,6 +109,120 @@ class AssetRow(Protocol):
 
 
 class PolicyRow(Protocol):
+    sla_class: str
+    action_class: str
+    step_s: int
+    execution_s: int
+
+
+# -- plain records -------------------------------------------------------------------------------------
+# What a source without the ORM hands the rules: the same columns as the Protocols above, as slotted
+# dataclasses (the one-shot reader, core/reads/direct_sql.py; a submit's view of what it wrote,
+# core/usecases/submitted_views.py).
+
+
+@dataclass(slots=True)
+class UserRecord:
+    id: str
+    username: str
+    disabled: bool
+    credentials_changed_at: datetime | None
+
+
+@dataclass(slots=True)
+class TenantRecord:
+    id: str
+    name: str
+
+
+@dataclass(slots=True)
+class MembershipRecord:
+    role: str
+    max_action_class: str | None
+
+
+@dataclass(slots=True)
+class TokenRecord:
+    id: str
+    user_id: str
+    tenant_id: str
+    scopes: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+
+@dataclass(slots=True)
+class ExecutionRecord:
+    id: str
+    tenant_id: str
+    requested_by: str
+    name: str
+    description: str
+    plan_json: str
+    plan_hash: str
+    action_class: str
+    approval_level: int
+    sla_class: str
+    execution_mode: str
+    run_mode: str
+    continue_on_error: bool
+    status: str
+    idempotency_key: str
+    attempt: int
+    error: str | None
+    approval_expires_at: datetime | None
+    cancel_requested_at: datetime | None
+    created_at: datetime
+    started_at: datetime | None
+    deadline_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(slots=True)
+class StepRecord:
+    step_index: int
+    name: str
+    action: str
+    target_asset_id: str
+    target_name: str
+    action_class: str
+    params_json: str
+    timeout_s: int | None
+    status: str
+    attempts: int
+    output: str | None
+    error: str | None
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+@dataclass(slots=True)
+class ApprovalRecord:
+    decision: str
+    comment: str | None
+    plan_hash: str
+    step_index: int | None
+    created_at: datetime
+
+
+@dataclass(slots=True)
+class AssetRecord:
+    id: str
+    name: str
+    connection: str
+    host: str | None
+    port: int | None
+    base_url: str | None
+    tags_json: str
+    credential_ref: str | None
+    known_host_key: str | None
+    skip_host_key: bool
+
+
+@dataclass(slots=True)
+class PolicyRecord:
     sla_class: str
     action_class: str
     step_s: int

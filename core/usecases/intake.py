@@ -30,8 +30,8 @@ from core.inventory.trust import tenant_trust
 from core.plan_hash import canonical_json, plan_hash
 from core.plans import Plan, canonical_plan, reclassify
 from core.policies import cached_policies
-from core.reads.direct_sql import AssetRecord
 from core.risk import Trust
+from core.rows import AssetRecord
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import secret_refs
 from core.schemas import PolicyView, Principal

@@ -20,9 +20,17 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
 from core.reads import execution_view
-from core.reads.direct_sql import AssetRecord, ExecutionRecord, PolicyRecord, StepRecord
 from core.reads.plan_review import APPROVED_STATUSES
-from core.rows import ApprovalRow, ExecutionRow, PolicyRow, StepRow
+from core.rows import (
+    ApprovalRow,
+    AssetRecord,
+    ExecutionRecord,
+    ExecutionRow,
+    PolicyRecord,
+    PolicyRow,
+    StepRecord,
+    StepRow,
+)
 from core.schemas import ExecutionView, PolicyView, Principal
 from core.usecases.submission_rows import NewExecution
 from db.tables import Asset, Execution
