@@ -68,14 +68,16 @@ def get_policy(session: Session, sla_class: SlaClass | str, action_class: Action
     return _view(row)
 
 
-_cache: dict[tuple[str, str], tuple[float, PolicyView]] = {}
+# (database engine, SLA class, action class) → (when read, the row): keyed by the engine too, so a process
+# that switches databases (the suite runs each test on SQLite and PostgreSQL) never reads one's row for another.
+_cache: dict[tuple[object, str, str], tuple[float, PolicyView]] = {}
 CACHE_TTL_S = 5.0
 
 
 def cached_policy(session: Session, sla_class: SlaClass | str, action_class: ActionClass | str) -> PolicyView:
     """``get_policy`` through a per-process cache of ``CACHE_TTL_S``: the engine reads it for every step,
     and an admin's edit may take that long to reach running workers."""
-    key = (str(sla_class), str(action_class))
+    key = (session.get_bind(), str(sla_class), str(action_class))
     hit = _cache.get(key)
     now = time.monotonic()
     if hit is not None and now - hit[0] < CACHE_TTL_S:
