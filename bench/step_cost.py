@@ -20,39 +20,19 @@ import json
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
-from typing import Any
 
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.statements import StatementCounter, measure  # noqa: E402
 
 STEPS = 3
 PLAN = "name: cost-NUMBER\nsteps:\n" + "".join(
     f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(STEPS)
 )
-
-
-class StatementCounter:
-    """Counts statements sent through every SQLAlchemy engine of this process."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        event.listen(Engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, *_args: Any) -> None:
-        self.count += 1
-
-
-def _measure(counter: StatementCounter, work: Any) -> tuple[int, float, float]:
-    """Run ``work``; return (statements, CPU s, wall s) it took."""
-    statements, cpu, wall = counter.count, time.process_time(), time.perf_counter()
-    work()
-    return counter.count - statements, time.process_time() - cpu, time.perf_counter() - wall
 
 
 def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
@@ -82,7 +62,7 @@ def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
                 if engine.process(execution_id, worker_id="bench") in {engine.Outcome.FINISHED, engine.Outcome.STALE}:
                     break
 
-    statements, cpu_s, wall_s = _measure(counter, drive_all)
+    statements, cpu_s, wall_s = measure(counter, drive_all)
     finished = {core.get_execution(alice, i).status for i in ids}
     assert finished == {"completed"}, finished  # figures of work that did not finish would mean nothing
     with session_scope() as session:
@@ -93,7 +73,7 @@ def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
             with session_scope() as session:
                 session.execute(text("INSERT INTO bench_floor (id, note) VALUES (:id, 'step')"), {"id": n})
 
-    floor_statements, floor_cpu_s, floor_wall_s = _measure(counter, floor)
+    floor_statements, floor_cpu_s, floor_wall_s = measure(counter, floor)
     dispose_engines()
     steps = plans * STEPS
     return {

@@ -21,32 +21,19 @@ import json
 import os
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.statements import StatementCounter, measure  # noqa: E402
 
 STEPS = 3
 WARM_UP = 20
-
-
-class StatementCounter:
-    """Counts statements sent through every SQLAlchemy engine of this process."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        event.listen(Engine, "before_cursor_execute", self._seen)
-
-    def _seen(self, *_args: Any) -> None:
-        self.count += 1
 
 
 def plan(number: int, form: str) -> str | dict[str, Any]:
@@ -56,13 +43,6 @@ def plan(number: int, form: str) -> str | dict[str, Any]:
         "steps": [{"name": f"s{i}", "action": "noop", "target": "localhost"} for i in range(STEPS)],
     }
     return yaml.safe_dump(data, sort_keys=False) if form == "yaml" else data
-
-
-def _measure(counter: StatementCounter, work: Callable[[], Any]) -> tuple[int, float]:
-    """Run ``work``; return (statements, CPU s) it took."""
-    statements, cpu = counter.count, time.process_time()
-    work()
-    return counter.count - statements, time.process_time() - cpu
 
 
 def run(url: str, plans: int, batch: int, counter: StatementCounter) -> dict[str, float]:
@@ -90,7 +70,7 @@ def run(url: str, plans: int, batch: int, counter: StatementCounter) -> dict[str
             for source in sources:
                 assert core.submit(alice, source, background=True).created
 
-        statements, cpu_s = _measure(counter, singles)
+        statements, cpu_s, _wall_s = measure(counter, singles)
         figures[f"single_{form}_cpu_ms"] = 1000 * cpu_s / plans
         figures[f"single_{form}_statements"] = statements / plans
         submit_many = getattr(core, "submit_many", None)
@@ -103,7 +83,7 @@ def run(url: str, plans: int, batch: int, counter: StatementCounter) -> dict[str
                 results = submit_many(alice, sources[start : start + batch], background=True)
                 assert all(r.created for r in results)
 
-        statements, cpu_s = _measure(counter, batches)
+        statements, cpu_s, _wall_s = measure(counter, batches)
         figures[f"batch_{form}_cpu_ms"] = 1000 * cpu_s / plans
         figures[f"batch_{form}_statements"] = statements / plans
     with session_scope() as session:
@@ -121,7 +101,7 @@ def run(url: str, plans: int, batch: int, counter: StatementCounter) -> dict[str
                 session.execute(text("INSERT INTO bench_floor (id, note) VALUES (:id, 'plan')"), rows)
 
     for name, work in (("single", floor_single), ("batch", floor_batch)):
-        statements, cpu_s = _measure(counter, work)
+        statements, cpu_s, _wall_s = measure(counter, work)
         figures[f"floor_{name}_cpu_ms"] = 1000 * cpu_s / plans
         figures[f"floor_{name}_statements"] = statements / plans
     dispose_engines()
