@@ -90,17 +90,7 @@ def transition(
     )
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidTransition(execution_id, _status(session, execution_id, tenant_id), to)
-    record_event(
-        session,
-        execution_id=execution_id,
-        tenant_id=tenant_id,
-        kind="status",
-        actor=actor,
-        message=message,
-        from_status=current.value,
-        to_status=to.value,
-        data=data,
-    )
+    _status_event(session, execution_id, tenant_id, current, to, actor=actor, message=message, data=data)
     return current
 
 
@@ -142,16 +132,7 @@ def transition_many(
                 raise InvalidTransition(execution_id, statuses[execution_id], to)
         raise InvalidTransition(ids[0], to.value, to)  # all hold ``to`` now: some had been moved there already
     for execution_id in ids:  # appended: written with the transaction's other events at commit (core/audit.py)
-        record_event(
-            session,
-            execution_id=execution_id,
-            tenant_id=tenant_id,
-            kind="status",
-            actor=actor,
-            message=message,
-            from_status=expected.value,
-            to_status=to.value,
-        )
+        _status_event(session, execution_id, tenant_id, expected, to, actor=actor, message=message)
 
 
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
@@ -163,6 +144,31 @@ _MOVE_MANY = update(_EXECUTIONS).where(
 _STATUSES = select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(
     _EXECUTIONS.c.id.in_(bindparam("b_ids", expanding=True)), _EXECUTIONS.c.tenant_id == bindparam("b_tenant_id")
 )
+
+
+def _status_event(
+    session: Session,
+    execution_id: str,
+    tenant_id: str,
+    left: S,
+    to: S,
+    *,
+    actor: str | None,
+    message: str,
+    data: dict[str, Any] | None = None,
+) -> None:
+    """The audit event of one move ``left → to`` (the trail's record of every status change)."""
+    record_event(
+        session,
+        execution_id=execution_id,
+        tenant_id=tenant_id,
+        kind="status",
+        actor=actor,
+        message=message,
+        from_status=left.value,
+        to_status=to.value,
+        data=data,
+    )
 
 
 def _changes(to: S, values: dict[str, Any] | None) -> dict[str, Any]:
