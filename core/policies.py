@@ -68,33 +68,16 @@ def get_policy(session: Session, sla_class: SlaClass | str, action_class: Action
     return _view(row)
 
 
-# (database engine, SLA class, action class) → (when read, the row): keyed by the engine too, so a process
-# that switches databases (the suite runs each test on SQLite and PostgreSQL) never reads one's row for another.
-_cache: dict[tuple[object, str, str], tuple[float, PolicyView]] = {}
+# (database engine, when read, the rows): one slot, keyed by the engine, so a process that switches databases
+# (the suite runs each test on SQLite and PostgreSQL) never reads one database's rows for another.
+_rows_cache: tuple[object, float, tuple[PolicyView, ...]] | None = None
 CACHE_TTL_S = 5.0
 
 
-def cached_policy(session: Session, sla_class: SlaClass | str, action_class: ActionClass | str) -> PolicyView:
-    """``get_policy`` through a per-process cache of ``CACHE_TTL_S``: the engine reads it for every step,
-    and an admin's edit may take that long to reach running workers."""
-    key = (session.get_bind(), str(sla_class), str(action_class))
-    hit = _cache.get(key)
-    now = time.monotonic()
-    if hit is not None and now - hit[0] < CACHE_TTL_S:
-        return hit[1]
-    view = get_policy(session, sla_class, action_class)
-    _cache[key] = (now, view)
-    return view
-
-
-# (database engine, when read, the rows): one slot, so a process that switches databases (tests) never
-# reads one database's rows for another.
-_rows_cache: tuple[object, float, tuple[PolicyView, ...]] | None = None
-
-
 def cached_policies(session: Session) -> tuple[PolicyView, ...]:
-    """``list_policies`` through a per-process cache of ``CACHE_TTL_S``, as ``cached_policy``: a submit derives
-    every plan's SLA class from them, and an admin's edit in another process may take that long to reach it."""
+    """``list_policies`` through a per-process cache of ``CACHE_TTL_S``: the engine reads a row for every step
+    and a submit derives every plan's SLA class from them; an admin's edit in another process may take that
+    long to reach them."""
     global _rows_cache
     bind, now, hit = session.get_bind(), time.monotonic(), _rows_cache
     if hit is not None and hit[0] is bind and now - hit[1] < CACHE_TTL_S:
@@ -104,10 +87,22 @@ def cached_policies(session: Session) -> tuple[PolicyView, ...]:
     return rows
 
 
+def cached_policy(session: Session, sla_class: SlaClass | str, action_class: ActionClass | str) -> PolicyView:
+    """``get_policy`` through the same cache as ``cached_policies``.
+
+    Raises:
+        NotFound: the row is missing (run ``opsconductor init``).
+    """
+    key = (str(sla_class), str(action_class))
+    for row in cached_policies(session):
+        if (row.sla_class, row.action_class) == key:
+            return row
+    raise NotFound("timeout policy", f"{sla_class}/{action_class}")
+
+
 def clear_policy_cache() -> None:
     """Forget cached policies (after an edit in this process, and in tests)."""
     global _rows_cache
-    _cache.clear()
     _rows_cache = None
 
 
