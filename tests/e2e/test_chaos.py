@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import NamedTuple, TypeVar
 
 import pytest
 from sqlalchemy.exc import DBAPIError
@@ -33,7 +33,6 @@ import core
 from core.errors import Conflict, ServiceUnavailable
 from tests.e2e.conftest import Cluster, open_cluster
 from tests.e2e.private_services import PrivatePostgres, demo_database, private_postgres
-from tests.engine_support import alive as pid_alive
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -46,6 +45,7 @@ KILL_GAP_S = 2.0  # fault pacing (a schedule, not a wait for a result)
 KILLS_AT_LEAST = 4  # fewer when FAULTS_BOUND_S runs out (replacement workers boot slowly on a loaded machine)
 FAULTS_BOUND_S = 240
 SUBMIT_GAP_S = 0.35
+SCAN_S = 0.2  # how often the watcher looks for new step processes in /proc (a shorter life may go unseen)
 THREADS = 3
 SETTLE_S = 150  # bound on waiting for every execution to end after the last fault
 # An execution's finished_at may be stamped just before the worker or sweeper kills the orphan and commits.
@@ -80,6 +80,7 @@ class Attempt:
 class Kill:
     at: float  # wall clock, as the steps' `date` writes it
     aimed_at: str
+    group: int  # the victim worker's process group
     interrupted: list[tuple[str, int]]  # (step key "r03.1", pid) of the step processes running under the victim
 
 
@@ -89,8 +90,9 @@ class Run:
 
     ids: dict[str, str] = field(default_factory=dict)  # tag ("r03", "m04") → execution id
     kills: list[Kill] = field(default_factory=list)
-    deaths: dict[int, float] = field(default_factory=dict)  # pid of an interrupted step → when it was gone
+    deaths: dict[int, float] = field(default_factory=dict)  # pid of a step process → when it was gone (0: not yet)
     seen_alive: dict[int, float] = field(default_factory=dict)  # … → when it was last seen alive
+    groups_of: dict[int, int] = field(default_factory=dict)  # … → the worker group it ran under (0: none)
     pg_down_at: float | None = None
     pg_up_at: float | None = None
     pg_inflight: list[str] = field(default_factory=list)
@@ -126,7 +128,7 @@ def test_sigkills_and_a_postgres_restart_lose_nothing_and_run_nothing_twice(
 
     run = Run()
     stop = threading.Event()
-    watcher = threading.Thread(target=_watch_deaths, args=(run, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_steps, args=(run, stop), daemon=True)
     watcher.start()
     submitter = _Submitter(run, alice, bob, steps_dir)
     submitter.start()
@@ -141,6 +143,7 @@ def test_sigkills_and_a_postgres_restart_lose_nothing_and_run_nothing_twice(
         dlq = {d.execution_id: d for d in _db(lambda: core.list_dlq(admin, limit=500))}
         attempts = _read_attempts(steps_dir)
         alive = _alive_sessions({a.pid for tries in attempts.values() for a in tries})
+        unseen = _add_unseen_interrupted(run, attempts)
     finally:
         stop.set()
         submitter.stop.set()
@@ -149,6 +152,7 @@ def test_sigkills_and_a_postgres_restart_lose_nothing_and_run_nothing_twice(
 
     problems, figures = _judge(run, statuses, views, dlq, attempts, alive)
     figures["boot of 2 workers (s)"] = round(booted_s, 1)
+    figures["interrupted step processes the fault loop missed (found by the watcher)"] = unseen
     figures["settle after the last fault (s)"] = round(settled_s, 1)
     figures["test runtime (s)"] = round(time.monotonic() - began, 1)
     print("\nchaos figures:")
@@ -295,10 +299,11 @@ def _inject_faults(
         at = time.time()
         os.killpg(groups[index].pid, signal.SIGKILL)  # supervisor and worker process; the step has its own session
         groups[index].wait()
-        interrupted += _strays(groups, set(run.deaths) | {pid for _, pid in interrupted})  # started while we looked
-        run.kills.append(Kill(at, aimed_at, interrupted))
+        earlier = {pid for k in run.kills for _, pid in k.interrupted}
+        interrupted += _strays(groups, earlier | {pid for _, pid in interrupted})  # started while we looked
+        run.kills.append(Kill(at, aimed_at, groups[index].pid, interrupted))
         for _, pid in interrupted:
-            run.deaths.setdefault(pid, 0.0)  # 0: still alive, watched by _watch_deaths
+            run.deaths.setdefault(pid, 0.0)  # 0: still alive, watched by _watch_steps
         groups[index] = cluster.start_worker(threads=THREADS)
         run.boots[groups[index].pid] = [time.monotonic()]
         if len(run.kills) == KILLS // 2:
@@ -382,7 +387,7 @@ def _ready_groups(groups: list[subprocess.Popen[bytes]], boots: dict[int, list[f
     return ready
 
 
-def _under(table: dict[int, tuple[int, int, int, str | None]], pid: int) -> int:
+def _under(table: dict[int, Proc], pid: int) -> int:
     """The process group of the nearest ancestor of ``pid`` in another session (the worker that started the
     step, through any wrapper the runner puts between them); 0 when there is none (orphaned)."""
     session = table[pid][2]
@@ -390,7 +395,7 @@ def _under(table: dict[int, tuple[int, int, int, str | None]], pid: int) -> int:
     for _ in range(8):
         if parent not in table or parent <= 1:
             return 0
-        ppid, pgid, sid, _key = table[parent]
+        ppid, pgid, sid, _born, _key = table[parent]
         if sid != session:
             return pgid
         parent = ppid
@@ -404,10 +409,20 @@ def _pgid(pid: int) -> int:
         return -1
 
 
-def _process_table() -> dict[int, tuple[int, int, int, str | None]]:
-    """pid → (ppid, process group, session, step key if it is one of this test's step shells) of every live
-    process. Only shells' command lines are read: the scan runs often on a machine shared with others."""
-    table: dict[int, tuple[int, int, int, str | None]] = {}
+class Proc(NamedTuple):
+    """A live process as /proc shows it."""
+
+    ppid: int
+    pgid: int
+    sid: int
+    born: str  # start time in clock ticks since boot: with the pid, who the process is (pids are reused)
+    key: str | None  # the step key ("r03.1") if it is one of this test's step shells
+
+
+def _process_table() -> dict[int, Proc]:
+    """Every live process by pid. Only shells' command lines are read: the scan runs often on a machine shared
+    with others."""
+    table: dict[int, Proc] = {}
     mark = STEP_MARK.encode()
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -421,18 +436,43 @@ def _process_table() -> dict[int, tuple[int, int, int, str | None]]:
         if fields[0] == "Z":
             continue
         key = Path(argv[argv.index(mark) + 1].decode()).name if mark in argv[:-1] else None
-        table[int(entry.name)] = (int(fields[1]), int(fields[2]), int(fields[3]), key)
+        table[int(entry.name)] = Proc(int(fields[1]), int(fields[2]), int(fields[3]), fields[19], key)
     return table
 
 
-def _watch_deaths(run: Run, stop: threading.Event) -> None:
-    """Note when each interrupted step process is gone (exited, or a zombie nobody reaps)."""
+def _born(pid: int) -> str | None:
+    """Process ``pid``'s start time (see Proc.born); None when it is gone or a zombie."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return None if fields[0] == "Z" else fields[19]
+
+
+def _watch_steps(run: Run, stop: threading.Event) -> None:
+    """Follow every step process until it is gone: when it was last seen alive and when it was gone, and the
+    worker group it ran under. A killed process writes no `end` line; this is the evidence of how long it ran.
+    New ones are found by scanning /proc every SCAN_S (or added to ``run.deaths`` by the fault loop); those
+    followed are looked at every 50 ms, a cheap read of one file each."""
+    born: dict[int, str | None] = {}  # pid → its start time when first followed
+    scanned = 0.0
     while not stop.is_set():
+        if time.monotonic() - scanned >= SCAN_S:
+            scanned = time.monotonic()
+            table = _process_table()
+            for pid, proc in table.items():
+                if proc.key and pid not in born:
+                    born[pid] = proc.born
+                    run.groups_of[pid] = _under(table, pid)
+                    run.deaths.setdefault(pid, 0.0)
         for pid, gone_at in list(run.deaths.items()):
-            now = time.time()  # taken before looking: a lower bound of when it was alive
             if gone_at:
                 continue
-            if pid_alive(pid):
+            now = time.time()  # taken before looking: a lower bound of when it was alive
+            if pid not in born:
+                born[pid] = _born(pid)
+            current = _born(pid)
+            if current is not None and current == born[pid]:
                 run.seen_alive[pid] = now
             else:
                 run.deaths[pid] = time.time()
@@ -441,7 +481,7 @@ def _watch_deaths(run: Run, stop: threading.Event) -> None:
 
 def _alive_sessions(leaders: set[int]) -> dict[int, int]:
     """Live processes (pid → session leader) in the session of any step shell in ``leaders``."""
-    return {pid: sid for pid, (_ppid, _pgid, sid, _key) in _process_table().items() if sid in leaders}
+    return {pid: proc.sid for pid, proc in _process_table().items() if proc.sid in leaders}
 
 
 def _kill_step_processes(steps_dir: Path) -> None:
@@ -471,6 +511,21 @@ def _read_attempts(steps_dir: Path) -> dict[str, list[Attempt]]:
                 by_pid[pid].effects += 1
         found[path.name] = sorted(by_pid.values(), key=lambda a: a.start)
     return found
+
+
+def _add_unseen_interrupted(run: Run, attempts: dict[str, list[Attempt]]) -> list[str]:
+    """Add to each kill the step processes it ended that the fault loop did not see (started just after it
+    looked, and gone before it looked again): those the watcher saw under the victim's group, still running
+    at the kill; returns their step keys."""
+    added = []
+    for kill in run.kills:
+        known = {pid for _, pid in kill.interrupted}
+        for key, tries in attempts.items():
+            for a in tries:
+                if run.groups_of.get(a.pid) == kill.group and a.pid not in known and (a.end or kill.at) >= kill.at:
+                    kill.interrupted.append((key, a.pid))
+                    added.append(key)
+    return added
 
 
 def _ts(value: datetime | None) -> float | None:
@@ -630,14 +685,15 @@ def _held(view: core.ExecutionView, attempts: dict[str, list[Attempt]], tag: str
 def _overlaps(run: Run, views: dict[str, core.ExecutionView], attempts: dict[str, list[Attempt]]) -> list[str]:
     """Pairs of step processes that ran at the same time on one asset (an orphan, or two plans at once)."""
     spans: dict[str, list[tuple[float, float, str, int]]] = {}
-    # A killed step process without an end line ended after it was last seen alive, or (gone too fast to be
-    # seen) after its kill; never as late as its step's finished_at, which is its retry's.
+    # A killed step process (no `end` line) ran at least until it was last seen alive, or its kill; one never
+    # seen lived less than a scan (SCAN_S), so an overlap shorter than that may go unnoticed. Never its step's
+    # finished_at: that is its retry's.
     killed_at = {pid: k.at for k in run.kills for _, pid in k.interrupted}
     for key, tries in attempts.items():
         tag, index = key.split(".")
         step = views[tag].steps[int(index)]
         for a in tries:
-            end = a.end or run.seen_alive.get(a.pid) or killed_at.get(a.pid) or _ts(step.finished_at) or time.time()
+            end = a.end or max(run.seen_alive.get(a.pid, 0.0), killed_at.get(a.pid, 0.0), a.start)
             spans.setdefault(step.target, []).append((a.start, end, key, a.pid))
     found = []
     for asset, items in spans.items():
