@@ -82,6 +82,12 @@ class Kill:
     aimed_at: str
     group: int  # the victim worker's process group
     interrupted: list[tuple[str, int]]  # (step key "r03.1", pid) of the step processes running under the victim
+    missed: list[tuple[str, int]] = field(default_factory=list)  # … that the fault loop did not see (the watcher did)
+
+    @property
+    def ended(self) -> list[tuple[str, int]]:
+        """Every step process the kill ended."""
+        return self.interrupted + self.missed
 
 
 @dataclass
@@ -514,16 +520,19 @@ def _read_attempts(steps_dir: Path) -> dict[str, list[Attempt]]:
 
 
 def _add_unseen_interrupted(run: Run, attempts: dict[str, list[Attempt]]) -> list[str]:
-    """Add to each kill the step processes it ended that the fault loop did not see (started just after it
-    looked, and gone before it looked again): those the watcher saw under the victim's group, still running
-    at the kill; returns their step keys."""
+    """Note for each kill the step processes it ended that the fault loop did not see (started just after it
+    looked, and gone before it looked again): those the watcher saw under the victim's group, alive at its last
+    look before the kill (one poll, 50 ms, with slack) and gone after it; returns their step keys. One that was
+    gone before the kill ended for another reason (its worker stopped it: a timeout, a cancel)."""
     added = []
     for kill in run.kills:
         known = {pid for _, pid in kill.interrupted}
         for key, tries in attempts.items():
             for a in tries:
-                if run.groups_of.get(a.pid) == kill.group and a.pid not in known and (a.end or kill.at) >= kill.at:
-                    kill.interrupted.append((key, a.pid))
+                if run.groups_of.get(a.pid) != kill.group or a.pid in known or a.end is not None:
+                    continue
+                if run.seen_alive.get(a.pid, 0.0) >= kill.at - 0.1 and run.deaths.get(a.pid, 0.0) >= kill.at:
+                    kill.missed.append((key, a.pid))
                     added.append(key)
     return added
 
@@ -557,7 +566,7 @@ def _judge(
         return f"{view.status} [{steps}]" + (f" DLQ {dl.reason} at step {dl.step_index}" if dl else "")
 
     # The faults happened as planned (otherwise this run proves nothing).
-    hit = Counter(key[0] for k in run.kills for key, _ in k.interrupted)
+    hit = Counter(key[0] for k in run.kills for key, _ in k.ended)
     if len(run.kills) < KILLS_AT_LEAST or not hit["r"] or not hit["m"] or run.pg_up_at is None:
         problems.append(
             f"too little chaos: {len(run.kills)} of {KILLS} kills, step processes interrupted {dict(hit)}, "
@@ -576,7 +585,7 @@ def _judge(
     modify_dlq_s: list[float] = []
     read_lost_s: list[float] = []  # kill → the execution of a read step that was not retried ended
     for number, kill in enumerate(run.kills, 1):
-        for key, pid in kill.interrupted:
+        for key, pid in kill.ended:
             tag, index = key.split(".")
             view = views[tag]
             if tag.startswith("r"):
@@ -607,7 +616,10 @@ def _judge(
                 lost = sum(e.kind == "lease_expired" for e in story)
                 # A policy holds one reclaim plus a retry in its execution limit, not two: a kill can also hit
                 # a worker that had claimed a step of it but not yet started its process (unseen by the test).
-                if not (view.status == "timeout" and lost >= 2):
+                # Lost twice, it may end `timeout`; lost as often as the policy's attempts, `failed` in the DLQ.
+                dl = dlq.get(view.execution_id)
+                exhausted = view.status == "failed" and dl is not None and dl.reason == "retries_exhausted"
+                if not ((view.status == "timeout" or exhausted) and lost >= 2):
                     told = "; ".join(f"{e.kind}[{e.step_index}] {e.message}" for e in story[-12:])
                     problems.append(f"read execution {tag} did not complete: {step_line(view)}; events: {told}")
                 else:
@@ -641,7 +653,9 @@ def _judge(
         problems.append(f"step processes still alive after the run: {sorted(alive)}")
 
     figures: dict[str, object] = {
-        "read executions that lost two workers (timeout, as the policy allows)": figures_twice_lost,
+        "read executions that lost two or more workers (timeout or retries exhausted, as the policy allows)": (
+            figures_twice_lost
+        ),
         "executions": dict(
             Counter(f"{'modify' if t.startswith('m') else 'read'} {v.status}" for t, v in views.items())
         ),
@@ -655,7 +669,7 @@ def _judge(
         "kill → read execution ended without a retry (s)": _spread(read_lost_s),
         "kill → modify execution failed, step `unknown`, in the DLQ (s)": _spread(modify_dlq_s),
         "orphan lifetime after the kill (s)": _spread(
-            [run.deaths[pid] - k.at for k in run.kills for _, pid in k.interrupted if run.deaths.get(pid)]
+            [run.deaths[pid] - k.at for k in run.kills for _, pid in k.ended if run.deaths.get(pid)]
         ),
     }
     if run.pg_down_at is not None and run.pg_up_at is not None:
