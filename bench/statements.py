@@ -1,7 +1,9 @@
-"""Counting what a piece of work costs the engine's process: SQL statements sent and CPU time.
+"""Counting what a piece of work costs the engine's process: SQL statements sent, transactions begun, and CPU
+time.
 
-Shared by bench/step_cost.py and bench/submit_cost.py: statements are counted by an SQLAlchemy listener on
-every engine of the process; CPU is ``time.process_time`` (the database server's is not in it).
+Shared by bench/step_cost.py and bench/submit_cost.py (in their own process) and bench/counting/ (inside
+worker processes): statements and transactions are counted by SQLAlchemy listeners on every engine of the
+process; CPU is ``time.process_time`` (the database server's is not in it).
 """
 
 from __future__ import annotations
@@ -15,14 +17,19 @@ from sqlalchemy.engine import Engine
 
 
 class StatementCounter:
-    """Counts statements sent through every SQLAlchemy engine of this process."""
+    """Counts statements sent and transactions begun through every SQLAlchemy engine of this process."""
 
     def __init__(self) -> None:
         self.count = 0
+        self.transactions = 0
         event.listen(Engine, "before_cursor_execute", self._seen)
+        event.listen(Engine, "begin", self._began)
 
     def _seen(self, *_args: Any) -> None:
         self.count += 1
+
+    def _began(self, *_args: Any) -> None:
+        self.transactions += 1
 
 
 def measure(counter: StatementCounter, work: Callable[[], Any]) -> tuple[int, float, float]:

@@ -1,27 +1,38 @@
-"""Throughput and latency of the job runner against a raw Dramatiq floor, in one run (issue: job runner).
+"""Throughput and cost of the job runner against a raw Dramatiq floor, in one run (issue 15).
 
 Measures, on the same PostgreSQL and Redis, with the same number of worker processes and threads:
   (a) raw floor: plain Dramatiq, one PostgreSQL insert per message (bench/raw_floor_actors.py);
   (b) OpsConductor: N level-0 plans of 3 noop steps on 64 assets, submitted in background mode, run by
       `opsconductor worker` processes through the full path (claim, lease, events, dispatch per step).
-Prints steps/s for both and their ratio, submit latency p50/p99, submit→completed p50/p99,
-approve→first-step-started p95 (level-1 plans), and the peak RSS of a worker process; the last line
-is one JSON object with every figure.
+Prints steps/s for both and their ratio and, for the drain's window (first step started to last finished),
+what a step cost: worker CPU ms, PostgreSQL CPU ms (the backends serving the workers, from /proc),
+statements and transactions (counted inside the workers, bench/counting). With latency figures: submit
+p50/p99, submit→completed p50/p99, approve→first step p95 (level-1 plans), lock hand-off p50/p95, and the
+peak RSS of a worker process.
 
-Usage: uv run python bench/throughput.py [--plans 300] [--processes 2] [--threads 4] [--approvals 30]
+Several process counts (``--processes 1,2,4``, the default) run one after another, each in a child process of
+this script with a database and Redis namespaces of its own, and then the modes without Redis
+(bench/inprocess_modes.py: the embedded default on SQLite, and the immediate mode on both databases). The
+latency figures come from the ``--latency-at`` process count. The last line is one JSON object with every
+figure.
+
+Usage: uv run python bench/throughput.py [--plans 300] [--processes 1,2,4] [--threads 4] [--approvals 30]
+                                         [--latency-at 2] [--no-modes]
 Needs PostgreSQL (OPSC_TEST_DATABASE_URL or 127.0.0.1:5432) and Redis (OPSC_TEST_REDIS_URL or :6379);
-it creates and drops its own database and uses its own Redis namespaces.
+it creates and drops its own databases and uses its own Redis namespaces.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zlib
 from pathlib import Path
@@ -31,7 +42,8 @@ import psycopg2
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.cpu_timeline import CostTimeline, Reading  # noqa: E402  (after the path: runnable as a script)
+from bench.scratch_db import scratch_postgres  # noqa: E402
 from bench.scratch_redis import scratch_namespace  # noqa: E402
 
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -39,6 +51,8 @@ NOOP_PLAN = "name: {name}\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop,
 ASSETS = 64
 HANDOFF_PLANS = 100
 MODIFY_PLAN = "name: {name}\nsteps:\n  - {name: m, action: noop, target: localhost, action_class: modify}\n"
+# Who a backend serves (libpq's PGAPPNAME): the workers' backends are measured, the bench's own are not.
+RAW_APP, OPSC_APP, BENCH_APP = "bench-raw-worker", "bench-opsc-worker", "bench"
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -78,7 +92,9 @@ def stop_group(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
-def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path, namespace: str) -> dict[str, float]:
+def raw_floor(
+    dsn: str, admin_dsn: str, messages: int, processes: int, threads: int, logs: Path, namespace: str
+) -> dict[str, float]:
     """Plain Dramatiq + one insert per message: queue ``messages``, start the workers, time the drain."""
     conn = psycopg2.connect(dsn)
     conn.autocommit = True
@@ -104,17 +120,36 @@ def raw_floor(dsn: str, messages: int, processes: int, threads: int, logs: Path,
         "--threads",
         str(threads),
     ]
-    workers = start_group(argv, {**env, "dramatiq_worker_timeout": "100"}, logs / "raw-workers.log")
+    env = {**env, "dramatiq_worker_timeout": "100", "PGAPPNAME": RAW_APP}
+    workers = start_group(argv, env, logs / "raw-workers.log")
+    timeline = CostTimeline(workers.pid, admin_dsn, conn.info.dbname, RAW_APP, None).start()
     try:
         _wait_rows(conn, messages, 300)
         rss = peak_rss_mb(workers.pid)
         with conn.cursor() as cur:
-            cur.execute("SELECT extract(epoch FROM max(at) - min(at)) FROM bench_raw")
-            elapsed = float(cur.fetchone()[0])  # type: ignore[index]
+            cur.execute("SELECT extract(epoch FROM min(at)), extract(epoch FROM max(at)) FROM bench_raw")
+            first, last = (float(v) for v in cur.fetchone())  # type: ignore[union-attr]
+        time.sleep(0.1)  # one more sample after the last row
     finally:
+        timeline.stop()
         stop_group(workers)
         conn.close()
-    return {"steps_per_s": (messages - 1) / elapsed, "seconds": elapsed, "peak_rss_mb": rss}
+    return {
+        "steps_per_s": (messages - 1) / (last - first),
+        "seconds": last - first,
+        "peak_rss_mb": rss,
+        **cost_per_step(timeline.at(first), timeline.at(last), messages - 1),
+    }
+
+
+def cost_per_step(start: Reading, end: Reading, steps: int) -> dict[str, float]:
+    """What the window between two readings cost, per step."""
+    return {
+        "worker_cpu_ms_per_step": 1000 * (end.worker_cpu_s - start.worker_cpu_s) / steps,
+        "database_cpu_ms_per_step": 1000 * (end.database_cpu_s - start.database_cpu_s) / steps,
+        "statements_per_step": (end.statements - start.statements) / steps,
+        "transactions_per_step": (end.transactions - start.transactions) / steps,
+    }
 
 
 def _wait_rows(conn: psycopg2.extensions.connection, count: int, timeout_s: float) -> None:
@@ -129,11 +164,20 @@ def _wait_rows(conn: psycopg2.extensions.connection, count: int, timeout_s: floa
 
 
 def opsconductor(
-    url: str, plans: int, approvals: int, processes: int, threads: int, logs: Path, namespace: str
+    url: str,
+    admin_dsn: str,
+    plans: int,
+    approvals: int,
+    processes: int,
+    threads: int,
+    logs: Path,
+    namespace: str,
+    *,
+    latency: bool,
 ) -> dict[str, float]:
     """The full path. Throughput: queue ``plans`` 3-noop-step plans (background), start `opsconductor worker`
-    processes, time the drain from the first step started to the last step finished. Latency: with the
-    workers up, submit plans one by one and time submit and submit→completed; then level-1 plans."""
+    processes, time the drain from the first step started to the last step finished. Latency (if asked): with
+    the workers up, submit plans one by one and time submit and submit→completed; then level-1 plans."""
     from cryptography.fernet import Fernet
 
     os.environ.update(
@@ -155,38 +199,59 @@ def opsconductor(
         core.add_asset(admin, f"node-{n}", core.Connection.LOCAL)
     alice, bob = core.principal("alice", "demo"), core.principal("bob", "demo")
     queued = [submit_background(core, alice, f"drain-{i}")[0] for i in range(plans)]
+    counts = Path(tempfile.mkdtemp(prefix="bench-counts-"))
+    env = {
+        **os.environ,
+        "PGAPPNAME": OPSC_APP,
+        "BENCH_COUNT_DIR": str(counts),
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "counting"), str(ROOT)]),
+    }
     workers = start_group(
         [sys.executable, "-m", "ui.cli", "worker", "--processes", str(processes), "--threads", str(threads)],
-        dict(os.environ),
+        env,
         logs / "opsc-workers.log",
     )
+    timeline = CostTimeline(workers.pid, admin_dsn, url.rsplit("/", 1)[1], OPSC_APP, counts).start()
+    figures: dict[str, float] = {}
     try:
         views = [core.wait_for(alice, i, timeout_s=600, poll_s=0.05) for i in queued]
         assert all(v.status == "completed" for v in views), [v.status for v in views if v.status != "completed"]
-        first = min(s.started_at for v in views for s in v.steps)  # type: ignore[type-var]
-        last = max(s.finished_at for v in views for s in v.steps)  # type: ignore[type-var]
+        first = min(s.started_at for v in views for s in v.steps if s.started_at)
+        last = max(s.finished_at for v in views for s in v.steps if s.finished_at)
         drain_s = (last - first).total_seconds()
-        submit_ms, completed_ms = [], []
-        for i in range(min(plans, 100)):
-            execution_id, took_ms = submit_background(core, alice, f"latency-{i}")
-            submit_ms.append(took_ms)
-            view = core.wait_for(alice, execution_id, timeout_s=60, poll_s=0.005)
-            completed_ms.append((view.finished_at - view.created_at).total_seconds() * 1000)  # type: ignore[operator]
-        approve_ms: list[float] = []
-        for i in range(approvals):
-            execution_id = core.submit(alice, MODIFY_PLAN.replace("{name}", f"approve-{i}")).execution.execution_id
-            core.approve(bob, execution_id)
-            core.wait_for(alice, execution_id, timeout_s=60, poll_s=0.01)
-            decided = max(a.created_at for a in core.get_execution(alice, execution_id).approvals)
-            started = next(e for e in core.list_events(alice, execution_id) if e.kind == "step_started")
-            approve_ms.append((started.created_at - decided).total_seconds() * 1000)
-        handoff_ms = lock_handoff_ms(core, alice, HANDOFF_PLANS)
+        time.sleep(0.2)  # a sample or two after the last step
+        cost = cost_per_step(timeline.at(first.timestamp()), timeline.at(last.timestamp()), 3 * plans)
+        waits = timeline.waits_between(first.timestamp(), last.timestamp())
+        if latency:
+            figures = latency_figures(core, alice, bob, plans, approvals)
         rss = peak_rss_mb(workers.pid)
     finally:
+        timeline.stop()
         stop_group(workers)
+    found = {"steps_per_s": 3 * plans / drain_s, "seconds": drain_s, **cost, **figures, "peak_rss_mb": rss}
+    for statement, samples in timeline.lock_waits.most_common(4):
+        print(f"  lock waits: {samples} samples in {statement}")
+    return {**found, **{f"backends {state}": share for state, share in waits.items()}}
+
+
+def latency_figures(core: Any, alice: Any, bob: Any, plans: int, approvals: int) -> dict[str, float]:
+    """Submit latency and submit→completed (one plan at a time), approve→first step, lock hand-off."""
+    submit_ms, completed_ms = [], []
+    for i in range(min(plans, 100)):
+        execution_id, took_ms = submit_background(core, alice, f"latency-{i}")
+        submit_ms.append(took_ms)
+        view = core.wait_for(alice, execution_id, timeout_s=60, poll_s=0.005)
+        completed_ms.append((view.finished_at - view.created_at).total_seconds() * 1000)  # type: ignore[operator]
+    approve_ms: list[float] = []
+    for i in range(approvals):
+        execution_id = core.submit(alice, MODIFY_PLAN.replace("{name}", f"approve-{i}")).execution.execution_id
+        core.approve(bob, execution_id)
+        core.wait_for(alice, execution_id, timeout_s=60, poll_s=0.01)
+        decided = max(a.created_at for a in core.get_execution(alice, execution_id).approvals)
+        started = next(e for e in core.list_events(alice, execution_id) if e.kind == "step_started")
+        approve_ms.append((started.created_at - decided).total_seconds() * 1000)
+    handoff_ms = lock_handoff_ms(core, alice, HANDOFF_PLANS)
     return {
-        "steps_per_s": 3 * plans / drain_s,
-        "seconds": drain_s,
         "submit_ms_p50": percentile(submit_ms, 50),
         "submit_ms_p99": percentile(submit_ms, 99),
         "completed_ms_p50": percentile(completed_ms, 50),
@@ -194,7 +259,6 @@ def opsconductor(
         "approve_to_first_step_ms_p95": percentile(approve_ms, 95),
         "lock_handoff_ms_p50": percentile(handoff_ms, 50),
         "lock_handoff_ms_p95": percentile(handoff_ms, 95),
-        "peak_rss_mb": rss,
     }
 
 
@@ -250,63 +314,160 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--plans", type=int, default=300)
     parser.add_argument("--approvals", type=int, default=30)
-    parser.add_argument("--processes", type=int, default=2)
+    parser.add_argument("--processes", default="1,2,4", help="worker process counts, comma-separated")
     parser.add_argument("--threads", type=int, default=4)
+    parser.add_argument("--latency-at", type=int, default=2, help="the process count that measures latency")
+    parser.add_argument("--no-modes", action="store_true", help="skip the embedded and immediate modes")
+    parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one process count
     args = parser.parse_args()
+    os.environ["PGAPPNAME"] = BENCH_APP  # this process's own connections are not the workers' cost
+    counts = [int(n) for n in args.processes.split(",")]
+    if args.one:
+        print(json.dumps(one_configuration(args, counts[0], latency=counts[0] == args.latency_at)))
+        return
+    rows = []
+    for n in counts:
+        print(f"{n} worker processes x {args.threads} threads, {args.plans} plans x 3 noop steps ...", flush=True)
+        argv = [sys.executable, __file__, "--one", "--processes", str(n), "--plans", str(args.plans)]
+        argv += [
+            "--threads",
+            str(args.threads),
+            "--approvals",
+            str(args.approvals),
+            "--latency-at",
+            str(args.latency_at),
+        ]
+        rows.append(child_figures(argv))
+        print_configuration(rows[-1])
+    modes = [] if args.no_modes else in_process_modes(args.plans, args.threads)
+    print_summary(rows, modes)
+    print(json.dumps({"configurations": rows, "modes": modes}))
+
+
+def child_figures(argv: list[str]) -> dict[str, Any]:
+    """Run ``argv`` (this script or bench/inprocess_modes.py) and return the JSON of its last line."""
+    done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout + done.stderr)
+        raise SystemExit(f"{argv[1]} failed with exit code {done.returncode}")
+    *said, last = done.stdout.strip().splitlines()
+    for line in said:
+        print(line)
+    return dict(json.loads(last))
+
+
+def one_configuration(args: argparse.Namespace, processes: int, *, latency: bool) -> dict[str, Any]:
+    """The raw floor and OpsConductor with ``processes`` worker processes, on a database of their own."""
     logs = Path(os.environ.get("BENCH_LOG_DIR", ROOT / ".bench-logs"))
     logs.mkdir(parents=True, exist_ok=True)
     with scratch_postgres() as url:
-        dsn = (
-            f"dbname={url.database} user={url.username or 'postgres'} host={url.host or '127.0.0.1'}"
-            f" port={url.port or 5432}"
-        )
+        host = f"user={url.username or 'postgres'} host={url.host or '127.0.0.1'} port={url.port or 5432}"
+        dsn, admin_dsn = f"dbname={url.database} {host}", f"dbname=postgres {host}"
         try:
-            print(
-                f"raw floor: {3 * args.plans} messages, {args.processes} processes x {args.threads} threads ...",
-                flush=True,
-            )
             with scratch_namespace(REDIS_URL, "bench-raw") as namespace:
-                raw = raw_floor(dsn, 3 * args.plans, args.processes, args.threads, logs, namespace)
-            print(f"  {raw['steps_per_s']:.0f} steps/s", flush=True)
-            print(f"opsconductor: {args.plans} plans x 3 noop steps ...", flush=True)
+                raw = raw_floor(dsn, admin_dsn, 3 * args.plans, processes, args.threads, logs, namespace)
             with scratch_namespace(REDIS_URL, "bench-opsc") as namespace:
                 ops = opsconductor(
                     url.render_as_string(hide_password=False),
+                    admin_dsn,
                     args.plans,
                     args.approvals,
-                    args.processes,
+                    processes,
                     args.threads,
                     logs,
                     namespace,
+                    latency=latency,
                 )
         finally:
             from db.engine import dispose_engines
 
             dispose_engines()
         deadlocks = deadlock_count(dsn)
-    ratio = ops["steps_per_s"] / raw["steps_per_s"]
-    print(f"  {ops['steps_per_s']:.0f} steps/s = {ratio:.0%} of the raw floor")
-    print(f"  submit latency p50 {ops['submit_ms_p50']:.1f} ms, p99 {ops['submit_ms_p99']:.1f} ms")
-    print(f"  submit→completed p50 {ops['completed_ms_p50']:.0f} ms, p99 {ops['completed_ms_p99']:.0f} ms")
-    print(f"  approve→first step started p95 {ops['approve_to_first_step_ms_p95']:.0f} ms")
-    print(
-        f"  lock hand-off (release→next waiter's first step) p50 {ops['lock_handoff_ms_p50']:.0f} ms,"
-        f" p95 {ops['lock_handoff_ms_p95']:.0f} ms"
-    )
-    print(f"  PostgreSQL deadlocks in the run's database: {deadlocks}")
-    print(f"  peak RSS of a worker process {ops['peak_rss_mb']:.0f} MB (raw floor worker {raw['peak_rss_mb']:.0f} MB)")
-    result = {
+    return {
         "plans": args.plans,
-        "processes": args.processes,
+        "processes": processes,
         "threads": args.threads,
-        "raw_steps_per_s": round(raw["steps_per_s"], 1),
-        "opsc_steps_per_s": round(ops["steps_per_s"], 1),
-        "ratio": round(ratio, 3),
-        **{k: round(v, 1) for k, v in ops.items() if k != "steps_per_s"},
-        "raw_peak_rss_mb": round(raw["peak_rss_mb"], 1),
+        "ratio": round(ops["steps_per_s"] / raw["steps_per_s"], 3),
+        **{f"raw_{k}": round(v, 2) for k, v in raw.items()},
+        **{f"opsc_{k}": round(v, 2) for k, v in ops.items()},
         "deadlocks": deadlocks,
     }
-    print(json.dumps(result))
+
+
+def in_process_modes(plans: int, threads: int) -> list[dict[str, Any]]:
+    """The embedded default (SQLite file, in-process broker) and the immediate mode on SQLite and PostgreSQL."""
+    script = str(ROOT / "bench" / "inprocess_modes.py")
+    found = []
+    for mode, database in (("embedded", "sqlite"), ("immediate", "sqlite"), ("immediate", "postgresql")):
+        print(f"{mode} mode on {database}, {plans} plans x 3 noop steps ...", flush=True)
+        with contextlib.ExitStack() as stack:
+            if database == "sqlite":
+                url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/bench.db"
+            else:
+                url = stack.enter_context(scratch_postgres()).render_as_string(hide_password=False)
+            argv = [sys.executable, script, mode, url, "--plans", str(plans), "--threads", str(threads)]
+            found.append(child_figures(argv))
+        print(
+            f"  {found[-1]['steps_per_s']:.0f} steps/s, {found[-1]['cpu_ms_per_step']:.2f} CPU ms/step"
+            f" (database CPU included on SQLite), {found[-1]['statements_per_step']:.1f} statements/step,"
+            f" {found[-1]['transactions_per_step']:.2f} transactions/step",
+            flush=True,
+        )
+    return found
+
+
+def print_configuration(row: dict[str, Any]) -> None:
+    """One process count's figures, as lines a reader can follow."""
+    print(f"  raw floor {row['raw_steps_per_s']:.0f} steps/s; opsconductor {row['opsc_steps_per_s']:.0f} steps/s"
+          f" = {row['ratio']:.1%} of the floor")  # fmt: skip
+    for who in ("raw", "opsc"):
+        print(
+            f"  {who:>4} per step: worker CPU {row[f'{who}_worker_cpu_ms_per_step']:.2f} ms,"
+            f" PostgreSQL CPU {row[f'{who}_database_cpu_ms_per_step']:.2f} ms"
+            + (
+                f", {row['opsc_statements_per_step']:.1f} statements, {row['opsc_transactions_per_step']:.2f}"
+                " transactions"
+                if who == "opsc"
+                else ", 1 statement, 1 transaction"
+            )
+        )
+    if "opsc_submit_ms_p50" in row:
+        print(f"  submit latency p50 {row['opsc_submit_ms_p50']:.1f} ms, p99 {row['opsc_submit_ms_p99']:.1f} ms")
+        print(
+            f"  submit→completed p50 {row['opsc_completed_ms_p50']:.0f} ms, p99 {row['opsc_completed_ms_p99']:.0f} ms"
+        )
+        print(f"  approve→first step started p95 {row['opsc_approve_to_first_step_ms_p95']:.0f} ms")
+        handoff = row["opsc_lock_handoff_ms_p50"], row["opsc_lock_handoff_ms_p95"]
+        print(f"  lock hand-off p50 {handoff[0]:.0f} ms, p95 {handoff[1]:.0f} ms")
+    states = ", ".join(f"{k.split(' ', 1)[1]} {v:.0%}" for k, v in row.items() if k.startswith("opsc_backends "))
+    print(f"  the workers' PostgreSQL backends during the drain: {states}")
+    print(f"  PostgreSQL deadlocks {row['deadlocks']}; peak worker RSS {row['opsc_peak_rss_mb']:.0f} MB"
+          f" (raw floor worker {row['raw_peak_rss_mb']:.0f} MB)", flush=True)  # fmt: skip
+
+
+def print_summary(rows: list[dict[str, Any]], modes: list[dict[str, Any]]) -> None:
+    """The matrix in one table (markdown, for docs/benchmarks.md), and the scaling against one process."""
+    print("\n| processes × threads | raw floor steps/s | OpsConductor steps/s | ratio | worker CPU ms/step | "
+          "PostgreSQL CPU ms/step | statements/step | transactions/step |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(
+            f"| {r['processes']} × {r['threads']} | {r['raw_steps_per_s']:,.0f} | {r['opsc_steps_per_s']:,.0f} |"
+            f" {r['ratio']:.3f} | {r['opsc_worker_cpu_ms_per_step']:.2f} (floor {r['raw_worker_cpu_ms_per_step']:.2f})"
+            f" | {r['opsc_database_cpu_ms_per_step']:.2f} (floor {r['raw_database_cpu_ms_per_step']:.2f}) |"
+            f" {r['opsc_statements_per_step']:.1f} | {r['opsc_transactions_per_step']:.2f} |"
+        )
+    for m in modes:
+        print(f"| {m['mode']} on {m['database']} (in-process) | | {m['steps_per_s']:,.0f} | |"
+              f" {m['cpu_ms_per_step']:.2f} | | {m['statements_per_step']:.1f} |"
+              f" {m['transactions_per_step']:.2f} |")  # fmt: skip
+    one = next((r for r in rows if r["processes"] == 1), None)
+    if one is not None:
+        for r in rows:
+            if r is not one:
+                print(f"{r['processes']} processes / 1 process: OpsConductor"
+                      f" {r['opsc_steps_per_s'] / one['opsc_steps_per_s']:.2f}×,"
+                      f" raw floor {r['raw_steps_per_s'] / one['raw_steps_per_s']:.2f}×")  # fmt: skip
 
 
 if __name__ == "__main__":
