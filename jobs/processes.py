@@ -20,6 +20,20 @@ WORKER_TIMEOUT_ENV = "dramatiq_worker_timeout"
 WORKER_TIMEOUT_MS = "100"
 
 
+def take_no_more_than_threads(threads: int) -> None:
+    """Have each worker process hold at most ``threads`` messages: one per thread, none waiting behind a busy one.
+
+    Dramatiq prefetches twice its threads by default. A message taken while every thread runs a step waits in
+    that process until a thread is free, though another process may be idle; and if the process dies it is
+    stuck in the dead consumer's ack set until the sweeper finds it lost (jobs/held.py), seconds a reclaimed
+    read step's retry does not have inside its execution limit (the chaos test saw two such retries time out).
+    Worker reads the module's value when it is built, so setting it before the fork covers every process.
+    """
+    import dramatiq.worker
+
+    dramatiq.worker.QUEUE_PREFETCH = threads
+
+
 def run_worker_processes(processes: int, threads: int) -> int:
     """Run ``processes`` Dramatiq worker processes of ``threads`` threads until stopped; Dramatiq's exit code.
 
@@ -31,6 +45,8 @@ def run_worker_processes(processes: int, threads: int) -> int:
     from dramatiq import cli
 
     import jobs.actors  # noqa: F401  before the fork: the worker processes inherit it instead of importing it
+
+    take_no_more_than_threads(threads)
 
     if str(dramatiq.worker.WORKER_TIMEOUT) != os.environ[WORKER_TIMEOUT_ENV]:
         log.warning("dramatiq was imported before %s was set: idle workers poll every %d ms",

@@ -15,6 +15,7 @@ import dramatiq
 from core import get_settings, metrics
 from jobs import actors  # noqa: F401  (declares the actors on the broker)
 from jobs.broker import broker, is_embedded
+from jobs.processes import take_no_more_than_threads
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,7 @@ class EmbeddedRuntime:
     def __init__(self, threads: int) -> None:
         # Dramatiq's TimeLimit middleware (and ours) only arm in a booted process; in-process we boot it.
         broker.emit_after("process_boot")
+        take_no_more_than_threads(threads)  # one message per thread (jobs/processes.py says why)
         self.worker = dramatiq.Worker(broker, worker_threads=threads, worker_timeout=100)
         self.worker.start()
 

@@ -104,6 +104,33 @@ def test_worker_killed_mid_read_step_is_retried_elsewhere(cluster: Cluster, tmp_
     assert log.read_text() == "after\n"
 
 
+def test_a_busy_worker_leaves_the_next_message_in_redis_for_another_worker(cluster: Cluster, tmp_path: Path) -> None:
+    """A worker whose one thread runs a step takes no second message (one per thread, jobs/processes.py): the
+    message stays in Redis, and a worker started later runs it while the first step still runs. With Dramatiq's
+    default (two per thread) the busy worker takes it, and it waits for the 60 s step to end."""
+    for sla in ("fast", "medium", "long"):  # room for a 60 s read step
+        cluster.client("policy", sla, "read", "120", "900", "600", "300", "3")
+    marker = unique_seconds(60)
+    slow = _write(
+        tmp_path,
+        "slow.yaml",
+        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 90, "
+        f"params: {{command: [sleep, '{marker}']}}}}\n",
+    )
+    log = tmp_path / "effects.log"
+    quick = _write(tmp_path, "quick.yaml", "name: NAME\nsteps:\n" + _tee("quick", log, "quick", target="TARGET"))
+    cluster.start_worker(threads=1)
+    cluster.wait_for_workers(1)
+    cluster.client("submit", "1", slow)
+    _worker_running(marker)  # the first worker's only thread is busy for 60 s
+    [quick_id] = cluster.client("submit", "1", quick, "1")["ids"]  # on node-0: no wait for localhost's lock
+    cluster.start_worker(threads=1)
+    statuses = _wait_all(cluster, tmp_path, [quick_id], 45)  # the second worker's boot, on a loaded machine
+    assert statuses == {quick_id: "completed"}
+    assert processes_matching(f"sleep {marker}"), "the first step ended before the second plan ran"
+    assert log.read_text() == "quick\n"
+
+
 def test_worker_killed_mid_modify_step_goes_to_dlq_and_requeue_resumes_there(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL mid modify step: the step is `unknown`, nothing runs twice; requeue resumes at that step."""
     log = tmp_path / "effects.log"
