@@ -77,8 +77,12 @@ def reclaim_lease(execution_id: str) -> str | None:
         orphans.stop_lost_step(session, step, actor="sweeper")  # before the step can run again or its lock goes
         lost_by = item.claimed_by
         retryable = is_retryable(step.action_class, step.action)
-        max_attempts = get_policy(session, execution.sla_class, step.action_class).max_attempts
+        policy = get_policy(session, execution.sla_class, step.action_class)
+        max_attempts = policy.max_attempts
         message = f"lease of {lost_by} expired during {step.name} (attempt {step.attempts})"
+        will_retry = may_retry(retryable=retryable, attempts=step.attempts, max_attempts=max_attempts)
+        if will_retry and (credit := _give_back_lost_attempt(session, execution, step, policy.step_s, now)):
+            message += f"; its {credit:.1f} s are given back to the execution limit"
         record_event(
             session,
             execution_id=execution_id,
@@ -89,7 +93,7 @@ def reclaim_lease(execution_id: str) -> str | None:
             message=message,
         )
         step.finished_at = now
-        if may_retry(retryable=retryable, attempts=step.attempts, max_attempts=max_attempts):
+        if will_retry:
             step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
             session.add(step)
             # No backoff: the worker died, not the target, and the policy's execution limit was validated
@@ -98,6 +102,31 @@ def reclaim_lease(execution_id: str) -> str | None:
             metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
         return _dead_letter_lost(session, execution, step, retryable=retryable, message=message)
+
+
+def _give_back_lost_attempt(
+    session: Session, execution: Execution, step: ExecutionStep, step_s: int, now: datetime
+) -> float:
+    """Move the execution's deadline (and its locks' expiry with it) by the time the lost attempt took, from
+    its start to this reclaim; returns the seconds given back (0 when there is no deadline).
+
+    The policy's execution limit was validated to hold one reclaim plus one more run of a step
+    (core/policies.py), but the steps before it use the same limit: a plan that had spent most of it when its
+    worker died would time out before its retry ran. A dead worker is not the plan's doing, so its attempt
+    does not count, as an approval wait at a level-3 gate does not (core/engine/gates.py). The credit is
+    bounded by what an attempt can take (the step limit plus a reclaim and the late-renewal grace), and an
+    execution gets it at most once per attempt the policy allows.
+    """
+    if execution.deadline_at is None or step.started_at is None:
+        return 0.0
+    settings = get_settings()
+    bound = timedelta(seconds=step_s + settings.reclaim_s + 2 * settings.lease_ttl_s)
+    lost = min(max(now - step.started_at, timedelta(0)), bound)
+    execution.deadline_at += lost
+    session.add(execution)
+    run_policy = get_policy(session, execution.sla_class, execution.action_class)
+    locks.extend(session, execution.id, locks.lock_expiry(execution.deadline_at, run_policy.lease_s))
+    return lost.total_seconds()
 
 
 def _slow_not_dead(item: QueueItem, now: datetime) -> bool:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -26,11 +26,11 @@ from core.engine import reachability, sweeper
 from core.engine.claim import claim_step
 from core.engine.steps import Outcome
 from core.errors import InvalidInput
-from core.policies import DEFAULT_POLICIES, PolicyValues, validate_policy
+from core.policies import DEFAULT_POLICIES, PolicyValues, get_policy, validate_policy
 from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
-from db.tables import QueueItem
+from db.tables import Execution, ExecutionLock, QueueItem
 from tests.engine_support import processes_matching, unique_seconds
 
 
@@ -112,6 +112,42 @@ def test_a_dead_workers_lease_runs_out_in_one_ttl_and_the_step_is_retried_at_onc
     assert engine.process(execution_id, worker_id="second-worker") is Outcome.FINISHED
     view = get_execution(principal("alice", "demo"), execution_id)
     assert (view.status, view.steps[0].attempts) == ("completed", 2)
+
+
+def _deadline_lock_expiry_and_grace(execution_id: str) -> tuple[datetime, datetime, timedelta]:
+    """The execution's deadline, its asset lock's expiry, and how long its policy says locks outlive the deadline."""
+    with session_scope() as session:
+        execution = session.get(Execution, execution_id)
+        lock = session.exec(select(ExecutionLock).where(ExecutionLock.execution_id == execution_id)).one()
+        assert execution is not None and execution.deadline_at is not None
+        grace = timedelta(seconds=get_policy(session, execution.sla_class, execution.action_class).lease_s)
+        return execution.deadline_at, lock.expires_at, grace
+
+
+def test_a_reclaimed_read_step_gets_the_lost_attempts_time_back(quick: str) -> None:
+    """The dead worker's attempt does not count against the execution limit (the steps before it may have
+    used most of it): the deadline, and the asset locks' expiry with it, move by the time from the attempt's
+    start to the reclaim, and the event says so."""
+    execution_id = _background(_sleep_plan("0.1"))
+    claimed_at = utcnow()
+    plan = claim_step(execution_id, "doomed-worker")
+    assert plan is not None
+    plan.masker.close()
+    deadline_before, lock_before, grace = _deadline_lock_expiry_and_grace(execution_id)
+    bound = time.monotonic() + 30
+    while sweeper.sweep(redispatch_after_s=3600).reclaimed == 0:
+        assert time.monotonic() < bound, "the lease of a dead worker was never reclaimed"
+        time.sleep(0.05)
+    swept_at = utcnow()
+    deadline_after, lock_after, _ = _deadline_lock_expiry_and_grace(execution_id)
+    given = deadline_after - deadline_before
+    # The lease had to run out first (one TTL after the claim); the reclaim came before we looked again.
+    assert timedelta(seconds=get_settings().lease_ttl_s) <= given <= swept_at - claimed_at
+    assert lock_after > lock_before and lock_after >= deadline_after + grace  # the lock follows the deadline
+    [lost] = [e for e in list_events(principal("alice", "demo"), execution_id) if e.kind == "lease_expired"]
+    assert f"its {given.total_seconds():.1f} s are given back to the execution limit" in lost.message
+    assert engine.process(execution_id, worker_id="second-worker") is Outcome.FINISHED
+    assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
 
 
 def test_every_seeded_policy_holds_a_reclaim_and_a_retry(db: str) -> None:
