@@ -104,19 +104,26 @@ def test_worker_killed_mid_read_step_is_retried_elsewhere(cluster: Cluster, tmp_
     assert log.read_text() == "after\n"
 
 
-def test_a_busy_worker_leaves_the_next_message_in_redis_for_another_worker(cluster: Cluster, tmp_path: Path) -> None:
-    """A worker whose one thread runs a step takes no second message (one per thread, jobs/processes.py): the
-    message stays in Redis, and a worker started later runs it while the first step still runs. With Dramatiq's
-    default (two per thread) the busy worker takes it, and it waits for the 60 s step to end."""
-    for sla in ("fast", "medium", "long"):  # room for a 60 s read step
+def _minute_long_step(cluster: Cluster, tmp_path: Path) -> tuple[str, str]:
+    """A plan file whose one read step sleeps 60 s, with every policy raised to hold it (and a lease longer
+    than a test), and the step's `sleep` marker."""
+    for sla in ("fast", "medium", "long"):
         cluster.client("policy", sla, "read", "120", "900", "600", "300", "3")
     marker = unique_seconds(60)
-    slow = _write(
+    plan = _write(
         tmp_path,
         "slow.yaml",
         "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 90, "
         f"params: {{command: [sleep, '{marker}']}}}}\n",
     )
+    return plan, marker
+
+
+def test_a_busy_worker_leaves_the_next_message_in_redis_for_another_worker(cluster: Cluster, tmp_path: Path) -> None:
+    """A worker whose one thread runs a step takes no second message (one per thread, jobs/processes.py): the
+    message stays in Redis, and a worker started later runs it while the first step still runs. With Dramatiq's
+    default (two per thread) the busy worker takes it, and it waits for the 60 s step to end."""
+    slow, marker = _minute_long_step(cluster, tmp_path)
     log = tmp_path / "effects.log"
     quick = _write(tmp_path, "quick.yaml", "name: NAME\nsteps:\n" + _tee("quick", log, "quick", target="TARGET"))
     cluster.start_worker(threads=1)
@@ -182,15 +189,7 @@ def test_sigterm_to_the_whole_process_group_is_a_graceful_stop(cluster: Cluster,
     """`kill -TERM -PGID` (systemd's default) reaches dramatiq's supervisor and its worker process at once; the
     supervisor forwards a second TERM, which dramatiq treats as "kill now". The worker must still stop
     gracefully: its running read step handed back uncounted, its leases released, itself marked stopped."""
-    for sla in ("fast", "medium", "long"):  # a lease far longer than the test: only a graceful stop frees it
-        cluster.client("policy", sla, "read", "120", "900", "600", "300", "3")
-    marker = unique_seconds(60)
-    plan = _write(
-        tmp_path,
-        "plan.yaml",
-        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, timeout_s: 90, "
-        f"params: {{command: [sleep, '{marker}']}}}}\n",
-    )
+    plan, marker = _minute_long_step(cluster, tmp_path)  # a lease only a graceful stop frees in time
     worker = cluster.start_worker(threads=2)
     cluster.wait_for_workers(1)
     [execution_id] = cluster.client("submit", "1", plan)["ids"]
