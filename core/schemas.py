@@ -248,6 +248,20 @@ class PlanPreview(View):
     steps: list[dict[str, Any]]
     secret_names: list[str]
     execution_limit_s: int | None = None  # seconds of running time the execution gets (gate waits excluded)
+    # The values the plan's declared inputs were bound with (a secret_ref as its reference); None: it declares none.
+    inputs: dict[str, Any] | None = None
+
+
+class PlanInputView(View):
+    """One input a plan or runbook declares (DESIGN §14): what a form asks for, and what it accepts."""
+
+    name: str
+    type: Literal["string", "int", "bool", "choice", "asset", "secret_ref"]
+    required: bool
+    default: str | int | bool | None = None
+    pattern: str | None = None
+    description: str = ""
+    choices: list[str | int] | None = None
 
 
 class LockView(View):
