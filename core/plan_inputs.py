@@ -229,13 +229,13 @@ def _value(spec: InputSpec, raw: Any) -> Any:
         raise ValueError(f"must be one of {', '.join(str(c) for c in choices)}")
     if not isinstance(raw, str):
         raise ValueError("must be a string")
-    text = _text(raw)
     if kind is InputType.SECRET_REF:
-        found = SECRET_REF.fullmatch(text)
-        name = found.group(1) if found else text
+        found = SECRET_REF.fullmatch(raw.strip())  # the name, or its reference written out
+        name = found.group(1) if found else raw.strip()
         if not _SECRET_NAME.match(name):
             raise ValueError("must be a secret's name (letters, digits, _ . -)")
         return f"{{{{ secret:{name} }}}}"
+    text = _text(raw)
     if kind is InputType.ASSET and not text:
         raise ValueError("must name an asset")
     if spec.pattern is not None and not re.fullmatch(spec.pattern, text):
@@ -323,6 +323,8 @@ class _Substitution:
         out: dict[str, Any] = {}
         for key, value in params.items():
             where = f"{path}.{key}"
+            if _mentions(key):
+                self.issues.append((where, "inputs are substituted into values, not keys"))
             if key == command_key:
                 out[key] = self._command(value, where, shell=action is not None and action.shell_reads(params))
             elif command_key is not None and key == "stdin" and _mentions(value):
