@@ -128,3 +128,20 @@ def test_declared_inputs_of_a_demo_runbook() -> None:
     texts = {name: plan for name, _description, plan in DEMO_RUNBOOKS}
     [service] = [i for i in declared_inputs(texts["Restart a service"]) if i.name == "service"]
     assert service.type == "choice" and service.choices
+
+
+def test_a_published_runbook_vouches_for_no_step_that_takes_an_input(db: str) -> None:
+    """The admin published ``{{ input:dir }}``, not any value (nor the sample the template validated with)."""
+    from core import preview, publish_runbook, save_runbook
+
+    text = (
+        "name: look\ninputs:\n  - {name: dir, type: string}\nsteps:\n"
+        "  - {name: up, action: shell, target: localhost, params: {command: [uptime]}}\n"
+        "  - {name: du, action: shell, target: localhost, params: {command: [du, -sh, '{{ input:dir }}']}}\n"
+    )
+    admin, alice = principal("admin", "demo"), principal("alice", "demo")
+    save_runbook(admin, "Look", text)
+    assert publish_runbook(admin, "Look").published
+    for value in ("/tmp", "dir"):  # "dir" is the template's sample for the input
+        steps = preview(alice, text, inputs={"dir": value}).steps
+        assert [s["action_class"] for s in steps] == ["read", "modify"], value
