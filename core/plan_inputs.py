@@ -131,13 +131,15 @@ def declared(data: Mapping[str, Any]) -> list[InputSpec]:
 
 
 def bind(
-    data: Mapping[str, Any], given: Mapping[str, Any] | None, *, template: bool = False
+    data: Mapping[str, Any], given: Mapping[str, Any] | None, *, template: bool = False, max_bytes: int = 256 * 1024
 ) -> tuple[dict[str, Any], Bound]:
     """``data`` without ``inputs:`` and with every ``{{ input:NAME }}`` replaced (``data`` is not mutated).
 
     Args:
         given: the values by name (strings from a command line are converted to the declared type).
         template: validate the plan as a template (a runbook being saved): missing values take a sample.
+        max_bytes: what the values may add to the plan (a value used a thousand times must not make a plan
+            of 256 KB into one of 256 MB).
 
     Raises:
         InvalidInput: every issue, with its path (``inputs.port: must be an integer``,
@@ -158,6 +160,8 @@ def bind(
             out["steps"] = [sub.step(step, i) for i, step in enumerate(steps)]
         issues.extend(sub.issues)
         templated = sub.templated
+        if sub.added > max_bytes:
+            issues.append(("inputs", f"the values add {sub.added} characters to the plan; the limit is {max_bytes}"))
         for key, value in out.items():
             if key not in ("name", "description", "steps"):
                 issues.extend(sub.stray(value, key))
@@ -278,6 +282,7 @@ class _Substitution:
         self.values = values
         self.issues: list[tuple[str, str]] = []
         self.templated: set[int] = set()
+        self.added = 0  # characters the values added: bounded like the plan's own size (``bind``)
         self._used = False
 
     def text(self, value: str, path: str, *, typed: bool = False) -> Any:
@@ -297,8 +302,12 @@ class _Substitution:
         self._used = True
         whole = INPUT_REF.fullmatch(value.strip())
         if typed and whole is not None:
-            return self.values[whole.group(1)]
-        return INPUT_REF.sub(lambda m: _as_text(self.values[m.group(1)]), value)
+            typed_value = self.values[whole.group(1)]
+            self.added += len(_as_text(typed_value))
+            return typed_value
+        filled = INPUT_REF.sub(lambda m: _as_text(self.values[m.group(1)]), value)
+        self.added += max(0, len(filled) - len(value))
+        return filled
 
     def step(self, step: Any, index: int) -> Any:
         if not isinstance(step, Mapping):

@@ -174,7 +174,7 @@ def parse_plan(
     data = _decode(source, max_bytes)
     bound = None
     if "inputs" in data or inputs:  # plans without inputs pay for this test only
-        data, bound = plan_inputs.bind(data, inputs, template=template)
+        data, bound = plan_inputs.bind(data, inputs, template=template, max_bytes=max_bytes)
     steps = data.get("steps")
     if isinstance(steps, list) and len(steps) > max_steps:
         raise InvalidInput(f"{len(steps)} steps; a plan may have at most {max_steps}", path="steps")

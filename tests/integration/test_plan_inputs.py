@@ -145,3 +145,17 @@ def test_a_published_runbook_vouches_for_no_step_that_takes_an_input(db: str) ->
     for value in ("/tmp", "dir"):  # "dir" is the template's sample for the input
         steps = preview(alice, text, inputs={"dir": value}).steps
         assert [s["action_class"] for s in steps] == ["read", "modify"], value
+
+
+def test_an_ended_execution_with_inputs_is_rerun_with_its_values(db: str) -> None:
+    """``rerun`` submits the concrete plan again (the steps hold the values); a new execution, approved anew."""
+    from core import cancel, rerun
+
+    alice = principal("alice", "demo")
+    first = submit(alice, PLAN, inputs={"service": "cron", "note": "again"}).execution
+    cancel(alice, first.execution_id)
+    again = rerun(alice, first.execution_id).execution
+    assert again.execution_id != first.execution_id
+    assert (again.name, again.status) == ("echo cron", "pending_approval")
+    plan, _hash = _stored(again.execution_id)
+    assert plan["steps"][0]["params"]["command"] == ["printf", "%s|%s|", "cron", "again"]

@@ -326,3 +326,13 @@ def test_input_values_from_a_file() -> None:
     assert caught.value.path == "inputs.a"
     with pytest.raises(InvalidInput):
         load_input_values("a: &x 1\nb: *x\n")  # no aliases, as in plans
+
+
+def test_values_cannot_blow_a_plan_up() -> None:
+    """A long value used many times is bounded by the plan's byte limit, as the plan's own text is."""
+    plan = _free_text()
+    plan["steps"][0]["params"]["command"] = ["echo"] + ["{{ input:v }}"] * 100
+    parse_plan(plan, inputs={"v": "x" * 1000}, max_bytes=200_000)
+    [(path, message)] = issues(plan, inputs={"v": "x" * 1000}, max_bytes=50_000)
+    assert path == "inputs"
+    assert message == "the values add 98700 characters to the plan; the limit is 50000"  # 100 x (1000 - 13)
