@@ -172,6 +172,9 @@ class ExecutionView(ExecutionSummary):
     # count); ``deadline_at`` is when it runs out, once started (a gate's go moves it by the wait).
     execution_limit_s: int | None = None
     deadline_at: datetime | None = None
+    # The values the plan's declared inputs were bound with, from the hashed plan (a secret_ref as its
+    # reference, never a value); None when the plan declares none (DESIGN §14).
+    inputs: dict[str, Any] | None = None
 
 
 class SubmitResult(View):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tests.cli.support import Cli, PlanFile, execution_ids, submit_json
+from tests.cli.support import Cli, PlanFile, execution_ids, ok_json, submit_json
 
 PLAN = """
 name: restart {{ input:service }}
@@ -66,3 +66,13 @@ def test_bad_inputs_exit_2_with_their_path(db: str, cli: Cli, plan_file: PlanFil
     two = cli("submit", path, path, "--as", "alice", "--input", "service=nginx")
     assert two.exit_code == 2 and "error: --input: inputs are given for one plan" in two.stderr
     assert execution_ids(cli) == []  # nothing was submitted
+
+
+def test_show_lists_the_values(db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """``show --json`` carries ``inputs`` from the hashed plan; the text form prints them on one line (by name)."""
+    submitted = submit_json(cli, plan_file(PLAN), "alice", "--input", "service=cron", "--input", "note=a b")
+    shown = ok_json(cli("show", submitted["execution_id"], "--as", "bob", "--json"))
+    assert shown["inputs"] == {"service": "cron", "port": 80, "note": "a b"}
+    assert shown["steps"][0]["params"]["command"] == ["echo", "cron:80", "a b"]
+    text = cli("show", submitted["execution_id"], "--as", "bob")
+    assert text.exit_code == 0 and 'inputs     note="a b", port=80, service="cron"' in text.stdout

@@ -159,3 +159,16 @@ def test_an_ended_execution_with_inputs_is_rerun_with_its_values(db: str) -> Non
     assert (again.name, again.status) == ("echo cron", "pending_approval")
     plan, _hash = _stored(again.execution_id)
     assert plan["steps"][0]["params"]["command"] == ["printf", "%s|%s|", "cron", "again"]
+
+
+def test_show_and_the_approval_view_list_the_values(db: str) -> None:
+    """The execution's view carries the values from the hashed plan (show --json, the approval screen)."""
+    alice = principal("alice", "demo")
+    view = submit(alice, PLAN, inputs={"service": "cron"}).execution
+    assert get_execution(principal("bob", "demo"), view.execution_id).inputs == {
+        "service": "cron",
+        "note": "hello",
+        "host": "localhost",
+    }
+    plain = submit(alice, "name: p\nsteps:\n  - {name: s, action: noop, target: localhost}\n").execution
+    assert get_execution(alice, plain.execution_id).inputs is None

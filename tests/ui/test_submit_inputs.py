@@ -101,3 +101,13 @@ def test_a_bad_declaration_is_reported_once_by_the_preview(console: OpenConsole)
     assert not at.exception
     errors = [shown(e.value) for e in at.error]
     assert len(errors) == 1 and "inputs[0].type" in errors[0]
+
+
+def test_the_approver_sees_the_values_chosen(console: OpenConsole) -> None:
+    """The approval screen's "what will run" lists the inputs beside the concrete steps."""
+    core.submit(core.principal("alice", "demo"), PLAN, inputs={"service": "cron", "note": "for bob"})
+    at = console("bob", page="ui/pages/approvals.py")
+    assert not at.exception
+    code = "\n".join(c.value for c in at.code)
+    assert '# inputs: host="localhost", note="for bob", port=80, service="cron", verbose=false' in code
+    assert '"cron:80", "for bob", "v=false"' in code
