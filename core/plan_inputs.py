@@ -231,6 +231,8 @@ def _value(spec: InputSpec, raw: Any) -> Any:
             if raw == choice or (isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw) == str(choice)):
                 return choice
         raise ValueError(f"must be one of {', '.join(str(c) for c in choices)}")
+    if isinstance(raw, int) and not isinstance(raw, bool) and kind in (InputType.STRING, InputType.ASSET):
+        raw = str(raw)  # `version: 12` in an inputs file is the text 12
     if not isinstance(raw, str):
         raise ValueError("must be a string")
     if kind is InputType.SECRET_REF:

@@ -521,7 +521,7 @@ def load_input_values(source: str | bytes, *, max_bytes: int = 64 * 1024) -> dic
     if not isinstance(data, dict):
         raise InvalidInput(f"a mapping of input names to values, not {type(data).__name__}", path="inputs")
     issues = [
-        (f"inputs.{k}", "must be a string, a number or true/false")
+        (f"inputs.{k}", "must be a string, an integer or true/false (quote other values)")
         for k, v in data.items()
         if not isinstance(v, str | int | bool) or isinstance(v, float)
     ]

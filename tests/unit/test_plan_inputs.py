@@ -105,6 +105,7 @@ def test_a_typed_whole_value_keeps_its_type() -> None:
         ({"token": "not a name"}, ("inputs.token", "must be a secret's name (letters, digits, _ . -)")),
         ({"host": ""}, ("inputs.host", "must name an asset")),
         ({"note": ["a"]}, ("inputs.note", "must be a string")),
+        ({"note": 1.5}, ("inputs.note", "must be a string")),
     ],
 )
 def test_bad_values_are_refused_with_their_path(given: dict[str, Any], expected: tuple[str, str]) -> None:
@@ -336,3 +337,20 @@ def test_values_cannot_blow_a_plan_up() -> None:
     [(path, message)] = issues(plan, inputs={"v": "x" * 1000}, max_bytes=50_000)
     assert path == "inputs"
     assert message == "the values add 98700 characters to the plan; the limit is 50000"  # 100 x (1000 - 13)
+
+
+def test_the_automation_command_takes_no_input() -> None:
+    """The automation service runs its command text as it likes: an input there could be a shell's."""
+    plan = _free_text()
+    plan["steps"][0] = {
+        "name": "s",
+        "action": "automation",
+        "target": "h",
+        "params": {"command": "restart {{ input:v }}"},
+    }
+    assert [p for p, _m in issues(plan, inputs={"v": "x"})] == ["steps[0].params.command"]
+
+
+def test_an_integer_from_a_file_is_text_for_a_string_input() -> None:
+    plan = parse_plan(_free_text(), inputs={"v": 12})
+    assert plan.steps[0].params["command"] == ["echo", "12"]
