@@ -7,9 +7,13 @@ Pure: no database. Asset inputs are only recorded here; the submit checks them (
 from __future__ import annotations
 
 import copy
+import datetime as dt
+import os
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from core.actions.shell import ShellParams, argv_for
 from core.errors import InvalidInput
@@ -354,3 +358,34 @@ def test_the_automation_command_takes_no_input() -> None:
 def test_an_integer_from_a_file_is_text_for_a_string_input() -> None:
     plan = parse_plan(_free_text(), inputs={"v": 12})
     assert plan.steps[0].params["command"] == ["echo", "12"]
+
+
+# Property: whatever a submitter types, the value lands inside its one argv element, or is refused at its path.
+
+FUZZ = settings(
+    max_examples=int(os.environ.get("OPSC_FUZZ_EXAMPLES", "100")),
+    deadline=dt.timedelta(seconds=5),
+    suppress_health_check=[HealthCheck.too_slow],
+)
+
+
+@FUZZ
+@given(value=st.text(max_size=200))
+def test_any_value_is_one_argv_element_or_refused_at_its_path(value: str) -> None:
+    plan = {
+        "name": "p",
+        "inputs": [{"name": "v"}],
+        "steps": [
+            {"name": "a", "action": "shell", "target": "h", "params": {"command": ["echo", "<{{ input:v }}>"]}},
+            {"name": "b", "action": "shell", "target": "h", "params": {"command": "echo '<{{ input:v }}>' end"}},
+        ],
+    }
+    try:
+        parsed = parse_plan(plan, inputs={"v": value})
+    except InvalidInput as exc:
+        assert all(path.startswith(("inputs.v", "steps[")) for path, _message in exc.issues), exc.issues
+        assert all(value not in message for _path, message in exc.issues if len(value) > 3)
+        return
+    assert argv_for(ShellParams.model_validate(parsed.steps[0].params)) == ["echo", f"<{value}>"]
+    assert argv_for(ShellParams.model_validate(parsed.steps[1].params)) == ["echo", f"<{value}>", "end"]
+    assert parsed.secret_names == frozenset()  # no value ever makes a reference
