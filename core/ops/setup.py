@@ -87,9 +87,7 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
         f"    params: {{command: [touch, '{DEMO_LOG_DIR}/{{{{ input:service }}}}.restarted']}}\n"
         "  - name: reason\n    action: shell\n    target: localhost\n"
         "    params: {command: [printf, 'reason: %s', '{{ input:reason }}']}\n"
-        "  - name: grace\n    action: sleep\n    target: localhost\n    params: {seconds: '{{ input:grace_s }}'}\n"
-        f"  - name: check\n    action: shell\n    target: localhost\n"
-        f"    params: {{command: [ls, -l, '{DEMO_LOG_DIR}/{{{{ input:service }}}}.restarted']}}\n",
+        "  - name: grace\n    action: sleep\n    target: localhost\n    params: {seconds: '{{ input:grace_s }}'}\n",
     ),
     (
         "Failing check",

@@ -214,8 +214,10 @@ def test_a_runbook_with_inputs_is_filled_in_the_form_and_runs_with_the_values(pa
     submitted.wait_for()
     execution_id: str = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
     page.get_by_role("button", name="Sign out").click()
-    # Five steps: the Approve button is below the fold here, so the in-view check of the story above is not made.
-    approve_as_bob(page, execution_id, "restart cron")
+    clicks = approve_as_bob(
+        page, execution_id, "restart cron", command="would run printf 'reason: %s' 'from the browser'"
+    )
+    assert clicks <= MAX_APPROVAL_CLICKS
     page.get_by_role("link", name="Executions").click()
     page.get_by_role("combobox", name=re.compile("Open execution")).click()
     page.get_by_role("option", name=re.compile(execution_id[:8])).click()
