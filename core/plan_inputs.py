@@ -119,6 +119,9 @@ def declared(data: Mapping[str, Any]) -> list[InputSpec]:
             issues.append((f"inputs[{i}].name", f"duplicate of inputs[{seen[spec.name]}].name ({spec.name!r})"))
             continue
         seen[spec.name] = i
+        # The declaration leaves the plan before its literals are checked: check it here (a default, a choice
+        # or a description that looks like a credential is refused as anywhere in a plan).
+        issues.extend(find_literal_credentials(item, f"inputs[{i}]"))
         if spec.default is not None:
             try:
                 _value(spec, spec.default)

@@ -389,3 +389,12 @@ def test_any_value_is_one_argv_element_or_refused_at_its_path(value: str) -> Non
     assert argv_for(ShellParams.model_validate(parsed.steps[0].params)) == ["echo", f"<{value}>"]
     assert argv_for(ShellParams.model_validate(parsed.steps[1].params)) == ["echo", f"<{value}>", "end"]
     assert parsed.secret_names == frozenset()  # no value ever makes a reference
+
+
+@pytest.mark.parametrize("field", ["default", "description"])
+def test_a_declaration_holding_a_credential_is_refused(field: str) -> None:
+    """The declaration is not part of the validated plan: its literals are checked on their own."""
+    plan = _free_text()
+    plan["inputs"] = [{"name": "v", field: "AKIAABCDEFGHIJKLMNOP"}]
+    paths = [path for path, _message in issues(plan, template=True)]
+    assert paths == [f"inputs[0].{field}"]
