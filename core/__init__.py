@@ -48,7 +48,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ops.readiness import check as check_readiness
     from core.ops.retention import prune
     from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
-    from core.plans import parse_plan
+    from core.plans import declared_inputs, load_input_values, parse_plan
     from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
@@ -76,6 +76,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         InboxItem,
         LockView,
         MemberView,
+        PlanInputView,
         PlanPreview,
         PlanStepView,
         PolicyView,
@@ -189,6 +190,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "InitReport": ("core.ops.setup", "InitReport"),
     "demo_installed": ("core.ops.setup", "demo_installed"),
     "initialize": ("core.ops.setup", "initialize"),
+    "declared_inputs": ("core.plans", "declared_inputs"),
+    "load_input_values": ("core.plans", "load_input_values"),
     "parse_plan": ("core.plans", "parse_plan"),
     "PolicyValues": ("core.policy_limits", "PolicyValues"),
     "set_dispatcher": ("core.ports", "set_dispatcher"),
@@ -221,6 +224,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "InboxItem": ("core.schemas", "InboxItem"),
     "LockView": ("core.schemas", "LockView"),
     "MemberView": ("core.schemas", "MemberView"),
+    "PlanInputView": ("core.schemas", "PlanInputView"),
     "PlanPreview": ("core.schemas", "PlanPreview"),
     "PlanStepView": ("core.schemas", "PlanStepView"),
     "PolicyView": ("core.schemas", "PolicyView"),
@@ -338,6 +342,7 @@ __all__ = [
     "NotFound",
     "OverLevelBehaviour",
     "PermissionDenied",
+    "PlanInputView",
     "PlanPreview",
     "PlanStepView",
     "PolicyValues",
@@ -376,6 +381,7 @@ __all__ = [
     "configure_logging",
     "create_token",
     "dashboard",
+    "declared_inputs",
     "default_masking_sinks",
     "delete_runbook",
     "delete_secret",
@@ -405,6 +411,7 @@ __all__ = [
     "list_secrets",
     "list_tokens",
     "list_workers",
+    "load_input_values",
     "needs_reauthentication",
     "parse_plan",
     "preview",

@@ -17,6 +17,7 @@ from typing import Any, Protocol
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from core import plan_inputs
 from core.actions import registry
 from core.approval_levels import APPROVAL_FLOOR
 from core.errors import InvalidInput
@@ -25,6 +26,7 @@ from core.plan_hash import plan_hash as plan_hash
 from core.policy_limits import DEFAULT_POLICIES, effective_step_s
 from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
+from core.schemas import PlanInputView
 from db.enums import ActionClass, ExecutionMode, SlaClass
 
 MAX_STEPS = 200
@@ -94,6 +96,11 @@ class Plan:
     steps: tuple[PlannedStep, ...]
     secret_names: frozenset[str]
     limits: PolicyTable = field(default_factory=lambda: DEFAULT_POLICIES, repr=False)
+    # Declared inputs (core/plan_inputs.py): the values bound (None: the plan declares none), the asset inputs
+    # for the submit to check in the tenant's inventory, and the steps that referenced an input.
+    inputs: Mapping[str, Any] | None = None
+    input_assets: tuple[tuple[str, str], ...] = ()
+    templated: frozenset[int] = frozenset()
 
     @property
     def action_class(self) -> ActionClass:
@@ -148,16 +155,26 @@ def parse_plan(
     max_steps: int = MAX_STEPS,
     max_bytes: int = MAX_BYTES,
     trust: Trust = UNTRUSTED,
+    inputs: Mapping[str, Any] | None = None,
+    template: bool = False,
 ) -> Plan:
     """Parse and validate a plan from YAML/JSON text or an already-decoded mapping.
 
     Step classes are derived under ``trust``, the tenant's declarations (core/risk.py); without it no step
     of an action like ``shell`` is ``read``. The server re-derives under the tenant's trust (``reclassify``).
 
+    Args:
+        inputs: values for the plan's declared ``inputs:``, substituted before validation (core/plan_inputs.py).
+        template: a runbook being saved or listed: inputs without a value take a sample (never submitted).
+
     Raises:
-        InvalidInput: with one (path, message) per problem, e.g. ``steps[2].params.command: required``.
+        InvalidInput: with one (path, message) per problem, e.g. ``steps[2].params.command: required``,
+            ``inputs.port: must be an integer``.
     """
     data = _decode(source, max_bytes)
+    bound = None
+    if "inputs" in data or inputs:  # plans without inputs pay for this test only
+        data, bound = plan_inputs.bind(data, inputs, template=template, max_bytes=max_bytes)
     steps = data.get("steps")
     if isinstance(steps, list) and len(steps) > max_steps:
         raise InvalidInput(f"{len(steps)} steps; a plan may have at most {max_steps}", path="steps")
@@ -165,7 +182,10 @@ def parse_plan(
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
         raise InvalidInput(_issues(exc, prefix="")) from None
-    return _plan(spec, trust)
+    plan = _plan(spec, trust)
+    if bound is None:
+        return plan
+    return replace(plan, inputs=bound.values, input_assets=bound.assets, templated=bound.templated)
 
 
 def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> Plan:
@@ -183,7 +203,7 @@ def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> P
     issues = limit_issues(planned.steps, limits)
     if issues:
         raise InvalidInput(issues)
-    return Plan(spec=planned.spec, steps=planned.steps, secret_names=planned.secret_names, limits=limits)
+    return replace(planned, limits=limits)
 
 
 def _reclassified(plan: Plan, trust: Trust) -> Plan:
@@ -192,10 +212,11 @@ def _reclassified(plan: Plan, trust: Trust) -> Plan:
     for step in plan.steps:
         action = registry.get_action(step.spec.action)
         if step.model is None or action is None:  # a plan built by hand: validate it from its spec
-            return _plan(plan.spec, trust)
+            fresh = _plan(plan.spec, trust)
+            return replace(plan, steps=fresh.steps, secret_names=fresh.secret_names, limits=DEFAULT_POLICIES)
         cls = step_class(action, step.model, step.params, step.spec, trust)
         steps.append(replace(step, action_class=cls))
-    return Plan(spec=plan.spec, steps=tuple(steps), secret_names=plan.secret_names)
+    return replace(plan, steps=tuple(steps), limits=DEFAULT_POLICIES)
 
 
 def limit_issues(steps: tuple[PlannedStep, ...], limits: PolicyTable) -> list[tuple[str, str]]:
@@ -442,9 +463,10 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
     """The canonical form: defaults filled, classes made effective, targets as asset ids, no volatile fields.
 
     Two plans that mean the same thing (keys reordered, defaults spelt out) have the same canonical form.
-    The input plan is not mutated.
+    The input plan is not mutated. A plan that declares inputs records the values it was bound with
+    (``inputs``; a secret_ref as its reference): the hash covers them as it covers the steps they filled.
     """
-    return {
+    canonical = {
         "name": plan.spec.name,
         "description": plan.spec.description,
         "approval_level": plan.approval_level,
@@ -461,3 +483,49 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
             for s in plan.steps
         ],
     }
+    if plan.inputs is not None:
+        canonical["inputs"] = dict(plan.inputs)
+    return canonical
+
+
+def declared_inputs(source: str | bytes | Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> list[PlanInputView]:
+    """The inputs a plan (YAML/JSON text or a mapping) declares, for a form to ask for; [] when it declares none.
+
+    Only the declaration is validated (the steps are, when the plan is submitted or previewed with values).
+
+    Raises:
+        InvalidInput: the text does not decode, or the declaration is wrong (``inputs[0].type: …``).
+    """
+    data = _decode(source, max_bytes)
+    return [PlanInputView.model_validate(spec.model_dump(mode="json")) for spec in plan_inputs.declared(data)]
+
+
+def load_input_values(source: str | bytes, *, max_bytes: int = 64 * 1024) -> dict[str, Any]:
+    """Input values from a YAML or JSON mapping (``--inputs-file``), parsed as plans are (no aliases, bounded).
+
+    Raises:
+        InvalidInput: not UTF-8, not YAML/JSON, not a mapping of names to strings, numbers or booleans.
+    """
+    raw = source.encode() if isinstance(source, str) else source
+    if len(raw) > max_bytes:
+        raise InvalidInput(f"{len(raw)} bytes; the limit is {max_bytes}", path="inputs")
+    try:
+        text = raw.decode("utf-8")
+        data = _load_json(text) if text.lstrip().startswith("{") else _load_yaml(text)
+    except UnicodeDecodeError:
+        raise InvalidInput("not UTF-8 text", path="inputs") from None
+    except (json.JSONDecodeError, yaml.YAMLError, ValueError):
+        raise InvalidInput("not a YAML or JSON mapping", path="inputs") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise InvalidInput(f"a mapping of input names to values, not {type(data).__name__}", path="inputs")
+    issues = [
+        (f"inputs.{k}", "must be a string, an integer or true/false (quote other values)")
+        for k, v in data.items()
+        if not isinstance(v, str | int | bool) or isinstance(v, float)
+    ]
+    issues += [("inputs", f"names are strings, not {type(k).__name__}") for k in data if not isinstance(k, str)]
+    if issues:
+        raise InvalidInput(issues)
+    return data

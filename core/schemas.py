@@ -172,6 +172,9 @@ class ExecutionView(ExecutionSummary):
     # count); ``deadline_at`` is when it runs out, once started (a gate's go moves it by the wait).
     execution_limit_s: int | None = None
     deadline_at: datetime | None = None
+    # The values the plan's declared inputs were bound with, from the hashed plan (a secret_ref as its
+    # reference, never a value); None when the plan declares none (DESIGN §14).
+    inputs: dict[str, Any] | None = None
 
 
 class SubmitResult(View):
@@ -248,6 +251,20 @@ class PlanPreview(View):
     steps: list[dict[str, Any]]
     secret_names: list[str]
     execution_limit_s: int | None = None  # seconds of running time the execution gets (gate waits excluded)
+    # The values the plan's declared inputs were bound with (a secret_ref as its reference); None: it declares none.
+    inputs: dict[str, Any] | None = None
+
+
+class PlanInputView(View):
+    """One input a plan or runbook declares (DESIGN §14): what a form asks for, and what it accepts."""
+
+    name: str
+    type: Literal["string", "int", "bool", "choice", "asset", "secret_ref"]
+    required: bool
+    default: str | int | bool | None = None
+    pattern: str | None = None
+    description: str = ""
+    choices: list[str | int] | None = None
 
 
 class LockView(View):

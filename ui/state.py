@@ -39,6 +39,7 @@ CANCEL_BUTTON: Final = "opsc.executions.cancel"  # suffixed with the execution i
 PLAN_TEXT: Final = "opsc.submit.plan_text"
 PLAN_FILE: Final = "opsc.submit.plan_file"
 PLAN_BACKGROUND: Final = "opsc.submit.background"
+PLAN_INPUT: Final = "opsc.submit.input."  # suffixed with the input's name
 RUNBOOK_PICK: Final = "opsc.submit.runbook"
 RUNBOOK_NAME: Final = "opsc.submit.runbook_name"
 RUNBOOK_DESCRIPTION: Final = "opsc.submit.runbook_description"

@@ -81,6 +81,8 @@ class Automation(ActionType):
     idempotent = False
     default_estimate_s = 5.0
     connections = frozenset({Connection.LOCAL, Connection.SSH})
+    # The service runs the text as a command line we cannot see split: no input goes into it (core/plan_inputs.py).
+    command_param = "command"
 
     def run(self, ctx: StepContext) -> ActionResult:
         params = AutomationParams.model_validate(ctx.params)

@@ -38,6 +38,17 @@ class ActionType:
     default_estimate_s: ClassVar[float] = 5.0
     # Asset connections the action can run on; None = any (diagnostics like noop and sleep).
     connections: ClassVar[frozenset[Connection] | None] = None
+    # The param holding a command line, if any: there an input is substituted inside one argv element, and a
+    # string command is split into words before substitution (core/plan_inputs.py).
+    command_param: ClassVar[str | None] = None
+
+    @classmethod
+    def shell_reads(cls, params: Mapping[str, Any]) -> bool:
+        """Whether a string ``command_param`` in these raw params reaches a shell as text (no input may go in it).
+
+        True unless the action says otherwise: splitting a string a shell reads would change what it means.
+        """
+        return True
 
     @classmethod
     def action_class(cls, params: BaseModel) -> ActionClass:

@@ -17,7 +17,8 @@ import signal
 import subprocess
 import threading
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -77,6 +78,12 @@ class Shell(ActionType):
     idempotent = False
     default_estimate_s = 5.0
     connections = frozenset({Connection.LOCAL})
+    command_param = "command"
+
+    @classmethod
+    def shell_reads(cls, params: Mapping[str, Any]) -> bool:
+        """Only with ``shell`` (any value but a literal false, so an input in ``shell`` counts as true)."""
+        return params.get("shell", False) is not False
 
     @classmethod
     def declared_read(cls, params: BaseModel, trust: Trust, *, published: bool) -> bool:

@@ -123,6 +123,7 @@ class Ssh(ActionType):
     idempotent = False
     default_estimate_s = 5.0
     connections = frozenset({Connection.SSH})
+    command_param = "command"  # a string is sent to the remote shell as is (``shell_reads``: always)
 
     def run(self, ctx: StepContext) -> ActionResult:
         params = SshParams.model_validate(ctx.params)

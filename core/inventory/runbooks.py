@@ -164,10 +164,16 @@ def _vouched(plan_text: str, digest: str) -> tuple[tuple[str, ActionClass], ...]
     if hit is not None:
         return hit
     try:
-        plan = parse_plan(plan_text)
+        plan = parse_plan(plan_text, template=True)
     except CoreError:
         return ()  # not kept: an action installed later makes it valid again
-    found = tuple((step_key(s.spec.action, s.params), s.spec.action_class or ActionClass.READ) for s in plan.steps)
+    # A step that takes an input vouches for nothing: the admin published ``{{ input:NAME }}``, not any value
+    # a submitter may put there (nor the sample a template is validated with).
+    found = tuple(
+        (step_key(s.spec.action, s.params), s.spec.action_class or ActionClass.READ)
+        for s in plan.steps
+        if s.index not in plan.templated
+    )
     if len(_vouched_cache) >= _VOUCHED_CACHE_SIZE:
         _vouched_cache.clear()  # bounded: texts edited over a long life are forgotten, the live ones re-parsed
     _vouched_cache[digest] = found

@@ -70,6 +70,26 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
         f"    params: {{command: [truncate, -s, '0', {DEMO_LOG_DIR}/app.log]}}\n",
     ),
     (
+        "Restart a service",
+        f"parameterised (inputs): 'restart' a demo service by leaving a marker in {DEMO_LOG_DIR} (modify)",
+        "name: restart {{ input:service }}\n"
+        "description: Restart a demo service (a marker file stands in for systemctl)\n"
+        "inputs:\n"
+        "  - name: service\n    type: choice\n    choices: [nginx, cron, app]\n    default: nginx\n"
+        "    description: The service to restart\n"
+        "  - name: grace_s\n    type: int\n    default: 1\n    description: Seconds to wait before checking it\n"
+        "  - name: reason\n    type: string\n    default: routine\n    pattern: '[A-Za-z0-9 .,_-]{1,80}'\n"
+        "    description: Why (shown in the step's output)\n"
+        "steps:\n"
+        f"  - name: prepare\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [mkdir, -p, {DEMO_LOG_DIR}]}}\n"
+        f"  - name: restart\n    action: shell\n    target: localhost\n    action_class: modify\n"
+        f"    params: {{command: [touch, '{DEMO_LOG_DIR}/{{{{ input:service }}}}.restarted']}}\n"
+        "  - name: reason\n    action: shell\n    target: localhost\n"
+        "    params: {command: [printf, 'reason: %s', '{{ input:reason }}']}\n"
+        "  - name: grace\n    action: sleep\n    target: localhost\n    params: {seconds: '{{ input:grace_s }}'}\n",
+    ),
+    (
         "Failing check",
         "a modify step that fails on purpose: shows the dead-letter queue and requeue",
         "name: failing-check\nsteps:\n  - name: missing-file\n    action: shell\n    target: localhost\n"

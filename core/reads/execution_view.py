@@ -76,6 +76,7 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
         compared_with=seen.compared_with,
         execution_limit_s=seen.execution_limit_s,
         deadline_at=execution.deadline_at,
+        inputs=seen.inputs,
     )
 
 

@@ -75,6 +75,7 @@ class Review:
     changes_since_approved: str | None = None
     compared_with: str | None = None
     execution_limit_s: int | None = None  # the current policy's, for the execution's classes
+    inputs: dict[str, Any] | None = None  # the values the plan's declared inputs were bound with (DESIGN §14)
 
 
 def review(
@@ -114,6 +115,7 @@ def review(
             changes_since_approved=diff,
             compared_with=previous.id if diff is not None and previous is not None else None,
             execution_limit_s=limit_s,
+            inputs=dict(plan["inputs"]) if isinstance(plan.get("inputs"), dict) else None,
         )
     return found
 

@@ -51,7 +51,9 @@ def secret_refs(value: Any) -> set[str]:
     return names
 
 
-_ANY_REF = re.compile(r"\{\{\s*secrets?\s*:[^}]*\}?\}?")
+# Anything that starts like a reference: a secret's, or an input's (core/plan_inputs.py substitutes those before a
+# plan is validated, so one still here names no declared input).
+_ANY_REF = re.compile(r"\{\{\s*(?:secrets?|(inputs?))\s*:[^}]*\}?\}?")
 
 
 def substitute_refs(value: Any, replace: Callable[[str], str]) -> Any:
@@ -69,8 +71,11 @@ def find_malformed_refs(value: Any, path: str) -> list[tuple[str, str]]:
     """(path, reason) for each string holding something that starts like a secret reference but is not one."""
     found = []
     for where, text in _strings(value, path):
-        for candidate in _ANY_REF.findall(text):
-            if not SECRET_REF.fullmatch(candidate.strip()):
+        for match in _ANY_REF.finditer(text):
+            if match.group(1):
+                found.append((where, "input reference, but the plan declares no such input (declare it under inputs:)"))
+                break
+            if not SECRET_REF.fullmatch(match.group(0).strip()):
                 found.append((where, "malformed secret reference; write {{ secret:NAME }} (letters, digits, _ . -)"))
                 break
     return found

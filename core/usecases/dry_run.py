@@ -24,22 +24,31 @@ from db.settings import get_settings
 __all__ = ["MASKED", "dry_run_plan"]
 
 
-def dry_run_plan(principal: Principal, plan: str | bytes | Mapping[str, Any]) -> list[DryRunStep]:
-    """Describe every step of ``plan`` as its action's ``dry_run`` would, in order.
+def dry_run_plan(
+    principal: Principal, plan: str | bytes | Mapping[str, Any], *, inputs: Mapping[str, Any] | None = None
+) -> list[DryRunStep]:
+    """Describe every step of ``plan`` (its declared inputs bound to ``inputs``) as its action's ``dry_run``
+    would, in order.
 
     Raises:
         InvalidInput: the plan does not validate, or names an asset the tenant lacks.
     """
     settings = get_settings()
-    parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
+    parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, inputs=inputs)
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
-        assets = assets_by_name(session, principal.tenant_id, (s.spec.target for s in parsed.steps))
+        names = [s.spec.target for s in parsed.steps] + [name for _path, name in parsed.input_assets]
+        assets = assets_by_name(session, principal.tenant_id, names)
         views = {name: asset_view(asset) for name, asset in assets.items()}
     missing = [
         (f"steps[{s.index}].target", f"unknown asset {s.spec.target!r} in tenant {principal.tenant}")
         for s in parsed.steps
         if s.spec.target not in views
+    ]
+    missing += [
+        (path, f"unknown asset {name!r} in tenant {principal.tenant}")
+        for path, name in parsed.input_assets
+        if name not in views
     ]
     if missing:
         raise InvalidInput(missing)

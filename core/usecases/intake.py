@@ -74,7 +74,7 @@ class Intake:
         """
         membership = rbac.require_member(session, principal, permission)
         tenant_id = principal.tenant_id
-        assets = _assets_by_name(session, tenant_id, (s.spec.target for p in plans for s in p.steps))
+        assets = _assets_by_name(session, tenant_id, (name for p in plans for name in asset_names(p)))
         referenced = {n for p in plans for n in p.secret_names}
         credentials = {a.credential_ref for a in assets.values() if a.credential_ref}
         limits = secret_store.asset_limits(session, tenant_id, referenced | credentials)
@@ -150,6 +150,11 @@ class Intake:
                         f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
                     )
                 )
+        issues.extend(
+            (path, f"unknown asset {name!r} in tenant {principal.tenant}")
+            for path, name in plan.input_assets
+            if name not in self.assets
+        )
         missing = sorted(n for n in plan.secret_names if n in self.missing_secrets)
         issues.extend(("secrets", f"unknown secret {name!r} in tenant {principal.tenant}") for name in missing)
         issues.extend(self._secrets_off_limits(plan))
@@ -181,6 +186,13 @@ class Intake:
         """``secret_store.usable_on`` from the limits read once: a secret not in the store carries no limit."""
         allowed = self.secret_limits.get(name)
         return allowed is None or asset_name in allowed
+
+
+def asset_names(plan: Plan) -> list[str]:
+    """Every asset name the plan needs from the tenant's inventory: its targets, and its ``asset`` inputs' values."""
+    names = [s.spec.target for s in plan.steps]
+    names.extend(name for _path, name in plan.input_assets)
+    return names
 
 
 def policy_table(session: Session) -> dict[tuple[SlaClass, ActionClass], PolicyView]:

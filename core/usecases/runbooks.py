@@ -73,7 +73,8 @@ def save_runbook(principal: Principal, name: str, plan_text: str, *, description
     if not _NAME.match(name):
         raise InvalidInput("1-128 letters, digits, spaces, '_', '.', '-'", path="name")
     settings = get_settings()
-    parse_plan(plan_text, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
+    # A runbook with inputs is a template: it validates with samples where no default is given (core/plan_inputs.py).
+    parse_plan(plan_text, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, template=True)
     with session_scope() as session:
         rbac.require(session, principal, Permission.SUBMIT)
         existing = runbooks.find(session, principal.tenant_id, name)
@@ -135,7 +136,7 @@ def publish_runbook(principal: Principal, name: str, *, reviewed_hash: str | Non
             raise NotFound("runbook", name)
         if reviewed_hash is not None and reviewed_hash != runbooks.text_hash(row.plan_text):
             raise Conflict(f"runbook {name!r} changed since you read it; review it again before publishing")
-        parse_plan(row.plan_text)
+        parse_plan(row.plan_text, template=True)
         if not runbooks.is_published(row):
             runbooks.mark_published(session, row, principal.username)
             data = {"hash": row.published_hash, "version": row.version}
@@ -176,7 +177,7 @@ def _require_change(session: Session, principal: Principal, row: Runbook, verb: 
 def _derived(plan_text: str, trust: Trust) -> tuple[str | None, int | None]:
     """What a submit of this text would derive now: (action class, approval level), or (None, None)."""
     try:
-        plan = reclassify(parse_plan(plan_text), trust)
+        plan = reclassify(parse_plan(plan_text, template=True), trust)
     except CoreError:
         return None, None
     return plan.action_class.value, plan.approval_level

@@ -43,7 +43,7 @@ from core.plans import Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
 from core.schemas import ExecutionView, PlanPreview, Principal, SubmitResult
 from core.transactions import session_scope
-from core.usecases.intake import Intake, Judged
+from core.usecases.intake import Intake, Judged, asset_names
 from core.usecases.submission_rows import NewExecution, new_execution, write
 from core.usecases.submitted_views import fresh_views
 from db.clock import utcnow
@@ -62,8 +62,13 @@ def submit(
     *,
     idempotency_key: str | None = None,
     background: bool = False,
+    inputs: Mapping[str, Any] | None = None,
 ) -> SubmitResult:
     """Submit a plan (YAML/JSON text or a mapping) as the principal.
+
+    Args:
+        inputs: values for the plan's declared ``inputs:`` by name (DESIGN §14), substituted before the plan
+            is canonicalised and hashed: the approval covers the concrete plan.
 
     Returns:
         The execution and ``created``; ``created`` is False when an active execution with the same
@@ -76,7 +81,7 @@ def submit(
         Conflict: a caller-given key is already used by a different plan.
         ServiceUnavailable: a target had to be looked up in the asset service, and it could not be asked.
     """
-    [result] = _submit(principal, [plan], [idempotency_key], background=background, batch=False)
+    [result] = _submit(principal, [plan], [idempotency_key], [inputs], background=background, batch=False)
     return result
 
 
@@ -86,6 +91,7 @@ def submit_many(
     *,
     idempotency_keys: Sequence[str | None] | None = None,
     background: bool = False,
+    inputs: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> list[SubmitResult]:
     """Submit several plans as the principal in one transaction, all or nothing (scripts: see the module docstring).
 
@@ -94,6 +100,7 @@ def submit_many(
 
     Args:
         idempotency_keys: one key (or None) per plan, as ``submit``'s ``idempotency_key``.
+        inputs: one mapping of input values (or None) per plan, as ``submit``'s ``inputs``.
 
     Raises:
         InvalidInput: every issue of every invalid plan, paths prefixed ``plans[i].``; too many plans
@@ -106,17 +113,26 @@ def submit_many(
     keys: list[str | None] = list(idempotency_keys) if idempotency_keys is not None else [None] * len(plans)
     if len(keys) != len(plans):
         raise InvalidInput(f"{len(keys)} keys for {len(plans)} plans: give one per plan", path="idempotency_keys")
+    values: list[Mapping[str, Any] | None] = list(inputs) if inputs is not None else [None] * len(plans)
+    if len(values) != len(plans):
+        raise InvalidInput(f"{len(values)} input sets for {len(plans)} plans: give one per plan", path="inputs")
     if not plans:
         return []
-    return _submit(principal, list(plans), keys, background=background, batch=True)
+    return _submit(principal, list(plans), keys, values, background=background, batch=True)
 
 
 def _submit(
-    principal: Principal, sources: list[PlanSource], keys: list[str | None], *, background: bool, batch: bool
+    principal: Principal,
+    sources: list[PlanSource],
+    keys: list[str | None],
+    inputs: list[Mapping[str, Any] | None],
+    *,
+    background: bool,
+    batch: bool,
 ) -> list[SubmitResult]:
     settings = get_settings()
-    parsed, caller_keys = _parse(sources, keys, batch=batch)
-    asset_service.import_missing(principal, (s.spec.target for p in parsed for s in p.steps))  # before ours
+    parsed, caller_keys = _parse(sources, keys, inputs, batch=batch)
+    asset_service.import_missing(principal, (name for p in parsed for name in asset_names(p)))  # before ours
     look_up = False
     for _ in range(3):
         try:
@@ -130,15 +146,19 @@ def _submit(
     raise Conflict("the idempotency key changed hands three times while submitting; try again")
 
 
-def _parse(sources: list[PlanSource], keys: list[str | None], *, batch: bool) -> tuple[list[Plan], list[str | None]]:
+def _parse(
+    sources: list[PlanSource], keys: list[str | None], inputs: list[Mapping[str, Any] | None], *, batch: bool
+) -> tuple[list[Plan], list[str | None]]:
     """Each plan parsed and validated once, and each caller key checked; a batch reports every plan's issues."""
     settings = get_settings()
     plans: list[Plan] = []
     caller_keys: list[str | None] = []
     issues: list[tuple[str, str]] = []
-    for index, (source, key) in enumerate(zip(sources, keys, strict=True)):
+    for index, (source, key, values) in enumerate(zip(sources, keys, inputs, strict=True)):
         try:
-            plans.append(parse_plan(source, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes))
+            plans.append(
+                parse_plan(source, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, inputs=values)
+            )
             caller_keys.append(idempotency.check_caller_key(key) if key is not None else None)
         except InvalidInput as exc:
             if not batch:
@@ -298,11 +318,14 @@ def _naming(index: int, exc: CoreError) -> CoreError:
     return named
 
 
-def preview(principal: Principal, plan: PlanSource, *, background: bool = False) -> PlanPreview:
-    """What the server would derive from this plan, writing nothing but the asset service's imports."""
+def preview(
+    principal: Principal, plan: PlanSource, *, background: bool = False, inputs: Mapping[str, Any] | None = None
+) -> PlanPreview:
+    """What the server would derive from this plan (with these ``inputs``), writing nothing but the asset
+    service's imports."""
     settings = get_settings()
-    parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes)
-    asset_service.import_missing(principal, (s.spec.target for s in parsed.steps))
+    parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, inputs=inputs)
+    asset_service.import_missing(principal, (name for name in asset_names(parsed)))
     with session_scope() as session:
         judged = Intake.read(session, principal, [parsed], permission=Permission.READ).judge(parsed, submitting=False)
     derived = judged.plan
@@ -332,6 +355,7 @@ def preview(principal: Principal, plan: PlanSource, *, background: bool = False)
         ],
         secret_names=sorted(derived.secret_names),
         execution_limit_s=derived.execution_limit_s,
+        inputs=dict(derived.inputs) if derived.inputs is not None else None,
     )
 
 
@@ -359,4 +383,6 @@ def rerun(principal: Principal, execution_id: str, *, background: bool = True) -
         plan = json.loads(execution.plan_json)
     for index, step in enumerate(plan["steps"]):
         step["target"] = names[index]
+    # The steps hold the values the original was bound with; the record of them is not a declaration.
+    plan.pop("inputs", None)
     return submit(principal, plan, background=background)

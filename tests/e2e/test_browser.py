@@ -189,3 +189,39 @@ def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(page: Any, shots: Pa
     page.screenshot(path=str(shots / "4-dlq.png"), full_page=True)
     requeue.click()
     page.get_by_text("Requeued 1 of 1.").wait_for()
+
+
+def test_a_runbook_with_inputs_is_filled_in_the_form_and_runs_with_the_values(page: Any) -> None:
+    """alice picks "Restart a service", chooses a service and types a reason in the form; bob's approval
+    screen shows the commands with those values; the run leaves the chosen service's marker and prints the
+    reason."""
+    marker = Path("/tmp/opsconductor-demo/logs/cron.restarted")
+    marker.unlink(missing_ok=True)
+    page.get_by_role("button", name="alice · operator").click()
+    page.get_by_role("link", name="Submit").click()
+    page.get_by_role("combobox", name=re.compile("Runbook library")).click()
+    page.get_by_role("option", name=re.compile("^Restart a service")).click()
+    page.get_by_text("Preview: restart nginx").wait_for()  # the defaults, previewed as loaded
+    reason = page.get_by_role("textbox", name="reason")
+    reason.fill("from the browser")
+    reason.press("Enter")
+    page.get_by_role("combobox", name=re.compile("^service")).click()
+    page.get_by_role("option", name="cron", exact=True).click()
+    page.get_by_text("Preview: restart cron").wait_for()
+    playwright.expect(reason).to_have_value("from the browser")
+    page.get_by_role("button", name="Submit", exact=True).click()
+    submitted = page.get_by_text(re.compile(r"Submitted restart cron as execution [0-9a-f]{32}")).first
+    submitted.wait_for()
+    execution_id: str = re.search(r"[0-9a-f]{32}", submitted.inner_text()).group(0)  # type: ignore[union-attr]
+    page.get_by_role("button", name="Sign out").click()
+    clicks = approve_as_bob(
+        page, execution_id, "restart cron", command="would run printf 'reason: %s' 'from the browser'"
+    )
+    assert clicks <= MAX_APPROVAL_CLICKS
+    page.get_by_role("link", name="Executions").click()
+    page.get_by_role("combobox", name=re.compile("Open execution")).click()
+    page.get_by_role("option", name=re.compile(execution_id[:8])).click()
+    page.get_by_text(re.compile(r"restart cron · completed")).wait_for(timeout=60_000)
+    page.get_by_text(re.compile(r"2\. reason · shell on localhost · completed")).click()  # its output
+    page.get_by_text("reason: from the browser").first.wait_for()  # the typed value, one argv element
+    assert marker.exists()

@@ -101,3 +101,6 @@ def test_the_demo_runbooks_run_for_real_on_localhost(db: str, name: str, plan: s
     assert view.status == expected, view.error
     if name == "Log rotation":
         assert Path(DEMO_LOG_DIR, "app.log.1").exists() and Path(DEMO_LOG_DIR, "app.log").stat().st_size == 0
+    if name == "Restart a service":  # every input has a default: submitted as is, it restarts nginx
+        assert Path(DEMO_LOG_DIR, "nginx.restarted").exists()
+        assert view.steps[2].output == "reason: routine"

@@ -163,7 +163,13 @@ def _runbook(name: str) -> str:
 
 def test_published_demo_runbooks_run_at_level_0(db: str) -> None:
     published = {r.name: r.published for r in list_runbooks(principal(*ALICE))}
-    assert published == {"Disk usage": True, "Service status": True, "Log rotation": False, "Failing check": False}
+    assert published == {
+        "Disk usage": True,
+        "Service status": True,
+        "Log rotation": False,
+        "Restart a service": False,
+        "Failing check": False,
+    }
     assert derived(_runbook("Service status")) == ("read", 0, "queued")  # no approval: queued for a worker
     view = submit(principal(*ALICE), _runbook("Disk usage")).execution
     assert (view.action_class, view.approval_level, view.status) == ("read", 0, "completed")

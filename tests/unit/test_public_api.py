@@ -36,6 +36,8 @@ EXPORTED = {
     "CheckpointView", "audit_checkpoint", "audit_public_key", "export_audit",
     # the one-shot reader of `opsconductor show` (issue 15): a DB-API connection, no ORM, the same rules
     "DirectReadUnavailable", "DirectReader", "direct_reader",
+    # plan inputs (DESIGN §14): what a plan declares, values from a file
+    "PlanInputView", "declared_inputs", "load_input_values",
 }  # fmt: skip
 
 

@@ -18,6 +18,7 @@ from ui.cli.admin import assets_app, policies_app, secrets_app, tenant_app, user
 from ui.cli.audit import audit_app
 from ui.cli.dlq import dlq_app
 from ui.cli.errors import DEBUG_KEY, GuardedGroup
+from ui.cli.inputs import InputOpt, InputsFileOpt, gather_inputs
 from ui.cli.locks import locks_command
 from ui.cli.ops import check_command, prune_command
 from ui.cli.options import (
@@ -150,10 +151,14 @@ def submit_command(
         bool, typer.Option("--wait", help="Wait for a terminal status (runs an embedded worker if no Redis).")
     ] = False,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
+    input_pairs: InputOpt = None,
+    inputs_file: InputsFileOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Submit a plan, or several as one batch (all or nothing). A duplicate (same plan, or same
     --idempotency-key) returns the existing execution.
+
+    A plan that declares inputs takes their values from --input NAME=VALUE and --inputs-file (one plan only).
 
     With several plans --json prints {"executions": [...]}, each item the object one plan prints.
     """
@@ -162,13 +167,17 @@ def submit_command(
     keys = list(idempotency_keys or [])
     if len(plans) == 1 and len(keys) > 1:
         raise core.InvalidInput(f"{len(keys)} keys for one plan", path="idempotency_key")
+    inputs = gather_inputs(input_pairs, inputs_file)
+    if inputs is not None and len(plans) > 1:
+        raise core.InvalidInput("inputs are given for one plan; submit plans with inputs one by one", path="--input")
     sources = [read_plan(plan) for plan in plans]
     actor = acting(as_user, tenant)
     if wait and not core.get_settings().redis_url:
         runtime.start_embedded(threads=2)  # no workers elsewhere on the embedded default: be one until done
     try:
         if len(sources) == 1:
-            results = [core.submit(actor, sources[0], idempotency_key=keys[0] if keys else None, background=background)]
+            key = keys[0] if keys else None
+            results = [core.submit(actor, sources[0], idempotency_key=key, background=background, inputs=inputs)]
         else:
             results = core.submit_many(actor, sources, idempotency_keys=keys or None, background=background)
         views = [wait_briefly(actor, r.execution, timeout_s) if wait else r.execution for r in results]

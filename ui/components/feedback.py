@@ -38,6 +38,15 @@ def attempt(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | N
     return None
 
 
+def quietly(call: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs) -> T | None:
+    """Run ``call``; None on a ``CoreError``, shown nowhere: for a call whose errors another call on the page
+    shows (the Submit page's input form, whose declaration errors its preview reports)."""
+    try:
+        return call(*args, **kwargs)
+    except CoreError:
+        return None
+
+
 def succeeded(call: Callable[P, object], /, *args: P.args, **kwargs: P.kwargs) -> bool:
     """Run ``call`` (one that returns nothing useful); True if it worked, else the error is shown."""
     done = object()

@@ -52,6 +52,9 @@ def what_runs(view: ExecutionView, *, title: str = "What will run", show_limit: 
     if not view.plan_intact:
         st.error(NOT_INTACT)
     heading = f"# {title.lower()}: the plan with hash {view.plan_hash[:16]}… (secrets shown as references)\n"
+    if view.inputs:  # what the submitter chose for the plan's inputs (the steps hold the same values)
+        chosen = ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in view.inputs.items())
+        heading += f"# inputs: {visible(chosen, one_line=True)}\n"
     st.code(heading + (steps_text(view.steps) or "(no steps)"), language=None, wrap_lines=True)
     if show_limit and view.execution_limit_s is not None:
         st.caption(

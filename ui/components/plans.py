@@ -111,6 +111,11 @@ def plan_preview(preview: PlanPreview) -> None:
     cols[2].metric("Approvals required", preview.approvals_required)
     cols[3].metric("SLA class", preview.sla_class, help=f"estimated {preview.estimated_s:g} s")
     st.markdown(f"**Mode:** {preview.execution_mode} · **Run mode:** {preview.run_mode}")
+    if preview.inputs:
+        st.markdown("**Inputs** (in the plan the approver sees and the hash covers)")
+        st.dataframe(
+            [{"input": k, "value": str(v)} for k, v in preview.inputs.items()], hide_index=True, width="stretch"
+        )
     if preview.secret_names:
         st.markdown("**Secrets referenced:** " + md_text(", ".join(preview.secret_names)))
     st.markdown("**Timeout policy** (seconds)")

@@ -7,9 +7,10 @@ import streamlit as st
 
 import core
 from ui import state
-from ui.components.feedback import attempt, show_notices, succeed
+from ui.components.feedback import attempt, quietly, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plain import md_text
+from ui.components.plan_inputs import inputs_form
 from ui.components.plans import (
     dry_run_report,
     plan_editor,
@@ -29,20 +30,31 @@ if picked is not None:
     runbook_facts(picked, attempt(core.list_runbook_versions, who, picked.name) or [])
 draft = plan_editor()
 has_text = bool(draft.source.strip() if isinstance(draft.source, str) else draft.source)
+# A plan (or runbook) that declares inputs gets a form; a declaration that does not validate gets none here:
+# the preview below shows its errors, once, with their paths.
+declared = quietly(core.declared_inputs, draft.source) if has_text else None
+inputs = None
+if declared:
+    wants_assets = any(i.type == "asset" for i in declared)
+    inputs = inputs_form(declared, [a.name for a in attempt(core.list_assets, who) or []] if wants_assets else [])
 dry_col, submit_col = st.columns(2)
 wants_dry_run = dry_col.button("Dry run", icon=":material/science:", width="stretch", disabled=not has_text)
 wants_submit = submit_col.button("Submit", type="primary", icon=":material/send:", width="stretch")
 
-if wants_submit and (result := attempt(core.submit, who, draft.source, background=draft.background)):
-    if result.created:
-        succeed(submit_outcome(result))
-    else:
-        st.warning(md_text(submit_outcome(result)))
-    state.focus_execution(result.execution.execution_id)
-    st.page_link(EXECUTIONS, label="Open the execution", icon=":material/open_in_new:")
-elif wants_dry_run and (steps := attempt(core.dry_run_plan, who, draft.source)) is not None:
-    dry_run_report(steps)
-elif has_text and (preview := attempt(core.preview, who, draft.source, background=draft.background)):
+# One call per run, so a refusal is shown once (a failed submit is not previewed again below it).
+if wants_submit:
+    result = attempt(core.submit, who, draft.source, background=draft.background, inputs=inputs)
+    if result is not None:
+        if result.created:
+            succeed(submit_outcome(result))
+        else:
+            st.warning(md_text(submit_outcome(result)))
+        state.focus_execution(result.execution.execution_id)
+        st.page_link(EXECUTIONS, label="Open the execution", icon=":material/open_in_new:")
+elif wants_dry_run:
+    if (steps := attempt(core.dry_run_plan, who, draft.source, inputs=inputs)) is not None:
+        dry_run_report(steps)
+elif has_text and (preview := attempt(core.preview, who, draft.source, background=draft.background, inputs=inputs)):
     # Validation as you type: every edit reruns the page, and the server's verdict is shown at once.
     plan_preview(preview)
 
