@@ -172,6 +172,8 @@ class ExecutionView(ExecutionSummary):
     # count); ``deadline_at`` is when it runs out, once started (a gate's go moves it by the wait).
     execution_limit_s: int | None = None
     deadline_at: datetime | None = None
+    # The execution this one reran (``rerun``: a new execution of the same plan); None for a fresh submit.
+    rerun_of: str | None = None
 
 
 class SubmitResult(View):

@@ -7,6 +7,9 @@ they run in every process: finding a path must not import the tables or SQLAlche
 
 from __future__ import annotations
 
+import contextlib
+import os
+import tempfile
 from pathlib import Path
 
 from db.settings import Settings
@@ -23,3 +26,27 @@ def key_file_path(settings: Settings) -> Path | None:
     if not database or database == ":memory:":
         return None
     return Path(database).with_suffix(".secret-key")
+
+
+def create_key_file(path: Path, key: bytes) -> None:
+    """Write ``key`` to ``path`` atomically, 0600: processes and threads racing to create it all end up reading
+    the one that won, never a half-written file (the audit chain of every commit depends on it)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Created 0600 (a umask can only narrow it) before the key is written (DESIGN §10, §13), then linked into
+    # place: link() fails if the name exists, so the first complete key wins.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(key)
+        with contextlib.suppress(FileExistsError):  # another process's key won: it is the one
+            os.link(tmp, path)
+    finally:
+        os.unlink(tmp)
+
+
+def tighten(path: Path) -> None:
+    """A key file readable by others (an older version's, or copied in) becomes 0600 if it is ours."""
+    info = path.stat()
+    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
+        path.chmod(0o600)

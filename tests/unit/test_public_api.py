@@ -36,6 +36,9 @@ EXPORTED = {
     "CheckpointView", "audit_checkpoint", "audit_public_key", "export_audit",
     # the one-shot reader of `opsconductor show` (issue 15): a DB-API connection, no ORM, the same rules
     "DirectReadUnavailable", "DirectReader", "direct_reader",
+    # issue 16: console sessions that survive reload (signed, expiring, revocable); ids by unique prefix
+    "console_session_expires", "console_session_principal", "end_console_session", "session_token_for",
+    "start_console_session", "resolve_execution_id", "MIN_ID_PREFIX",
 }  # fmt: skip
 
 
