@@ -1,18 +1,23 @@
 """The console's entry point: a router over the pages the signed-in principal's role may open. Nothing else.
 
-Run it with ``streamlit run streamlit_app.py`` (``opsconductor up`` adds the embedded worker).
+Run it with ``streamlit run console_app.py`` (the session cookie's routes; ``opsconductor up`` does it and adds
+the embedded worker). Every page has an address (``/dashboard``, ``/executions?execution=<id>``, README
+"Console addresses"): signed out, any of them shows the sign-in page, which returns there after sign-in.
 """
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
 import streamlit as st
 
-import core
 from core import Role
-from ui import runtime, state
+from ui import runtime, session_cookie, state
+from ui.components import session
 from ui.components.approvals import inbox_badge
 
-# (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call.
+# (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call. The URL
+# path is the file's stem (/executions, /dlq ...): what deep links and bookmarks use.
 PAGES = [
     ("ui/pages/executions.py", "Executions", ":material/list_alt:", Role.VIEWER),
     ("ui/pages/dashboard.py", "Dashboard", ":material/monitoring:", Role.VIEWER),
@@ -22,6 +27,8 @@ PAGES = [
     ("ui/pages/locks.py", "Locks and workers", ":material/lock:", Role.VIEWER),
     ("ui/pages/admin.py", "Admin", ":material/admin_panel_settings:", Role.ADMIN),
 ]
+SIGN_IN = "ui/pages/sign_in.py"
+SIGN_IN_PATH = "sign-in"
 
 st.set_page_config(page_title="OpsConductor", page_icon=":material/play_circle:", layout="wide")
 
@@ -32,23 +39,47 @@ def _runtime() -> str:
     return runtime.ensure_console_runtime()
 
 
+def _url_path(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
+def _address(url_path: str) -> str:
+    """This run's address: the page's path and its query (what a reload or a bookmark opens)."""
+    query = urlencode(sorted(st.query_params.to_dict().items()))
+    return f"/{url_path}" + (f"?{query}" if query else "")
+
+
 _runtime()
-who = state.principal()
-if who is not None and not state.touch_session(core.get_settings().session_idle_s):
-    state.add_notice("Your session expired after a period of inactivity; please sign in again.")
-    who = None
-if who is not None and not core.session_valid(who):
-    # Password changed, account disabled or role removed since this session signed in.
-    state.sign_out()
-    state.add_notice("Your sign-in is no longer valid (your password or access changed); please sign in again.")
-    who = None
+who = session.current_principal()
+if state.take_leaving():
+    session_cookie.send_browser(session_cookie.END)  # signed out: drop the cookie, then the sign-in page
+sign_in = st.Page(
+    SIGN_IN, title="Sign in", icon=":material/login:", url_path=SIGN_IN_PATH, default=who is None,
+    visibility="visible" if who is None else "hidden",
+)  # fmt: skip
 if who is None:
-    pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
+    # Every page is registered, hidden, so its address resolves; signed out, it shows the sign-in page,
+    # which returns to that address after sign-in.
+    pages = [sign_in] + [st.Page(path, title=title, url_path=_url_path(path), visibility="hidden")
+                         for path, title, _icon, _role in PAGES]  # fmt: skip
 else:
     badge = {"Approvals": inbox_badge(who)} if who.role.rank >= Role.APPROVER.rank else {}
     pages = [
-        st.Page(path, title=title + badge.get(title, ""), icon=icon)
+        st.Page(path, title=title + badge.get(title, ""), icon=icon, url_path=_url_path(path))
         for path, title, icon, role in PAGES
         if who.role.rank >= role.rank
-    ]
-st.navigation(pages).run()
+    ] + [sign_in]
+current = st.navigation(pages)
+here = current.url_path or (SIGN_IN_PATH if who is None else _url_path(PAGES[0][0]))
+if who is None and current is not sign_in:
+    st.switch_page(sign_in, query_params={"next": _address(here)})
+if who is not None and current is sign_in:
+    # Just signed in (or a bookmark of the sign-in page): on to where the user was going.
+    target = urlsplit(session_cookie.safe_next(st.query_params.get("next")))
+    allowed = {_url_path(p.url_path or PAGES[0][0]): p for p in pages if p is not sign_in}
+    page = allowed.get(target.path.strip("/")) or pages[0]
+    st.switch_page(page, query_params=dict(parse_qsl(target.query)))
+if (code := state.take_handoff()) is not None:
+    # Signed in in this tab: have the browser store the session's HttpOnly cookie, then come back here.
+    session_cookie.send_browser(session_cookie.start_url(code, _address(here)))
+current.run()

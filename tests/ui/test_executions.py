@@ -84,6 +84,14 @@ def test_requester_cancels_a_pending_execution(console: OpenConsole) -> None:
     at.text_input(key=f"{state.CANCEL_REASON}.{pending.execution_id}").input("changed my mind")
     button(at, "Cancel execution").click().run()
     assert not at.exception
+    # One click only asks: nothing is cancelled until the operator confirms.
+    assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
+    assert any("cannot be undone" in shown(w.value) for w in at.warning)
+    button(at, "Keep it").click().run()
+    assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
+    button(at, "Cancel execution").click().run()
+    button(at, "Yes, cancel it").click().run()
+    assert not at.exception
     assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "cancelled"
     assert any("cancelled" in shown(s.value) for s in at.success)
     assert "Cancel execution" not in [b.label for b in at.button]

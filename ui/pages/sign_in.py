@@ -1,5 +1,8 @@
 """Sign in: a local account's password, or the identity provider (OIDC, ``st.login``) when configured.
 
+Opened for another address while signed out (``?next=/executions?execution=...``), it returns there after
+sign-in (the router does: streamlit_app.py).
+
 With the demo data installed, the page lists the demo accounts and their shared password.
 """
 
@@ -9,6 +12,7 @@ import streamlit as st
 
 import core
 from ui import state
+from ui.components import session
 from ui.components.feedback import attempt, show_notices
 from ui.components.sso import sso_configured, sso_username
 
@@ -17,8 +21,7 @@ def sign_in(username: str, password: str, tenant: str | None) -> None:
     """Check the password and, if right, sign in and reload the navigation for the user's role."""
     if not username or not password:
         st.error("Enter your username and password.")
-    elif (who := attempt(core.authenticate, username, password, tenant)) is not None:
-        state.sign_in(who)
+    elif (who := attempt(core.authenticate, username, password, tenant)) is not None and session.begin(who):
         st.rerun()
 
 
@@ -27,8 +30,7 @@ show_notices()
 if sso_configured():
     # Signed in at the identity provider: the local account of that name decides the role.
     sso_user = sso_username()
-    if sso_user is not None and (who := attempt(core.sso_principal, sso_user, None)) is not None:
-        state.sign_in(who)
+    if sso_user is not None and (who := attempt(core.sso_principal, sso_user, None)) is not None and session.begin(who):
         st.rerun()
     st.button("Sign in with single sign-on", key=state.SSO_BUTTON, on_click=st.login, icon=":material/key:")
     st.divider()

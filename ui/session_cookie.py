@@ -1,0 +1,63 @@
+"""The console session's browser side: the HttpOnly cookie's name and routes, what a page reads, where it sends.
+
+The token lives in an HttpOnly cookie (``opsc_session``): no script of the page can read it, and it never
+appears in a URL or in what the page renders. It is set and dropped by two HTTP routes of the console's server
+(ui/session_routes.py, mounted by console_app.py): Streamlit's scripts cannot set cookies, so a page sends the
+browser to ``START`` with a one-time code (60 s, used once) and the address to return to; ``END`` revokes
+the session and drops the cookie. The script reads the cookie from the request that opened its WebSocket
+(``st.context.cookies``) and has core check it on every run.
+
+Addresses (``next``) are paths on this console only: anything with a scheme, a host, ``//`` or a backslash
+is replaced by the root, so a link cannot send a signed-in user elsewhere.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import urlencode, urlsplit
+
+import streamlit as st
+
+COOKIE = "opsc_session"
+START = "/opsc-session/start"
+END = "/opsc-session/end"
+MAX_NEXT = 2048
+
+
+def presented_token() -> str | None:
+    """The session token the browser sent with this session's WebSocket, if any."""
+    value = st.context.cookies.get(COOKIE)
+    return value if isinstance(value, str) and value else None
+
+
+def safe_next(value: object) -> str:
+    """``value`` if it is a path on this console (``/executions?execution=...``), else ``/``."""
+    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_NEXT:
+        return "/"
+    if value.startswith("//") or "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return "/"
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return "/"
+    return value
+
+
+def base_path() -> str:
+    """The console's base URL path (``server.baseUrlPath``), without a trailing slash ("" at the root)."""
+    base = str(st.get_option("server.baseUrlPath") or "").strip("/")
+    return f"/{base}" if base else ""
+
+
+def send_browser(url: str) -> None:
+    """Navigate the browser to ``url`` (a path on this console) now.
+
+    ``st.html`` with JavaScript: the one public way a script can move the browser. ``url`` is ours (a route
+    and a code of ours, a checked ``next``) and goes in as a JSON string, never as markup.
+    """
+    script = f"<script>window.location.replace({json.dumps(base_path() + url)});</script>"
+    st.html(script, unsafe_allow_javascript=True)
+
+
+def start_url(code: str, next_address: str) -> str:
+    """The cookie route's address for one-time ``code``, returning to ``next_address``."""
+    return f"{START}?{urlencode({'code': code, 'next': safe_next(next_address)})}"
