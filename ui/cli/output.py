@@ -87,6 +87,8 @@ def render_execution(view: core.ExecutionView) -> str:
         f"  class {view.action_class}  sla {view.sla_class}  mode {view.execution_mode}  run {view.run_mode}",
         f"  plan hash  {view.plan_hash}",
     ]
+    if view.rerun_of:
+        lines.append(f"  rerun of {view.rerun_of}")
     if view.status == "pending_approval" and view.approval_expires_at is not None:
         lines.append(f"  approve by {fmt_time(view.approval_expires_at)}")
     if view.execution_limit_s is not None:  # running time: waits for approval, a lock or a gate do not count

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from core import EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
+from core import MIN_ID_PREFIX, EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
 from ui import state
 from ui.components.plain import md_text
 from ui.components.tables import views_table, when
@@ -111,6 +111,33 @@ def address_the_pick() -> None:
         st.query_params[EXECUTION_PARAM] = picked
     else:
         st.query_params.pop(EXECUTION_PARAM, None)
+
+
+def linked_ref(seen_key: str) -> str | None:
+    """The execution id (or prefix) the address names, the first run it names it; None after (or without).
+
+    A page opens what a new address names once, then leaves the operator's picks alone: ``seen_key`` keeps the
+    last one looked at.
+    """
+    ref = st.query_params.get(EXECUTION_PARAM)
+    if not ref or st.session_state.get(seen_key) == ref:
+        return None
+    st.session_state[seen_key] = ref
+    return ref.strip().lower()
+
+
+def address(execution_id: str | None, seen_key: str) -> None:
+    """Put ``execution_id`` (None: none) into this page's address, so reload and bookmarks keep it."""
+    st.session_state[seen_key] = execution_id
+    if execution_id is None:
+        st.query_params.pop(EXECUTION_PARAM, None)
+    else:
+        st.query_params[EXECUTION_PARAM] = execution_id
+
+
+def matches(ref: str, execution_id: str) -> bool:
+    """True if ``ref`` is ``execution_id`` or a prefix of it long enough to name one (6+, as everywhere)."""
+    return len(ref) >= MIN_ID_PREFIX and execution_id.startswith(ref)
 
 
 def execution_address(execution_id: str) -> str:
