@@ -2,18 +2,18 @@
 
 Run it with ``streamlit run console_app.py`` (the session cookie's routes; ``opsconductor up`` does it and adds
 the embedded worker). Every page has an address (``/dashboard``, ``/executions?execution=<id>``, README
-"Console addresses"): signed out, any of them shows the sign-in page, which returns there after sign-in.
+"Console addresses"): signed out, any of them shows the sign-in form in its place, then the page.
 """
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlencode, urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import streamlit as st
 
 from core import Role
 from ui import runtime, session_cookie, state
-from ui.components import session
+from ui.components import session, sign_in_form
 from ui.components.approvals import inbox_badge
 
 # (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call. The URL
@@ -43,23 +43,16 @@ def _url_path(path: str) -> str:
     return path.rsplit("/", 1)[-1].removesuffix(".py")
 
 
-def _address(url_path: str) -> str:
-    """This run's address: the page's path and its query (what a reload or a bookmark opens)."""
-    query = urlencode(sorted(st.query_params.to_dict().items()))
-    return f"/{url_path}" + (f"?{query}" if query else "")
-
-
 _runtime()
 who = session.current_principal()
 if state.take_leaving():
-    session_cookie.send_browser(session_cookie.END)  # signed out: drop the cookie, then the sign-in page
+    session_cookie.fetch_in_background(session_cookie.END)  # signed out: the browser drops its cookie
 sign_in = st.Page(
     SIGN_IN, title="Sign in", icon=":material/login:", url_path=SIGN_IN_PATH, default=who is None,
     visibility="visible" if who is None else "hidden",
 )  # fmt: skip
 if who is None:
-    # Every page is registered, hidden, so its address resolves; signed out, it shows the sign-in page,
-    # which returns to that address after sign-in.
+    # Every page is registered, hidden, so that its address resolves (no "Page not found" on a reload).
     pages = [sign_in] + [st.Page(path, title=title, url_path=_url_path(path), visibility="hidden")
                          for path, title, _icon, _role in PAGES]  # fmt: skip
 else:
@@ -70,16 +63,22 @@ else:
         if who.role.rank >= role.rank
     ] + [sign_in]
 current = st.navigation(pages)
-here = current.url_path or (SIGN_IN_PATH if who is None else _url_path(PAGES[0][0]))
 if who is None and current is not sign_in:
-    st.switch_page(sign_in, query_params={"next": _address(here)})
+    # Signed out on a page's address (a bookmark, a reload after expiry, a link from a chat message): the
+    # sign-in form in its place, so the address stays and this page opens once signed in.
+    sign_in_form.render()
+    st.stop()
 if who is not None and current is sign_in:
-    # Just signed in (or a bookmark of the sign-in page): on to where the user was going.
+    # Signed in on the sign-in page's address (an old bookmark, ?next=): on to where it points.
     target = urlsplit(session_cookie.safe_next(st.query_params.get("next")))
-    allowed = {_url_path(p.url_path or PAGES[0][0]): p for p in pages if p is not sign_in}
-    page = allowed.get(target.path.strip("/")) or pages[0]
-    st.switch_page(page, query_params=dict(parse_qsl(target.query)))
+    allowed = {_url_path(path) for path, _title, _icon, role in PAGES if who.role.rank >= role.rank}
+    path = target.path.strip("/")
+    st.switch_page(
+        next((p for p in pages if p.url_path == path), pages[0]) if path in allowed else pages[0],
+        query_params=dict(parse_qsl(target.query)),
+    )
 if (code := state.take_handoff()) is not None:
-    # Signed in in this tab: have the browser store the session's HttpOnly cookie, then come back here.
-    session_cookie.send_browser(session_cookie.start_url(code, _address(here)))
+    # Signed in in this tab: the browser fetches the session's HttpOnly cookie (no reload), so a reload, a
+    # bookmark or a second tab opens signed in.
+    session_cookie.fetch_in_background(session_cookie.start_url(code))
 current.run()

@@ -2,10 +2,10 @@
 
 The token lives in an HttpOnly cookie (``opsc_session``): no script of the page can read it, and it never
 appears in a URL or in what the page renders. It is set and dropped by two HTTP routes of the console's server
-(ui/session_routes.py, mounted by console_app.py): Streamlit's scripts cannot set cookies, so a page sends the
-browser to ``START`` with a one-time code (60 s, used once) and the address to return to; ``END`` revokes
-the session and drops the cookie. The script reads the cookie from the request that opened its WebSocket
-(``st.context.cookies``) and has core check it on every run.
+(ui/session_routes.py, mounted by console_app.py): Streamlit's scripts cannot set cookies, so after sign-in the
+page has the browser fetch ``START`` with a one-time code (60 s, used once), in the background (no reload);
+``END`` revokes the session and drops the cookie. The script reads the cookie from the request that opened its
+WebSocket (``st.context.cookies``) and has core check it on every run.
 
 Addresses (``next``) are paths on this console only: anything with a scheme, a host, ``//`` or a backslash
 is replaced by the root, so a link cannot send a signed-in user elsewhere.
@@ -48,16 +48,20 @@ def base_path() -> str:
     return f"/{base}" if base else ""
 
 
-def send_browser(url: str) -> None:
-    """Navigate the browser to ``url`` (a path on this console) now.
+def fetch_in_background(url: str) -> None:
+    """Have the browser request ``url`` (a path on this console) now, without leaving the page: the response's
+    Set-Cookie is stored, as for any same-origin request.
 
-    ``st.html`` with JavaScript: the one public way a script can move the browser. ``url`` is ours (a route
-    and a code of ours, a checked ``next``) and goes in as a JSON string, never as markup.
+    ``st.html`` with JavaScript: the one public way a script can reach the browser. ``url`` is ours (a route
+    and a one-time code of ours) and goes in as a JSON string, never as markup.
     """
-    script = f"<script>window.location.replace({json.dumps(base_path() + url)});</script>"
+    target = json.dumps(base_path() + url)
+    script = f'<script>fetch({target}, {{credentials: "same-origin", cache: "no-store"}});</script>'
     st.html(script, unsafe_allow_javascript=True)
 
 
-def start_url(code: str, next_address: str) -> str:
-    """The cookie route's address for one-time ``code``, returning to ``next_address``."""
-    return f"{START}?{urlencode({'code': code, 'next': safe_next(next_address)})}"
+def start_url(code: str, next_address: str | None = None) -> str:
+    """The cookie route's address for one-time ``code`` (``next_address``: where to send a browser that opened
+    it as a page; without it, the route answers 204, for a background request)."""
+    query = {"code": code} | ({"next": safe_next(next_address)} if next_address is not None else {})
+    return f"{START}?{urlencode(query)}"

@@ -1,9 +1,10 @@
 """The two HTTP routes of the console's server that set and drop the session cookie (ui/session_cookie.py).
 
-- ``GET /opsc-session/start?code=C&next=/path``: trade the one-time code for the session token, set it as an
-  HttpOnly, SameSite=Lax cookie (Secure over HTTPS), and send the browser on to ``next`` (303). A bad or used
-  code: no cookie, on to the sign-in page.
-- ``GET /opsc-session/end``: revoke the session the cookie names, drop the cookie, on to the root.
+- ``GET /opsc-session/start?code=C[&next=/path]``: trade the one-time code for the session token and set it as
+  an HttpOnly, SameSite=Lax cookie (Secure over HTTPS). 204 for the page's background request; with ``next``
+  (a browser opening it as a page), 303 on to that path of the console. A bad or used code: no cookie (403,
+  or 303 to the root).
+- ``GET /opsc-session/end[?next=/path]``: revoke the session the cookie names and drop the cookie (204, or 303).
 
 SameSite=Lax: the browser sends the cookie when an operator follows a deep link from a chat message (a
 top-level navigation), never with a request another site makes (a WebSocket opened from another origin does
@@ -15,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse
+from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
 import core
@@ -26,14 +27,24 @@ def _prefixed(request: Request, path: str) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/") + path
 
 
-def start(request: Request) -> RedirectResponse:
-    """Trade ``code`` for the session cookie and go on to ``next``."""
-    next_address = safe_next(request.query_params.get("next"))
+def _answer(request: Request, *, refused: bool = False) -> Response:
+    """204 (or 403) for a background request; a 303 to ``next`` (the root if refused) for a page."""
+    if "next" not in request.query_params:
+        response = Response(status_code=403 if refused else 204)
+    else:
+        target = "/" if refused else safe_next(request.query_params.get("next"))
+        response = RedirectResponse(_prefixed(request, target), status_code=303)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def start(request: Request) -> Response:
+    """Trade ``code`` for the session cookie."""
     try:
         token = core.session_token_for(request.query_params.get("code", ""))
     except core.PermissionDenied:
-        return RedirectResponse(_prefixed(request, "/"), status_code=303)
-    response = RedirectResponse(_prefixed(request, next_address), status_code=303)
+        return _answer(request, refused=True)
+    response = _answer(request)
     expires = core.console_session_expires(token)
     max_age = int((expires - datetime.now(UTC)).total_seconds()) if expires is not None else 0
     response.set_cookie(
@@ -45,18 +56,16 @@ def start(request: Request) -> RedirectResponse:
         samesite="lax",
         secure=request.url.scheme == "https",
     )
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def end(request: Request) -> RedirectResponse:
+def end(request: Request) -> Response:
     """Sign out the cookie's session (every tab of it) and drop the cookie."""
     token = request.cookies.get(COOKIE)
     if token:
         core.end_console_session(token)
-    response = RedirectResponse(_prefixed(request, "/"), status_code=303)
+    response = _answer(request)
     response.delete_cookie(COOKIE, path=_prefixed(request, "/"), httponly=True, samesite="lax")
-    response.headers["Cache-Control"] = "no-store"
     return response
 
 

@@ -189,3 +189,62 @@ def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(page: Any, shots: Pa
     page.screenshot(path=str(shots / "4-dlq.png"), full_page=True)
     requeue.click()
     page.get_by_text("Requeued 1 of 1.").wait_for()
+
+
+def sign_in_as(page: Any, demo_button: str) -> None:
+    """Click a demo account's button and wait until the browser holds the session's cookie (fetched in the
+    background, no reload)."""
+    with page.expect_response(lambda r: "/opsc-session/start" in r.url and r.status == 204):
+        page.get_by_role("button", name=demo_button).click()
+
+
+def session_cookie(page: Any) -> dict[str, Any] | None:
+    return next((c for c in page.context.cookies() if c["name"] == "opsc_session"), None)
+
+
+def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, console_url: str, shots: Path) -> None:
+    """Issue 16 item 2: F5 keeps the session and the page; a second tab is signed in; a link to an execution
+    opened signed out shows the sign-in form in place, then that execution; signing out ends every tab."""
+    execution_id = submit_runbook(page, "Disk usage", "disk-usage")
+    sign_in_as(page, "alice · operator")
+    cookie = session_cookie(page)
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert not page.evaluate("document.cookie.includes('opsc_session')")  # no script of the page can read it
+    page.get_by_role("link", name="Dashboard").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.reload()  # F5 on a page path: still signed in, still the Dashboard
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.get_by_text("operator in demo").wait_for()
+    assert not page.get_by_text("Page not found").count()
+    assert page.url.endswith("/dashboard")
+    second = page.context.new_page()  # a second tab of the same browser
+    second.goto(f"{console_url}/locks")
+    second.get_by_role("heading", name="Locks and workers").wait_for()
+    second.get_by_text("operator in demo").wait_for()
+    # Signing out in the second tab ends the session for the first one too.
+    second.get_by_role("button", name="Sign out").click()
+    second.get_by_role("heading", name="Sign in").wait_for()
+    page.reload()
+    page.get_by_role("heading", name="Sign in").wait_for()
+
+    # A link to the execution (as shared in a chat message), opened signed out: sign in, and it is open.
+    link = f"{console_url}/executions?execution={execution_id[:8]}"
+    page.goto(link)
+    page.get_by_role("heading", name="Sign in").wait_for()
+    sign_in_as(page, "bob · approver")
+    page.get_by_text(execution_id).first.wait_for()  # its detail: the full id in the summary
+    page.get_by_text(re.compile(r"disk-usage · completed")).wait_for(timeout=60_000)
+    assert page.url == link  # the address stayed what was shared
+    page.screenshot(path=str(shots / "5-deep-link.png"), full_page=True)
+    page.reload()
+    page.get_by_text(re.compile(r"disk-usage · completed")).wait_for()  # reload: the same execution, signed in
+
+    # Rerun makes a new execution, linked to this one, and opens it.
+    page.get_by_role("button", name="Rerun").click()
+    rerun = page.get_by_text(re.compile(rf"Rerun of {execution_id[:8]} submitted as a new execution, ([0-9a-f]{{8}})"))
+    rerun.wait_for()
+    new_short = re.search(r"new execution, ([0-9a-f]{8})", rerun.inner_text()).group(1)  # type: ignore[union-attr]
+    assert not execution_id.startswith(new_short)
+    page.wait_for_url(re.compile(rf"execution={new_short}[0-9a-f]{{24}}"))
+    page.get_by_text(execution_id).first.wait_for()  # "Rerun of" names the old one
