@@ -6,6 +6,10 @@
   or 303 to the root).
 - ``GET /opsc-session/end[?next=/path]``: revoke the session the cookie names and drop the cookie (204, or 303).
 
+Both refuse (403, nothing changed) a request another site made the browser send (``Sec-Fetch-Site`` other than
+``same-origin`` or ``none``): otherwise a page elsewhere could sign a visitor in as the attacker with the
+attacker's own one-time code (login CSRF), or sign them out.
+
 SameSite=Lax: the browser sends the cookie when an operator follows a deep link from a chat message (a
 top-level navigation), never with a request another site makes (a WebSocket opened from another origin does
 not get it). Run by Starlette in its thread pool (sync handlers), so the database calls do not block the loop.
@@ -38,8 +42,15 @@ def _answer(request: Request, *, refused: bool = False) -> Response:
     return response
 
 
+def _cross_site(request: Request) -> bool:
+    # Browsers have sent Sec-Fetch-Site for years; a client without it (curl, a test) is not a victim's browser.
+    return request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}
+
+
 def start(request: Request) -> Response:
     """Trade ``code`` for the session cookie."""
+    if _cross_site(request):
+        return Response(status_code=403)
     try:
         token = core.session_token_for(request.query_params.get("code", ""))
     except core.PermissionDenied:
@@ -61,6 +72,8 @@ def start(request: Request) -> Response:
 
 def end(request: Request) -> Response:
     """Sign out the cookie's session (every tab of it) and drop the cookie."""
+    if _cross_site(request):
+        return Response(status_code=403)
     token = request.cookies.get(COOKIE)
     if token:
         core.end_console_session(token)

@@ -254,3 +254,17 @@ def test_the_cookie_route_never_sends_the_browser_off_the_console(browser: Brows
     response = browser.routes.get("/opsc-session/start", params={"code": code, "next": away}, follow_redirects=False)
     assert response.cookies.get(session_cookie.COOKIE)  # the code was good: signed in ...
     assert response.headers["location"] == "/"  # ... and kept on the console
+
+
+@pytest.mark.parametrize("site", ["cross-site", "same-site"])
+def test_another_site_cannot_make_the_browser_sign_in_or_out(browser: Browser, site: str) -> None:
+    """Login CSRF: a page elsewhere making the visitor's browser trade the attacker's own code gets nothing."""
+    code = _fresh_code(browser)
+    forced = browser.routes.get("/opsc-session/start", params={"code": code}, headers={"Sec-Fetch-Site": site})
+    assert forced.status_code == 403 and "set-cookie" not in forced.headers
+    ours = browser.routes.get("/opsc-session/start", params={"code": code}, headers={"Sec-Fetch-Site": "same-origin"})
+    assert ours.status_code == 204 and ours.cookies.get(session_cookie.COOKIE)  # the code was not spent
+    token = ours.cookies[session_cookie.COOKIE]
+    out = browser.routes.get("/opsc-session/end", headers={"Sec-Fetch-Site": site})
+    assert out.status_code == 403
+    assert core.console_session_principal(token).username == "alice"  # still signed in
