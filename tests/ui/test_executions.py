@@ -148,6 +148,9 @@ def test_an_ended_execution_can_be_rerun_and_a_failed_one_links_to_the_dlq(conso
     rows = core.list_executions(core.principal("alice", "demo"))
     assert len(rows) == 2 and rows[0].status == "pending_approval"  # a new execution, approved anew
     assert at.selectbox(key=state.EXECUTION_PICK).value == rows[0].execution_id  # and it is opened
+    assert at.query_params["execution"] == rows[0].execution_id  # in the address too
+    assert f"**Rerun of:** {failed.execution_id}" in texts(at)
+    assert any(f"Rerun of {failed.execution_id[:8]} submitted as a new execution" in shown(s.value) for s in at.success)
 
 
 def test_an_execution_focused_from_another_page_opens(console: OpenConsole) -> None:

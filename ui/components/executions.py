@@ -166,7 +166,6 @@ def execution_summary(view: ExecutionView) -> None:
     cols[3].metric("SLA class", view.sla_class)
     facts = {
         "Execution id": view.execution_id,
-        "Rerun of": view.rerun_of or "",
         "Requested by": view.requested_by,
         "Mode": f"{view.execution_mode}, {view.run_mode}",
         "Attempt": str(view.attempt),
@@ -174,6 +173,8 @@ def execution_summary(view: ExecutionView) -> None:
         "Started": when(view.started_at),
         "Finished": when(view.finished_at),
     }
+    if view.rerun_of:
+        facts["Rerun of"] = view.rerun_of
     if view.approval_expires_at is not None and view.status == ExecutionStatus.PENDING_APPROVAL:
         facts["Approval expires"] = when(view.approval_expires_at)
     st.markdown("  \n".join(f"**{name}:** {md_text(value or '-')}" for name, value in facts.items()))
