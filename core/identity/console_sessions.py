@@ -24,7 +24,7 @@ import hmac
 import secrets
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import delete, or_, update
 from sqlmodel import Session, col, select
 
 from core.errors import PermissionDenied
@@ -78,6 +78,18 @@ def start_console_session(principal: Principal) -> tuple[str, str]:
     now = utcnow()
     with session_scope() as session:
         verify(session, principal)
+        # The user's ended sessions go as a new one starts (by the user index): the table stays the size of
+        # the sessions that can still be used, with no sweep of its own.
+        session.execute(
+            delete(ConsoleSession).where(
+                col(ConsoleSession.user_id) == principal.user_id,
+                or_(
+                    col(ConsoleSession.expires_at) <= now,
+                    col(ConsoleSession.revoked_at).is_not(None),
+                    col(ConsoleSession.last_seen_at) < now - timedelta(seconds=get_settings().session_idle_s),
+                ),
+            )
+        )
         row = ConsoleSession(
             user_id=principal.user_id,
             tenant_id=principal.tenant_id,

@@ -21,9 +21,8 @@ import threading
 from pathlib import Path
 
 from core.errors import SafetyRefused
-from core.safety.key_file import create_key_file, tighten
+from core.safety.key_file import beside_database, create_key_file, tighten
 from db.settings import Settings, get_settings
-from db.urls import parse_database_url
 
 MIN_KEY_CHARS = 32
 _LOG = logging.getLogger(__name__)
@@ -37,12 +36,7 @@ def session_key_path(settings: Settings) -> Path | None:
     """Where the session key file is (``OPSC_SESSION_KEY_FILE``, else next to the SQLite file), or None."""
     if settings.session_key_file:
         return Path(settings.session_key_file)
-    if not settings.is_sqlite:
-        return None
-    database = parse_database_url(settings.database_url).database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    return Path(database).with_suffix(".session-key")
+    return beside_database(settings, ".session-key")
 
 
 def session_key() -> bytes:

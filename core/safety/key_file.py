@@ -20,12 +20,17 @@ def key_file_path(settings: Settings) -> Path | None:
     """Where the embedded mode keeps its generated key: next to the SQLite file (None otherwise)."""
     if settings.secret_key_file:
         return Path(settings.secret_key_file)
+    return beside_database(settings, ".secret-key")
+
+
+def beside_database(settings: Settings, suffix: str) -> Path | None:
+    """The SQLite file's path with ``suffix`` instead of its own (a key file beside it), or None: no file."""
     if not settings.is_sqlite:
         return None
     database = parse_database_url(settings.database_url).database
     if not database or database == ":memory:":
         return None
-    return Path(database).with_suffix(".secret-key")
+    return Path(database).with_suffix(suffix)
 
 
 def create_key_file(path: Path, key: bytes) -> None:

@@ -175,3 +175,19 @@ def test_a_password_change_a_disabled_user_or_a_lost_role_end_the_session(db: st
 def test_only_a_password_or_single_sign_on_starts_a_session(db: str) -> None:
     with pytest.raises(PermissionDenied):
         start_console_session(principal("alice", "demo"))  # a claimed name
+
+
+def test_a_new_sign_in_clears_the_users_ended_sessions_only(db: str) -> None:
+    ended, _code = _signed_in()
+    end_console_session(ended)
+    idle, _code = _signed_in()
+    _edit(idle, last_seen_at=utcnow() - timedelta(seconds=get_settings().session_idle_s + 1))
+    open_tab, _code = _signed_in()
+    bobs, _code = _signed_in("bob")
+    end_console_session(bobs)
+    _signed_in()  # alice again
+    with session_scope() as session:
+        left = {row.id for row in session.exec(select(ConsoleSession)).all()}
+    assert _session_id(ended) not in left and _session_id(idle) not in left
+    assert _session_id(open_tab) in left  # still usable: kept
+    assert _session_id(bobs) in left  # another user's: his next sign-in clears it
