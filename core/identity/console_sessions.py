@@ -142,8 +142,11 @@ def _row_of(session: Session, token: str) -> ConsoleSession:
     return row
 
 
-def console_session_principal(token: str) -> Principal:
-    """The principal of a console session token, checked now; counts as activity for the idle expiry.
+def console_session_principal(token: str, *, activity: bool = True) -> Principal:
+    """The principal of a console session token, checked now.
+
+    ``activity``: the check counts as the user's activity for the idle expiry (a page view does; a live view
+    refreshing itself does not, so a screen left open still expires).
 
     Raises:
         PermissionDenied: forged or altered token, signed out, idle too long (``IDLE_MESSAGE``), past its
@@ -168,7 +171,7 @@ def console_session_principal(token: str) -> Principal:
         if issued is None:
             raise PermissionDenied("this account is disabled or no longer exists")
         check_credentials(issued, user, None, now)  # disabled, or the password changed since this sign-in
-        if now - row.last_seen_at >= timedelta(seconds=TOUCH_EVERY_S):
+        if activity and now - row.last_seen_at >= timedelta(seconds=TOUCH_EVERY_S):
             row.last_seen_at = now
             session.add(row)
         return issued

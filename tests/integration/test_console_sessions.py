@@ -191,3 +191,14 @@ def test_a_new_sign_in_clears_the_users_ended_sessions_only(db: str) -> None:
     assert _session_id(ended) not in left and _session_id(idle) not in left
     assert _session_id(open_tab) in left  # still usable: kept
     assert _session_id(bobs) in left  # another user's: his next sign-in clears it
+
+
+def test_a_check_that_is_not_activity_leaves_the_idle_clock_running(db: str) -> None:
+    """A live view refreshing itself checks the session without keeping it alive."""
+    token, _code = _signed_in()
+    idle_s = get_settings().session_idle_s
+    _edit(token, last_seen_at=utcnow() - timedelta(seconds=idle_s - 60))
+    console_session_principal(token, activity=False)
+    with session_scope() as session:
+        row = session.get(ConsoleSession, _session_id(token))
+        assert row is not None and utcnow() - row.last_seen_at > timedelta(seconds=idle_s - 61)

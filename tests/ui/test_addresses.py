@@ -268,3 +268,15 @@ def test_another_site_cannot_make_the_browser_sign_in_or_out(browser: Browser, s
     out = browser.routes.get("/opsc-session/end", headers={"Sec-Fetch-Site": site})
     assert out.status_code == 403
     assert core.console_session_principal(token).username == "alice"  # still signed in
+
+
+def test_a_tab_watching_an_execution_is_signed_out_when_its_session_ends_elsewhere(browser: Browser) -> None:
+    """Its next run refuses the revoked session (the detail's own 2 s refreshes check it as well, without
+    counting as activity; AppTest cannot run a fragment on its timer, so that part is read, not run, here)."""
+    pending = submit("alice", "watched", MODIFY_PLAN)  # pending_approval: live, so the detail polls
+    signed_in_as(browser, "alice")
+    watching = browser.open(EXECUTIONS, execution=pending.execution_id)
+    assert pending.plan_hash in texts(watching)
+    core.end_console_session(browser.cookie or "")  # signed out elsewhere
+    watching.run()
+    refused(watching, "signed out")

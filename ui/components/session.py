@@ -20,8 +20,11 @@ from ui.components.feedback import attempt
 IDLE_NOTICE = "Your session expired after a period of inactivity; please sign in again."
 
 
-def current_principal() -> Principal | None:
-    """The principal this run acts for (None: signed out, with a notice saying why when it ended)."""
+def current_principal(*, activity: bool = True) -> Principal | None:
+    """The principal this run acts for (None: signed out, with a notice saying why when it ended).
+
+    ``activity``: False for a live view refreshing itself (it checks the session, but does not keep it alive).
+    """
     who = state.principal()
     token = state.session_token()
     if token is None and not state.leaving():
@@ -29,7 +32,7 @@ def current_principal() -> Principal | None:
     if token is None:
         return _tokenless(who)
     try:
-        fresh = core.console_session_principal(token)
+        fresh = core.console_session_principal(token, activity=activity)
     except core.PermissionDenied as exc:
         state.sign_out()
         reason = str(exc)

@@ -11,6 +11,7 @@ import streamlit as st
 import core
 from ui import state
 from ui.components import executions as ex
+from ui.components import session
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plan_review import what_runs
@@ -51,6 +52,8 @@ pager(
 
 def detail(execution_id: str, live: bool) -> None:
     """Summary, actions, approvals, steps, locks and events; reruns alone every REFRESH_S while live."""
+    if live and session.current_principal(activity=False) is None:
+        st.rerun()  # signed out in another tab, or idle: the whole page, which shows the sign-in form
     view = attempt(core.get_execution, who, execution_id)
     if view is None:
         return
