@@ -7,8 +7,6 @@ the embedded worker). Every page has an address (``/dashboard``, ``/executions?e
 
 from __future__ import annotations
 
-from urllib.parse import parse_qsl, urlsplit
-
 import streamlit as st
 
 from core import Role
@@ -69,14 +67,7 @@ if who is None and current is not sign_in:
     sign_in_form.render()
     st.stop()
 if who is not None and current is sign_in:
-    # Signed in on the sign-in page's address (an old bookmark, ?next=): on to where it points.
-    target = urlsplit(session_cookie.safe_next(st.query_params.get("next")))
-    allowed = {_url_path(path) for path, _title, _icon, role in PAGES if who.role.rank >= role.rank}
-    path = target.path.strip("/")
-    st.switch_page(
-        next((p for p in pages if p.url_path == path), pages[0]) if path in allowed else pages[0],
-        query_params=dict(parse_qsl(target.query)),
-    )
+    st.switch_page(pages[0])  # signed in on the sign-in page's own address (a bookmark): the first page
 if (code := state.take_handoff()) is not None:
     # Signed in in this tab: the browser fetches the session's HttpOnly cookie (no reload), so a reload, a
     # bookmark or a second tab opens signed in.

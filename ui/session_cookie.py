@@ -6,40 +6,24 @@ appears in a URL or in what the page renders. It is set and dropped by two HTTP 
 page has the browser fetch ``START`` with a one-time code (60 s, used once), in the background (no reload);
 ``END`` revokes the session and drops the cookie. The script reads the cookie from the request that opened its
 WebSocket (``st.context.cookies``) and has core check it on every run.
-
-Addresses (``next``) are paths on this console only: anything with a scheme, a host, ``//`` or a backslash
-is replaced by the root, so a link cannot send a signed-in user elsewhere.
 """
 
 from __future__ import annotations
 
 import json
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 import streamlit as st
 
 COOKIE = "opsc_session"
 START = "/opsc-session/start"
 END = "/opsc-session/end"
-MAX_NEXT = 2048
 
 
 def presented_token() -> str | None:
     """The session token the browser sent with this session's WebSocket, if any."""
     value = st.context.cookies.get(COOKIE)
     return value if isinstance(value, str) and value else None
-
-
-def safe_next(value: object) -> str:
-    """``value`` if it is a path on this console (``/executions?execution=...``), else ``/``."""
-    if not isinstance(value, str) or not value.startswith("/") or len(value) > MAX_NEXT:
-        return "/"
-    if value.startswith("//") or "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        return "/"
-    parts = urlsplit(value)
-    if parts.scheme or parts.netloc:
-        return "/"
-    return value
 
 
 def base_path() -> str:
@@ -60,8 +44,6 @@ def fetch_in_background(url: str) -> None:
     st.html(script, unsafe_allow_javascript=True)
 
 
-def start_url(code: str, next_address: str | None = None) -> str:
-    """The cookie route's address for one-time ``code`` (``next_address``: where to send a browser that opened
-    it as a page; without it, the route answers 204, for a background request)."""
-    query = {"code": code} | ({"next": safe_next(next_address)} if next_address is not None else {})
-    return f"{START}?{urlencode(query)}"
+def start_url(code: str) -> str:
+    """The cookie route's address for one-time ``code``."""
+    return f"{START}?{urlencode({'code': code})}"

@@ -1,10 +1,10 @@
 """The two HTTP routes of the console's server that set and drop the session cookie (ui/session_cookie.py).
 
-- ``GET /opsc-session/start?code=C[&next=/path]``: trade the one-time code for the session token and set it as
-  an HttpOnly, SameSite=Lax cookie (Secure over HTTPS). 204 for the page's background request; with ``next``
-  (a browser opening it as a page), 303 on to that path of the console. A bad or used code: no cookie (403,
-  or 303 to the root).
-- ``GET /opsc-session/end[?next=/path]``: revoke the session the cookie names and drop the cookie (204, or 303).
+- ``GET /opsc-session/start?code=C``: trade the one-time code for the session token and set it as an HttpOnly,
+  SameSite=Lax cookie (Secure over HTTPS): 204. A bad, used or expired code: 403, no cookie.
+- ``GET /opsc-session/end``: revoke the session the cookie names and drop the cookie: 204.
+
+Neither redirects anywhere, so neither can be made to send a browser off the console.
 
 Both refuse (403, nothing changed) a request another site made the browser send (``Sec-Fetch-Site`` other than
 ``same-origin`` or ``none``): otherwise a page elsewhere could sign a visitor in as the attacker with the
@@ -20,24 +20,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 from starlette.routing import Route
 
 import core
-from ui.session_cookie import COOKIE, END, START, safe_next
+from ui.session_cookie import COOKIE, END, START
 
 
 def _prefixed(request: Request, path: str) -> str:
     return str(request.scope.get("root_path", "")).rstrip("/") + path
 
 
-def _answer(request: Request, *, refused: bool = False) -> Response:
-    """204 (or 403) for a background request; a 303 to ``next`` (the root if refused) for a page."""
-    if "next" not in request.query_params:
-        response = Response(status_code=403 if refused else 204)
-    else:
-        target = "/" if refused else safe_next(request.query_params.get("next"))
-        response = RedirectResponse(_prefixed(request, target), status_code=303)
+def _answer(status_code: int = 204) -> Response:
+    response = Response(status_code=status_code)
     response.headers["Cache-Control"] = "no-store"
     return response
 
@@ -54,8 +49,8 @@ def start(request: Request) -> Response:
     try:
         token = core.session_token_for(request.query_params.get("code", ""))
     except core.PermissionDenied:
-        return _answer(request, refused=True)
-    response = _answer(request)
+        return _answer(403)
+    response = _answer()
     expires = core.console_session_expires(token)
     max_age = int((expires - datetime.now(UTC)).total_seconds()) if expires is not None else 0
     response.set_cookie(
@@ -77,7 +72,7 @@ def end(request: Request) -> Response:
     token = request.cookies.get(COOKIE)
     if token:
         core.end_console_session(token)
-    response = _answer(request)
+    response = _answer()
     response.delete_cookie(COOKIE, path=_prefixed(request, "/"), httponly=True, samesite="lax")
     return response
 
