@@ -94,7 +94,12 @@ def ended_actions(view: core.ExecutionView) -> None:
             )
             st.rerun()
     if view.status in {core.ExecutionStatus.FAILED, core.ExecutionStatus.TIMEOUT}:
-        dlq_col.page_link(DLQ_PAGE, label="Open the dead-letter queue", icon=":material/report:")
+        dlq_col.page_link(
+            DLQ_PAGE,
+            label="Open the dead-letter queue",
+            icon=":material/report:",
+            query_params={ex.EXECUTION_PARAM: view.execution_id},  # its entry, picked
+        )
 
 
 def linked_execution() -> core.ExecutionSummary | None:
