@@ -1,18 +1,21 @@
 """The console's entry point: a router over the pages the signed-in principal's role may open. Nothing else.
 
-Run it with ``streamlit run streamlit_app.py`` (``opsconductor up`` adds the embedded worker).
+Run it with ``streamlit run console_app.py`` (the session cookie's routes; ``opsconductor up`` does it and adds
+the embedded worker). Every page has an address (``/dashboard``, ``/executions?execution=<id>``, README
+"Console addresses"): signed out, any of them shows the sign-in form in its place, then the page.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-import core
 from core import Role
-from ui import runtime, state
+from ui import runtime, session_cookie, state
+from ui.components import session, sign_in_form
 from ui.components.approvals import inbox_badge
 
-# (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call.
+# (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call. The URL
+# path is the file's stem (/executions, /dlq ...): what deep links and bookmarks use.
 PAGES = [
     ("ui/pages/executions.py", "Executions", ":material/list_alt:", Role.VIEWER),
     ("ui/pages/dashboard.py", "Dashboard", ":material/monitoring:", Role.VIEWER),
@@ -22,6 +25,8 @@ PAGES = [
     ("ui/pages/locks.py", "Locks and workers", ":material/lock:", Role.VIEWER),
     ("ui/pages/admin.py", "Admin", ":material/admin_panel_settings:", Role.ADMIN),
 ]
+SIGN_IN = "ui/pages/sign_in.py"
+SIGN_IN_PATH = "sign-in"
 
 st.set_page_config(page_title="OpsConductor", page_icon=":material/play_circle:", layout="wide")
 
@@ -32,23 +37,39 @@ def _runtime() -> str:
     return runtime.ensure_console_runtime()
 
 
+def _url_path(path: str) -> str:
+    return path.rsplit("/", 1)[-1].removesuffix(".py")
+
+
 _runtime()
-who = state.principal()
-if who is not None and not state.touch_session(core.get_settings().session_idle_s):
-    state.add_notice("Your session expired after a period of inactivity; please sign in again.")
-    who = None
-if who is not None and not core.session_valid(who):
-    # Password changed, account disabled or role removed since this session signed in.
-    state.sign_out()
-    state.add_notice("Your sign-in is no longer valid (your password or access changed); please sign in again.")
-    who = None
+who = session.current_principal()
+if state.take_leaving():
+    session_cookie.fetch_in_background(session_cookie.END)  # signed out: the browser drops its cookie
+sign_in = st.Page(
+    SIGN_IN, title="Sign in", icon=":material/login:", url_path=SIGN_IN_PATH, default=who is None,
+    visibility="visible" if who is None else "hidden",
+)  # fmt: skip
 if who is None:
-    pages = [st.Page("ui/pages/sign_in.py", title="Sign in", icon=":material/login:")]
+    # Every page is registered, hidden, so that its address resolves (no "Page not found" on a reload).
+    pages = [sign_in] + [st.Page(path, title=title, url_path=_url_path(path), visibility="hidden")
+                         for path, title, _icon, _role in PAGES]  # fmt: skip
 else:
     badge = {"Approvals": inbox_badge(who)} if who.role.rank >= Role.APPROVER.rank else {}
     pages = [
-        st.Page(path, title=title + badge.get(title, ""), icon=icon)
+        st.Page(path, title=title + badge.get(title, ""), icon=icon, url_path=_url_path(path))
         for path, title, icon, role in PAGES
         if who.role.rank >= role.rank
-    ]
-st.navigation(pages).run()
+    ] + [sign_in]
+current = st.navigation(pages)
+if who is None and current is not sign_in:
+    # Signed out on a page's address (a bookmark, a reload after expiry, a link from a chat message): the
+    # sign-in form in its place, so the address stays and this page opens once signed in.
+    sign_in_form.render()
+    st.stop()
+if who is not None and current is sign_in:
+    st.switch_page(pages[0])  # signed in on the sign-in page's own address (a bookmark): the first page
+if (code := state.take_handoff()) is not None:
+    # Signed in in this tab: the browser fetches the session's HttpOnly cookie (no reload), so a reload, a
+    # bookmark or a second tab opens signed in.
+    session_cookie.fetch_in_background(session_cookie.start_url(code))
+current.run()

@@ -35,6 +35,13 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         ServiceUnavailable,
     )
     from core.fsm import TERMINAL as TERMINAL_STATUSES
+    from core.identity.console_sessions import (
+        console_session_expires,
+        console_session_principal,
+        end_console_session,
+        session_token_for,
+        start_console_session,
+    )
     from core.identity.principals import principal, principal_for, session_valid, sso_principal
     from core.identity.proofs import IDENTITY_HINT
     from core.identity.scopes import SCOPES
@@ -53,6 +60,8 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
     from core.reads.direct import DirectReader, direct_reader
+    from core.reads.execution_ids import MIN_PREFIX as MIN_ID_PREFIX
+    from core.reads.execution_ids import resolve_execution_id
     from core.reads.executions import get_execution, list_events, list_executions, list_executions_page, wait_for
     from core.reads.inbox import approval_inbox
     from core.safety.masking import install_log_masking
@@ -169,6 +178,13 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "principal": ("core.identity.principals", "principal"),
     "principal_for": ("core.identity.principals", "principal_for"),
     "session_valid": ("core.identity.principals", "session_valid"),
+    "console_session_expires": ("core.identity.console_sessions", "console_session_expires"),
+    "console_session_principal": ("core.identity.console_sessions", "console_session_principal"),
+    "end_console_session": ("core.identity.console_sessions", "end_console_session"),
+    "session_token_for": ("core.identity.console_sessions", "session_token_for"),
+    "start_console_session": ("core.identity.console_sessions", "start_console_session"),
+    "resolve_execution_id": ("core.reads.execution_ids", "resolve_execution_id"),
+    "MIN_ID_PREFIX": ("core.reads.execution_ids", "MIN_PREFIX"),
     "sso_principal": ("core.identity.principals", "sso_principal"),
     "SCOPES": ("core.identity.scopes", "SCOPES"),
     "create_token": ("core.identity.tokens", "create_token"),
@@ -303,6 +319,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERS",
     "IDENTITY_HINT",
+    "MIN_ID_PREFIX",
     "SCOPES",
     "TERMINAL_STATUSES",
     "ActionClass",
@@ -379,6 +396,8 @@ __all__ = [
     "cancel",
     "check_readiness",
     "configure_logging",
+    "console_session_expires",
+    "console_session_principal",
     "create_token",
     "dashboard",
     "declared_inputs",
@@ -389,6 +408,7 @@ __all__ = [
     "direct_reader",
     "discard",
     "dry_run_plan",
+    "end_console_session",
     "export_audit",
     "get_execution",
     "get_settings",
@@ -429,8 +449,10 @@ __all__ = [
     "remove_read_only_command",
     "requeue",
     "rerun",
+    "resolve_execution_id",
     "revoke_token",
     "save_runbook",
+    "session_token_for",
     "session_valid",
     "set_dispatcher",
     "set_member",
@@ -439,6 +461,7 @@ __all__ = [
     "set_tenant_mode",
     "set_user_disabled",
     "sso_principal",
+    "start_console_session",
     "submit",
     "submit_many",
     "unpublish_runbook",

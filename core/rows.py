@@ -68,6 +68,7 @@ class ExecutionRow(Protocol):
     started_at: datetime | None
     deadline_at: datetime | None
     finished_at: datetime | None
+    rerun_of: str | None
 
 
 class StepRow(Protocol):
@@ -178,6 +179,7 @@ class ExecutionRecord:
     started_at: datetime | None
     deadline_at: datetime | None
     finished_at: datetime | None
+    rerun_of: str | None = None  # the execution this one reran (issue 16)
 
 
 @dataclass(slots=True)

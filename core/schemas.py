@@ -175,6 +175,8 @@ class ExecutionView(ExecutionSummary):
     # The values the plan's declared inputs were bound with, from the hashed plan (a secret_ref as its
     # reference, never a value); None when the plan declares none (DESIGN §14).
     inputs: dict[str, Any] | None = None
+    # The execution this one reran (``rerun``: a new execution of the same plan); None for a fresh submit.
+    rerun_of: str | None = None
 
 
 class SubmitResult(View):

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///./opsconductor.db"
 HIDDEN = "**********"
 # Never in repr/str (logs, tracebacks, a debugger's locals); reading the attribute still gives the value.
-_SECRET_FIELDS = frozenset({"secret_key", "vault_token"})
+_SECRET_FIELDS = frozenset({"secret_key", "vault_token", "session_key"})
 
 
 class Settings(BaseSettings):
@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     login_max_failures: int = 5
     login_lockout_s: int = 15 * 60
     session_idle_s: int = 30 * 60
+    # Console sessions that survive reload and a second tab (core/identity/console_sessions.py): signed with
+    # the console's own key (never the secret store's, which workers hold too): ``OPSC_SESSION_KEY`` (at least
+    # 32 characters), else a 0600 file (``OPSC_SESSION_KEY_FILE``, or next to the SQLite file, generated when
+    # absent), else a key drawn per console process. However active, a session ends after ``session_max_s``.
+    session_key: str | None = None
+    session_key_file: str | None = None
+    session_max_s: int = Field(default=12 * 3600, gt=0)
     reauth_approval_level: int = 2
     # External services (DESIGN §8): the seed system's automation service (the ``automation`` action) and
     # an optional asset service consulted for assets missing from the local inventory. Unset = not used.

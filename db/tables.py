@@ -191,6 +191,8 @@ class Execution(SQLModel, table=True):
     cancel_requested_at: datetime | None = Field(default=None)
     cancel_requested_by: str | None = Field(default=None, max_length=32)
     cancel_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    # The execution this one reran (issue 16): a plain id, no foreign key, so retention may delete either.
+    rerun_of: str | None = Field(default=None, max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(default=None)
@@ -557,6 +559,30 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime
     revoked_at: datetime | None = Field(default=None)
     last_used_at: datetime | None = Field(default=None)
+
+
+class ConsoleSession(SQLModel, table=True):
+    """A console sign-in that survives reload and a second tab (core/identity/console_sessions.py).
+
+    The browser holds ``opsc1.<id>.<mac>``: the MAC (HMAC-SHA256 under the console's session key, never
+    stored) binds the id to ``user_id``, ``tenant_id`` and ``created_at``, so neither a guessed id nor a row
+    edited in the database makes a valid token. ``handoff_hash``: SHA-256 of the one-time code the browser
+    trades for its HttpOnly cookie (60 s, used once).
+    """
+
+    __tablename__ = "console_sessions"
+    __table_args__ = (Index("ix_console_sessions_user", "user_id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    user_id: str = Field(sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=False))
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    auth: str = Field(max_length=16)  # how the user proved it: password or sso
+    created_at: datetime = Field(default_factory=utcnow)
+    last_seen_at: datetime = Field(default_factory=utcnow)  # idle expiry counts from here
+    expires_at: datetime  # absolute: however active, a session ends here
+    revoked_at: datetime | None = Field(default=None)  # signed out
+    handoff_hash: str | None = Field(default=None, max_length=64)
+    handoff_expires_at: datetime | None = Field(default=None)
 
 
 class ReadOnlyCommand(SQLModel, table=True):

@@ -29,15 +29,25 @@ def noop_plan(name: str = "n", *, level: int | None = None) -> str:
     return f"name: {name}\n{extra}steps:\n  - {{name: a, action: noop, target: localhost}}\n"
 
 
-def raw_execution(session: Session, status: ExecutionStatus, *, tenant: str = "demo", user: str = "alice") -> Execution:
-    """Insert an execution directly in ``status`` (bypassing submit) for FSM-level tests."""
+def raw_execution(
+    session: Session,
+    status: ExecutionStatus,
+    *,
+    tenant: str = "demo",
+    user: str = "alice",
+    execution_id: str | None = None,
+    name: str = "raw",
+) -> Execution:
+    """Insert an execution directly in ``status`` (bypassing submit) for FSM-level tests (``execution_id``: a
+    chosen id, e.g. to share a prefix with another)."""
     tenant_id = session.exec(select(Tenant.id).where(Tenant.name == tenant)).one()
     user_id = session.exec(select(User.id).where(User.username == user)).one()
     plan_json = canonical_json({"name": "raw", "steps": []})
     row = Execution(
+        id=execution_id or new_id(),
         tenant_id=tenant_id,
         requested_by=user_id,
-        name="raw",
+        name=name,
         plan_json=plan_json,
         plan_hash=plan_hash(plan_json),
         action_class="read",

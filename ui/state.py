@@ -15,6 +15,9 @@ from core import Principal
 
 # Values the console keeps between reruns.
 PRINCIPAL: Final = "opsc.principal"
+SESSION_TOKEN: Final = "opsc.session_token"  # the console session's token (server side only; the browser's is a cookie)
+HANDOFF: Final = "opsc.handoff"  # the one-time code the browser trades for its cookie, until sent there
+LEAVING: Final = "opsc.leaving"  # signed out: send the browser to drop its cookie
 LAST_SEEN: Final = "opsc.last_seen"  # monotonic-free wall time (epoch s) of the last page view: idle expiry
 NOTICES: Final = "opsc.notices"
 EXECUTIONS_PAGE: Final = "opsc.executions.page"
@@ -44,7 +47,13 @@ RUNBOOK_PICK: Final = "opsc.submit.runbook"
 RUNBOOK_NAME: Final = "opsc.submit.runbook_name"
 RUNBOOK_DESCRIPTION: Final = "opsc.submit.runbook_description"
 FOCUS_EXECUTION: Final = "opsc.executions.focus"  # an execution to open on the Executions page
+LINKED_EXECUTION: Final = "opsc.executions.linked"  # the execution the address named when last looked
+CANCEL_CONFIRM: Final = "opsc.executions.cancel_confirm"  # suffixed with the execution id: asked to confirm
+CANCEL_YES: Final = "opsc.executions.cancel_yes"  # suffixed with the execution id
+CANCEL_NO: Final = "opsc.executions.cancel_no"  # suffixed with the execution id
 APPROVAL_PICK: Final = "opsc.approvals.pick"
+APPROVAL_LINKED: Final = "opsc.approvals.linked"  # the execution the address named when last looked
+DLQ_LINKED: Final = "opsc.dlq.linked"  # the execution the address named when last looked
 APPROVAL_COMMENT: Final = "opsc.approvals.comment"  # suffixed with the execution id
 APPROVAL_FORM: Final = "opsc.approvals.form"  # suffixed with the execution id
 APPROVE_BUTTON: Final = "opsc.approvals.approve"  # suffixed with the execution id
@@ -79,10 +88,44 @@ def principal() -> Principal | None:
     return value if isinstance(value, Principal) else None
 
 
-def sign_in(who: Principal) -> None:
-    """Remember ``who`` as the signed-in principal of this browser session."""
+def sign_in(who: Principal, token: str | None = None) -> None:
+    """Remember ``who`` as the signed-in principal of this browser session (``token``: its console session)."""
     st.session_state[PRINCIPAL] = who
     st.session_state[LAST_SEEN] = time.time()
+    if token is not None:
+        st.session_state[SESSION_TOKEN] = token
+
+
+def session_token() -> str | None:
+    """The token of this tab's console session, if it signed in (or was restored) with one."""
+    value = st.session_state.get(SESSION_TOKEN)
+    return value if isinstance(value, str) else None
+
+
+def set_handoff(code: str) -> None:
+    """Remember the one-time code to send the browser to the cookie route with (once)."""
+    st.session_state[HANDOFF] = code
+
+
+def take_handoff() -> str | None:
+    """The pending one-time code, removed (the browser is sent there once)."""
+    value = st.session_state.pop(HANDOFF, None)
+    return value if isinstance(value, str) else None
+
+
+def mark_leaving() -> None:
+    """Signed out: the next run sends the browser to drop its session cookie."""
+    st.session_state[LEAVING] = True
+
+
+def leaving() -> bool:
+    """True between ``mark_leaving`` and the run that sends the browser away."""
+    return bool(st.session_state.get(LEAVING, False))
+
+
+def take_leaving() -> bool:
+    """True once after ``mark_leaving``."""
+    return bool(st.session_state.pop(LEAVING, False))
 
 
 def touch_session(idle_limit_s: float) -> bool:

@@ -34,7 +34,7 @@ from core.identity.proofs import (
 from core.schemas import Principal
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.tables import ApiToken, Execution, Membership, Tenant, User
+from db.tables import ApiToken, Membership, Tenant, User
 
 
 def verify(session: Session, principal: Principal) -> User:
@@ -90,18 +90,28 @@ def principal(username: str, tenant: str | None = None) -> Principal:
 def principal_for(username: str, execution_id: str) -> Principal:
     """The claimed principal of ``username`` in the tenant that owns ``execution_id`` (demo boxes only).
 
-    Only the user's own tenants are searched, so an id from another tenant is simply not found.
-    Raises as ``principal``, and NotFound for an execution outside the user's tenants.
+    ``execution_id`` may be a unique prefix of at least 6 characters (core/reads/execution_ids.py). Only the
+    user's own tenants are searched, so an id from another tenant is simply not found.
+    Raises as ``principal``, NotFound for an execution outside the user's tenants, and InvalidInput for a
+    prefix too short or matching several of the user's executions.
     """
+    # Here, not at the top: execution_ids reaches rbac, which imports this module.
+    from core.reads.execution_ids import candidates, normalized, only_one
+
     with session_scope() as session:
         require_claims_accepted(claimed_identity_allowed(session))
+        prefix = normalized(execution_id)
         user = enabled_user(username, session.exec(select(User).where(User.username == username)).first())
-        row = session.exec(
-            select(Membership, Tenant)
-            .join(Tenant, Tenant.id == Membership.tenant_id)  # type: ignore[arg-type]
-            .join(Execution, Execution.tenant_id == Membership.tenant_id)  # type: ignore[arg-type]
-            .where(Membership.user_id == user.id, Execution.id == execution_id)
-        ).first()
+        tenant_ids = session.exec(select(Membership.tenant_id).where(Membership.user_id == user.id)).all()
+        found = candidates(session, tenant_ids, prefix) if tenant_ids else []
+        owner = only_one(execution_id, found).tenant_id if found else None
+        row = None
+        if owner is not None:
+            row = session.exec(
+                select(Membership, Tenant)
+                .join(Tenant, Tenant.id == Membership.tenant_id)  # type: ignore[arg-type]
+                .where(Membership.user_id == user.id, Membership.tenant_id == owner)
+            ).first()
         membership, tenant_row = owning_membership(execution_id, row)
         return issue(user, membership, tenant_row, auth=CLAIMED)
 

@@ -59,6 +59,7 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
         approvals_required=APPROVALS_REQUIRED[execution.approval_level],
         approval_expires_at=execution.approval_expires_at,
         cancel_requested_at=execution.cancel_requested_at,
+        rerun_of=execution.rerun_of,
         approvals=[
             ApprovalView(
                 approver=username,

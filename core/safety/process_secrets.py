@@ -55,7 +55,7 @@ class _ProcessValues:
                     self._key_file = key_file
             except OSError:
                 pass  # unreadable here, so unreadable to a step of this process too
-        values = [*keys, settings.vault_token or ""]
+        values = [*keys, settings.vault_token or "", settings.session_key or ""]
         for name, field in settings:
             if name.endswith("_url") and isinstance(field, str):
                 values += _url_passwords(field)

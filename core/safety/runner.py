@@ -375,6 +375,8 @@ def hidden_dirs(settings: Settings) -> list[Path]:
     key_file = key_file_path(settings)
     if key_file is not None:
         protect.append(key_file.resolve().parent)
+    if settings.session_key_file:  # the console's session key (core/identity/session_key.py)
+        protect.append(Path(settings.session_key_file).resolve().parent)
     for path in protect:
         if path in _SYSTEM_DIRS:
             raise SafetyRefused(

@@ -9,20 +9,16 @@ a value to a human interface, and no message contains one.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import tempfile
 from collections.abc import Iterable
-from pathlib import Path
 
 from cryptography.fernet import Fernet, InvalidToken
 from sqlalchemy import select as select_columns
 from sqlmodel import Session, select
 
 from core.errors import InvalidInput, NotFound, SafetyRefused
-from core.safety.key_file import key_file_path
+from core.safety.key_file import create_key_file, key_file_path, tighten
 from core.schemas import SecretInfo
 from db.clock import utcnow
 from db.settings import Settings, get_settings
@@ -46,8 +42,8 @@ def key_material(settings: Settings | None = None) -> str:
     if path is None:
         raise SafetyRefused("no_secret_key", "OPSC_SECRET_KEY is required outside the embedded SQLite mode")
     if not path.exists():
-        _create_key_file(path)
-    _tighten(path)
+        create_key_file(path, Fernet.generate_key())
+    tighten(path)
     return path.read_text().strip()
 
 
@@ -198,30 +194,6 @@ def reveal_secret(session: Session, tenant_id: str, name: str) -> str:
         raise SafetyRefused(
             "secret_undecryptable", f"secret {name!r} cannot be decrypted with the current key"
         ) from None
-
-
-def _create_key_file(path: Path) -> None:
-    """Write a new key to ``path`` atomically: processes and threads racing to create it all end up reading the
-    one that won, never a half-written file (the audit chain of every commit depends on it)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Created 0600 (a umask can only narrow it) before the key is written (DESIGN §10, §13), then linked into
-    # place: link() fails if the name exists, so the first complete key wins.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(Fernet.generate_key())
-        with contextlib.suppress(FileExistsError):  # another process's key won: it is the one
-            os.link(tmp, path)
-    finally:
-        os.unlink(tmp)
-
-
-def _tighten(path: Path) -> None:
-    """A key file readable by others (an older version's, or copied in) becomes 0600 if it is ours."""
-    info = path.stat()
-    if info.st_uid == os.geteuid() and info.st_mode & 0o077:
-        path.chmod(0o600)
 
 
 def _row(session: Session, tenant_id: str, name: str) -> Secret | None:

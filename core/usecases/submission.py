@@ -25,6 +25,7 @@ Conflict.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -129,6 +130,7 @@ def _submit(
     *,
     background: bool,
     batch: bool,
+    rerun_of: str | None = None,
 ) -> list[SubmitResult]:
     settings = get_settings()
     parsed, caller_keys = _parse(sources, keys, inputs, batch=batch)
@@ -137,7 +139,14 @@ def _submit(
     for _ in range(3):
         try:
             results, inline = _insert(
-                principal, parsed, caller_keys, background, look_up, settings.idempotency_window_s, batch=batch
+                principal,
+                parsed,
+                caller_keys,
+                background,
+                look_up,
+                settings.idempotency_window_s,
+                batch=batch,
+                rerun_of=rerun_of,
             )
         except _KeyTaken:
             look_up = True  # the next attempt reads the keys' holders first
@@ -192,13 +201,16 @@ def _insert(
     window_s: int,
     *,
     batch: bool,
+    rerun_of: str | None = None,
 ) -> tuple[list[SubmitResult], list[str]]:
     """One attempt in one transaction: the results in order, and the ids to run inline after commit."""
     try:
         with session_scope() as session:
             intake = Intake.read(session, principal, plans, permission=Permission.SUBMIT)
             judged = _judge(intake, plans, batch=batch)
-            outcomes = _outcomes(session, principal, judged, caller_keys, background, look_up, window_s, batch=batch)
+            outcomes = _outcomes(
+                session, principal, judged, caller_keys, background, look_up, window_s, batch=batch, rerun_of=rerun_of
+            )
             new = [o for o in outcomes if isinstance(o, NewExecution)]
             write(session, principal, new)
             views = dict(
@@ -249,6 +261,7 @@ def _outcomes(
     window_s: int,
     *,
     batch: bool,
+    rerun_of: str | None = None,
 ) -> list[_Outcome]:
     """What each plan becomes, by its idempotency key (see the module docstring); rows to write are not yet written.
 
@@ -283,7 +296,9 @@ def _outcomes(
                 continue
         # Strictly increasing, so the batch's executions keep their order wherever they are sorted by time.
         now = utcnow() if now is None else max(utcnow(), now + timedelta(microseconds=1))
-        outcomes.append(new_execution(principal, j, caller_key=caller, background=background, now=now))
+        outcomes.append(
+            new_execution(principal, j, caller_key=caller, background=background, now=now, rerun_of=rerun_of)
+        )
     return outcomes
 
 
@@ -360,10 +375,13 @@ def preview(
 
 
 def rerun(principal: Principal, execution_id: str, *, background: bool = True) -> SubmitResult:
-    """Submit an ended execution's plan again, as ``principal``: a new execution with its own approvals.
+    """Submit an ended execution's plan again, as ``principal``: always a new execution, with its own approvals.
 
     The stored canonical plan names assets by id; they are turned back into the names the steps recorded,
-    so the new submission is validated, derived and approved exactly like a fresh one.
+    so the new submission is validated, derived and approved exactly like a fresh one (level 1 and up wait
+    for a fresh approval; the old one's approvals bind to the old execution only). It gets a fresh
+    idempotency key, so the window of the old one does not hand the old execution back, and ``rerun_of``
+    links it to the old one.
 
     Raises:
         NotFound: no such execution in the tenant. Conflict: it has not ended yet.
@@ -385,4 +403,6 @@ def rerun(principal: Principal, execution_id: str, *, background: bool = True) -
         step["target"] = names[index]
     # The steps hold the values the original was bound with; the record of them is not a declaration.
     plan.pop("inputs", None)
-    return submit(principal, plan, background=background)
+    key = f"rerun-{uuid.uuid4().hex}"  # never reused: a rerun is a new execution, whatever the window says
+    [result] = _submit(principal, [plan], [key], [None], background=background, batch=False, rerun_of=execution.id)
+    return result

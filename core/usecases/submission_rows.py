@@ -65,9 +65,18 @@ class NewExecution:
 
 
 def new_execution(
-    principal: Principal, judged: Judged, *, caller_key: str | None, background: bool, now: datetime
+    principal: Principal,
+    judged: Judged,
+    *,
+    caller_key: str | None,
+    background: bool,
+    now: datetime,
+    rerun_of: str | None = None,
 ) -> NewExecution:
-    """The rows of one execution of ``judged`` requested by ``principal`` at ``now`` (nothing is written)."""
+    """The rows of one execution of ``judged`` requested by ``principal`` at ``now`` (nothing is written).
+
+    ``rerun_of``: the execution this one reruns (``rerun``); every row carries the key, for one INSERT.
+    """
     plan = judged.plan
     status = initial_status(plan.approval_level)
     execution_id = new_id()
@@ -103,6 +112,7 @@ def new_execution(
         else None,
         "created_at": now,
         "updated_at": now,
+        "rerun_of": rerun_of,
     }
     steps = [
         {
@@ -145,9 +155,11 @@ def write(session: Session, principal: Principal, executions: Sequence[NewExecut
             tenant_id=principal.tenant_id,
             kind="status",
             actor=principal.username,
-            message=f"submitted; needs {APPROVALS_REQUIRED[level]} approval(s)",
+            message=f"submitted; needs {APPROVALS_REQUIRED[level]} approval(s)"
+            + (f"; a rerun of {row['rerun_of']}" if row["rerun_of"] else ""),
             to_status=row["status"],
-            data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level},
+            data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level}
+            | ({"rerun_of": row["rerun_of"]} if row["rerun_of"] else {}),
         )
     level_0 = [e for e in executions if e.row["status"] == ExecutionStatus.APPROVED.value]
     enqueue_many(

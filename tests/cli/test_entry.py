@@ -92,7 +92,8 @@ def test_init_is_idempotent(sqlite_db: str, cli: Cli) -> None:
 def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     sqlite_db: str, cli: Cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """up runs initialize, then execs ``streamlit run <repo>/streamlit_app.py`` on the given port, headless."""
+    """up runs initialize, then execs ``streamlit run <repo>/console_app.py`` (the app with the session cookie's
+    routes) on the given port, headless."""
     calls: list[tuple[str, list[str]]] = []
     inits: list[bool] = []
     monkeypatch.setattr(os, "execvp", lambda file, argv: calls.append((file, list(argv))))
@@ -103,7 +104,7 @@ def test_up_initialises_then_execs_streamlit_with_an_argv_list(
     assert inits == [True]
     [(file, argv)] = calls
     assert file == argv[0] == sys.executable
-    assert argv[1:5] == ["-m", "streamlit", "run", str(REPO / "streamlit_app.py")]
+    assert argv[1:5] == ["-m", "streamlit", "run", str(REPO / "console_app.py")]
     assert argv[5:] == [
         "--server.port",
         "8765",

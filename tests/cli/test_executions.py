@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
+import core
 from tests.cli.support import (
     MODIFY_PLAN,
     READ_PLAN,
@@ -16,6 +17,7 @@ from tests.cli.support import (
     status_of,
     submit_json,
 )
+from tests.engine_support import drive
 
 SECTION_11_KEYS = {
     "execution_id", "status", "tenant_id", "requested_by", "approval_level", "sla_class", "execution_mode",
@@ -417,3 +419,14 @@ def test_show_prints_what_runs_with_the_secret_reference_and_the_diff(db: str, c
     assert '-       "TOKEN"' in text.stdout and '+       "HOME"' in text.stdout
     for output in (text.stdout, cli("show", second, "--as", "bob", "--json").stdout):
         assert "s3cr3t" not in output
+
+
+def test_show_json_links_a_rerun_to_the_execution_it_reran(db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """Issue 16: a rerun is a new execution; ``rerun_of`` names the old one (null for a fresh submit)."""
+    old = submit_json(cli, plan_file(READ_PLAN), "alice", "--background")["execution_id"]
+    drive(old)
+    new = core.rerun(core.principal("alice", "demo"), old).execution.execution_id
+    shown = ok_json(cli("show", new, "--as", "alice", "--json"))
+    assert shown["rerun_of"] == old and new != old
+    assert ok_json(cli("show", old, "--as", "alice", "--json"))["rerun_of"] is None
+    assert f"rerun of {old}" in cli("show", new[:8], "--as", "alice").stdout

@@ -78,7 +78,7 @@ def page(console_url: str, tmp_path: Path) -> Iterator[Any]:
     """A fresh browser page on the console's sign-in page."""
     with playwright.sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport=VIEWPORT)
+        page = browser.new_context(viewport=VIEWPORT).new_page()  # a context: room for a second tab
         page.set_default_timeout(TIMEOUT_MS)
         page.goto(console_url)
         yield page
@@ -225,3 +225,63 @@ def test_a_runbook_with_inputs_is_filled_in_the_form_and_runs_with_the_values(pa
     page.get_by_text(re.compile(r"2\. reason · shell on localhost · completed")).click()  # its output
     page.get_by_text("reason: from the browser").first.wait_for()  # the typed value, one argv element
     assert marker.exists()
+
+
+def sign_in_as(page: Any, demo_button: str) -> None:
+    """Click a demo account's button and wait until the browser holds the session's cookie (fetched in the
+    background, no reload)."""
+    with page.expect_response(lambda r: "/opsc-session/start" in r.url and r.status == 204):
+        page.get_by_role("button", name=demo_button).click()
+
+
+def session_cookie(page: Any) -> dict[str, Any] | None:
+    return next((c for c in page.context.cookies() if c["name"] == "opsc_session"), None)
+
+
+def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, console_url: str, shots: Path) -> None:
+    """Issue 16 item 2: F5 keeps the session and the page; a second tab is signed in; a link to an execution
+    opened signed out shows the sign-in form in place, then that execution; signing out ends every tab."""
+    execution_id = submit_runbook(page, "Disk usage", "disk-usage")
+    sign_in_as(page, "alice · operator")
+    cookie = session_cookie(page)
+    assert cookie is not None and cookie["httpOnly"] and cookie["sameSite"] == "Lax"
+    assert not page.evaluate("document.cookie.includes('opsc_session')")  # no script of the page can read it
+    page.get_by_role("link", name="Dashboard").click()
+    page.wait_for_url(re.compile(r"/dashboard$"))
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.reload()  # F5 on a page path: still signed in, still the Dashboard
+    page.get_by_role("heading", name="Dashboard").wait_for()
+    page.get_by_text("operator in demo").wait_for()
+    assert not page.get_by_text("Page not found").count()
+    assert page.url.endswith("/dashboard")
+    second = page.context.new_page()  # a second tab of the same browser
+    second.goto(f"{console_url}/locks")
+    second.get_by_role("heading", name="Locks and workers").wait_for()
+    second.get_by_text("operator in demo").wait_for()
+    # Signing out in the second tab ends the session for the first one too.
+    second.get_by_role("button", name="Sign out").click()
+    second.get_by_role("heading", name="Sign in").wait_for()
+    page.reload()
+    page.get_by_role("heading", name="Sign in").wait_for()
+
+    # A link to the execution (as shared in a chat message), opened signed out: sign in, and it is open.
+    link = f"{console_url}/executions?execution={execution_id[:8]}"
+    page.goto(link)
+    page.get_by_role("heading", name="Sign in").wait_for()
+    sign_in_as(page, "bob · approver")
+    page.get_by_text(execution_id).first.wait_for()  # its detail: the full id in the summary
+    page.get_by_text(re.compile(r"disk-usage · completed")).wait_for(timeout=60_000)
+    # The address still names it (Executions is the default page, which Streamlit shows at the root).
+    assert page.url in {link, link.replace("/executions?", "/?")}, page.url
+    page.screenshot(path=str(shots / "5-deep-link.png"), full_page=True)
+    page.reload()
+    page.get_by_text(re.compile(r"disk-usage · completed")).wait_for()  # reload: the same execution, signed in
+
+    # Rerun makes a new execution, linked to this one, and opens it.
+    page.get_by_role("button", name="Rerun").click()
+    rerun = page.get_by_text(re.compile(rf"Rerun of {execution_id[:8]} submitted as a new execution, ([0-9a-f]{{8}})"))
+    rerun.wait_for()
+    new_short = re.search(r"new execution, ([0-9a-f]{8})", rerun.inner_text()).group(1)  # type: ignore[union-attr]
+    assert not execution_id.startswith(new_short)
+    page.wait_for_url(re.compile(rf"execution={new_short}[0-9a-f]{{24}}"))
+    page.get_by_text(execution_id).first.wait_for()  # "Rerun of" names the old one

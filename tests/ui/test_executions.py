@@ -84,6 +84,14 @@ def test_requester_cancels_a_pending_execution(console: OpenConsole) -> None:
     at.text_input(key=f"{state.CANCEL_REASON}.{pending.execution_id}").input("changed my mind")
     button(at, "Cancel execution").click().run()
     assert not at.exception
+    # One click only asks: nothing is cancelled until the operator confirms.
+    assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
+    assert any("cannot be undone" in shown(w.value) for w in at.warning)
+    button(at, "Keep it").click().run()
+    assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "pending_approval"
+    button(at, "Cancel execution").click().run()
+    button(at, "Yes, cancel it").click().run()
+    assert not at.exception
     assert core.get_execution(core.principal("alice", "demo"), pending.execution_id).status == "cancelled"
     assert any("cancelled" in shown(s.value) for s in at.success)
     assert "Cancel execution" not in [b.label for b in at.button]
@@ -140,6 +148,9 @@ def test_an_ended_execution_can_be_rerun_and_a_failed_one_links_to_the_dlq(conso
     rows = core.list_executions(core.principal("alice", "demo"))
     assert len(rows) == 2 and rows[0].status == "pending_approval"  # a new execution, approved anew
     assert at.selectbox(key=state.EXECUTION_PICK).value == rows[0].execution_id  # and it is opened
+    assert at.query_params["execution"] == rows[0].execution_id  # in the address too
+    assert f"**Rerun of:** {failed.execution_id}" in texts(at)
+    assert any(f"Rerun of {failed.execution_id[:8]} submitted as a new execution" in shown(s.value) for s in at.success)
 
 
 def test_an_execution_focused_from_another_page_opens(console: OpenConsole) -> None:

@@ -15,7 +15,7 @@ from typing import Annotated, Any, TextIO
 import typer
 
 import core
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on, command_group
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on_execution, command_group
 from ui.cli.output import print_json, terminal_safe
 
 BROKEN_EXIT = 5
@@ -34,7 +34,10 @@ def verify_command(
 ) -> None:
     """Check that no audit event was modified, deleted or inserted, and that the chain reaches its head and signed
     checkpoints (admin). With an ID, the breaks that concern that execution. Exit 5 names the broken links."""
-    actor = acting(as_user, tenant) if execution_id is None else acting_on(as_user, execution_id, tenant)
+    if execution_id is None:
+        actor = acting(as_user, tenant)
+    else:
+        actor, execution_id = acting_on_execution(as_user, execution_id, tenant)
     report = core.verify_chain(actor, execution_id)
     if json_out:
         print_json(report.model_dump(mode="json"))

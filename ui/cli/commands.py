@@ -7,6 +7,8 @@ is the console script's entry point.
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -23,11 +25,13 @@ from ui.cli.locks import locks_command
 from ui.cli.ops import check_command, prune_command
 from ui.cli.options import (
     AsUser,
+    ExecutionId,
     JsonOpt,
     TenantOpt,
     TokenFileOpt,
     acting,
     acting_on,
+    acting_on_execution,
     read_password,
     use_token_file,
 )
@@ -63,8 +67,8 @@ app.command("locks")(locks_command)
 app.command("prune")(prune_command)
 app.command("check")(check_command)
 
-ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 Comment = Annotated[str | None, typer.Option("--comment", help="A note recorded with the decision.")]
+FULL_ID_LENGTH = 32  # an execution id (uuid4 hex); anything shorter is a prefix to resolve
 
 
 @app.callback()
@@ -246,7 +250,7 @@ def approve_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Approve a pending execution, or (--step) open a level-3 step gate (approvers; never your own request)."""
-    actor = acting_on(as_user, execution_id, tenant)
+    actor, execution_id = acting_on_execution(as_user, execution_id, tenant)
     if password_stdin:
         actor = core.reauthenticate(actor, read_password())
     if step is None:
@@ -265,7 +269,7 @@ def reject_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Reject a pending execution (approvers; never your own request)."""
-    view = core.reject(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    view = core.reject(*acting_on_execution(as_user, execution_id, tenant), comment=comment)
     show_view(view, json_out)
 
 
@@ -278,7 +282,7 @@ def cancel_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Cancel an execution (your own, or any as admin); cancelling twice is a no-op."""
-    view = core.cancel(acting_on(as_user, execution_id, tenant), execution_id, reason=reason)
+    view = core.cancel(*acting_on_execution(as_user, execution_id, tenant), reason=reason)
     show_view(view, json_out)
 
 
@@ -292,13 +296,16 @@ def show_command(
 
 def read_execution(as_user: str | None, execution_id: str, tenant: str | None) -> core.ExecutionView:
     """The execution ``show`` prints: read over a plain DB-API connection when the database allows (no ORM to
-    import: issue 15, a third of the CPU), else through core; the same rules and the same view either way."""
+    import: issue 15, a third of the CPU), else through core; the same rules and the same view either way.
+    A prefix of the id is resolved through core first (the one-shot reader takes whole ids only)."""
+    if len(execution_id.strip()) != FULL_ID_LENGTH:
+        return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
     try:
         with core.direct_reader() as reader:
             return reader.get_execution(acting_on(as_user, execution_id, tenant, issuer=reader), execution_id)
     except core.DirectReadUnavailable:
         pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
-    return core.get_execution(acting_on(as_user, execution_id, tenant), execution_id)
+    return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
 
 
 def show_view(view: core.ExecutionView, json_out: bool) -> None:
@@ -316,17 +323,67 @@ def list_command(
     status: Annotated[
         list[core.ExecutionStatus] | None, typer.Option("--status", help="Only this status; repeat for several.")
     ] = None,
+    requester: Annotated[
+        str | None, typer.Option("--requester", metavar="USER", help="Only those this user requested.")
+    ] = None,
+    asset: Annotated[str | None, typer.Option("--asset", metavar="NAME", help="Only those with a step on it.")] = None,
+    search: Annotated[
+        str | None,
+        typer.Option(
+            "--search", metavar="TEXT", help="Name contains TEXT (3+ characters), or the id starts with it (4+ hex)."
+        ),
+    ] = None,
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since",
+            metavar="WHEN",
+            help="Created since: a duration back from now (90s, 30m, 2h, 7d) or an ISO date/time (UTC if no zone).",
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", help="At most this many, newest first (1-500).")] = 50,
     json_out: JsonOpt = False,
 ) -> None:
-    """List the tenant's executions, newest first."""
+    """List the tenant's executions, newest first; filters as the console's (all of them must hold)."""
     actor = acting(as_user, tenant)
-    rows = core.list_executions(actor, status=status or None, limit=limit)
+    rows = core.list_executions(
+        actor,
+        status=status or None,
+        requested_by=_blank_is_none(requester),
+        asset=_blank_is_none(asset),
+        search=_blank_is_none(search),
+        created_after=parse_since(since) if since is not None else None,
+        limit=limit,
+    )
     if json_out:
         # Full views, so every listed execution carries the whole §11 contract (steps included).
         print_json({"executions": [as_json(core.get_execution(actor, r.execution_id)) for r in rows]})
         return
     typer.echo(render_summaries(rows))
+
+
+def _blank_is_none(value: str | None) -> str | None:
+    return (value or "").strip() or None
+
+
+_DURATION = re.compile(r"^(\d{1,6})([smhd])$")
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_since(value: str) -> datetime:
+    """``--since``: a duration back from now (``90s``, ``30m``, ``2h``, ``7d``) or an ISO 8601 date or time
+    (UTC when it names no zone). Raises InvalidInput (path ``--since``)."""
+    text = value.strip()
+    if match := _DURATION.match(text.lower()):
+        return datetime.now(UTC) - timedelta(seconds=int(match[1]) * _UNIT_S[match[2]])
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise core.InvalidInput(
+            f"{value!r} is neither a duration (90s, 30m, 2h, 7d) nor an ISO date/time (2026-12-01T08:00)",
+            path="--since",
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def main() -> None:

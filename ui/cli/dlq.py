@@ -7,12 +7,10 @@ from typing import Annotated
 import typer
 
 import core
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, acting_on, command_group
+from ui.cli.options import AsUser, ExecutionId, JsonOpt, TenantOpt, acting, acting_on_execution, command_group
 from ui.cli.output import fmt_time, print_json, render_execution, table
 
 dlq_app = command_group("Failed and timed-out work waiting for a decision.")
-
-ExecutionId = Annotated[str, typer.Argument(metavar="ID", help="Execution id.")]
 
 
 @dlq_app.command("list")
@@ -59,7 +57,7 @@ def requeue_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Run it again from its first unfinished step (admin, or the operator who submitted it)."""
-    view = core.requeue(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    view = core.requeue(*acting_on_execution(as_user, execution_id, tenant), comment=comment)
     if json_out:
         print_json(view.model_dump(mode="json"))
     else:
@@ -74,5 +72,6 @@ def discard_command(
     tenant: TenantOpt = None,
 ) -> None:
     """Close the entry without running it again (admin)."""
-    core.discard(acting_on(as_user, execution_id, tenant), execution_id, comment=comment)
+    actor, execution_id = acting_on_execution(as_user, execution_id, tenant)
+    core.discard(actor, execution_id, comment=comment)
     typer.echo(f"discarded the DLQ entry of {execution_id}")

@@ -35,6 +35,9 @@ TenantOpt = Annotated[
     typer.Option("--tenant", metavar="TENANT", help="Tenant name; needed only when the user belongs to several."),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")]
+ExecutionId = Annotated[
+    str, typer.Argument(metavar="ID", help="Execution id, or a unique prefix of it (at least 6 characters).")
+]
 TokenFileOpt = Annotated[
     Path | None,
     typer.Option(
@@ -161,3 +164,16 @@ def acting_on(username: str | None, execution_id: str, tenant: str | None, *, is
     if tenant is not None:
         return issuer.principal(username, tenant)
     return issuer.principal_for(username, execution_id)
+
+
+def acting_on_execution(username: str | None, ref: str, tenant: str | None) -> tuple[core.Principal, str]:
+    """The caller acting on the execution ``ref`` names (its id, or a unique prefix of at least 6 characters),
+    and that execution's full id.
+
+    Raises:
+        NotFound: no execution of the caller's tenant(s) starts with ``ref`` (another tenant's never counts).
+        InvalidInput: ``ref`` is too short, or several executions start with it (listed).
+        PermissionDenied: as ``acting_on``.
+    """
+    actor = acting_on(username, ref, tenant)
+    return actor, core.resolve_execution_id(actor, ref)

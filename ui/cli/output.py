@@ -90,6 +90,8 @@ def render_execution(view: core.ExecutionView) -> str:
     if view.inputs:  # what the submitter chose; the steps below hold the same values
         chosen = ", ".join(f"{name}={json.dumps(value, ensure_ascii=False)}" for name, value in view.inputs.items())
         lines.append(f"  inputs     {terminal_safe(chosen)}")
+    if view.rerun_of:
+        lines.append(f"  rerun of {view.rerun_of}")
     if view.status == "pending_approval" and view.approval_expires_at is not None:
         lines.append(f"  approve by {fmt_time(view.approval_expires_at)}")
     if view.execution_limit_s is not None:  # running time: waits for approval, a lock or a gate do not count

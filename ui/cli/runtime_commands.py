@@ -14,10 +14,11 @@ import typer
 
 import core
 from ui import runtime
-from ui.cli.options import AsUser, TenantOpt, acting_on
+from ui.cli.options import AsUser, ExecutionId, TenantOpt, acting_on_execution
 from ui.cli.output import fmt_time, render_execution
 
-STREAMLIT_APP = Path(__file__).resolve().parents[2] / "streamlit_app.py"  # the repository root
+# The console's server (the repository root): Streamlit over streamlit_app.py plus the session cookie's routes.
+STREAMLIT_APP = Path(__file__).resolve().parents[2] / "console_app.py"
 DEFAULT_PORT = 8501
 
 
@@ -64,13 +65,13 @@ def worker_command(
 
 
 def watch_command(
-    execution_id: Annotated[str, typer.Argument(metavar="ID", help="Execution id.")],
+    execution_id: ExecutionId,
     as_user: AsUser = None,
     tenant: TenantOpt = None,
     interval_s: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 0.5,
 ) -> None:
     """Follow an execution live: each new event as it happens, then the final summary."""
-    actor = acting_on(as_user, execution_id, tenant)
+    actor, execution_id = acting_on_execution(as_user, execution_id, tenant)
     seen = 0
     while True:
         for event in core.list_events(actor, execution_id, after_id=seen):

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from core import EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
+from core import MIN_ID_PREFIX, EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
 from ui import state
 from ui.components.plain import md_text
 from ui.components.tables import views_table, when
@@ -78,13 +78,80 @@ def execution_table(rows: Sequence[ExecutionSummary], *, empty: str = "No execut
     views_table(rows, LIST_COLUMNS, empty=empty)
 
 
-def execution_picker(rows: Sequence[ExecutionSummary], *, key: str, label: str = "Open execution") -> str | None:
+def execution_picker(
+    rows: Sequence[ExecutionSummary],
+    *,
+    key: str,
+    label: str = "Open execution",
+    on_change: Callable[[], None] | None = None,
+) -> str | None:
     """A choice among ``rows``; returns the picked execution id."""
     labels = {r.execution_id: f"{r.name} · {r.status} · {r.requested_by} · {r.execution_id[:8]}" for r in rows}
     picked: str | None = st.selectbox(
-        label, list(labels), index=None, key=key, format_func=labels.__getitem__, placeholder="Pick one"
+        label,
+        list(labels),
+        index=None,
+        key=key,
+        format_func=labels.__getitem__,
+        placeholder="Pick one",
+        on_change=on_change,
     )
     return picked
+
+
+EXECUTION_PARAM = "execution"  # /executions?execution=<id>: the address of one execution
+EXECUTIONS_PATH = "/executions"
+
+
+def address_the_pick() -> None:
+    """Put the execution just picked into the address (so reload, bookmark and share open it)."""
+    picked = st.session_state.get(state.EXECUTION_PICK)
+    st.session_state[state.LINKED_EXECUTION] = picked
+    if isinstance(picked, str):
+        st.query_params[EXECUTION_PARAM] = picked
+    else:
+        st.query_params.pop(EXECUTION_PARAM, None)
+
+
+def linked_ref(seen_key: str) -> str | None:
+    """The execution id (or prefix) the address names, the first run it names it; None after (or without).
+
+    A page opens what a new address names once, then leaves the operator's picks alone: ``seen_key`` keeps the
+    last one looked at.
+    """
+    ref = st.query_params.get(EXECUTION_PARAM)
+    if not ref or st.session_state.get(seen_key) == ref:
+        return None
+    st.session_state[seen_key] = ref
+    return ref.strip().lower()
+
+
+def address(execution_id: str | None, seen_key: str) -> None:
+    """Put ``execution_id`` (None: none) into this page's address, so reload and bookmarks keep it."""
+    st.session_state[seen_key] = execution_id
+    if execution_id is None:
+        st.query_params.pop(EXECUTION_PARAM, None)
+    else:
+        st.query_params[EXECUTION_PARAM] = execution_id
+
+
+def matches(ref: str, execution_id: str) -> bool:
+    """True if ``ref`` is ``execution_id`` or a prefix of it long enough to name one (6+, as everywhere)."""
+    return len(ref) >= MIN_ID_PREFIX and execution_id.startswith(ref)
+
+
+def execution_address(execution_id: str) -> str:
+    """The path that opens ``execution_id`` (relative to the console's root)."""
+    return f"{EXECUTIONS_PATH}?{EXECUTION_PARAM}={execution_id}"
+
+
+def execution_link(execution_id: str) -> None:
+    """The execution's address, to copy into a chat message or a ticket (it carries no session)."""
+    root = (st.context.url or "").split("?", 1)[0].rstrip("/")
+    for page in ("/executions", "/approvals", "/dlq", "/dashboard", "/sign-in"):  # the page the user is on
+        root = root.removesuffix(page)
+    st.caption("Link to this execution (sign-in required to open it)")
+    st.code(root + execution_address(execution_id), language=None)
 
 
 def execution_summary(view: ExecutionView) -> None:
@@ -106,6 +173,8 @@ def execution_summary(view: ExecutionView) -> None:
         "Started": when(view.started_at),
         "Finished": when(view.finished_at),
     }
+    if view.rerun_of:
+        facts["Rerun of"] = view.rerun_of
     if view.approval_expires_at is not None and view.status == ExecutionStatus.PENDING_APPROVAL:
         facts["Approval expires"] = when(view.approval_expires_at)
     st.markdown("  \n".join(f"**{name}:** {md_text(value or '-')}" for name, value in facts.items()))
@@ -196,12 +265,31 @@ def may_cancel(who: Principal, view: ExecutionView) -> bool:
     return who.role.rank >= Role.OPERATOR.rank and view.requested_by == who.username
 
 
-def cancel_request(execution_id: str) -> str | None:
-    """A reason field and a Cancel button; returns the reason ("" for none) when clicked."""
+def cancel_request(view: ExecutionView) -> str | None:
+    """A reason field and a Cancel button that asks to confirm; returns the reason ("" for none) once confirmed.
+
+    Two steps, on purpose: Cancel stops a running step (its process is killed), so one stray click must not.
+    """
+    execution_id = view.execution_id
+    asking = f"{state.CANCEL_CONFIRM}.{execution_id}"
     reason_col, button_col = st.columns([3, 1], vertical_alignment="bottom")
     reason = reason_col.text_input("Reason for cancelling (optional)", key=f"{state.CANCEL_REASON}.{execution_id}")
-    if button_col.button(
-        "Cancel execution", key=f"{state.CANCEL_BUTTON}.{execution_id}", type="primary", icon=":material/cancel:"
-    ):
+    if not st.session_state.get(asking):
+        button_col.button(
+            "Cancel execution",
+            key=f"{state.CANCEL_BUTTON}.{execution_id}",
+            icon=":material/cancel:",
+            on_click=st.session_state.__setitem__,
+            args=(asking, True),
+        )
+        return None
+    what = "stops its running step and skips the rest" if view.status == ExecutionStatus.RUNNING else "ends it now"
+    st.warning(f"Cancel {md_text(view.name)} ({execution_id[:8]})? This {what}; it cannot be undone.")
+    yes_col, no_col = st.columns(2)
+    if yes_col.button("Yes, cancel it", key=f"{state.CANCEL_YES}.{execution_id}", type="primary"):
+        st.session_state.pop(asking, None)
         return reason.strip()
+    no_col.button(
+        "Keep it", key=f"{state.CANCEL_NO}.{execution_id}", on_click=st.session_state.pop, args=(asking, None)
+    )
     return None

@@ -6,6 +6,7 @@ import streamlit as st
 
 from core import Principal
 from ui import state
+from ui.components import session
 from ui.components.plain import md_text
 
 
@@ -18,5 +19,5 @@ def signed_in() -> Principal:
         st.stop()
     with st.sidebar:
         st.markdown(f"**{md_text(who.username)}** · {who.role.value} in {md_text(who.tenant)}")
-        st.button("Sign out", key=state.SIGN_OUT, on_click=state.sign_out, icon=":material/logout:")
+        st.button("Sign out", key=state.SIGN_OUT, on_click=session.sign_out, icon=":material/logout:")
     return who

@@ -18,6 +18,7 @@ from ui.components.plain import md_text
 from ui.components.plan_review import what_runs
 
 LIMIT = 200
+EXECUTIONS = "ui/pages/executions.py"
 
 
 def confirmed(password: str | None) -> core.Principal | None:
@@ -31,15 +32,33 @@ def confirmed(password: str | None) -> core.Principal | None:
     return attempt(core.reauthenticate, who, password)
 
 
+def not_waiting(ref: str) -> None:
+    """A link named an execution that is not in this user's inbox: say so, and link to the execution itself."""
+    st.info("The execution in this link is not waiting for your decision (decided, expired, or your own request).")
+    st.page_link(EXECUTIONS, label="Open it on the Executions page", query_params={ex.EXECUTION_PARAM: ref})
+
+
+def address_the_pick() -> None:
+    picked = st.session_state.get(state.APPROVAL_PICK)
+    ex.address(items[picked].execution_id if picked in items else None, state.APPROVAL_LINKED)
+
+
 who = signed_in()
 st.title("Approvals")
 show_notices()
 inbox = attempt(core.approval_inbox, who, limit=LIMIT) or []
+items = {item_key(item): item for item in inbox}
+# /approvals?execution=<id>: a link from a notification or a chat message opens that decision.
+if (ref := ex.linked_ref(state.APPROVAL_LINKED)) is not None:
+    found = next((key for key, item in items.items() if ex.matches(ref, item.execution_id)), None)
+    if found is not None:
+        st.session_state[state.APPROVAL_PICK] = found
+    else:
+        not_waiting(ref)
 if not inbox:
     st.caption("Nothing is waiting for your approval.")
     st.stop()
 
-items = {item_key(item): item for item in inbox}
 if st.session_state.get(state.APPROVAL_PICK) not in items:
     st.session_state.pop(state.APPROVAL_PICK, None)  # decided or gone: open the most urgent instead
 picked = st.selectbox(
@@ -48,6 +67,7 @@ picked = st.selectbox(
     index=0,
     key=state.APPROVAL_PICK,
     format_func=lambda key: item_label(items[key]),
+    on_change=address_the_pick,
 )
 item = items[picked]
 if (view := attempt(core.get_execution, who, item.execution_id)) is not None:

@@ -7,6 +7,7 @@ import streamlit as st
 
 import core
 from ui import state
+from ui.components import executions as ex
 from ui.components.feedback import attempt, show_notices, succeed, succeeded
 from ui.components.identity import signed_in
 from ui.components.tables import pager, views_table
@@ -14,6 +15,12 @@ from ui.components.tables import pager, views_table
 PAGE_SIZE = 100
 COLUMNS = ["execution_id", "execution_name", "requested_by", "status", "reason", "step_index", "attempts",
            "last_error", "created_at", "resolution", "comment"]  # fmt: skip
+
+
+def address_the_pick() -> None:
+    picked = st.session_state.get(state.DLQ_PICK) or []
+    ex.address(picked[0] if len(picked) == 1 else None, state.DLQ_LINKED)
+
 
 who = signed_in()
 st.title("Dead-letter queue")
@@ -36,7 +43,16 @@ open_entries = [e for e in entries if e.resolved_at is None]
 if open_entries:
     st.subheader("Decide")
     labels = {e.execution_id: f"{e.execution_name} · {e.reason} · {e.execution_id[:8]}" for e in open_entries}
-    picked = st.multiselect("Entries", list(labels), format_func=labels.__getitem__, key=state.DLQ_PICK)
+    # /dlq?execution=<id>: a link (a notification, a chat message) opens the entry picked.
+    if (ref := ex.linked_ref(state.DLQ_LINKED)) is not None:
+        found = next((i for i in labels if ex.matches(ref, i)), None)
+        if found is not None:
+            st.session_state[state.DLQ_PICK] = [found]
+        else:
+            st.info("The execution in this link has no open entry on this page of the dead-letter queue.")
+    picked = st.multiselect(
+        "Entries", list(labels), format_func=labels.__getitem__, key=state.DLQ_PICK, on_change=address_the_pick
+    )
     comment = st.text_area("Comment", key=state.DLQ_COMMENT, height=80, help="Required to discard.")
     confirm = st.checkbox("Yes, run the selected executions again", key=state.DLQ_CONFIRM)
     requeue_col, discard_col = st.columns(2)

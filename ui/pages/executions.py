@@ -1,4 +1,8 @@
-"""Executions: the tenant's executions, filtered and paged, and the live detail of the one picked."""
+"""Executions: the tenant's executions, filtered and paged, and the live detail of the one picked.
+
+The execution open is in the address (``/executions?execution=<id>``, a unique prefix of 6+ also works), so
+a reload, a bookmark or a link from a chat message opens it, whether or not it is on the list's page.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ import streamlit as st
 import core
 from ui import state
 from ui.components import executions as ex
+from ui.components import session
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plan_review import what_runs
@@ -47,13 +52,16 @@ pager(
 
 def detail(execution_id: str, live: bool) -> None:
     """Summary, actions, approvals, steps, locks and events; reruns alone every REFRESH_S while live."""
+    if live and session.current_principal(activity=False) is None:
+        st.rerun()  # signed out in another tab, or idle: the whole page, which shows the sign-in form
     view = attempt(core.get_execution, who, execution_id)
     if view is None:
         return
     if live and not ex.is_active(view.status):
         st.rerun()  # it ended: refresh the list and stop polling
     ex.execution_summary(view)
-    reason = ex.cancel_request(view.execution_id) if ex.may_cancel(who, view) else None
+    ex.execution_link(view.execution_id)
+    reason = ex.cancel_request(view) if ex.may_cancel(who, view) else None
     if reason is not None and (done := attempt(core.cancel, who, view.execution_id, reason=reason or None)):
         asked = done.status == core.ExecutionStatus.RUNNING
         succeed(f"{done.name}: {'cancel requested' if asked else done.status}", after_rerun=True)
@@ -77,21 +85,50 @@ def ended_actions(view: core.ExecutionView) -> None:
     ):
         result = attempt(core.rerun, who, view.execution_id)
         if result is not None:
-            state.focus_execution(result.execution.execution_id)
+            new = result.execution
+            state.focus_execution(new.execution_id)
             state.reset_executions_page()
-            succeed(f"Rerun submitted as {result.execution.execution_id}: {result.execution.status}.", after_rerun=True)
+            succeed(
+                f"Rerun of {view.execution_id[:8]} submitted as a new execution, {new.execution_id[:8]}: {new.status}.",
+                after_rerun=True,
+            )
             st.rerun()
     if view.status in {core.ExecutionStatus.FAILED, core.ExecutionStatus.TIMEOUT}:
-        dlq_col.page_link(DLQ_PAGE, label="Open the dead-letter queue", icon=":material/report:")
+        dlq_col.page_link(
+            DLQ_PAGE,
+            label="Open the dead-letter queue",
+            icon=":material/report:",
+            query_params={ex.EXECUTION_PARAM: view.execution_id},  # its entry, picked
+        )
 
 
-focus = state.focused_execution()
-if focus is not None and focus in {r.execution_id for r in rows}:
-    st.session_state[state.EXECUTION_PICK] = focus  # opened from a link (Submit, Rerun)
-    st.session_state.pop(state.FOCUS_EXECUTION, None)
-picked = ex.execution_picker(rows, key=state.EXECUTION_PICK)
+def linked_execution() -> core.ExecutionSummary | None:
+    """The execution the address (or another page: Submit, Rerun) asks to open, its id completed from a prefix."""
+    focus = state.focused_execution()
+    if focus is not None:
+        st.session_state.pop(state.FOCUS_EXECUTION, None)
+        st.query_params[ex.EXECUTION_PARAM] = focus
+    ref = st.query_params.get(ex.EXECUTION_PARAM)
+    if not ref:
+        return None
+    full = attempt(core.resolve_execution_id, who, ref)
+    view = attempt(core.get_execution, who, full) if full is not None else None
+    if view is None:
+        st.query_params.pop(ex.EXECUTION_PARAM, None)  # names nothing of this tenant: off the address
+    return view
+
+
+linked = linked_execution()
+options = list(rows)
+if linked is not None:
+    if linked.execution_id not in {r.execution_id for r in rows}:
+        options.insert(0, linked)  # not on this page of the list: still offered, first
+    if st.session_state.get(state.LINKED_EXECUTION) != linked.execution_id:
+        st.session_state[state.EXECUTION_PICK] = linked.execution_id  # a new address: open what it names
+        st.session_state[state.LINKED_EXECUTION] = linked.execution_id
+picked = ex.execution_picker(options, key=state.EXECUTION_PICK, on_change=ex.address_the_pick)
 if picked is not None:
-    status = next((r.status for r in rows if r.execution_id == picked), None)
+    status = next((r.status for r in options if r.execution_id == picked), None)
     if status is not None:
         live = ex.is_active(status)
         st.fragment(detail, run_every=REFRESH_S if live else None)(picked, live)
