@@ -32,7 +32,8 @@ class Reading:
     database_cpu_s: float
     statements: int
     transactions: int
-    waits: tuple[str, ...] = ()  # what each of the workers' backends was doing ("active", "Lock:tuple", …)
+    waits: tuple[str, ...] = ()  # what each of the workers' backends was doing ("running", "Lock:tuple", …)
+    locked_in: tuple[str, ...] = ()  # the statements (their start) of the backends waiting for a lock
 
 
 def _state(state: str | None, kind: str | None, event: str | None) -> str:
@@ -73,7 +74,6 @@ class CostTimeline:
     count_dir: Path | None
     interval_s: float = 0.05
     readings: list[Reading] = field(default_factory=list)
-    lock_waits: Counter[str] = field(default_factory=Counter)  # statement → samples it waited for a lock in
     _last_cpu: dict[tuple[str, int], float] = field(default_factory=dict)
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
@@ -112,6 +112,10 @@ class CostTimeline:
         total = sum(seen.values()) or 1
         return {state: round(n / total, 3) for state, n in seen.most_common()}
 
+    def lock_waits_between(self, start: float, end: float) -> Counter[str]:
+        """Statement → how many samples between ``start`` and ``end`` found a backend waiting for a lock in it."""
+        return Counter(q for r in self.readings if start <= r.at <= end for q in r.locked_in)
+
     def _sample_until_stopped(self) -> None:
         conn = psycopg2.connect(self.admin_dsn, application_name="bench-timeline")
         conn.autocommit = True
@@ -132,10 +136,12 @@ class CostTimeline:
                     rows = cur.fetchall()
                 backends |= {row[0] for row in rows}
                 waits = tuple(_state(state, kind, event) for _, state, kind, event, _ in rows)
-                self.lock_waits.update(" ".join(q.split()) for _, _, kind, _, q in rows if kind == "Lock")
+                locked_in = tuple(" ".join(q.split()) for _, _, kind, _, q in rows if kind == "Lock")
                 now = time.time()
                 self.readings.append(
-                    Reading(now, self._total("w", workers), self._total("db", backends), *self._counts(), waits)
+                    Reading(
+                        now, self._total("w", workers), self._total("db", backends), *self._counts(), waits, locked_in
+                    )
                 )
                 self._stop.wait(self.interval_s)
         finally:

@@ -222,6 +222,7 @@ def opsconductor(
         time.sleep(0.2)  # a sample or two after the last step
         cost = cost_per_step(timeline.at(first.timestamp()), timeline.at(last.timestamp()), 3 * plans)
         waits = timeline.waits_between(first.timestamp(), last.timestamp())
+        lock_waits = timeline.lock_waits_between(first.timestamp(), last.timestamp())
         if latency:
             figures = latency_figures(core, alice, bob, plans, approvals)
         rss = peak_rss_mb(workers.pid)
@@ -229,7 +230,7 @@ def opsconductor(
         timeline.stop()
         stop_group(workers)
     found = {"steps_per_s": 3 * plans / drain_s, "seconds": drain_s, **cost, **figures, "peak_rss_mb": rss}
-    for statement, samples in timeline.lock_waits.most_common(4):
+    for statement, samples in lock_waits.most_common(4):
         print(f"  lock waits: {samples} samples in {statement}")
     return {**found, **{f"backends {state}": share for state, share in waits.items()}}
 
