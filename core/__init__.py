@@ -131,7 +131,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     )
     from core.usecases.approvals import approve, approve_gate, reject
     from core.usecases.cancellation import cancel
-    from core.usecases.dlq import discard, list_dlq, requeue
+    from core.usecases.dlq import discard, list_dlq, requeue, requeue_with_changes
     from core.usecases.dry_run import dry_run_plan
     from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
     from core.usecases.runbooks import (
@@ -142,7 +142,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         save_runbook,
         unpublish_runbook,
     )
-    from core.usecases.submission import preview, rerun, submit, submit_many
+    from core.usecases.submission import preview, rerun, rerun_plan, submit, submit_many
     from db.dbapi import DirectReadUnavailable
     from db.enums import (
         ActionClass,
@@ -298,6 +298,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "unpublish_runbook": ("core.usecases.runbooks", "unpublish_runbook"),
     "preview": ("core.usecases.submission", "preview"),
     "rerun": ("core.usecases.submission", "rerun"),
+    "rerun_plan": ("core.usecases.submission", "rerun_plan"),
+    "requeue_with_changes": ("core.usecases.dlq", "requeue_with_changes"),
     "submit": ("core.usecases.submission", "submit"),
     "submit_many": ("core.usecases.submission", "submit_many"),
     "ActionClass": ("db.enums", "ActionClass"),
@@ -448,7 +450,9 @@ __all__ = [
     "remove_member",
     "remove_read_only_command",
     "requeue",
+    "requeue_with_changes",
     "rerun",
+    "rerun_plan",
     "resolve_execution_id",
     "revoke_token",
     "save_runbook",
