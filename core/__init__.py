@@ -55,7 +55,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ops.readiness import check as check_readiness
     from core.ops.retention import prune
     from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
-    from core.plans import declared_inputs, load_input_values, parse_plan
+    from core.plans import declared_inputs, load_input_values, parse_plan, plan_yaml
     from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
@@ -209,6 +209,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "declared_inputs": ("core.plans", "declared_inputs"),
     "load_input_values": ("core.plans", "load_input_values"),
     "parse_plan": ("core.plans", "parse_plan"),
+    "plan_yaml": ("core.plans", "plan_yaml"),
     "PolicyValues": ("core.policy_limits", "PolicyValues"),
     "set_dispatcher": ("core.ports", "set_dispatcher"),
     "dashboard": ("core.reads.dashboard", "dashboard"),
@@ -436,6 +437,7 @@ __all__ = [
     "load_input_values",
     "needs_reauthentication",
     "parse_plan",
+    "plan_yaml",
     "preview",
     "principal",
     "principal_for",

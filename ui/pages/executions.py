@@ -20,6 +20,7 @@ from ui.components.tables import pager, views_table
 PAGE_SIZE = 50
 REFRESH_S = 2
 DLQ_PAGE = "ui/pages/dlq.py"
+SUBMIT_PAGE = "ui/pages/submit.py"
 
 who = signed_in()
 st.title("Executions")
@@ -78,8 +79,16 @@ def detail(execution_id: str, live: bool) -> None:
 
 
 def ended_actions(view: core.ExecutionView) -> None:
-    """Rerun (a new execution of the same plan, with its own approvals) and, for failures, the DLQ."""
-    rerun_col, dlq_col = st.columns(2)
+    """Rerun (a new execution of the same plan, with its own approvals), Edit and rerun (the plan in Submit,
+    to change first), and, for failures, the DLQ."""
+    rerun_col, edit_col, dlq_col = st.columns(3)
+    if who.role.rank >= core.Role.OPERATOR.rank and edit_col.button(
+        "Edit and rerun", key=f"{state.EDIT_RERUN_BUTTON}.{view.execution_id}", icon=":material/edit:"
+    ):
+        plan = attempt(core.rerun_plan, who, view.execution_id)
+        if plan is not None:
+            state.edit_rerun(view.execution_id, core.plan_yaml(plan))
+            st.switch_page(SUBMIT_PAGE)
     if who.role.rank >= core.Role.OPERATOR.rank and rerun_col.button(
         "Rerun", key=f"{state.RERUN_BUTTON}.{view.execution_id}", icon=":material/replay:"
     ):
