@@ -184,3 +184,27 @@ def test_edit_and_rerun_loads_the_plan_into_submit_and_submits_it_linked(console
     new = core.get_execution(core.principal("alice", "demo"), rows[0].execution_id)
     assert (new.name, new.rerun_of) == ("disk-usage-edited", done.execution_id)
     assert state.RERUN_OF not in at.session_state  # the next submit is a fresh one
+
+
+def test_a_status_in_the_address_filters_the_list(console: OpenConsole) -> None:
+    """/executions?status=failed (the Dashboard's links) opens the list with that filter set."""
+    failing = next(plan for name, _d, plan in DEMO_RUNBOOKS if name == "Failing check")
+    failed = core.submit(core.principal("alice", "demo"), failing).execution
+    core.approve(core.principal("bob", "demo"), failed.execution_id)
+    drive(failed.execution_id)
+    drive(submit("alice", "fine", READ_PLAN).execution_id)
+    at = console("alice", page=PAGE)
+    assert len(at.dataframe[0].value) == 2
+    at.query_params["status"] = "failed"
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key=state.FILTER_STATUS).value == ["failed"]
+    assert at.dataframe[0].value["execution_id"].tolist() == [failed.execution_id]
+
+
+def test_tables_have_human_headers_and_empty_text_cells() -> None:
+    from ui.components.tables import _cell, header
+
+    assert header("requested_by") == "Requested by" and header("sla_class") == "SLA class"
+    assert header("execution_id") == "Execution"
+    assert _cell(None, text=True) == "" and _cell(None) is None  # a number column keeps its None

@@ -25,6 +25,11 @@ SUBMIT_PAGE = "ui/pages/submit.py"
 who = signed_in()
 st.title("Executions")
 show_notices()
+# /executions?status=failed (the Dashboard's links): that filter, once; the address then shows the list.
+if (asked := st.query_params.get("status")) in set(core.ExecutionStatus):
+    st.session_state[state.FILTER_STATUS] = [core.ExecutionStatus(asked)]
+    state.reset_executions_page()
+    del st.query_params["status"]
 filters = ex.execution_filters(on_change=state.reset_executions_page)
 cursors = state.executions_cursors()
 listing = attempt(
