@@ -12,7 +12,10 @@ What an input can never do:
 - inject a shell, or extra words: in a command list an input is substituted inside its one element; a string
   command is split into words (shlex, as the action would split it) before substitution, and refused when a
   shell would read it as text (``shell: true``, ssh); no input goes into a command's ``stdin`` (a script);
-- reach anything but text: values are one line, without control characters, at most ``MAX_VALUE_CHARS``.
+- reach anything but text: values are one line, without control characters, at most ``MAX_VALUE_CHARS``;
+- hang the submit: a ``pattern`` is an RE2 expression, matched in time linear in the value (Python's ``re``
+  backtracks: ``(a+)+$`` on 30 characters takes seconds, on 1024 forever), so backreferences and lookaround
+  are refused where the input is declared.
 
 Pure: no database. An ``asset`` input is checked against the tenant's inventory by the submit
 (core/usecases/intake.py), from ``Bound.assets``. Imports the action registry and the credential patterns only.
@@ -25,8 +28,10 @@ import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
+import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.actions import registry
@@ -75,10 +80,7 @@ class InputSpec(BaseModel):
         if self.pattern is not None:
             if self.type not in (InputType.STRING, InputType.ASSET):
                 raise ValueError("pattern: only string and asset inputs take a pattern")
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern: not a regular expression ({exc})") from None
+            _pattern(self.pattern)  # a ValueError naming what RE2 refuses
         if not self.required and self.default is None and self.type is not InputType.STRING:
             raise ValueError(f"default: an optional {self.type} input needs a default")
         return self
@@ -247,9 +249,26 @@ def _value(spec: InputSpec, raw: Any) -> Any:
     text = _text(raw)
     if kind is InputType.ASSET and not text:
         raise ValueError("must name an asset")
-    if spec.pattern is not None and not re.fullmatch(spec.pattern, text):
+    if spec.pattern is not None and _pattern(spec.pattern).fullmatch(text) is None:
         raise ValueError(f"does not match the pattern {spec.pattern}")
     return text
+
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's InvalidInput, not a line on stderr
+_RE2_OPTIONS.max_mem = 1 << 22  # 4 MiB of automaton: ``(x{100}){100}``-style blow-ups fail to compile
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (linear-time matching). Raises ValueError with RE2's reason."""
+    try:
+        return re2.compile(pattern, options=_RE2_OPTIONS)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"pattern: not accepted ({reason}); an RE2 expression, without backreferences or lookaround"
+        ) from None
 
 
 def _text(raw: str) -> str:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from core.actions.shell import ShellParams, argv_for
 from core.errors import InvalidInput
 from core.plan_hash import plan_hash
+from core.plan_inputs import MAX_VALUE_CHARS
 from core.plans import canonical_plan, declared_inputs, load_input_values, parse_plan
 
 RESTART = """\
@@ -398,3 +400,27 @@ def test_a_declaration_holding_a_credential_is_refused(field: str) -> None:
     plan["inputs"] = [{"name": "v", field: "AKIAABCDEFGHIJKLMNOP"}]
     paths = [path for path, _message in issues(plan, template=True)]
     assert paths == [f"inputs[0].{field}"]
+
+
+REDOS = {
+    "name": "p",
+    "inputs": [{"name": "v", "pattern": "(a+)+$"}],
+    "steps": [{"name": "s", "action": "noop", "target": "h", "params": {"x": "{{ input:v }}"}}],
+}
+
+
+@pytest.mark.parametrize("length", [28, MAX_VALUE_CHARS])
+def test_a_catastrophic_pattern_is_matched_in_bounded_time(length: int) -> None:
+    """``(a+)+$`` backtracks exponentially under Python's ``re`` (28 characters: seconds; 1024: never ends)."""
+    started = time.process_time()
+    assert issues(REDOS, inputs={"v": "a" * (length - 1) + "!"}) == [("inputs.v", "does not match the pattern (a+)+$")]
+    assert time.process_time() - started < 0.5
+    assert parse_plan(REDOS, inputs={"v": "a" * length}).inputs == {"v": "a" * length}
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)a", r"(?<!b)a", "(x{1000}){1000}"])
+def test_a_pattern_that_cannot_match_in_linear_time_is_refused_where_declared(pattern: str) -> None:
+    plan = {**REDOS, "inputs": [{"name": "v", "pattern": pattern}]}
+    found = issues(plan, template=True)
+    assert [path for path, _message in found] == ["inputs[0].pattern"]
+    assert "without backreferences or lookaround" in found[0][1]
