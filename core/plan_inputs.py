@@ -12,7 +12,8 @@ What an input can never do:
 - inject a shell, or extra words: in a command list an input is substituted inside its one element; a string
   command is split into words (shlex, as the action would split it) before substitution, and refused when a
   shell would read it as text (``shell: true``, ssh); no input goes into a command's ``stdin`` (a script);
-- reach anything but text: values are one line, without control characters, at most ``MAX_VALUE_CHARS``;
+- reach anything but text: values are one line, without control characters (C1 and U+2028 too) or invisible and
+  bidi formatting characters, at most ``MAX_VALUE_CHARS``;
 - hang the submit: a ``pattern`` is an RE2 expression, matched in time linear in the value (Python's ``re``
   backtracks: ``(a+)+$`` on 30 characters takes seconds, on 1024 forever), so backreferences and lookaround
   are refused where the input is declared.
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -277,6 +279,15 @@ def _text(raw: str) -> str:
         raise ValueError(f"{len(raw)} characters; at most {MAX_VALUE_CHARS}")
     if _CONTROL.search(raw):
         raise ValueError("must be one line without control characters")
+    for char in raw:
+        # Beyond ASCII: C1 controls (NEL breaks a line, CSI drives a terminal), the line and paragraph
+        # separators, and format characters (bidi overrides and isolates, zero-width ones) that make what
+        # the approver reads differ from what runs.
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp"):
+            raise ValueError("must be one line without control characters")
+        if category == "Cf":
+            raise ValueError(f"must not contain invisible or reordering characters (U+{ord(char):04X})")
     if "{{" in raw or "}}" in raw:
         raise ValueError("must not contain {{ or }} (a value is text, never a reference)")
     return raw

@@ -199,7 +199,9 @@ def test_a_value_with_spaces_in_the_restart_runbook_is_one_word() -> None:
     assert with_note("a; rm -rf /") == ["echo", "port=80", "a; rm -rf /", "verbose=false"]
 
 
-@pytest.mark.parametrize("value", ["a\nrm -rf /", "a\rb", "a\x00b", "tab\there"])
+@pytest.mark.parametrize(
+    "value", ["a\nrm -rf /", "a\rb", "a\x00b", "tab\there", "a\x85b", "a\x9b2Jb", "a\u2028b", "a\u2029b"]
+)
 def test_a_value_with_a_newline_or_control_character_is_refused(value: str) -> None:
     assert issues(RESTART, inputs={"note": value}) == [("inputs.note", "must be one line without control characters")]
 
@@ -424,3 +426,16 @@ def test_a_pattern_that_cannot_match_in_linear_time_is_refused_where_declared(pa
     found = issues(plan, template=True)
     assert [path for path, _message in found] == ["inputs[0].pattern"]
     assert "without backreferences or lookaround" in found[0][1]
+
+
+@pytest.mark.parametrize("value", ["\u202eevil", "rm\u2066x\u2069", "ngin\u200bx", "\ufeffx", "a\u061cb", "a\u2060b"])
+def test_a_value_with_an_invisible_or_reordering_character_is_refused(value: str) -> None:
+    """What the approver reads is what runs: no bidi override, isolate, mark or zero-width character in a value."""
+    found = issues(RESTART, inputs={"note": value})
+    assert [path for path, _message in found] == ["inputs.note"]
+    assert found[0][1].startswith("must not contain invisible or reordering characters (U+")
+
+
+def test_a_value_in_another_script_is_accepted() -> None:
+    plan = {**REDOS, "inputs": [{"name": "v"}]}
+    assert parse_plan(plan, inputs={"v": "Grüße 日本 שלום"}).inputs == {"v": "Grüße 日本 שלום"}
