@@ -185,10 +185,14 @@ def _values(
     """Each declared input's value (given, default, or a template's sample), and the issues at ``inputs.NAME``."""
     issues: list[tuple[str, str]] = []
     names = {s.name for s in specs}
+    if len(given) > MAX_INPUTS:
+        # One issue, not one per name: 64 KB of ``k1: x`` lines made a 24 MB error, each listing the declared.
+        return {}, [("inputs", f"{len(given)} values given; a plan declares at most {MAX_INPUTS} inputs")]
     for name in given:
         if name not in names:
             known = ", ".join(sorted(names)) if names else "the plan declares none"
-            issues.append((f"inputs.{name}", f"unknown input (declared: {known})"))
+            shown = name if len(name) <= 64 else f"{name[:64]}…"  # no declared name is longer
+            issues.append((f"inputs.{shown}", f"unknown input (declared: {known})"))
     values: dict[str, Any] = {}
     for spec in specs:
         path = f"inputs.{spec.name}"

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from core.actions.shell import ShellParams, argv_for
 from core.errors import InvalidInput
 from core.plan_hash import plan_hash
-from core.plan_inputs import MAX_VALUE_CHARS
+from core.plan_inputs import MAX_INPUTS, MAX_VALUE_CHARS
 from core.plans import canonical_plan, declared_inputs, load_input_values, parse_plan
 
 RESTART = """\
@@ -439,3 +439,13 @@ def test_a_value_with_an_invisible_or_reordering_character_is_refused(value: str
 def test_a_value_in_another_script_is_accepted() -> None:
     plan = {**REDOS, "inputs": [{"name": "v"}]}
     assert parse_plan(plan, inputs={"v": "Grüße 日本 שלום"}).inputs == {"v": "Grüße 日本 שלום"}
+
+
+def test_a_flood_of_values_is_one_short_issue() -> None:
+    """More values than a plan may declare: one issue, not one per name (each listing the declared inputs)."""
+    flood = {f"k{i}": "x" for i in range(MAX_INPUTS + 1)}
+    assert issues(RESTART, inputs=flood) == [
+        ("inputs", f"{MAX_INPUTS + 1} values given; a plan declares at most 50 inputs")
+    ]
+    [(path, _message)] = issues(RESTART, inputs={"n" * 100_000: "x"})
+    assert path == f"inputs.{'n' * 64}…"
