@@ -137,7 +137,9 @@ def _row_of(session: Session, token: str) -> ConsoleSession:
     if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 32:
         raise refused
     row = session.get(ConsoleSession, parts[1])
-    if row is None or not hmac.compare_digest(parts[2], _mac(row)):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (a cookie decodes as latin-1), which
+    # made a forged token a 500 instead of a refusal.
+    if row is None or not hmac.compare_digest(parts[2].encode("utf-8", "replace"), _mac(row).encode()):
         raise refused
     return row
 

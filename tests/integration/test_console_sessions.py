@@ -84,12 +84,15 @@ def test_the_one_time_code_gives_the_same_token_once(db: str) -> None:
         lambda t: t.upper(),
         lambda t: "",
         lambda t: "opsc1." + "a" * 5000,
+        lambda t: t.rsplit(".", 1)[0] + ".\u00e9" + t.rsplit(".", 1)[1][1:],  # non-ASCII (a cookie's latin-1)
+        lambda t: t.rsplit(".", 1)[0] + ".\x00",
     ],
 )
 def test_forged_or_altered_tokens_are_refused(db: str, forge: object) -> None:
     token, _code = _signed_in()
     with pytest.raises(PermissionDenied, match="not valid"):
         console_session_principal(forge(token))  # type: ignore[operator]
+    assert end_console_session(forge(token)) is False  # type: ignore[operator]  (the sign-out route's call)
 
 
 def test_a_token_signed_with_another_installations_key_is_refused(db: str) -> None:
