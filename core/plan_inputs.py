@@ -33,7 +33,6 @@ from enum import StrEnum
 from functools import lru_cache
 from typing import Any
 
-import re2
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from core.actions import registry
@@ -260,16 +259,16 @@ def _value(spec: InputSpec, raw: Any) -> Any:
     return text
 
 
-_RE2_OPTIONS = re2.Options()
-_RE2_OPTIONS.log_errors = False  # a refused pattern is the caller's InvalidInput, not a line on stderr
-_RE2_OPTIONS.max_mem = 1 << 22  # 4 MiB of automaton: ``(x{100}){100}``-style blow-ups fail to compile
-
-
 @lru_cache(maxsize=256)
 def _pattern(pattern: str) -> Any:
     """``pattern`` compiled by RE2 (linear-time matching). Raises ValueError with RE2's reason."""
+    import re2  # here: only plans with a pattern pay for it (5 ms), not every process that imports core
+
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the caller's InvalidInput, not a line on stderr
+    options.max_mem = 1 << 22  # 4 MiB of automaton: ``(x{100}){100}``-style blow-ups fail to compile
     try:
-        return re2.compile(pattern, options=_RE2_OPTIONS)
+        return re2.compile(pattern, options=options)
     except re2.error as exc:
         reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
         raise ValueError(
