@@ -237,6 +237,8 @@ def _value(spec: InputSpec, raw: Any) -> Any:
         raise ValueError("must be true or false")
     if kind is InputType.CHOICE:
         choices = spec.choices or []
+        if isinstance(raw, bool):  # True == 1 in Python: ``yes`` in an inputs file must not pick the choice 1
+            raise ValueError(f"must be one of {', '.join(str(c) for c in choices)}")
         for choice in choices:
             if raw == choice or (isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw) == str(choice)):
                 return choice

@@ -106,6 +106,7 @@ def test_a_typed_whole_value_keeps_its_type() -> None:
         ({"port": True}, ("inputs.port", "must be an integer")),
         ({"verbose": "maybe"}, ("inputs.verbose", "must be true or false")),
         ({"service": "sshd"}, ("inputs.service", "must be one of nginx, cron, ssh")),
+        ({"service": True}, ("inputs.service", "must be one of nginx, cron, ssh")),
         ({"note": "UPPER"}, ("inputs.note", "does not match the pattern [a-z0-9 ;$()/-]*")),
         ({"colour": "red"}, ("inputs.colour", "unknown input (declared: host, note, port, service, token, verbose)")),
         ({"token": "not a name"}, ("inputs.token", "must be a secret's name (letters, digits, _ . -)")),
@@ -449,3 +450,10 @@ def test_a_flood_of_values_is_one_short_issue() -> None:
     ]
     [(path, _message)] = issues(RESTART, inputs={"n" * 100_000: "x"})
     assert path == f"inputs.{'n' * 64}…"
+
+
+def test_a_bool_is_no_integer_choice() -> None:
+    """``True == 1`` in Python: a ``yes`` from an inputs file must not pick the choice 1."""
+    plan = {**REDOS, "inputs": [{"name": "v", "type": "choice", "choices": [1, 2]}]}
+    assert issues(plan, inputs={"v": True}) == [("inputs.v", "must be one of 1, 2")]
+    assert parse_plan(plan, inputs={"v": "1"}).inputs == {"v": 1}
