@@ -160,7 +160,12 @@ def bind(
         sub = _Substitution(by_name, values)
         for key in ("name", "description"):
             if isinstance(out.get(key), str):
-                out[key] = sub.text(out[key], key)
+                before = out[key]
+                out[key] = sub.text(before, key)
+                if len(SECRET_REF.findall(out[key])) > len(SECRET_REF.findall(before)):
+                    # Only params are checked for references (tenant, asset limits) and resolved: here one would
+                    # be neither, and would name any secret, another tenant's too, in the execution's name.
+                    sub.issues.append((key, "a secret_ref input goes only into a step's params"))
         steps = out.get("steps")
         if isinstance(steps, list):
             out["steps"] = [sub.step(step, i) for i, step in enumerate(steps)]

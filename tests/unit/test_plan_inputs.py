@@ -457,3 +457,17 @@ def test_a_bool_is_no_integer_choice() -> None:
     plan = {**REDOS, "inputs": [{"name": "v", "type": "choice", "choices": [1, 2]}]}
     assert issues(plan, inputs={"v": True}) == [("inputs.v", "must be one of 1, 2")]
     assert parse_plan(plan, inputs={"v": "1"}).inputs == {"v": 1}
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_a_secret_ref_input_goes_only_into_params(field: str) -> None:
+    """In the name or description a reference would be checked by nothing (any tenant's secret name would do)."""
+    plan = {
+        "name": "p",
+        "inputs": [{"name": "tok", "type": "secret_ref"}],
+        "steps": [{"name": "s", "action": "noop", "target": "h"}],
+        field: "run {{ input:tok }}",
+    }
+    assert issues(plan, inputs={"tok": "another_tenants_secret"}) == [
+        (field, "a secret_ref input goes only into a step's params")
+    ]
