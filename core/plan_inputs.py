@@ -12,7 +12,11 @@ What an input can never do:
 - inject a shell, or extra words: in a command list an input is substituted inside its one element; a string
   command is split into words (shlex, as the action would split it) before substitution, and refused when a
   shell would read it as text (``shell: true``, ssh); no input goes into a command's ``stdin`` (a script);
-- reach anything but text: values are one line, without control characters, at most ``MAX_VALUE_CHARS``.
+- reach anything but text: values are one line, without control characters (C1 and U+2028 too) or invisible and
+  bidi formatting characters, at most ``MAX_VALUE_CHARS``;
+- hang the submit: a ``pattern`` is an RE2 expression, matched in time linear in the value (Python's ``re``
+  backtracks: ``(a+)+$`` on 30 characters takes seconds, on 1024 forever), so backreferences and lookaround
+  are refused where the input is declared.
 
 Pure: no database. An ``asset`` input is checked against the tenant's inventory by the submit
 (core/usecases/intake.py), from ``Bound.assets``. Imports the action registry and the credential patterns only.
@@ -22,9 +26,11 @@ from __future__ import annotations
 
 import re
 import shlex
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -75,10 +81,7 @@ class InputSpec(BaseModel):
         if self.pattern is not None:
             if self.type not in (InputType.STRING, InputType.ASSET):
                 raise ValueError("pattern: only string and asset inputs take a pattern")
-            try:
-                re.compile(self.pattern)
-            except re.error as exc:
-                raise ValueError(f"pattern: not a regular expression ({exc})") from None
+            _pattern(self.pattern)  # a ValueError naming what RE2 refuses
         if not self.required and self.default is None and self.type is not InputType.STRING:
             raise ValueError(f"default: an optional {self.type} input needs a default")
         return self
@@ -157,7 +160,12 @@ def bind(
         sub = _Substitution(by_name, values)
         for key in ("name", "description"):
             if isinstance(out.get(key), str):
-                out[key] = sub.text(out[key], key)
+                before = out[key]
+                out[key] = sub.text(before, key)
+                if len(SECRET_REF.findall(out[key])) > len(SECRET_REF.findall(before)):
+                    # Only params are checked for references (tenant, asset limits) and resolved: here one would
+                    # be neither, and would name any secret, another tenant's too, in the execution's name.
+                    sub.issues.append((key, "a secret_ref input goes only into a step's params"))
         steps = out.get("steps")
         if isinstance(steps, list):
             out["steps"] = [sub.step(step, i) for i, step in enumerate(steps)]
@@ -181,10 +189,14 @@ def _values(
     """Each declared input's value (given, default, or a template's sample), and the issues at ``inputs.NAME``."""
     issues: list[tuple[str, str]] = []
     names = {s.name for s in specs}
+    if len(given) > MAX_INPUTS:
+        # One issue, not one per name: 64 KB of ``k1: x`` lines made a 24 MB error, each listing the declared.
+        return {}, [("inputs", f"{len(given)} values given; a plan declares at most {MAX_INPUTS} inputs")]
     for name in given:
         if name not in names:
             known = ", ".join(sorted(names)) if names else "the plan declares none"
-            issues.append((f"inputs.{name}", f"unknown input (declared: {known})"))
+            shown = name if len(name) <= 64 else f"{name[:64]}…"  # no declared name is longer
+            issues.append((f"inputs.{shown}", f"unknown input (declared: {known})"))
     values: dict[str, Any] = {}
     for spec in specs:
         path = f"inputs.{spec.name}"
@@ -230,6 +242,8 @@ def _value(spec: InputSpec, raw: Any) -> Any:
         raise ValueError("must be true or false")
     if kind is InputType.CHOICE:
         choices = spec.choices or []
+        if isinstance(raw, bool):  # True == 1 in Python: ``yes`` in an inputs file must not pick the choice 1
+            raise ValueError(f"must be one of {', '.join(str(c) for c in choices)}")
         for choice in choices:
             if raw == choice or (isinstance(raw, str | int) and not isinstance(raw, bool) and str(raw) == str(choice)):
                 return choice
@@ -247,9 +261,26 @@ def _value(spec: InputSpec, raw: Any) -> Any:
     text = _text(raw)
     if kind is InputType.ASSET and not text:
         raise ValueError("must name an asset")
-    if spec.pattern is not None and not re.fullmatch(spec.pattern, text):
+    if spec.pattern is not None and _pattern(spec.pattern).fullmatch(text) is None:
         raise ValueError(f"does not match the pattern {spec.pattern}")
     return text
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> Any:
+    """``pattern`` compiled by RE2 (linear-time matching). Raises ValueError with RE2's reason."""
+    import re2  # here: only plans with a pattern pay for it (5 ms), not every process that imports core
+
+    options = re2.Options()
+    options.log_errors = False  # a refused pattern is the caller's InvalidInput, not a line on stderr
+    options.max_mem = 1 << 22  # 4 MiB of automaton: ``(x{100}){100}``-style blow-ups fail to compile
+    try:
+        return re2.compile(pattern, options=options)
+    except re2.error as exc:
+        reason = exc.args[0].decode(errors="replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        raise ValueError(
+            f"pattern: not accepted ({reason}); an RE2 expression, without backreferences or lookaround"
+        ) from None
 
 
 def _text(raw: str) -> str:
@@ -258,6 +289,15 @@ def _text(raw: str) -> str:
         raise ValueError(f"{len(raw)} characters; at most {MAX_VALUE_CHARS}")
     if _CONTROL.search(raw):
         raise ValueError("must be one line without control characters")
+    for char in raw:
+        # Beyond ASCII: C1 controls (NEL breaks a line, CSI drives a terminal), the line and paragraph
+        # separators, and format characters (bidi overrides and isolates, zero-width ones) that make what
+        # the approver reads differ from what runs.
+        category = unicodedata.category(char)
+        if category in ("Cc", "Zl", "Zp"):
+            raise ValueError("must be one line without control characters")
+        if category == "Cf":
+            raise ValueError(f"must not contain invisible or reordering characters (U+{ord(char):04X})")
     if "{{" in raw or "}}" in raw:
         raise ValueError("must not contain {{ or }} (a value is text, never a reference)")
     return raw

@@ -18,6 +18,11 @@ import streamlit as st
 COOKIE = "opsc_session"
 START = "/opsc-session/start"
 END = "/opsc-session/end"
+# Sent by the page's own fetch, required by both routes: a page on another site can make the browser navigate
+# to a route or load it as an image, but not add a header (a cross-origin fetch with one needs a CORS
+# preflight, which the console never grants). It holds where Sec-Fetch-Site is missing (browsers before 2023).
+REQUEST_HEADER = "X-OPSC-Session"
+REQUEST_HEADER_VALUE = "1"
 
 
 def presented_token() -> str | None:
@@ -40,7 +45,10 @@ def fetch_in_background(url: str) -> None:
     and a one-time code of ours) and goes in as a JSON string, never as markup.
     """
     target = json.dumps(base_path() + url)
-    script = f'<script>fetch({target}, {{credentials: "same-origin", cache: "no-store"}});</script>'
+    options = json.dumps(
+        {"credentials": "same-origin", "cache": "no-store", "headers": {REQUEST_HEADER: REQUEST_HEADER_VALUE}}
+    )
+    script = f"<script>fetch({target}, {options});</script>"
     st.html(script, unsafe_allow_javascript=True)
 
 

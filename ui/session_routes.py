@@ -6,9 +6,11 @@
 
 Neither redirects anywhere, so neither can be made to send a browser off the console.
 
-Both refuse (403, nothing changed) a request another site made the browser send (``Sec-Fetch-Site`` other than
-``same-origin`` or ``none``): otherwise a page elsewhere could sign a visitor in as the attacker with the
-attacker's own one-time code (login CSRF), or sign them out.
+Both refuse (403, nothing changed) a request another site made the browser send: otherwise a page elsewhere
+could sign a visitor in as the attacker with the attacker's own one-time code (login CSRF), or sign them out.
+Two checks: ``Sec-Fetch-Site`` other than ``same-origin`` or ``none``, and a missing ``REQUEST_HEADER``, which
+the console's own fetch sends and no navigation, image or form from another site can (it holds for browsers
+that send no ``Sec-Fetch-Site``, which the first check alone let through).
 
 SameSite=Lax: the browser sends the cookie when an operator follows a deep link from a chat message (a
 top-level navigation), never with a request another site makes (a WebSocket opened from another origin does
@@ -24,7 +26,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 import core
-from ui.session_cookie import COOKIE, END, START
+from ui.session_cookie import COOKIE, END, REQUEST_HEADER, REQUEST_HEADER_VALUE, START
 
 
 def _prefixed(request: Request, path: str) -> str:
@@ -38,8 +40,11 @@ def _answer(status_code: int = 204) -> Response:
 
 
 def _cross_site(request: Request) -> bool:
-    # Browsers have sent Sec-Fetch-Site for years; a client without it (curl, a test) is not a victim's browser.
-    return request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}
+    # Sec-Fetch-Site is missing in older browsers (Safari before 16.4): the header only a script of this
+    # origin can add decides then.
+    if request.headers.get("sec-fetch-site", "same-origin") not in {"same-origin", "none"}:
+        return True
+    return request.headers.get(REQUEST_HEADER) != REQUEST_HEADER_VALUE
 
 
 def start(request: Request) -> Response:

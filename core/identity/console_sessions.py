@@ -6,7 +6,8 @@ console's session key (core/identity/session_key.py, never stored, never the sec
 session id, user, tenant and start time, so:
 
 - a guessed or altered token, or one signed with another installation's key, is refused;
-- a row edited in the database (pointed at another user or tenant) no longer matches its token;
+- a row edited in the database (pointed at another user or tenant) no longer matches its token, and a row
+  written there with a one-time code of the writer's choosing trades for nothing (the code's hash is keyed);
 - every check re-reads the row: signed out (``revoked_at``), idle longer than ``session_idle_s`` (counted
   from ``last_seen_at``, which each check moves), past ``session_max_s`` since sign-in, a disabled user, a
   password changed since, or no role left in the tenant: refused.
@@ -58,7 +59,9 @@ def _token(row: ConsoleSession) -> str:
 
 
 def _digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
+    # Keyed, not a bare SHA-256: the route signs whatever row the code finds, so with a plain hash, write
+    # access to the table alone (a row for the admin, the hash of a code of one's choosing) minted a session.
+    return hmac.new(session_key(), b"opsc1-handoff\x00" + code.encode(), hashlib.sha256).hexdigest()
 
 
 def start_console_session(principal: Principal) -> tuple[str, str]:
@@ -137,7 +140,9 @@ def _row_of(session: Session, token: str) -> ConsoleSession:
     if len(parts) != 3 or parts[0] != PREFIX or len(parts[1]) != 32:
         raise refused
     row = session.get(ConsoleSession, parts[1])
-    if row is None or not hmac.compare_digest(parts[2], _mac(row)):
+    # Bytes, not str: compare_digest raises TypeError on a non-ASCII str (a cookie decodes as latin-1), which
+    # made a forged token a 500 instead of a refusal.
+    if row is None or not hmac.compare_digest(parts[2].encode("utf-8", "replace"), _mac(row).encode()):
         raise refused
     return row
 

@@ -76,3 +76,19 @@ def test_show_lists_the_values(db: str, cli: Cli, plan_file: PlanFile) -> None:
     assert shown["steps"][0]["params"]["command"] == ["echo", "cron:80", "a b"]
     text = cli("show", submitted["execution_id"], "--as", "bob")
     assert text.exit_code == 0 and 'inputs     note="a b", port=80, service="cron"' in text.stdout
+
+
+def test_an_endless_plan_or_inputs_file_is_refused_not_read_whole(db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """/dev/zero as the plan, the inputs file or a runbook's text: exit 2 after a bounded read (it was read
+    whole: a MemoryError, an internal error)."""
+    path = plan_file(PLAN)
+    cases = [
+        (("submit", "/dev/zero", "--as", "alice"), "error: plan file /dev/zero is larger than 1048576 bytes"),
+        (("submit", path, "--as", "alice", "--inputs-file", "/dev/zero"), "error: /dev/zero is larger than"),
+        (("runbooks", "save", "zero", "/dev/zero", "--as", "admin"), "error: /dev/zero is larger than"),
+    ]
+    for args, expected in cases:
+        result = cli(*args)
+        assert result.exit_code == 2, (args, result.stderr)
+        assert expected in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    assert execution_ids(cli) == []

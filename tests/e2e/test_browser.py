@@ -302,3 +302,27 @@ def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, 
     assert not execution_id.startswith(new_short)
     page.wait_for_url(re.compile(rf"execution={new_short}[0-9a-f]{{24}}"))
     page.get_by_text(execution_id).first.wait_for()  # "Rerun of" names the old one
+
+
+def test_the_code_the_page_fetches_is_refused_to_a_request_without_its_header(page: Any, console_url: str) -> None:
+    """Login CSRF on a browser that sends no Sec-Fetch-Site: the one-time code of a real sign-in, sent as another
+    site's link or image would send it (no X-OPSC-Session header), gets 403 and no cookie; the page's own
+    request, with the header, then still gets the session (the refusal did not spend the code)."""
+    held: list[Any] = []
+    page.route("**/opsc-session/start*", lambda route: held.append(route))  # the page's fetch, held back
+    page.get_by_role("button", name="alice · operator").click()
+    deadline = time.monotonic() + 30
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(100)  # Playwright delivers the route on its own loop: let it run
+    [route] = held
+    assert route.request.headers.get("x-opsc-session") == "1"  # what the browser really sends
+    url = route.request.url
+    with httpx.Client(timeout=10) as client:
+        forced = client.get(url, headers={"Referer": "https://evil.test/"})
+        assert forced.status_code == 403 and "set-cookie" not in forced.headers
+        ended = client.get(url.replace("/opsc-session/start", "/opsc-session/end").split("?")[0])
+        assert ended.status_code == 403
+    with page.expect_response(lambda r: "/opsc-session/start" in r.url) as answer:
+        route.continue_()
+    assert answer.value.status == 204
+    assert session_cookie(page) is not None

@@ -46,6 +46,7 @@ class Box:
     data: Path
     database: Path
     key_file: Path
+    session_key_file: Path  # the console's session key (it signs console sessions): a step must not mint one
     canaries: list[str]
     worker: subprocess.Popen[bytes]
     log: Path
@@ -110,13 +111,20 @@ def box(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Box]:
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert init.returncode == 0, init.stdout + init.stderr
+    console_key = subprocess.run(  # as the console's first sign-in would: its session key beside the database
+        [*prefix, "-c", "from core.identity.session_key import session_key; session_key()"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert console_key.returncode == 0, console_key.stderr
     log = tmp_path / "worker.log"
     with log.open("wb") as out:
         worker = subprocess.Popen(
             [*prefix, "-m", "ui.cli", "worker", "--threads", "2"],
             cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-    box = Box(env, mode, data, data / "opsc.db", data / "opsc.secret-key", canaries, worker, log)
+    box = Box(
+        env, mode, data, data / "opsc.db", data / "opsc.secret-key", data / "opsc.session-key", canaries, worker, log
+    )
     try:
         yield box
     finally:
@@ -153,6 +161,7 @@ def _attempts(box: Box) -> dict[str, str]:
     db, key, data = box.database, box.key_file, box.data
     return {
         "read-key-file": f"cat '{key}'",
+        "read-session-key": f"cat '{box.session_key_file}'",
         "read-database": f"cat '{db}'",
         "read-wal": f"cat '{db}-wal'",
         "write-database": f"printf '%s-%s' ESCAPE WRITTEN >> '{db}'",
@@ -191,14 +200,16 @@ def _run_as_operator(box: Box, tmp_path: Path) -> dict[str, dict[str, object]]:
 def test_a_step_cannot_reach_the_key_the_database_or_the_workers_environment(box: Box, tmp_path: Path) -> None:
     """Every attempt fails (permission denied, no such file) or finds nothing of the worker's."""
     key = box.key_file.read_text().strip()
+    session_key = box.session_key_file.read_text().strip()
     assert box.key_file.stat().st_mode & 0o777 == 0o600 and box.database.stat().st_mode & 0o777 == 0o600
+    assert box.session_key_file.stat().st_mode & 0o777 == 0o600
     assert _worker_environ_has(box, box.canaries[0]), box.log.read_text(errors="replace")[-3000:]  # not vacuous
     steps = _run_as_operator(box, tmp_path)
     assert set(steps) == set(_attempts(box)) and all(s["status"] in {"completed", "failed"} for s in steps.values())
     output = {name: f"{s['output'] or ''}\n{s['error'] or ''}" for name, s in steps.items()}
     refused = "No such file or directory" if box.mode == "bubblewrap" else "Permission denied"
 
-    for name in ("read-key-file", "read-database", "read-wal"):
+    for name in ("read-key-file", "read-session-key", "read-database", "read-wal"):
         assert steps[name]["status"] == "failed" and refused in output[name], (name, output[name])
     if box.mode == "runner-user":
         for name in ("write-database", "parent-environ", "init-environ"):
@@ -217,6 +228,6 @@ def test_a_step_cannot_reach_the_key_the_database_or_the_workers_environment(box
     box.worker.terminate()
     box.worker.wait(timeout=30)
     logs = box.log.read_text(errors="replace")
-    for secret in (key, *box.canaries):
+    for secret in (key, session_key, *box.canaries):
         for where, text in {"step output": "\n".join(output.values()), "tables": dump, "worker log": logs}.items():
             assert secret not in text, f"{secret[:14]}… reached the {where}"

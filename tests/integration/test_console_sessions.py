@@ -84,12 +84,15 @@ def test_the_one_time_code_gives_the_same_token_once(db: str) -> None:
         lambda t: t.upper(),
         lambda t: "",
         lambda t: "opsc1." + "a" * 5000,
+        lambda t: t.rsplit(".", 1)[0] + ".\u00e9" + t.rsplit(".", 1)[1][1:],  # non-ASCII (a cookie's latin-1)
+        lambda t: t.rsplit(".", 1)[0] + ".\x00",
     ],
 )
 def test_forged_or_altered_tokens_are_refused(db: str, forge: object) -> None:
     token, _code = _signed_in()
     with pytest.raises(PermissionDenied, match="not valid"):
         console_session_principal(forge(token))  # type: ignore[operator]
+    assert end_console_session(forge(token)) is False  # type: ignore[operator]  (the sign-out route's call)
 
 
 def test_a_token_signed_with_another_installations_key_is_refused(db: str) -> None:
@@ -123,6 +126,26 @@ def test_a_row_pointed_at_another_user_or_tenant_no_longer_matches_its_token(db:
         with pytest.raises(PermissionDenied, match="not valid"):
             console_session_principal(token)
         _edit(token, **original)
+
+
+def test_a_row_written_with_a_chosen_one_time_code_does_not_mint_a_session(db: str) -> None:
+    """Write access to the table without the key: a row for admin with the hash of the writer's own code (as a
+    plain SHA-256 would store it) trades for nothing, however the hash is spelt."""
+    code = "attacker-chosen-code-" + "x" * 20
+    with session_scope() as session:
+        admin = session.exec(select(User).where(User.username == "admin")).one()
+        demo = session.exec(select(Tenant).where(Tenant.name == "demo")).one()
+        now = utcnow()
+        for digest in (hashlib.sha256(code.encode()).hexdigest(), hashlib.sha256(code.encode()).hexdigest().upper()):
+            session.add(
+                ConsoleSession(
+                    user_id=admin.id, tenant_id=demo.id, auth="password", created_at=now, last_seen_at=now,
+                    expires_at=now + timedelta(hours=1), handoff_hash=digest,
+                    handoff_expires_at=now + timedelta(seconds=60),
+                )
+            )  # fmt: skip
+    with pytest.raises(PermissionDenied, match="not valid"):
+        session_token_for(code)
 
 
 def test_signing_out_ends_the_session_for_every_tab(db: str) -> None:

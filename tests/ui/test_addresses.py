@@ -9,6 +9,7 @@ what the next "reload" (a fresh AppTest: a new Streamlit session) presents. AppT
 
 from __future__ import annotations
 
+import json
 import re
 import warnings
 from datetime import timedelta
@@ -38,7 +39,8 @@ EXECUTIONS = "ui/pages/executions.py"
 DASHBOARD = "ui/pages/dashboard.py"
 APPROVALS = "ui/pages/approvals.py"
 DLQ = "ui/pages/dlq.py"
-FETCH = re.compile(r'fetch\("([^"]+)"')
+FETCH = re.compile(r"fetch\((\"[^\"]+\"), (\{.*\})\);")
+OURS = {session_cookie.REQUEST_HEADER: session_cookie.REQUEST_HEADER_VALUE}  # what the page's own fetch adds
 
 
 class Browser:
@@ -51,8 +53,10 @@ class Browser:
 
     def fetch(self, at: AppTest) -> int:
         """Make the background request the page rendered (to a cookie route), keep what it set; its status."""
-        [url] = [m[1] for h in at.get("html") if (m := FETCH.search(h.proto.body))]
-        response = self.routes.get(url, follow_redirects=False)
+        [(url, options)] = [
+            (json.loads(m[1]), json.loads(m[2])) for h in at.get("html") if (m := FETCH.search(h.proto.body))
+        ]
+        response = self.routes.get(url, headers=options.get("headers", {}), follow_redirects=False)
         set_cookie = response.headers.get("set-cookie", "").lower()
         if set_cookie.startswith(f"{session_cookie.COOKIE}="):
             assert "httponly" in set_cookie and "samesite=lax" in set_cookie and "path=/" in set_cookie
@@ -234,26 +238,29 @@ def test_a_password_change_ends_the_cookies_session(browser: Browser) -> None:
 def _fresh_code(browser: Browser) -> str:
     at = browser.open()
     at.button(key=f"{state.DEMO_BUTTON}.demo.alice").click().run()
-    [url] = [m[1] for h in at.get("html") if (m := FETCH.search(h.proto.body))]
+    [url] = [json.loads(m[1]) for h in at.get("html") if (m := FETCH.search(h.proto.body))]
     return parse_qs(urlsplit(url).query)["code"][0]
 
 
 def test_the_cookie_route_refuses_a_used_or_made_up_code(browser: Browser) -> None:
     code = _fresh_code(browser)
-    first = browser.routes.get("/opsc-session/start", params={"code": code})
+    first = browser.routes.get("/opsc-session/start", params={"code": code}, headers=OURS)
     assert first.status_code == 204 and first.cookies.get(session_cookie.COOKIE)
-    replay = browser.routes.get("/opsc-session/start", params={"code": code})
+    replay = browser.routes.get("/opsc-session/start", params={"code": code}, headers=OURS)
     assert replay.status_code == 403 and "set-cookie" not in replay.headers
-    made_up = browser.routes.get("/opsc-session/start", params={"code": "guess"})
+    made_up = browser.routes.get("/opsc-session/start", params={"code": "guess"}, headers=OURS)
     assert made_up.status_code == 403 and "set-cookie" not in made_up.headers
 
 
 def test_the_cookie_routes_redirect_nowhere(browser: Browser) -> None:
     """No ``next`` to abuse: whatever the query, the routes answer in place and never send the browser on."""
     code = _fresh_code(browser)
-    response = browser.routes.get("/opsc-session/start", params={"code": code, "next": "https://evil.test/"})
+    response = browser.routes.get(
+        "/opsc-session/start", params={"code": code, "next": "https://evil.test/"}, headers=OURS
+    )
     assert response.status_code == 204 and "location" not in response.headers
-    assert "location" not in browser.routes.get("/opsc-session/end", params={"next": "//evil.test"}).headers
+    ended = browser.routes.get("/opsc-session/end", params={"next": "//evil.test"}, headers=OURS)
+    assert "location" not in ended.headers
 
 
 @pytest.mark.parametrize("site", ["cross-site", "same-site"])
@@ -262,11 +269,28 @@ def test_another_site_cannot_make_the_browser_sign_in_or_out(browser: Browser, s
     code = _fresh_code(browser)
     forced = browser.routes.get("/opsc-session/start", params={"code": code}, headers={"Sec-Fetch-Site": site})
     assert forced.status_code == 403 and "set-cookie" not in forced.headers
-    ours = browser.routes.get("/opsc-session/start", params={"code": code}, headers={"Sec-Fetch-Site": "same-origin"})
+    ours = browser.routes.get(
+        "/opsc-session/start", params={"code": code}, headers={"Sec-Fetch-Site": "same-origin", **OURS}
+    )
     assert ours.status_code == 204 and ours.cookies.get(session_cookie.COOKIE)  # the code was not spent
     token = ours.cookies[session_cookie.COOKIE]
-    out = browser.routes.get("/opsc-session/end", headers={"Sec-Fetch-Site": site})
+    out = browser.routes.get("/opsc-session/end", headers={"Sec-Fetch-Site": site, **OURS})
     assert out.status_code == 403
+    assert core.console_session_principal(token).username == "alice"  # still signed in
+
+
+def test_a_browser_without_sec_fetch_site_cannot_be_made_to_sign_in_or_out(browser: Browser) -> None:
+    """Older browsers send no Sec-Fetch-Site: a link, image or form of another site still cannot add the page's
+    header, so the attacker's code is refused (and not spent), and a forced sign-out changes nothing."""
+    code = _fresh_code(browser)
+    forced = browser.routes.get("/opsc-session/start", params={"code": code}, headers={"Referer": "https://evil.test/"})
+    assert forced.status_code == 403 and "set-cookie" not in forced.headers
+    ours = browser.routes.get("/opsc-session/start", params={"code": code}, headers=OURS)
+    assert ours.status_code == 204
+    token = ours.cookies[session_cookie.COOKIE]
+    browser.routes.cookies.set(session_cookie.COOKIE, token)
+    out = browser.routes.get("/opsc-session/end")
+    assert out.status_code == 403 and "set-cookie" not in out.headers
     assert core.console_session_principal(token).username == "alice"  # still signed in
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
+import time
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 from core.actions.shell import ShellParams, argv_for
 from core.errors import InvalidInput
 from core.plan_hash import plan_hash
+from core.plan_inputs import MAX_INPUTS, MAX_VALUE_CHARS
 from core.plans import canonical_plan, declared_inputs, load_input_values, parse_plan
 
 RESTART = """\
@@ -104,6 +106,7 @@ def test_a_typed_whole_value_keeps_its_type() -> None:
         ({"port": True}, ("inputs.port", "must be an integer")),
         ({"verbose": "maybe"}, ("inputs.verbose", "must be true or false")),
         ({"service": "sshd"}, ("inputs.service", "must be one of nginx, cron, ssh")),
+        ({"service": True}, ("inputs.service", "must be one of nginx, cron, ssh")),
         ({"note": "UPPER"}, ("inputs.note", "does not match the pattern [a-z0-9 ;$()/-]*")),
         ({"colour": "red"}, ("inputs.colour", "unknown input (declared: host, note, port, service, token, verbose)")),
         ({"token": "not a name"}, ("inputs.token", "must be a secret's name (letters, digits, _ . -)")),
@@ -197,7 +200,9 @@ def test_a_value_with_spaces_in_the_restart_runbook_is_one_word() -> None:
     assert with_note("a; rm -rf /") == ["echo", "port=80", "a; rm -rf /", "verbose=false"]
 
 
-@pytest.mark.parametrize("value", ["a\nrm -rf /", "a\rb", "a\x00b", "tab\there"])
+@pytest.mark.parametrize(
+    "value", ["a\nrm -rf /", "a\rb", "a\x00b", "tab\there", "a\x85b", "a\x9b2Jb", "a\u2028b", "a\u2029b"]
+)
 def test_a_value_with_a_newline_or_control_character_is_refused(value: str) -> None:
     assert issues(RESTART, inputs={"note": value}) == [("inputs.note", "must be one line without control characters")]
 
@@ -398,3 +403,71 @@ def test_a_declaration_holding_a_credential_is_refused(field: str) -> None:
     plan["inputs"] = [{"name": "v", field: "AKIAABCDEFGHIJKLMNOP"}]
     paths = [path for path, _message in issues(plan, template=True)]
     assert paths == [f"inputs[0].{field}"]
+
+
+REDOS = {
+    "name": "p",
+    "inputs": [{"name": "v", "pattern": "(a+)+$"}],
+    "steps": [{"name": "s", "action": "noop", "target": "h", "params": {"x": "{{ input:v }}"}}],
+}
+
+
+@pytest.mark.parametrize("length", [28, MAX_VALUE_CHARS])
+def test_a_catastrophic_pattern_is_matched_in_bounded_time(length: int) -> None:
+    """``(a+)+$`` backtracks exponentially under Python's ``re`` (28 characters: seconds; 1024: never ends)."""
+    started = time.process_time()
+    assert issues(REDOS, inputs={"v": "a" * (length - 1) + "!"}) == [("inputs.v", "does not match the pattern (a+)+$")]
+    assert time.process_time() - started < 0.5
+    assert parse_plan(REDOS, inputs={"v": "a" * length}).inputs == {"v": "a" * length}
+
+
+@pytest.mark.parametrize("pattern", [r"(a)\1", r"(?=a)a", r"(?<!b)a", "(x{1000}){1000}"])
+def test_a_pattern_that_cannot_match_in_linear_time_is_refused_where_declared(pattern: str) -> None:
+    plan = {**REDOS, "inputs": [{"name": "v", "pattern": pattern}]}
+    found = issues(plan, template=True)
+    assert [path for path, _message in found] == ["inputs[0].pattern"]
+    assert "without backreferences or lookaround" in found[0][1]
+
+
+@pytest.mark.parametrize("value", ["\u202eevil", "rm\u2066x\u2069", "ngin\u200bx", "\ufeffx", "a\u061cb", "a\u2060b"])
+def test_a_value_with_an_invisible_or_reordering_character_is_refused(value: str) -> None:
+    """What the approver reads is what runs: no bidi override, isolate, mark or zero-width character in a value."""
+    found = issues(RESTART, inputs={"note": value})
+    assert [path for path, _message in found] == ["inputs.note"]
+    assert found[0][1].startswith("must not contain invisible or reordering characters (U+")
+
+
+def test_a_value_in_another_script_is_accepted() -> None:
+    plan = {**REDOS, "inputs": [{"name": "v"}]}
+    assert parse_plan(plan, inputs={"v": "Grüße 日本 שלום"}).inputs == {"v": "Grüße 日本 שלום"}
+
+
+def test_a_flood_of_values_is_one_short_issue() -> None:
+    """More values than a plan may declare: one issue, not one per name (each listing the declared inputs)."""
+    flood = {f"k{i}": "x" for i in range(MAX_INPUTS + 1)}
+    assert issues(RESTART, inputs=flood) == [
+        ("inputs", f"{MAX_INPUTS + 1} values given; a plan declares at most 50 inputs")
+    ]
+    [(path, _message)] = issues(RESTART, inputs={"n" * 100_000: "x"})
+    assert path == f"inputs.{'n' * 64}…"
+
+
+def test_a_bool_is_no_integer_choice() -> None:
+    """``True == 1`` in Python: a ``yes`` from an inputs file must not pick the choice 1."""
+    plan = {**REDOS, "inputs": [{"name": "v", "type": "choice", "choices": [1, 2]}]}
+    assert issues(plan, inputs={"v": True}) == [("inputs.v", "must be one of 1, 2")]
+    assert parse_plan(plan, inputs={"v": "1"}).inputs == {"v": 1}
+
+
+@pytest.mark.parametrize("field", ["name", "description"])
+def test_a_secret_ref_input_goes_only_into_params(field: str) -> None:
+    """In the name or description a reference would be checked by nothing (any tenant's secret name would do)."""
+    plan = {
+        "name": "p",
+        "inputs": [{"name": "tok", "type": "secret_ref"}],
+        "steps": [{"name": "s", "action": "noop", "target": "h"}],
+        field: "run {{ input:tok }}",
+    }
+    assert issues(plan, inputs={"tok": "another_tenants_secret"}) == [
+        (field, "a secret_ref input goes only into a step's params")
+    ]

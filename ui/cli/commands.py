@@ -32,6 +32,7 @@ from ui.cli.options import (
     acting,
     acting_on,
     acting_on_execution,
+    read_bounded,
     read_password,
     use_token_file,
 )
@@ -203,10 +204,11 @@ def submit_command(
 def read_plan(location: str) -> bytes:
     """The plan's bytes from a file, or from stdin for ``-``. Raises InvalidInput when unreadable."""
     if location == "-":
-        return typer.get_binary_stream("stdin").read()
+        return read_bounded(typer.get_binary_stream("stdin"), "the plan on stdin")
     path = Path(location)
     try:
-        return path.read_bytes()
+        with path.open("rb") as stream:
+            return read_bounded(stream, f"plan file {location}")
     except FileNotFoundError:
         raise core.InvalidInput(f"plan file not found: {location}") from None
     except IsADirectoryError:

@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 
 import core
+from ui.cli.options import read_bounded
 
 InputOpt = Annotated[
     list[str] | None,
@@ -43,7 +44,8 @@ def gather_inputs(pairs: list[str] | None, inputs_file: Path | None) -> dict[str
     values: dict[str, Any] = {}
     if inputs_file is not None:
         try:
-            raw = inputs_file.read_bytes()
+            with inputs_file.open("rb") as stream:
+                raw = read_bounded(stream, str(inputs_file))
         except OSError as exc:
             why = exc.strerror or type(exc).__name__
             raise core.InvalidInput(f"cannot read {inputs_file}: {why}", path="--inputs-file") from None

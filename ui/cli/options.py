@@ -14,7 +14,7 @@ import os
 import stat
 from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, BinaryIO, Protocol
 
 import typer
 
@@ -109,6 +109,23 @@ def read_password() -> str:
     if not value:
         raise core.InvalidInput("no password on stdin", path="--password-stdin")
     return value
+
+
+# What the CLI reads of a plan or an inputs file at most: 4x the largest plan core accepts (256 KiB), so core's
+# own limits answer for every file they could accept, and /dev/zero or a 10 GB file is refused, not read whole.
+READ_LIMIT_BYTES = 1024 * 1024
+
+
+def read_bounded(stream: BinaryIO, what: str) -> bytes:
+    """``stream``'s bytes, refused past ``READ_LIMIT_BYTES`` (read no further).
+
+    Raises:
+        InvalidInput: ``what`` is larger than the limit.
+    """
+    data = stream.read(READ_LIMIT_BYTES + 1)
+    if len(data) > READ_LIMIT_BYTES:
+        raise core.InvalidInput(f"{what} is larger than {READ_LIMIT_BYTES} bytes (read no further)")
+    return data
 
 
 class Issuer(Protocol):

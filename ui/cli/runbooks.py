@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 import core
-from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group
+from ui.cli.options import AsUser, JsonOpt, TenantOpt, acting, command_group, read_bounded
 from ui.cli.output import as_json, fmt_time, print_json, table, terminal_safe
 
 runbooks_app = command_group("The runbook library: list, versions, save, delete.")
@@ -76,7 +76,8 @@ def runbooks_save(
 ) -> None:
     """Create a runbook (you own it) or change one (its owner or a tenant admin): a new version each time."""
     try:
-        text = plan_file.read_text(encoding="utf-8")
+        with plan_file.open("rb") as stream:
+            text = read_bounded(stream, str(plan_file)).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise core.InvalidInput(f"cannot read {plan_file}: {exc}", path="PLAN") from exc
     view = core.save_runbook(acting(as_user, tenant), name, text, description=description)
