@@ -174,6 +174,8 @@ def opsconductor(
     namespace: str,
     *,
     latency: bool,
+    history: int = 0,
+    dsn: str = "",
 ) -> dict[str, float]:
     """The full path. Throughput: queue ``plans`` 3-noop-step plans (background), start `opsconductor worker`
     processes, time the drain from the first step started to the last step finished. Latency (if asked): with
@@ -198,6 +200,15 @@ def opsconductor(
     for n in range(ASSETS):
         core.add_asset(admin, f"node-{n}", core.Connection.LOCAL)
     alice, bob = core.principal("alice", "demo"), core.principal("bob", "demo")
+    if history:
+        from bench.history import clone_history
+        from core import engine
+
+        template = submit_background(core, alice, "history")[0]
+        while engine.process(template, worker_id="bench-history") is not engine.Outcome.FINISHED:
+            pass
+        took = clone_history(dsn, template, history)
+        print(f"  history: {history:,} completed executions cloned in {took:.1f} s", flush=True)
     queued = [submit_background(core, alice, f"drain-{i}")[0] for i in range(plans)]
     counts = Path(tempfile.mkdtemp(prefix="bench-counts-"))
     env = {
@@ -319,6 +330,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--latency-at", type=int, default=2, help="the process count that measures latency")
     parser.add_argument("--no-modes", action="store_true", help="skip the embedded and immediate modes")
+    parser.add_argument("--history", type=int, default=0, help="completed executions in the database before")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one process count
     args = parser.parse_args()
     os.environ["PGAPPNAME"] = BENCH_APP  # this process's own connections are not the workers' cost
@@ -378,6 +390,8 @@ def one_configuration(args: argparse.Namespace, processes: int, *, latency: bool
                     logs,
                     namespace,
                     latency=latency,
+                    history=args.history,
+                    dsn=dsn,
                 )
         finally:
             from db.engine import dispose_engines
@@ -386,6 +400,7 @@ def one_configuration(args: argparse.Namespace, processes: int, *, latency: bool
         deadlocks = deadlock_count(dsn)
     return {
         "plans": args.plans,
+        "history": args.history,
         "processes": processes,
         "threads": args.threads,
         "ratio": round(ops["steps_per_s"] / raw["steps_per_s"], 3),
