@@ -21,7 +21,9 @@ from ui import state
 from ui.components.feedback import attempt
 from ui.components.plain import md_text
 
-LIVE_S = 0.5  # the live tail's poll: chunks are written at most every 0.5 s, so a line shows within about 1 s
+# The live tail's poll: chunks are written every 0.5 s or so, so a line is read within about 0.75 s of its print
+# (docs/benchmarks.md); one indexed query per poll, only while a step runs and its detail is open.
+LIVE_S = 0.25
 TAIL_LINES = 12
 NO_OUTPUT = "(no output)"
 WAITING = "(no output yet)"
