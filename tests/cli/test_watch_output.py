@@ -15,34 +15,16 @@ from pathlib import Path
 
 import core
 from tests.cli.support import Cli
-from tests.engine_support import drive
+from tests.engine_support import approved, drive, python_plan
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _plan(code: str, *, timeout_s: int | None = None) -> str:
-    step: dict[str, object] = {
-        "name": "talk",
-        "action": "shell",
-        "target": "localhost",
-        "params": {"command": ["python3", "-u", "-c", code]},
-    }
-    if timeout_s is not None:
-        step["timeout_s"] = timeout_s
-    return json.dumps({"name": "live", "steps": [step]})
-
-
-def _approved(plan: str) -> str:
-    execution_id = core.submit(core.principal("alice", "demo"), plan, background=True).execution.execution_id
-    core.approve(core.principal("bob", "demo"), execution_id)
-    return execution_id
 
 
 SLOW = "import time\nfor i in range(12):\n    print('line', i, '\\x1b[31mred')\n    time.sleep(0.3)\n"
 
 
 def test_watch_prints_output_lines_while_the_step_runs_then_the_summary(db: str) -> None:
-    execution_id = _approved(_plan(SLOW))
+    execution_id = approved(python_plan(SLOW))
     worker = threading.Thread(target=drive, args=(execution_id,), kwargs={"timeout_s": 60}, daemon=True)
     worker.start()
     watch = subprocess.Popen(  # a real process, read as it prints: what an operator's terminal sees
@@ -77,7 +59,7 @@ def test_watch_prints_output_lines_while_the_step_runs_then_the_summary(db: str)
 
 
 def test_show_says_timeout_for_a_step_timeout(db: str, cli: Cli) -> None:
-    execution_id = _approved(_plan(SLOW, timeout_s=1))
+    execution_id = approved(python_plan(SLOW, timeout_s=1))
     drive(execution_id)
     result = cli("show", execution_id, "--as", "alice")
     assert result.exit_code == 0, result.stderr

@@ -11,15 +11,15 @@ import base64
 import json
 import secrets
 import textwrap
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from core import (
+    ActionClass,
     NotFound,
+    PolicyValues,
+    SlaClass,
     add_read_only_command,
     approve,
     cancel,
@@ -29,64 +29,25 @@ from core import (
     principal,
     set_secret,
     submit,
+    update_policy,
 )
 from core.engine.steps import Outcome
 from db.settings import get_settings
-from tests.engine_support import drive
+from tests.engine_support import Drivers, approved, drive, python_plan, wait_until
 
 ALICE = ("alice", "demo")
-
-
-def _python_step(code: str, *, env: dict[str, str] | None = None, timeout_s: int | None = None) -> str:
-    params: dict[str, object] = {"command": ["python3", "-u", "-c", code]}
-    if env:
-        params["env"] = env
-    step = {"name": "talk", "action": "shell", "target": "localhost", "params": params}
-    if timeout_s is not None:
-        step["timeout_s"] = timeout_s
-    return json.dumps({"name": "live", "steps": [step]})
-
-
-def _started(plan: str) -> str:
-    """Submit in the background and approve (``python3 -c`` is modify): the id, ready to drive."""
-    execution_id = submit(principal(*ALICE), plan, background=True).execution.execution_id
-    approve(principal("bob", "demo"), execution_id)
-    return execution_id
-
-
-@pytest.fixture
-def driving() -> Iterator[Callable[[str], threading.Thread]]:
-    """Drive executions in background threads (as a worker would), joined at the end of the test."""
-    threads: list[threading.Thread] = []
-
-    def start(execution_id: str) -> threading.Thread:
-        thread = threading.Thread(target=drive, args=(execution_id,), kwargs={"timeout_s": 60}, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return thread
-
-    yield start
-    for thread in threads:
-        thread.join(timeout=60)
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
 
 
 LINES = "import time\nfor i in range(10):\n    print('line', i)\n    time.sleep(0.3)\n"
 
 
-def test_output_rows_appear_while_the_step_runs(db: str, driving: Callable[[str], threading.Thread]) -> None:
+def test_output_rows_appear_while_the_step_runs(db: str, driving: Drivers) -> None:
     """A step printing a line every 0.3 s: its chunks are readable before it ends, in order, and joined they
     are exactly the output stored when it ends."""
-    execution_id = _started(_python_step(LINES))
+    execution_id = approved(python_plan(LINES))
     worker = driving(execution_id)
     alice = principal(*ALICE)
-    _wait(lambda: bool(list_output_chunks(alice, execution_id)))
+    wait_until(lambda: bool(list_output_chunks(alice, execution_id)))
     early = list_output_chunks(alice, execution_id)
     step = get_execution(alice, execution_id).steps[0]
     assert step.status == "running" and step.finished_at is None  # read while it still runs
@@ -107,8 +68,8 @@ def test_output_rows_appear_while_the_step_runs(db: str, driving: Callable[[str]
     ]
 
 
-def test_another_tenant_reads_no_output(db: str, driving: Callable[[str], threading.Thread]) -> None:
-    execution_id = _started(_python_step("print('hello')"))
+def test_another_tenant_reads_no_output(db: str, driving: Drivers) -> None:
+    execution_id = approved(python_plan("print('hello')"))
     driving(execution_id).join(timeout=30)
     with pytest.raises(NotFound):
         list_output_chunks(principal("mallory", "globex"), execution_id)
@@ -131,16 +92,14 @@ SPLIT = textwrap.dedent(
 )
 
 
-def test_a_secret_split_across_batches_is_masked_in_every_chunk(
-    db: str, driving: Callable[[str], threading.Thread]
-) -> None:
+def test_a_secret_split_across_batches_is_masked_in_every_chunk(db: str, driving: Drivers) -> None:
     """Halves of a secret printed 0.9 s apart (a batch written between them), its base64 wrapped over lines
     printed one by one, and ``password:`` with its value on the next line: no chunk, nor the whole, shows any
     of it, and no chunk holds a fragment of the secret. (The shell runner reads whole lines; a runner that
     writes arbitrary pieces, such as ssh, is attacked in tests/unit/test_live_view.py.)"""
     value = "Zq" + secrets.token_hex(40)  # 82 characters: base64 wraps at 76 over two lines
     set_secret(principal("admin", "demo"), "split_me", value)
-    execution_id = _started(_python_step(SPLIT, env={"T": "{{ secret:split_me }}"}))
+    execution_id = approved(python_plan(SPLIT, env={"T": "{{ secret:split_me }}"}))
     driving(execution_id).join(timeout=40)
     alice = principal(*ALICE)
     view = get_execution(alice, execution_id)
@@ -203,10 +162,10 @@ def test_a_quick_failed_attempt_is_kept_when_retried(db: str, tmp_path: Path, mo
     assert [(a.attempt, a.output) for a in attempts] == [(1, "no\n"), (2, "ok\n")]
 
 
-def test_a_step_timeout_says_timeout_with_its_limit(db: str, driving: Callable[[str], threading.Thread]) -> None:
+def test_a_step_timeout_says_timeout_with_its_limit(db: str, driving: Drivers) -> None:
     """Killed at its limit: the step ends ``timeout`` and its error names the limit (not "command cancelled");
     the output printed until then is kept."""
-    execution_id = _started(_python_step(LINES.replace("range(10)", "range(100)"), timeout_s=2))
+    execution_id = approved(python_plan(LINES.replace("range(10)", "range(100)"), timeout_s=2))
     driving(execution_id).join(timeout=40)
     view = get_execution(principal(*ALICE), execution_id)
     step = view.steps[0]
@@ -217,12 +176,12 @@ def test_a_step_timeout_says_timeout_with_its_limit(db: str, driving: Callable[[
     assert (step.output or "").startswith("line 0\n")
 
 
-def test_a_cancel_says_who_cancelled(db: str, driving: Callable[[str], threading.Thread]) -> None:
+def test_a_cancel_says_who_cancelled(db: str, driving: Drivers) -> None:
     """Cancelled while it runs: the execution's and the step's error say by whom and why."""
-    execution_id = _started(_python_step(LINES.replace("range(10)", "range(100)")))
+    execution_id = approved(python_plan(LINES.replace("range(10)", "range(100)")))
     worker = driving(execution_id)
     alice = principal(*ALICE)
-    _wait(lambda: bool(list_output_chunks(alice, execution_id)))
+    wait_until(lambda: bool(list_output_chunks(alice, execution_id)))
     cancel(alice, execution_id, reason="wrong host")
     worker.join(timeout=30)
     view = get_execution(alice, execution_id)
@@ -232,6 +191,29 @@ def test_a_cancel_says_who_cancelled(db: str, driving: Callable[[str], threading
 
 
 def test_a_cancel_before_start_says_who_cancelled(db: str) -> None:
-    execution_id = submit(principal(*ALICE), _python_step("print(1)"), background=True).execution.execution_id
+    execution_id = submit(principal(*ALICE), python_plan("print(1)"), background=True).execution.execution_id
     view = cancel(principal(*ALICE), execution_id)
     assert (view.status, view.error) == ("cancelled", "cancelled by alice")
+
+
+def test_an_execution_timeout_says_timeout_with_the_execution_limit(db: str) -> None:
+    """Three 2.8 s steps (3 s limit each) under an 8 s execution limit: the third is stopped by the execution's
+    deadline; the execution ends ``timeout`` and its error (the banner's, ``show``'s) names that limit."""
+    step = {"action": "shell", "target": "localhost", "timeout_s": 3}
+    command = ["python3", "-u", "-c", "import time\nprint('working')\ntime.sleep(2.8)"]
+    plan = json.dumps(
+        {"name": "long", "steps": [{"name": f"s{i}", **step, "params": {"command": command}} for i in range(3)]}
+    )
+    submitted = submit(principal(*ALICE), plan, background=True).execution
+    # The limits it starts with are its classes' policy row when it starts: 3 s per step, 8 s in all.
+    update_policy(
+        principal("admin", "demo"), SlaClass(submitted.sla_class), ActionClass.MODIFY, PolicyValues(3, 8, 15, 900, 1)
+    )
+    approve(principal("bob", "demo"), submitted.execution_id)
+    execution_id = submitted.execution_id
+    drive(execution_id, timeout_s=40)
+    view = get_execution(principal(*ALICE), execution_id)
+    assert (view.status, [s.status for s in view.steps]) == ("timeout", ["completed", "completed", "timeout"])
+    assert view.error == "timeout: the execution's limit of 8 s ran out during step 2 (s2)"
+    assert view.steps[2].error == "timeout: the execution's time limit ran out"
+    assert view.steps[2].output == "working\n"

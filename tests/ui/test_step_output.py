@@ -6,10 +6,6 @@ operator left it; each attempt's output is shown apart; a failure says why and s
 
 from __future__ import annotations
 
-import json
-import threading
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,51 +13,11 @@ from streamlit.testing.v1 import AppTest
 
 import core
 from db.settings import get_settings
-from tests.engine_support import drive
+from tests.engine_support import Drivers, approved, drive, python_plan, wait_until
 from tests.ui.conftest import OpenConsole, shown
 from ui import state
 
 PAGE = "ui/pages/executions.py"
-
-
-def _plan(code: str, *, timeout_s: int | None = None) -> str:
-    step: dict[str, object] = {
-        "name": "talk",
-        "action": "shell",
-        "target": "localhost",
-        "params": {"command": ["python3", "-u", "-c", code]},
-    }
-    if timeout_s is not None:
-        step["timeout_s"] = timeout_s
-    return json.dumps({"name": "live", "steps": [step]})
-
-
-def _approved(plan: str) -> str:
-    execution_id = core.submit(core.principal("alice", "demo"), plan, background=True).execution.execution_id
-    core.approve(core.principal("bob", "demo"), execution_id)
-    return execution_id
-
-
-def _wait(condition: Callable[[], bool], timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, "timed out waiting"
-        time.sleep(0.05)
-
-
-@pytest.fixture
-def worker() -> Iterator[Callable[[str], threading.Thread]]:
-    threads: list[threading.Thread] = []
-
-    def start(execution_id: str) -> threading.Thread:
-        thread = threading.Thread(target=drive, args=(execution_id,), kwargs={"timeout_s": 60}, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return thread
-
-    yield start
-    for thread in threads:
-        thread.join(timeout=60)
 
 
 def _codes(at: AppTest) -> list[str]:
@@ -79,19 +35,17 @@ def _chunk_text(execution_id: str) -> str:
 SLOW = "import time\nfor i in range(30):\n    print('line', i)\n    time.sleep(0.3)\n"
 
 
-def test_a_running_step_opens_and_its_output_grows_at_each_refresh(
-    console: OpenConsole, worker: Callable[[str], threading.Thread]
-) -> None:
-    execution_id = _approved(_plan(SLOW))
-    worker(execution_id)
-    _wait(lambda: "line 1\n" in _chunk_text(execution_id))
+def test_a_running_step_opens_and_its_output_grows_at_each_refresh(console: OpenConsole, driving: Drivers) -> None:
+    execution_id = approved(python_plan(SLOW))
+    driving(execution_id)
+    wait_until(lambda: "line 1\n" in _chunk_text(execution_id))
     at = console("alice", page=PAGE)
     at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
     assert not at.exception
     step_key = f"{state.STEP_OPEN}.{execution_id}.0"
     assert at.session_state[step_key] is True  # opened by itself: it runs
     first = next(c for c in _codes(at) if c.startswith("line 0\n"))
-    _wait(lambda: len(_chunk_text(execution_id)) > len(first) + 20)
+    wait_until(lambda: len(_chunk_text(execution_id)) > len(first) + 20)
     at.run()
     assert not at.exception
     later = next(c for c in _codes(at) if c.startswith("line 0\n"))
@@ -130,7 +84,7 @@ def test_each_attempt_shows_its_own_output(
 
 def test_the_failure_banner_gives_the_exit_code_and_the_last_lines(console: OpenConsole) -> None:
     code = "import sys\nfor i in range(30):\n    print('out', i)\nprint('bad thing happened', file=sys.stderr)\nsys.exit(2)\n"
-    execution_id = _approved(_plan(code))
+    execution_id = approved(python_plan(code))
     drive(execution_id)
     at = console("alice", page=PAGE)
     at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
@@ -142,7 +96,7 @@ def test_the_failure_banner_gives_the_exit_code_and_the_last_lines(console: Open
 
 
 def test_the_failure_banner_names_a_timeout_and_its_limit(console: OpenConsole) -> None:
-    execution_id = _approved(_plan(SLOW, timeout_s=1))
+    execution_id = approved(python_plan(SLOW, timeout_s=1))
     drive(execution_id)
     at = console("alice", page=PAGE)
     at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
@@ -152,7 +106,7 @@ def test_the_failure_banner_names_a_timeout_and_its_limit(console: OpenConsole) 
 
 
 def test_the_failure_banner_says_who_cancelled(console: OpenConsole) -> None:
-    execution_id = core.submit(core.principal("alice", "demo"), _plan("print(1)"), background=True).execution
+    execution_id = core.submit(core.principal("alice", "demo"), python_plan("print(1)"), background=True).execution
     core.cancel(core.principal("alice", "demo"), execution_id.execution_id, reason="not today")
     at = console("alice", page=PAGE)
     at.selectbox(key=state.EXECUTION_PICK).select(execution_id.execution_id).run()
