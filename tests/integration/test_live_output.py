@@ -11,6 +11,7 @@ import base64
 import json
 import secrets
 import textwrap
+import threading
 from pathlib import Path
 
 import pytest
@@ -31,7 +32,7 @@ from core import (
     submit,
     update_policy,
 )
-from core.engine.steps import Outcome
+from core.engine.steps import Outcome, request_shutdown, reset_shutdown
 from db.settings import get_settings
 from tests.engine_support import Drivers, approved, drive, python_plan, wait_until
 
@@ -217,3 +218,31 @@ def test_an_execution_timeout_says_timeout_with_the_execution_limit(db: str) -> 
     assert view.error == "timeout: the execution's limit of 8 s ran out during step 2 (s2)"
     assert view.steps[2].error == "timeout: the execution's time limit ran out"
     assert view.steps[2].output == "working\n"
+
+
+def test_a_handed_back_attempt_leaves_no_output_and_its_number_is_used_again(db: str, tmp_path: Path) -> None:
+    """A worker shutting down hands a running read step back untouched (its attempt does not count): the
+    chunks it streamed go with it, and the attempt that runs it later, under the same number, has its own."""
+    script = tmp_path / "slow.sh"
+    script.write_text("for i in 1 2 3 4 5 6 7 8 9 10 11 12; do echo tick $i; sleep 0.3; done\n")
+    add_read_only_command(principal("admin", "demo"), ["sh", str(script)])
+    plan = f"name: slow\nsteps:\n  - {{name: a, action: shell, target: localhost, params: {{command: [sh, '{script}']}}}}\n"
+    execution_id = submit(principal(*ALICE), plan, background=True).execution.execution_id
+    alice = principal(*ALICE)
+    outcomes: list[Outcome] = []
+    worker = threading.Thread(target=lambda: outcomes.extend(drive(execution_id, limit=1)))
+    worker.start()
+    try:
+        wait_until(lambda: bool(list_output_chunks(alice, execution_id)), what="a first chunk")
+        request_shutdown()
+        worker.join(timeout=30)
+    finally:
+        reset_shutdown()
+    assert outcomes == [Outcome.RELEASED]
+    assert list_output_chunks(alice, execution_id) == []
+    assert get_execution(alice, execution_id).steps[0].attempts == 0
+    drive(execution_id, timeout_s=30)
+    view = get_execution(alice, execution_id)
+    assert (view.status, view.steps[0].attempts) == ("completed", 1)
+    attempts = list_attempt_outputs(alice, execution_id)
+    assert [(a.attempt, a.output) for a in attempts] == [(1, "".join(f"tick {i}\n" for i in range(1, 13)))]
