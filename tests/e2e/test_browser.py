@@ -312,7 +312,9 @@ def _cli(*args: str) -> str:
     return done.stdout
 
 
-def test_a_step_printing_a_line_every_second_shows_its_lines_live(page: Any, console_url: str, tmp_path: Path) -> None:
+def test_a_step_printing_a_line_every_second_shows_its_lines_live(
+    page: Any, console_url: str, tmp_path: Path, shots: Path
+) -> None:
     """Issue 16 item 1: the running step opens by itself and its lines appear one by one while it runs; the
     detail's refreshes neither close it nor lose lines; closed by the operator, it stays closed."""
     plan = tmp_path / "live.yaml"
@@ -338,6 +340,8 @@ def test_a_step_printing_a_line_every_second_shows_its_lines_live(page: Any, con
         assert running.count() == 1, f"line {i} was not shown while the step ran"
         assert last_line() == i, "lines came in a batch, not one by one"
     assert seen_at[start + 3] - seen_at[start] >= 1.5  # three prints 1 s apart, give or take a poll each end
+    block.scroll_into_view_if_needed()  # the page scrolls inside Streamlit's own container: show the output
+    page.screenshot(path=str(shots / "6-live-output.png"))
     first = page.get_by_text(re.compile(r"live line 0")).first
     playwright.expect(first).to_be_visible()  # after the detail's refreshes (every 2 s): still open, line 0 kept
     page.get_by_text(re.compile(r"0\. talk · shell on localhost · running")).click()  # the operator closes it
