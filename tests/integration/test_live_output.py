@@ -32,7 +32,11 @@ from core import (
     submit,
     update_policy,
 )
+from core.actions.context import OutputSink
+from core.engine.live_output import LiveOutput
 from core.engine.steps import Outcome, request_shutdown, reset_shutdown
+from core.safety.masking import Masker
+from core.transactions import session_scope
 from db.settings import get_settings
 from tests.engine_support import Drivers, approved, drive, python_plan, wait_until
 
@@ -246,3 +250,35 @@ def test_a_handed_back_attempt_leaves_no_output_and_its_number_is_used_again(db:
     assert (view.status, view.steps[0].attempts) == ("completed", 1)
     attempts = list_attempt_outputs(alice, execution_id)
     assert [(a.attempt, a.output) for a in attempts] == [(1, "".join(f"tick {i}\n" for i in range(1, 13)))]
+
+
+def test_a_live_view_that_stops_extending_what_was_written_is_replaced_by_the_whole(db: str) -> None:
+    """A multi-line secret whose first line is too short to mask alone ("ab"), printed across two batches: the
+    whole output masks it entirely, which no longer extends the first batch; the attempt's rows are then
+    replaced by the output masked whole, and nothing more is streamed meanwhile."""
+    execution = submit(principal(*ALICE), python_plan("print(1)"), background=True).execution
+    masker = Masker()
+    masker.register("ab\ncdefgh")
+    sink = OutputSink(masker)
+    live = LiveOutput(
+        sink,
+        execution_id=execution.execution_id,
+        tenant_id=execution.tenant_id,
+        step_index=0,
+        run=1,
+        attempt=1,
+        started=0.0,
+    )
+    try:
+        alice = principal(*ALICE)
+        sink.write("x ab\n")
+        assert live.flush()
+        assert [c.text for c in list_output_chunks(alice, execution.execution_id)] == ["x ab\n"]
+        sink.write("cdefgh\ny\n")
+        assert not live.flush()  # diverged: not written
+        with session_scope() as session:
+            live.finish(session, sink.text())
+        assert [c.text for c in list_output_chunks(alice, execution.execution_id)] == ["x ***\ny\n"]
+        assert not live.flush()  # finished: nothing more
+    finally:
+        masker.close()  # its values leave the process-wide live set (the log filter's)
