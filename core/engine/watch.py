@@ -114,7 +114,7 @@ def run_step(plan: StepPlan) -> RunResult:
     if not result.ok and time.time() >= plan.watch.deadline_at_epoch and not reason:
         reason.append(StopReason.EXECUTION_TIMEOUT)
     why = reason[0] if reason else None
-    if result.stopped or why is not None:
+    if not result.ok and (result.stopped or why is not None):  # a step that completed anyway keeps no error
         result = replace(result, error=stop_error(plan, why, result))
     return RunResult(result, why, sink.text(), live)
 
