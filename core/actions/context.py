@@ -19,7 +19,9 @@ MAX_OUTPUT_BYTES = 10 * 1024
 # Patterns that cross a line only do so through ``\s``; everything else a live view may show ends at a line.
 _OPEN_TAIL = re.compile(
     r"(?i)(?:bearer|pass(?:word|wd|phrase)|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|pwd)"
-    r"[\"']?[ \t\r\n]*[=:]?[ \t\r\n]*[\"']?[ \t\r\n]*$"
+    # Each run of blanks is followed by a required character or the end (never two starred runs side by side):
+    # a step printing a key word and 100 KB of spaces must not make this backtrack polynomially.
+    r"[\"']?[ \t\r\n]*(?:[=:][ \t\r\n]*)?(?:[\"'][ \t\r\n]*)?$"
 )
 
 log = logging.getLogger(__name__)

@@ -105,3 +105,14 @@ def test_the_view_is_capped_like_the_stored_text() -> None:
     view = sink.view()
     assert len(view.encode()) <= MAX_OUTPUT_BYTES
     assert sink.text().startswith(view)
+
+
+def test_a_key_word_and_a_long_run_of_blanks_does_not_stall_the_view() -> None:
+    """The held-back rule is a regular expression over what the step printed: no polynomial backtracking."""
+    import time
+
+    sink = _sink()
+    sink.write("token" + " " * 20_000 + ": \n" + "password " * 500 + "\n")
+    started = time.process_time()
+    sink.view()
+    assert time.process_time() - started < 0.5
