@@ -107,6 +107,27 @@ class StepView(View):
     step_limit_s: int | None = None  # the timeout it runs with (``PlanStepView.step_limit_s``)
 
 
+class OutputChunkView(View):
+    """A piece of one attempt's output (masked), in the order written: what live views append."""
+
+    id: int  # increasing within an execution: read the next ones with ``after_id``
+    step_index: int
+    run: int  # the execution's run (``ExecutionView.attempt``: a DLQ requeue starts the next)
+    attempt: int  # the step's attempt within that run
+    text: str
+    created_at: datetime
+
+
+class AttemptOutputView(View):
+    """One attempt of a step and its whole output (masked, capped), kept apart from the other attempts."""
+
+    step_index: int
+    run: int
+    attempt: int
+    output: str
+    latest: bool  # the step's current attempt (the one its row describes)
+
+
 class ApprovalView(View):
     approver: str
     decision: str

@@ -258,6 +258,36 @@ class ExecutionStep(SQLModel, table=True):
     process_start: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
+class StepOutputChunk(SQLModel, table=True):
+    """A piece of one attempt's output, masked, written while the step runs (issue 16 item 1).
+
+    Chunks of an attempt are appended in order (``seq``) in small batches by the step's watcher; their text
+    joined is that attempt's output (masked whole, capped like ``execution_steps.output``). ``run`` is the
+    execution's run (``executions.attempt``: a DLQ requeue starts a new one), ``attempt`` the step's attempt
+    in that run. A step that ends before its first batch writes none: its output is on its step row only.
+    """
+
+    __tablename__ = "step_output_chunks"
+    __table_args__ = (
+        UniqueConstraint("execution_id", "step_index", "run", "attempt", "seq", name="uq_step_output_chunks_seq"),
+        # The live views read "this execution's chunks after id N", always with the tenant.
+        Index("ix_step_output_chunks_tenant_execution", "tenant_id", "execution_id", "id"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=Column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True),
+    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    step_index: int
+    run: int
+    attempt: int
+    seq: int
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Approval(SQLModel, table=True):
     """One approver's decision, bound to the plan hash they saw. ``step_index`` set = a level-3 step gate."""
 

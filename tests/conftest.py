@@ -25,6 +25,7 @@ import db.tables
 from db import migrate
 from db.engine import dispose_engines, get_engine, session_scope
 from db.settings import get_settings
+from tests.engine_support import Drivers
 
 PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -229,3 +230,11 @@ def tmp_path(request: pytest.FixtureRequest, _step_tmp_root: Path) -> Path:
     path = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=_step_tmp_root))
     path.chmod(0o1777)
     return path
+
+
+@pytest.fixture
+def driving() -> Iterator[Drivers]:
+    """Start driving an execution in a background thread (``driving(execution_id)``); joined after the test."""
+    drivers = Drivers()
+    yield drivers
+    drivers.join()

@@ -118,3 +118,53 @@ def delete_namespace(redis_url: str, namespace: str) -> int:
         return int(client.delete(*keys)) if keys else 0
     finally:
         client.close()
+
+
+def python_plan(
+    code: str, *, env: dict[str, str] | None = None, timeout_s: int | None = None, name: str = "live"
+) -> str:
+    """A one-step plan (JSON) whose ``shell`` step runs ``python3 -u -c code`` (unbuffered: each print is
+    output at once); ``modify``, as any ``python3 -c`` is."""
+    import json
+
+    params: dict[str, object] = {"command": ["python3", "-u", "-c", code]}
+    if env:
+        params["env"] = env
+    step: dict[str, object] = {"name": "talk", "action": "shell", "target": "localhost", "params": params}
+    if timeout_s is not None:
+        step["timeout_s"] = timeout_s
+    return json.dumps({"name": name, "steps": [step]})
+
+
+def approved(plan: str) -> str:
+    """alice submits ``plan`` in the background and bob approves it: the id, ready to drive."""
+    from core import approve, principal, submit
+
+    execution_id = submit(principal("alice", "demo"), plan, background=True).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    return execution_id
+
+
+class Drivers:
+    """Drives executions in background threads, as a worker would (``drive``); ``join`` waits for them all."""
+
+    def __init__(self) -> None:
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, execution_id: str) -> threading.Thread:
+        thread = threading.Thread(target=drive, args=(execution_id,), kwargs={"timeout_s": 60}, daemon=True)
+        thread.start()
+        self.threads.append(thread)
+        return thread
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=60)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str = "the condition") -> None:
+    """Poll ``condition`` every 50 ms until it holds; fail after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -13,6 +14,15 @@ from core.safety.masking import Masker
 from core.schemas import AssetView
 
 MAX_OUTPUT_BYTES = 10 * 1024
+# The end of a shown text that a credential pattern (core/safety/credentials.py) could still continue from on
+# the next line: a key word, then only separators (``password:`` then a newline, ``Bearer`` then a newline).
+# Patterns that cross a line only do so through ``\s``; everything else a live view may show ends at a line.
+_OPEN_TAIL = re.compile(
+    r"(?i)(?:bearer|pass(?:word|wd|phrase)|secret|token|api[_-]?key|apikey|access[_-]?key|private[_-]?key|pwd)"
+    # Each run of blanks is followed by a required character or the end (never two starred runs side by side):
+    # a step printing a key word and 100 KB of spaces must not make this backtrack polynomially.
+    r"[\"']?[ \t\r\n]*(?:[=:][ \t\r\n]*)?(?:[\"'][ \t\r\n]*)?$"
+)
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +63,35 @@ class OutputSink:
                     return
             self._parts.append(text)
             self._held += len(text)
+
+    @property
+    def held(self) -> int:
+        """Characters held so far (raw): how much a live view has to look at."""
+        return self._held
+
+    def view(self) -> str:
+        """What may be shown of the output so far, while the step still runs (a live view; issue 16 item 1).
+
+        The held text is masked *whole*, as ``text()`` does, and shown up to the end of its last complete line
+        (or, for a line longer than the masker's margin, up to that margin from its end, as ``mask_head``
+        does): a secret or an encoding of it never spans a line boundary (a multi-line value is masked line
+        by line too, ``forms_of``), so what is shown cannot be the first half of one whose rest comes later.
+        A line ending in a credential's key word (``password:``) is held back with the next, which the
+        pattern may take as its value. A match crossing the cut is shown as its ``***``. Capped like
+        ``text()``; without a cut, ``view()`` is a prefix of every later ``view()`` and of ``text()``.
+        """
+        with self._lock:
+            raw = "".join(self._parts)
+            cut = self._cut
+        if not raw:
+            return ""
+        line_end = max(raw.rfind("\n"), raw.rfind("\r")) + 1
+        keep = max(line_end, len(raw) - self._masker.margin)
+        if not cut and (open_tail := _OPEN_TAIL.search(raw, 0, keep)):
+            keep = max(raw.rfind("\n", 0, open_tail.start()), raw.rfind("\r", 0, open_tail.start())) + 1
+        masked = self._masker.mask_head(raw)[0] if cut else self._masker.mask_until(raw, keep)
+        data = masked.replace("\x00", "\ufffd").encode(errors="replace")
+        return data[: self._limit].decode("utf-8", errors="ignore")
 
     def text(self) -> str:
         """The kept output (masked whole, then capped), with a one-line summary of what was dropped."""

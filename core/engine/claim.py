@@ -103,6 +103,7 @@ class StepPlan:
     refusal: str | None = None  # a run-time check failed: the step must not run
     refusal_code: str = "permission_denied"  # the DLQ reason when refused
     cancelled: bool = False  # a cancel was requested before the step could start
+    run: int = 1  # the execution's run (``executions.attempt``: a DLQ requeue starts the next), keys its output
 
 
 PLAN_MISMATCH = "plan_mismatch"
@@ -407,6 +408,7 @@ def _plan(
         lock_tokens=start.lock_tokens,
         watch=WatchState(deadline_at_epoch=start.deadline_at.timestamp() if start.deadline_at else time.time() + 3600),
         cancelled=cancelled and spec.problem is None,
+        run=execution.attempt,
     )
     if spec.problem is not None:
         return replace(bare, refusal=spec.problem, refusal_code=PLAN_MISMATCH)

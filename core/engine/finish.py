@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlmodel import Session, col
+from sqlmodel import Session, col, select
 
 from core.actions import registry
 from core.engine import locks
@@ -19,7 +19,7 @@ from core.fsm import transition
 from db.enums import ActionClass, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings
-from db.tables import DlqEntry, Execution, ExecutionStep
+from db.tables import DlqEntry, Execution, ExecutionStep, User
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,21 @@ def retry_delay_s(attempt: int) -> float:
     """The backoff before retrying after ``attempt``, with the configured base and cap."""
     settings = get_settings()
     return backoff_s(attempt, settings.retry_backoff_s, settings.retry_backoff_max_s)
+
+
+def cancelled_by(session: Session, execution: Execution) -> str:
+    """ "cancelled by NAME" and the reason given, for the failure banner (issue 16 item 5)."""
+    who = session.exec(select(User.username).where(User.id == execution.cancel_requested_by)).first()
+    reason = f": {execution.cancel_reason}" if execution.cancel_reason else ""
+    return f"cancelled by {who or 'the system'}{reason}"
+
+
+def execution_timeout(execution: Execution) -> str:
+    """ "timeout: the execution's limit of N s ran out": the limit it ran with (its deadline from its start)."""
+    if execution.started_at is None or execution.deadline_at is None:
+        return "timeout: the execution's time limit ran out"
+    limit_s = (execution.deadline_at - execution.started_at).total_seconds()
+    return f"timeout: the execution's limit of {limit_s:.0f} s ran out"
 
 
 def finish_execution(

@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from core import metrics
 from core.audit import record_event
 from core.engine import locks, orphans, outbox
-from core.engine.finish import dead_letter, is_retryable, may_retry
+from core.engine.finish import dead_letter, execution_timeout, is_retryable, may_retry
 from core.fsm import transition
 from core.policies import get_policy
 from core.transactions import session_scope
@@ -205,9 +205,8 @@ def time_out_idle_executions() -> int:
             .with_for_update(skip_locked=True)
         ).all()
         for execution in rows:
-            dead_letter(
-                session, execution, S.TIMEOUT, actor="sweeper", reason="execution_timeout", message="execution timeout"
-            )
+            why = f"{execution_timeout(execution)} (between steps)"
+            dead_letter(session, execution, S.TIMEOUT, actor="sweeper", reason="execution_timeout", message=why)
             count += 1
     return count
 

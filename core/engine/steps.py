@@ -34,7 +34,15 @@ from core import metrics
 from core.actions.context import ActionResult
 from core.engine import claim, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
-from core.engine.finish import DlqNote, dead_letter, finish_execution, may_retry, retry_delay_s
+from core.engine.finish import (
+    DlqNote,
+    cancelled_by,
+    dead_letter,
+    execution_timeout,
+    finish_execution,
+    may_retry,
+    retry_delay_s,
+)
 from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
 from core.logs import current_trace_id, log_context
 from core.transactions import session_scope
@@ -179,28 +187,46 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
         if plan.refusal is None and not plan.cancelled and held != plan.lock_tokens:
             return Persisted(_refuse_fenced(session, plan))
         done = {"output": ran.output or None, "error": error, "finished_at": now}
-        if ran.result.ok:
-            claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan, chain=chain)
+        live = ran.live
         if ran.reason is StopReason.SHUTDOWN:
             claim.update_step(
                 session, plan, status=StepStatus.PENDING.value, attempts=plan.attempts - 1, finished_at=None
             )
             claim.step_event(session, plan, "step_released", "worker shutting down; step handed back")
             outbox.hand_back(session, plan.execution_id, token=plan.token)
+            if live is not None:
+                live.discard(session)
             return Persisted(Outcome.RELEASED)
+        if live is not None:  # the attempt's streamed output, completed (kept apart if it is retried)
+            stopped = ran.reason in {StopReason.CANCEL, StopReason.EXECUTION_TIMEOUT}
+            retried = not ran.result.ok and not stopped and _will_retry(plan)
+            live.finish(session, ran.output, keep=retried)
+        if ran.result.ok:
+            claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
+            return _completed(session, plan, chain=chain)
         execution = session.get(Execution, plan.execution_id)
         assert execution is not None
         if ran.reason is StopReason.CANCEL:
-            claim.update_step(session, plan, status=StepStatus.CANCELLED.value, **done)
-            finish_execution(session, execution, S.CANCELLED, actor=plan.worker_id, message="cancelled")
+            why = cancelled_by(session, execution)
+            claim.update_step(session, plan, status=StepStatus.CANCELLED.value, **(done | {"error": why}))
+            finish_execution(session, execution, S.CANCELLED, actor=plan.worker_id, message="cancelled", error=why)
             return Persisted(Outcome.FINISHED)
         if ran.reason is StopReason.EXECUTION_TIMEOUT:
             claim.update_step(session, plan, status=StepStatus.TIMEOUT.value, **done)
-            note = DlqNote("execution_timeout", plan.step_index, plan.attempts, error or "execution timeout")
-            finish_execution(session, execution, S.TIMEOUT, actor=plan.worker_id, message="execution timeout", dlq=note)
+            why = f"{execution_timeout(execution)} during step {plan.step_index} ({plan.step_name})"
+            note = DlqNote("execution_timeout", plan.step_index, plan.attempts, why)
+            finish_execution(
+                session, execution, S.TIMEOUT, actor=plan.worker_id, message="execution timeout", error=why, dlq=note
+            )
             return Persisted(Outcome.FINISHED)
         return _failed(session, plan, execution, ran.result, error, now, done)
+
+
+def _will_retry(plan: StepPlan) -> bool:
+    """Whether a failure of ``plan``'s attempt is retried (the rule ``_failed`` applies)."""
+    return plan.refusal is None and may_retry(
+        retryable=plan.retryable, attempts=plan.attempts, max_attempts=plan.max_attempts
+    )
 
 
 def _chains(plan: StepPlan) -> bool:
@@ -231,8 +257,7 @@ def _failed(
 ) -> Persisted:
     """A step failed: retry it after a backoff (§3.5), go on (``continue_on_error``), or end ``failed``."""
     status = StepStatus.TIMEOUT.value if result.stopped else StepStatus.FAILED.value
-    retry = may_retry(retryable=plan.retryable, attempts=plan.attempts, max_attempts=plan.max_attempts)
-    if plan.refusal is None and retry:
+    if _will_retry(plan):
         delay_s = retry_delay_s(plan.attempts)
         claim.update_step(session, plan, status=StepStatus.PENDING.value, **done)
         claim.step_event(session, plan, "step_retry", f"{status}: {error}; retry in {delay_s:.2f}s")

@@ -11,7 +11,7 @@ import contextvars
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 
 from sqlmodel import Session, select
@@ -21,6 +21,7 @@ from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
 from core.engine import locks, orphans, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
+from core.engine.live_output import LiveOutput
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import RunMode
@@ -49,11 +50,13 @@ def shutting_down() -> bool:
 
 @dataclass(frozen=True)
 class RunResult:
-    """What running a step gave: the action's result, why it was stopped (if it was), its masked output."""
+    """What running a step gave: the action's result, why it was stopped (if it was), its masked output, and
+    its streamed output (None when it did not run), which the persist completes."""
 
     result: ActionResult
     reason: StopReason | None
     output: str
+    live: LiveOutput | None = None
 
 
 def run_step(plan: StepPlan) -> RunResult:
@@ -66,11 +69,23 @@ def run_step(plan: StepPlan) -> RunResult:
     stop = threading.Event()
     reason: list[StopReason] = []
     done = threading.Event()
+    started = time.monotonic()
+    live = LiveOutput(
+        sink,
+        execution_id=plan.execution_id,
+        tenant_id=plan.tenant_id,
+        step_index=plan.step_index,
+        run=plan.run,
+        attempt=plan.attempts,
+        started=started,
+    )
     watcher = threading.Thread(  # in a copy of this context: the watcher's log records carry the step's fields
-        target=contextvars.copy_context().run, args=(watch, plan, stop, reason, done), daemon=True, name="opsc-watch"
+        target=contextvars.copy_context().run,
+        args=(watch, plan, stop, reason, done, live),
+        daemon=True,
+        name="opsc-watch",
     )
     watcher.start()
-    started = time.monotonic()
     deadline = started + min(plan.step_timeout_s, max(0.0, plan.watch.deadline_at_epoch - time.time()))
     ctx = StepContext(
         execution_id=plan.execution_id,
@@ -98,16 +113,43 @@ def run_step(plan: StepPlan) -> RunResult:
     metrics.STEP_SECONDS.labels(plan.action_class, plan.sla_class).observe(time.monotonic() - started)
     if not result.ok and time.time() >= plan.watch.deadline_at_epoch and not reason:
         reason.append(StopReason.EXECUTION_TIMEOUT)
-    return RunResult(result, reason[0] if reason else None, sink.text())
+    why = reason[0] if reason else None
+    if not result.ok and (result.stopped or why is not None):  # a step that completed anyway keeps no error
+        result = replace(result, error=stop_error(plan, why, result))
+    return RunResult(result, why, sink.text(), live)
 
 
-def watch(plan: StepPlan, stop: threading.Event, reason: list[StopReason], done: threading.Event) -> None:
-    """Renew the lease and turn cancel requests, the execution deadline and shutdown into ``stop``."""
+def stop_error(plan: StepPlan, why: StopReason | None, result: ActionResult) -> str | None:
+    """Why a stopped step stopped, in words an operator reads in the failure banner (issue 16 item 5).
+
+    A runner only knows it was stopped; the watcher knows why: a cancel (by whom is the execution's, added
+    when it ends), the execution's time limit, the step's own limit (no reason: its deadline passed), a
+    lost lease, or this worker's shutdown.
+    """
+    if why is StopReason.CANCEL:
+        return "cancelled"
+    if why is StopReason.EXECUTION_TIMEOUT:
+        return "timeout: the execution's time limit ran out"
+    if why is StopReason.LEASE_LOST:
+        return "stopped: this worker lost the step's lease"
+    if why is StopReason.SHUTDOWN:
+        return "stopped: the worker is shutting down"
+    if result.stopped:  # runners stop only on ``should_stop``: with no reason, the step's deadline passed
+        return f"timeout: the step's limit of {plan.step_timeout_s:g} s was reached"
+    return result.error
+
+
+def watch(
+    plan: StepPlan, stop: threading.Event, reason: list[StopReason], done: threading.Event, live: LiveOutput
+) -> None:
+    """Renew the lease and turn cancel requests, the execution deadline and shutdown into ``stop``; write
+    the step's output in batches as it comes (``LiveOutput.tick``)."""
     settings = get_settings()
     interval_s = settings.watch_interval_s
     renew_every = settings.heartbeat_s  # a heartbeat: the lease's expiry is a few of these away (DESIGN §15)
     last_renewal = time.monotonic()
     while not done.wait(interval_s):
+        live.tick()
         if not plan.watch.reported_position:
             # Only steps that outlive one tick are worth showing in the workers table.
             try:

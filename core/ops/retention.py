@@ -31,7 +31,7 @@ from core.ops.audit_chain import PRUNED_EVENT, pruned_runs
 from core.schemas import Principal, PruneReport
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep
+from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep, StepOutputChunk
 
 BATCH_ROWS = 5000
 CANDIDATES_PER_QUERY = 100
@@ -41,6 +41,7 @@ log = logging.getLogger("opsconductor.retention")
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
 _EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
+_CHUNKS = StepOutputChunk.__table__  # type: ignore[attr-defined]
 _DLQ = DlqEntry.__table__  # type: ignore[attr-defined]
 
 
@@ -99,12 +100,13 @@ def _candidates(tenant_id: str, cutoff: datetime) -> ColumnElement[bool]:
     open_dlq = exists().where(_DLQ.c.execution_id == _EXECUTIONS.c.id, _DLQ.c.resolved_at.is_(None))
     events_left = exists().where(_EVENTS.c.execution_id == _EXECUTIONS.c.id, _EVENTS.c.kind != PRUNED_EVENT)
     output_left = exists().where(_STEPS.c.execution_id == _EXECUTIONS.c.id, _STEPS.c.output.is_not(None))
+    chunks_left = exists().where(_CHUNKS.c.execution_id == _EXECUTIONS.c.id)
     return and_(
         _EXECUTIONS.c.tenant_id == tenant_id,
         _EXECUTIONS.c.status.in_([s.value for s in TERMINAL]),
         _EXECUTIONS.c.finished_at < cutoff,
         ~open_dlq,
-        or_(events_left, output_left),
+        or_(events_left, output_left, chunks_left),
     )
 
 
@@ -179,7 +181,9 @@ def _prune_one(
     outputs: Any = session.execute(
         update(_STEPS).where(_STEPS.c.execution_id == execution_id, _STEPS.c.output.is_not(None)).values(output=None)
     )
-    return int(events.rowcount), int(outputs.rowcount)
+    # Each attempt's streamed output goes with the step output (counted with it: both are "the output").
+    chunks: Any = session.execute(delete(_CHUNKS).where(_CHUNKS.c.execution_id == execution_id))
+    return int(events.rowcount), int(outputs.rowcount) + int(chunks.rowcount)
 
 
 def _estimate(session: Session, principal: Principal, cutoff: datetime) -> PruneReport:

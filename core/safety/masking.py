@@ -132,6 +132,12 @@ class Masker:
         masked, shown = redact(text, forms, keep=len(text) - max(longest, PATTERN_MARGIN))
         return masked[:shown], len(masked[shown:].encode(errors="replace"))
 
+    def mask_until(self, text: str, keep: int) -> str:
+        """Mask ``text`` whole and return what stands for ``text[:keep]`` (a match crossing ``keep`` as its
+        ``***``): the shown part of a text whose rest may still change (a live view, ``OutputSink.view``)."""
+        masked, shown = redact(text, self._matcher()[0], keep=keep)
+        return masked[:shown]
+
     def _matcher(self) -> tuple[tuple[str, ...], int]:
         """The forms to look for (own and process) and the longest, rebuilt only when either set changed."""
         process, own, cache = PROCESS.forms(), self._forms, self._cache

@@ -67,6 +67,8 @@ def _cancel(principal: Principal, execution_id: str, reason: str | None, *, sett
                     "cancel_requested_at": utcnow(),
                     "cancel_requested_by": principal.user_id,
                     "cancel_reason": reason,
+                    # What the failure banner and ``show`` say (issue 16 item 5), as the worker does for a run.
+                    "error": f"cancelled by {principal.username}" + (f": {reason}" if reason else ""),
                 },
             )
         elif status is S.RUNNING:

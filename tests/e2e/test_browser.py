@@ -29,6 +29,7 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 TIMEOUT_MS = 30_000
 VIEWPORT = {"width": 1440, "height": 900}
 MAX_APPROVAL_CLICKS = 2
+CONSOLE_ENV: dict[str, str] = {}  # the console's environment (its database): the CLI acts on it beside the browser
 
 playwright = pytest.importorskip("playwright.sync_api")
 if not CHROMIUM.exists():
@@ -48,6 +49,8 @@ def console_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if k not in {"OPSC_REDIS_URL", "OPSC_SECRET_KEY"}}
     env |= {"OPSC_DATABASE_URL": f"sqlite:///{tmp_path / 'opsc.db'}", "OPSC_CONSOLE_WORKER": "1"}
+    CONSOLE_ENV.clear()
+    CONSOLE_ENV.update(env)
     log = open(tmp_path / "console.log", "wb")  # noqa: SIM115  closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "ui.cli", "up", "--demo", "--port", str(port)],
@@ -326,3 +329,65 @@ def test_the_code_the_page_fetches_is_refused_to_a_request_without_its_header(pa
         route.continue_()
     assert answer.value.status == 204
     assert session_cookie(page) is not None
+
+
+LIVE_LINES = 15
+LIVE_PLAN = f"""
+name: live-lines
+steps:
+  - name: talk
+    action: shell
+    target: localhost
+    timeout_s: 40
+    params:
+      command: [python3, -u, -c, "import time\\nfor i in range({LIVE_LINES}):\\n    print('live line', i)\\n    time.sleep(1)"]
+"""
+
+
+def _cli(*args: str) -> str:
+    """``opsconductor`` on the console's database (as a script beside the operator would); its stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "ui.cli", *args], cwd=ROOT, env=CONSOLE_ENV, capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_a_step_printing_a_line_every_second_shows_its_lines_live(
+    page: Any, console_url: str, tmp_path: Path, shots: Path
+) -> None:
+    """Issue 16 item 1: the running step opens by itself and its lines appear one by one while it runs; the
+    detail's refreshes neither close it nor lose lines; closed by the operator, it stays closed."""
+    plan = tmp_path / "live.yaml"
+    plan.write_text(LIVE_PLAN)
+    execution_id = re.search(r"[0-9a-f]{32}", _cli("submit", str(plan), "--as", "alice", "--background")).group(0)  # type: ignore[union-attr]
+    _cli("approve", execution_id, "--as", "bob")  # python3 -c is modify; the console's worker runs it
+    page.goto(f"{console_url}/executions?execution={execution_id}")
+    sign_in_as(page, "alice · operator")
+    running = page.get_by_text(re.compile(r"0\. talk · shell on localhost · running"))
+    running.wait_for(timeout=60_000)
+    block = page.locator("code").filter(has_text="live line 0").first  # the running attempt's output
+    block.wait_for()
+
+    def last_line() -> int:
+        return max(int(n) for n in re.findall(r"live line (\d+)", block.inner_text()))
+
+    start = last_line()
+    assert start <= LIVE_LINES - 5, f"the page showed the output only when line {start} was printed"
+    seen_at = {start: time.monotonic()}
+    for i in range(start + 1, start + 4):  # each next line while the step still runs, about a second apart
+        page.get_by_text(re.compile(rf"live line {i}\b")).first.wait_for()
+        seen_at[i] = time.monotonic()
+        assert running.count() == 1, f"line {i} was not shown while the step ran"
+        assert last_line() == i, "lines came in a batch, not one by one"
+    assert seen_at[start + 3] - seen_at[start] >= 1.5  # three prints 1 s apart, give or take a poll each end
+    block.scroll_into_view_if_needed()  # the page scrolls inside Streamlit's own container: show the output
+    page.screenshot(path=str(shots / "6-live-output.png"))
+    first = page.get_by_text(re.compile(r"live line 0")).first
+    playwright.expect(first).to_be_visible()  # after the detail's refreshes (every 2 s): still open, line 0 kept
+    page.get_by_text(re.compile(r"0\. talk · shell on localhost · running")).click()  # the operator closes it
+    playwright.expect(page.get_by_text(re.compile(r"live line 0")).first).to_be_hidden()
+    page.get_by_text(re.compile(r"live-lines · completed")).wait_for(timeout=60_000)
+    playwright.expect(page.get_by_text(re.compile(r"live line 0")).first).to_be_hidden()  # left as they left it
+    page.get_by_text(re.compile(r"0\. talk · shell on localhost · completed")).click()
+    page.get_by_text(re.compile(rf"live line {LIVE_LINES - 1}\b")).first.wait_for()

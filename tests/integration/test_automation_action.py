@@ -198,7 +198,7 @@ def test_cancel_aborts_a_slow_call(service: str) -> None:
     cancel_in_flight(execution_id, running=lambda: bool(SERVICE.requests))
     assert not SERVICE.release.is_set()
     view = get_execution(principal("alice", "demo"), execution_id)
-    assert view.status == "cancelled" and view.steps[0].error == "automation job cancelled"
+    assert view.status == "cancelled" and view.steps[0].error == "cancelled by alice"
 
 
 def test_dry_run_says_what_it_would_post_and_sends_nothing(service: str) -> None:

@@ -177,7 +177,11 @@ def test_step_timeout_kills_the_command_and_leaves_no_child(fast: str) -> None:
     assert elapsed < 30, elapsed  # half the sleep: only the timeout can have ended it
     assert processes_matching(f"sleep {marker}") == []
     view = get_execution(principal("alice", "demo"), execution_id)
-    assert (view.status, view.steps[0].status, view.steps[0].error) == ("failed", "timeout", "command timed out")
+    assert (view.status, view.steps[0].status, view.steps[0].error) == (
+        "failed",
+        "timeout",
+        "timeout: the step's limit of 1 s was reached",
+    )
 
 
 def test_execution_deadline_stops_a_running_step(fast: str) -> None:

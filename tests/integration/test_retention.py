@@ -16,6 +16,7 @@ from core import (
     PruneReport,
     get_execution,
     list_events,
+    list_output_chunks,
     principal,
     prune,
     submit,
@@ -25,7 +26,7 @@ from core.audit import record_event
 from db.clock import utcnow
 from db.engine import session_scope
 from db.enums import ExecutionStatus
-from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep
+from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep, StepOutputChunk
 from tests.factories import plan_text, raw_execution
 
 MONTH = timedelta(days=30)
@@ -155,3 +156,28 @@ def test_prune_is_admin_only_and_needs_a_positive_age(db: str) -> None:
     with pytest.raises(InvalidInput):
         prune(principal("admin", "demo"), timedelta(0))
     assert prune(principal("admin", "demo"), MONTH, dry_run=True).executions == 1
+
+
+def test_streamed_output_goes_with_the_step_output(db: str) -> None:
+    """An old execution's output chunks (live output, each attempt's) are pruned with it; a recent one's stay."""
+    old, recent = _ended(name="old"), _ended(name="recent", age=timedelta(days=1))
+    with session_scope() as session:
+        for execution_id in (old, recent):
+            execution = session.get(Execution, execution_id)
+            assert execution is not None
+            for attempt in (1, 2):
+                session.add(
+                    StepOutputChunk(
+                        execution_id=execution_id,
+                        tenant_id=execution.tenant_id,
+                        step_index=0,
+                        run=1,
+                        attempt=attempt,
+                        seq=0,
+                        text=f"attempt {attempt}\n",
+                    )
+                )
+    report = prune(principal("admin", "demo"), MONTH)
+    assert report.executions == 1 and report.outputs_cleared == 1 + 2  # the step's output and its two chunks
+    assert list_output_chunks(principal("alice", "demo"), old) == []
+    assert [c.text for c in list_output_chunks(principal("alice", "demo"), recent)] == ["attempt 1\n", "attempt 2\n"]

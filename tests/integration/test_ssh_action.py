@@ -217,7 +217,7 @@ def test_cancel_signals_the_remote_command_and_ends_the_step_quickly(box: SshSer
     execution_id = submitted(ssh_plan("sleep 30", timeout_s=60))
     cancel_in_flight(execution_id, running=lambda: bool(box.seen.pids))  # ended well before `sleep 30` would
     view = get_execution(principal("alice", "demo"), execution_id)
-    assert (view.status, view.steps[0].status, view.steps[0].error) == ("cancelled", "cancelled", "command cancelled")
+    assert (view.status, view.steps[0].status, view.steps[0].error) == ("cancelled", "cancelled", "cancelled by alice")
     assert box.seen.signals == ["TERM"]
     _wait_for(lambda: box.seen.pids[0] in box.seen.exited)
 
@@ -227,7 +227,11 @@ def test_step_timeout_stops_the_remote_command(box: SshServer) -> None:
     started = time.monotonic()
     view = run(ssh_plan("sleep 30", timeout_s=1))
     assert time.monotonic() - started < 15  # half the remote sleep: only the timeout can have ended it
-    assert (view.status, view.steps[0].status, view.steps[0].error) == ("failed", "timeout", "command timed out")
+    assert (view.status, view.steps[0].status, view.steps[0].error) == (
+        "failed",
+        "timeout",
+        "timeout: the step's limit of 1 s was reached",
+    )
     assert box.seen.signals == ["TERM"]
     _wait_for(lambda: box.seen.pids[0] in box.seen.exited)
 

@@ -43,6 +43,8 @@ EXPORTED = {
     # issue 16: console sessions that survive reload (signed, expiring, revocable); ids by unique prefix
     "console_session_expires", "console_session_principal", "end_console_session", "session_token_for",
     "start_console_session", "resolve_execution_id", "MIN_ID_PREFIX",
+    # issue 16: live output, each attempt's output kept apart
+    "AttemptOutputView", "OutputChunkView", "list_attempt_outputs", "list_output_chunks",
 }  # fmt: skip
 
 

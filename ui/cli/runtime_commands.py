@@ -15,7 +15,7 @@ import typer
 import core
 from ui import runtime
 from ui.cli.options import AsUser, ExecutionId, TenantOpt, acting_on_execution
-from ui.cli.output import fmt_time, render_execution
+from ui.cli.output import fmt_time, render_execution, terminal_safe
 
 # The console's server (the repository root): Streamlit over streamlit_app.py plus the session cookie's routes.
 STREAMLIT_APP = Path(__file__).resolve().parents[2] / "console_app.py"
@@ -70,18 +70,35 @@ def watch_command(
     tenant: TenantOpt = None,
     interval_s: Annotated[float, typer.Option("--interval", min=0.1, help="Seconds between polls.")] = 0.5,
 ) -> None:
-    """Follow an execution live: each new event as it happens, then the final summary."""
+    """Follow an execution live, like ``tail -f``: each new event and each step's output as it is written
+    (masked), then the final summary."""
     actor, execution_id = acting_on_execution(as_user, execution_id, tenant)
-    seen = 0
+    seen_event = seen_chunk = 0
     while True:
-        for event in core.list_events(actor, execution_id, after_id=seen):
-            step = f" step {event.step_index}" if event.step_index is not None else ""
-            change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
-            typer.echo(f"{fmt_time(event.created_at)}  {event.kind}{step}{change}  {event.message}".rstrip())
-            seen = event.id
+        # The status first: whatever is written before it ends is then read below, so nothing is missed.
         view = core.get_execution(actor, execution_id)
+        events = core.list_events(actor, execution_id, after_id=seen_event)
+        chunks = core.list_output_chunks(actor, execution_id, after_id=seen_chunk)
+        lines: list[tuple[object, int, str]] = [(e.created_at, 0, _event_line(e)) for e in events]
+        lines += [(c.created_at, 1, line) for c in chunks for line in _output_lines(c)]
+        for _when, _order, line in sorted(lines, key=lambda item: (item[0], item[1])):
+            typer.echo(line)
+        seen_event = events[-1].id if events else seen_event
+        seen_chunk = chunks[-1].id if chunks else seen_chunk
         if view.status in core.TERMINAL_STATUSES:
             typer.echo("")
             typer.echo(render_execution(view))
             return
         time.sleep(interval_s)
+
+
+def _event_line(event: core.EventView) -> str:
+    step = f" step {event.step_index}" if event.step_index is not None else ""
+    change = f" {event.from_status or ''}→{event.to_status}" if event.to_status else ""
+    return f"{fmt_time(event.created_at)}  {event.kind}{step}{change}  {terminal_safe(event.message)}".rstrip()
+
+
+def _output_lines(chunk: core.OutputChunkView) -> list[str]:
+    """A chunk's lines, each marked with its step (and attempt after the first), control characters escaped."""
+    where = f"step {chunk.step_index}" + (f" attempt {chunk.attempt}" if chunk.attempt > 1 else "")
+    return [f"  {where} | {terminal_safe(line)}" for line in chunk.text.splitlines()]

@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import streamlit as st
 
-from core import MIN_ID_PREFIX, EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role, StepView
+from core import MIN_ID_PREFIX, EventView, ExecutionStatus, ExecutionSummary, ExecutionView, Principal, Role
 from ui import state
 from ui.components.plain import md_text
 from ui.components.tables import views_table, when
@@ -168,7 +168,9 @@ def execution_summary(view: ExecutionView) -> None:
         "Execution id": view.execution_id,
         "Requested by": view.requested_by,
         "Mode": f"{view.execution_mode}, {view.run_mode}",
-        "Attempt": str(view.attempt),
+        # The execution's run (a DLQ requeue starts the next); attempts are the steps' (one count: the same in
+        # the timeline, the events, the DLQ entry and `opsconductor show`).
+        "Run": str(view.attempt) + (" (requeued from the DLQ)" if view.attempt > 1 else ""),
         "Created": when(view.created_at),
         "Started": when(view.started_at),
         "Finished": when(view.finished_at),
@@ -182,70 +184,13 @@ def execution_summary(view: ExecutionView) -> None:
     st.code(view.plan_hash, language=None)
     if view.cancel_requested_at is not None and view.status == ExecutionStatus.RUNNING:
         st.info(f"Cancel requested at {when(view.cancel_requested_at)}; the worker is stopping it.")
-    if view.error:
-        st.error(md_text(view.error))
+    # The error is the failure banner's (ui/components/step_output.py), shown by the page with the output.
 
 
 def approvals_table(view: ExecutionView) -> None:
     """Who decided what on this execution."""
     st.markdown(f"**Approvals** ({view.approvals_required} required)")
     views_table(view.approvals, ["approver", "decision", "comment", "created_at"], empty="No decisions yet.")
-
-
-STEP_ICONS = {
-    "pending": ":material/schedule:",
-    "running": ":material/progress_activity:",
-    "completed": ":material/check_circle:",
-    "failed": ":material/error:",
-    "timeout": ":material/timer_off:",
-    "cancelled": ":material/cancel:",
-    "skipped": ":material/skip_next:",
-    "unknown": ":material/help:",
-}
-
-
-def steps_table(steps: Sequence[StepView]) -> None:
-    """The steps with their status, attempts, times, and (masked) output and error."""
-    st.markdown("**Steps**")
-    columns = [
-        "index",
-        "name",
-        "action",
-        "target",
-        "action_class",
-        "status",
-        "attempts",
-        "started_at",
-        "finished_at",
-        "output",
-        "error",
-    ]
-    views_table(steps, columns, empty="No steps.")
-
-
-def step_timeline(steps: Sequence[StepView]) -> None:
-    """The steps in order: status, attempt, duration, and the (masked, capped) output of each."""
-    st.markdown("**Steps**")
-    if not steps:
-        st.caption("No steps.")
-    for step in steps:
-        icon = STEP_ICONS.get(step.status, ":material/help:")
-        took = _duration(step.started_at, step.finished_at)
-        facts = f"{step.status} · attempt {step.attempts}" + (f" · {took}" if took else "")
-        label = (
-            f"{icon} {step.index}. {md_text(step.name)} · {md_text(step.action)} on {md_text(step.target)} · {facts}"
-        )
-        with st.expander(label):
-            if step.error:
-                st.error(md_text(step.error))
-            st.code(step.output or "(no output yet)", language=None)
-
-
-def _duration(started: datetime | None, finished: datetime | None) -> str:
-    if started is None:
-        return ""
-    seconds = ((finished or datetime.now(UTC)) - started).total_seconds()
-    return f"{seconds:.1f} s" + ("" if finished else " so far")
 
 
 def event_log(events: Sequence[EventView]) -> None:

@@ -12,6 +12,7 @@ import core
 from ui import state
 from ui.components import executions as ex
 from ui.components import session
+from ui.components import step_output as so
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plan_review import what_runs
@@ -65,7 +66,9 @@ def detail(execution_id: str, live: bool) -> None:
         return
     if live and not ex.is_active(view.status):
         st.rerun()  # it ended: refresh the list and stop polling
+    outputs = attempt(core.list_attempt_outputs, who, execution_id) or []
     ex.execution_summary(view)
+    so.failure_banner(view, outputs)
     ex.execution_link(view.execution_id)
     reason = ex.cancel_request(view) if ex.may_cancel(who, view) else None
     if reason is not None and (done := attempt(core.cancel, who, view.execution_id, reason=reason or None)):
@@ -76,7 +79,7 @@ def detail(execution_id: str, live: bool) -> None:
         ended_actions(view)
     ex.approvals_table(view)
     what_runs(view, title="What runs")
-    ex.step_timeline(view.steps)
+    so.step_timeline(who, view, outputs)
     st.markdown("**Locks held**")
     held = [lock for lock in attempt(core.list_locks, who) or [] if lock.execution_id == execution_id]
     views_table(held, ["asset", "fencing_token", "acquired_at", "expires_at", "waiters"], empty="No asset locks held.")
