@@ -2,7 +2,8 @@
 
 ``transition`` is a compare-and-set (``UPDATE … WHERE id = :id AND status = :from``) that writes its
 audit event in the same transaction; an edge not in ``EDGES`` raises InvalidTransition. ``transition_many``
-is the same for a batch of executions leaving one status (one UPDATE).
+is the same for a batch of executions leaving one status (one UPDATE). A move to an end also writes the
+``finished`` notifications of those who asked for them (core/notify/outbox.py), in the same transaction.
 """
 
 from __future__ import annotations
@@ -15,8 +16,10 @@ from sqlmodel import Session, select
 
 from core.audit import record_event
 from core.errors import InvalidTransition, NotFound
+from core.notify import outbox as notify_outbox
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
+from db.enums import NotifyEvent
 from db.tables import Execution
 
 EDGES: dict[S, frozenset[S]] = {
@@ -91,6 +94,15 @@ def transition(
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidTransition(execution_id, _status(session, execution_id, tenant_id), to)
     _status_event(session, execution_id, tenant_id, current, to, actor=actor, message=message, data=data)
+    if to in TERMINAL:  # the requester who opted in hears of the end (core/notify/outbox.py): a row, no network
+        notify_outbox.note(
+            session,
+            tenant_id=tenant_id,
+            execution_ids=[execution_id],
+            event=NotifyEvent.FINISHED,
+            status=to,
+            actor=actor,
+        )
     return current
 
 

@@ -104,3 +104,29 @@ class Decision(StrEnum):
 class DlqResolution(StrEnum):
     REQUEUED = "requeued"
     DISCARDED = "discarded"
+
+
+class NotifyEvent(StrEnum):
+    """What a notification tells (core/notify): an approval waits, work entered the DLQ, an execution ended."""
+
+    APPROVAL_WAITING = "approval_waiting"
+    DLQ = "dlq"
+    FINISHED = "finished"
+
+
+class ChannelKind(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class ChannelFormat(StrEnum):
+    """The body a webhook gets: our JSON, or a Slack-compatible ``{"text": ...}``."""
+
+    JSON = "json"
+    SLACK = "slack"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

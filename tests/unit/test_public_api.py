@@ -41,6 +41,9 @@ EXPORTED = {
     # issue 16: console sessions that survive reload (signed, expiring, revocable); ids by unique prefix
     "console_session_expires", "console_session_principal", "end_console_session", "session_token_for",
     "start_console_session", "resolve_execution_id", "MIN_ID_PREFIX",
+    # issue 16 item 3: notification channels (webhooks, email), a user's opt-in, the signing secret, a test send
+    "ChannelView", "NotificationTestResult", "add_webhook", "add_email", "subscribe_email", "list_channels",
+    "remove_channel", "rotate_signing_secret", "test_channel",
 }  # fmt: skip
 
 
