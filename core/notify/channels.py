@@ -197,11 +197,17 @@ def _add(
 def _channel(session: Session, principal: Principal, channel_id: str) -> NotificationChannel:
     """The tenant's channel ``channel_id`` if the principal may change it (admin, or their own opt-in)."""
     role = rbac.require(session, principal, Permission.READ)
-    row = session.exec(
-        select(NotificationChannel).where(
-            NotificationChannel.id == channel_id, NotificationChannel.tenant_id == principal.tenant_id
-        )
-    ).first()
+    # An id or a unique prefix of at least 6 characters (what the console and `notify list` show suffices).
+    match = col(NotificationChannel.id).startswith(channel_id, autoescape=True) if len(channel_id) >= 6 else None
+    found = session.exec(
+        select(NotificationChannel)
+        .where(NotificationChannel.tenant_id == principal.tenant_id)
+        .where(match if match is not None else NotificationChannel.id == channel_id)
+        .limit(2)
+    ).all()
+    if len(found) > 1:
+        raise InvalidInput(f"{channel_id!r} names more than one channel; give more of the id", path="channel_id")
+    row = found[0] if found else None
     if row is None or (role is not Role.ADMIN and row.owner_user_id != principal.user_id):
         if row is not None and row.owner_user_id is None:
             raise PermissionDenied(f"{principal.username} may not change the tenant's channels (admin)")
