@@ -51,20 +51,23 @@ class Facts:
 def link(console_url: str, event: str, execution_id: str | None) -> str:
     """The console address that opens the right screen for ``event`` (``/approvals?execution=<id>``, ...)."""
     base = console_url.rstrip("/")
+    known = _known(event)
     if execution_id is None:
         return base + "/"
-    page = _PAGES.get(NotifyEvent(event), "executions") if event in NotifyEvent._value2member_map_ else "executions"
-    return f"{base}/{page}?execution={execution_id}"
+    return f"{base}/{_PAGES[known] if known else 'executions'}?execution={execution_id}"
 
 
 def title(facts: Facts) -> str:
     """One line: what happened to what (``Approval waiting: restart-nginx (demo)``)."""
-    what = (
-        _TITLES.get(NotifyEvent(facts.event), facts.event)
-        if facts.event in NotifyEvent._value2member_map_
-        else ("Test notification")
-    )
-    return f"{what}: {facts.execution_name} ({facts.tenant})"
+    known = _known(facts.event)
+    return f"{_TITLES[known] if known else 'Test notification'}: {facts.execution_name} ({facts.tenant})"
+
+
+def _known(event: str) -> NotifyEvent | None:
+    try:
+        return NotifyEvent(event)
+    except ValueError:
+        return None  # the test send of `notify test`
 
 
 def webhook_body(facts: Facts, fmt: str) -> bytes:

@@ -59,9 +59,6 @@ def test_a_worker_delivers_approval_and_finish_notifications(cluster: Cluster, n
     assert b"Finished: from-worker (demo)" in notifying.messages[1][1]
     assert len(receiver.requests) == 1  # the tenant webhook lists approval_waiting and dlq only
     print(f"submit -> webhook and email delivered by the worker: {latency_s * 1000:.0f} ms")
-    from sqlmodel import select
-
-    from db.engine import session_scope
 
     with session_scope() as session:
         assert {n.status for n in session.exec(select(Notification)).all()} == {"delivered"}
