@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import exists, insert, select
 from sqlmodel import Session
 
 from db.clock import utcnow
@@ -29,6 +30,11 @@ written = threading.Event()
 _CHANNELS = NotificationChannel.__table__  # type: ignore[attr-defined]
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
 _INSERT = insert(Notification.__table__)  # type: ignore[attr-defined]
+
+
+def tenant_has_channels(tenant_id: Any) -> Any:
+    """A SQL expression: whether ``tenant_id`` (a column or a value) has any channel (to ride on another statement)."""
+    return exists().where(_CHANNELS.c.tenant_id == tenant_id)
 
 
 def note(
