@@ -31,7 +31,8 @@ from core.ops.audit_chain import PRUNED_EVENT, pruned_runs
 from core.schemas import Principal, PruneReport
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep
+from db.enums import NotificationStatus
+from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep, Notification
 
 BATCH_ROWS = 5000
 CANDIDATES_PER_QUERY = 100
@@ -42,6 +43,7 @@ _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
 _EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 _DLQ = DlqEntry.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
 
 def prune(
@@ -178,6 +180,12 @@ def _prune_one(
     )
     outputs: Any = session.execute(
         update(_STEPS).where(_STEPS.c.execution_id == execution_id, _STEPS.c.output.is_not(None)).values(output=None)
+    )
+    # Its settled notifications go too (their attempts were events, pruned above); a pending one is still sent.
+    session.execute(
+        delete(_NOTIFICATIONS).where(
+            _NOTIFICATIONS.c.execution_id == execution_id, _NOTIFICATIONS.c.status != NotificationStatus.PENDING.value
+        )
     )
     return int(events.rowcount), int(outputs.rowcount)
 

@@ -15,12 +15,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import update
 from sqlmodel import select
 
 from core import (
@@ -32,6 +34,7 @@ from core import (
     list_channels,
     list_events,
     principal,
+    prune,
     remove_channel,
     set_secret,
     submit,
@@ -42,9 +45,10 @@ from core import (
 )
 from core.errors import NotFound
 from core.notify.delivery import deliver_due
+from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
-from db.tables import AdminEvent, ExecutionEvent, Notification
+from db.tables import AdminEvent, Execution, ExecutionEvent, Notification
 from tests.engine_support import drive
 from tests.factories import noop_plan
 
@@ -344,3 +348,18 @@ def test_notify_test_reaches_the_channel_and_is_on_the_admin_trail(db: str, noti
     with pytest.raises(Exception, match="admin"):
         add_webhook(principal("alice", "demo"), "http://127.0.0.1:9/x")
     assert list_channels(principal("alice", "demo")) == []
+
+
+def test_prune_removes_settled_notifications_with_the_events_of_old_executions(db: str, notify_env: Mailbox) -> None:
+    admin, alice = principal("admin", "demo"), principal("alice", "demo")
+    subscribe_email(alice, "alice@example.test")
+    with receiving(Receiver()) as receiver:
+        add_webhook(admin, receiver.url, events=["finished"])
+        old = submit(alice, noop_plan("old"), background=True).execution.execution_id
+        drive(old)
+        deliver_until(lambda: len(receiver.requests) == 1 and settled())
+    assert len(rows()) == 2 and len(notify_env.messages) == 1  # the webhook's and alice's email
+    with session_scope() as session:
+        session.execute(update(Execution).where(Execution.id == old).values(finished_at=utcnow() - timedelta(days=40)))  # type: ignore[arg-type]
+    assert prune(admin, timedelta(days=30)).executions == 1
+    assert rows() == []
