@@ -46,6 +46,27 @@ log = logging.getLogger(__name__)
 BATCH = 20
 NOTIFIER = "notifier"  # the actor of the trail's delivery events
 _N = Notification.__table__  # type: ignore[attr-defined]
+_sending = threading.local()
+
+
+class _UrlHidden(logging.Filter):
+    """httpx logs every request's full URL at INFO; a webhook's may carry a token: while this thread sends one,
+    the record keeps only the method and the answer."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(_sending, "webhook", False) and isinstance(record.args, tuple) and len(record.args) >= 5:
+            record.msg, record.args = (
+                "HTTP Request: %s (a notification webhook) %s %s",
+                (
+                    record.args[0],
+                    record.args[3],
+                    record.args[4],
+                ),
+            )
+        return True
+
+
+logging.getLogger("httpx").addFilter(_UrlHidden())
 
 
 @dataclass(frozen=True)
@@ -123,6 +144,7 @@ def _post(url: str, fmt: str, facts: Facts, secret: str | None, settings: Settin
     }
     if secret:
         headers[messages.SIGNATURE_HEADER] = messages.signature(secret, timestamp, body)
+    _sending.webhook = True
     try:
         response = httpx.post(
             url, content=body, headers=headers, timeout=settings.notify_timeout_s, follow_redirects=False
@@ -132,6 +154,8 @@ def _post(url: str, fmt: str, facts: Facts, secret: str | None, settings: Settin
     except httpx.HTTPError as exc:
         # The exception's text may quote the URL (a token in its path): only its kind is kept.
         return Outcome("retry", f"could not connect ({type(exc).__name__})")
+    finally:
+        _sending.webhook = False
     code = response.status_code
     if 200 <= code < 300:
         return Outcome("delivered", f"HTTP {code}", code)

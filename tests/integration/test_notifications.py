@@ -9,6 +9,7 @@ import contextlib
 import hashlib
 import hmac
 import json
+import logging
 import secrets
 import socket
 import threading
@@ -363,3 +364,16 @@ def test_prune_removes_settled_notifications_with_the_events_of_old_executions(d
         session.execute(update(Execution).where(Execution.id == old).values(finished_at=utcnow() - timedelta(days=40)))  # type: ignore[arg-type]
     assert prune(admin, timedelta(days=30)).executions == 1
     assert rows() == []
+
+
+def test_the_webhook_url_is_never_logged_in_full(
+    db: str, notify_env: Mailbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """httpx logs each request's URL at INFO: not a notification's (its path may carry a token)."""
+    caplog.set_level(logging.DEBUG)
+    with receiving(Receiver(statuses=[503])) as receiver:
+        add_webhook(principal("admin", "demo"), receiver.url)
+        submit(principal("alice", "demo"), noop_plan("quiet", level=1), background=True)
+        deliver_until(settled)
+    assert "HTTP Request: POST (a notification webhook) 503" in caplog.text  # the lines are there ...
+    assert "T0KEN" not in caplog.text  # ... without the URL
