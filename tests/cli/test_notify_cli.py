@@ -10,13 +10,19 @@ import pytest
 
 from db.settings import get_settings
 from tests.cli.support import Cli, ok_json
-from tests.integration.test_notifications import Mailbox, Receiver, mailbox, receiving  # noqa: F401 (fixture)
+from tests.notify_support import Mailbox, Receiver, receiving, smtp_server
 
 ADMIN = ("--as", "admin", "--tenant", "demo")
 
 
 @pytest.fixture
-def local_receivers(monkeypatch: pytest.MonkeyPatch, mailbox: tuple[Mailbox, int]) -> Iterator[Mailbox]:  # noqa: F811
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server() as served:
+        yield served
+
+
+@pytest.fixture
+def local_receivers(monkeypatch: pytest.MonkeyPatch, mailbox: tuple[Mailbox, int]) -> Iterator[Mailbox]:
     monkeypatch.setenv("OPSC_NOTIFY_ALLOW_LOCAL", "1")  # the receiver is on loopback: allowed explicitly
     monkeypatch.setenv("OPSC_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("OPSC_SMTP_PORT", str(mailbox[1]))

@@ -16,13 +16,19 @@ from db.settings import get_settings
 from db.tables import Notification
 from tests.e2e.conftest import Cluster
 from tests.factories import noop_plan
-from tests.integration.test_notifications import Mailbox, Receiver, mailbox, receiving  # noqa: F401
+from tests.notify_support import Mailbox, Receiver, receiving, smtp_server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
 
 @pytest.fixture
-def notifying(cluster: Cluster, mailbox: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:  # noqa: F811
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server() as served:
+        yield served
+
+
+@pytest.fixture
+def notifying(cluster: Cluster, mailbox: tuple[Mailbox, int], monkeypatch: pytest.MonkeyPatch) -> Iterator[Mailbox]:
     env = {"OPSC_NOTIFY_ALLOW_LOCAL": "1", "OPSC_SMTP_HOST": "127.0.0.1", "OPSC_SMTP_PORT": str(mailbox[1])}
     cluster.env.update(env)
     for name, value in env.items():  # this process only sets channels up (the same rules apply to it)

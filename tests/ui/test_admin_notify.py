@@ -9,7 +9,7 @@ import pytest
 
 import core
 from db.settings import get_settings
-from tests.integration.test_notifications import Mailbox, Receiver, mailbox, receiving  # noqa: F401 (fixture)
+from tests.notify_support import Mailbox, Receiver, receiving, smtp_server
 from tests.ui.conftest import OpenConsole, button, texts
 from ui import state
 
@@ -18,7 +18,13 @@ KEY = state.ADMIN_NOTIFY_FIELD
 
 
 @pytest.fixture
-def local(monkeypatch: pytest.MonkeyPatch, mailbox: tuple[Mailbox, int]) -> Iterator[Mailbox]:  # noqa: F811
+def mailbox() -> Iterator[tuple[Mailbox, int]]:
+    with smtp_server() as served:
+        yield served
+
+
+@pytest.fixture
+def local(monkeypatch: pytest.MonkeyPatch, mailbox: tuple[Mailbox, int]) -> Iterator[Mailbox]:
     monkeypatch.setenv("OPSC_NOTIFY_ALLOW_LOCAL", "1")
     monkeypatch.setenv("OPSC_SMTP_HOST", "127.0.0.1")
     monkeypatch.setenv("OPSC_SMTP_PORT", str(mailbox[1]))
