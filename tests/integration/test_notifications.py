@@ -20,10 +20,12 @@ from sqlalchemy import update
 from sqlmodel import select
 
 from core import (
+    CheckItem,
     SafetyRefused,
     add_email,
     add_webhook,
     approve,
+    check_readiness,
     get_execution,
     list_channels,
     list_events,
@@ -298,3 +300,20 @@ def test_the_webhook_url_is_never_logged_in_full(
         deliver_until(settled)
     assert "HTTP Request: POST (a notification webhook) 503" in caplog.text  # the lines are there ...
     assert "T0KEN" not in caplog.text  # ... without the URL
+
+
+def test_check_is_no_go_while_local_targets_are_allowed_or_delivery_has_stopped(
+    db: str, notify_env: Mailbox, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def item() -> CheckItem:
+        return next(i for i in check_readiness(broker_probe=lambda: "ok") if i.name == "notifications")
+
+    assert not item().ok and "OPSC_NOTIFY_ALLOW_LOCAL" in item().reason  # the fixture allows loopback
+    add_webhook(principal("admin", "demo"), "http://127.0.0.1:9/never-delivered")
+    monkeypatch.setenv("OPSC_NOTIFY_ALLOW_LOCAL", "0")
+    get_settings.cache_clear()
+    submit(principal("alice", "demo"), noop_plan("waits", level=1), background=True)
+    assert item().ok and "none overdue" in item().reason  # due now: a worker has time to send it
+    with session_scope() as session:
+        session.execute(update(Notification).values(next_attempt_at=utcnow() - timedelta(minutes=10)))
+    assert not item().ok and "1 notifications overdue" in item().reason  # nobody delivered it for 10 minutes
