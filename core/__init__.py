@@ -64,7 +64,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.ops.readiness import check as check_readiness
     from core.ops.retention import prune
     from core.ops.setup import DEMO_PASSWORD, DEMO_USERS, InitReport, demo_installed, initialize
-    from core.plans import declared_inputs, load_input_values, parse_plan
+    from core.plans import declared_inputs, load_input_values, parse_plan, plan_yaml
     from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
     from core.reads.dashboard import dashboard
@@ -142,7 +142,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     )
     from core.usecases.approvals import approve, approve_gate, reject
     from core.usecases.cancellation import cancel
-    from core.usecases.dlq import discard, list_dlq, requeue
+    from core.usecases.dlq import discard, list_dlq, requeue, requeue_with_changes
     from core.usecases.dry_run import dry_run_plan
     from core.usecases.read_only import add_read_only_command, list_read_only_commands, remove_read_only_command
     from core.usecases.runbooks import (
@@ -153,7 +153,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         save_runbook,
         unpublish_runbook,
     )
-    from core.usecases.submission import preview, rerun, submit, submit_many
+    from core.usecases.submission import preview, rerun, rerun_plan, submit, submit_many
     from db.dbapi import DirectReadUnavailable
     from db.enums import (
         ActionClass,
@@ -229,6 +229,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "declared_inputs": ("core.plans", "declared_inputs"),
     "load_input_values": ("core.plans", "load_input_values"),
     "parse_plan": ("core.plans", "parse_plan"),
+    "plan_yaml": ("core.plans", "plan_yaml"),
     "PolicyValues": ("core.policy_limits", "PolicyValues"),
     "set_dispatcher": ("core.ports", "set_dispatcher"),
     "dashboard": ("core.reads.dashboard", "dashboard"),
@@ -318,6 +319,8 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "unpublish_runbook": ("core.usecases.runbooks", "unpublish_runbook"),
     "preview": ("core.usecases.submission", "preview"),
     "rerun": ("core.usecases.submission", "rerun"),
+    "rerun_plan": ("core.usecases.submission", "rerun_plan"),
+    "requeue_with_changes": ("core.usecases.dlq", "requeue_with_changes"),
     "submit": ("core.usecases.submission", "submit"),
     "submit_many": ("core.usecases.submission", "submit_many"),
     "ActionClass": ("db.enums", "ActionClass"),
@@ -459,6 +462,7 @@ __all__ = [
     "load_input_values",
     "needs_reauthentication",
     "parse_plan",
+    "plan_yaml",
     "preview",
     "principal",
     "principal_for",
@@ -474,7 +478,9 @@ __all__ = [
     "remove_member",
     "remove_read_only_command",
     "requeue",
+    "requeue_with_changes",
     "rerun",
+    "rerun_plan",
     "resolve_execution_id",
     "revoke_token",
     "rotate_signing_secret",

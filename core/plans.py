@@ -293,6 +293,11 @@ _JSON_BRACKETS = re.compile(r"[\[\]{}]")
 _JSON_NESTING = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
+def plan_yaml(plan: Mapping[str, Any]) -> str:
+    """A plan mapping as YAML a submit reads back the same (keys in the plan's order; no anchors), to edit."""
+    return yaml.safe_dump(dict(plan), sort_keys=False, allow_unicode=True, width=120)
+
+
 def _load_yaml(text: str) -> Any:
     loader = _PlanLoader(text)
     try:

@@ -104,6 +104,7 @@ class Decision(StrEnum):
 class DlqResolution(StrEnum):
     REQUEUED = "requeued"
     DISCARDED = "discarded"
+    SUPERSEDED = "superseded"  # requeued with changes: a new execution of the edited plan took its place
 
 
 class NotifyEvent(StrEnum):

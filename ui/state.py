@@ -36,6 +36,10 @@ FILTER_SEARCH: Final = "opsc.executions.search"
 FILTER_ASSET: Final = "opsc.executions.asset"
 FILTER_DATES: Final = "opsc.executions.dates"
 RERUN_BUTTON: Final = "opsc.executions.rerun"  # suffixed with the execution id
+EDIT_RERUN_BUTTON: Final = "opsc.executions.edit_rerun"  # suffixed with the execution id
+RERUN_OF: Final = "opsc.submit.rerun_of"  # the execution the Submit page's plan was loaded from (Edit and rerun)
+DLQ_EDIT_PLAN: Final = "opsc.dlq.edit_plan"  # suffixed with the execution id
+DLQ_EDIT_SUBMIT: Final = "opsc.dlq.edit_submit"  # suffixed with the execution id
 EXECUTION_PICK: Final = "opsc.executions.pick"
 CANCEL_REASON: Final = "opsc.executions.cancel_reason"  # suffixed with the execution id
 CANCEL_BUTTON: Final = "opsc.executions.cancel"  # suffixed with the execution id
@@ -154,6 +158,24 @@ def take_notices() -> list[str]:
     """The queued success messages, removed from the queue."""
     notices: list[str] = st.session_state.pop(NOTICES, [])
     return notices
+
+
+def edit_rerun(execution_id: str, plan_text: str) -> None:
+    """Load an ended execution's plan into the Submit page's editor, to be submitted as a rerun of it."""
+    st.session_state[PLAN_TEXT] = plan_text
+    st.session_state[RERUN_OF] = execution_id
+    st.session_state.pop(RUNBOOK_PICK, None)
+
+
+def rerun_of() -> str | None:
+    """The execution the Submit page's plan was loaded from by Edit and rerun, if it still is."""
+    value = st.session_state.get(RERUN_OF)
+    return value if isinstance(value, str) else None
+
+
+def stop_rerun() -> None:
+    """The Submit page's plan is a fresh one again (not a rerun of anything)."""
+    st.session_state.pop(RERUN_OF, None)
 
 
 def focus_execution(execution_id: str) -> None:

@@ -1,8 +1,11 @@
 """The dead-letter queue: failed and timed-out work waiting for an operator's decision.
 
 Requeue resumes at the step that failed (completed steps never run again, DESIGN §3.4), as a new
-attempt of the execution, after re-verifying the plan hash and the approvals. Discard closes the entry.
-Requeue needs ``admin``, or ``operator`` for their own execution; discard needs ``admin``.
+attempt of the execution, after re-verifying the plan hash and the approvals. Requeue with changes submits
+an edited plan (usually the steps that had not completed, ``rerun_plan(…, from_step=…)``) as a new execution
+linked to the old one: its hash is new, so it is approved afresh. Discard closes the entry.
+Requeue (with or without changes) needs ``admin``, or ``operator`` for their own execution; discard needs
+``admin``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.approval_rules import approvals_satisfied
-from core.audit import clean_comment
+from core.audit import clean_comment, record_event
 from core.engine import outbox
 from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied, SafetyRefused
 from core.fsm import transition
@@ -19,8 +22,9 @@ from core.identity import rbac
 from core.identity.permissions import Permission
 from core.plan_hash import plan_hash
 from core.reads.executions import build_view
-from core.schemas import DlqView, ExecutionView, Principal
+from core.schemas import DlqView, ExecutionView, Principal, SubmitResult
 from core.transactions import session_scope
+from core.usecases.submission import PlanSource, rerun
 from db.clock import utcnow
 from db.enums import DlqResolution, ExecutionStatus, Role, StepStatus
 from db.tables import DlqEntry, Execution, ExecutionStep, User
@@ -70,9 +74,7 @@ def requeue(principal: Principal, execution_id: str, *, comment: str | None = No
     """
     with session_scope() as session:
         entry, execution = _open_entry(session, principal, execution_id)
-        role = rbac.require(session, principal, Permission.CANCEL_OWN)
-        if role is not Role.ADMIN and execution.requested_by != principal.user_id:
-            raise PermissionDenied(f"{principal.username} may requeue only their own executions")
+        _may_requeue(session, principal, execution)
         if plan_hash(execution.plan_json) != execution.plan_hash:
             raise SafetyRefused("plan_hash_mismatch", "the stored plan does not match its approved hash")
         if not approvals_satisfied(session, execution):
@@ -109,6 +111,60 @@ def requeue(principal: Principal, execution_id: str, *, comment: str | None = No
         session.flush()
         view = build_view(session, execution)
     return view
+
+
+def requeue_with_changes(
+    principal: Principal, execution_id: str, plan: PlanSource, *, comment: str | None = None
+) -> SubmitResult:
+    """Run a DLQ'd execution's work again from an edited plan: a new execution, linked by ``rerun_of``, that
+    is validated and approved afresh like any submission (the old approvals covered the old plan only); the
+    entry is closed as superseded by it, and the old execution's trail says so.
+
+    Raises:
+        NotFound, PermissionDenied: as ``requeue``. InvalidInput: the plan does not validate (nothing is
+        written; the entry stays open). Conflict: someone decided the entry meanwhile (the new execution,
+        named in the message, stands).
+    """
+    with session_scope() as session:
+        _entry, execution = _open_entry(session, principal, execution_id)
+        _may_requeue(session, principal, execution)
+    result = rerun(principal, execution_id, plan=plan)
+    new_id = result.execution.execution_id
+    note = clean_comment(f"requeued with changes as {new_id}" + (f": {comment}" if comment else ""))
+    with session_scope() as session:
+        closed = session.execute(
+            update(DlqEntry)
+            .where(
+                col(DlqEntry.tenant_id) == principal.tenant_id,
+                col(DlqEntry.execution_id) == execution_id,
+                col(DlqEntry.resolved_at).is_(None),
+            )
+            .values(
+                resolved_at=utcnow(),
+                resolution=DlqResolution.SUPERSEDED.value,
+                resolved_by=principal.user_id,
+                comment=note,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        if closed.rowcount != 1:  # type: ignore[attr-defined]
+            raise Conflict(f"the DLQ entry of {execution_id} was decided meanwhile; the new execution {new_id} stands")
+        record_event(
+            session,
+            execution_id=execution_id,
+            tenant_id=principal.tenant_id,
+            kind="dlq_superseded",
+            actor=principal.username,
+            message=note or "",
+            data={"rerun": new_id},
+        )
+    return result
+
+
+def _may_requeue(session: Session, principal: Principal, execution: Execution) -> None:
+    role = rbac.require(session, principal, Permission.CANCEL_OWN)
+    if role is not Role.ADMIN and execution.requested_by != principal.user_id:
+        raise PermissionDenied(f"{principal.username} may requeue only their own executions")
 
 
 def discard(principal: Principal, execution_id: str, *, comment: str) -> None:

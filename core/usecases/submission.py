@@ -374,17 +374,14 @@ def preview(
     )
 
 
-def rerun(principal: Principal, execution_id: str, *, background: bool = True) -> SubmitResult:
-    """Submit an ended execution's plan again, as ``principal``: always a new execution, with its own approvals.
-
-    The stored canonical plan names assets by id; they are turned back into the names the steps recorded,
-    so the new submission is validated, derived and approved exactly like a fresh one (level 1 and up wait
-    for a fresh approval; the old one's approvals bind to the old execution only). It gets a fresh
-    idempotency key, so the window of the old one does not hand the old execution back, and ``rerun_of``
-    links it to the old one.
+def rerun_plan(principal: Principal, execution_id: str, *, from_step: int = 0) -> dict[str, Any]:
+    """An ended execution's plan as a submit takes it, to run again or to edit first: the stored canonical
+    plan with the asset names the steps recorded in place of asset ids, without the record of its input
+    values (the steps hold them), and only the steps from ``from_step`` on (a DLQ entry's remaining steps).
 
     Raises:
         NotFound: no such execution in the tenant. Conflict: it has not ended yet.
+        InvalidInput: ``from_step`` is not one of its steps.
     """
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
@@ -398,11 +395,34 @@ def rerun(principal: Principal, execution_id: str, *, background: bool = True) -
                 )
             ).all()
         )
-        plan = json.loads(execution.plan_json)
+        plan: dict[str, Any] = json.loads(execution.plan_json)
+    if not 0 <= from_step < len(plan["steps"]):
+        raise InvalidInput(f"the plan has steps 0 to {len(plan['steps']) - 1}", path="from_step")
     for index, step in enumerate(plan["steps"]):
         step["target"] = names[index]
+    plan["steps"] = plan["steps"][from_step:]
     # The steps hold the values the original was bound with; the record of them is not a declaration.
     plan.pop("inputs", None)
+    return plan
+
+
+def rerun(
+    principal: Principal, execution_id: str, *, background: bool = True, plan: PlanSource | None = None
+) -> SubmitResult:
+    """Submit an ended execution's plan again, as ``principal``: always a new execution, with its own approvals.
+
+    The plan is ``rerun_plan``'s (the same steps, by asset name), or ``plan``, an edited one (Edit and rerun):
+    either is validated, derived and approved exactly like a fresh submission (level 1 and up wait for a
+    fresh approval; the old one's approvals bind to the old execution only). It gets a fresh idempotency
+    key, so the window of the old one does not hand the old execution back, and ``rerun_of`` links it to
+    the old one, which must be the principal's tenant's and ended either way.
+
+    Raises:
+        NotFound: no such execution in the tenant. Conflict: it has not ended yet.
+        InvalidInput: the edited plan does not validate (nothing is written).
+    """
+    stored = rerun_plan(principal, execution_id)
     key = f"rerun-{uuid.uuid4().hex}"  # never reused: a rerun is a new execution, whatever the window says
-    [result] = _submit(principal, [plan], [key], [None], background=background, batch=False, rerun_of=execution.id)
+    source = stored if plan is None else plan
+    [result] = _submit(principal, [source], [key], [None], background=background, batch=False, rerun_of=execution_id)
     return result

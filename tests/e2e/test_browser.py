@@ -222,9 +222,26 @@ def test_a_runbook_with_inputs_is_filled_in_the_form_and_runs_with_the_values(pa
     page.get_by_role("combobox", name=re.compile("Open execution")).click()
     page.get_by_role("option", name=re.compile(execution_id[:8])).click()
     page.get_by_text(re.compile(r"restart cron · completed")).wait_for(timeout=60_000)
-    page.get_by_text(re.compile(r"2\. reason · shell on localhost · completed")).click()  # its output
-    page.get_by_text("reason: from the browser").first.wait_for()  # the typed value, one argv element
+    open_step(page, re.compile(r"2\. reason · shell on localhost · completed"), "reason: from the browser")
     assert marker.exists()
+
+
+def open_step(page: Any, header: re.Pattern[str], output: str, bound_s: float = 60) -> None:
+    """Expand the step whose header matches and wait until ``output`` shows in it. A rerun of the page that
+    lands just after the click (the detail's refresh, or the one when the execution ends) draws the step
+    closed again, so the click is repeated until the output is visible, within ``bound_s``."""
+    deadline = time.monotonic() + bound_s
+    shown = page.get_by_text(output).first
+    step = page.locator("details", has=page.get_by_text(header)).first  # Streamlit's expander
+    while True:
+        if step.get_attribute("open") is None:  # closed (a click on an open one would close it)
+            page.get_by_text(header).click()
+        try:
+            shown.wait_for(timeout=3_000)
+            return
+        except playwright.Error:
+            if time.monotonic() > deadline:
+                raise
 
 
 def sign_in_as(page: Any, demo_button: str) -> None:

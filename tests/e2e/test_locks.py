@@ -62,14 +62,14 @@ def test_opposite_lock_orders_do_not_deadlock(cluster: Cluster, tmp_path: Path) 
 def test_killed_holder_releases_its_lock_to_the_next_waiter(cluster: Cluster, tmp_path: Path) -> None:
     """SIGKILL the worker holding localhost mid modify step: after its lease the holder goes to the DLQ,
     its lock is released, and the waiter behind it runs."""
-    # The step outlasts submitting the waiter (a CLI process: seconds on a loaded machine), so the waiter
-    # is in line before the kill.
-    cluster.client("policy", "fast", "modify", "9", "40", "9", "600", "3")
-    marker = unique_seconds(8)
+    # The step outlasts submitting the waiter (a CLI process: 8 s and more on a machine loaded by other
+    # suites), so the waiter is in line before the kill; the kill ends it long before its 40 s.
+    cluster.client("policy", "long", "modify", "45", "120", "45", "600", "3")
+    marker = unique_seconds(40)
     holder_plan = _write(
         tmp_path,
         "holder.yaml",
-        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 9, "
+        "name: NAME\nsteps:\n  - {name: slow, action: shell, target: localhost, action_class: modify, timeout_s: 45, "
         f"params: {{command: [sleep, '{marker}']}}}}\n",
     )
     waiter_plan = _write(

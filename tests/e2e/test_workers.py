@@ -67,8 +67,9 @@ def test_200_executions_of_3_steps_on_2_worker_processes_run_each_step_once(clus
         assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans)), target
 
 
-def _worker_running(marker: str, timeout_s: float = 20) -> int:
-    """The pid of the worker process whose step runs `sleep <marker>`."""
+def _worker_running(marker: str, timeout_s: float = 60) -> int:
+    """The pid of the worker process whose step runs `sleep <marker>` (a bound, not a wait: on a machine
+    loaded by other suites a claim and a step's start have taken over 20 s)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         for pid in processes_matching(f"sleep {marker}"):

@@ -47,3 +47,30 @@ def test_another_tenant_sees_only_its_own(console: OpenConsole) -> None:
     at = console("mallory", tenant="globex", page=PAGE)
     assert _tiles(at)["Executions"] == "0"
     assert any("No executions in this window" in c.value for c in at.caption)
+
+
+def test_failed_today_and_running_now_link_to_each_execution(console: OpenConsole) -> None:
+    """Issue 16 item 7: the Dashboard lists what failed in the last 24 hours (and what runs), each a link to its
+    detail; the tiles' links go only to pages the role has."""
+    failed = core.submit(core.principal("alice", "demo"), FAILING).execution.execution_id
+    core.approve(core.principal("bob", "demo"), failed)
+    drive(failed)
+    drive(submit("alice", "fine").execution_id)
+    at = console("alice", page=PAGE)
+    assert not at.exception
+    labels = [link.label for link in at.get("page_link")]
+    assert any(failed[:8] in label and "failed" in label for label in labels)
+    assert "Nothing is running." in [c.value for c in at.caption]
+    assert "Open the DLQ" in labels and "Open the inbox" not in labels  # alice is an operator
+    viewer = console("dave", page=PAGE)
+    assert not viewer.exception
+    assert "Open the DLQ" not in [link.label for link in viewer.get("page_link")]
+
+
+def test_the_by_status_chart_gives_every_status_its_own_colour() -> None:
+    """One colour per status, the same everywhere; failed is red, not the palette's light blue."""
+    from ui.components.status import COLOURS, OTHER, colour
+
+    assert set(COLOURS) == {str(s) for s in core.ExecutionStatus}
+    assert len(set(COLOURS.values())) == len(COLOURS) and OTHER not in COLOURS.values()
+    assert colour("failed") == "#c62828" and colour("other") == OTHER

@@ -82,3 +82,39 @@ def test_other_tenants_see_nothing(console: OpenConsole) -> None:
     _failed()
     at = console("mallory", tenant="globex", page=PAGE)
     assert "The dead-letter queue is empty." in texts(at)
+
+
+def test_requeue_with_changes_runs_the_edited_remaining_steps_as_a_new_execution(console: OpenConsole) -> None:
+    """Issue 16 item 4: one entry picked, its remaining steps are offered as a plan to edit; submitted, they
+    are a new execution (approved afresh) and the entry is closed as superseded."""
+    execution_id = _failed()
+    at = console("alice", page=PAGE)
+    at.multiselect(key=state.DLQ_PICK).select(execution_id).run()
+    edit = at.text_area(key=f"{state.DLQ_EDIT_PLAN}.{execution_id}")
+    assert "/nonexistent/opsconductor-demo" in edit.value and "target: localhost" in edit.value
+    edit.set_value(edit.value.replace("/nonexistent/opsconductor-demo", "/tmp")).run()
+    at.text_area(key=state.DLQ_COMMENT).set_value("the path was wrong").run()
+    at.button(key=f"{state.DLQ_EDIT_SUBMIT}.{execution_id}").click().run()
+    assert not at.exception
+    assert any("Requeued with changes as a new execution" in shown(s.value) for s in at.success)
+    rows = core.list_executions(core.principal("alice", "demo"))
+    new = core.get_execution(core.principal("alice", "demo"), rows[0].execution_id)
+    assert new.rerun_of == execution_id and new.status == "pending_approval"
+    assert len(new.steps) == 1  # the remaining step only: the failed one, edited
+    entry = next(d for d in core.list_dlq(core.principal("alice", "demo"), include_resolved=True))
+    assert (entry.resolution, entry.comment) == (
+        "superseded",
+        f"requeued with changes as {new.execution_id}: the path was wrong",
+    )
+    assert "The dead-letter queue is empty." in texts(at)
+
+
+def test_requeue_with_changes_that_do_not_validate_shows_why_and_keeps_the_entry(console: OpenConsole) -> None:
+    execution_id = _failed()
+    at = console("alice", page=PAGE)
+    at.multiselect(key=state.DLQ_PICK).select(execution_id).run()
+    at.text_area(key=f"{state.DLQ_EDIT_PLAN}.{execution_id}").set_value("name: x\nsteps: []\n").run()
+    at.button(key=f"{state.DLQ_EDIT_SUBMIT}.{execution_id}").click().run()
+    assert not at.exception
+    assert len(at.error) == 1 and "steps" in shown(at.error[0].value)
+    assert core.list_dlq(core.principal("alice", "demo"))[0].execution_id == execution_id  # still open

@@ -160,3 +160,51 @@ def test_an_execution_focused_from_another_page_opens(console: OpenConsole) -> N
     at.switch_page(PAGE).run()
     assert at.selectbox(key=state.EXECUTION_PICK).value == pending.execution_id
     assert pending.plan_hash in texts(at)
+
+
+def test_edit_and_rerun_loads_the_plan_into_submit_and_submits_it_linked(console: OpenConsole) -> None:
+    """Issue 16 item 4: the ended execution's plan opens in Submit, edited there, and runs as a new execution
+    linked to the old one; "Not a rerun" makes it a plain submit again."""
+    done = submit("alice", "disk-usage", READ_PLAN)
+    drive(done.execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(done.execution_id).run()
+    at.button(key=f"{state.EDIT_RERUN_BUTTON}.{done.execution_id}").click().run()
+    assert not at.exception
+    assert any(f"Editing a rerun of execution {done.execution_id[:8]}" in shown(i.value) for i in at.info)
+    assert "name: disk-usage" in at.text_area(key=state.PLAN_TEXT).value
+    at.switch_page("ui/pages/submit.py").run()  # AppTest's next run starts from its page again: stay on Submit
+    text = at.text_area(key=state.PLAN_TEXT)
+    assert "name: disk-usage" in text.value and "target: localhost" in text.value  # names, not asset ids
+    text.set_value(text.value.replace("name: disk-usage", "name: disk-usage-edited", 1)).run()
+    button(at, "Submit").click().run()
+    assert not at.exception
+    rows = core.list_executions(core.principal("alice", "demo"))
+    assert len(rows) == 2
+    new = core.get_execution(core.principal("alice", "demo"), rows[0].execution_id)
+    assert (new.name, new.rerun_of) == ("disk-usage-edited", done.execution_id)
+    assert state.RERUN_OF not in at.session_state  # the next submit is a fresh one
+
+
+def test_a_status_in_the_address_filters_the_list(console: OpenConsole) -> None:
+    """/executions?status=failed (the Dashboard's links) opens the list with that filter set."""
+    failing = next(plan for name, _d, plan in DEMO_RUNBOOKS if name == "Failing check")
+    failed = core.submit(core.principal("alice", "demo"), failing).execution
+    core.approve(core.principal("bob", "demo"), failed.execution_id)
+    drive(failed.execution_id)
+    drive(submit("alice", "fine", READ_PLAN).execution_id)
+    at = console("alice", page=PAGE)
+    assert len(at.dataframe[0].value) == 2
+    at.query_params["status"] = "failed"
+    at.run()
+    assert not at.exception
+    assert at.multiselect(key=state.FILTER_STATUS).value == ["failed"]
+    assert at.dataframe[0].value["execution_id"].tolist() == [failed.execution_id]
+
+
+def test_tables_have_human_headers_and_empty_text_cells() -> None:
+    from ui.components.tables import _cell, header
+
+    assert header("requested_by") == "Requested by" and header("sla_class") == "SLA class"
+    assert header("execution_id") == "Execution"
+    assert _cell(None, text=True) == "" and _cell(None) is None  # a number column keeps its None

@@ -38,6 +38,8 @@ EXPORTED = {
     "DirectReadUnavailable", "DirectReader", "direct_reader",
     # plan inputs (DESIGN §14): what a plan declares, values from a file
     "PlanInputView", "declared_inputs", "load_input_values",
+    # issue 16 item 4: edit a rerun, requeue a DLQ entry with changes
+    "rerun_plan", "requeue_with_changes", "plan_yaml",
     # issue 16: console sessions that survive reload (signed, expiring, revocable); ids by unique prefix
     "console_session_expires", "console_session_principal", "end_console_session", "session_token_for",
     "start_console_session", "resolve_execution_id", "MIN_ID_PREFIX",

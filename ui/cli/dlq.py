@@ -53,15 +53,50 @@ def requeue_command(
     execution_id: ExecutionId,
     as_user: AsUser = None,
     comment: Annotated[str | None, typer.Option("--comment", help="Why it is safe to run again.")] = None,
+    plan: Annotated[
+        str | None,
+        typer.Option(
+            "--plan",
+            metavar="FILE",
+            help="Run this edited plan instead (- reads stdin): a new execution, approved afresh; see `dlq plan`.",
+        ),
+    ] = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """Run it again from its first unfinished step (admin, or the operator who submitted it)."""
-    view = core.requeue(*acting_on_execution(as_user, execution_id, tenant), comment=comment)
+    """Run it again from its first unfinished step (admin, or the operator who submitted it); with --plan, run
+    an edited plan as a new execution linked to it, and close the entry as superseded."""
+    actor, resolved = acting_on_execution(as_user, execution_id, tenant)
+    if plan is None:
+        view = core.requeue(actor, resolved, comment=comment)
+    else:
+        from ui.cli.commands import read_plan  # the submit command's reader (a file, or - for stdin)
+
+        view = core.requeue_with_changes(actor, resolved, read_plan(plan), comment=comment).execution
+        if not json_out:
+            typer.echo(f"requeued with changes as a new execution; the DLQ entry of {resolved} is closed")
     if json_out:
         print_json(view.model_dump(mode="json"))
     else:
         typer.echo(render_execution(view))
+
+
+@dlq_app.command("plan")
+def plan_command(
+    execution_id: ExecutionId,
+    as_user: AsUser = None,
+    from_step: Annotated[
+        int | None,
+        typer.Option("--from-step", min=0, help="First step to keep (default: the first that did not complete)."),
+    ] = None,
+    tenant: TenantOpt = None,
+) -> None:
+    """Print the steps that did not complete as a plan (YAML) to edit and pass to `dlq requeue --plan`."""
+    actor, resolved = acting_on_execution(as_user, execution_id, tenant)
+    if from_step is None:  # where a requeue would resume: the first step that did not complete
+        steps = core.get_execution(actor, resolved).steps
+        from_step = next((s.index for s in steps if s.status != core.StepStatus.COMPLETED), len(steps) - 1)
+    typer.echo(core.plan_yaml(core.rerun_plan(actor, resolved, from_step=from_step)), nl=False)
 
 
 @dlq_app.command("discard")

@@ -1,4 +1,5 @@
-"""Tables of DTOs: one row per view, chosen columns, times as readable UTC."""
+"""Tables of DTOs: one row per view, chosen columns under human headers ("Requested by", not
+``requested_by``), times as readable UTC, and empty text cells empty (not "None")."""
 
 from __future__ import annotations
 
@@ -23,7 +24,18 @@ def views_table(
         st.caption(empty)
         return
     rows = [_row(view, columns) for view in views]
-    st.dataframe(rows, hide_index=True, width="stretch")
+    # The data keeps the field names (what tests and exports read); the grid shows the headers.
+    headers = {key: st.column_config.Column(header(key)) for key in rows[0]}
+    st.dataframe(rows, hide_index=True, width="stretch", column_config=headers)
+
+
+# Where the field name does not read as a header once its underscores are spaces.
+_HEADERS = {"execution_id": "Execution", "execution_name": "Name", "sla_class": "SLA class", "id": "ID"}
+
+
+def header(field: str) -> str:
+    """A column's header for a field name: ``requested_by`` → "Requested by", ``sla_class`` → "SLA class"."""
+    return _HEADERS.get(field) or field.replace("_", " ").capitalize()
 
 
 def pager(page: int, has_next: bool, *, previous: Callable[[], None], following: Callable[[], None]) -> None:
@@ -37,10 +49,20 @@ def pager(page: int, has_next: bool, *, previous: Callable[[], None], following:
 def _row(view: BaseModel, columns: Sequence[str] | None) -> dict[str, Any]:
     data = view.model_dump()
     keys = columns if columns is not None else list(data)
-    return {key: _cell(data[key]) for key in keys}
+    fields = type(view).model_fields
+    return {key: _cell(data[key], text=_is_text(fields.get(key))) for key in keys}
 
 
-def _cell(value: Any) -> Any:
+def _is_text(field: Any) -> bool:
+    """Whether a field holds text (or a time, shown as text): its empty value can be an empty cell. A number
+    column keeps None: an empty string in it would turn the column into text."""
+    annotation = str(getattr(field, "annotation", ""))
+    return "str" in annotation or "datetime" in annotation
+
+
+def _cell(value: Any, *, text: bool = False) -> Any:
+    if value is None:
+        return "" if text else None
     if isinstance(value, datetime):
         return when(value)
     if isinstance(value, list | dict):

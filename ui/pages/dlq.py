@@ -73,3 +73,28 @@ if open_entries:
             st.rerun()
         elif done:  # keep the errors above on screen
             succeed(f"{verb} {done} of {len(picked)}; the others are listed with their reason above.")
+
+    if len(picked) == 1:
+        with st.expander("Requeue with changes"):
+            chosen = picked[0]
+            st.caption(
+                "The steps that did not complete, as a plan to edit: it runs as a new execution linked to this "
+                "one, and needs a new approval (its hash is new); the entry is closed as superseded."
+            )
+            key = f"{state.DLQ_EDIT_PLAN}.{chosen}"
+            if key not in st.session_state:
+                entry = next(e for e in open_entries if e.execution_id == chosen)
+                plan = attempt(core.rerun_plan, who, chosen, from_step=entry.step_index or 0)
+                st.session_state[key] = core.plan_yaml(plan) if plan is not None else ""
+            edited = st.text_area("Plan (YAML or JSON)", key=key, height=260)
+            if st.button("Submit as a new execution", key=f"{state.DLQ_EDIT_SUBMIT}.{chosen}", icon=":material/send:"):
+                result = attempt(core.requeue_with_changes, who, chosen, edited, comment=comment.strip() or None)
+                if result is not None:
+                    new = result.execution
+                    state.focus_execution(new.execution_id)
+                    st.session_state.pop(key, None)
+                    succeed(
+                        f"Requeued with changes as a new execution, {new.execution_id[:8]}: {new.status}.",
+                        after_rerun=True,
+                    )
+                    st.rerun()

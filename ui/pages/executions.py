@@ -20,10 +20,16 @@ from ui.components.tables import pager, views_table
 PAGE_SIZE = 50
 REFRESH_S = 2
 DLQ_PAGE = "ui/pages/dlq.py"
+SUBMIT_PAGE = "ui/pages/submit.py"
 
 who = signed_in()
 st.title("Executions")
 show_notices()
+# /executions?status=failed (the Dashboard's links): that filter, once; the address then shows the list.
+if (asked := st.query_params.get("status")) in set(core.ExecutionStatus):
+    st.session_state[state.FILTER_STATUS] = [core.ExecutionStatus(asked)]
+    state.reset_executions_page()
+    del st.query_params["status"]
 filters = ex.execution_filters(on_change=state.reset_executions_page)
 cursors = state.executions_cursors()
 listing = attempt(
@@ -78,8 +84,16 @@ def detail(execution_id: str, live: bool) -> None:
 
 
 def ended_actions(view: core.ExecutionView) -> None:
-    """Rerun (a new execution of the same plan, with its own approvals) and, for failures, the DLQ."""
-    rerun_col, dlq_col = st.columns(2)
+    """Rerun (a new execution of the same plan, with its own approvals), Edit and rerun (the plan in Submit,
+    to change first), and, for failures, the DLQ."""
+    rerun_col, edit_col, dlq_col = st.columns(3)
+    if who.role.rank >= core.Role.OPERATOR.rank and edit_col.button(
+        "Edit and rerun", key=f"{state.EDIT_RERUN_BUTTON}.{view.execution_id}", icon=":material/edit:"
+    ):
+        plan = attempt(core.rerun_plan, who, view.execution_id)
+        if plan is not None:
+            state.edit_rerun(view.execution_id, core.plan_yaml(plan))
+            st.switch_page(SUBMIT_PAGE)
     if who.role.rank >= core.Role.OPERATOR.rank and rerun_col.button(
         "Rerun", key=f"{state.RERUN_BUTTON}.{view.execution_id}", icon=":material/replay:"
     ):

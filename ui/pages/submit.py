@@ -28,6 +28,12 @@ show_notices()
 picked = runbook_picker(attempt(core.list_runbooks, who) or [])
 if picked is not None:
     runbook_facts(picked, attempt(core.list_runbook_versions, who, picked.name) or [])
+if (rerun_of := state.rerun_of()) is not None:
+    note, clear = st.columns([5, 1])
+    note.info(f"Editing a rerun of execution {rerun_of[:8]}: Submit makes a new execution linked to it.")
+    if clear.button("Not a rerun", icon=":material/link_off:"):
+        state.stop_rerun()
+        st.rerun()
 draft = plan_editor()
 has_text = bool(draft.source.strip() if isinstance(draft.source, str) else draft.source)
 # A plan (or runbook) that declares inputs gets a form; a declaration that does not validate gets none here:
@@ -43,7 +49,12 @@ wants_submit = submit_col.button("Submit", type="primary", icon=":material/send:
 
 # One call per run, so a refusal is shown once (a failed submit is not previewed again below it).
 if wants_submit:
-    result = attempt(core.submit, who, draft.source, background=draft.background, inputs=inputs)
+    if rerun_of is not None:  # Edit and rerun: the edited plan, linked to the execution it came from
+        result = attempt(core.rerun, who, rerun_of, plan=draft.source, background=draft.background)
+    else:
+        result = attempt(core.submit, who, draft.source, background=draft.background, inputs=inputs)
+    if result is not None and rerun_of is not None:
+        state.stop_rerun()
     if result is not None:
         if result.created:
             succeed(submit_outcome(result))
