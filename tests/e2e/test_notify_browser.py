@@ -18,7 +18,17 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.e2e.test_browser import CHROMIUM, FLAGS, ROOT, TIMEOUT_MS, VIEWPORT, playwright, sign_in_as, submit_runbook
+from tests.e2e.test_browser import (
+    CHROMIUM,
+    FLAGS,
+    ROOT,
+    TIMEOUT_MS,
+    VIEWPORT,
+    playwright,
+    session_cookie,
+    sign_in_as,
+    submit_runbook,
+)
 from tests.notify_support import Mailbox, Receiver, free_port, receiving, smtp_server
 
 pytestmark = pytest.mark.e2e
@@ -107,7 +117,11 @@ def test_the_approval_notification_reaches_webhook_and_email_and_its_link_opens_
             assert body["event"] == "approval_waiting" and body["link"] == link
             mail = message_from_bytes(box.messages[0][1])
             assert link in mail.get_payload(decode=True).decode()  # type: ignore[union-attr]
-            # The link, opened signed out: the sign-in form in place, then that approval, ready to decide.
+            # The link, opened signed out: the sign-in form in place, then that approval, ready to decide. First
+            # the sign-out must have dropped the cookie (a background fetch a navigation would cut short: a
+            # cookie left naming the ended session makes the sign-in page refuse the next demo sign-in).
+            page.get_by_role("heading", name="Sign in").wait_for()
+            _until(lambda: session_cookie(page) is None)
             page.goto(link)
             page.get_by_role("heading", name="Sign in").wait_for()
             sign_in_as(page, "bob · approver")
