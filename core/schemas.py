@@ -611,3 +611,24 @@ class AdminEventView(View):
     subject: str
     data: dict[str, Any]
     created_at: datetime
+
+
+class ChannelView(View):
+    """A notification channel (core/notify/channels.py). ``target`` is what may be shown: an email address,
+    or a webhook URL's scheme and host only (the rest may carry a token)."""
+
+    id: str
+    kind: str
+    target: str
+    format: str
+    events: list[str]
+    owner: str | None  # the user whose own opt-in it is; None: the tenant's
+    created_at: datetime
+
+
+class NotificationTestResult(View):
+    """What a test notification to one channel came to."""
+
+    channel_id: str
+    delivered: bool
+    detail: str

@@ -13,6 +13,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlmodel import Session
 
 from core.errors import ServiceUnavailable
+from core.notify import outbox as notify_outbox
 from core.ports import AFTER_COMMIT_KEY, dispatch_committed
 from db import engine
 
@@ -43,6 +44,7 @@ def session_scope() -> Iterator[Session]:
         with engine.session_scope() as session:
             yield session
             pending = session.info.pop(AFTER_COMMIT_KEY, {})
+            notified = session.info.pop(notify_outbox.WRITTEN_KEY, False)
     except (OperationalError, ProgrammingError) as exc:
         text = str(exc.orig).lower()
         if any(marker in text for marker in _MISSING_SCHEMA):
@@ -52,3 +54,5 @@ def session_scope() -> Iterator[Session]:
         raise
     if pending:  # core/engine/outbox.py: the broker hears of work once committed
         dispatch_committed(pending.values())
+    if notified:  # core/notify/outbox.py: this process's delivery thread sends them now, not at its next tick
+        notify_outbox.written.set()

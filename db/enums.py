@@ -105,3 +105,29 @@ class DlqResolution(StrEnum):
     REQUEUED = "requeued"
     DISCARDED = "discarded"
     SUPERSEDED = "superseded"  # requeued with changes: a new execution of the edited plan took its place
+
+
+class NotifyEvent(StrEnum):
+    """What a notification tells (core/notify): an approval waits, work entered the DLQ, an execution ended."""
+
+    APPROVAL_WAITING = "approval_waiting"
+    DLQ = "dlq"
+    FINISHED = "finished"
+
+
+class ChannelKind(StrEnum):
+    WEBHOOK = "webhook"
+    EMAIL = "email"
+
+
+class ChannelFormat(StrEnum):
+    """The body a webhook gets: our JSON, or a Slack-compatible ``{"text": ...}``."""
+
+    JSON = "json"
+    SLACK = "slack"
+
+
+class NotificationStatus(StrEnum):
+    PENDING = "pending"
+    DELIVERED = "delivered"
+    FAILED = "failed"

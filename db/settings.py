@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 DEFAULT_DATABASE_URL = "sqlite:///./opsconductor.db"
 HIDDEN = "**********"
 # Never in repr/str (logs, tracebacks, a debugger's locals); reading the attribute still gives the value.
-_SECRET_FIELDS = frozenset({"secret_key", "vault_token", "session_key"})
+_SECRET_FIELDS = frozenset({"secret_key", "vault_token", "session_key", "smtp_password"})
 
 
 class Settings(BaseSettings):
@@ -105,6 +105,23 @@ class Settings(BaseSettings):
     # Lab only: a worker that can neither switch user (not root) nor sandbox (no bubblewrap) runs local
     # steps as itself instead of refusing them; `check` reports NO-GO while this is on.
     allow_unconfined_steps: bool = False
+    # Notifications (core/notify, docs/operations.md "Notifications"): the console's base URL for deep links;
+    # the delivery thread's rhythm, attempts and backoff; how long one delivery may take; whether webhooks may
+    # point at loopback, link-local or metadata addresses (off: refused, against SSRF; tests and labs turn it
+    # on); and the SMTP server email goes through (unset: email channels fail their attempts, recorded).
+    console_url: str = "http://127.0.0.1:8501"
+    notify_interval_s: float = Field(default=1.0, gt=0)
+    notify_max_attempts: int = Field(default=6, ge=1)
+    notify_backoff_s: float = Field(default=5.0, ge=0)
+    notify_backoff_max_s: float = Field(default=600.0, ge=0)
+    notify_timeout_s: float = Field(default=5.0, gt=0)
+    notify_allow_local: bool = False
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_from: str = "opsconductor@localhost"
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
 
     @model_validator(mode="after")
     def _two_heartbeats_per_lease(self) -> Settings:

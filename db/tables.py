@@ -638,3 +638,68 @@ class Installation(SQLModel, table=True):
     # accepted there, and ``check`` says NO-GO for production (DESIGN §13).
     claimed_identity: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class NotificationChannel(SQLModel, table=True):
+    """Where a tenant's notifications go (core/notify/channels.py): a webhook URL or an email address.
+
+    ``owner_user_id`` NULL: a tenant channel an admin set up (its ``events``); else a user's own opt-in to hear
+    when their executions finish. The target is stored encrypted (a webhook URL often carries a token).
+    """
+
+    __tablename__ = "notification_channels"
+    __table_args__ = (Index("ix_notification_channels_tenant", "tenant_id"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    kind: str = Field(max_length=16)
+    target_ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    # What may be shown of the target: an address, or a URL's scheme and host only.
+    target_hint: str = Field(max_length=256)
+    format: str = Field(default="json", max_length=16)
+    events: str = Field(max_length=128)  # comma-separated db/enums.py NotifyEvent values
+    owner_user_id: str | None = Field(
+        default=None, sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
+    )
+    created_by: str = Field(max_length=32)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class NotificationKey(SQLModel, table=True):
+    """A tenant's webhook signing secret (HMAC-SHA256), encrypted like the secret store's values."""
+
+    __tablename__ = "notification_keys"
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    ciphertext: str = Field(sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(max_length=32)
+
+
+class Notification(SQLModel, table=True):
+    """The notification outbox (core/notify/outbox.py): one row per event and channel, written in the
+    transaction of the change that causes it, delivered after commit with retries (core/notify/delivery.py)."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (
+        Index("ix_notifications_due", "status", "next_attempt_at"),
+        Index("ix_notifications_execution", "execution_id"),
+    )
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    channel_id: str = Field(
+        sa_column=Column(ForeignKey("notification_channels.id", ondelete="CASCADE"), nullable=False)
+    )
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
+    event: str = Field(max_length=32)
+    # The execution's status when the event happened, and who caused it (a username, a worker id).
+    execution_status: str = Field(max_length=32)
+    actor: str | None = Field(default=None, max_length=128)
+    status: str = Field(default="pending", max_length=16)
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime = Field(default_factory=utcnow)
+    lease_expires_at: datetime | None = Field(default=None)
+    last_error: str | None = Field(default=None, max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+    delivered_at: datetime | None = Field(default=None)

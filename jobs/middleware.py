@@ -2,10 +2,10 @@
 
 After the process boots: treat a burst of TERMs as one graceful stop (jobs/signals.py), apply the log
 format (``OPSC_LOG_FORMAT``) and the masking filter, serve metrics (``OPSC_METRICS_PORT``: a dramatiq CLI
-worker process N serves base+N), register it in the workers table, start its heartbeat and sweeper threads,
-and register the dispatcher with core. Around each message: bind its id as the trace id of the thread's
-log records. Before it shuts down: ask running retryable steps to hand their work back, stop the threads,
-release leftover leases, mark the worker stopped.
+worker process N serves base+N), register it in the workers table, start its heartbeat, sweeper and
+notification delivery threads, and register the dispatcher with core. Around each message: bind its id as
+the trace id of the thread's log records. Before it shuts down: ask running retryable steps to hand their
+work back, stop the threads, release leftover leases, mark the worker stopped.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from dramatiq.middleware import Middleware
 from core import engine, get_settings, metrics
 from core.engine import reachability, recovery, sweeper, workers
 from core.logs import bind_process, configure_logging, set_trace_id
+from core.notify import delivery as notify_delivery
 from core.ports import set_dispatcher
 from core.transactions import dispose_engines
 from jobs.signals import coalesce_termination
@@ -66,6 +67,8 @@ class OpsMiddleware(Middleware):
             threading.Thread(
                 target=self._loop, args=(settings.sweep_interval_s, sweeper.sweep), daemon=True, name="opsc-sweeper"
             ),
+            # Notifications go out from their own thread: a slow receiver never delays a sweep or a step.
+            threading.Thread(target=notify_delivery.run_until, args=(self._stop,), daemon=True, name="opsc-notify"),
         ]
         for thread in self._threads:
             thread.start()
@@ -92,6 +95,7 @@ class OpsMiddleware(Middleware):
 
     def after_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         self._stop.set()
+        notify_delivery.wake()  # wake the delivery thread so it sees the stop at once
         for thread in self._threads:
             thread.join(timeout=5)
         set_dispatcher(None)  # nothing consumes this broker any more: the sweeper of a live worker re-sends

@@ -16,7 +16,8 @@ from sqlmodel import Session, col, select
 from core.actions import registry
 from core.engine import locks
 from core.fsm import transition
-from db.enums import ActionClass, StepStatus
+from core.notify import outbox as notify_outbox
+from db.enums import ActionClass, NotifyEvent, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings
 from db.tables import DlqEntry, Execution, ExecutionStep, User
@@ -116,6 +117,14 @@ def finish_execution(
                 attempts=dlq.attempts,
                 last_error=dlq.last_error,
             )
+        )
+        notify_outbox.note(
+            session,
+            tenant_id=execution.tenant_id,
+            execution_ids=[execution.id],
+            event=NotifyEvent.DLQ,
+            status=status,
+            actor=actor,
         )
     session.flush()
 

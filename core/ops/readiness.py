@@ -30,6 +30,7 @@ from core.actions.context import OutputSink
 from core.errors import CoreError, InvalidInput
 from core.fsm import TERMINAL
 from core.identity.installation import claimed_identity_allowed
+from core.notify.health import notifications_check
 from core.policies import validate_policy
 from core.policy_limits import DEFAULT_POLICIES, PolicyValues
 from core.safety import runner, secret_backends, secret_store
@@ -154,6 +155,7 @@ def check(
     items.append(_unreachable("secrets") if not database.ok else _item("secrets", _secrets))
     items.append(_plain_item("step isolation", runner.runner_check))  # DESIGN §13: steps outside our trust
     items.append(_unreachable("identity") if not database.ok else _item("identity", _identity))
+    items.append(_unreachable("notifications") if not database.ok else _item("notifications", notifications_check))
     if database.ok:
         items += _rollout(limits)
     return items

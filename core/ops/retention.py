@@ -31,7 +31,8 @@ from core.ops.audit_chain import PRUNED_EVENT, pruned_runs
 from core.schemas import Principal, PruneReport
 from core.transactions import session_scope
 from db.clock import utcnow
-from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep, StepOutputChunk
+from db.enums import NotificationStatus
+from db.tables import DlqEntry, Execution, ExecutionEvent, ExecutionStep, Notification, StepOutputChunk
 
 BATCH_ROWS = 5000
 CANDIDATES_PER_QUERY = 100
@@ -43,6 +44,7 @@ _EVENTS = ExecutionEvent.__table__  # type: ignore[attr-defined]
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 _CHUNKS = StepOutputChunk.__table__  # type: ignore[attr-defined]
 _DLQ = DlqEntry.__table__  # type: ignore[attr-defined]
+_NOTIFICATIONS = Notification.__table__  # type: ignore[attr-defined]
 
 
 def prune(
@@ -183,6 +185,12 @@ def _prune_one(
     )
     # Each attempt's streamed output goes with the step output (counted with it: both are "the output").
     chunks: Any = session.execute(delete(_CHUNKS).where(_CHUNKS.c.execution_id == execution_id))
+    # Its settled notifications go too (their attempts were events, pruned above); a pending one is still sent.
+    session.execute(
+        delete(_NOTIFICATIONS).where(
+            _NOTIFICATIONS.c.execution_id == execution_id, _NOTIFICATIONS.c.status != NotificationStatus.PENDING.value
+        )
+    )
     return int(events.rowcount), int(outputs.rowcount) + int(chunks.rowcount)
 
 

@@ -25,10 +25,11 @@ from core.approval_levels import APPROVALS_REQUIRED
 from core.audit import record_event
 from core.engine.outbox import enqueue_many
 from core.fsm import initial_status
+from core.notify import outbox as notify_outbox
 from core.plan_hash import canonical_json
 from core.schemas import Principal
 from core.usecases.intake import Judged
-from db.enums import ExecutionMode, ExecutionStatus, StepStatus
+from db.enums import ExecutionMode, ExecutionStatus, NotifyEvent, StepStatus
 from db.tables import Execution, ExecutionStep, new_id
 
 _INSERT_EXECUTIONS = insert(Execution.__table__)  # type: ignore[attr-defined]
@@ -161,6 +162,14 @@ def write(session: Session, principal: Principal, executions: Sequence[NewExecut
             data={"plan_hash": row["plan_hash"], "run_mode": row["run_mode"], "approval_level": level}
             | ({"rerun_of": row["rerun_of"]} if row["rerun_of"] else {}),
         )
+    notify_outbox.note(  # approvers hear there is work (core/notify/outbox.py): rows now, sent after commit
+        session,
+        tenant_id=principal.tenant_id,
+        execution_ids=[e.id for e in executions if e.row["status"] == ExecutionStatus.PENDING_APPROVAL.value],
+        event=NotifyEvent.APPROVAL_WAITING,
+        status=ExecutionStatus.PENDING_APPROVAL.value,
+        actor=principal.username,
+    )
     level_0 = [e for e in executions if e.row["status"] == ExecutionStatus.APPROVED.value]
     enqueue_many(
         session,

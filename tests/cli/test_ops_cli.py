@@ -134,7 +134,7 @@ def test_check_is_1_and_names_each_no_go_item(db: str, cli: Cli) -> None:
     text = cli("check")
     assert text.exit_code == 1
     assert re.search(r"^NO-GO +workers +no worker is running", text.stdout, re.MULTILINE)
-    assert text.stdout.rstrip().endswith("NO-GO: 1 of 14 item(s) failed")
+    assert text.stdout.rstrip().endswith("NO-GO: 1 of 15 item(s) failed")
 
 
 def test_check_is_0_when_everything_is_go(db: str, cli: Cli) -> None:
@@ -152,7 +152,7 @@ def test_check_says_no_go_while_claimed_names_are_accepted(sqlite_db: str, cli: 
     result = cli("check")
     assert result.exit_code == 1
     assert re.search(r"^NO-GO +identity +claimed names", result.stdout, re.MULTILINE)
-    assert result.stdout.rstrip().endswith("NO-GO: 1 of 14 item(s) failed")
+    assert result.stdout.rstrip().endswith("NO-GO: 1 of 15 item(s) failed")
 
 
 # audit admin --------------------------------------------------------------------------------------

@@ -24,7 +24,7 @@ from tests.factories import raw_execution
 
 ITEMS = [
     *("database", "schema", "policies", "broker", "workers", "clock", "locks", "dlq", "masking", "secrets"),
-    *("step isolation", "identity"),
+    *("step isolation", "identity", "notifications"),
 ]
 
 

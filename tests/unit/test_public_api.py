@@ -45,6 +45,9 @@ EXPORTED = {
     "start_console_session", "resolve_execution_id", "MIN_ID_PREFIX",
     # issue 16: live output, each attempt's output kept apart
     "AttemptOutputView", "OutputChunkView", "list_attempt_outputs", "list_output_chunks",
+    # issue 16 item 3: notification channels (webhooks, email), a user's opt-in, the signing secret, a test send
+    "ChannelView", "NotificationTestResult", "add_webhook", "add_email", "subscribe_email", "list_channels",
+    "remove_channel", "rotate_signing_secret", "test_channel",
 }  # fmt: skip
 
 

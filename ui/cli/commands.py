@@ -22,6 +22,7 @@ from ui.cli.dlq import dlq_app
 from ui.cli.errors import DEBUG_KEY, GuardedGroup
 from ui.cli.inputs import InputOpt, InputsFileOpt, gather_inputs
 from ui.cli.locks import locks_command
+from ui.cli.notify import notify_app
 from ui.cli.ops import check_command, prune_command
 from ui.cli.options import (
     AsUser,
@@ -61,6 +62,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(commands_app, name="commands")
 app.add_typer(runbooks_app, name="runbooks")
+app.add_typer(notify_app, name="notify")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)

@@ -1,5 +1,6 @@
 """Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, what
-runs without approval (read-only commands, published runbooks), and the trail of every change made here."""
+runs without approval (read-only commands, published runbooks), notification channels, and the trail of every
+change made here."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ from ui import runtime, state
 from ui.components import admin_forms as forms
 from ui.components.feedback import attempt, show_notices
 from ui.components.identity import signed_in
+from ui.components.notify_form import notification_channels
 from ui.components.plain import md_text
 from ui.components.tables import views_table
 
 who = signed_in()
 st.title(f"Admin · {md_text(who.tenant)}")
 show_notices()
-readiness, policies, tenant, members, assets, secrets, risk, trail = st.tabs(
-    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Risk", "Audit log"]
+readiness, policies, tenant, members, assets, secrets, risk, notify, trail = st.tabs(
+    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Risk", "Notifications", "Audit log"]
 )
 with readiness:
     st.caption("The checks of `opsconductor check`: turn a tenant live only on GO (README: Dark launch).")
@@ -54,6 +56,12 @@ with risk:
     columns = ["name", "approval_level", "action_class", "published", "version", "owner", "updated_by", "published_by"]
     views_table(runbooks, columns, empty="No runbooks.")
     forms.runbook_publisher(who, runbooks)
+with notify:
+    st.caption(
+        "Webhooks and email for approvals waiting, DLQ entries and ends (docs/operations.md: Notifications). "
+        "Only ids, names, status, who and a link are sent; never a secret or step output."
+    )
+    notification_channels(who)
 with trail:
     st.caption("Every change to this tenant's setup, newest first (secrets by name and version only).")
     views_table(
