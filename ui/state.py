@@ -37,6 +37,7 @@ FILTER_ASSET: Final = "opsc.executions.asset"
 FILTER_DATES: Final = "opsc.executions.dates"
 RERUN_BUTTON: Final = "opsc.executions.rerun"  # suffixed with the execution id
 EDIT_RERUN_BUTTON: Final = "opsc.executions.edit_rerun"  # suffixed with the execution id
+REFUSED_TOKEN: Final = "opsc.session.refused"  # a cookie's token core refused (ui/components/session.py)
 RERUN_OF: Final = "opsc.submit.rerun_of"  # the execution the Submit page's plan was loaded from (Edit and rerun)
 DLQ_EDIT_PLAN: Final = "opsc.dlq.edit_plan"  # suffixed with the execution id
 DLQ_EDIT_SUBMIT: Final = "opsc.dlq.edit_submit"  # suffixed with the execution id
@@ -117,6 +118,18 @@ def set_handoff(code: str) -> None:
 def take_handoff() -> str | None:
     """The pending one-time code, removed (the browser is sent there once)."""
     value = st.session_state.pop(HANDOFF, None)
+    return value if isinstance(value, str) else None
+
+
+def refuse_token(token: str) -> None:
+    """Core refused the session the browser's cookie names: this tab keeps being shown that cookie (a
+    Streamlit session sees the cookies it was opened with), so it stops presenting it."""
+    st.session_state[REFUSED_TOKEN] = token
+
+
+def refused_token() -> str | None:
+    """The cookie's token core refused in this tab, if any."""
+    value = st.session_state.get(REFUSED_TOKEN)
     return value if isinstance(value, str) else None
 
 

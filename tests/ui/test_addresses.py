@@ -304,3 +304,21 @@ def test_a_tab_watching_an_execution_is_signed_out_when_its_session_ends_elsewhe
     core.end_console_session(browser.cookie or "")  # signed out elsewhere
     watching.run()
     refused(watching, "signed out")
+
+
+def test_a_refused_cookie_is_dropped_and_not_presented_again_so_a_sign_in_starts_afresh(browser: Browser) -> None:
+    """A cookie naming an ended session (its drop cut short by a navigation, say): the first run says why and
+    sends the browser to drop it; the tab does not refuse it again on every run; a sign-in then works."""
+    signed_in_as(browser, "alice")
+    stale = browser.cookie
+    core.end_console_session(stale or "")
+    tab = browser.open(DASHBOARD)  # a reload: the browser still presents the ended session's cookie
+    refused(tab, "signed out")
+    assert browser.fetch(tab) == 204 and browser.cookie is None  # the page had the browser drop it
+    browser.cookie = stale  # as if the drop never arrived: this tab still sees it
+    tab.run()
+    assert titles(tab) == ["Sign in"] and not any("no longer valid" in shown(s.value) for s in tab.success)
+    tab.button(key=f"{state.DEMO_BUTTON}.demo.bob").click().run()
+    assert not tab.exception
+    assert browser.fetch(tab) == 204 and browser.cookie not in (None, stale)  # a new session's cookie
+    assert core.console_session_principal(browser.cookie or "").username == "bob"

@@ -28,7 +28,8 @@ def current_principal(*, activity: bool = True) -> Principal | None:
     who = state.principal()
     token = state.session_token()
     if token is None and not state.leaving():
-        token = session_cookie.presented_token()
+        presented = session_cookie.presented_token()
+        token = presented if presented != state.refused_token() else None  # refused once is enough
     if token is None:
         return _tokenless(who)
     try:
@@ -38,6 +39,10 @@ def current_principal(*, activity: bool = True) -> Principal | None:
         reason = str(exc)
         notice = IDLE_NOTICE if "inactivity" in reason else f"Your sign-in is no longer valid: {reason}."
         state.add_notice(notice)
+        # The cookie names an ended session: the browser drops it (this run), and this tab, which keeps being
+        # shown the cookie it was opened with, stops presenting it, so a sign-in here starts afresh.
+        state.refuse_token(token)
+        state.mark_leaving()
         return None
     state.sign_in(fresh, token)
     return fresh
