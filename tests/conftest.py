@@ -26,6 +26,7 @@ from db import migrate
 from db.engine import dispose_engines, get_engine, session_scope
 from db.settings import get_settings
 from tests.engine_support import Drivers
+from tests.maskers import close_tracked
 
 PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -238,3 +239,10 @@ def driving() -> Iterator[Drivers]:
     drivers = Drivers()
     yield drivers
     drivers.join()
+
+
+@pytest.fixture(autouse=True)
+def _close_tracked_maskers() -> Iterator[None]:
+    """What tests/maskers.py made during the test leaves the process's live values with it."""
+    yield
+    close_tracked()

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
 from typing import Any, ClassVar
 
 import pytest
@@ -19,30 +18,18 @@ from core.actions.context import OutputSink, StepContext
 from core.actions.registry import ActionType
 from core.actions.shell import Shell
 from core.actions.ssh import Ssh
-from core.safety.masking import Masker
 from core.schemas import AssetView
 from db.settings import get_settings
+from tests.maskers import tracked_masker
 
 # Quotes of both kinds, a backslash and a space: every quoting scheme has to escape something here.
 SECRET = "Zq9'Xk \"Wm\\Tp"
 FRAGMENTS = ("Zq9", "Xk", "Wm", "Tp")
 BALANCED = "Rv7'Jh'Lu"  # shlex.split turns it into Rv7JhLu: a string command must be masked before the split
 
-_MASKERS: list[Masker] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_maskers() -> Iterator[None]:
-    yield
-    while _MASKERS:
-        _MASKERS.pop().close()
-
 
 def context(params: dict[str, Any], *, connection: str = "local", host: str | None = None) -> StepContext:
-    masker = Masker()
-    _MASKERS.append(masker)
-    for value in (SECRET, BALANCED):
-        masker.register(value)
+    masker = tracked_masker(SECRET, BALANCED)
     asset = AssetView(
         id="a1",
         name="box",

@@ -10,31 +10,17 @@ from __future__ import annotations
 import base64
 import secrets
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
 from core.actions.context import MAX_OUTPUT_BYTES, OutputSink
-from core.safety.masking import Masker
+from tests.maskers import tracked_masker
 
 SECRET = "Sx" + secrets.token_hex(12)
-_MASKERS: list[Masker] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_maskers() -> Iterator[None]:
-    """Registered values are live process-wide (the log filter's) until their masker closes: close them."""
-    yield
-    while _MASKERS:
-        _MASKERS.pop().close()
 
 
 def _sink(*values: str) -> OutputSink:
-    masker = Masker()
-    _MASKERS.append(masker)
-    for value in values:
-        masker.register(value)
-    return OutputSink(masker)
+    return OutputSink(tracked_masker(*values))
 
 
 def _views_while_writing(sink: OutputSink, pieces: list[str]) -> list[str]:

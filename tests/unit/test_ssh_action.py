@@ -11,7 +11,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,23 +22,12 @@ from core.actions.registry import get_action
 from core.actions.ssh import Ssh, SshParams, remote_command, sent_command
 from core.errors import InvalidInput
 from core.plans import parse_plan
-from core.safety.masking import Masker
 from core.schemas import AssetView
 from db.enums import ActionClass, Connection
 from tests.engine_support import alive
+from tests.maskers import tracked_masker
 
 PASSWORD = "hunter2-but-longer"
-
-
-_MASKERS: list[Masker] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_maskers() -> Iterator[None]:
-    """Each context's masker leaves the process's live values when the test ends, as a step's would."""
-    yield
-    while _MASKERS:
-        _MASKERS.pop().close()
 
 
 def context(
@@ -50,10 +38,7 @@ def context(
     port: int = 2222,
     skip_host_key: bool = False,
 ) -> StepContext:
-    masker = Masker()
-    _MASKERS.append(masker)
-    if credential:
-        masker.register(credential)
+    masker = tracked_masker(*([credential] if credential else []))
     asset = AssetView(
         id="a1",
         name="web-01",
