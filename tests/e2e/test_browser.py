@@ -298,7 +298,7 @@ def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, 
     page.get_by_text(re.compile(r"disk-usage · completed")).wait_for()  # reload: the same execution, signed in
 
     # Rerun makes a new execution, linked to this one, and opens it.
-    page.get_by_role("button", name="Rerun").click()
+    page.get_by_role("button", name="Rerun", exact=True).click()
     rerun = page.get_by_text(re.compile(rf"Rerun of {execution_id[:8]} submitted as a new execution, ([0-9a-f]{{8}})"))
     rerun.wait_for()
     new_short = re.search(r"new execution, ([0-9a-f]{8})", rerun.inner_text()).group(1)  # type: ignore[union-attr]
