@@ -98,7 +98,7 @@ def shots(tmp_path: Path) -> Path:
 
 def submit_runbook(page: Any, runbook: str, plan_name: str, screenshot: Path | None = None) -> str:
     """As alice: pick ``runbook`` from the library, submit it, sign out; returns the execution id."""
-    page.get_by_role("button", name="alice · operator").click()
+    sign_in_as(page, "alice · operator")
     page.get_by_role("link", name="Submit").click()
     page.get_by_role("combobox", name=re.compile("Runbook library")).click()
     page.get_by_role("option", name=re.compile(f"^{runbook}")).click()
@@ -132,7 +132,7 @@ def approve_as_bob(
     Returns the clicks it took after Approvals opened. ``command``: text of the plan that must be on the
     approval screen, in view, beside the Approve button, before it is clicked.
     """
-    page.get_by_role("button", name="bob · approver").click()
+    sign_in_as(page, "bob · approver")
     page.get_by_role("link", name=re.compile(r"^Approvals \(\d+\)")).click()
     clicks = Clicks()
     review = page.get_by_role("combobox", name=re.compile("Review"))
@@ -176,7 +176,7 @@ def test_a_failing_runbook_lands_in_the_dlq_and_is_requeued(page: Any, shots: Pa
     approve_as_bob(page, execution_id, "failing-check")
     page.get_by_role("button", name="Sign out").click()
     # alice finds it in the dead-letter queue once the embedded worker has failed it, and requeues it.
-    page.get_by_role("button", name="alice · operator").click()
+    sign_in_as(page, "alice · operator")
     page.get_by_role("link", name="Dead-letter queue").click()
     deadline = time.monotonic() + 30
     while not page.get_by_role("combobox", name=re.compile("Entries")).count():
@@ -200,7 +200,7 @@ def test_a_runbook_with_inputs_is_filled_in_the_form_and_runs_with_the_values(pa
     reason."""
     marker = Path("/tmp/opsconductor-demo/logs/cron.restarted")
     marker.unlink(missing_ok=True)
-    page.get_by_role("button", name="alice · operator").click()
+    sign_in_as(page, "alice · operator")
     page.get_by_role("link", name="Submit").click()
     page.get_by_role("combobox", name=re.compile("Runbook library")).click()
     page.get_by_role("option", name=re.compile("^Restart a service")).click()
@@ -375,11 +375,15 @@ def test_a_step_printing_a_line_every_second_shows_its_lines_live(
     start = last_line()
     assert start <= LIVE_LINES - 5, f"the page showed the output only when line {start} was printed"
     seen_at = {start: time.monotonic()}
+    shown: list[int] = []  # the last line on the page each time the next one appeared
     for i in range(start + 1, start + 4):  # each next line while the step still runs, about a second apart
         page.get_by_text(re.compile(rf"live line {i}\b")).first.wait_for()
         seen_at[i] = time.monotonic()
         assert running.count() == 1, f"line {i} was not shown while the step ran"
-        assert last_line() == i, "lines came in a batch, not one by one"
+        shown.append(last_line())
+    # One by one, not in a batch at the end: on a loaded machine this test's own look can come late enough
+    # to find the line after too (a poll every 0.25 s, a print every 1 s), but not every time.
+    assert len(set(shown)) >= 2, f"lines came in a batch, not one by one: {shown}"
     assert seen_at[start + 3] - seen_at[start] >= 1.5  # three prints 1 s apart, give or take a poll each end
     block.scroll_into_view_if_needed()  # the page scrolls inside Streamlit's own container: show the output
     page.screenshot(path=str(shots / "6-live-output.png"))
