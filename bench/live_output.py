@@ -21,14 +21,13 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.scratch_db import chosen, scratch_database  # noqa: E402  (after the path: runnable as a script)
 from bench.throughput import percentile  # noqa: E402
 from ui.components.step_output import LIVE_S  # noqa: E402
 
@@ -127,12 +126,9 @@ def main() -> None:
     parser.add_argument("--database", choices=["postgresql", "sqlite", "both"], default="both")
     args = parser.parse_args()
     figures: dict[str, dict[str, float]] = {}
-    if args.database in {"sqlite", "both"}:
-        with tempfile.TemporaryDirectory() as tmp:
-            figures["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.lines, args.runs)
-    if args.database in {"postgresql", "both"}:
-        with scratch_postgres() as url:
-            figures["postgresql"] = run(url.render_as_string(hide_password=False), args.lines, args.runs)
+    for name in chosen(args.database):
+        with scratch_database(name) as url:
+            figures[name] = run(url, args.lines, args.runs)
     for name, f in figures.items():
         print(
             f"{name:>10}: {f['lines']:.0f} lines, {f['chunks_per_step_s']:.2f} chunk rows per second printed; "

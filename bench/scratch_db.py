@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,3 +28,23 @@ def scratch_postgres(prefix: str = "opsc_bench") -> Iterator[URL]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+DATABASES = ("sqlite", "postgresql")
+
+
+def chosen(choice: str) -> list[str]:
+    """The databases a ``--database sqlite|postgresql|both`` option names, SQLite first."""
+    return [name for name in DATABASES if choice in {name, "both"}]
+
+
+@contextmanager
+def scratch_database(kind: str) -> Iterator[str]:
+    """A database of a run's own, by kind: a SQLite file in a temporary directory, or ``scratch_postgres``'s;
+    yields its URL (with its password, for the run's own processes)."""
+    if kind == "sqlite":
+        with tempfile.TemporaryDirectory() as tmp:
+            yield f"sqlite:///{tmp}/bench.db"
+    else:
+        with scratch_postgres() as url:
+            yield url.render_as_string(hide_password=False)

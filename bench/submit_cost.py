@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.scratch_db import scratch_postgres  # noqa: E402  (after the path: runnable as a script)
+from bench.scratch_db import chosen, scratch_database  # noqa: E402  (after the path: runnable as a script)
 from bench.statements import StatementCounter, measure  # noqa: E402
 
 STEPS = 3
@@ -116,12 +115,9 @@ def main() -> None:
     args = parser.parse_args()
     counter = StatementCounter()
     figures: dict[str, dict[str, float]] = {}
-    if args.database in {"sqlite", "both"}:
-        with tempfile.TemporaryDirectory() as tmp:
-            figures["sqlite"] = run(f"sqlite:///{tmp}/bench.db", args.plans, args.batch, counter)
-    if args.database in {"postgresql", "both"}:
-        with scratch_postgres() as url:
-            figures["postgresql"] = run(url.render_as_string(hide_password=False), args.plans, args.batch, counter)
+    for name in chosen(args.database):
+        with scratch_database(name) as url:
+            figures[name] = run(url, args.plans, args.batch, counter)
     for name, f in figures.items():
         for mode in ("single", "batch"):
             floor = f"(floor {f[f'floor_{mode}_cpu_ms']:.2f} ms, {f[f'floor_{mode}_statements']:.2f} statements)"

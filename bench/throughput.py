@@ -25,7 +25,6 @@ it creates and drops its own databases and uses its own Redis namespaces.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import itertools
 import json
 import os
@@ -43,7 +42,7 @@ import psycopg2
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from bench.cpu_timeline import CostTimeline, Reading  # noqa: E402  (after the path: runnable as a script)
-from bench.scratch_db import scratch_postgres  # noqa: E402
+from bench.scratch_db import scratch_database, scratch_postgres  # noqa: E402
 from bench.scratch_redis import scratch_namespace  # noqa: E402
 
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -416,11 +415,7 @@ def in_process_modes(plans: int, threads: int) -> list[dict[str, Any]]:
     found = []
     for mode, database in (("embedded", "sqlite"), ("immediate", "sqlite"), ("immediate", "postgresql")):
         print(f"{mode} mode on {database}, {plans} plans x 3 noop steps ...", flush=True)
-        with contextlib.ExitStack() as stack:
-            if database == "sqlite":
-                url = f"sqlite:///{stack.enter_context(tempfile.TemporaryDirectory())}/bench.db"
-            else:
-                url = stack.enter_context(scratch_postgres()).render_as_string(hide_password=False)
+        with scratch_database(database) as url:
             argv = [sys.executable, script, mode, url, "--plans", str(plans), "--threads", str(threads)]
             found.append(child_figures(argv))
         print(
