@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Update, bindparam
+from sqlalchemy import Update, bindparam, case, null
 from sqlalchemy import select as sa_select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
@@ -165,10 +165,19 @@ def claim_step(execution_id: str, worker_id: str) -> StepPlan | None:
     return None
 
 
-def claim_step_in(session: Session, execution_id: str, worker_id: str, held: StepPlan | None) -> StepPlan | None:
+def claim_step_in(
+    session: Session,
+    execution_id: str,
+    worker_id: str,
+    held: StepPlan | None,
+    finished: dict[str, Any] | None = None,
+) -> StepPlan | None:
     """Claim the queue row's step: take its free lease, or (``held``: chaining) keep the one we hold.
 
     The hot path: one read, one compare-and-set, one step update, one event. Policies come from a cache.
+    ``finished`` (chaining only): the held step's completed columns, written by the same UPDATE that marks the
+    next step running when the claim goes through (one statement for the two rows); when it returns None the
+    caller writes them itself.
     """
     row = _load(session, execution_id)
     if row is None or (held is None and not _free(row.item)):
@@ -201,9 +210,13 @@ def claim_step_in(session: Session, execution_id: str, worker_id: str, held: Ste
         tokens = held.lock_tokens if held is not None else locks.held(session, execution_id)
         start = _Start(now=utcnow(), lock_tokens=tokens, deadline_at=row.execution.deadline_at)
     plan = _plan(session, row, spec, policy, token=token, worker_id=worker_id, start=start)
-    update_step(
-        session, plan, status=StepStatus.RUNNING.value, attempts=plan.attempts, started_at=start.now, finished_at=None
-    )
+    if held is not None and finished is not None and held.step_index + 1 == plan.step_index:
+        _complete_and_start(session, held, finished, attempts=plan.attempts, started_at=start.now)
+    else:
+        if finished is not None and held is not None:
+            update_step(session, held, status=StepStatus.COMPLETED.value, **finished)
+        running = {"attempts": plan.attempts, "started_at": start.now, "finished_at": None}
+        update_step(session, plan, status=StepStatus.RUNNING.value, **running)
     tries = plan.max_attempts if plan.retryable else 1
     step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
     if spec.problem is not None:
@@ -463,6 +476,55 @@ def _step_update(columns: tuple[str, ...]) -> Update:
         .values({name: bindparam(f"new_{name}") for name in columns})
     )
     return statement
+
+
+def _complete_and_start(
+    session: Session, held: StepPlan, finished: dict[str, Any], *, attempts: int, started_at: datetime
+) -> None:
+    """A chain's two step writes in one UPDATE: ``held``'s step completed (``finished``: output, error,
+    finished_at), the next one running (its attempt counted, started now)."""
+    session.execute(
+        _CHAIN_UPDATE,
+        {
+            "row_execution_id": held.execution_id,
+            "done_index": held.step_index,
+            "next_index": held.step_index + 1,
+            "done_status": StepStatus.COMPLETED.value,
+            "run_status": StepStatus.RUNNING.value,
+            "done_output": finished["output"],
+            "done_error": finished["error"],
+            "done_finished_at": finished["finished_at"],
+            "run_attempts": attempts,
+            "run_started_at": started_at,
+        },
+    )
+
+
+def _chain_update() -> Update:
+    done = _STEPS.c.step_index == bindparam("done_index")
+
+    def pick(done_value: Any, run_value: Any) -> Any:
+        return case((done, done_value), else_=run_value)
+
+    statement: Update = (
+        _STEPS.update()
+        .where(
+            _STEPS.c.execution_id == bindparam("row_execution_id"),
+            _STEPS.c.step_index.in_([bindparam("done_index"), bindparam("next_index")]),
+        )
+        .values(
+            status=pick(bindparam("done_status"), bindparam("run_status")),
+            output=pick(bindparam("done_output"), _STEPS.c.output),
+            error=pick(bindparam("done_error"), _STEPS.c.error),
+            finished_at=pick(bindparam("done_finished_at"), null()),
+            attempts=pick(_STEPS.c.attempts, bindparam("run_attempts")),
+            started_at=pick(_STEPS.c.started_at, bindparam("run_started_at")),
+        )
+    )
+    return statement
+
+
+_CHAIN_UPDATE = _chain_update()
 
 
 def step_event(session: Session, plan: StepPlan, kind: str, message: str, data: dict[str, Any] | None = None) -> None:

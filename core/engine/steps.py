@@ -202,8 +202,9 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             retried = not ran.result.ok and not stopped and _will_retry(plan)
             live.finish(session, ran.output, keep=retried)
         if ran.result.ok:
-            claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan, chain=chain)
+            if not chain:  # a chain writes it with the next step's start (``_completed``)
+                claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
+            return _completed(session, plan, chain=chain, done=done)
         execution = session.get(Execution, plan.execution_id)
         assert execution is not None
         if ran.reason is StopReason.CANCEL:
@@ -234,14 +235,15 @@ def _chains(plan: StepPlan) -> bool:
     return get_settings().chain_steps and not plan.gated and not shutting_down()
 
 
-def _completed(session: Session, plan: StepPlan, *, chain: bool) -> Persisted:
+def _completed(session: Session, plan: StepPlan, *, chain: bool, done: dict[str, Any]) -> Persisted:
     """A step succeeded: the next step (chained into at once: ``settle_lease`` already moved the queue row to
-    it) or the end of the execution."""
+    it) or the end of the execution. Chaining, the step's row is written here (``done``), with the next's."""
     outcome = _advance(session, plan, moved=chain)
     if outcome is Outcome.ADVANCED and chain:
-        chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan)
+        chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan, finished=done)
         if chained is not None:
             return Persisted(outcome, chained)
+        claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
         outbox.hand_back(session, plan.execution_id, token=plan.token)
     return Persisted(outcome)
 
