@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import bindparam, event, insert, select, update
+from sqlalchemy import TextClause, bindparam, event, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session as OrmSession
@@ -144,10 +144,16 @@ def write(session: OrmSession, pending: list[_Pending]) -> None:
             {**p.content, "tenant_id": p.tenant_id, "chain_seq": seq, "prev_hash": prev, "hash": digest}
         )
         heads[p.tenant_id] = (seq, digest)
-    for source, values in rows.items():
-        if values:  # one statement for all of the transaction's events of a table, in chain order
-            session.execute(_INSERTS[source], values)
     now = utcnow()
+    filled = [source for source, values in rows.items() if values]
+    if len(tenants) == 1 and len(filled) == 1 and session.get_bind().dialect.name == "postgresql":
+        # The usual transaction (one tenant, one table): its events and the head's move in one statement.
+        head_seq, head_hash = heads[tenants[0]]
+        moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
+        session.execute(_PG_LINK[filled[0]], {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
+        return
+    for source in filled:  # one statement for all of the transaction's events of a table, in chain order
+        session.execute(_INSERTS[source], rows[source])
     for tenant_id in tenants:
         head_seq, head_hash = heads[tenant_id]
         session.execute(_MOVE_HEAD, {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now})
@@ -160,6 +166,31 @@ _MOVE_HEAD = (
     .where(HEADS.c.tenant_id == bindparam("head_tenant"))
     .values(seq=bindparam("new_seq"), hash=bindparam("new_hash"), updated_at=bindparam("now"))
 )
+
+
+def _pg_link(source: str) -> TextClause:
+    """PostgreSQL: insert a JSON array of linked rows (in their order) and move the tenant's head, one statement."""
+    table = TABLES[source]
+    columns = ", ".join((*CONTENT[source], "tenant_id", "chain_seq", "prev_hash", "hash"))
+    # Table and column names from this module's constants, never from input.
+    sql = (
+        f"WITH linked AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "  # noqa: S608
+        f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) WITH ORDINALITY AS r "
+        "ORDER BY r.ordinality) "
+        "UPDATE audit_heads SET seq = :new_seq, hash = :new_hash, updated_at = :now WHERE tenant_id = :head_tenant"
+    )
+    return text(sql)
+
+
+_PG_LINK = {source: _pg_link(source) for source in TABLES}
+
+
+def _iso(value: object) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"cannot encode {type(value).__name__} in an audit row")
+
+
 _LOCK_HEADS = (
     select(HEADS.c.tenant_id, HEADS.c.seq, HEADS.c.hash)
     .where(HEADS.c.tenant_id.in_(bindparam("tenants", expanding=True)))
