@@ -8,10 +8,13 @@ is the same for a batch of executions leaving one status (one UPDATE). A move to
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import Update, bindparam, update
+from sqlalchemy.orm.attributes import set_committed_value
+from sqlalchemy.orm.util import identity_key
 from sqlmodel import Session, select
 
 from core.audit import record_event
@@ -83,20 +86,12 @@ def transition(
     if not is_legal(current, to):
         raise InvalidTransition(execution_id, current, to)
     changes = _changes(to, values)
-    statement = (
-        update(Execution)
-        .where(Execution.id == execution_id)  # type: ignore[arg-type]
-        .where(Execution.tenant_id == tenant_id)  # type: ignore[arg-type]
-        .where(Execution.status == current.value)  # type: ignore[arg-type]
-        .values(**changes)
-        .execution_options(synchronize_session="fetch")
-    )
     ending = to in TERMINAL
-    if ending:
-        # Whether the tenant has any notification channel rides on the UPDATE (RETURNING): a tenant without
-        # one (most) pays no extra round trip for the ``finished`` notifications below.
-        statement = statement.returning(notify_outbox.tenant_has_channels(Execution.tenant_id))
-    result = session.execute(statement)
+    result = session.execute(
+        _move(tuple(sorted(changes)), ending=ending),
+        {"m_id": execution_id, "m_tenant_id": tenant_id, "m_from": current.value}
+        | {f"m_new_{name}": value for name, value in changes.items()},
+    )
     if ending:
         row = result.first()
         moved, has_channels = row is not None, bool(row and row[0])
@@ -104,6 +99,7 @@ def transition(
         moved, has_channels = result.rowcount == 1, False  # type: ignore[attr-defined]
     if not moved:
         raise InvalidTransition(execution_id, _status(session, execution_id, tenant_id), to)
+    _refresh_held(session, execution_id, changes)
     _status_event(session, execution_id, tenant_id, current, to, actor=actor, message=message, data=data)
     if has_channels:  # the requester who opted in hears of the end (core/notify/outbox.py): a row, no network
         notify_outbox.note(
@@ -167,6 +163,36 @@ _MOVE_MANY = update(_EXECUTIONS).where(
 _STATUSES = select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(
     _EXECUTIONS.c.id.in_(bindparam("b_ids", expanding=True)), _EXECUTIONS.c.tenant_id == bindparam("b_tenant_id")
 )
+
+
+@functools.cache
+def _move(columns: tuple[str, ...], *, ending: bool) -> Update:
+    """The compare-and-set UPDATE for a set of columns, built once (a step's start and end each send one).
+
+    Ending, whether the tenant has any notification channel rides on it (RETURNING): a tenant without one
+    (most) pays no extra round trip for the ``finished`` notifications.
+    """
+    statement: Update = (
+        update(_EXECUTIONS)
+        .where(
+            _EXECUTIONS.c.id == bindparam("m_id"),
+            _EXECUTIONS.c.tenant_id == bindparam("m_tenant_id"),
+            _EXECUTIONS.c.status == bindparam("m_from"),
+        )
+        .values({name: bindparam(f"m_new_{name}") for name in columns})
+    )
+    if ending:
+        statement = statement.returning(notify_outbox.tenant_has_channels(_EXECUTIONS.c.tenant_id))
+    return statement
+
+
+def _refresh_held(session: Session, execution_id: str, changes: dict[str, Any]) -> None:
+    """The statement went to the table: an ``Execution`` the session holds takes the new values, as the ORM's
+    own UPDATE would have given it (a caller may read ``execution.status`` after the move)."""
+    held = session.identity_map.get(identity_key(Execution, execution_id))
+    if held is not None:
+        for name, value in changes.items():
+            set_committed_value(held, name, value)
 
 
 def _status_event(
