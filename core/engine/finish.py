@@ -7,6 +7,7 @@ failed in a worker and a step whose worker died are judged by the same rule.
 from __future__ import annotations
 
 import random
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,13 +81,15 @@ def finish_execution(
     message: str,
     error: str | None = None,
     dlq: DlqNote | None = None,
+    held_locks: Collection[str] | None = None,
 ) -> None:
     """End an execution: its queue row, its locks, its status, its unfinished steps, and a DLQ entry when given.
 
     The locks go first: asset rows before queue rows before the execution row, the one lock order of
     core/engine/locks.py (the hand-off to the next execution waiting for each asset is sent after commit).
+    ``held_locks``: a running execution's lease holder passes the locks it checked (``locks.release``).
     """
-    locks.release(session, execution.id)
+    locks.release(session, execution.id, held_by_running=held_locks)
     values: dict[str, Any] = {"error": error} if error else {}
     transition(
         session,

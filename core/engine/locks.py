@@ -30,6 +30,7 @@ SQLite serialises writers, so there the order is moot and ``lock_assets`` render
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -132,18 +133,25 @@ def extend(session: Session, execution_id: str, expires_at: datetime) -> None:
     )
 
 
-def release(session: Session, execution_id: str) -> list[str]:
+def release(session: Session, execution_id: str, *, held_by_running: Collection[str] | None = None) -> list[str]:
     """An execution ends: drop its queue row and its locks, and wake the oldest waiter of each asset it held
     (after commit) or of the one it waited for, if nobody holds that. Returns the assets whose lock it held.
 
     In the one order: the asset rows first (held and waited for, sorted), then the queue rows (its own, the
     waiters'), then the lock rows. A waiter that ends (cancelled, timed out in line) may have been handed the
     lock or woken a moment before: waking the next in line then keeps the hand-off from being lost with it.
+
+    ``held_by_running``: the caller is the lease holder of a started execution and has just read its locks
+    (the persist's fencing check): those are its assets, and a started execution waits in no line, so the
+    two reads that would find them are skipped.
     """
-    mine = list(session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.execution_id == execution_id)).scalars())
-    waited = session.execute(
-        select(_QUEUE.c.waiting_for_asset_id).where(_QUEUE.c.execution_id == execution_id)
-    ).scalar()
+    if held_by_running is not None:
+        mine, waited = list(held_by_running), None
+    else:
+        mine = list(session.execute(select(_LOCKS.c.asset_id).where(_LOCKS.c.execution_id == execution_id)).scalars())
+        waited = session.execute(
+            select(_QUEUE.c.waiting_for_asset_id).where(_QUEUE.c.execution_id == execution_id)
+        ).scalar()
     lock_assets(session, mine + ([waited] if waited else []))
     outbox.remove(session, execution_id)
     _hand_off(session, mine)

@@ -204,23 +204,45 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
         if ran.result.ok:
             if not chain:  # a chain writes it with the next step's start (``_completed``)
                 claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan, chain=chain, done=done)
+            return _completed(session, plan, held, chain=chain, done=done)
         execution = session.get(Execution, plan.execution_id)
         assert execution is not None
         if ran.reason is StopReason.CANCEL:
             why = cancelled_by(session, execution)
             claim.update_step(session, plan, status=StepStatus.CANCELLED.value, **(done | {"error": why}))
-            finish_execution(session, execution, S.CANCELLED, actor=plan.worker_id, message="cancelled", error=why)
+            finish_execution(
+                session,
+                execution,
+                S.CANCELLED,
+                actor=plan.worker_id,
+                message="cancelled",
+                error=why,
+                held_locks=_held(plan, held),
+            )
             return Persisted(Outcome.FINISHED)
         if ran.reason is StopReason.EXECUTION_TIMEOUT:
             claim.update_step(session, plan, status=StepStatus.TIMEOUT.value, **done)
             why = f"{execution_timeout(execution)} during step {plan.step_index} ({plan.step_name})"
             note = DlqNote("execution_timeout", plan.step_index, plan.attempts, why)
             finish_execution(
-                session, execution, S.TIMEOUT, actor=plan.worker_id, message="execution timeout", error=why, dlq=note
+                session,
+                execution,
+                S.TIMEOUT,
+                actor=plan.worker_id,
+                message="execution timeout",
+                error=why,
+                dlq=note,
+                held_locks=_held(plan, held),
             )
             return Persisted(Outcome.FINISHED)
-        return _failed(session, plan, execution, ran.result, error, now, done)
+        return _failed(session, plan, held, execution, ran.result, error, now, done)
+
+
+def _held(plan: StepPlan, held: dict[str, int]) -> list[str] | None:
+    """The locks a finishing lease holder passes on to ``finish_execution``: those ``settle_lease`` read in this
+    transaction, unless the step was refused as untrusted: its execution may not have started (it took no
+    lock, but may have waited in an asset's line), so ``release`` reads for itself."""
+    return None if plan.refusal is not None and plan.refusal_code == claim.PLAN_MISMATCH else list(held)
 
 
 def _will_retry(plan: StepPlan) -> bool:
@@ -235,10 +257,12 @@ def _chains(plan: StepPlan) -> bool:
     return get_settings().chain_steps and not plan.gated and not shutting_down()
 
 
-def _completed(session: Session, plan: StepPlan, *, chain: bool, done: dict[str, Any]) -> Persisted:
+def _completed(
+    session: Session, plan: StepPlan, held: dict[str, int], *, chain: bool, done: dict[str, Any]
+) -> Persisted:
     """A step succeeded: the next step (chained into at once: ``settle_lease`` already moved the queue row to
     it) or the end of the execution. Chaining, the step's row is written here (``done``), with the next's."""
-    outcome = _advance(session, plan, moved=chain)
+    outcome = _advance(session, plan, held, moved=chain)
     if outcome is Outcome.ADVANCED and chain:
         chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan, finished=done)
         if chained is not None:
@@ -251,6 +275,7 @@ def _completed(session: Session, plan: StepPlan, *, chain: bool, done: dict[str,
 def _failed(
     session: Session,
     plan: StepPlan,
+    held: dict[str, int],
     execution: Execution,
     result: ActionResult,
     error: str | None,
@@ -269,7 +294,7 @@ def _failed(
     claim.update_step(session, plan, status=status, **done)
     claim.step_event(session, plan, "step_failed", f"{status}: {error}")
     if plan.continue_on_error and plan.refusal is None:
-        return Persisted(_advance(session, plan))
+        return Persisted(_advance(session, plan, held))
     why = plan.refusal_code if plan.refusal else ("retries_exhausted" if plan.retryable else "step_failed")
     finish_execution(
         session,
@@ -279,6 +304,7 @@ def _failed(
         message=f"step {plan.step_name} {status}",
         error=f"step {plan.step_index} ({plan.step_name}): {error}",
         dlq=DlqNote(why, plan.step_index, plan.attempts, error),
+        held_locks=_held(plan, held),
     )
     return Persisted(Outcome.FINISHED)
 
@@ -303,7 +329,7 @@ def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
     return Outcome.FINISHED
 
 
-def _advance(session: Session, plan: StepPlan, *, moved: bool = False) -> Outcome:
+def _advance(session: Session, plan: StepPlan, held: dict[str, int], *, moved: bool = False) -> Outcome:
     """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept."""
     claim.step_event(session, plan, "step_finished", f"{plan.step_name}: done")
     if plan.step_index + 1 < plan.step_count:
@@ -318,5 +344,5 @@ def _advance(session: Session, plan: StepPlan, *, moved: bool = False) -> Outcom
     final = S.PARTIAL if unfinished else S.COMPLETED
     execution = session.get(Execution, plan.execution_id)
     assert execution is not None
-    finish_execution(session, execution, final, actor=plan.worker_id, message=final.value)
+    finish_execution(session, execution, final, actor=plan.worker_id, message=final.value, held_locks=_held(plan, held))
     return Outcome.FINISHED
