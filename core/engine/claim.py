@@ -179,6 +179,9 @@ def claim_step_in(
     next step running when the claim goes through (one statement for the two rows); when it returns None the
     caller writes them itself.
     """
+    # A first step locks its plan's asset rows before anything else (the one order of core/engine/locks.py);
+    # this is that lock when the execution has not started, so its rows are read once, under it.
+    pre_locked = held is None and locks.lock_targets_if_unstarted(session, execution_id)
     row = _load(session, execution_id)
     if row is None or (held is None and not _free(row.item)):
         return None
@@ -186,7 +189,8 @@ def claim_step_in(
         outbox.remove(session, execution_id)  # an ended execution keeps no work
         return None
     spec = _spec(row)
-    if held is None and spec.problem is None and row.execution.status in _NOT_STARTED:
+    if held is None and not pre_locked and spec.problem is None and row.execution.status in _NOT_STARTED:
+        # It was started or ended when the lock looked, and is back to unstarted now (a requeue): lock, read again.
         row = _lock_first(session, row, spec)
         if row is None:
             return None

@@ -1,8 +1,8 @@
 """Per-asset locks (DESIGN §3.9): one execution at a time per (tenant, asset).
 
 - **Acquire** all of an execution's target assets before its first step, in sorted order, all or
-  nothing, in one savepoint: an upsert that takes over only an expired row (never check-then-insert).
-  Each acquisition bumps the asset's fencing counter: tokens only grow.
+  nothing (in a savepoint when there are several): an upsert that takes over only an expired row (never
+  check-then-insert). Each acquisition bumps the asset's fencing counter: tokens only grow.
 - **Hold** to the end; the running step's watcher renews the expiry; a worker checks it still holds
   every lock with the same tokens before it persists a step result (a stale holder is refused).
 - **Wait** without a thread or polling: a blocked execution parks its queue row with the asset it waits
@@ -34,7 +34,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -95,7 +95,9 @@ def acquire(
         ).scalar_one()
         for asset_id in sorted(set(asset_ids))
     }
-    savepoint = session.begin_nested()
+    # All or nothing: with several assets a later refusal undoes the earlier upserts (a savepoint); with one
+    # (most plans), a refusal has written nothing to undo, and the savepoint's two statements are saved.
+    savepoint = session.begin_nested() if len(tokens) > 1 else None
     for asset_id, token in tokens.items():
         ahead = outbox.first_in_line(session, asset_id, before=waiting_since, other_than=execution_id)
         values = {"execution_id": execution_id, "fencing_token": token, "acquired_at": now, "expires_at": expires_at}
@@ -110,9 +112,11 @@ def acquire(
                 select(_LOCKS.c.execution_id).where(_LOCKS.c.tenant_id == tenant_id, _LOCKS.c.asset_id == asset_id)
             ).scalar()
             name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
-            savepoint.rollback()
+            if savepoint is not None:
+                savepoint.rollback()
             return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
-    savepoint.commit()
+    if savepoint is not None:
+        savepoint.commit()
     return tokens
 
 
@@ -202,6 +206,27 @@ def lock_assets(session: Session, asset_ids: list[str] | set[str] | frozenset[st
             .order_by(_ASSETS.c.id)
             .with_for_update(key_share=True)
         )
+
+
+def lock_targets_if_unstarted(session: Session, execution_id: str) -> bool:
+    """A claim's first statement (PostgreSQL): row-lock, sorted, the assets the stored plan targets, if the
+    execution has not started. True when it locked them (or on SQLite, which serialises writers anyway).
+
+    So a first step's claim reads its rows once, after the lock, instead of reading, locking and reading again.
+    The targets come from the stored plan, the one the claim then verifies against its hash: when it does not
+    verify, the claim takes no lock at all, and the extra row locks end with the transaction.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return True
+    return session.execute(_LOCK_UNSTARTED_TARGETS, {"l_execution_id": execution_id}).first() is not None
+
+
+_LOCK_UNSTARTED_TARGETS = text(
+    "SELECT a.id FROM assets a WHERE a.id IN ("
+    "SELECT jsonb_array_elements(CAST(e.plan_json AS jsonb) -> 'steps') ->> 'target' FROM executions e "
+    "WHERE e.id = :l_execution_id AND e.status IN ('approved', 'queued')) "
+    "ORDER BY a.id FOR NO KEY UPDATE"
+)
 
 
 def _holder(session: Session, asset_id: str) -> str | None:
