@@ -149,6 +149,8 @@ def release(session: Session, execution_id: str, *, held_by_running: Collection[
     (the persist's fencing check): those are its assets, and a started execution waits in no line, so the
     two reads that would find them are skipped.
     """
+    if held_by_running is not None and session.get_bind().dialect.name == "postgresql":
+        return _release_running(session, execution_id, sorted(set(held_by_running)))
     if held_by_running is not None:
         mine, waited = list(held_by_running), None
     else:
@@ -163,6 +165,26 @@ def release(session: Session, execution_id: str, *, held_by_running: Collection[
         _hand_off(session, [waited])
     session.execute(delete(_LOCKS).where(_LOCKS.c.execution_id == execution_id))
     return mine
+
+
+def _release_running(session: Session, execution_id: str, mine: list[str]) -> list[str]:
+    """``release`` for a started execution on PostgreSQL: its asset rows locked, then one statement deletes its
+    queue row and its lock rows and finds the first in line of each asset (the snapshot before the deletes:
+    a started execution is in no line itself), whose hand-off is sent after commit."""
+    lock_assets(session, mine)
+    waiters = session.execute(_RELEASE_RUNNING, {"r_execution_id": execution_id, "r_assets": mine}).scalars().all()
+    for waiter in waiters:
+        outbox.release_now(session, waiter)  # still in line until it has the lock
+    return mine
+
+
+_RELEASE_RUNNING = text(
+    "WITH gone_queue AS (DELETE FROM execution_queue WHERE execution_id = :r_execution_id), "
+    "gone_locks AS (DELETE FROM execution_locks WHERE execution_id = :r_execution_id) "
+    "SELECT first.execution_id FROM (SELECT DISTINCT ON (waiting_for_asset_id) waiting_for_asset_id, execution_id "
+    "FROM execution_queue WHERE waiting_for_asset_id = ANY(:r_assets) "
+    "ORDER BY waiting_for_asset_id, waiting_since, id) AS first ORDER BY first.waiting_for_asset_id"
+)
 
 
 def lock_unstarted(session: Session, execution_id: str) -> None:

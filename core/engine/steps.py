@@ -28,6 +28,7 @@ from enum import StrEnum
 from functools import partial
 from typing import Any
 
+from sqlalchemy import bindparam, exists
 from sqlmodel import Session, col, select
 
 from core import metrics
@@ -336,13 +337,18 @@ def _advance(session: Session, plan: StepPlan, held: dict[str, int], *, moved: b
         if not moved:
             outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index + 1)
         return Outcome.ADVANCED
-    unfinished = session.exec(
-        select(ExecutionStep.id).where(
-            ExecutionStep.execution_id == plan.execution_id, ExecutionStep.status != StepStatus.COMPLETED.value
-        )
-    ).first()
+    found = session.execute(_ENDING, {"end_execution_id": plan.execution_id}).one()
+    execution, unfinished = found[0], found[1]
     final = S.PARTIAL if unfinished else S.COMPLETED
-    execution = session.get(Execution, plan.execution_id)
-    assert execution is not None
     finish_execution(session, execution, final, actor=plan.worker_id, message=final.value, held_locks=_held(plan, held))
     return Outcome.FINISHED
+
+
+# The last step's one read: the execution, and whether any of its steps did not complete (built once).
+_ENDING = select(
+    Execution,
+    exists().where(
+        col(ExecutionStep.execution_id) == bindparam("end_execution_id"),
+        col(ExecutionStep.status) != StepStatus.COMPLETED.value,
+    ),
+).where(col(Execution.id) == bindparam("end_execution_id"))
