@@ -34,7 +34,7 @@ from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import bindparam, delete, func, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlmodel import Session
@@ -81,7 +81,10 @@ def acquire(
     ``waiting_since`` (any, for a newcomer) are in line: nobody jumps the FIFO.
     """
     now = utcnow()
-    insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    postgresql = session.get_bind().dialect.name == "postgresql"
+    if postgresql and len(set(asset_ids)) == 1:
+        return _acquire_one(session, tenant_id, execution_id, asset_ids[0], now, expires_at, waiting_since)
+    insert = pg_insert if postgresql else sqlite_insert
     # Bump every counter first, outside the savepoint: on PostgreSQL that row-locks the assets until this
     # transaction ends, so acquiring, parking in line and releasing one asset happen one at a time, in a
     # single order, and a waiter can never park unseen by the release that should wake it. A refused
@@ -118,6 +121,68 @@ def acquire(
     if savepoint is not None:
         savepoint.commit()
     return tokens
+
+
+def _acquire_one(
+    session: Session,
+    tenant_id: str,
+    execution_id: str,
+    asset_id: str,
+    now: datetime,
+    expires_at: datetime,
+    waiting_since: datetime | None,
+) -> dict[str, int] | Busy:
+    """``acquire`` of one asset on PostgreSQL (most plans): the fencing bump, the look at its line and the
+    upsert in one statement.
+
+    One snapshot serves the three only because the claim holds the asset's row already (it locked the plan's
+    assets first: ``lock_targets_if_unstarted``), so the bump never waits and nothing that orders by that row
+    (a release, a park) can commit between the look and the upsert.
+    """
+    row = session.execute(
+        _ACQUIRE_ONE,
+        {
+            "a_tenant_id": tenant_id,
+            "a_asset_id": asset_id,
+            "a_execution_id": execution_id,
+            "a_now": now,
+            "a_expires_at": expires_at,
+            "a_before": waiting_since,
+        },
+    ).one()
+    token, ahead, taken = int(row[0]), row[1], bool(row[2])
+    if taken:
+        return {asset_id: token}
+    holder = None if ahead is not None else _holder_any(session, tenant_id, asset_id)
+    name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
+    return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
+
+
+def _holder_any(session: Session, tenant_id: str, asset_id: str) -> str | None:
+    found: str | None = session.execute(
+        select(_LOCKS.c.execution_id).where(_LOCKS.c.tenant_id == tenant_id, _LOCKS.c.asset_id == asset_id)
+    ).scalar()
+    return found
+
+
+_ACQUIRE_ONE = text(
+    "WITH fence AS (UPDATE assets SET lock_fence = lock_fence + 1 WHERE id = :a_asset_id RETURNING lock_fence), "
+    "ahead AS (SELECT execution_id FROM execution_queue WHERE waiting_for_asset_id = :a_asset_id "
+    "AND execution_id <> :a_execution_id AND (CAST(:a_before AS timestamptz) IS NULL OR waiting_since < :a_before) "
+    "ORDER BY waiting_since, id LIMIT 1), "
+    "taken AS (INSERT INTO execution_locks (tenant_id, asset_id, execution_id, fencing_token, acquired_at, expires_at) "
+    "SELECT :a_tenant_id, :a_asset_id, :a_execution_id, fence.lock_fence, :a_now, :a_expires_at FROM fence "
+    "WHERE NOT EXISTS (SELECT 1 FROM ahead) "
+    "ON CONFLICT (tenant_id, asset_id) DO UPDATE SET execution_id = EXCLUDED.execution_id, "
+    "fencing_token = EXCLUDED.fencing_token, acquired_at = EXCLUDED.acquired_at, expires_at = EXCLUDED.expires_at "
+    "WHERE execution_locks.expires_at < :a_now OR execution_locks.execution_id = :a_execution_id "
+    "RETURNING 1) "
+    "SELECT fence.lock_fence, (SELECT execution_id FROM ahead), EXISTS (SELECT 1 FROM taken) FROM fence"
+).bindparams(
+    bindparam("a_now", type_=_LOCKS.c.expires_at.type),
+    bindparam("a_expires_at", type_=_LOCKS.c.expires_at.type),
+    bindparam("a_before", type_=_QUEUE.c.waiting_since.type),
+)
 
 
 def held(session: Session, execution_id: str) -> dict[str, int]:
