@@ -17,6 +17,7 @@ from core import (
     Role,
     SafetyRefused,
     approve,
+    cancel,
     engine,
     get_change_windows,
     get_execution,
@@ -184,3 +185,13 @@ def test_setting_windows_is_for_admins_and_errors_name_their_path(fast: str) -> 
     view = get_change_windows(principal("dave", "demo"))
     assert view.mode == "refuse" and view.windows[0]["days"] == ["mon", "tue", "wed", "thu", "fri"]
     assert view.updated_by == "admin" and view.next_opening is not None
+
+
+def test_a_held_execution_cancels_at_once(fast: str, tmp_path: Path) -> None:
+    """Held for its window (queued, no lock), a cancel ends it ``cancelled`` without waiting for the opening."""
+    _blackout_for_an_hour("wait")
+    execution_id = _queued(tmp_path / "log")
+    assert engine.process(execution_id, worker_id="w1") is Outcome.NOOP
+    assert cancel(principal("alice", "demo"), execution_id, reason="not tonight").status == ExecutionStatus.CANCELLED
+    with session_scope() as session:
+        assert session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first() is None
