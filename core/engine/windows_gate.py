@@ -28,8 +28,8 @@ from core.change_windows import Verdict, evaluate, held_class
 from core.engine import outbox
 from core.engine.finish import dead_letter
 from db.clock import utcnow
-from db.enums import ExecutionStatus, RunMode
-from db.tables import Asset, ChangeWindowOverride, Execution, QueueItem
+from db.enums import ExecutionStatus, Role, RunMode
+from db.tables import Asset, ChangeWindowOverride, Execution, Membership, QueueItem
 
 WINDOW_WAITING = "window_waiting"
 REASON = "change_window"
@@ -70,16 +70,28 @@ def target_tags(session: Session, tenant_id: str, asset_ids: Collection[str]) ->
 
 
 def overridden(session: Session, execution_id: str) -> bool:
-    """Whether two admins overrode the change windows for this execution."""
-    return (
-        session.execute(
-            select(col(ChangeWindowOverride.id)).where(
-                col(ChangeWindowOverride.execution_id) == execution_id,
-                col(ChangeWindowOverride.confirmed_at).is_not(None),
-            )
-        ).first()
-        is not None
-    )
+    """Whether two admins overrode the change windows for this execution, both of them admins still (an
+    approval counts only while its approver holds the role; so does an override)."""
+    given = session.execute(
+        select(
+            col(ChangeWindowOverride.tenant_id),
+            col(ChangeWindowOverride.requested_by),
+            col(ChangeWindowOverride.confirmed_by),
+        ).where(
+            col(ChangeWindowOverride.execution_id) == execution_id,
+            col(ChangeWindowOverride.confirmed_at).is_not(None),
+        )
+    ).first()
+    if given is None or given.confirmed_by is None or given.confirmed_by == given.requested_by:
+        return False
+    admins = session.execute(
+        select(col(Membership.user_id)).where(
+            col(Membership.tenant_id) == given.tenant_id,
+            col(Membership.user_id).in_([given.requested_by, given.confirmed_by]),
+            col(Membership.role) == Role.ADMIN.value,
+        )
+    ).all()
+    return len(admins) == 2
 
 
 def wake(session: Session, execution_id: str) -> None:

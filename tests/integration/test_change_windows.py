@@ -4,6 +4,7 @@ admin override needs two admins, neither of them the requester."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import pytest
 from sqlmodel import select
 
 from core import (
+    TERMINAL_STATUSES,
     ExecutionStatus,
+    ExecutionView,
     InvalidInput,
     PermissionDenied,
     Role,
@@ -72,6 +75,17 @@ def _queued(log: Path, who: str = "alice") -> str:
     return execution_id
 
 
+def _process_until_ended(execution_id: str, timeout_s: float = 20) -> ExecutionView:
+    """Deliver the execution's message until it has ended (a parked row is a no-op until it is due)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        engine.process(execution_id, worker_id="w1")
+        view = get_execution(principal("alice", "demo"), execution_id)
+        if view.status in TERMINAL_STATUSES or time.monotonic() > deadline:
+            return view
+        time.sleep(0.02)  # the row is not due yet: ask again shortly, as a delayed message would arrive
+
+
 def _waiting_events(execution_id: str) -> list[str]:
     return [e.message for e in list_events(principal(*ADMIN), execution_id) if e.kind == "window_waiting"]
 
@@ -126,8 +140,7 @@ def test_a_wait_past_its_bound_ends_timeout_in_the_dlq(fast: str, tmp_path: Path
     assert engine.process(execution_id, worker_id="w1") is Outcome.NOOP
     [message] = _waiting_events(execution_id)
     assert "the wait's bound" in message and "in a blackout period" in message
-    drive(execution_id, limit=5000, timeout_s=20)
-    view = get_execution(principal("alice", "demo"), execution_id)
+    view = _process_until_ended(execution_id)
     assert view.status == ExecutionStatus.TIMEOUT and "no change window opened within 1s" in (view.error or "")
     [entry] = [d for d in list_dlq(principal(*ADMIN)) if d.execution_id == execution_id]
     assert entry.reason == "change_window"
@@ -195,3 +208,16 @@ def test_a_held_execution_cancels_at_once(fast: str, tmp_path: Path) -> None:
     assert cancel(principal("alice", "demo"), execution_id, reason="not tonight").status == ExecutionStatus.CANCELLED
     with session_scope() as session:
         assert session.exec(select(QueueItem).where(QueueItem.execution_id == execution_id)).first() is None
+
+
+def test_an_override_counts_only_while_both_admins_are_admins(fast: str, tmp_path: Path) -> None:
+    """The confirming admin demoted before the execution starts: the override no longer lets it start."""
+    admin = principal(*ADMIN)
+    set_member(admin, "carol", Role.ADMIN)
+    _blackout_for_an_hour("wait")
+    execution_id = _queued(tmp_path / "log")
+    override_change_window(admin, execution_id, "incident 43")
+    assert override_change_window(principal("carol", "demo"), execution_id, "agreed").active
+    set_member(admin, "carol", Role.APPROVER)
+    assert engine.process(execution_id, worker_id="w1") is Outcome.NOOP
+    assert get_execution(admin, execution_id).status == ExecutionStatus.QUEUED and not (tmp_path / "log").exists()
