@@ -82,6 +82,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         AttemptOutputView,
         ChainBreak,
         ChainReport,
+        ChangeWindowsView,
         ChannelView,
         CheckItem,
         CheckpointView,
@@ -115,6 +116,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         SubmitResult,
         TenantSettingsView,
         TokenView,
+        WindowOverrideView,
         WorkerView,
     )
     from core.usecases.accounts import (
@@ -157,6 +159,12 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         unpublish_runbook,
     )
     from core.usecases.submission import preview, rerun, rerun_plan, submit, submit_many
+    from core.usecases.windows import (
+        get_change_windows,
+        list_window_overrides,
+        override_change_window,
+        set_change_windows,
+    )
     from db.dbapi import DirectReadUnavailable
     from db.enums import (
         ActionClass,
@@ -169,6 +177,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         SlaClass,
         StepStatus,
         TenantMode,
+        WindowMode,
     )
     from db.settings import Settings, get_settings
 
@@ -330,6 +339,13 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "requeue_with_changes": ("core.usecases.dlq", "requeue_with_changes"),
     "submit": ("core.usecases.submission", "submit"),
     "submit_many": ("core.usecases.submission", "submit_many"),
+    "get_change_windows": ("core.usecases.windows", "get_change_windows"),
+    "list_window_overrides": ("core.usecases.windows", "list_window_overrides"),
+    "override_change_window": ("core.usecases.windows", "override_change_window"),
+    "set_change_windows": ("core.usecases.windows", "set_change_windows"),
+    "ChangeWindowsView": ("core.schemas", "ChangeWindowsView"),
+    "WindowOverrideView": ("core.schemas", "WindowOverrideView"),
+    "WindowMode": ("db.enums", "WindowMode"),
     "ActionClass": ("db.enums", "ActionClass"),
     "Connection": ("db.enums", "Connection"),
     "ExecutionMode": ("db.enums", "ExecutionMode"),
@@ -360,6 +376,7 @@ __all__ = [
     "AuthenticationFailed",
     "ChainBreak",
     "ChainReport",
+    "ChangeWindowsView",
     "ChannelView",
     "CheckItem",
     "CheckThresholds",
@@ -418,6 +435,8 @@ __all__ = [
     "TenantMode",
     "TenantSettingsView",
     "TokenView",
+    "WindowMode",
+    "WindowOverrideView",
     "WorkerView",
     "add_asset",
     "add_email",
@@ -446,6 +465,7 @@ __all__ = [
     "dry_run_plan",
     "end_console_session",
     "export_audit",
+    "get_change_windows",
     "get_execution",
     "get_settings",
     "get_tenant_settings",
@@ -469,9 +489,11 @@ __all__ = [
     "list_runbooks",
     "list_secrets",
     "list_tokens",
+    "list_window_overrides",
     "list_workers",
     "load_input_values",
     "needs_reauthentication",
+    "override_change_window",
     "parse_plan",
     "plan_yaml",
     "preview",
@@ -498,6 +520,7 @@ __all__ = [
     "save_runbook",
     "session_token_for",
     "session_valid",
+    "set_change_windows",
     "set_dispatcher",
     "set_member",
     "set_password",

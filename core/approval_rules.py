@@ -28,7 +28,7 @@ from typing import Any
 from sqlmodel import Session, col, select
 
 from core.approval_levels import APPROVALS_REQUIRED
-from core.errors import SafetyRefused
+from core.errors import PermissionDenied, SafetyRefused
 from core.plan_hash import plan_hash
 from core.safety.audit_keys import link_mac, seal_key
 from db.enums import Decision, Role
@@ -90,6 +90,17 @@ def execution_sealed(execution: Execution) -> bool:
 def approval_sealed(approval: Approval) -> bool:
     """Whether the approval's seal matches its row (False without one): an unsealed approval counts for nothing."""
     return approval.seal is not None and hmac.compare_digest(approval.seal, approval_seal(approval))
+
+
+def refuse_own_request(execution: Execution, user_id: str, what: str) -> None:
+    """Nobody decides on their own request (DESIGN §3.6): approving, rejecting, opening a gate, overriding a
+    change window.
+
+    Raises:
+        PermissionDenied: ``user_id`` requested ``execution``; the message says ``what`` they may not do.
+    """
+    if execution.requested_by == user_id:
+        raise PermissionDenied(f"nobody may {what} their own request")
 
 
 def verify_plan_hash(execution: Execution) -> None:

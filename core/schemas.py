@@ -632,3 +632,30 @@ class NotificationTestResult(View):
     channel_id: str
     delivered: bool
     detail: str
+
+
+class ChangeWindowsView(View):
+    """A tenant's change windows (core/usecases/windows.py): the rules as a document ``set_change_windows`` takes
+    back, and whether an untagged asset may be changed now (``next_opening``: when next, None: not within a year)."""
+
+    tenant: str
+    mode: str  # wait | refuse
+    max_wait_s: int
+    windows: list[dict[str, Any]]
+    blackouts: list[dict[str, Any]]
+    open_now: bool
+    next_opening: datetime | None
+    updated_at: datetime | None
+    updated_by: str | None  # a username
+
+
+class WindowOverrideView(View):
+    """An override of the change windows for one execution: ``active`` once a second admin confirmed it."""
+
+    execution_id: str
+    requested_by: str  # usernames
+    reason: str
+    created_at: datetime
+    confirmed_by: str | None
+    confirmed_at: datetime | None
+    active: bool

@@ -131,3 +131,10 @@ class NotificationStatus(StrEnum):
     PENDING = "pending"
     DELIVERED = "delivered"
     FAILED = "failed"
+
+
+class WindowMode(StrEnum):
+    """What a tenant does with a ``modify`` or ``deploy`` plan outside its change windows (core/change_windows.py)."""
+
+    WAIT = "wait"  # it is queued and starts when a window opens (bounded by the tenant's max_wait_s)
+    REFUSE = "refuse"  # the submit is refused, naming the next opening

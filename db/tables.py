@@ -703,3 +703,34 @@ class Notification(SQLModel, table=True):
     last_error: str | None = Field(default=None, max_length=512)
     created_at: datetime = Field(default_factory=utcnow)
     delivered_at: datetime | None = Field(default=None)
+
+
+class ChangeWindowSettings(SQLModel, table=True):
+    """A tenant's change windows (core/change_windows.py): the validated rules document and what happens to a
+    ``modify``+ plan outside them (``mode``: db/enums.py WindowMode; a wait is bounded by ``max_wait_s``)."""
+
+    __tablename__ = "change_windows"
+
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
+    mode: str = Field(default="wait", max_length=16)
+    max_wait_s: int = Field(default=86400)
+    rules_json: str = Field(default="{}", sa_column=Column(Text, nullable=False))
+    updated_at: datetime = Field(default_factory=utcnow)
+    updated_by: str = Field(max_length=32)
+
+
+class ChangeWindowOverride(SQLModel, table=True):
+    """An admin's override of the change windows for one execution (four-eyes, core/usecases/windows.py): it
+    counts once a second admin, neither the execution's requester nor the first admin, confirmed it."""
+
+    __tablename__ = "change_window_overrides"
+    __table_args__ = (UniqueConstraint("execution_id", name="uq_change_window_overrides_execution"),)
+
+    id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
+    tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False))
+    execution_id: str = Field(sa_column=Column(ForeignKey("executions.id", ondelete="CASCADE"), nullable=False))
+    requested_by: str = Field(max_length=32)  # user ids
+    reason: str = Field(max_length=512)
+    created_at: datetime = Field(default_factory=utcnow)
+    confirmed_by: str | None = Field(default=None, max_length=32)
+    confirmed_at: datetime | None = Field(default=None)

@@ -82,6 +82,7 @@ ADMIN_READ_ONLY_ARGV: Final = "opsc.admin.read_only_argv"
 ADMIN_READ_ONLY_PICK: Final = "opsc.admin.read_only_pick"
 ADMIN_RUNBOOK_PICK: Final = "opsc.admin.runbook_pick"
 ADMIN_NOTIFY_FIELD: Final = "opsc.admin.notify"  # suffixed with the field name
+ADMIN_WINDOWS_FIELD: Final = "opsc.admin.windows"  # suffixed with the field name
 DASHBOARD_WINDOW: Final = "opsc.dashboard.window"
 DLQ_SHOW_RESOLVED: Final = "opsc.dlq.show_resolved"
 DLQ_PICK: Final = "opsc.dlq.pick"

@@ -33,7 +33,7 @@ from core import metrics
 from core.actions import registry
 from core.approval_rules import approvals_satisfied, execution_sealed
 from core.audit import record_event
-from core.engine import gates, locks, outbox, secrets
+from core.engine import gates, locks, outbox, secrets, windows_gate
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
 from core.identity.permissions import may_run_class
@@ -347,6 +347,8 @@ def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: st
 def _start(session: Session, row: _Row, spec: _Spec, policy: PolicyView, worker_id: str) -> _Start | None:
     """The first step: take every target's lock (or park in line) and move the execution to ``running``."""
     execution, item = row.execution, row.item
+    if windows_gate.held(session, execution, item, spec.targets, worker_id):
+        return None  # outside its change windows: parked until one opens, before any lock is taken
     run_policy = cached_policy(session, execution.sla_class, execution.action_class)
     targets = sorted(spec.targets)
     tokens = locks.acquire(

@@ -14,7 +14,7 @@ from core.approval_levels import APPROVALS_REQUIRED
 from core.audit import clean_comment, record_event
 from core.engine import gates
 from core.engine.outbox import enqueue
-from core.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, DeadlineExceeded, InvalidInput, NotFound
 from core.fsm import transition
 from core.identity import rbac
 from core.identity.permissions import Permission
@@ -59,8 +59,7 @@ def _decide(
     with session_scope() as session:
         execution = _lock_for_decision(session, principal.tenant_id, execution_id)
         rbac.require(session, principal, Permission.APPROVE)
-        if execution.requested_by == principal.user_id:
-            raise PermissionDenied("nobody may approve or reject their own request")
+        approval_rules.refuse_own_request(execution, principal.user_id, "approve or reject")
         if decision is Decision.APPROVED:
             require_fresh_for_level(principal, execution.approval_level)
         if execution.status != ExecutionStatus.PENDING_APPROVAL:
@@ -182,8 +181,7 @@ def approve_gate(
     with session_scope() as session:
         execution = load_execution(session, principal.tenant_id, execution_id)
         rbac.require(session, principal, Permission.APPROVE)
-        if execution.requested_by == principal.user_id:
-            raise PermissionDenied("nobody may open a gate of their own request")
+        approval_rules.refuse_own_request(execution, principal.user_id, "open a gate of")
         require_fresh_for_level(principal, execution.approval_level)
         if not gates.needs_gate(execution):
             raise InvalidInput(f"execution {execution_id} is level {execution.approval_level}: it has no step gates")

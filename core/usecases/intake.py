@@ -13,6 +13,7 @@ the reads are in the transaction that writes the executions.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,7 +23,9 @@ from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
 from core.actions import registry
-from core.errors import InvalidInput, NotFound
+from core.change_window_store import cached_rules
+from core.change_windows import Rules, evaluate, refusal_message
+from core.errors import InvalidInput, NotFound, SafetyRefused
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.identity.tenants import run_mode_for, tenant_settings
@@ -35,7 +38,8 @@ from core.rows import AssetRecord
 from core.safety import secret_backends, secret_store
 from core.safety.credentials import secret_refs
 from core.schemas import PolicyView, Principal
-from db.enums import ActionClass, Connection, RunMode, SlaClass
+from db.clock import utcnow
+from db.enums import ActionClass, Connection, RunMode, SlaClass, WindowMode
 from db.tables import Asset, Membership, TenantSettings
 
 
@@ -64,6 +68,7 @@ class Intake:
     assets: Mapping[str, AssetRecord]
     secret_limits: Mapping[str, list[str] | None]  # the stored secrets referenced: their asset limits
     missing_secrets: frozenset[str]  # referenced, and held by no backend
+    windows: Rules | None = None  # the tenant's change windows (core/change_window_store.py, cached)
 
     @classmethod
     def read(cls, session: Session, principal: Principal, plans: Sequence[Plan], *, permission: Permission) -> Intake:
@@ -90,6 +95,7 @@ class Intake:
             assets=assets,
             secret_limits=limits,
             missing_secrets=missing,
+            windows=cached_rules(session, tenant_id),
         )
 
     def judge(self, plan: Plan, *, submitting: bool = True) -> Judged:
@@ -102,13 +108,14 @@ class Intake:
         Raises:
             InvalidInput: a timeout no class holds; unknown targets or secrets; a target of the wrong kind;
                 a secret the target may not use. PermissionDenied: the class is above the principal's limit.
-            SafetyRefused: the tenant's mode refuses the plan's level.
+            SafetyRefused: the tenant's mode refuses the plan's level, or its change windows refuse it now.
         """
         plan = reclassify(plan, self.trust, self.policies)
         if submitting:
             rbac.check_class(self.principal, self.membership, plan.action_class)
             run_mode = run_mode_for(self.settings, plan.approval_level)
             assets = self._resolve(plan)
+            self._refuse_outside_window(plan, run_mode, assets)
         else:
             assets = self._resolve(plan)
             run_mode = run_mode_for(self.settings, plan.approval_level)
@@ -123,6 +130,20 @@ class Intake:
             policy=self.policies[(plan.sla_class, plan.action_class)],
             assets=assets,
         )
+
+    def _refuse_outside_window(self, plan: Plan, run_mode: RunMode, assets: Mapping[str, AssetRecord]) -> None:
+        """A tenant that refuses work outside its change windows refuses a live ``modify``+ plan now (DESIGN §14).
+
+        Raises:
+            SafetyRefused: ``change_window``, naming the next opening.
+        """
+        rules = self.windows
+        if rules is None or rules.mode is not WindowMode.REFUSE or run_mode is RunMode.DRY_RUN:
+            return
+        tags = [frozenset(str(t) for t in json.loads(a.tags_json or "[]")) for a in assets.values()]
+        verdict = evaluate(rules, tags, plan.action_class, utcnow())
+        if not verdict.allowed:
+            raise SafetyRefused("change_window", refusal_message(verdict))
 
     def _resolve(self, plan: Plan) -> dict[str, AssetRecord]:
         """The plan's targets (tenant-scoped) by name, its secret references checked.

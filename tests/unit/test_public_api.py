@@ -48,6 +48,9 @@ EXPORTED = {
     # issue 16 item 3: notification channels (webhooks, email), a user's opt-in, the signing secret, a test send
     "ChannelView", "NotificationTestResult", "add_webhook", "add_email", "subscribe_email", "list_channels",
     "remove_channel", "rotate_signing_secret", "test_channel",
+    # issue 17 item 4: change windows per tenant and asset tag, an override with four eyes
+    "ChangeWindowsView", "WindowMode", "WindowOverrideView", "get_change_windows", "list_window_overrides",
+    "override_change_window", "set_change_windows",
 }  # fmt: skip
 
 

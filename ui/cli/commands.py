@@ -42,6 +42,7 @@ from ui.cli.read_only import commands_app
 from ui.cli.runbooks import runbooks_app
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
 from ui.cli.tokens import tokens_app
+from ui.cli.windows import windows_app
 
 app = typer.Typer(
     cls=GuardedGroup,
@@ -63,6 +64,7 @@ app.add_typer(tokens_app, name="tokens")
 app.add_typer(commands_app, name="commands")
 app.add_typer(runbooks_app, name="runbooks")
 app.add_typer(notify_app, name="notify")
+app.add_typer(windows_app, name="windows")
 app.command("up")(up_command)
 app.command("worker")(worker_command)
 app.command("watch")(watch_command)

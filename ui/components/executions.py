@@ -187,6 +187,23 @@ def execution_summary(view: ExecutionView) -> None:
     # The error is the failure banner's (ui/components/step_output.py), shown by the page with the output.
 
 
+WINDOW_EVENTS = frozenset({"window_waiting", "window_overridden"})
+
+
+def window_wait(view: ExecutionView, events: Sequence[EventView]) -> None:
+    """A queued execution held by its change windows: until when (the latest ``window_waiting`` event), or that
+    its override was given."""
+    if view.status != ExecutionStatus.QUEUED:
+        return
+    latest = next((e for e in reversed(events) if e.kind in WINDOW_EVENTS), None)
+    if latest is None:
+        return
+    if latest.kind == "window_waiting":
+        st.info(f"{latest.message[:1].upper()}{latest.message[1:]}.", icon=":material/schedule:")
+    else:
+        st.info("The change window was overridden by two admins: it starts as soon as a worker takes it.")
+
+
 def approvals_table(view: ExecutionView) -> None:
     """Who decided what on this execution."""
     st.markdown(f"**Approvals** ({view.approvals_required} required)")

@@ -1,6 +1,6 @@
 """Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, what
-runs without approval (read-only commands, published runbooks), notification channels, and the trail of every
-change made here."""
+runs without approval (read-only commands, published runbooks), notification channels, change windows, and the
+trail of every change made here."""
 
 from __future__ import annotations
 
@@ -14,12 +14,24 @@ from ui.components.identity import signed_in
 from ui.components.notify_form import notification_channels
 from ui.components.plain import md_text
 from ui.components.tables import views_table
+from ui.components.windows_form import change_windows
 
 who = signed_in()
 st.title(f"Admin · {md_text(who.tenant)}")
 show_notices()
-readiness, policies, tenant, members, assets, secrets, risk, notify, trail = st.tabs(
-    ["GO/NO-GO", "Timeout policies", "Tenant", "Members", "Assets", "Secrets", "Risk", "Notifications", "Audit log"]
+readiness, policies, tenant, members, assets, secrets, risk, notify, windows, trail = st.tabs(
+    [
+        "GO/NO-GO",
+        "Timeout policies",
+        "Tenant",
+        "Members",
+        "Assets",
+        "Secrets",
+        "Risk",
+        "Notifications",
+        "Change windows",
+        "Audit log",
+    ]
 )
 with readiness:
     st.caption("The checks of `opsconductor check`: turn a tenant live only on GO (README: Dark launch).")
@@ -62,6 +74,12 @@ with notify:
         "Only ids, names, status, who and a link are sent; never a secret or step output."
     )
     notification_channels(who)
+with windows:
+    st.caption(
+        "When modify and deploy plans may start: allowed windows and blackouts (a blackout wins), per tenant or per "
+        "asset tag. Read plans and dry runs are never held."
+    )
+    change_windows(who)
 with trail:
     st.caption("Every change to this tenant's setup, newest first (secrets by name and version only).")
     views_table(

@@ -67,7 +67,9 @@ def detail(execution_id: str, live: bool) -> None:
     if live and not ex.is_active(view.status):
         st.rerun()  # it ended: refresh the list and stop polling
     outputs = attempt(core.list_attempt_outputs, who, execution_id) or []
+    events = attempt(core.list_events, who, execution_id) or []
     ex.execution_summary(view)
+    ex.window_wait(view, events)
     so.failure_banner(view, outputs)
     ex.execution_link(view.execution_id)
     reason = ex.cancel_request(view) if ex.may_cancel(who, view) else None
@@ -83,7 +85,7 @@ def detail(execution_id: str, live: bool) -> None:
     st.markdown("**Locks held**")
     held = [lock for lock in attempt(core.list_locks, who) or [] if lock.execution_id == execution_id]
     views_table(held, ["asset", "fencing_token", "acquired_at", "expires_at", "waiters"], empty="No asset locks held.")
-    ex.event_log(attempt(core.list_events, who, execution_id) or [])
+    ex.event_log(events)
 
 
 def ended_actions(view: core.ExecutionView) -> None:
