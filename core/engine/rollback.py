@@ -45,6 +45,9 @@ if TYPE_CHECKING:
 
 # Which rollback an ending runs: a failure or a timeout runs on_failure, a cancel on_cancel.
 PHASE_FOR = {S.FAILED: StepPhase.ON_FAILURE, S.TIMEOUT: StepPhase.ON_FAILURE, S.CANCELLED: StepPhase.ON_CANCEL}
+# DLQ reasons that start no rollback: the stored rows disagree with the approved plan (core/engine/claim.py's
+# PLAN_MISMATCH), a tampered execution that should run nothing more.
+NO_ROLLBACK_REASONS = frozenset({"plan_mismatch"})
 
 
 @dataclass(frozen=True)
@@ -71,10 +74,12 @@ def begin(session: Session, execution: Execution, ending: Ending, *, actor: str)
     """Start the rollback ``ending`` calls for instead of ending the execution; False when there is none to run.
 
     None to run: the execution is not running, a rollback already ran or runs (a failing rollback step does
-    not start another), or the plan declares no steps for this ending.
+    not start another), its rows disagree with its plan, or the plan declares no steps for this ending.
     """
     phase = PHASE_FOR.get(ending.status)
     if phase is None or execution.status != S.RUNNING or execution.rollback_status is not None:
+        return False
+    if ending.dlq is not None and ending.dlq.get("reason") in NO_ROLLBACK_REASONS:
         return False
     if not has_rollback(execution):
         return False

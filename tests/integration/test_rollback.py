@@ -24,7 +24,7 @@ from core.usecases.dlq import list_dlq, requeue
 from db.clock import utcnow
 from db.engine import session_scope
 from db.settings import get_settings
-from db.tables import Execution
+from db.tables import Execution, ExecutionStep
 from tests.engine_support import drive, processes_matching, tee_step, unique_seconds
 
 
@@ -289,3 +289,78 @@ def test_rollback_validation_names_the_rollback_path(fast: str) -> None:
     assert caught.value.issues == [("on_cancel[1].name", "duplicate of steps[0].name ('a')")]
     with session_scope() as session:
         assert session.exec(select(Execution)).first() is None
+
+
+def test_a_step_whose_row_disagrees_with_the_plan_starts_no_rollback(fast: str, tmp_path: Path) -> None:
+    """A running execution whose next step's row was edited outside the application is refused (plan_mismatch)
+    and ends failed without running anything more, its rollback included."""
+    log = tmp_path / "log"
+    plan = "name: tm\nsteps:\n" + tee_step("a", log, "a") + tee_step("b", log, "b") + "on_failure:\n"
+    execution_id = _bg(plan + tee_step("undo", log, "undo"))
+    assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED
+    with session_scope() as session:
+        session.execute(
+            update(ExecutionStep)
+            .where(ExecutionStep.execution_id == execution_id, ExecutionStep.step_index == 1)
+            .values(params_json='{"command":["rm","-rf","/tmp/nothing-here"]}')
+        )
+    drive(execution_id)
+    view = get_execution(principal(*ALICE), execution_id)
+    assert (view.status, view.rollback_status) == ("failed", None)
+    assert [s.status for s in view.rollback_steps] == ["skipped"]
+    assert log.read_text() == "a\n" and list_dlq(principal(*ALICE))[0].reason == "plan_mismatch"
+
+
+def test_chained_rollback_steps_run_back_to_back(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With chaining on (the default) the rollback's steps chain into each other and stop at the end of their
+    own list: the on_cancel step after them never runs."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
+    get_settings.cache_clear()
+    log = tmp_path / "log"
+    plan = (
+        "name: ch\nsteps:\n"
+        + _failing()
+        + "on_failure:\n"
+        + "".join(tee_step(f"undo-{i}", log, f"undo-{i}") for i in range(3))
+        + "on_cancel:\n"
+        + tee_step("tidy", log, "tidy")
+    )
+    try:
+        execution_id = _bg(plan)
+        outcomes = [o for o in drive(execution_id) if o is not Outcome.NOOP]
+    finally:
+        get_settings.cache_clear()
+    assert outcomes == [Outcome.RETRY, Outcome.RETRY, Outcome.ADVANCED, Outcome.FINISHED]  # one process: 3 steps
+    assert log.read_text().splitlines() == ["undo-0", "undo-1", "undo-2"]
+    view = get_execution(principal(*ALICE), execution_id)
+    assert (view.status, view.rollback_status) == ("failed", "completed")
+    assert [s.status for s in view.rollback_steps] == ["completed", "completed", "completed", "skipped"]
+
+
+def test_a_level_three_rollback_step_waits_for_its_go_even_after_a_cancel(fast: str, tmp_path: Path) -> None:
+    """Level 3: an on_cancel step waits for an approver's go like any step (the cancel does not skip its gate)."""
+    from core import approve_gate
+
+    log = tmp_path / "log"
+    plan = (
+        "name: l3\napproval_level: 3\nsteps:\n"
+        + tee_step("a", log, "a")
+        + tee_step("b", log, "b")
+        + "on_cancel:\n"
+        + tee_step("tidy", log, "tidy")
+    )
+    execution_id = submit(principal(*ALICE), plan).execution.execution_id
+    approve(principal("bob", "demo"), execution_id)
+    approve(principal("carol", "demo"), execution_id)
+    assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # parked at step 0's gate
+    approve_gate(principal("bob", "demo"), execution_id, 0)
+    assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED
+    cancel(principal(*ALICE), execution_id)  # step 1 waits at its gate: the cancel releases it
+    assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED  # cancelled; on_cancel starts
+    assert engine.process(execution_id, worker_id="w") is Outcome.NOOP  # the on_cancel step waits for its go
+    assert log.read_text() == "a\n"
+    approve_gate(principal("carol", "demo"), execution_id, 2)
+    assert engine.process(execution_id, worker_id="w") is Outcome.FINISHED
+    view = get_execution(principal(*ALICE), execution_id)
+    assert (view.status, view.rollback_status) == ("cancelled", "completed")
+    assert [s.status for s in view.steps] == ["completed", "cancelled"] and log.read_text() == "a\ntidy\n"
