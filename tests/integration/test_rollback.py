@@ -364,3 +364,28 @@ def test_a_level_three_rollback_step_waits_for_its_go_even_after_a_cancel(fast: 
     view = get_execution(principal(*ALICE), execution_id)
     assert (view.status, view.rollback_status) == ("cancelled", "completed")
     assert [s.status for s in view.steps] == ["completed", "cancelled"] and log.read_text() == "a\ntidy\n"
+
+
+def test_the_execution_holds_its_rollback_targets_locks_from_its_start(fast: str, tmp_path: Path) -> None:
+    """A rollback step's target is locked with the main ones when the execution starts (all or nothing), so
+    no other execution can take it between the failure and the rollback."""
+    from core import Connection, add_asset
+    from db.tables import Asset, ExecutionLock
+
+    add_asset(principal("admin", "demo"), "side", Connection.LOCAL)
+    log = tmp_path / "log"
+    undo = f"  - {{name: undo, action: shell, target: side, params: {{command: [tee, -a, '{log}'], stdin: \"undo\\n\"}}}}\n"
+    execution_id = _bg("name: lk\nsteps:\n" + tee_step("a", log, "a") + _failing() + "on_failure:\n" + undo)
+    assert engine.process(execution_id, worker_id="w") is Outcome.ADVANCED  # step 0 done: the locks are held
+    with session_scope() as session:
+        held = session.exec(
+            select(Asset.name)
+            .join(ExecutionLock, ExecutionLock.asset_id == Asset.id)  # type: ignore[arg-type]
+            .where(ExecutionLock.execution_id == execution_id)
+        ).all()
+    assert sorted(held) == ["localhost", "side"]
+    drive(execution_id)
+    view = get_execution(principal(*ALICE), execution_id)
+    assert (view.status, view.rollback_status) == ("failed", "completed") and log.read_text() == "a\nundo\n"
+    with session_scope() as session:
+        assert session.exec(select(ExecutionLock).where(ExecutionLock.execution_id == execution_id)).first() is None
