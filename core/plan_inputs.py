@@ -166,15 +166,18 @@ def bind(
                     # Only params are checked for references (tenant, asset limits) and resolved: here one would
                     # be neither, and would name any secret, another tenant's too, in the execution's name.
                     sub.issues.append((key, "a secret_ref input goes only into a step's params"))
-        steps = out.get("steps")
-        if isinstance(steps, list):
-            out["steps"] = [sub.step(step, i) for i, step in enumerate(steps)]
+        offset = 0  # a rollback step's index follows the main steps' (core/plan_phases.py)
+        for key in _STEP_LISTS:
+            steps = out.get(key)
+            if isinstance(steps, list):
+                out[key] = [sub.step(step, offset + i, where=f"{key}[{i}]") for i, step in enumerate(steps)]
+                offset += len(steps)
         issues.extend(sub.issues)
         templated = sub.templated
         if sub.added > max_bytes:
             issues.append(("inputs", f"the values add {sub.added} characters to the plan; the limit is {max_bytes}"))
         for key, value in out.items():
-            if key not in ("name", "description", "steps"):
+            if key not in ("name", "description", *_STEP_LISTS):
                 issues.extend(sub.stray(value, key))
     if issues:
         raise InvalidInput(issues)
@@ -319,6 +322,10 @@ def _as_text(value: Any) -> str:
     return str(value)
 
 
+# The plan's step lists, in step_index order: inputs fill rollback steps as they fill the main ones.
+_STEP_LISTS = ("steps", "on_failure", "on_cancel")
+
+
 class _Substitution:
     """Replaces references in one plan, collecting issues and the steps that had any."""
 
@@ -354,10 +361,9 @@ class _Substitution:
         self.added += max(0, len(filled) - len(value))
         return filled
 
-    def step(self, step: Any, index: int) -> Any:
+    def step(self, step: Any, index: int, *, where: str) -> Any:
         if not isinstance(step, Mapping):
             return step
-        where = f"steps[{index}]"
         self._used = False
         out = dict(step)
         for key, value in step.items():

@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from core.plan_hash import canonical_json, plan_hash
+from core.plan_phases import flat_steps
 from db.enums import ActionClass
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ def execution_differences(execution: ExecutionRow, plan: Mapping[str, Any]) -> l
         )
         if plan.get(field, None if field != "description" else "") != stored
     ]
-    classes = [str(s.get("action_class")) for s in plan["steps"] if isinstance(s, Mapping)]
+    classes = [str(s.get("action_class")) for _phase, s in flat_steps(plan) if isinstance(s, Mapping)]
     try:
         highest = max((ActionClass(c) for c in classes), key=lambda c: c.rank).value if classes else None
     except ValueError:

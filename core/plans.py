@@ -27,7 +27,7 @@ from core.policy_limits import DEFAULT_POLICIES, effective_step_s
 from core.risk import UNTRUSTED, Trust
 from core.safety.credentials import find_literal_credentials, find_malformed_refs, secret_refs
 from core.schemas import PlanInputView
-from db.enums import ActionClass, ExecutionMode, SlaClass
+from db.enums import ActionClass, ExecutionMode, SlaClass, StepPhase
 
 MAX_STEPS = 200
 MAX_BYTES = 256 * 1024
@@ -72,6 +72,10 @@ class PlanSpec(BaseModel):
     approval_level: int | None = Field(default=None, ge=0, le=3)
     continue_on_error: bool = False
     steps: list[StepSpec] = Field(min_length=1)
+    # Rollback (DESIGN §14): run, on the same safety path, when a main step fails for good or times out, or
+    # when the execution is cancelled (core/engine/rollback.py). Covered by the hash like ``steps``.
+    on_failure: list[StepSpec] = Field(default_factory=list)
+    on_cancel: list[StepSpec] = Field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,16 @@ class PlannedStep:
     # The validated params model: deriving the class again under the tenant's trust (``reclassify``) needs
     # it, and keeping it spares a second validation of the params.
     model: BaseModel | None = field(default=None, repr=False, compare=False)
+    # Which list it is in, and its place there: a rollback step's ``index`` follows the main steps
+    # (core/plan_phases.py), its errors name its own list (``on_failure[0].target``).
+    phase: StepPhase = StepPhase.MAIN
+    position: int | None = None
+
+    @property
+    def path(self) -> str:
+        """Where the step is written in the plan: ``steps[2]``, ``on_failure[0]``."""
+        key = "steps" if self.phase is StepPhase.MAIN else self.phase.value
+        return f"{key}[{self.index if self.position is None else self.position}]"
 
 
 @dataclass(frozen=True)
@@ -101,11 +115,22 @@ class Plan:
     inputs: Mapping[str, Any] | None = None
     input_assets: tuple[tuple[str, str], ...] = ()
     templated: frozenset[int] = frozenset()
+    # The ``on_failure`` then ``on_cancel`` steps, their indices after the main steps'.
+    rollback: tuple[PlannedStep, ...] = ()
+
+    @property
+    def all_steps(self) -> tuple[PlannedStep, ...]:
+        """Every step, rollback included, in step_index order."""
+        return self.steps + self.rollback
+
+    def phase_steps(self, phase: StepPhase) -> tuple[PlannedStep, ...]:
+        """The steps of one phase."""
+        return tuple(s for s in self.all_steps if s.phase is phase)
 
     @property
     def action_class(self) -> ActionClass:
-        """The highest action class of any step."""
-        return max((s.action_class for s in self.steps), key=lambda c: c.rank)
+        """The highest action class of any step, rollback steps included (they run under the same approval)."""
+        return max((s.action_class for s in self.all_steps), key=lambda c: c.rank)
 
     @property
     def approval_level(self) -> int:
@@ -114,7 +139,8 @@ class Plan:
 
     @property
     def estimated_s(self) -> float:
-        """Sum of step timeouts, or the actions' estimates where a step gives none."""
+        """Sum of the main steps' timeouts, or the actions' estimates where a step gives none (a rollback has
+        its own time, added when it starts: core/engine/rollback.py)."""
         return sum(s.estimate_s for s in self.steps)
 
     @property
@@ -127,10 +153,10 @@ class Plan:
         """
         estimate, top = self.estimated_s, self.action_class
         for sla in SlaClass:
-            steps_fit = all(s.estimate_s <= self.limits[(sla, s.action_class)].step_s for s in self.steps)
+            steps_fit = all(s.estimate_s <= self.limits[(sla, s.action_class)].step_s for s in self.all_steps)
             if steps_fit and estimate < self.limits[(sla, top)].execution_s:
                 return sla
-        holding = [sla for sla in SlaClass if not _over_cap(self.steps, self.limits, sla)]
+        holding = [sla for sla in SlaClass if not _over_cap(self.all_steps, self.limits, sla)]
         return holding[-1] if holding else SlaClass.LONG
 
     def step_limit_s(self, step: PlannedStep) -> int:
@@ -175,9 +201,9 @@ def parse_plan(
     bound = None
     if "inputs" in data or inputs:  # plans without inputs pay for this test only
         data, bound = plan_inputs.bind(data, inputs, template=template, max_bytes=max_bytes)
-    steps = data.get("steps")
-    if isinstance(steps, list) and len(steps) > max_steps:
-        raise InvalidInput(f"{len(steps)} steps; a plan may have at most {max_steps}", path="steps")
+    count = sum(len(v) for k in ("steps", "on_failure", "on_cancel") if isinstance(v := data.get(k), list))
+    if count > max_steps:
+        raise InvalidInput(f"{count} steps (rollback included); a plan may have at most {max_steps}", path="steps")
     try:
         spec = PlanSpec.model_validate(data)
     except ValidationError as exc:
@@ -200,7 +226,7 @@ def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> P
     planned = _reclassified(plan, trust)
     if limits is None:
         return planned
-    issues = limit_issues(planned.steps, limits)
+    issues = limit_issues(planned.all_steps, limits)
     if issues:
         raise InvalidInput(issues)
     return replace(planned, limits=limits)
@@ -209,14 +235,21 @@ def reclassify(plan: Plan, trust: Trust, limits: PolicyTable | None = None) -> P
 def _reclassified(plan: Plan, trust: Trust) -> Plan:
     """``plan`` with each step's class derived under ``trust`` from its kept params model (no re-validation)."""
     steps: list[PlannedStep] = []
-    for step in plan.steps:
+    for step in plan.all_steps:
         action = registry.get_action(step.spec.action)
         if step.model is None or action is None:  # a plan built by hand: validate it from its spec
             fresh = _plan(plan.spec, trust)
-            return replace(plan, steps=fresh.steps, secret_names=fresh.secret_names, limits=DEFAULT_POLICIES)
+            return replace(
+                plan,
+                steps=fresh.steps,
+                rollback=fresh.rollback,
+                secret_names=fresh.secret_names,
+                limits=DEFAULT_POLICIES,
+            )
         cls = step_class(action, step.model, step.params, step.spec, trust)
         steps.append(replace(step, action_class=cls))
-    return replace(plan, steps=tuple(steps), limits=DEFAULT_POLICIES)
+    main = len(plan.steps)
+    return replace(plan, steps=tuple(steps[:main]), rollback=tuple(steps[main:]), limits=DEFAULT_POLICIES)
 
 
 def limit_issues(steps: tuple[PlannedStep, ...], limits: PolicyTable) -> list[tuple[str, str]]:
@@ -226,7 +259,7 @@ def limit_issues(steps: tuple[PlannedStep, ...], limits: PolicyTable) -> list[tu
         longest = max(limits[(sla, step.action_class)].step_s for sla in SlaClass)
         if step.spec.timeout_s is not None and step.spec.timeout_s > longest:
             message = f"{step.spec.timeout_s} exceeds the longest step limit for {step.action_class} ({longest} s)"
-            issues.append((f"steps[{step.index}].timeout_s", message))
+            issues.append((f"{step.path}.timeout_s", message))
     if not issues and all(_over_cap(steps, limits, sla) for sla in SlaClass):
         # Each fits some class, but no one class holds them all (policy rows that shrink as the class grows).
         issues.append(("steps", "no SLA class holds every declared timeout_s under the current policies"))
@@ -386,13 +419,22 @@ def _check_tree(data: Any, max_bytes: int) -> None:
 
 def _plan(spec: PlanSpec, trust: Trust) -> Plan:
     issues: list[tuple[str, str]] = []
-    seen: dict[str, int] = {}
+    seen: dict[str, str] = {}
     planned: list[PlannedStep] = []
-    for i, step in enumerate(spec.steps):
-        where = f"steps[{i}]"
-        if step.name in seen:
-            issues.append((f"{where}.name", f"duplicate of steps[{seen[step.name]}].name ({step.name!r})"))
-        seen.setdefault(step.name, i)
+    written = [
+        (phase, key, position, step)
+        for phase, key, steps in (
+            (StepPhase.MAIN, "steps", spec.steps),
+            (StepPhase.ON_FAILURE, "on_failure", spec.on_failure),
+            (StepPhase.ON_CANCEL, "on_cancel", spec.on_cancel),
+        )
+        for position, step in enumerate(steps)
+    ]
+    for i, (phase, key, position, step) in enumerate(written):
+        where = f"{key}[{position}]"
+        if step.name in seen:  # unique across the lists: ``show`` and the trail name a step by it
+            issues.append((f"{where}.name", f"duplicate of {seen[step.name]}.name ({step.name!r})"))
+        seen.setdefault(step.name, where)
         action = registry.get_action(step.action)
         if action is None:
             known = ", ".join(sorted(registry.known_actions()))
@@ -412,13 +454,14 @@ def _plan(spec: PlanSpec, trust: Trust) -> Plan:
         params = params_model.model_dump(mode="json")
         estimate = float(step.timeout_s) if step.timeout_s else action.estimate_s(params_model)
         cls = step_class(action, params_model, params, step, trust)
-        planned.append(PlannedStep(i, step, params, cls, estimate, model=params_model))
+        planned.append(PlannedStep(i, step, params, cls, estimate, model=params_model, phase=phase, position=position))
     for label, text in (("name", spec.name), ("description", spec.description)):
         issues.extend(find_literal_credentials(text, label))
     if issues:
         raise InvalidInput(issues)
     names = frozenset(n for s in planned for n in secret_refs(s.params))
-    return Plan(spec=spec, steps=tuple(planned), secret_names=names)
+    main = tuple(s for s in planned if s.phase is StepPhase.MAIN)
+    return Plan(spec=spec, steps=main, secret_names=names, rollback=tuple(planned[len(main) :]))
 
 
 def step_class(
@@ -476,21 +519,26 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
         "description": plan.spec.description,
         "approval_level": plan.approval_level,
         "continue_on_error": plan.spec.continue_on_error,
-        "steps": [
-            {
-                "name": s.spec.name,
-                "action": s.spec.action,
-                "target": asset_ids[s.spec.target],
-                "action_class": s.action_class.value,
-                "params": copy.deepcopy(s.params),
-                "timeout_s": s.spec.timeout_s,
-            }
-            for s in plan.steps
-        ],
+        "steps": [_canonical_step(s, asset_ids) for s in plan.steps],
     }
+    for phase in (StepPhase.ON_FAILURE, StepPhase.ON_CANCEL):
+        # Only when declared: a plan without rollback keeps the canonical form (and hash) it always had.
+        if steps := plan.phase_steps(phase):
+            canonical[phase.value] = [_canonical_step(s, asset_ids) for s in steps]
     if plan.inputs is not None:
         canonical["inputs"] = dict(plan.inputs)
     return canonical
+
+
+def _canonical_step(step: PlannedStep, asset_ids: Mapping[str, str]) -> dict[str, Any]:
+    return {
+        "name": step.spec.name,
+        "action": step.spec.action,
+        "target": asset_ids[step.spec.target],
+        "action_class": step.action_class.value,
+        "params": copy.deepcopy(step.params),
+        "timeout_s": step.spec.timeout_s,
+    }
 
 
 def declared_inputs(source: str | bytes | Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> list[PlanInputView]:

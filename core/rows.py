@@ -69,6 +69,7 @@ class ExecutionRow(Protocol):
     deadline_at: datetime | None
     finished_at: datetime | None
     rerun_of: str | None
+    rollback_status: str | None
 
 
 class StepRow(Protocol):
@@ -86,6 +87,7 @@ class StepRow(Protocol):
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    phase: str
 
 
 class ApprovalRow(Protocol):
@@ -180,6 +182,7 @@ class ExecutionRecord:
     deadline_at: datetime | None
     finished_at: datetime | None
     rerun_of: str | None = None  # the execution this one reran (issue 16)
+    rollback_status: str | None = None  # how its rollback went (DESIGN §14); None: none ran
 
 
 @dataclass(slots=True)
@@ -198,6 +201,7 @@ class StepRecord:
     error: str | None
     started_at: datetime | None
     finished_at: datetime | None
+    phase: str = "main"  # main, on_failure or on_cancel (DESIGN §14)
 
 
 @dataclass(slots=True)

@@ -81,6 +81,8 @@ class PlanStepView(View):
     dry_run_ok: bool
     # The timeout the step runs with: ``timeout_s`` capped by the current policy (None: no policy row).
     step_limit_s: int | None = None
+    # main, or the rollback list it is in (on_failure, on_cancel: DESIGN §14); its index follows the main steps.
+    phase: str = "main"
 
 
 class StepView(View):
@@ -105,6 +107,7 @@ class StepView(View):
     params: dict[str, Any] | None = None
     dry_run: str | None = None
     step_limit_s: int | None = None  # the timeout it runs with (``PlanStepView.step_limit_s``)
+    phase: str = "main"  # main, on_failure or on_cancel (DESIGN §14)
 
 
 class OutputChunkView(View):
@@ -198,6 +201,11 @@ class ExecutionView(ExecutionSummary):
     inputs: dict[str, Any] | None = None
     # The execution this one reran (``rerun``: a new execution of the same plan); None for a fresh submit.
     rerun_of: str | None = None
+    # Rollback (DESIGN §14): the plan's on_failure and on_cancel steps, apart from ``steps`` (``skipped``
+    # when the execution ended without them), and how the rollback went: None (none ran), running,
+    # completed or failed. The execution's status stays the outcome the rollback was run for.
+    rollback_steps: list[StepView] = []
+    rollback_status: str | None = None
 
 
 class SubmitResult(View):

@@ -30,6 +30,22 @@ class StepStatus(StrEnum):
     UNKNOWN = "unknown"
 
 
+class StepPhase(StrEnum):
+    """Which of a plan's step lists a step row belongs to (DESIGN §14): the plan's own steps, or a rollback."""
+
+    MAIN = "main"
+    ON_FAILURE = "on_failure"
+    ON_CANCEL = "on_cancel"
+
+
+class RollbackStatus(StrEnum):
+    """How an execution's rollback went (``executions.rollback_status``; NULL: none ran)."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
 class ActionClass(StrEnum):
     """Risk of an action, ordered: read < modify < deploy."""
 

@@ -199,6 +199,10 @@ class Execution(SQLModel, table=True):
     # started_at + the policy's execution timeout; the sweeper's "time out running executions" reads it.
     deadline_at: datetime | None = Field(default=None)
     finished_at: datetime | None = Field(default=None)
+    # The rollback (DESIGN §14, core/engine/rollback.py): how it went (NULL: none ran), and while it runs the
+    # outcome it was started for (JSON: status, message, error, DLQ note), which the execution ends with.
+    rollback_status: str | None = Field(default=None, max_length=16)
+    rollback_pending: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
 
 
 class ExecutionCount(SQLModel, table=True):
@@ -244,6 +248,8 @@ class ExecutionStep(SQLModel, table=True):
     action_class: str = Field(max_length=16)
     params_json: str = Field(sa_column=Column(Text, nullable=False))
     timeout_s: int | None = Field(default=None)
+    # main, on_failure or on_cancel (db/enums.py StepPhase): rollback steps follow the main ones in step_index.
+    phase: str = Field(default="main", max_length=16, sa_column_kwargs={"server_default": "main"})
     status: str = Field(default="pending", max_length=16)
     attempts: int = Field(default=0)
     output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))

@@ -29,11 +29,11 @@ from sqlalchemy import select as sa_select
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
-from core import metrics
+from core import metrics, plan_phases
 from core.actions import registry
 from core.approval_rules import approvals_satisfied, execution_sealed
 from core.audit import record_event
-from core.engine import gates, locks, outbox, secrets, windows_gate
+from core.engine import gates, locks, outbox, rollback, secrets, windows_gate
 from core.engine.finish import dead_letter, is_retryable
 from core.fsm import TERMINAL, transition
 from core.identity.permissions import may_run_class
@@ -260,10 +260,10 @@ def _spec(row: _Row) -> _Spec:
             if execution.seal
             else "unsealed execution (submitted before migration 0010, or its seal was removed): submit it again"
         )
-    elif not 0 <= step.step_index < len(plan["steps"]):
+    elif (found := plan_phases.step_at(plan, step.step_index)) is None or found[0] != step.phase:
         problem = f"plan mismatch: step {step.step_index} is not in the approved plan"
     else:
-        changed = execution_differences(execution, plan) + step_differences(plan["steps"][step.step_index], step)
+        changed = execution_differences(execution, plan) + step_differences(found[1], step)
         if changed:
             fields = ", ".join(changed)
             problem = f"plan mismatch: the stored {fields} of step {step.step_index} differ from the approved plan"
@@ -280,7 +280,8 @@ def _spec(row: _Row) -> _Spec:
             step_count=len(plan["steps"]) if plan is not None else step.step_index + 1,
             problem=problem,
         )
-    spec = plan["steps"][step.step_index]
+    assert found is not None  # no problem: the lookup found the step
+    phase, spec = found
     return _Spec(
         name=spec["name"],
         action=spec["action"],
@@ -288,8 +289,10 @@ def _spec(row: _Row) -> _Spec:
         action_class=spec["action_class"],
         params=spec["params"],
         timeout_s=spec["timeout_s"],
-        targets=frozenset(s["target"] for s in plan["steps"]),
-        step_count=len(plan["steps"]),
+        # Every step's target, rollback ones too: the execution holds them all from its start (DESIGN §3.9).
+        targets=frozenset(s["target"] for _phase, s in plan_phases.flat_steps(plan)),
+        # A rollback step runs on to the end of its own list (core/engine/rollback.py), not into the next.
+        step_count=plan_phases.phase_range(plan, phase).stop,
     )
 
 
@@ -330,7 +333,8 @@ def _free(item: QueueItem) -> bool:
 def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: str) -> bool:
     """A level-3 step without its go: park it, or (parked before and the wait is over) end the execution."""
     execution, step_index = row.execution, row.step.step_index
-    if not gates.needs_gate(execution) or execution.cancel_requested_at is not None:
+    cancelled = execution.cancel_requested_at is not None and not rollback.is_rollback(row.step)
+    if not gates.needs_gate(execution) or cancelled:
         return False
     if gates.gate_open(session, execution, step_index):
         return False
@@ -402,7 +406,8 @@ def _plan(
 ) -> StepPlan:
     """Everything the run and the persist need, with the run-time checks done and secrets resolved."""
     execution, step, asset = row.execution, row.step, row.asset
-    cancelled = execution.cancel_requested_at is not None
+    # A rollback step runs whatever cancel was asked: on_cancel steps run because of one (DESIGN §14).
+    cancelled = execution.cancel_requested_at is not None and not rollback.is_rollback(step)
     bare = StepPlan(
         execution_id=execution.id,
         tenant_id=execution.tenant_id,

@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import random
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from core.actions import registry
-from core.engine import locks
+from core.engine import locks, rollback
 from core.fsm import transition
 from core.notify import outbox as notify_outbox
 from db.enums import ActionClass, NotifyEvent, StepStatus
@@ -88,7 +88,14 @@ def finish_execution(
     The locks go first: asset rows before queue rows before the execution row, the one lock order of
     core/engine/locks.py (the hand-off to the next execution waiting for each asset is sent after commit).
     ``held_locks``: a running execution's lease holder passes the locks it checked (``locks.release``).
+
+    An execution whose rollback was running ends with the outcome that rollback was started for, whatever
+    ended it (core/engine/rollback.py).
     """
+    ending = rollback.conclude(session, execution, actor=actor)
+    if ending is not None:
+        status, message, error = ending.status, ending.message, ending.error
+        dlq = DlqNote(**ending.dlq) if ending.dlq is not None else None
     locks.release(session, execution.id, held_by_running=held_locks)
     values: dict[str, Any] = {"error": error} if error else {}
     transition(
@@ -130,6 +137,31 @@ def finish_execution(
             actor=actor,
         )
     session.flush()
+
+
+def end_or_roll_back(
+    session: Session,
+    execution: Execution,
+    status: S,
+    *,
+    actor: str,
+    message: str,
+    error: str | None = None,
+    dlq: DlqNote | None = None,
+    held_locks: Collection[str] | None = None,
+) -> bool:
+    """``finish_execution``, unless the plan's rollback for this end (``on_failure``, ``on_cancel``) runs first.
+
+    Returns True if the execution ended, False if its rollback started (it ends when the rollback does, with
+    this outcome: core/engine/rollback.py; its locks stay held meanwhile).
+    """
+    ending = rollback.Ending(status, message, error, asdict(dlq) if dlq is not None else None)
+    if rollback.begin(session, execution, ending, actor=actor):
+        return False
+    finish_execution(
+        session, execution, status, actor=actor, message=message, error=error, dlq=dlq, held_locks=held_locks
+    )
+    return True
 
 
 def dead_letter(

@@ -92,8 +92,8 @@ def open_gate(session: Session, execution: Execution, step_index: int) -> dict[s
 def release_for_cancel(session: Session, execution: Execution) -> None:
     """A cancel was requested: a step parked at its gate is released now, so a worker ends the execution
     ``cancelled`` at once instead of when the gate's deadline comes (its claim honours the cancel)."""
-    if not needs_gate(execution):
-        return
+    if not needs_gate(execution) or execution.rollback_status is not None:
+        return  # a rollback's step waits for its go whatever cancel was asked (core/engine/rollback.py)
     item = session.exec(select(QueueItem).where(QueueItem.execution_id == execution.id)).first()
     if item is None or item.lease_token is not None:
         return  # a worker holds it: its watcher sees the request

@@ -308,10 +308,13 @@ def lock_targets_if_unstarted(session: Session, execution_id: str) -> bool:
     return session.execute(_LOCK_UNSTARTED_TARGETS, {"l_execution_id": execution_id}).first() is not None
 
 
+# Every step list's targets: rollback steps' too (core/plan_phases.py), whose locks the execution takes at start.
 _LOCK_UNSTARTED_TARGETS = text(
     "SELECT a.id FROM assets a WHERE a.id IN ("
-    "SELECT jsonb_array_elements(CAST(e.plan_json AS jsonb) -> 'steps') ->> 'target' FROM executions e "
-    "WHERE e.id = :l_execution_id AND e.status IN ('approved', 'queued')) "
+    "SELECT jsonb_array_elements((p.j -> 'steps') || COALESCE(p.j -> 'on_failure', CAST('[]' AS jsonb))"
+    " || COALESCE(p.j -> 'on_cancel', CAST('[]' AS jsonb))) ->> 'target' "
+    "FROM (SELECT CAST(e.plan_json AS jsonb) AS j FROM executions e "
+    "WHERE e.id = :l_execution_id AND e.status IN ('approved', 'queued')) p) "
     "ORDER BY a.id FOR NO KEY UPDATE"
 )
 

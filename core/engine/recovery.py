@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from core import metrics
 from core.audit import record_event
 from core.engine import locks, orphans, outbox
-from core.engine.finish import dead_letter, execution_timeout, is_retryable, may_retry
+from core.engine.finish import DlqNote, end_or_roll_back, execution_timeout, is_retryable, may_retry
 from core.fsm import transition
 from core.policies import get_policy
 from core.transactions import session_scope
@@ -150,16 +150,9 @@ def _dead_letter_lost(
         step.status = StepStatus.UNKNOWN.value
         step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
     session.add(step)
-    dead_letter(
-        session,
-        execution,
-        S.FAILED,
-        actor="sweeper",
-        reason=reason,
-        message=f"{message}: {step.error}",
-        step_index=step.step_index,
-        attempts=step.attempts,
-    )
+    why = f"{message}: {step.error}"
+    note = DlqNote(reason, step.step_index, step.attempts, why)
+    end_or_roll_back(session, execution, S.FAILED, actor="sweeper", message=why, error=why, dlq=note)
     metrics.LEASE_EXPIRATIONS.labels(outcome).inc()
     return outcome
 
@@ -206,7 +199,8 @@ def time_out_idle_executions() -> int:
         ).all()
         for execution in rows:
             why = f"{execution_timeout(execution)} (between steps)"
-            dead_letter(session, execution, S.TIMEOUT, actor="sweeper", reason="execution_timeout", message=why)
+            note = DlqNote("execution_timeout", None, 0, why)
+            end_or_roll_back(session, execution, S.TIMEOUT, actor="sweeper", message=why, error=why, dlq=note)
             count += 1
     return count
 

@@ -39,6 +39,7 @@ from core.engine.finish import (
     DlqNote,
     cancelled_by,
     dead_letter,
+    end_or_roll_back,
     execution_timeout,
     finish_execution,
     may_retry,
@@ -49,7 +50,7 @@ from core.logs import current_trace_id, log_context
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
-from db.enums import StepStatus
+from db.enums import StepPhase, StepStatus
 from db.settings import get_settings
 from db.tables import Execution, ExecutionStep, QueueItem, new_id
 
@@ -211,7 +212,7 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
         if ran.reason is StopReason.CANCEL:
             why = cancelled_by(session, execution)
             claim.update_step(session, plan, status=StepStatus.CANCELLED.value, **(done | {"error": why}))
-            finish_execution(
+            ended = end_or_roll_back(
                 session,
                 execution,
                 S.CANCELLED,
@@ -220,12 +221,12 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
                 error=why,
                 held_locks=_held(plan, held),
             )
-            return Persisted(Outcome.FINISHED)
+            return Persisted(Outcome.FINISHED if ended else Outcome.ADVANCED)
         if ran.reason is StopReason.EXECUTION_TIMEOUT:
             claim.update_step(session, plan, status=StepStatus.TIMEOUT.value, **done)
             why = f"{execution_timeout(execution)} during step {plan.step_index} ({plan.step_name})"
             note = DlqNote("execution_timeout", plan.step_index, plan.attempts, why)
-            finish_execution(
+            ended = end_or_roll_back(
                 session,
                 execution,
                 S.TIMEOUT,
@@ -235,7 +236,7 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
                 dlq=note,
                 held_locks=_held(plan, held),
             )
-            return Persisted(Outcome.FINISHED)
+            return Persisted(Outcome.FINISHED if ended else Outcome.ADVANCED)
         return _failed(session, plan, held, execution, ran.result, error, now, done)
 
 
@@ -297,7 +298,7 @@ def _failed(
     if plan.continue_on_error and plan.refusal is None:
         return Persisted(_advance(session, plan, held))
     why = plan.refusal_code if plan.refusal else ("retries_exhausted" if plan.retryable else "step_failed")
-    finish_execution(
+    ended = end_or_roll_back(
         session,
         execution,
         S.FAILED,
@@ -307,7 +308,7 @@ def _failed(
         dlq=DlqNote(why, plan.step_index, plan.attempts, error),
         held_locks=_held(plan, held),
     )
-    return Persisted(Outcome.FINISHED)
+    return Persisted(Outcome.FINISHED if ended else Outcome.ADVANCED)
 
 
 def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
@@ -350,5 +351,6 @@ _ENDING = select(
     exists().where(
         col(ExecutionStep.execution_id) == bindparam("end_execution_id"),
         col(ExecutionStep.status) != StepStatus.COMPLETED.value,
+        col(ExecutionStep.phase) == StepPhase.MAIN.value,  # rollback steps that did not run are no failure
     ),
 ).where(col(Execution.id) == bindparam("end_execution_id"))

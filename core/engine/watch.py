@@ -177,11 +177,14 @@ def _stop_reason(plan: StepPlan, *, renew_due: bool) -> tuple[StopReason | None,
     try:
         with session_scope() as session:
             row = session.exec(
-                select(Execution.cancel_requested_at, Execution.deadline_at).where(Execution.id == plan.execution_id)
+                select(Execution.cancel_requested_at, Execution.deadline_at, Execution.rollback_status).where(
+                    Execution.id == plan.execution_id
+                )
             ).first()
             if row is not None and row[1] is not None:
                 plan.watch.deadline_at_epoch = row[1].timestamp()  # the sweeper or an admin may move it
-            if row is not None and row[0] is not None:
+            # A rollback is not cancelled: on_cancel steps run because of a cancel (core/engine/rollback.py).
+            if row is not None and row[0] is not None and row[2] is None:
                 return StopReason.CANCEL, False
             if time.time() >= plan.watch.deadline_at_epoch:
                 return StopReason.EXECUTION_TIMEOUT, False

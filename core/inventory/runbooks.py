@@ -171,7 +171,7 @@ def _vouched(plan_text: str, digest: str) -> tuple[tuple[str, ActionClass], ...]
     # a submitter may put there (nor the sample a template is validated with).
     found = tuple(
         (step_key(s.spec.action, s.params), s.spec.action_class or ActionClass.READ)
-        for s in plan.steps
+        for s in plan.all_steps
         if s.index not in plan.templated
     )
     if len(_vouched_cache) >= _VOUCHED_CACHE_SIZE:

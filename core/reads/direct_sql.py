@@ -44,11 +44,11 @@ _EXECUTION = (
     "e.id, e.tenant_id, e.requested_by, e.name, e.description, e.plan_json, e.plan_hash, e.action_class, "
     "e.approval_level, e.sla_class, e.execution_mode, e.run_mode, e.continue_on_error, e.status, "
     "e.idempotency_key, e.attempt, e.error, e.approval_expires_at, e.cancel_requested_at, e.created_at, "
-    "e.started_at, e.deadline_at, e.finished_at, e.rerun_of"
+    "e.started_at, e.deadline_at, e.finished_at, e.rerun_of, e.rollback_status"
 )
 _STEP = (
     "s.step_index, s.name, s.action, s.target_asset_id, s.target_name, s.action_class, s.params_json, "
-    "s.timeout_s, s.status, s.attempts, s.output, s.error, s.started_at, s.finished_at"
+    "s.timeout_s, s.status, s.attempts, s.output, s.error, s.started_at, s.finished_at, s.phase"
 )
 _APPROVAL = "a.decision, a.comment, a.plan_hash, a.step_index, a.created_at"
 _ASSET = (
@@ -105,6 +105,7 @@ def _execution(r: Sequence[Any]) -> ExecutionRecord:
         deadline_at=utc(r[21]),
         finished_at=utc(r[22]),
         rerun_of=r[23],
+        rollback_status=r[24],
     )
 
 
@@ -124,6 +125,7 @@ def _step(r: Sequence[Any]) -> StepRecord:
         error=r[11],
         started_at=utc(r[12]),
         finished_at=utc(r[13]),
+        phase=r[14],
     )
 
 

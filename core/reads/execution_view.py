@@ -19,6 +19,7 @@ from core.reads import plan_review
 from core.reads.plan_review import ReviewSource
 from core.rows import ApprovalRow, ExecutionRow, StepRow
 from core.schemas import ApprovalView, ExecutionSummary, ExecutionView, PlanStepView, StepView
+from db.enums import StepPhase
 
 
 class ViewSource(ReviewSource, Protocol):
@@ -71,7 +72,9 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
             )
             for a, username in approvals
         ],
-        steps=[step_view(s, planned.get(s.step_index)) for s in steps],
+        steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase == StepPhase.MAIN],
+        rollback_steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase != StepPhase.MAIN],
+        rollback_status=execution.rollback_status,
         plan_intact=seen.intact,
         changes_since_approved=seen.changes_since_approved,
         compared_with=seen.compared_with,
@@ -99,6 +102,7 @@ def step_view(row: StepRow, planned: PlanStepView | None) -> StepView:
         params=planned.params if planned else None,
         dry_run=planned.dry_run if planned else None,
         step_limit_s=planned.step_limit_s if planned else None,
+        phase=row.phase,
     )
 
 

@@ -26,10 +26,11 @@ from typing import Any, Protocol
 from core.actions.describe import describe_step
 from core.inventory.asset_view import asset_view
 from core.plan_integrity import execution_differences, step_differences, verified_plan
+from core.plan_phases import flat_steps, step_at
 from core.policy_limits import effective_step_s
 from core.rows import AssetRow, ExecutionRow, PolicyRow, StepRow
 from core.schemas import AssetView, PlanStepView
-from db.enums import ExecutionStatus
+from db.enums import ExecutionStatus, StepPhase
 
 # Statuses an execution reaches only once approved (DESIGN §4).
 APPROVED_STATUSES = [
@@ -103,7 +104,7 @@ def review(
         rows = step_rows.get(execution.id, ())
         intact = (
             not execution_differences(execution, plan)
-            and len(rows) == len(plan["steps"])
+            and len(rows) == len(flat_steps(plan))
             and not any(step_differences(_at(plan, row.step_index), row) for row in rows)
         )
         previous = earlier.get(execution.id)
@@ -137,15 +138,16 @@ def steps_text(steps: Iterable[PlanStepView]) -> str:
     lines: list[str] = []
     for s in steps:
         timeout = f", timeout {s.timeout_s}s" if s.timeout_s else ""
-        lines.append(f"{s.index}. {s.name}: {s.action} on {s.target} ({s.action_class}{timeout})")
+        phase = f" [{s.phase}]" if s.phase != StepPhase.MAIN else ""  # a rollback step is marked: it runs only then
+        lines.append(f"{s.index}. {s.name}{phase}: {s.action} on {s.target} ({s.action_class}{timeout})")
         params = json.dumps(s.params, indent=2, sort_keys=True, ensure_ascii=False)
         lines.extend(f"   {line}" for line in params.splitlines())
     return "\n".join(lines) + "\n"
 
 
 def _at(plan: Mapping[str, Any], index: int) -> Any:
-    steps = plan["steps"]
-    return steps[index] if 0 <= index < len(steps) else None
+    found = step_at(plan, index)
+    return found[1] if found is not None else None
 
 
 def _assets(
@@ -155,7 +157,7 @@ def _assets(
     wanted: dict[str, set[str]] = {}
     for execution in executions:
         plan = plans[execution.id]
-        steps = plan["steps"] if plan is not None else []
+        steps = [s for _phase, s in flat_steps(plan)] if plan is not None else []
         targets = {s["target"] for s in steps if isinstance(s, Mapping) and isinstance(s.get("target"), str)}
         wanted.setdefault(execution.tenant_id, set()).update(targets)
     found: dict[str, AssetView] = {}
@@ -167,7 +169,7 @@ def _assets(
 
 def _render(plan: Mapping[str, Any], assets: Mapping[str, AssetView]) -> list[PlanStepView]:
     rendered = []
-    for index, step in enumerate(plan["steps"]):
+    for index, (phase, step) in enumerate(flat_steps(plan)):
         if not isinstance(step, Mapping):
             step = {}
         target_id = str(step.get("target", ""))
@@ -187,6 +189,7 @@ def _render(plan: Mapping[str, Any], assets: Mapping[str, AssetView]) -> list[Pl
                 params=params,
                 dry_run=described.description or (described.error or ""),
                 dry_run_ok=described.ok,
+                phase=phase.value,
             )
         )
     return rendered

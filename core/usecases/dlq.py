@@ -26,7 +26,7 @@ from core.schemas import DlqView, ExecutionView, Principal, SubmitResult
 from core.transactions import session_scope
 from core.usecases.submission import PlanSource, rerun
 from db.clock import utcnow
-from db.enums import DlqResolution, ExecutionStatus, Role, StepStatus
+from db.enums import DlqResolution, ExecutionStatus, Role, StepPhase, StepStatus
 from db.tables import DlqEntry, Execution, ExecutionStep, User
 
 
@@ -97,6 +97,8 @@ def requeue(principal: Principal, execution_id: str, *, comment: str | None = No
                 "deadline_at": None,
                 "started_at": None,
                 "cancel_requested_at": None,
+                "rollback_status": None,  # its rollback may run again on this attempt (DESIGN §14)
+                "rollback_pending": None,
             },
         )
         session.execute(
@@ -197,7 +199,9 @@ def _open_entry(session: Session, principal: Principal, execution_id: str) -> tu
 
 def _first_unfinished(session: Session, execution_id: str) -> int:
     steps = session.exec(
-        select(ExecutionStep).where(ExecutionStep.execution_id == execution_id).order_by(col(ExecutionStep.step_index))
+        select(ExecutionStep)
+        .where(ExecutionStep.execution_id == execution_id, ExecutionStep.phase == StepPhase.MAIN.value)
+        .order_by(col(ExecutionStep.step_index))
     ).all()
     for step in steps:
         if step.status != StepStatus.COMPLETED.value:

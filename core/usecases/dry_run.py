@@ -37,12 +37,12 @@ def dry_run_plan(
     parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, inputs=inputs)
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
-        names = [s.spec.target for s in parsed.steps] + [name for _path, name in parsed.input_assets]
+        names = [s.spec.target for s in parsed.all_steps] + [name for _path, name in parsed.input_assets]
         assets = assets_by_name(session, principal.tenant_id, names)
         views = {name: asset_view(asset) for name, asset in assets.items()}
     missing = [
-        (f"steps[{s.index}].target", f"unknown asset {s.spec.target!r} in tenant {principal.tenant}")
-        for s in parsed.steps
+        (f"{s.path}.target", f"unknown asset {s.spec.target!r} in tenant {principal.tenant}")
+        for s in parsed.all_steps
         if s.spec.target not in views
     ]
     missing += [
@@ -54,5 +54,5 @@ def dry_run_plan(
         raise InvalidInput(missing)
     return [
         describe_step(step.index, step.spec.name, step.spec.action, views[step.spec.target], step.spec.params)
-        for step in parsed.steps
+        for step in parsed.all_steps
     ]

@@ -154,11 +154,11 @@ class Intake:
         principal = self.principal
         assets: dict[str, AssetRecord] = {}
         issues: list[tuple[str, str]] = []
-        for step in plan.steps:
+        for step in plan.all_steps:
             asset = self.assets.get(step.spec.target)
             if asset is None:
                 issues.append(
-                    (f"steps[{step.index}].target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
+                    (f"{step.path}.target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
                 )
                 continue
             assets[asset.name] = asset
@@ -167,7 +167,7 @@ class Intake:
                 kinds = "/".join(sorted(c.value for c in allowed))
                 issues.append(
                     (
-                        f"steps[{step.index}].target",
+                        f"{step.path}.target",
                         f"{step.spec.action} runs on {kinds} assets; {asset.name} is {asset.connection}",
                     )
                 )
@@ -190,17 +190,17 @@ class Intake:
         the worker fetches it for the step.
         """
         issues: list[tuple[str, str]] = []
-        for step in plan.steps:
+        for step in plan.all_steps:
             asset = self.assets.get(step.spec.target)
             if asset is None:
                 continue  # reported as an unknown target
             for name in sorted(secret_refs(step.params)):
                 if not self._usable_on(name, asset.name):
-                    issues.append((f"steps[{step.index}].params", f"secret {name!r} may not be used on {asset.name}"))
+                    issues.append((f"{step.path}.params", f"secret {name!r} may not be used on {asset.name}"))
             ref = asset.credential_ref
             if ref and not self._usable_on(ref, asset.name):
                 reason = f"the credential {ref!r} of {asset.name} may not be used on it"
-                issues.append((f"steps[{step.index}].target", reason))
+                issues.append((f"{step.path}.target", reason))
         return issues
 
     def _usable_on(self, name: str, asset_name: str) -> bool:
@@ -211,7 +211,7 @@ class Intake:
 
 def asset_names(plan: Plan) -> list[str]:
     """Every asset name the plan needs from the tenant's inventory: its targets, and its ``asset`` inputs' values."""
-    names = [s.spec.target for s in plan.steps]
+    names = [s.spec.target for s in plan.all_steps]
     names.extend(name for _path, name in plan.input_assets)
     return names
 

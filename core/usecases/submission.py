@@ -40,6 +40,7 @@ from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.inventory import asset_service
+from core.plan_phases import flat_steps
 from core.plans import Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
 from core.schemas import ExecutionView, PlanPreview, Principal, SubmitResult
@@ -365,8 +366,9 @@ def preview(
                 "action_class": s.action_class.value,
                 "timeout_s": s.spec.timeout_s,
                 "step_limit_s": derived.step_limit_s(s),
+                "phase": s.phase.value,
             }
-            for s in derived.steps
+            for s in derived.all_steps
         ],
         secret_names=sorted(derived.secret_names),
         execution_limit_s=derived.execution_limit_s,
@@ -398,7 +400,7 @@ def rerun_plan(principal: Principal, execution_id: str, *, from_step: int = 0) -
         plan: dict[str, Any] = json.loads(execution.plan_json)
     if not 0 <= from_step < len(plan["steps"]):
         raise InvalidInput(f"the plan has steps 0 to {len(plan['steps']) - 1}", path="from_step")
-    for index, step in enumerate(plan["steps"]):
+    for index, (_phase, step) in enumerate(flat_steps(plan)):  # rollback steps too: their rows follow
         step["target"] = names[index]
     plan["steps"] = plan["steps"][from_step:]
     # The steps hold the values the original was bound with; the record of them is not a declaration.

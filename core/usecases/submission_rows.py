@@ -128,10 +128,11 @@ def new_execution(
             "action_class": step.action_class.value,
             "params_json": canonical_json(step.params),
             "timeout_s": step.spec.timeout_s,
+            "phase": step.phase.value,
             "status": StepStatus.PENDING.value,
             "attempts": 0,
         }
-        for step in plan.steps
+        for step in plan.all_steps
     ]
     return NewExecution(judged=judged, row=row, steps=steps)
 

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 import pytest
 
 import core
+from db.settings import get_settings
 from tests.cli.support import (
     MODIFY_PLAN,
     READ_PLAN,
@@ -430,3 +431,33 @@ def test_show_json_links_a_rerun_to_the_execution_it_reran(db: str, cli: Cli, pl
     assert shown["rerun_of"] == old and new != old
     assert ok_json(cli("show", old, "--as", "alice", "--json"))["rerun_of"] is None
     assert f"rerun of {old}" in cli("show", new[:8], "--as", "alice").stdout
+
+
+def test_show_lists_rollback_steps_apart_with_their_status(
+    db: str, cli: Cli, plan_file: PlanFile, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failing step ran its on_failure step: ``show --json`` has it under ``rollback_steps`` (not ``steps``)
+    with ``rollback_status``; ``show`` prints a rollback table (DESIGN §14)."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
+    get_settings.cache_clear()
+    plan = (
+        "name: undo\nsteps:\n  - {name: break, action: shell, target: localhost, params: {command: 'false'}}\n"
+        "on_failure:\n  - {name: restore, action: shell, target: localhost, params: {command: [echo, restored]}}\n"
+        "on_cancel:\n  - {name: tidy, action: noop, target: localhost}\n"
+    )
+    submitted = submit_json(cli, plan_file(plan))
+    execution_id = submitted["execution_id"]
+    drive(execution_id)
+    view = ok_json(cli("show", execution_id, "--as", "alice", "--json"))
+    assert (view["status"], view["rollback_status"]) == ("failed", "completed")
+    assert [s["name"] for s in view["steps"]] == ["break"]
+    assert [(s["index"], s["phase"], s["name"], s["status"]) for s in view["rollback_steps"]] == [
+        (1, "on_failure", "restore", "completed"),
+        (2, "on_cancel", "tidy", "skipped"),
+    ]
+    assert set(view["rollback_steps"][0]) >= STEP_KEYS and "restored" in view["rollback_steps"][0]["output"]
+    text = cli("show", execution_id, "--as", "alice")
+    assert text.exit_code == 0, text.stderr
+    assert "rollback   completed" in text.stdout
+    assert "1. restore [on_failure]: shell on localhost" in text.stdout
+    get_settings.cache_clear()

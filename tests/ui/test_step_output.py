@@ -112,3 +112,31 @@ def test_the_failure_banner_says_who_cancelled(console: OpenConsole) -> None:
     at.selectbox(key=state.EXECUTION_PICK).select(execution_id.execution_id).run()
     assert not at.exception
     assert _banner(at) == "Cancelled: cancelled by alice: not today"
+
+
+def test_rollback_steps_are_shown_under_their_own_heading(
+    console: OpenConsole, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The execution detail lists the on_failure steps under "Rollback", with how the rollback went; the
+    failure banner still names the main step that failed."""
+    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
+    get_settings.cache_clear()
+    plan = (
+        "name: undo\nsteps:\n  - {name: break, action: shell, target: localhost, params: {command: 'false'}}\n"
+        "on_failure:\n  - {name: restore, action: shell, target: localhost, params: {command: [echo, restored]}}\n"
+    )
+    execution_id = core.submit(core.principal("alice", "demo"), plan, background=True).execution.execution_id
+    try:
+        drive(execution_id)
+    finally:
+        get_settings.cache_clear()
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
+    assert not at.exception
+    headings = [shown(m.value) for m in at.markdown]
+    assert headings.index("**Rollback**") > headings.index("**Steps**")
+    assert any(shown(c.value).startswith("Rollback completed") for c in at.caption)
+    labels = [e.label for e in at.expander]
+    assert any("1. restore · on_failure" in label and "completed" in label for label in labels)
+    assert _banner(at) == "Failed: step 0 (break): exit code 1"
+    assert "restored" in _codes(at)

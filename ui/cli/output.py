@@ -116,8 +116,42 @@ def render_execution(view: core.ExecutionView) -> str:
         for s in view.steps
         if s.error
     )
+    lines.extend(_render_rollback(view))
     lines.extend(["", *render_plan(view)])
     return "\n".join(lines)
+
+
+def _render_rollback(view: core.ExecutionView) -> list[str]:
+    """The plan's on_failure / on_cancel steps apart from the main ones (DESIGN §14), and how the rollback went."""
+    if not view.rollback_steps:
+        return []
+    went = view.rollback_status or "not run"
+    lines = ["", f"rollback   {went}"]
+    lines.append(
+        table(
+            ["#", "PHASE", "STEP", "ACTION", "TARGET", "CLASS", "STATUS", "ATTEMPTS", "LIMIT"],
+            (
+                [
+                    s.index,
+                    s.phase,
+                    s.name,
+                    s.action,
+                    s.target,
+                    s.action_class,
+                    s.status,
+                    s.attempts,
+                    _seconds(s.step_limit_s),
+                ]
+                for s in view.rollback_steps
+            ),
+        )
+    )
+    lines.extend(
+        f"  step {s.index} error: {terminal_safe(s.error, multiline=True, indent=' ' * 4)}"
+        for s in view.rollback_steps
+        if s.error
+    )
+    return lines
 
 
 def _seconds(value: int | None) -> str | None:
@@ -132,11 +166,12 @@ def render_plan(view: core.ExecutionView) -> list[str]:
                  "worker refuses to run it."]  # fmt: skip
     else:
         lines = [f"what runs (the plan with hash {view.plan_hash[:16]}...):"]
-    for s in view.steps:
+    for s in [*view.steps, *view.rollback_steps]:
         if s.params is None:
             continue
+        phase = f" [{s.phase}]" if s.phase != "main" else ""  # runs only on a failure or a cancel
         lines.append(
-            f"  {s.index}. {terminal_safe(s.name)}: {s.action} on {terminal_safe(s.target)} ({s.action_class})"
+            f"  {s.index}. {terminal_safe(s.name)}{phase}: {s.action} on {terminal_safe(s.target)} ({s.action_class})"
         )
         params = json.dumps(s.params, sort_keys=True, ensure_ascii=False)
         lines.append(f"     params   {terminal_safe(params)}")

@@ -52,15 +52,34 @@ class LiveTail:
     texts: dict[tuple[int, int, int], str] = field(default_factory=dict)
 
 
+ROLLBACK_CAPTIONS = {
+    None: "Runs only if a step fails for good or times out (on_failure), or on a cancel (on_cancel).",
+    "running": "Rollback running: the execution ends with its original outcome when it is done.",
+    "completed": "Rollback completed: every rollback step completed.",
+    "failed": "Rollback failed: a rollback step did not complete (the steps after it were skipped).",
+}
+
+
 def step_timeline(who: Principal, view: ExecutionView, outputs: Sequence[AttemptOutputView]) -> None:
-    """The steps in order: status, attempt, duration; inside, each attempt's (masked, capped) output."""
+    """The steps in order: status, attempt, duration; inside, each attempt's (masked, capped) output. The
+    plan's rollback steps follow under their own heading, with how the rollback went (DESIGN §14)."""
     st.markdown("**Steps**")
     if not view.steps:
         st.caption("No steps.")
     by_step: dict[int, list[AttemptOutputView]] = {}
     for out in outputs:
         by_step.setdefault(out.step_index, []).append(out)
-    for step in view.steps:
+    _steps(who, view, view.steps, by_step)
+    if view.rollback_steps:
+        st.markdown("**Rollback**")
+        st.caption(ROLLBACK_CAPTIONS.get(view.rollback_status, view.rollback_status or ""))
+        _steps(who, view, view.rollback_steps, by_step)
+
+
+def _steps(
+    who: Principal, view: ExecutionView, steps: Sequence[StepView], by_step: dict[int, list[AttemptOutputView]]
+) -> None:
+    for step in steps:
         key = f"{state.STEP_OPEN}.{view.execution_id}.{step.index}"
         if key not in st.session_state and step.status == "running":
             st.session_state[key] = True  # a running step opens by itself, once: the operator decides after
@@ -89,7 +108,10 @@ def _label(step: StepView) -> str:
         facts += f" · {(step.finished_at - step.started_at).total_seconds():.1f} s"
     elif step.started_at is not None:
         facts += f" · since {step.started_at.astimezone(UTC):%H:%M:%S} UTC"
-    return f"{icon} {step.index}. {md_text(step.name)} · {md_text(step.action)} on {md_text(step.target)} · {facts}"
+    phase = f" · {step.phase}" if step.phase != "main" else ""
+    return (
+        f"{icon} {step.index}. {md_text(step.name)}{phase} · {md_text(step.action)} on {md_text(step.target)} · {facts}"
+    )
 
 
 def live_tail(who: Principal, execution_id: str, which: tuple[int, int, int]) -> None:
