@@ -37,7 +37,7 @@ from ui.cli.options import (
     read_password,
     use_token_file,
 )
-from ui.cli.output import as_json, print_json, render_execution, render_summaries
+from ui.cli.output import as_json, execution_json, print_json, render_execution, render_summaries
 from ui.cli.read_only import commands_app
 from ui.cli.runbooks import runbooks_app
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
@@ -294,22 +294,32 @@ def cancel_command(
 def show_command(
     execution_id: ExecutionId, as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Show one execution and its steps."""
-    show_view(read_execution(as_user, execution_id, tenant), json_out)
+    """Show one execution and its steps (with --json, each step's output per attempt)."""
+    view, outputs = read_execution(as_user, execution_id, tenant, outputs=json_out)
+    if json_out:
+        print_json(execution_json(view, outputs))
+    else:
+        typer.echo(render_execution(view))
 
 
-def read_execution(as_user: str | None, execution_id: str, tenant: str | None) -> core.ExecutionView:
-    """The execution ``show`` prints: read over a plain DB-API connection when the database allows (no ORM to
-    import: issue 15, a third of the CPU), else through core; the same rules and the same view either way.
-    A prefix of the id is resolved through core first (the one-shot reader takes whole ids only)."""
-    if len(execution_id.strip()) != FULL_ID_LENGTH:
-        return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
-    try:
-        with core.direct_reader() as reader:
-            return reader.get_execution(acting_on(as_user, execution_id, tenant, issuer=reader), execution_id)
-    except core.DirectReadUnavailable:
-        pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
-    return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
+def read_execution(
+    as_user: str | None, execution_id: str, tenant: str | None, *, outputs: bool = False
+) -> tuple[core.ExecutionView, list[core.AttemptOutputView]]:
+    """The execution ``show`` prints, and (with ``outputs``) each attempt's output: read over a plain DB-API
+    connection when the database allows (no ORM to import: issue 15, a third of the CPU), else through core;
+    the same rules and the same view either way. A prefix of the id is resolved through core first (the
+    one-shot reader takes whole ids only)."""
+    if len(execution_id.strip()) == FULL_ID_LENGTH:
+        try:
+            with core.direct_reader() as reader:
+                who = acting_on(as_user, execution_id, tenant, issuer=reader)
+                view = reader.get_execution(who, execution_id)
+                return view, reader.list_attempt_outputs(who, execution_id) if outputs else []
+        except core.DirectReadUnavailable:
+            pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
+    who, full_id = acting_on_execution(as_user, execution_id, tenant)
+    view = core.get_execution(who, full_id)
+    return view, core.list_attempt_outputs(who, full_id) if outputs else []
 
 
 def show_view(view: core.ExecutionView, json_out: bool) -> None:
