@@ -158,6 +158,13 @@ def submit_command(
         bool, typer.Option("--wait", help="Wait for a terminal status (runs an embedded worker if no Redis).")
     ] = False,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
+    notify_on_finish: Annotated[
+        bool,
+        typer.Option(
+            "--notify-on-finish",
+            help="Tell me when it ends, at my own notification address (`notify subscribe`; one plan only).",
+        ),
+    ] = False,
     input_pairs: InputOpt = None,
     inputs_file: InputsFileOpt = None,
     json_out: JsonOpt = False,
@@ -177,6 +184,8 @@ def submit_command(
     inputs = gather_inputs(input_pairs, inputs_file)
     if inputs is not None and len(plans) > 1:
         raise core.InvalidInput("inputs are given for one plan; submit plans with inputs one by one", path="--input")
+    if notify_on_finish and len(plans) > 1:
+        raise core.InvalidInput("--notify-on-finish is for one plan; submit them one by one", path="--notify-on-finish")
     sources = [read_plan(plan) for plan in plans]
     actor = acting(as_user, tenant)
     if wait and not core.get_settings().redis_url:
@@ -184,7 +193,16 @@ def submit_command(
     try:
         if len(sources) == 1:
             key = keys[0] if keys else None
-            results = [core.submit(actor, sources[0], idempotency_key=key, background=background, inputs=inputs)]
+            results = [
+                core.submit(
+                    actor,
+                    sources[0],
+                    idempotency_key=key,
+                    background=background,
+                    inputs=inputs,
+                    notify_on_finish=notify_on_finish,
+                )
+            ]
         else:
             results = core.submit_many(actor, sources, idempotency_keys=keys or None, background=background)
         views = [wait_briefly(actor, r.execution, timeout_s) if wait else r.execution for r in results]
