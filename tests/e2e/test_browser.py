@@ -289,7 +289,7 @@ def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, 
     page.goto(link)
     page.get_by_role("heading", name="Sign in").wait_for()
     sign_in_as(page, "bob · approver")
-    page.get_by_text(execution_id).first.wait_for()  # its detail: the full id in the summary
+    page.get_by_text(execution_id).filter(visible=True).first.wait_for()  # its detail: the full id in the summary
     page.get_by_text(re.compile(r"disk-usage · completed")).wait_for(timeout=60_000)
     # The address still names it (Executions is the default page, which Streamlit shows at the root).
     assert page.url in {link, link.replace("/executions?", "/?")}, page.url
@@ -304,7 +304,8 @@ def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, 
     new_short = re.search(r"new execution, ([0-9a-f]{8})", rerun.inner_text()).group(1)  # type: ignore[union-attr]
     assert not execution_id.startswith(new_short)
     page.wait_for_url(re.compile(rf"execution={new_short}[0-9a-f]{{24}}"))
-    page.get_by_text(execution_id).first.wait_for()  # "Rerun of" names the old one
+    # "Rerun of" names the old one (the list's grid holds the ids too, in hidden cells first in the page).
+    page.get_by_text(execution_id).filter(visible=True).first.wait_for()
 
 
 def test_the_code_the_page_fetches_is_refused_to_a_request_without_its_header(page: Any, console_url: str) -> None:
