@@ -13,6 +13,7 @@ from core import Role
 from ui import runtime, session_cookie, state
 from ui.components import session, sign_in_form
 from ui.components.approvals import inbox_badge
+from ui.components.layout import console_style
 
 # (file, title, icon, lowest role that sees it). Hiding a page is a courtesy: core checks every call. The URL
 # path is the file's stem (/executions, /dlq ...): what deep links and bookmarks use.
@@ -29,6 +30,7 @@ SIGN_IN = "ui/pages/sign_in.py"
 SIGN_IN_PATH = "sign-in"
 
 st.set_page_config(page_title="OpsConductor", page_icon=":material/play_circle:", layout="wide")
+console_style()
 
 
 @st.cache_resource
@@ -45,8 +47,11 @@ _runtime()
 who = session.current_principal()
 if state.take_leaving():
     session_cookie.fetch_in_background(session_cookie.END)  # signed out: the browser drops its cookie
+# The sign-in page is the default, signed in or not: Streamlit serves the default page at the root only, so a
+# default Executions page would answer its own address (/executions?execution=..., every deep link) with
+# "Page not found". Signed in, the root lands on the sign-in page, which switches to the first page below.
 sign_in = st.Page(
-    SIGN_IN, title="Sign in", icon=":material/login:", url_path=SIGN_IN_PATH, default=who is None,
+    SIGN_IN, title="Sign in", icon=":material/login:", url_path=SIGN_IN_PATH, default=True,
     visibility="visible" if who is None else "hidden",
 )  # fmt: skip
 if who is None:
@@ -67,7 +72,9 @@ if who is None and current is not sign_in:
     sign_in_form.render()
     st.stop()
 if who is not None and current is sign_in:
-    st.switch_page(pages[0])  # signed in on the sign-in page's own address (a bookmark): the first page
+    # Signed in at the root or on the sign-in page's address (a bookmark): the first page, with the address's
+    # query (an old link, /?execution=<id>, still opens that execution).
+    st.switch_page(pages[0], query_params=st.query_params.to_dict())
 if (code := state.take_handoff()) is not None:
     # Signed in in this tab: the browser fetches the session's HttpOnly cookie (no reload), so a reload, a
     # bookmark or a second tab opens signed in.

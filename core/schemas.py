@@ -632,6 +632,7 @@ class ChannelView(View):
     events: list[str]
     owner: str | None  # the user whose own opt-in it is; None: the tenant's
     created_at: datetime
+    only_when_asked: bool = False  # an opt-in hearing only of executions submitted with ``notify_on_finish``
 
 
 class NotificationTestResult(View):

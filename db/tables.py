@@ -193,6 +193,8 @@ class Execution(SQLModel, table=True):
     cancel_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     # The execution this one reran (issue 16): a plain id, no foreign key, so retention may delete either.
     rerun_of: str | None = Field(default=None, max_length=32)
+    # The requester asked, at submit, to be told when it ends (their own channels: core/notify/outbox.py).
+    notify_on_finish: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(default=None)
@@ -667,6 +669,8 @@ class NotificationChannel(SQLModel, table=True):
     owner_user_id: str | None = Field(
         default=None, sa_column=Column(ForeignKey("users.id", ondelete="CASCADE"), nullable=True)
     )
+    # A user's opt-in that hears only of the executions submitted with ``notify_on_finish``, not of all theirs.
+    only_when_asked: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
     created_by: str = Field(max_length=32)
     created_at: datetime = Field(default_factory=utcnow)
 

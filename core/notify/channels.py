@@ -61,13 +61,26 @@ def add_email(principal: Principal, address: str, *, events: Iterable[str] | Non
         return _view(session, row)
 
 
-def subscribe_email(principal: Principal, address: str) -> ChannelView:
-    """Opt in (any member): email ``address`` when an execution you requested finishes."""
+def subscribe_email(principal: Principal, address: str, *, only_when_asked: bool = False) -> ChannelView:
+    """Opt in (any member): email ``address`` when an execution you requested finishes.
+
+    Args:
+        only_when_asked: only the executions you submit asking to be told (``submit(..., notify_on_finish=True)``),
+            not every one you request.
+    """
     address = targets.check_email(address)
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
         row = _add(
-            session, principal, ChannelKind.EMAIL, address, address, "text", [NotifyEvent.FINISHED], owner=principal
+            session,
+            principal,
+            ChannelKind.EMAIL,
+            address,
+            address,
+            "text",
+            [NotifyEvent.FINISHED],
+            owner=principal,
+            only_when_asked=only_when_asked,
         )
         return _view(session, row)
 
@@ -165,6 +178,7 @@ def _add(
     events: list[NotifyEvent],
     *,
     owner: Principal | None,
+    only_when_asked: bool = False,
 ) -> NotificationChannel:
     count = len(
         session.exec(select(NotificationChannel.id).where(NotificationChannel.tenant_id == principal.tenant_id)).all()
@@ -179,6 +193,7 @@ def _add(
         format=fmt,
         events=",".join(e.value for e in events),
         owner_user_id=owner.user_id if owner else None,
+        only_when_asked=only_when_asked,
         created_by=principal.user_id,
         created_at=utcnow(),
     )
@@ -189,7 +204,14 @@ def _add(
         principal,
         "notify_channel_added",
         hint,
-        {"channel_id": row.id, "kind": kind.value, "format": fmt, "events": row.events, "own": owner is not None},
+        {
+            "channel_id": row.id,
+            "kind": kind.value,
+            "format": fmt,
+            "events": row.events,
+            "own": owner is not None,
+            "only_when_asked": only_when_asked,
+        },
     )
     return row
 
@@ -224,5 +246,6 @@ def _view(session: Session, row: NotificationChannel) -> ChannelView:
         format=row.format,
         events=row.events.split(","),
         owner=owner,
+        only_when_asked=row.only_when_asked,
         created_at=row.created_at,
     )

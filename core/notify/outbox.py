@@ -7,7 +7,9 @@ transaction has committed, which wakes this process's delivery thread (core/noti
 elsewhere finds the rows on its next pass.
 
 Who gets what: a tenant channel (an admin's) gets the events it lists; a user's own channel (their opt-in)
-gets ``finished`` of the executions they requested.
+gets ``finished`` of the executions they requested: every one, or (``only_when_asked``) only those they
+submitted asking to be told (``executions.notify_on_finish``: ``submit --notify-on-finish``, the console's
+"Notify me when it finishes").
 """
 
 from __future__ import annotations
@@ -37,6 +39,12 @@ def tenant_has_channels(tenant_id: Any) -> Any:
     return exists().where(_CHANNELS.c.tenant_id == tenant_id)
 
 
+def has_own_channel(session: Session, *, tenant_id: str, user_id: str) -> bool:
+    """Whether the user has an opt-in of their own in the tenant: somewhere to hear of their executions' ends."""
+    query = select(_CHANNELS.c.id).where(_CHANNELS.c.tenant_id == tenant_id, _CHANNELS.c.owner_user_id == user_id)
+    return session.execute(query.limit(1)).first() is not None
+
+
 def note(
     session: Session,
     *,
@@ -53,19 +61,22 @@ def note(
     if not execution_ids:
         return 0
     channels = session.execute(
-        select(_CHANNELS.c.id, _CHANNELS.c.events, _CHANNELS.c.owner_user_id).where(_CHANNELS.c.tenant_id == tenant_id)
+        select(_CHANNELS.c.id, _CHANNELS.c.events, _CHANNELS.c.owner_user_id, _CHANNELS.c.only_when_asked).where(
+            _CHANNELS.c.tenant_id == tenant_id
+        )
     ).all()
     if not channels:
         return 0
-    requesters: dict[str, str] = {}
+    requesters: dict[str, tuple[str, bool]] = {}
     if event is NotifyEvent.FINISHED and any(c.owner_user_id for c in channels):
-        requesters = dict(
-            session.execute(
-                select(_EXECUTIONS.c.id, _EXECUTIONS.c.requested_by).where(
+        requesters = {
+            row.id: (row.requested_by, bool(row.notify_on_finish))
+            for row in session.execute(
+                select(_EXECUTIONS.c.id, _EXECUTIONS.c.requested_by, _EXECUTIONS.c.notify_on_finish).where(
                     _EXECUTIONS.c.id.in_(list(execution_ids)), _EXECUTIONS.c.tenant_id == tenant_id
                 )
             ).all()
-        )
+        }
     now = utcnow()
     rows = [
         {
@@ -83,7 +94,7 @@ def note(
         }
         for execution_id in execution_ids
         for channel in channels
-        if _wants(channel.events, channel.owner_user_id, event, requesters.get(execution_id))
+        if _wants(channel, event, requesters.get(execution_id))
     ]
     if rows:
         session.execute(_INSERT, rows)
@@ -91,7 +102,11 @@ def note(
     return len(rows)
 
 
-def _wants(events: str, owner_user_id: str | None, event: NotifyEvent, requester: str | None) -> bool:
-    if owner_user_id is not None:  # a user's opt-in: their own executions' ends, nothing else
-        return event is NotifyEvent.FINISHED and requester == owner_user_id
-    return event.value in events.split(",")
+def _wants(channel: Any, event: NotifyEvent, requested: tuple[str, bool] | None) -> bool:
+    """Whether ``channel`` (a row: events, owner_user_id, only_when_asked) hears of ``event``; ``requested``:
+    who requested the execution and whether they asked to be told of its end."""
+    if channel.owner_user_id is not None:  # a user's opt-in: their own executions' ends, nothing else
+        if event is not NotifyEvent.FINISHED or requested is None or requested[0] != channel.owner_user_id:
+            return False
+        return requested[1] or not channel.only_when_asked
+    return event.value in channel.events.split(",")

@@ -31,9 +31,10 @@ from core.identity.proofs import (
     sole_membership,
 )
 from core.identity.token_rules import last_use_due, lookup_hash, token_principal
+from core.reads.attempt_outputs import join_attempt_outputs
 from core.reads.direct_sql import SqlRows
 from core.reads.execution_view import build_view
-from core.schemas import ExecutionView, Principal
+from core.schemas import AttemptOutputView, ExecutionView, Principal
 from db.clock import utcnow
 from db.dbapi import DirectReadUnavailable, read_only
 from db.settings import get_settings
@@ -83,6 +84,19 @@ class DirectReader:
         if execution is None:
             raise NotFound("execution", execution_id)
         return build_view(self._rows, execution)
+
+    def list_attempt_outputs(self, principal: Principal, execution_id: str) -> list[AttemptOutputView]:
+        """As ``core.list_attempt_outputs``: each attempt of each step that has output, by step, run, attempt.
+
+        Raises:
+            NotFound: no such execution in this tenant. PermissionDenied: as ``rbac.require(READ)``.
+        """
+        self._require(principal, Permission.READ)
+        execution = self._rows.execution(principal.tenant_id, execution_id)
+        if execution is None:
+            raise NotFound("execution", execution_id)
+        steps = [(s.step_index, s.attempts, s.output) for s in self._rows.steps(execution)]
+        return join_attempt_outputs(steps, self._rows.output_chunks(execution), execution.attempt)
 
     def _require(self, principal: Principal, permission: Permission) -> None:
         """``rbac.require``'s checks, in its order, on this connection's rows."""

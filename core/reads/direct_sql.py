@@ -256,6 +256,14 @@ class SqlRows:
         )
         return [_step(r) for r in self.connection.rows(sql, [execution.id, execution.tenant_id])]
 
+    def output_chunks(self, execution: ExecutionRow) -> list[tuple[int, int, int, int, str]]:
+        """The execution's output chunks as (step_index, run, attempt, seq, text), in the order written."""
+        sql = (
+            "SELECT c.step_index, c.run, c.attempt, c.seq, c.text FROM step_output_chunks c "
+            "WHERE c.execution_id = ? AND c.tenant_id = ? ORDER BY c.id"
+        )
+        return [tuple(r) for r in self.connection.rows(sql, [execution.id, execution.tenant_id])]
+
     def approvals(self, execution: ExecutionRow) -> list[tuple[ApprovalRecord, str]]:
         """The execution's decisions, oldest first, with their approvers' usernames."""
         sql = (

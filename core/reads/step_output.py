@@ -9,12 +9,11 @@ written (core/engine/live_output.py).
 
 from __future__ import annotations
 
-from itertools import groupby
-
 from sqlmodel import Session, col, select
 
 from core.identity import rbac
 from core.identity.permissions import Permission
+from core.reads.attempt_outputs import join_attempt_outputs
 from core.reads.executions import load_execution
 from core.schemas import AttemptOutputView, OutputChunkView, Principal
 from core.transactions import session_scope
@@ -58,26 +57,9 @@ def attempt_outputs(session: Session, execution: Execution) -> list[AttemptOutpu
             ExecutionStep.execution_id == execution.id, ExecutionStep.tenant_id == execution.tenant_id
         )
     ).all()
-    current = {index: attempts for index, attempts, _ in steps}
-    found: dict[tuple[int, int, int], str] = {}
     rows = _chunks(session, execution.tenant_id, execution.id, after_id=0, limit=None)
-    ordered = sorted(rows, key=lambda r: (r.step_index, r.run, r.attempt, r.seq))
-    for key, chunks in groupby(ordered, key=lambda r: (r.step_index, r.run, r.attempt)):
-        found[key] = "".join(chunk.text for chunk in chunks)
-    for index, attempts, output in steps:
-        key = (index, execution.attempt, attempts)
-        if output and attempts > 0 and key not in found:
-            found[key] = output
-    return [
-        AttemptOutputView(
-            step_index=index,
-            run=run,
-            attempt=attempt,
-            output=text,
-            latest=run == execution.attempt and attempt == current.get(index),
-        )
-        for (index, run, attempt), text in sorted(found.items())
-    ]
+    chunks = [(r.step_index, r.run, r.attempt, r.seq, r.text) for r in rows]
+    return join_attempt_outputs(steps, chunks, execution.attempt)
 
 
 def _chunks(

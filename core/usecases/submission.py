@@ -40,6 +40,7 @@ from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.inventory import asset_service
+from core.notify import outbox as notify_outbox
 from core.plan_phases import flat_steps
 from core.plans import Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
@@ -65,12 +66,16 @@ def submit(
     idempotency_key: str | None = None,
     background: bool = False,
     inputs: Mapping[str, Any] | None = None,
+    notify_on_finish: bool = False,
 ) -> SubmitResult:
     """Submit a plan (YAML/JSON text or a mapping) as the principal.
 
     Args:
         inputs: values for the plan's declared ``inputs:`` by name (DESIGN §14), substituted before the plan
             is canonicalised and hashed: the approval covers the concrete plan.
+        notify_on_finish: tell the requester when it ends, through their own opt-ins (``subscribe_email``),
+            including one that hears only of executions asked for so (issue 16 item 3). A submission that
+            returns an existing execution (its idempotency key) leaves that one as it was.
 
     Returns:
         The execution and ``created``; ``created`` is False when an active execution with the same
@@ -83,7 +88,15 @@ def submit(
         Conflict: a caller-given key is already used by a different plan.
         ServiceUnavailable: a target had to be looked up in the asset service, and it could not be asked.
     """
-    [result] = _submit(principal, [plan], [idempotency_key], [inputs], background=background, batch=False)
+    [result] = _submit(
+        principal,
+        [plan],
+        [idempotency_key],
+        [inputs],
+        background=background,
+        batch=False,
+        notify_on_finish=notify_on_finish,
+    )
     return result
 
 
@@ -132,6 +145,7 @@ def _submit(
     background: bool,
     batch: bool,
     rerun_of: str | None = None,
+    notify_on_finish: bool = False,
 ) -> list[SubmitResult]:
     settings = get_settings()
     parsed, caller_keys = _parse(sources, keys, inputs, batch=batch)
@@ -148,6 +162,7 @@ def _submit(
                 settings.idempotency_window_s,
                 batch=batch,
                 rerun_of=rerun_of,
+                notify_on_finish=notify_on_finish,
             )
         except _KeyTaken:
             look_up = True  # the next attempt reads the keys' holders first
@@ -203,14 +218,32 @@ def _insert(
     *,
     batch: bool,
     rerun_of: str | None = None,
+    notify_on_finish: bool = False,
 ) -> tuple[list[SubmitResult], list[str]]:
     """One attempt in one transaction: the results in order, and the ids to run inline after commit."""
     try:
         with session_scope() as session:
             intake = Intake.read(session, principal, plans, permission=Permission.SUBMIT)
+            if notify_on_finish and not notify_outbox.has_own_channel(
+                session, tenant_id=principal.tenant_id, user_id=principal.user_id
+            ):
+                raise InvalidInput(
+                    "you have no notification address to be told at: subscribe one first "
+                    "(opsconductor notify subscribe ADDRESS, or Notify me on the Submit page)",
+                    path="notify_on_finish",
+                )
             judged = _judge(intake, plans, batch=batch)
             outcomes = _outcomes(
-                session, principal, judged, caller_keys, background, look_up, window_s, batch=batch, rerun_of=rerun_of
+                session,
+                principal,
+                judged,
+                caller_keys,
+                background,
+                look_up,
+                window_s,
+                batch=batch,
+                rerun_of=rerun_of,
+                notify_on_finish=notify_on_finish,
             )
             new = [o for o in outcomes if isinstance(o, NewExecution)]
             write(session, principal, new)
@@ -263,6 +296,7 @@ def _outcomes(
     *,
     batch: bool,
     rerun_of: str | None = None,
+    notify_on_finish: bool = False,
 ) -> list[_Outcome]:
     """What each plan becomes, by its idempotency key (see the module docstring); rows to write are not yet written.
 
@@ -298,7 +332,15 @@ def _outcomes(
         # Strictly increasing, so the batch's executions keep their order wherever they are sorted by time.
         now = utcnow() if now is None else max(utcnow(), now + timedelta(microseconds=1))
         outcomes.append(
-            new_execution(principal, j, caller_key=caller, background=background, now=now, rerun_of=rerun_of)
+            new_execution(
+                principal,
+                j,
+                caller_key=caller,
+                background=background,
+                now=now,
+                rerun_of=rerun_of,
+                notify_on_finish=notify_on_finish,
+            )
         )
     return outcomes
 
@@ -409,7 +451,12 @@ def rerun_plan(principal: Principal, execution_id: str, *, from_step: int = 0) -
 
 
 def rerun(
-    principal: Principal, execution_id: str, *, background: bool = True, plan: PlanSource | None = None
+    principal: Principal,
+    execution_id: str,
+    *,
+    background: bool = True,
+    plan: PlanSource | None = None,
+    notify_on_finish: bool = False,
 ) -> SubmitResult:
     """Submit an ended execution's plan again, as ``principal``: always a new execution, with its own approvals.
 
@@ -426,5 +473,14 @@ def rerun(
     stored = rerun_plan(principal, execution_id)
     key = f"rerun-{uuid.uuid4().hex}"  # never reused: a rerun is a new execution, whatever the window says
     source = stored if plan is None else plan
-    [result] = _submit(principal, [source], [key], [None], background=background, batch=False, rerun_of=execution_id)
+    [result] = _submit(
+        principal,
+        [source],
+        [key],
+        [None],
+        background=background,
+        batch=False,
+        rerun_of=execution_id,
+        notify_on_finish=notify_on_finish,
+    )
     return result

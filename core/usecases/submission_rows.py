@@ -73,6 +73,7 @@ def new_execution(
     background: bool,
     now: datetime,
     rerun_of: str | None = None,
+    notify_on_finish: bool = False,
 ) -> NewExecution:
     """The rows of one execution of ``judged`` requested by ``principal`` at ``now`` (nothing is written).
 
@@ -114,6 +115,7 @@ def new_execution(
         "created_at": now,
         "updated_at": now,
         "rerun_of": rerun_of,
+        "notify_on_finish": notify_on_finish,
     }
     steps = [
         {

@@ -4,12 +4,15 @@ rotate the signing secret; refusals exit with the contract's codes and a clear l
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 
 import pytest
 
+from core.notify.delivery import deliver_due
 from db.settings import get_settings
-from tests.cli.support import Cli, ok_json
+from tests.cli.support import Cli, PlanFile, ok_json
+from tests.factories import noop_plan
 from tests.notify_support import Mailbox, Receiver, receiving, smtp_server
 
 ADMIN = ("--as", "admin", "--tenant", "demo")
@@ -70,3 +73,26 @@ def test_notify_refusals_are_clear_and_use_the_exit_codes(db: str, cli: Cli) -> 
     assert [c["id"] for c in ok_json(cli("notify", "list", "--as", "alice", "--json"))["channels"]] == [mine["id"]]
     assert cli("notify", "remove", mine["id"], "--as", "dave").exit_code == 4  # not dave's
     assert cli("notify", "remove", mine["id"], "--as", "alice").exit_code == 0
+
+
+def test_submit_notify_on_finish_emails_the_requester_who_asked(
+    db: str, cli: Cli, plan_file: PlanFile, local_receivers: Mailbox
+) -> None:
+    """``notify subscribe --only-when-asked`` then ``submit --notify-on-finish``: that end is emailed, not another."""
+    refused = cli("submit", plan_file(noop_plan("asked")), "--as", "alice", "--notify-on-finish")
+    assert refused.exit_code == 2 and "notify subscribe" in refused.stderr  # nowhere to tell: said, not submitted
+    channel = ok_json(cli("notify", "subscribe", "alice@example.test", "--only-when-asked", "--as", "alice", "--json"))
+    assert channel["only_when_asked"] is True
+    asked = ok_json(cli("submit", plan_file(noop_plan("asked")), "--as", "alice", "--notify-on-finish", "--json"))
+    quiet = ok_json(cli("submit", plan_file(noop_plan("quiet")), "--as", "alice", "--json"))
+    assert asked["status"] == quiet["status"] == "completed"
+    deadline = time.monotonic() + 15
+    while not local_receivers.messages:
+        assert time.monotonic() < deadline, "no email"
+        if deliver_due() == 0:
+            time.sleep(0.02)
+    while deliver_due():
+        pass  # anything else due would be the quiet one's
+    assert len(local_receivers.messages) == 1
+    to, raw = local_receivers.messages[0]
+    assert to == ["alice@example.test"] and b"Finished: asked (demo)" in raw

@@ -21,6 +21,7 @@ from sqlmodel import select
 
 from core import (
     CheckItem,
+    InvalidInput,
     SafetyRefused,
     add_email,
     add_webhook,
@@ -317,3 +318,28 @@ def test_check_is_no_go_while_local_targets_are_allowed_or_delivery_has_stopped(
     with session_scope() as session:
         session.execute(update(Notification).values(next_attempt_at=utcnow() - timedelta(minutes=10)))
     assert not item().ok and "1 notifications overdue" in item().reason  # nobody delivered it for 10 minutes
+
+
+def test_an_opt_in_only_when_asked_hears_of_the_executions_submitted_asking(db: str, notify_env: Mailbox) -> None:
+    """Per-submit opt-in (issue 16 item 3): alice's "only when asked" address gets the end of the execution she
+    submitted with ``notify_on_finish``, not of the other; bob's address for all his gets neither of hers."""
+    alice, bob = principal("alice", "demo"), principal("bob", "demo")
+    subscribe_email(alice, "alice@example.test", only_when_asked=True)
+    subscribe_email(bob, "bob@example.test")
+    asked = submit(alice, noop_plan("asked"), notify_on_finish=True).execution
+    quiet = submit(alice, noop_plan("quiet")).execution
+    assert asked.status == quiet.status == "completed"  # fast level 0: run in the caller, so they ended
+    deliver_until(lambda: len(notify_env.messages) >= 1 and settled())
+    mails = [(to, message_from_bytes(raw)) for to, raw in notify_env.messages]
+    assert [(to, mail["Subject"]) for to, mail in mails] == [
+        (["alice@example.test"], "[OpsConductor] Finished: asked (demo)")
+    ]
+    assert asked.execution_id in mails[0][1].get_payload()  # its deep link
+    assert [c.only_when_asked for c in list_channels(alice)] == [True]
+
+
+def test_asking_to_be_notified_without_an_address_is_refused(db: str, notify_env: Mailbox) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        submit(principal("alice", "demo"), noop_plan("asked"), notify_on_finish=True)
+    assert refused.value.issues[0][0] == "notify_on_finish" and "subscribe" in str(refused.value)
+    assert rows() == []

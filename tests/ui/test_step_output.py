@@ -140,3 +140,42 @@ def test_rollback_steps_are_shown_under_their_own_heading(
     assert any("1. restore · on_failure" in label and "completed" in label for label in labels)
     assert _banner(at) == "Failed: step 0 (break): exit code 1"
     assert "restored" in _codes(at)
+
+
+def test_the_failure_banner_shows_stderr_when_the_step_printed_nothing_else(console: OpenConsole) -> None:
+    code = "import sys\nfor i in range(3):\n    print('err', i, file=sys.stderr)\nsys.exit(3)\n"
+    execution_id = approved(python_plan(code))
+    drive(execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
+    assert not at.exception
+    assert _banner(at) == "Failed: step 0 (talk): exit code 3"
+    assert "err 0\nerr 1\nerr 2" in _codes(at)
+
+
+ERR_THEN_WAIT = "import sys, time\nprint('stuck on the lock', file=sys.stderr)\ntime.sleep(30)\n"
+
+
+def test_the_failure_banner_shows_stderr_of_a_step_that_timed_out(console: OpenConsole) -> None:
+    execution_id = approved(python_plan(ERR_THEN_WAIT, timeout_s=1))
+    drive(execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
+    assert not at.exception
+    assert _banner(at) == "Failed: step 0 (talk): timeout: the step's limit of 1 s was reached"
+    assert "stuck on the lock" in _codes(at)
+
+
+def test_the_failure_banner_says_who_cancelled_a_running_step_and_shows_its_stderr(
+    console: OpenConsole, driving: Drivers
+) -> None:
+    execution_id = approved(python_plan(ERR_THEN_WAIT))
+    thread = driving(execution_id)
+    wait_until(lambda: "stuck on the lock" in _chunk_text(execution_id))
+    core.cancel(core.principal("alice", "demo"), execution_id, reason="wrong host")
+    thread.join(timeout=30)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
+    assert not at.exception
+    assert _banner(at) == "Cancelled: cancelled by alice: wrong host"
+    assert "stuck on the lock" in _codes(at)

@@ -128,3 +128,32 @@ def test_preview_shows_each_steps_limit(console: OpenConsole) -> None:
     preview = core.preview(core.principal("alice", "demo"), MODIFY_PLAN.format(name="rotate-logs"))
     assert [s["step_limit_s"] for s in preview.steps] == [8]  # fast modify's policy limit: none declared
     assert any(f"the execution gets {preview.execution_limit_s} s of running time" in c.value for c in at.caption)
+
+
+def test_notify_me_subscribes_an_address_and_asks_for_this_executions_end(console: OpenConsole) -> None:
+    """Submit's "Notify me when it finishes": without an address, one is asked for, subscribed "only when asked",
+    and the execution is submitted asking; with one, it is named and no field is shown."""
+    from db.engine import session_scope
+    from db.tables import Execution
+
+    alice = core.principal("alice", "demo")
+    at = console("alice", page=PAGE)
+    at.text_area(key=state.PLAN_TEXT).input(READ_PLAN.format(name="told")).run()
+    at.checkbox(key=state.NOTIFY_ON_FINISH).check().run()
+    assert not at.exception
+    button(at, "Submit").click().run()
+    assert any("email address" in shown(e.value) for e in at.error)  # asked for, nothing submitted
+    assert core.list_executions(alice) == []
+    at.text_input(key=state.NOTIFY_ADDRESS).input("alice@example.test").run()
+    button(at, "Submit").click().run()
+    assert not at.exception and not at.error
+    [channel] = core.list_channels(alice)
+    assert (channel.target, channel.only_when_asked) == ("alice@example.test", True)
+    [execution] = core.list_executions(alice)
+    with session_scope() as session:
+        row = session.get(Execution, execution.execution_id)
+        assert row is not None and row.notify_on_finish
+    at = console("alice", page=PAGE)
+    at.checkbox(key=state.NOTIFY_ON_FINISH).check().run()
+    assert state.NOTIFY_ADDRESS not in [t.key for t in at.text_input]  # an address on file: none asked for
+    assert any("To alice@example.test" in shown(c.value) for c in at.caption)

@@ -37,7 +37,7 @@ from ui.cli.options import (
     read_password,
     use_token_file,
 )
-from ui.cli.output import as_json, print_json, render_execution, render_summaries
+from ui.cli.output import as_json, execution_json, print_json, render_execution, render_summaries
 from ui.cli.read_only import commands_app
 from ui.cli.runbooks import runbooks_app
 from ui.cli.runtime_commands import up_command, watch_command, worker_command
@@ -160,6 +160,13 @@ def submit_command(
         bool, typer.Option("--wait", help="Wait for a terminal status (runs an embedded worker if no Redis).")
     ] = False,
     timeout_s: Annotated[float, typer.Option("--timeout", min=0, help="Seconds --wait waits at most.")] = 60.0,
+    notify_on_finish: Annotated[
+        bool,
+        typer.Option(
+            "--notify-on-finish",
+            help="Tell me when it ends, at my own notification address (`notify subscribe`; one plan only).",
+        ),
+    ] = False,
     input_pairs: InputOpt = None,
     inputs_file: InputsFileOpt = None,
     json_out: JsonOpt = False,
@@ -179,6 +186,8 @@ def submit_command(
     inputs = gather_inputs(input_pairs, inputs_file)
     if inputs is not None and len(plans) > 1:
         raise core.InvalidInput("inputs are given for one plan; submit plans with inputs one by one", path="--input")
+    if notify_on_finish and len(plans) > 1:
+        raise core.InvalidInput("--notify-on-finish is for one plan; submit them one by one", path="--notify-on-finish")
     sources = [read_plan(plan) for plan in plans]
     actor = acting(as_user, tenant)
     if wait and not core.get_settings().redis_url:
@@ -186,7 +195,16 @@ def submit_command(
     try:
         if len(sources) == 1:
             key = keys[0] if keys else None
-            results = [core.submit(actor, sources[0], idempotency_key=key, background=background, inputs=inputs)]
+            results = [
+                core.submit(
+                    actor,
+                    sources[0],
+                    idempotency_key=key,
+                    background=background,
+                    inputs=inputs,
+                    notify_on_finish=notify_on_finish,
+                )
+            ]
         else:
             results = core.submit_many(actor, sources, idempotency_keys=keys or None, background=background)
         views = [wait_briefly(actor, r.execution, timeout_s) if wait else r.execution for r in results]
@@ -296,22 +314,32 @@ def cancel_command(
 def show_command(
     execution_id: ExecutionId, as_user: AsUser = None, tenant: TenantOpt = None, json_out: JsonOpt = False
 ) -> None:
-    """Show one execution and its steps."""
-    show_view(read_execution(as_user, execution_id, tenant), json_out)
+    """Show one execution and its steps (with --json, each step's output per attempt)."""
+    view, outputs = read_execution(as_user, execution_id, tenant, outputs=json_out)
+    if json_out:
+        print_json(execution_json(view, outputs))
+    else:
+        typer.echo(render_execution(view))
 
 
-def read_execution(as_user: str | None, execution_id: str, tenant: str | None) -> core.ExecutionView:
-    """The execution ``show`` prints: read over a plain DB-API connection when the database allows (no ORM to
-    import: issue 15, a third of the CPU), else through core; the same rules and the same view either way.
-    A prefix of the id is resolved through core first (the one-shot reader takes whole ids only)."""
-    if len(execution_id.strip()) != FULL_ID_LENGTH:
-        return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
-    try:
-        with core.direct_reader() as reader:
-            return reader.get_execution(acting_on(as_user, execution_id, tenant, issuer=reader), execution_id)
-    except core.DirectReadUnavailable:
-        pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
-    return core.get_execution(*acting_on_execution(as_user, execution_id, tenant))
+def read_execution(
+    as_user: str | None, execution_id: str, tenant: str | None, *, outputs: bool = False
+) -> tuple[core.ExecutionView, list[core.AttemptOutputView]]:
+    """The execution ``show`` prints, and (with ``outputs``) each attempt's output: read over a plain DB-API
+    connection when the database allows (no ORM to import: issue 15, a third of the CPU), else through core;
+    the same rules and the same view either way. A prefix of the id is resolved through core first (the
+    one-shot reader takes whole ids only)."""
+    if len(execution_id.strip()) == FULL_ID_LENGTH:
+        try:
+            with core.direct_reader() as reader:
+                who = acting_on(as_user, execution_id, tenant, issuer=reader)
+                view = reader.get_execution(who, execution_id)
+                return view, reader.list_attempt_outputs(who, execution_id) if outputs else []
+        except core.DirectReadUnavailable:
+            pass  # another database, a driver error, a token's last use to record: the ORM path says it its way
+    who, full_id = acting_on_execution(as_user, execution_id, tenant)
+    view = core.get_execution(who, full_id)
+    return view, core.list_attempt_outputs(who, full_id) if outputs else []
 
 
 def show_view(view: core.ExecutionView, json_out: bool) -> None:

@@ -30,7 +30,8 @@ def _echo(view: core.ChannelView, json_out: bool) -> None:
     if json_out:
         print_json(view.model_dump(mode="json"))
     else:
-        typer.echo(f"channel {view.id}: {view.kind} {view.target} ({view.format}) for {','.join(view.events)}")
+        asked = " (only when asked: submit --notify-on-finish)" if view.only_when_asked else ""
+        typer.echo(f"channel {view.id}: {view.kind} {view.target} ({view.format}) for {','.join(view.events)}{asked}")
 
 
 @notify_app.command("add-webhook")
@@ -68,12 +69,18 @@ def add_email_command(
 @notify_app.command("subscribe")
 def subscribe_command(
     address: Annotated[str, typer.Argument(help="Your email address.")],
+    only_when_asked: Annotated[
+        bool,
+        typer.Option(
+            "--only-when-asked", help="Only for executions submitted with --notify-on-finish, not every one of yours."
+        ),
+    ] = False,
     as_user: AsUser = None,
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Opt in: be emailed when an execution you requested finishes (any member; `notify remove ID` opts out)."""
-    _echo(core.subscribe_email(acting(as_user, tenant), address), json_out)
+    _echo(core.subscribe_email(acting(as_user, tenant), address, only_when_asked=only_when_asked), json_out)
 
 
 @notify_app.command("list")

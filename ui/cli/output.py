@@ -50,6 +50,27 @@ def as_json(view: BaseModel, **extra: Any) -> dict[str, Any]:
     return {**view.model_dump(mode="json"), **extra}
 
 
+def execution_json(view: core.ExecutionView, outputs: Sequence[core.AttemptOutputView]) -> dict[str, Any]:
+    """``show --json``: the view, each step with ``outputs``, one entry per attempt (run, attempt, output).
+
+    Every attempt of the current run is listed, 1 to the step's ``attempts`` (the count the console and the
+    text table show), its output empty if it printed nothing; earlier runs' attempts (before a DLQ requeue)
+    are listed when they printed something.
+    """
+    data = as_json(view)
+    by_step: dict[int, dict[tuple[int, int], str]] = {}
+    for out in outputs:
+        by_step.setdefault(out.step_index, {})[(out.run, out.attempt)] = out.output
+    for step in data["steps"]:
+        found = by_step.get(step["index"], {})
+        for attempt in range(1, step["attempts"] + 1):
+            found.setdefault((view.attempt, attempt), "")
+        step["outputs"] = [
+            {"run": run, "attempt": attempt, "output": text} for (run, attempt), text in sorted(found.items())
+        ]
+    return data
+
+
 def fmt_time(value: datetime | None) -> str:
     """ISO 8601 in UTC to the second, or '-'."""
     if value is None:

@@ -160,7 +160,7 @@ def execution_summary(view: ExecutionView) -> None:
     if view.description:
         st.text(view.description)
     cols = st.columns(4)
-    cols[0].metric("Status", view.status)
+    cols[0].metric("Status", view.status.replace("_", " "))  # "pending approval": wraps at its space
     cols[1].metric("Approval level", view.approval_level, help=f"{view.approvals_required} approval(s) required")
     cols[2].metric("Action class", view.action_class)
     cols[3].metric("SLA class", view.sla_class)

@@ -13,6 +13,7 @@ import core
 from ui import state
 from ui.components import session
 from ui.components.feedback import attempt, show_notices
+from ui.components.layout import signed_out_style
 from ui.components.sso import sso_configured, sso_username
 
 
@@ -27,6 +28,7 @@ def sign_in(username: str, password: str, tenant: str | None) -> None:
 def render() -> None:
     """The form, the single sign-on button (when configured) and the demo accounts (when installed)."""
     st.title("Sign in")
+    signed_out_style()
     show_notices()
     if sso_configured():
         # Signed in at the identity provider: the local account of that name decides the role.

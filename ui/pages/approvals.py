@@ -1,8 +1,9 @@
 """Approvals: the inbox of decisions waiting for this user (plans, and level-3 step gates), never their own.
 
-The most urgent item is open for review at once, on one screen: what, who, risk, time left, the commands
-that will run (with their dry runs and what changed since the last approved run) and the decision, so an
-approval is one click (high-risk levels ask for the password again, in the same form)."""
+The most urgent item is open for review at once, on one screen: what, who, risk, time left, the decision,
+then the commands that will run (with their dry runs and what changed since the last approved run), so an
+approval is one click (high-risk levels ask for the password again, in the same form) and Approve stays on
+the first screen however many steps the plan has."""
 
 from __future__ import annotations
 
@@ -76,9 +77,11 @@ if (view := attempt(core.get_execution, who, item.execution_id)) is not None:
         st.info(md_text(f"Level 3: step {item.step_index} ({item.step_name} on {item.step_target}) waits for your go."))
     if view.description:
         st.text(view.description)  # the requester's words, as text: only the steps below are what runs
-    what_runs(view, show_limit=False)  # the running time is in the facts line: the decision stays in view
+    # The decision above the steps, so Approve is on the first screen however long the plan (issue 16 item 7):
+    # the approver reads the steps below it; a form, so nothing is decided until a button is pressed.
     ask_password = core.needs_reauthentication(view.approval_level)
     decision = decision_form(who, view, ask_password=ask_password, gate=item.step_index)
+    what_runs(view, show_limit=False)  # the running time is in the facts line
     ex.approvals_table(view)
     if decision is not None:
         done: core.ExecutionView | None = None

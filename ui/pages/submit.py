@@ -9,6 +9,7 @@ import core
 from ui import state
 from ui.components.feedback import attempt, quietly, show_notices, succeed
 from ui.components.identity import signed_in
+from ui.components.notify_me import notify_me, subscribed
 from ui.components.plain import md_text
 from ui.components.plan_inputs import inputs_form
 from ui.components.plans import (
@@ -43,16 +44,29 @@ inputs = None
 if declared:
     wants_assets = any(i.type == "asset" for i in declared)
     inputs = inputs_form(declared, [a.name for a in attempt(core.list_assets, who) or []] if wants_assets else [])
+notify = notify_me(who)
 dry_col, submit_col = st.columns(2)
 wants_dry_run = dry_col.button("Dry run", icon=":material/science:", width="stretch", disabled=not has_text)
 wants_submit = submit_col.button("Submit", type="primary", icon=":material/send:", width="stretch")
 
 # One call per run, so a refusal is shown once (a failed submit is not previewed again below it).
 if wants_submit:
-    if rerun_of is not None:  # Edit and rerun: the edited plan, linked to the execution it came from
-        result = attempt(core.rerun, who, rerun_of, plan=draft.source, background=draft.background)
+    result = None
+    if not subscribed(who, notify):
+        pass  # said why; nothing submitted
+    elif rerun_of is not None:  # Edit and rerun: the edited plan, linked to the execution it came from
+        result = attempt(
+            core.rerun, who, rerun_of, plan=draft.source, background=draft.background, notify_on_finish=notify.wanted
+        )
     else:
-        result = attempt(core.submit, who, draft.source, background=draft.background, inputs=inputs)
+        result = attempt(
+            core.submit,
+            who,
+            draft.source,
+            background=draft.background,
+            inputs=inputs,
+            notify_on_finish=notify.wanted,
+        )
     if result is not None and rerun_of is not None:
         state.stop_rerun()
     if result is not None:
