@@ -21,14 +21,13 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("executions") as batch:
-        batch.add_column(sa.Column("notify_on_finish", sa.Boolean(), nullable=False, server_default=sa.false()))
-    with op.batch_alter_table("notification_channels") as batch:
-        batch.add_column(sa.Column("only_when_asked", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # Plain ADD/DROP COLUMN (no batch copy on SQLite), so 0013's count triggers on executions stay as they are.
+    op.add_column("executions", sa.Column("notify_on_finish", sa.Boolean(), nullable=False, server_default=sa.false()))
+    op.add_column(
+        "notification_channels", sa.Column("only_when_asked", sa.Boolean(), nullable=False, server_default=sa.false())
+    )
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("notification_channels") as batch:
-        batch.drop_column("only_when_asked")
-    with op.batch_alter_table("executions") as batch:
-        batch.drop_column("notify_on_finish")
+    op.execute("ALTER TABLE notification_channels DROP COLUMN only_when_asked")
+    op.execute("ALTER TABLE executions DROP COLUMN notify_on_finish")
