@@ -71,6 +71,8 @@ class PlanSpec(BaseModel):
     description: str = Field(default="", max_length=4000)
     approval_level: int | None = Field(default=None, ge=0, le=3)
     continue_on_error: bool = False
+    # Requested priority (DESIGN §14, core/priority.py), up to the tenant's cap: added to the SLA class's base.
+    priority: int = Field(default=0, ge=0, le=9)
     steps: list[StepSpec] = Field(min_length=1)
     # Rollback (DESIGN §14): run, on the same safety path, when a main step fails for good or times out, or
     # when the execution is cancelled (core/engine/rollback.py). Covered by the hash like ``steps``.
@@ -525,6 +527,8 @@ def canonical_plan(plan: Plan, asset_ids: Mapping[str, str]) -> dict[str, Any]:
         # Only when declared: a plan without rollback keeps the canonical form (and hash) it always had.
         if steps := plan.phase_steps(phase):
             canonical[phase.value] = [_canonical_step(s, asset_ids) for s in steps]
+    if plan.spec.priority:  # only when requested: a plan without one keeps its canonical form (and hash)
+        canonical["priority"] = plan.spec.priority
     if plan.inputs is not None:
         canonical["inputs"] = dict(plan.inputs)
     return canonical

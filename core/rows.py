@@ -70,6 +70,7 @@ class ExecutionRow(Protocol):
     finished_at: datetime | None
     rerun_of: str | None
     rollback_status: str | None
+    priority: int
 
 
 class StepRow(Protocol):
@@ -183,6 +184,7 @@ class ExecutionRecord:
     finished_at: datetime | None
     rerun_of: str | None = None  # the execution this one reran (issue 16)
     rollback_status: str | None = None  # how its rollback went (DESIGN §14); None: none ran
+    priority: int = 0  # the effective priority (core/priority.py)
 
 
 @dataclass(slots=True)

@@ -206,6 +206,8 @@ class ExecutionView(ExecutionSummary):
     # completed or failed. The execution's status stays the outcome the rollback was run for.
     rollback_steps: list[StepView] = []
     rollback_status: str | None = None
+    # Which work workers take first (core/priority.py): the SLA class's base plus the plan's ``priority:``.
+    priority: int = 0
 
 
 class SubmitResult(View):

@@ -41,6 +41,8 @@ class Settings(BaseSettings):
     sweep_interval_s: float = 1.0
     redispatch_after_s: float = 15.0
     redispatch_ask_broker: bool = True
+    # Priority (DESIGN §14, core/priority.py): one priority point counts as this many seconds of waiting.
+    priority_step_s: float = 60.0
     watch_interval_s: float = 0.25
     worker_heartbeat_s: float = 2.0
     # Heartbeat leases (DESIGN §15): the watcher renews a running step's lease every ``heartbeat_s``; it

@@ -37,6 +37,8 @@ class TenantSettings(SQLModel, table=True):
     tenant_id: str = Field(sa_column=Column(ForeignKey("tenants.id", ondelete="CASCADE"), primary_key=True))
     mode: str = Field(default="dry_run", max_length=16)
     max_live_level: int = Field(default=0)
+    # The highest ``priority:`` a plan of the tenant may request (core/priority.py).
+    max_priority: int = Field(default=3, sa_column=Column(Integer, nullable=False, server_default="3"))
     over_level: str = Field(default="dry_run", max_length=16)
     updated_at: datetime = Field(default_factory=utcnow)
     updated_by: str | None = Field(default=None, max_length=32)
@@ -195,6 +197,8 @@ class Execution(SQLModel, table=True):
     rerun_of: str | None = Field(default=None, max_length=32)
     # The requester asked, at submit, to be told when it ends (their own channels: core/notify/outbox.py).
     notify_on_finish: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, server_default=false()))
+    # The effective priority: SLA class base plus the plan's requested ``priority:`` (core/priority.py).
+    priority: int = Field(default=0, sa_column=Column(Integer, nullable=False, server_default="0"))
     created_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = Field(default=None)
@@ -391,6 +395,8 @@ class QueueItem(SQLModel, table=True):
         Index("ix_execution_queue_tenant_sla", "tenant_id", "sla_class"),
         Index("ix_execution_queue_lease", "lease_expires_at"),
         Index("ix_execution_queue_waiting", "waiting_for_asset_id", "waiting_since"),
+        Index("ix_execution_queue_sort", "sort_at"),
+        Index("ix_execution_queue_message", "message_id"),
     )
 
     id: str = Field(default_factory=new_id, primary_key=True, max_length=32)
@@ -401,6 +407,8 @@ class QueueItem(SQLModel, table=True):
     sla_class: str = Field(max_length=16)
     step_index: int = Field(default=0)
     available_at: datetime = Field(default_factory=utcnow)
+    # Its place in the order workers take work (core/priority.py); NULL for rows from before migration 0020.
+    sort_at: datetime | None = Field(default=None)
     # The row's current broker message: its id (the job runner sends it under this id, after commit) and when
     # it was sent or last found still held by the broker. NULL dispatched_at: never sent (no dispatcher then).
     # The sweeper re-sends only a message the broker no longer holds (core/engine/outbox.py due_redispatch).

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+from contextvars import ContextVar
 from typing import Any
 
 import dramatiq
@@ -76,6 +77,7 @@ class OpsMiddleware(Middleware):
 
     def before_process_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         set_trace_id(message.message_id)  # the engine's records (and dramatiq's own about it) share this id
+        current_message_id.set(message.message_id)  # the token the claim spends (core/priority.py)
 
     def after_process_message(
         self,
@@ -86,9 +88,11 @@ class OpsMiddleware(Middleware):
         exception: BaseException | None = None,
     ) -> None:
         set_trace_id(None)
+        current_message_id.set(None)
 
     def after_skip_message(self, broker: dramatiq.Broker, message: MessageProxy) -> None:
         set_trace_id(None)
+        current_message_id.set(None)
 
     def before_worker_shutdown(self, broker: dramatiq.Broker, worker: dramatiq.Worker) -> None:
         engine.request_shutdown()
@@ -153,3 +157,5 @@ class _CurrentWorker:
 
 
 current_worker_id = _CurrentWorker()
+# The message the worker thread is processing (set before, cleared after): the actor hands it to the claim.
+current_message_id: ContextVar[str | None] = ContextVar("opsc_current_message_id", default=None)

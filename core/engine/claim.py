@@ -145,8 +145,11 @@ class _Start:
     deadline_at: datetime | None
 
 
-def claim_step(execution_id: str, worker_id: str) -> StepPlan | None:
+def claim_step(execution_id: str, worker_id: str, message_id: str | None = None) -> StepPlan | None:
     """Claim the execution's next step in its own transaction (None: nothing for this worker to do).
+
+    ``message_id``: the broker message this claim spends. When another free row sorts clearly before this one
+    (core/priority.py), that row is claimed instead, and the two rows exchange their messages.
 
     A deadlock or serialization failure rolled the claim back whole, and nothing outside the database had
     happened yet: it is run once more at once; a second conflict logs one warning line and gives the
@@ -155,7 +158,15 @@ def claim_step(execution_id: str, worker_id: str) -> StepPlan | None:
     for attempt in (1, 2):
         try:
             with session_scope() as session:
-                return claim_step_in(session, execution_id, worker_id, held=None)
+                execution_id, chosen = outbox.pick(session, execution_id, message_id)
+                if chosen is None:
+                    return claim_step_in(session, execution_id, worker_id, held=None)
+                # Spent on the picked row, whatever its claim finds (it may park in a line); the own row keeps
+                # a live message: the picked row's, still in the broker.
+                plan = claim_step_in(session, chosen.picked, worker_id, held=None)
+                assert message_id is not None  # pick returns None without one
+                outbox.swap_messages(session, chosen, message_id)
+                return plan
         except OperationalError as exc:
             if not lock_conflict(exc):
                 raise

@@ -27,16 +27,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import String, bindparam, cast, func, or_, select
+from sqlalchemy import String, and_, bindparam, cast, func, or_, select
 from sqlmodel import Session
 
 from core import metrics
 from core.errors import ServiceUnavailable
 from core.fsm import transition, transition_many
 from core.ports import AFTER_COMMIT_KEY, Outgoing, get_dispatcher, held_messages
+from core.priority import pick_margin_s, sort_at
 from db.clock import utcnow
 from db.enums import ExecutionStatus
 from db.tables import Execution, ExecutionLock, QueueItem, new_id
@@ -104,21 +106,27 @@ def enqueue(session: Session, execution: Execution, *, actor: str | None, send: 
 
 
 def enqueue_many(
-    session: Session, tenant_id: str, sla_classes: Mapping[str, str], *, actor: str | None, send: Collection[str]
+    session: Session,
+    tenant_id: str,
+    queued: Mapping[str, tuple[str, int]],
+    *,
+    actor: str | None,
+    send: Collection[str],
 ) -> None:
-    """``enqueue`` for several ``approved`` executions of one tenant (id → SLA class): their move to ``queued``
+    """``enqueue`` for several ``approved`` executions of one tenant (id → SLA class and priority): their move to
+    ``queued``
     (one compare-and-set UPDATE, core/fsm.py ``transition_many``) and one INSERT of their queue rows (a
     submit's level-0 plans).
 
     Args:
         send: the ids to announce to the job runner after commit (not those the caller runs inline).
     """
-    if not sla_classes:
+    if not queued:
         return
     transition_many(
         session,
         tenant_id=tenant_id,
-        execution_ids=list(sla_classes),
+        execution_ids=list(queued),
         to=ExecutionStatus.QUEUED,
         expected=ExecutionStatus.APPROVED,
         actor=actor,
@@ -126,7 +134,7 @@ def enqueue_many(
     )
     now = utcnow()
     rows = []
-    for execution_id, sla_class in sla_classes.items():
+    for execution_id, (sla_class, priority) in queued.items():
         # As ``_insert``: one not sent (run inline) is "sent now" with no message id to ask about.
         message = (
             _announce(session, execution_id) if execution_id in send else {"message_id": None, "dispatched_at": now}
@@ -139,6 +147,7 @@ def enqueue_many(
                 "sla_class": sla_class,
                 "step_index": 0,
                 "available_at": now,
+                "sort_at": sort_at(now, priority),
                 "created_at": now,
                 **message,
             }
@@ -161,6 +170,7 @@ def _insert(session: Session, execution: Execution, *, step_index: int, send: bo
             tenant_id=execution.tenant_id,
             sla_class=execution.sla_class,
             step_index=step_index,
+            sort_at=sort_at(utcnow(), execution.priority),
             **message,
         )
     )
@@ -343,6 +353,75 @@ def first_in_line(
         query = query.where(QUEUE.c.waiting_since < before)
     found: str | None = session.execute(query.order_by(QUEUE.c.waiting_since, QUEUE.c.id).limit(1)).scalar()
     return found
+
+
+# -- priority: which work a message is spent on (core/priority.py) -------------------------------------
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The row a message is spent on instead of its own, and the tokens the two rows exchange."""
+
+    own: str  # the execution whose row the message named
+    picked: str  # the execution claimed instead
+    picked_message_id: str | None  # its message, still in the broker: the own row's from now on
+    picked_dispatched_at: datetime | None
+
+
+def pick(session: Session, execution_id: str, message_id: str | None) -> tuple[str, Pick | None]:
+    """The execution a message is for, and a row to spend it on instead (core/priority.py), if any.
+
+    The message is its row's by id (after a swap the payload names another execution); a message no row holds
+    (a duplicate, a message for an inline run) is for the execution it names. It is spent elsewhere only when
+    its row is free and due, and another free, due row sorts before it by more than ``pick_margin_s``. Rows in
+    an asset's line are never picked (their turn is the line's).
+    """
+    if message_id is None:
+        return execution_id, None
+    now = utcnow()
+    own = session.execute(_OWN, {"p_message_id": message_id, "p_now": now}).first()
+    if own is None:
+        return execution_id, None
+    if not own.free or own.sort_at is None:
+        return own.execution_id, None
+    best = session.execute(_BEST, {"p_sort_at": own.sort_at, "p_now": now, "p_execution_id": own.execution_id}).first()
+    if best is None or (own.sort_at - best.sort_at).total_seconds() <= pick_margin_s():
+        return own.execution_id, None
+    return own.execution_id, Pick(own.execution_id, best.execution_id, best.message_id, best.dispatched_at)
+
+
+def swap_messages(session: Session, chosen: Pick, message_id: str) -> None:
+    """The own row takes the picked row's message (it runs when that one arrives); the picked row, this one."""
+    session.execute(
+        _SWAP_OWN,
+        {"s_id": chosen.own, "s_message_id": chosen.picked_message_id, "s_dispatched_at": chosen.picked_dispatched_at},
+    )
+    session.execute(_SWAP_OWN, {"s_id": chosen.picked, "s_message_id": message_id, "s_dispatched_at": utcnow()})
+
+
+_FREE = (
+    QUEUE.c.lease_token.is_(None),
+    QUEUE.c.available_at <= bindparam("p_now"),
+    QUEUE.c.waiting_for_asset_id.is_(None),
+)
+_OWN = select(QUEUE.c.execution_id, QUEUE.c.sort_at, and_(*_FREE).label("free")).where(
+    QUEUE.c.message_id == bindparam("p_message_id")
+)
+_BEST = (
+    select(QUEUE.c.execution_id, QUEUE.c.sort_at, QUEUE.c.message_id, QUEUE.c.dispatched_at)
+    .where(
+        QUEUE.c.sort_at < bindparam("p_sort_at", type_=QUEUE.c.sort_at.type),
+        QUEUE.c.execution_id != bindparam("p_execution_id"),
+        *_FREE,
+    )
+    .order_by(QUEUE.c.sort_at)
+    .limit(1)
+)
+_SWAP_OWN = (
+    QUEUE.update()
+    .where(QUEUE.c.execution_id == bindparam("s_id"))
+    .values(message_id=bindparam("s_message_id"), dispatched_at=bindparam("s_dispatched_at"))
+)
 
 
 # -- the sweeper's side ------------------------------------------------------------------------------

@@ -85,12 +85,13 @@ def worker_identity(kind: str = "inline") -> str:
     return f"{kind}:{socket.gethostname()}:{os.getpid()}:{new_id()[:6]}"
 
 
-def process(execution_id: str, *, worker_id: str) -> Outcome:
+def process(execution_id: str, *, worker_id: str, message_id: str | None = None) -> Outcome:
     """Run the next step of ``execution_id`` if its lease is free; see the module docstring.
 
     With ``OPSC_CHAIN_STEPS`` (the default) a worker that completes a step keeps the lease and claims the
     next one in the same transaction, so a plan's steps run back to back without a broker round trip;
-    the queue row stays the outbox, and a message is sent only when the chain breaks.
+    the queue row stays the outbox, and a message is sent only when the chain breaks. ``message_id``: the
+    broker message being processed (a worker's), which may be spent on higher-priority work (core/priority.py).
     """
     # Every log record of this call carries the execution, worker and trace (the message's id, bound by
     # the worker middleware, or a fresh one); each claimed step adds its index, tenant and requester.
@@ -99,7 +100,7 @@ def process(execution_id: str, *, worker_id: str) -> Outcome:
             # While the database is away the message waits here, not in a traceback: the step starts as
             # soon as it is back (a shutdown stops waiting; the sweeper re-sends the work later).
             plan = reachability.through_outages(
-                "claim", lambda: claim.claim_step(execution_id, worker_id), give_up=shutting_down
+                "claim", lambda: claim.claim_step(execution_id, worker_id, message_id), give_up=shutting_down
             )
         except Exception as exc:
             if not reachability.is_outage(exc):

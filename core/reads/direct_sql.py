@@ -44,7 +44,7 @@ _EXECUTION = (
     "e.id, e.tenant_id, e.requested_by, e.name, e.description, e.plan_json, e.plan_hash, e.action_class, "
     "e.approval_level, e.sla_class, e.execution_mode, e.run_mode, e.continue_on_error, e.status, "
     "e.idempotency_key, e.attempt, e.error, e.approval_expires_at, e.cancel_requested_at, e.created_at, "
-    "e.started_at, e.deadline_at, e.finished_at, e.rerun_of, e.rollback_status"
+    "e.started_at, e.deadline_at, e.finished_at, e.rerun_of, e.rollback_status, e.priority"
 )
 _STEP = (
     "s.step_index, s.name, s.action, s.target_asset_id, s.target_name, s.action_class, s.params_json, "
@@ -106,6 +106,7 @@ def _execution(r: Sequence[Any]) -> ExecutionRecord:
         finished_at=utc(r[22]),
         rerun_of=r[23],
         rollback_status=r[24],
+        priority=int(r[25]),
     )
 
 

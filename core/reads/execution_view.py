@@ -75,6 +75,7 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
         steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase == StepPhase.MAIN],
         rollback_steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase != StepPhase.MAIN],
         rollback_status=execution.rollback_status,
+        priority=execution.priority,
         plan_intact=seen.intact,
         changes_since_approved=seen.changes_since_approved,
         compared_with=seen.compared_with,

@@ -111,6 +111,11 @@ class Intake:
             SafetyRefused: the tenant's mode refuses the plan's level, or its change windows refuse it now.
         """
         plan = reclassify(plan, self.trust, self.policies)
+        if plan.spec.priority > self.settings.max_priority:
+            raise InvalidInput(
+                f"priority {plan.spec.priority} is above this tenant's cap of {self.settings.max_priority}",
+                path="priority",
+            )
         if submitting:
             rbac.check_class(self.principal, self.membership, plan.action_class)
             run_mode = run_mode_for(self.settings, plan.approval_level)

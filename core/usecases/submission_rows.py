@@ -27,6 +27,7 @@ from core.engine.outbox import enqueue_many
 from core.fsm import initial_status
 from core.notify import outbox as notify_outbox
 from core.plan_hash import canonical_json
+from core.priority import effective_priority
 from core.schemas import Principal
 from core.usecases.intake import Judged
 from db.enums import ExecutionMode, ExecutionStatus, NotifyEvent, StepStatus
@@ -116,6 +117,7 @@ def new_execution(
         "updated_at": now,
         "rerun_of": rerun_of,
         "notify_on_finish": notify_on_finish,
+        "priority": effective_priority(plan.sla_class.value, plan.spec.priority),
     }
     steps = [
         {
@@ -177,7 +179,7 @@ def write(session: Session, principal: Principal, executions: Sequence[NewExecut
     enqueue_many(
         session,
         principal.tenant_id,
-        {e.id: e.row["sla_class"] for e in level_0},
+        {e.id: (e.row["sla_class"], e.row["priority"]) for e in level_0},
         actor=principal.username,
         send={e.id for e in level_0 if not e.inline},
     )

@@ -105,7 +105,8 @@ def render_execution(view: core.ExecutionView) -> str:
         f"  tenant     {terminal_safe(view.tenant)}  requested by {terminal_safe(view.requested_by)} at "
         f"{fmt_time(view.created_at)}",
         f"  level      {view.approval_level}  approvals {approvals_given(view)}/{view.approvals_required}"
-        f"  class {view.action_class}  sla {view.sla_class}  mode {view.execution_mode}  run {view.run_mode}",
+        f"  class {view.action_class}  sla {view.sla_class}  priority {view.priority}  mode {view.execution_mode}"
+        f"  run {view.run_mode}",
         f"  plan hash  {view.plan_hash}",
     ]
     if view.inputs:  # what the submitter chose; the steps below hold the same values
