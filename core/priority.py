@@ -14,8 +14,8 @@ message that was Y's (``outbox.swap_messages``), so X is run when that message a
 finds X's message held. A message is resolved to the row that holds its id (``outbox.pick``), so a swapped
 message reaches the row it now belongs to, whatever execution its payload names. Should a worker already be
 processing Y's message at that moment, X's new message is consumed for nothing, and the sweeper re-sends X's
-after ``OPSC_REDISPATCH_AFTER_S``: a delay, never a lost execution. The per-asset FIFO (core/engine/locks.py) is untouched: a picked
-execution still waits in its asset's line.
+after ``OPSC_REDISPATCH_AFTER_S``: a delay, never a lost execution. The per-asset FIFO (core/engine/locks.py)
+is untouched: a picked execution still waits in its asset's line.
 """
 
 from __future__ import annotations

@@ -74,6 +74,7 @@ def test_detail_shows_summary_plan_hash_steps_and_events(console: OpenConsole) -
     # What runs, from the hashed plan: the step's command and its dry run.
     assert "0. rotate: shell on localhost (modify, limit 8s (policy))" in shown and '"command": "true"' in shown
     assert "dry run  would run true on localhost" in shown
+    assert f"**Priority:** {pending.priority}" in shown and pending.priority == 2  # a fast plan's base
     assert "Cancel execution" not in [b.label for b in at.button]  # a viewer may not cancel
 
 

@@ -163,11 +163,12 @@ def execution_summary(view: ExecutionView) -> None:
     cols[0].metric("Status", view.status.replace("_", " "))  # "pending approval": wraps at its space
     cols[1].metric("Approval level", view.approval_level, help=f"{view.approvals_required} approval(s) required")
     cols[2].metric("Action class", view.action_class)
-    cols[3].metric("SLA class", view.sla_class)
+    cols[3].metric("SLA class", view.sla_class, help="workers take higher priority first (README: priority)")
     facts = {
         "Execution id": view.execution_id,
         "Requested by": view.requested_by,
         "Mode": f"{view.execution_mode}, {view.run_mode}",
+        "Priority": str(view.priority),  # the order workers take work in (core/priority.py)
         # The execution's run (a DLQ requeue starts the next); attempts are the steps' (one count: the same in
         # the timeline, the events, the DLQ entry and `opsconductor show`).
         "Run": str(view.attempt) + (" (requeued from the DLQ)" if view.attempt > 1 else ""),
