@@ -57,7 +57,7 @@ def _decide(
     if _expire_if_due(principal, execution_id):
         raise DeadlineExceeded(f"execution {execution_id}: the approval window has passed; it is now expired")
     with session_scope() as session:
-        execution = _lock_for_decision(session, principal.tenant_id, execution_id)
+        execution = lock_for_decision(session, principal.tenant_id, execution_id)
         rbac.require(session, principal, Permission.APPROVE)
         approval_rules.refuse_own_request(execution, principal.user_id, "approve or reject")
         if decision is Decision.APPROVED:
@@ -122,7 +122,7 @@ def _decide(
     return view
 
 
-def _lock_for_decision(session: Session, tenant_id: str, execution_id: str) -> Execution:
+def lock_for_decision(session: Session, tenant_id: str, execution_id: str) -> Execution:
     """The execution row, locked until commit so that deciders take turns (issue 13: stranded at 2/2).
 
     Without it two approvers of a level-2 plan each counted only their own, uncommitted vote and both

@@ -21,12 +21,13 @@ from core.audit import clean_comment, record_event
 from core.change_window_store import save_rules, stored_rules
 from core.change_windows import DEFAULT_MAX_WAIT_S, Rules, evaluate, parse_rules, rule_document
 from core.engine import windows_gate
-from core.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from core.errors import Conflict, InvalidInput, PermissionDenied
 from core.fsm import TERMINAL
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.schemas import ChangeWindowsView, Principal, WindowOverrideView
 from core.transactions import session_scope
+from core.usecases.approvals import lock_for_decision
 from db.clock import utcnow
 from db.enums import ActionClass, WindowMode
 from db.enums import ExecutionStatus as S
@@ -74,7 +75,7 @@ def override_change_window(principal: Principal, execution_id: str, reason: str)
     if text is None:
         raise InvalidInput("required: why the change may not wait for its window", path="reason")
     with session_scope() as session:
-        execution = _locked_execution(session, principal.tenant_id, execution_id)
+        execution = lock_for_decision(session, principal.tenant_id, execution_id)
         rbac.require(session, principal, Permission.ADMIN)
         refuse_own_request(execution, principal.user_id, "override the change window of")
         if S(execution.status) in TERMINAL:
@@ -149,19 +150,6 @@ def _document(document: str | Mapping[str, Any]) -> Mapping[str, Any]:
     if not isinstance(loaded, Mapping):
         raise InvalidInput("must be a mapping with windows, blackouts, mode and max_wait_s")
     return loaded
-
-
-def _locked_execution(session: Session, tenant_id: str, execution_id: str) -> Execution:
-    """The execution row, locked until commit so that two admins' calls take turns (as approvals do)."""
-    row = session.exec(
-        select(Execution)
-        .where(Execution.id == execution_id, Execution.tenant_id == tenant_id)
-        .with_for_update(key_share=True)
-        .execution_options(populate_existing=True)
-    ).first()
-    if row is None:
-        raise NotFound("execution", execution_id)
-    return row
 
 
 def _view(session: Session, principal: Principal) -> ChangeWindowsView:
