@@ -167,15 +167,25 @@ def sign_out() -> None:
     st.session_state.clear()
 
 
-def add_notice(message: str) -> None:
-    """Queue a success message to show after the next rerun."""
-    st.session_state.setdefault(NOTICES, []).append(message)
+NOTICE_S = 10.0  # how long an action's confirmation stays on the page after the rerun that follows it
+
+
+def add_notice(message: str, *, keep_s: float = 0.0) -> None:
+    """Queue a success message for the next run; with ``keep_s``, for every run in that many seconds too.
+
+    An action's confirmation is kept (``NOTICE_S``): the page often runs again at once (a live refresh), and a
+    confirmation gone before the operator could read it tells nothing. A note about the session (why you were
+    signed out) is shown once.
+    """
+    st.session_state.setdefault(NOTICES, []).append((time.monotonic() + keep_s, message))
 
 
 def take_notices() -> list[str]:
-    """The queued success messages, removed from the queue."""
-    notices: list[str] = st.session_state.pop(NOTICES, [])
-    return notices
+    """The queued success messages: each once, and again while it is to be kept."""
+    now = time.monotonic()
+    queued: list[tuple[float, str]] = st.session_state.get(NOTICES, [])
+    st.session_state[NOTICES] = [(until, message) for until, message in queued if until > now]
+    return [message for _until, message in queued]
 
 
 def edit_rerun(execution_id: str, plan_text: str) -> None:

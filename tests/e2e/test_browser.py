@@ -247,6 +247,22 @@ def open_step(page: Any, header: re.Pattern[str], output: str, bound_s: float = 
                 raise
 
 
+def click_until_shown(page: Any, button: Any, shown: Any, *, still: str, bound_s: float = 60) -> None:
+    """Click ``button`` until ``shown`` appears. A click that lands while the page re-runs (the detail's refresh)
+    is dropped by Streamlit; it is repeated only while the address still holds ``still`` (nothing happened):
+    once the address moved on, ``shown`` must appear (a confirmation lost after the action would be a bug)."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        button.click()
+        try:
+            shown.wait_for(timeout=5_000)
+            return
+        except playwright.Error:
+            if still not in page.url or time.monotonic() > deadline:
+                shown.wait_for(timeout=10_000)  # the action was taken: its confirmation must show
+                return
+
+
 def sign_in_as(page: Any, demo_button: str) -> None:
     """Click a demo account's button and wait until the browser holds the session's cookie (fetched in the
     background, no reload)."""
@@ -298,9 +314,8 @@ def test_addresses_survive_reload_and_a_deep_link_opens_an_execution(page: Any, 
     page.get_by_text(re.compile(r"disk-usage · completed")).wait_for()  # reload: the same execution, signed in
 
     # Rerun makes a new execution, linked to this one, and opens it.
-    page.get_by_role("button", name="Rerun", exact=True).click()
     rerun = page.get_by_text(re.compile(rf"Rerun of {execution_id[:8]} submitted as a new execution, ([0-9a-f]{{8}})"))
-    rerun.wait_for()
+    click_until_shown(page, page.get_by_role("button", name="Rerun", exact=True), rerun, still=f"={execution_id[:8]}")
     new_short = re.search(r"new execution, ([0-9a-f]{8})", rerun.inner_text()).group(1)  # type: ignore[union-attr]
     assert not execution_id.startswith(new_short)
     page.wait_for_url(re.compile(rf"execution={new_short}[0-9a-f]{{24}}"))

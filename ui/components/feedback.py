@@ -73,7 +73,7 @@ def succeed(message: str, *, after_rerun: bool = False) -> None:
     ``message`` is text (it names plans, users, assets): it is shown literally, never as markdown.
     """
     if after_rerun:
-        state.add_notice(message)
+        state.add_notice(message, keep_s=state.NOTICE_S)
         return
     st.success(md_text(message))
     st.toast(md_text(message))
