@@ -9,12 +9,14 @@ reaches the front in bounded time whatever arrives after it.
 
 How it is applied: a broker message is a token for some queued work, not for one execution. A worker that
 takes a message for X looks, in its claim, for a free, due row that sorts clearly before X's (by more than
-half a step: equal priorities keep the broker's FIFO). If there is one, Y, it claims Y instead and hands X the
-message that was Y's (``outbox.swap_messages``), so X is run when that message arrives, and the sweeper still
-finds X's message held. A message is resolved to the row that holds its id (``outbox.pick``), so a swapped
-message reaches the row it now belongs to, whatever execution its payload names. Should a worker already be
-processing Y's message at that moment, X's new message is consumed for nothing, and the sweeper re-sends X's
-after ``OPSC_REDISPATCH_AFTER_S``: a delay, never a lost execution. The per-asset FIFO (core/engine/locks.py)
+half a step: equal priorities keep the broker's FIFO). If there is one, Y, it claims Y instead and, once Y's
+lease is its own, hands X the message that was Y's (``outbox.swap_messages``), so X is run when that message
+arrives, and the sweeper still finds X's message held; a worker that lost Y to another claims X as before.
+``OPSC_PRIORITY_STEP_S=0`` turns it off (every row in the broker's order). A message is resolved to the row
+that holds its id (``outbox.pick``), so a swapped message reaches the row it now belongs to, whatever execution
+its payload names. Should a worker already be processing Y's message at that moment, X's new message is
+consumed for nothing, and the sweeper re-sends X's after ``OPSC_REDISPATCH_AFTER_S``: a delay, never a lost
+execution. The per-asset FIFO (core/engine/locks.py)
 is untouched: a picked execution still waits in its asset's line.
 """
 

@@ -161,12 +161,15 @@ def claim_step(execution_id: str, worker_id: str, message_id: str | None = None)
                 execution_id, chosen = outbox.pick(session, execution_id, message_id)
                 if chosen is None:
                     return claim_step_in(session, execution_id, worker_id, held=None)
-                # Spent on the picked row, whatever its claim finds (it may park in a line); the own row keeps
-                # a live message: the picked row's, still in the broker.
                 plan = claim_step_in(session, chosen.picked, worker_id, held=None)
-                assert message_id is not None  # pick returns None without one
-                outbox.swap_messages(session, chosen, message_id)
-                return plan
+                if plan is not None:  # the picked row is ours: its message goes to the own row, still live
+                    assert message_id is not None  # pick returns None without one
+                    outbox.swap_messages(session, chosen, message_id)
+                    return plan
+            # Another worker took the picked row first (or it parked in a line): this message is still the own
+            # row's. Claimed in a transaction of its own, so its assets are locked in the one order.
+            with session_scope() as session:
+                return claim_step_in(session, execution_id, worker_id, held=None)
         except OperationalError as exc:
             if not lock_conflict(exc):
                 raise

@@ -376,7 +376,7 @@ def pick(session: Session, execution_id: str, message_id: str | None) -> tuple[s
     its row is free and due, and another free, due row sorts before it by more than ``pick_margin_s``. Rows in
     an asset's line are never picked (their turn is the line's).
     """
-    if message_id is None:
+    if message_id is None or pick_margin_s() <= 0:  # OPSC_PRIORITY_STEP_S=0: priority off, the broker's FIFO
         return execution_id, None
     now = utcnow()
     own = session.execute(_OWN, {"p_message_id": message_id, "p_now": now}).first()

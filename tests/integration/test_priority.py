@@ -108,3 +108,19 @@ def test_the_cap_is_the_tenants(alice: object) -> None:
     with pytest.raises(InvalidInput) as refused:
         submit(alice, FAST + "priority: 1\n", background=True)
     assert refused.value.issues == [("priority", "priority 1 is above this tenant's cap of 0")]
+
+
+def test_a_priority_step_of_zero_keeps_the_brokers_order(alice: object, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPSC_PRIORITY_STEP_S", "0")
+    get_settings.cache_clear()
+    try:
+        with recording_dispatcher():
+            slow = submit(alice, LONG.replace("N", "first"), background=True).execution.execution_id
+            quick = submit(alice, FAST, background=True).execution.execution_id
+        rows = _queue()
+        engine.process(slow, worker_id="w", message_id=rows[slow].message_id)
+        assert get_execution(alice, slow).status == "completed"
+        assert get_execution(alice, quick).status == "queued"
+        assert _queue()[quick].message_id == rows[quick].message_id  # no token moved
+    finally:
+        get_settings.cache_clear()
