@@ -111,13 +111,10 @@ def acquire(
             where=(_LOCKS.c.expires_at < now) | (_LOCKS.c.execution_id == execution_id),
         )
         if ahead is not None or session.execute(upsert).rowcount != 1:  # type: ignore[attr-defined]
-            holder = session.execute(
-                select(_LOCKS.c.execution_id).where(_LOCKS.c.tenant_id == tenant_id, _LOCKS.c.asset_id == asset_id)
-            ).scalar()
-            name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
+            busy = _busy(session, tenant_id, asset_id, ahead)
             if savepoint is not None:
                 savepoint.rollback()
-            return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
+            return busy
     if savepoint is not None:
         savepoint.commit()
     return tokens
@@ -153,16 +150,16 @@ def _acquire_one(
     token, ahead, taken = int(row[0]), row[1], bool(row[2])
     if taken:
         return {asset_id: token}
-    holder = None if ahead is not None else _holder_any(session, tenant_id, asset_id)
-    name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
-    return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
+    return _busy(session, tenant_id, asset_id, ahead)
 
 
-def _holder_any(session: Session, tenant_id: str, asset_id: str) -> str | None:
-    found: str | None = session.execute(
+def _busy(session: Session, tenant_id: str, asset_id: str, ahead: str | None) -> Busy:
+    """Why ``asset_id`` cannot be taken: who holds its lock row (expired or not) and who is first in its line."""
+    holder = session.execute(
         select(_LOCKS.c.execution_id).where(_LOCKS.c.tenant_id == tenant_id, _LOCKS.c.asset_id == asset_id)
     ).scalar()
-    return found
+    name = session.execute(select(_ASSETS.c.name).where(_ASSETS.c.id == asset_id)).scalar_one()
+    return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
 
 
 _ACQUIRE_ONE = text(
