@@ -10,6 +10,7 @@ Pure (no database, no parser): the claim, the plan review and ``show`` read a st
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from db.enums import StepPhase
@@ -50,3 +51,37 @@ def step_at(plan: Mapping[str, Any], index: int) -> tuple[StepPhase, Any] | None
     """The phase and step at ``index`` (None: no such step in the plan)."""
     steps = flat_steps(plan)
     return steps[index] if 0 <= index < len(steps) else None
+
+
+@dataclass(frozen=True)
+class FanoutGroup:
+    """The steps one fan-out step was expanded into (core/plan_fanout.py): indices ``start`` to ``stop - 1``,
+    run ``max_concurrency`` at a time, no new one started once more than ``max_errors`` failed."""
+
+    step: str
+    start: int
+    stop: int
+    max_concurrency: int
+    max_errors: int
+
+    @property
+    def indices(self) -> range:
+        return range(self.start, self.stop)
+
+
+def fanout_group(plan: Mapping[str, Any], index: int) -> FanoutGroup | None:
+    """The fan-out the step at ``index`` belongs to (None: a one-target step, or no such step).
+
+    Read from the hashed plan: each expanded step records its written step, its place and the limits.
+    """
+    found = step_at(plan, index)
+    if found is None or not isinstance(fan := found[1].get("fanout"), Mapping):
+        return None
+    start = index - int(fan["position"])
+    return FanoutGroup(
+        step=str(fan["step"]),
+        start=start,
+        stop=start + int(fan["of"]),
+        max_concurrency=max(1, int(fan["max_concurrency"])),
+        max_errors=int(fan["max_errors"]),
+    )

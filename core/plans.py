@@ -12,10 +12,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from itertools import accumulate
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 
 from core import plan_inputs
 from core.actions import registry
@@ -30,6 +30,7 @@ from core.schemas import PlanInputView
 from db.enums import ActionClass, ExecutionMode, SlaClass, StepPhase
 
 MAX_STEPS = 200
+WIDE_FANOUT_MAX_LEVEL = 2  # a wide fan-out never asks for level 3 (its per-step gates do not fan out)
 MAX_BYTES = 256 * 1024
 
 
@@ -49,17 +50,39 @@ class Caps(Protocol):
 PolicyTable = Mapping[tuple[SlaClass, ActionClass], Caps]
 
 
+class TargetSelector(BaseModel):
+    """A fan-out step's assets (DESIGN §14): those carrying every tag of ``tags``, and those named in ``names``."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    tags: list[Annotated[str, Field(min_length=1, max_length=64)]] = Field(default_factory=list, max_length=20)
+    names: list[Annotated[str, Field(min_length=1, max_length=128)]] = Field(default_factory=list, max_length=500)
+
+
 class StepSpec(BaseModel):
-    """One step as written in the plan."""
+    """One step as written in the plan: one ``target``, or a fan-out over ``targets`` (core/plan_fanout.py).
+
+    Which of the two is given, and the fan-out limits (a count, or a percentage of the targets: ``"25%"``),
+    are checked by ``_plan`` and core/plan_fanout.py, where the messages can name their paths.
+    """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     name: str = Field(min_length=1, max_length=200)
     action: str = Field(min_length=1, max_length=64)
-    target: str = Field(min_length=1, max_length=128)
+    target: str | None = Field(default=None, min_length=1, max_length=128)
+    targets: TargetSelector | None = None
+    max_concurrency: StrictInt | str | None = None
+    max_errors: StrictInt | str | None = None
     action_class: ActionClass | None = None
     params: dict[str, Any] = Field(default_factory=dict)
     timeout_s: int | None = Field(default=None, gt=0, le=86400)
+
+    @property
+    def asset(self) -> str:
+        """The step's one asset (a fan-out step has one per target once expanded: core/plan_fanout.py)."""
+        assert self.target is not None, "a fan-out step is expanded before its target is read"
+        return self.target
 
 
 class PlanSpec(BaseModel):
@@ -81,6 +104,28 @@ class PlanSpec(BaseModel):
 
 
 @dataclass(frozen=True)
+class FanOut:
+    """Where a step expanded from a fan-out sits in it (core/plan_fanout.py): the written step's name, this
+    target's place among its ``of`` targets, and the limits resolved to counts. In the canonical plan (hashed)."""
+
+    step: str
+    position: int
+    of: int
+    max_concurrency: int
+    max_errors: int
+
+    def canonical(self) -> dict[str, Any]:
+        """The form kept in the hashed plan (and read back by core/plan_phases.py)."""
+        return {
+            "step": self.step,
+            "position": self.position,
+            "of": self.of,
+            "max_concurrency": self.max_concurrency,
+            "max_errors": self.max_errors,
+        }
+
+
+@dataclass(frozen=True)
 class PlannedStep:
     """A validated step: its spec, the action's normalised params, and its effective action class."""
 
@@ -96,6 +141,8 @@ class PlannedStep:
     # (core/plan_phases.py), its errors name its own list (``on_failure[0].target``).
     phase: StepPhase = StepPhase.MAIN
     position: int | None = None
+    # Set on each step a fan-out step was expanded into, one per target (core/plan_fanout.py).
+    fanout: FanOut | None = None
 
     @property
     def path(self) -> str:
@@ -119,6 +166,8 @@ class Plan:
     templated: frozenset[int] = frozenset()
     # The ``on_failure`` then ``on_cancel`` steps, their indices after the main steps'.
     rollback: tuple[PlannedStep, ...] = ()
+    # A fan-out to at least the tenant's threshold of assets: its level rises by one (core/plan_fanout.py).
+    wide: bool = False
 
     @property
     def all_steps(self) -> tuple[PlannedStep, ...]:
@@ -136,14 +185,26 @@ class Plan:
 
     @property
     def approval_level(self) -> int:
-        """max(requested, floor of the plan's action class): a plan may raise its level, never lower it."""
-        return max(self.spec.approval_level or 0, APPROVAL_FLOOR[self.action_class])
+        """max(requested, floor of the plan's action class): a plan may raise its level, never lower it. A wide
+        fan-out raises the floor by one, up to 2 (DESIGN §14: the level rises with the number of targets)."""
+        floor = APPROVAL_FLOOR[self.action_class]
+        if self.wide:
+            floor = min(WIDE_FANOUT_MAX_LEVEL, floor + 1)
+        return max(self.spec.approval_level or 0, floor)
 
     @property
     def estimated_s(self) -> float:
         """Sum of the main steps' timeouts, or the actions' estimates where a step gives none (a rollback has
-        its own time, added when it starts: core/engine/rollback.py)."""
-        return sum(s.estimate_s for s in self.steps)
+        its own time, added when it starts: core/engine/rollback.py). A fan-out's targets run
+        ``max_concurrency`` at a time: they count as that many waves of its step."""
+        total = 0.0
+        for step in self.steps:
+            fan = step.fanout
+            if fan is None:
+                total += step.estimate_s
+            elif fan.position == 0:
+                total += step.estimate_s * -(-fan.of // max(1, fan.max_concurrency))
+        return total
 
     @property
     def sla_class(self) -> SlaClass:
@@ -437,6 +498,7 @@ def _plan(spec: PlanSpec, trust: Trust) -> Plan:
         if step.name in seen:  # unique across the lists: ``show`` and the trail name a step by it
             issues.append((f"{where}.name", f"duplicate of {seen[step.name]}.name ({step.name!r})"))
         seen.setdefault(step.name, where)
+        issues.extend(_target_issues(step, where, phase))
         action = registry.get_action(step.action)
         if action is None:
             known = ", ".join(sorted(registry.known_actions()))
@@ -464,6 +526,25 @@ def _plan(spec: PlanSpec, trust: Trust) -> Plan:
     names = frozenset(n for s in planned for n in secret_refs(s.params))
     main = tuple(s for s in planned if s.phase is StepPhase.MAIN)
     return Plan(spec=spec, steps=main, secret_names=names, rollback=tuple(planned[len(main) :]))
+
+
+def _target_issues(step: StepSpec, where: str, phase: StepPhase) -> list[tuple[str, str]]:
+    """(path, message) for a step that names no asset, both kinds, or fan-out limits without a fan-out."""
+    if step.target is None and step.targets is None:
+        return [(f"{where}.target", "required (one asset; or targets, for a fan-out)")]
+    if step.target is not None and step.targets is not None:
+        return [(f"{where}.targets", "give target (one asset) or targets (a fan-out), not both")]
+    if step.targets is None:
+        return [
+            (f"{where}.{name}", "only for a fan-out step (targets)")
+            for name in ("max_concurrency", "max_errors")
+            if getattr(step, name) is not None
+        ]
+    if phase is not StepPhase.MAIN:
+        return [(f"{where}.targets", "a rollback step runs on one target; fan out in steps")]
+    if not step.targets.tags and not step.targets.names:
+        return [(f"{where}.targets", "give tags, names or both")]
+    return []
 
 
 def step_class(
@@ -494,7 +575,7 @@ def _issues(exc: ValidationError, *, prefix: str) -> list[tuple[str, str]]:
         for part in err["loc"]:
             if isinstance(part, int):
                 path += f"[{part}]"
-            elif part in {"str", "list[str]"}:
+            elif part in {"str", "int", "list[str]"}:
                 continue  # a union member's name, not a path segment
             else:
                 path += f".{part}" if path else str(part)
@@ -538,11 +619,11 @@ def _canonical_step(step: PlannedStep, asset_ids: Mapping[str, str]) -> dict[str
     return {
         "name": step.spec.name,
         "action": step.spec.action,
-        "target": asset_ids[step.spec.target],
+        "target": asset_ids[step.spec.asset],
         "action_class": step.action_class.value,
         "params": copy.deepcopy(step.params),
         "timeout_s": step.spec.timeout_s,
-    }
+    } | ({"fanout": step.fanout.canonical()} if step.fanout is not None else {})
 
 
 def declared_inputs(source: str | bytes | Mapping[str, Any], *, max_bytes: int = MAX_BYTES) -> list[PlanInputView]:

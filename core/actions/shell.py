@@ -102,8 +102,10 @@ class Shell(ActionType):
     def run(self, ctx: StepContext) -> ActionResult:
         params = ShellParams.model_validate(ctx.params)
         try:
+            # OPSC_TARGET: the asset the step runs for (a fan-out's steps share their params, not their target).
+            env = params.env | {"OPSC_TARGET": ctx.asset.name}
             with runner.confined_popen(
-                argv_for(params), env=params.env, cwd=params.cwd, stdin_pipe=params.stdin is not None
+                argv_for(params), env=env, cwd=params.cwd, stdin_pipe=params.stdin is not None
             ) as proc:
                 ctx.started_process(proc.pid)  # it leads its own group
                 return _follow(proc, params, ctx)

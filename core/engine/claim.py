@@ -104,6 +104,10 @@ class StepPlan:
     refusal_code: str = "permission_denied"  # the DLQ reason when refused
     cancelled: bool = False  # a cancel was requested before the step could start
     run: int = 1  # the execution's run (``executions.attempt``: a DLQ requeue starts the next), keys its output
+    fanout: plan_phases.FanoutGroup | None = None  # the fan-out this step is a target of (core/engine/fanout.py)
+    # False: a fan-out's queue row pointed at a target that had ended (its worker died before concluding the
+    # group); this claim took the lease for the group only, and the step does not run again.
+    started: bool = True
 
 
 PLAN_MISMATCH = "plan_mismatch"
@@ -123,6 +127,7 @@ class _Spec:
     targets: frozenset[str]  # every asset id of the plan (the locks the execution takes)
     step_count: int
     problem: str | None = None
+    fanout: plan_phases.FanoutGroup | None = None
 
 
 @dataclass(frozen=True)
@@ -228,6 +233,10 @@ def claim_step_in(
         tokens = held.lock_tokens if held is not None else locks.held(session, execution_id)
         start = _Start(now=utcnow(), lock_tokens=tokens, deadline_at=row.execution.deadline_at)
     plan = _plan(session, row, spec, policy, token=token, worker_id=worker_id, start=start)
+    if spec.fanout is not None and row.step.status != StepStatus.PENDING.value:
+        if finished is not None and held is not None:
+            update_step(session, held, status=StepStatus.COMPLETED.value, **finished)
+        return replace(plan, started=False)  # core/engine/fanout.py runs the group's other targets, or ends it
     if held is not None and finished is not None and held.step_index + 1 == plan.step_index:
         _complete_and_start(session, held, finished, attempts=plan.attempts, started_at=start.now)
     else:
@@ -307,6 +316,7 @@ def _spec(row: _Row) -> _Spec:
         targets=frozenset(s["target"] for _phase, s in plan_phases.flat_steps(plan)),
         # A rollback step runs on to the end of its own list (core/engine/rollback.py), not into the next.
         step_count=plan_phases.phase_range(plan, phase).stop,
+        fanout=plan_phases.fanout_group(plan, step.step_index),
     )
 
 
@@ -316,14 +326,15 @@ def _load(session: Session, execution_id: str, *, again: bool = False) -> _Row |
     return None if found is None else _Row(*found)
 
 
-def _load_statement(*, again: bool) -> Any:
+def _load_statement(*, again: bool, at_index: bool = False) -> Any:
+    # ``at_index``: the step named by ``claim_step_index`` (a fan-out's further target), not the queue row's.
+    step_index: Any = bindparam("claim_step_index") if at_index else QueueItem.step_index
     return (
         sa_select(QueueItem, Execution, ExecutionStep, Asset, Membership)
         .join(Execution, col(Execution.id) == QueueItem.execution_id)
         .join(
             ExecutionStep,
-            (col(ExecutionStep.execution_id) == QueueItem.execution_id)
-            & (col(ExecutionStep.step_index) == QueueItem.step_index),
+            (col(ExecutionStep.execution_id) == QueueItem.execution_id) & (col(ExecutionStep.step_index) == step_index),
         )
         .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
         .outerjoin(
@@ -337,6 +348,38 @@ def _load_statement(*, again: bool) -> Any:
 
 # Built once: every claim sends it, and building a five-table join costs more CPU than running it.
 _LOAD = {False: _load_statement(again=False), True: _load_statement(again=True)}
+_LOAD_AT = _load_statement(again=True, at_index=True)
+
+
+def claim_target(held: StepPlan, step_index: int) -> StepPlan | None:
+    """Claim another target of ``held``'s fan-out, in its own transaction, under the lease ``held`` holds.
+
+    The run-time checks are each target's own (the plan's hash and rows, approvals, the requester's right, its
+    asset's secrets and credential); the locks and deadline are the execution's, taken by the first claim.
+    None: the lease was lost, or the step is no longer pending.
+    """
+    with session_scope() as session:
+        if not outbox.renew_lease(session, held.execution_id, token=held.token, lease_s=held.lease_s):
+            return None
+        found = session.execute(
+            _LOAD_AT, {"claim_execution_id": held.execution_id, "claim_step_index": step_index}
+        ).first()
+        if found is None:
+            return None
+        row = _Row(*found)
+        if row.step.status != StepStatus.PENDING.value or S(row.execution.status) is not S.RUNNING:
+            return None
+        spec = _spec(row)
+        policy = cached_policy(session, row.execution.sla_class, spec.action_class)
+        start = _Start(now=utcnow(), lock_tokens=held.lock_tokens, deadline_at=row.execution.deadline_at)
+        plan = _plan(session, row, spec, policy, token=held.token, worker_id=held.worker_id, start=start)
+        running = {"attempts": plan.attempts, "started_at": start.now, "finished_at": None}
+        update_step(session, plan, status=StepStatus.RUNNING.value, **running)
+        tries = plan.max_attempts if plan.retryable else 1
+        step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
+        if spec.problem is not None:
+            step_event(session, plan, "plan_refused", spec.problem, data={"reason": PLAN_MISMATCH})
+        return plan
 
 
 def _free(item: QueueItem) -> bool:
@@ -447,6 +490,7 @@ def _plan(
         watch=WatchState(deadline_at_epoch=start.deadline_at.timestamp() if start.deadline_at else time.time() + 3600),
         cancelled=cancelled and spec.problem is None,
         run=execution.attempt,
+        fanout=spec.fanout,
     )
     if spec.problem is not None:
         return replace(bare, refusal=spec.problem, refusal_code=PLAN_MISMATCH)

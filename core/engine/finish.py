@@ -11,14 +11,14 @@ from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, exists, update
 from sqlmodel import Session, col, select
 
 from core.actions import registry
-from core.engine import locks, rollback
+from core.engine import locks, outbox, rollback
 from core.fsm import transition
 from core.notify import outbox as notify_outbox
-from db.enums import ActionClass, NotifyEvent, StepStatus
+from db.enums import ActionClass, NotifyEvent, StepPhase, StepStatus
 from db.enums import ExecutionStatus as S
 from db.settings import get_settings
 from db.tables import DlqEntry, Execution, ExecutionStep, User
@@ -162,6 +162,43 @@ def end_or_roll_back(
         session, execution, status, actor=actor, message=message, error=error, dlq=dlq, held_locks=held_locks
     )
     return True
+
+
+def next_or_end(
+    session: Session,
+    execution_id: str,
+    *,
+    next_index: int,
+    step_count: int,
+    actor: str,
+    held_locks: Collection[str] | None,
+    moved: bool = False,
+) -> bool:
+    """After a step (or a fan-out) went well: point the queue row at ``next_index`` and announce it, or, past the
+    last step, end the execution ``completed`` (``partial`` if a main step did not complete). True if it ended.
+
+    ``moved``: the queue row already points at the next step (a chain keeps its lease).
+    """
+    if next_index < step_count:
+        if not moved:
+            outbox.move_to_step(session, execution_id, step_index=next_index)
+        return False
+    found = session.execute(_ENDING, {"end_execution_id": execution_id}).one()
+    execution, unfinished = found[0], found[1]
+    final = S.PARTIAL if unfinished else S.COMPLETED
+    finish_execution(session, execution, final, actor=actor, message=final.value, held_locks=held_locks)
+    return True
+
+
+# The last step's one read: the execution, and whether any of its steps did not complete (built once).
+_ENDING = select(
+    Execution,
+    exists().where(
+        col(ExecutionStep.execution_id) == bindparam("end_execution_id"),
+        col(ExecutionStep.status) != StepStatus.COMPLETED.value,
+        col(ExecutionStep.phase) == StepPhase.MAIN.value,  # rollback steps that did not run are no failure
+    ),
+).where(col(Execution.id) == bindparam("end_execution_id"))
 
 
 def dead_letter(

@@ -16,6 +16,8 @@ from core.audit import record_event
 from core.engine import locks, orphans, outbox
 from core.engine.finish import DlqNote, end_or_roll_back, execution_timeout, is_retryable, may_retry
 from core.fsm import transition
+from core.plan_integrity import verified_plan
+from core.plan_phases import FanoutGroup, fanout_group
 from core.policies import get_policy
 from core.transactions import session_scope
 from db.clock import utcnow
@@ -74,6 +76,8 @@ def reclaim_lease(execution_id: str) -> str | None:
             )
         ).one()
         assert execution is not None
+        if (group := _fanout_of(execution, item.step_index)) is not None:
+            return _reclaim_fanout(session, item, execution, group, now)
         orphans.stop_lost_step(session, step, actor="sweeper")  # before the step can run again or its lock goes
         lost_by = item.claimed_by
         retryable = is_retryable(step.action_class, step.action)
@@ -102,6 +106,73 @@ def reclaim_lease(execution_id: str) -> str | None:
             metrics.LEASE_EXPIRATIONS.labels("retry").inc()
             return "retry"
         return _dead_letter_lost(session, execution, step, retryable=retryable, message=message)
+
+
+def _fanout_of(execution: Execution, step_index: int) -> FanoutGroup | None:
+    """The fan-out the queue row's step belongs to, from the hashed plan (None: a one-target step)."""
+    plan = verified_plan(execution)
+    return fanout_group(plan, step_index) if plan is not None else None
+
+
+def _reclaim_fanout(session: Session, item: QueueItem, execution: Execution, group: FanoutGroup, now: datetime) -> str:
+    """A lost worker ran a fan-out (core/engine/fanout.py): each of its ``running`` targets is lost, as a lost
+    step is: read targets with attempts left go back to ``pending``; any other one's outcome is unknown, and
+    the execution goes to the DLQ. With none unknown, the group resumes at its lowest target not ended."""
+    lost = session.exec(
+        select(ExecutionStep)
+        .where(
+            ExecutionStep.execution_id == execution.id,
+            col(ExecutionStep.step_index) >= group.start,
+            col(ExecutionStep.step_index) < group.stop,
+            ExecutionStep.status == StepStatus.RUNNING.value,
+        )
+        .order_by(col(ExecutionStep.step_index))
+    ).all()
+    unknown: list[ExecutionStep] = []
+    for step in lost:
+        orphans.stop_lost_step(session, step, actor="sweeper")  # before it can run again or its lock goes
+        policy = get_policy(session, execution.sla_class, step.action_class)
+        retryable = is_retryable(step.action_class, step.action)
+        step.finished_at = now
+        if may_retry(retryable=retryable, attempts=step.attempts, max_attempts=policy.max_attempts):
+            step.status, step.error = StepStatus.PENDING.value, "worker lost; retrying"
+        else:
+            unknown.append(step)
+        session.add(step)
+    names = ", ".join(s.name for s in lost) or "no target running"
+    message = f"lease of {item.claimed_by} expired during fan-out {group.step} ({names})"
+    record_event(
+        session,
+        execution_id=execution.id,
+        tenant_id=execution.tenant_id,
+        kind="lease_expired",
+        actor="sweeper",
+        step_index=lost[0].step_index if lost else item.step_index,
+        message=message,
+    )
+    if unknown:
+        # The first that cannot be retried goes the way of a lost one-target step; the rest are marked alike.
+        for step in unknown[1:]:
+            if is_retryable(step.action_class, step.action):
+                step.status, step.error = StepStatus.FAILED.value, "worker lost; no attempts left"
+            else:
+                step.status = StepStatus.UNKNOWN.value
+                step.error = "worker lost mid-step: outcome unknown; not retried (decide in the DLQ)"
+            session.add(step)
+        first = unknown[0]
+        return _dead_letter_lost(
+            session, execution, first, retryable=is_retryable(first.action_class, first.action), message=message
+        )
+    if lost:  # the attempts lost with the worker are given back once, from the earliest start
+        earliest = min(lost, key=lambda s: s.started_at or now)
+        policy = get_policy(session, execution.sla_class, earliest.action_class)
+        _give_back_lost_attempt(session, execution, earliest, policy.step_s, now)
+        # The row resumes at the group's lowest target not ended (it may already point lower).
+        item.step_index = min(item.step_index, *(s.step_index for s in lost))
+        session.add(item)
+    outbox.retry_now(session, execution.id)
+    metrics.LEASE_EXPIRATIONS.labels("retry").inc()
+    return "retry"
 
 
 def _give_back_lost_attempt(

@@ -24,16 +24,14 @@ import socket
 import time
 from dataclasses import dataclass
 from datetime import datetime
-from enum import StrEnum
 from functools import partial
 from typing import Any
 
-from sqlalchemy import bindparam, exists
 from sqlmodel import Session, col, select
 
 from core import metrics
 from core.actions.context import ActionResult
-from core.engine import claim, outbox, reachability, workers
+from core.engine import claim, fanout, outbox, reachability, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.finish import (
     DlqNote,
@@ -41,16 +39,17 @@ from core.engine.finish import (
     dead_letter,
     end_or_roll_back,
     execution_timeout,
-    finish_execution,
     may_retry,
+    next_or_end,
     retry_delay_s,
 )
+from core.engine.outcome import Outcome
 from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
 from core.logs import current_trace_id, log_context
 from core.transactions import session_scope
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
-from db.enums import StepPhase, StepStatus
+from db.enums import StepStatus
 from db.settings import get_settings
 from db.tables import Execution, ExecutionStep, QueueItem, new_id
 
@@ -59,17 +58,6 @@ __all__ = ["Outcome", "process", "request_shutdown", "reset_shutdown", "run_inli
 _STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
-
-
-class Outcome(StrEnum):
-    """What ``process`` did with a message."""
-
-    NOOP = "noop"  # nothing to do: duplicate, late, early, or already ended
-    ADVANCED = "advanced"  # a step finished and the next one was queued
-    RETRY = "retry"  # the step failed and will be retried after a backoff
-    RELEASED = "released"  # the worker is shutting down; the step was handed back untouched
-    FINISHED = "finished"  # the execution ended
-    STALE = "stale"  # the lease was lost while the step ran; its result was refused
 
 
 @dataclass(frozen=True)
@@ -109,6 +97,8 @@ def process(execution_id: str, *, worker_id: str, message_id: str | None = None)
             return Outcome.NOOP
         outcome = Outcome.NOOP
         while plan is not None:
+            if plan.fanout is not None:  # a fan-out's targets run together, and end the chain
+                return fanout.run_group(plan)
             try:
                 with log_context(step=plan.step_index, tenant=plan.tenant_id, actor=plan.requested_by):
                     ran = run_step(plan)
@@ -335,23 +325,13 @@ def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
 def _advance(session: Session, plan: StepPlan, held: dict[str, int], *, moved: bool = False) -> Outcome:
     """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept."""
     claim.step_event(session, plan, "step_finished", f"{plan.step_name}: done")
-    if plan.step_index + 1 < plan.step_count:
-        if not moved:
-            outbox.move_to_step(session, plan.execution_id, step_index=plan.step_index + 1)
-        return Outcome.ADVANCED
-    found = session.execute(_ENDING, {"end_execution_id": plan.execution_id}).one()
-    execution, unfinished = found[0], found[1]
-    final = S.PARTIAL if unfinished else S.COMPLETED
-    finish_execution(session, execution, final, actor=plan.worker_id, message=final.value, held_locks=_held(plan, held))
-    return Outcome.FINISHED
-
-
-# The last step's one read: the execution, and whether any of its steps did not complete (built once).
-_ENDING = select(
-    Execution,
-    exists().where(
-        col(ExecutionStep.execution_id) == bindparam("end_execution_id"),
-        col(ExecutionStep.status) != StepStatus.COMPLETED.value,
-        col(ExecutionStep.phase) == StepPhase.MAIN.value,  # rollback steps that did not run are no failure
-    ),
-).where(col(Execution.id) == bindparam("end_execution_id"))
+    ended = next_or_end(
+        session,
+        plan.execution_id,
+        next_index=plan.step_index + 1,
+        step_count=plan.step_count,
+        actor=plan.worker_id,
+        held_locks=_held(plan, held),
+        moved=moved,
+    )
+    return Outcome.FINISHED if ended else Outcome.ADVANCED

@@ -159,7 +159,7 @@ def watch(
             except Exception:
                 log.debug("could not report the position of %s", plan.execution_id, exc_info=True)
         renew_due = time.monotonic() - last_renewal >= renew_every
-        why, renewed = _stop_reason(plan, renew_due=renew_due)
+        why, renewed = stop_reason(plan, renew_due=renew_due)
         if why is not None:
             reason.append(why)
             stop.set()
@@ -168,7 +168,7 @@ def watch(
             last_renewal = time.monotonic()
 
 
-def _stop_reason(plan: StepPlan, *, renew_due: bool) -> tuple[StopReason | None, bool]:
+def stop_reason(plan: StepPlan, *, renew_due: bool) -> tuple[StopReason | None, bool]:
     """One watcher tick: why the step must stop (or None), and whether the lease was renewed."""
     if _shutdown.is_set() and plan.retryable:
         return StopReason.SHUTDOWN, False

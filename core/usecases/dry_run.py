@@ -10,15 +10,17 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from core import plan_fanout
 from core.actions.describe import MASKED, describe_step
 from core.errors import InvalidInput
 from core.identity import rbac
 from core.identity.permissions import Permission
 from core.inventory.asset_view import asset_view
-from core.inventory.assets import assets_by_name
+from core.inventory.assets import assets_by_name, list_assets
 from core.plans import parse_plan
 from core.schemas import DryRunStep, Principal
 from core.transactions import session_scope
+from core.usecases.intake import asset_names
 from db.settings import get_settings
 
 __all__ = ["MASKED", "dry_run_plan"]
@@ -37,13 +39,17 @@ def dry_run_plan(
     parsed = parse_plan(plan, max_steps=settings.max_plan_steps, max_bytes=settings.max_plan_bytes, inputs=inputs)
     with session_scope() as session:
         rbac.require(session, principal, Permission.READ)
-        names = [s.spec.target for s in parsed.all_steps] + [name for _path, name in parsed.input_assets]
-        assets = assets_by_name(session, principal.tenant_id, names)
-        views = {name: asset_view(asset) for name, asset in assets.items()}
+        if plan_fanout.needs_tags(parsed):
+            views = {view.name: view for view in list_assets(session, principal.tenant_id)}
+        else:
+            names = asset_names(parsed)
+            views = {name: asset_view(a) for name, a in assets_by_name(session, principal.tenant_id, names).items()}
+    inventory = {name: frozenset(view.tags) for name, view in views.items()}
+    parsed = plan_fanout.expand(parsed, inventory, tenant=principal.tenant, approval_targets=0)
     missing = [
-        (f"{s.path}.target", f"unknown asset {s.spec.target!r} in tenant {principal.tenant}")
+        (f"{s.path}.target", f"unknown asset {s.spec.asset!r} in tenant {principal.tenant}")
         for s in parsed.all_steps
-        if s.spec.target not in views
+        if s.spec.asset not in views
     ]
     missing += [
         (path, f"unknown asset {name!r} in tenant {principal.tenant}")
@@ -53,6 +59,6 @@ def dry_run_plan(
     if missing:
         raise InvalidInput(missing)
     return [
-        describe_step(step.index, step.spec.name, step.spec.action, views[step.spec.target], step.spec.params)
+        describe_step(step.index, step.spec.name, step.spec.action, views[step.spec.asset], step.spec.params)
         for step in parsed.all_steps
     ]

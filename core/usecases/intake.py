@@ -22,6 +22,7 @@ from sqlalchemy import bindparam
 from sqlalchemy import select as select_columns
 from sqlmodel import Session
 
+from core import plan_fanout
 from core.actions import registry
 from core.change_window_store import cached_rules
 from core.change_windows import Rules, evaluate, refusal_message
@@ -69,6 +70,8 @@ class Intake:
     secret_limits: Mapping[str, list[str] | None]  # the stored secrets referenced: their asset limits
     missing_secrets: frozenset[str]  # referenced, and held by no backend
     windows: Rules | None = None  # the tenant's change windows (core/change_window_store.py, cached)
+    # The tags of the assets a fan-out step may select: every asset of the tenant when one selects by tag.
+    inventory: Mapping[str, frozenset[str]] | None = None
 
     @classmethod
     def read(cls, session: Session, principal: Principal, plans: Sequence[Plan], *, permission: Permission) -> Intake:
@@ -79,7 +82,10 @@ class Intake:
         """
         membership = rbac.require_member(session, principal, permission)
         tenant_id = principal.tenant_id
-        assets = _assets_by_name(session, tenant_id, (name for p in plans for name in asset_names(p)))
+        if any(plan_fanout.needs_tags(p) for p in plans):
+            assets = _all_assets(session, tenant_id)
+        else:
+            assets = _assets_by_name(session, tenant_id, (name for p in plans for name in asset_names(p)))
         referenced = {n for p in plans for n in p.secret_names}
         credentials = {a.credential_ref for a in assets.values() if a.credential_ref}
         limits = secret_store.asset_limits(session, tenant_id, referenced | credentials)
@@ -96,6 +102,7 @@ class Intake:
             secret_limits=limits,
             missing_secrets=missing,
             windows=cached_rules(session, tenant_id),
+            inventory={name: _tags(a) for name, a in assets.items()},
         )
 
     def judge(self, plan: Plan, *, submitting: bool = True) -> Judged:
@@ -110,7 +117,18 @@ class Intake:
                 a secret the target may not use. PermissionDenied: the class is above the principal's limit.
             SafetyRefused: the tenant's mode refuses the plan's level, or its change windows refuse it now.
         """
+        plan = plan_fanout.expand(
+            plan,
+            self.inventory or {},
+            tenant=self.principal.tenant,
+            approval_targets=self.settings.fanout_approval_targets,
+        )
         plan = reclassify(plan, self.trust, self.policies)
+        if plan.approval_level == 3 and plan_fanout.expanded(plan):
+            raise InvalidInput(
+                "level 3 gates every step, which a fan-out does not take; use level 2 (two approvers)",
+                path="approval_level",
+            )
         if plan.spec.priority > self.settings.max_priority:
             raise InvalidInput(
                 f"priority {plan.spec.priority} is above this tenant's cap of {self.settings.max_priority}",
@@ -145,7 +163,7 @@ class Intake:
         rules = self.windows
         if rules is None or rules.mode is not WindowMode.REFUSE or run_mode is RunMode.DRY_RUN:
             return
-        tags = [frozenset(str(t) for t in json.loads(a.tags_json or "[]")) for a in assets.values()]
+        tags = [_tags(a) for a in assets.values()]
         verdict = evaluate(rules, tags, plan.action_class, utcnow())
         if not verdict.allowed:
             raise SafetyRefused("change_window", refusal_message(verdict))
@@ -160,10 +178,10 @@ class Intake:
         assets: dict[str, AssetRecord] = {}
         issues: list[tuple[str, str]] = []
         for step in plan.all_steps:
-            asset = self.assets.get(step.spec.target)
+            asset = self.assets.get(step.spec.asset)
             if asset is None:
                 issues.append(
-                    (f"{step.path}.target", f"unknown asset {step.spec.target!r} in tenant {principal.tenant}")
+                    (f"{step.path}.target", f"unknown asset {step.spec.asset!r} in tenant {principal.tenant}")
                 )
                 continue
             assets[asset.name] = asset
@@ -196,7 +214,7 @@ class Intake:
         """
         issues: list[tuple[str, str]] = []
         for step in plan.all_steps:
-            asset = self.assets.get(step.spec.target)
+            asset = self.assets.get(step.spec.asset)
             if asset is None:
                 continue  # reported as an unknown target
             for name in sorted(secret_refs(step.params)):
@@ -215,8 +233,10 @@ class Intake:
 
 
 def asset_names(plan: Plan) -> list[str]:
-    """Every asset name the plan needs from the tenant's inventory: its targets, and its ``asset`` inputs' values."""
-    names = [s.spec.target for s in plan.all_steps]
+    """Every asset name the plan needs from the tenant's inventory: its targets (a fan-out's named ones), and its
+    ``asset`` inputs' values."""
+    names = [s.spec.target for s in plan.all_steps if s.spec.target is not None]
+    names.extend(plan_fanout.named_assets(plan))
     names.extend(name for _path, name in plan.input_assets)
     return names
 
@@ -235,6 +255,16 @@ def policy_table(session: Session) -> dict[tuple[SlaClass, ActionClass], PolicyV
     return table
 
 
+def _tags(asset: AssetRecord) -> frozenset[str]:
+    return frozenset(str(t) for t in json.loads(asset.tags_json or "[]"))
+
+
+def _all_assets(session: Session, tenant_id: str) -> dict[str, AssetRecord]:
+    """Every asset of the tenant, as plain records (a fan-out selecting by tag looks at all of them)."""
+    rows = session.execute(_ALL_ASSETS, {"tenant_id": tenant_id})
+    return {row.name: AssetRecord(*row) for row in rows}
+
+
 def _assets_by_name(session: Session, tenant_id: str, names: Iterable[str]) -> dict[str, AssetRecord]:
     """The tenant's assets among ``names`` (missing ones absent), as plain records: one Core read, no ORM."""
     wanted = sorted(set(names))
@@ -248,4 +278,7 @@ def _assets_by_name(session: Session, tenant_id: str, names: Iterable[str]) -> d
 _ASSETS = Asset.__table__  # type: ignore[attr-defined]
 _ASSETS_BY_NAME = select_columns(*(_ASSETS.c[f] for f in AssetRecord.__dataclass_fields__)).where(
     _ASSETS.c.tenant_id == bindparam("tenant_id"), _ASSETS.c.name.in_(bindparam("names", expanding=True))
+)
+_ALL_ASSETS = select_columns(*(_ASSETS.c[f] for f in AssetRecord.__dataclass_fields__)).where(
+    _ASSETS.c.tenant_id == bindparam("tenant_id")
 )

@@ -41,7 +41,7 @@ from core.identity import rbac
 from core.identity.permissions import Permission
 from core.inventory import asset_service
 from core.notify import outbox as notify_outbox
-from core.plan_phases import flat_steps
+from core.plan_phases import fanout_group, flat_steps
 from core.plans import Plan, parse_plan
 from core.reads.executions import build_view, get_execution, load_execution
 from core.schemas import ExecutionView, PlanPreview, Principal, SubmitResult
@@ -403,8 +403,8 @@ def preview(
                 "index": s.index,
                 "name": s.spec.name,
                 "action": s.spec.action,
-                "target": s.spec.target,
-                "asset_id": judged.assets[s.spec.target].id,
+                "target": s.spec.asset,
+                "asset_id": judged.assets[s.spec.asset].id,
                 "action_class": s.action_class.value,
                 "timeout_s": s.spec.timeout_s,
                 "step_limit_s": derived.step_limit_s(s),
@@ -444,10 +444,29 @@ def rerun_plan(principal: Principal, execution_id: str, *, from_step: int = 0) -
         raise InvalidInput(f"the plan has steps 0 to {len(plan['steps']) - 1}", path="from_step")
     for index, (_phase, step) in enumerate(flat_steps(plan)):  # rollback steps too: their rows follow
         step["target"] = names[index]
-    plan["steps"] = plan["steps"][from_step:]
+    if (group := fanout_group(plan, from_step)) is not None:
+        from_step = group.start  # a fan-out runs again whole: its targets ran in no fixed order
+    plan["steps"] = _collapse_fanouts(plan["steps"][from_step:])
     # The steps hold the values the original was bound with; the record of them is not a declaration.
     plan.pop("inputs", None)
     return plan
+
+
+def _collapse_fanouts(steps: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Canonical steps with each fan-out's expanded steps written back as the one step they came from, its
+    targets by name (the assets it ran on) and its limits as the counts they were resolved to."""
+    out: list[dict[str, Any]] = []
+    for step in steps:
+        fan = step.pop("fanout", None)
+        if fan is None:
+            out.append(step)
+        elif fan["position"] == 0 or not out or out[-1]["name"] != fan["step"]:
+            written = {k: v for k, v in step.items() if k != "target"} | {"name": fan["step"]}
+            written |= {"targets": {"names": [step["target"]]}, "max_concurrency": fan["max_concurrency"]}
+            out.append(written | {"max_errors": fan["max_errors"]})
+        else:
+            out[-1]["targets"]["names"].append(step["target"])
+    return out
 
 
 def rerun(

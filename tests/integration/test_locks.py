@@ -52,7 +52,8 @@ def _wait_holding(execution_id: str) -> None:
 
 def test_second_execution_on_a_locked_asset_waits_then_is_handed_the_lock(fast: str) -> None:
     """While A runs on localhost, B parks (event names the holder); A's end dispatches B, which then runs."""
-    first, second = _bg(_sleep_plan("a", 1.0)), _bg(_sleep_plan("b", 0.1))
+    # A sleeps long enough to still hold its lock after the checks below on a loaded machine.
+    first, second = _bg(_sleep_plan("a", 2.5)), _bg(_sleep_plan("b", 0.1))
     with recording_dispatcher() as sent:
         runner = threading.Thread(target=lambda: engine.process(first, worker_id="w1"))
         runner.start()

@@ -222,7 +222,8 @@ def test_unknown_step_field_is_refused_with_its_path() -> None:
 def test_missing_step_field_is_required(missing: str) -> None:
     s = step()
     del s[missing]
-    assert issues_of(plan(s)) == [(f"steps[0].{missing}", "required")]
+    required = "required (one asset; or targets, for a fan-out)" if missing == "target" else "required"
+    assert issues_of(plan(s)) == [(f"steps[0].{missing}", required)]
 
 
 def test_duplicate_step_name_points_at_the_first() -> None:

@@ -96,8 +96,10 @@ def test_the_lab_switch_lets_an_unconfined_step_run_with_a_clean_env(
     ctx = _context({"command": ["env"], "env": {"DECLARED": "yes"}})
     result = Shell().run(ctx)
     assert result.ok, result.error
-    names = {line.split("=", 1)[0] for line in ctx.output.text().splitlines()}
-    assert names == {"PATH", "HOME", "LANG", "DECLARED"}
+    env = dict(line.split("=", 1) for line in ctx.output.text().splitlines())
+    # OPSC_TARGET: the step's asset, which a fan-out's steps (the same params) tell apart by.
+    assert set(env) == {"PATH", "HOME", "LANG", "DECLARED", "OPSC_TARGET"}
+    assert env["OPSC_TARGET"] == ctx.asset.name
 
 
 def test_check_is_no_go_with_the_lab_switch_even_when_steps_could_be_confined(
