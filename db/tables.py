@@ -40,9 +40,7 @@ class TenantSettings(SQLModel, table=True):
     # The highest ``priority:`` a plan of the tenant may request (core/priority.py).
     max_priority: int = Field(default=3, sa_column=Column(Integer, nullable=False, server_default="3"))
     # A plan fanning out to this many assets or more needs one level more (core/plan_fanout.py); 0: never.
-    fanout_approval_targets: int = Field(
-        default=10, sa_column=Column(Integer, nullable=False, server_default="10")
-    )
+    fanout_approval_targets: int = Field(default=10, sa_column=Column(Integer, nullable=False, server_default="10"))
     over_level: str = Field(default="dry_run", max_length=16)
     updated_at: datetime = Field(default_factory=utcnow)
     updated_by: str | None = Field(default=None, max_length=32)

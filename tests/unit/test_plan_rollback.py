@@ -61,7 +61,9 @@ def test_rollback_steps_follow_the_main_steps_in_one_numbering() -> None:
 
 def test_validation_errors_name_the_rollback_path() -> None:
     """Missing fields, unknown actions, bad params and unknown keys in a rollback step: each at its own path."""
-    assert refused(plan(on_failure=[{"name": "x", "action": "noop"}])) == [("on_failure[0].target", "required (one asset; or targets, for a fan-out)")]
+    assert refused(plan(on_failure=[{"name": "x", "action": "noop"}])) == [
+        ("on_failure[0].target", "required (one asset; or targets, for a fan-out)")
+    ]
     issues = refused(plan(on_failure=[step("y", action="nope")], on_cancel=[step("z", action="shell", params={})]))
     assert [p for p, _m in issues] == ["on_failure[0].action", "on_cancel[0].params.command"]
     assert refused(plan(on_failure=[step("u", bogus=1)])) == [("on_failure[0].bogus", "unknown field")]
