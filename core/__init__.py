@@ -67,6 +67,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
     from core.plans import declared_inputs, load_input_values, parse_plan, plan_yaml
     from core.policy_limits import PolicyValues
     from core.ports import set_dispatcher
+    from core.priority import MAX_REQUESTED as MAX_PRIORITY
     from core.reads.dashboard import dashboard
     from core.reads.direct import DirectReader, direct_reader
     from core.reads.execution_ids import MIN_PREFIX as MIN_ID_PREFIX
@@ -141,6 +142,7 @@ if TYPE_CHECKING:  # what mypy and readers see; at run time each name is importe
         remove_asset,
         remove_member,
         set_member,
+        set_priority_cap,
         set_secret,
         set_tenant_mode,
         update_policy,
@@ -208,6 +210,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "start_console_session": ("core.identity.console_sessions", "start_console_session"),
     "resolve_execution_id": ("core.reads.execution_ids", "resolve_execution_id"),
     "MIN_ID_PREFIX": ("core.reads.execution_ids", "MIN_PREFIX"),
+    "MAX_PRIORITY": ("core.priority", "MAX_REQUESTED"),
     "sso_principal": ("core.identity.principals", "sso_principal"),
     "SCOPES": ("core.identity.scopes", "SCOPES"),
     "create_token": ("core.identity.tokens", "create_token"),
@@ -314,6 +317,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "remove_member": ("core.usecases.admin", "remove_member"),
     "set_member": ("core.usecases.admin", "set_member"),
     "set_secret": ("core.usecases.admin", "set_secret"),
+    "set_priority_cap": ("core.usecases.admin", "set_priority_cap"),
     "set_tenant_mode": ("core.usecases.admin", "set_tenant_mode"),
     "update_policy": ("core.usecases.admin", "update_policy"),
     "approve": ("core.usecases.approvals", "approve"),
@@ -365,6 +369,7 @@ __all__ = [
     "DEMO_PASSWORD",
     "DEMO_USERS",
     "IDENTITY_HINT",
+    "MAX_PRIORITY",
     "MIN_ID_PREFIX",
     "SCOPES",
     "TERMINAL_STATUSES",
@@ -524,6 +529,7 @@ __all__ = [
     "set_dispatcher",
     "set_member",
     "set_password",
+    "set_priority_cap",
     "set_secret",
     "set_tenant_mode",
     "set_user_disabled",

@@ -265,6 +265,7 @@ class TenantSettingsView(View):
     mode: str
     max_live_level: int
     over_level: str
+    max_priority: int  # the highest ``priority:`` a plan of the tenant may request (core/priority.py)
 
 
 class PlanPreview(View):

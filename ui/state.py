@@ -73,6 +73,7 @@ ADMIN_POLICY_FIELD: Final = "opsc.admin.policy_field"  # suffixed with the field
 ADMIN_MODE: Final = "opsc.admin.mode"
 ADMIN_MAX_LEVEL: Final = "opsc.admin.max_live_level"
 ADMIN_OVER_LEVEL: Final = "opsc.admin.over_level"
+ADMIN_PRIORITY_CAP: Final = "opsc.admin.max_priority"
 ADMIN_MEMBER_NAME: Final = "opsc.admin.member_name"
 ADMIN_MEMBER_ROLE: Final = "opsc.admin.member_role"
 ADMIN_MEMBER_LIMIT: Final = "opsc.admin.member_limit"

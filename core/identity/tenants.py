@@ -1,10 +1,12 @@
-"""Tenants and their execution mode (the dark-launch switch) and what it decides for a new execution."""
+"""Tenants, their execution mode (the dark-launch switch) and what it decides for a new execution, and the cap
+on the priority their plans may request."""
 
 from __future__ import annotations
 
 from sqlmodel import Session, select
 
 from core.errors import Conflict, InvalidInput, NotFound, SafetyRefused
+from core.priority import MAX_REQUESTED
 from core.schemas import TenantSettingsView
 from db.clock import utcnow
 from db.enums import OverLevelBehaviour, RunMode, TenantMode
@@ -53,7 +55,11 @@ def tenant_settings(session: Session, tenant_id: str) -> TenantSettings:
 def settings_view(session: Session, tenant: Tenant) -> TenantSettingsView:
     row = tenant_settings(session, tenant.id)
     return TenantSettingsView(
-        tenant=tenant.name, mode=row.mode, max_live_level=row.max_live_level, over_level=row.over_level
+        tenant=tenant.name,
+        mode=row.mode,
+        max_live_level=row.max_live_level,
+        over_level=row.over_level,
+        max_priority=row.max_priority,
     )
 
 
@@ -80,6 +86,31 @@ def set_mode(
     session.add(row)
     session.flush()
     return row
+
+
+def set_priority_cap(session: Session, tenant_id: str, cap: int, *, actor_id: str) -> int:
+    """Set the highest ``priority:`` a plan of the tenant may request (admin checks are the caller's).
+
+    Plans already submitted keep their priority; the cap is checked when a plan comes in.
+
+    Returns:
+        The cap before the change.
+    Raises:
+        InvalidInput: ``cap`` is not a whole number from 0 to the plan field's bound (path ``max_priority``).
+    """
+    # bool is an int to Python; ``True`` as a cap is a caller's mistake, not 1.
+    if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_REQUESTED:
+        raise InvalidInput(f"must be a whole number from 0 to {MAX_REQUESTED}", path="max_priority")
+    # Locked, so that the old value the trail records is the one this change replaced, even when two admins
+    # save at once (PostgreSQL; SQLite writers are serialised anyway).
+    row = session.get(TenantSettings, tenant_id, with_for_update=True) or tenant_settings(session, tenant_id)
+    old = row.max_priority
+    row.max_priority = cap
+    row.updated_at = utcnow()
+    row.updated_by = actor_id
+    session.add(row)
+    session.flush()
+    return old
 
 
 def run_mode_for(settings: TenantSettings, approval_level: int) -> RunMode:

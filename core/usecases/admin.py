@@ -1,4 +1,4 @@
-"""Admin use cases: users and roles, assets, secrets, timeout policies, tenant mode.
+"""Admin use cases: users and roles, assets, secrets, timeout policies, tenant mode and priority cap.
 
 Each checks the principal's current role first. Reading lists needs ``viewer``; changing needs ``admin``;
 the policy matrix, shared by every tenant, needs a system administrator (DESIGN §13).
@@ -202,8 +202,26 @@ def set_tenant_mode(
             actor_id=principal.user_id,
         )
         view = tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
-        record_admin_event(session, principal, "tenant_mode", principal.tenant, view.model_dump(exclude={"tenant"}))
+        # The mode's own fields: the priority cap has its own entry when it changes (set_priority_cap).
+        record_admin_event(
+            session, principal, "tenant_mode", principal.tenant, view.model_dump(exclude={"tenant", "max_priority"})
+        )
         return view
+
+
+def set_priority_cap(principal: Principal, cap: int) -> TenantSettingsView:
+    """Set the highest ``priority:`` a plan of the principal's tenant may request, 0 to ``MAX_PRIORITY`` (admin).
+
+    Audited with the old and the new cap. Plans already submitted keep their priority.
+
+    Raises:
+        PermissionDenied: not an admin of the tenant. InvalidInput: out of range (path ``max_priority``).
+    """
+    with session_scope() as session:
+        rbac.require(session, principal, Permission.ADMIN)
+        old = tenants.set_priority_cap(session, principal.tenant_id, cap, actor_id=principal.user_id)
+        record_admin_event(session, principal, "priority_cap", principal.tenant, {"old": old, "new": cap})
+        return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
 
 
 def list_locks(principal: Principal) -> list[LockView]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from core import authenticate
-from tests.cli.support import READ_PLAN, Cli, PlanFile, ok_json
+from core import MAX_PRIORITY, authenticate
+from tests.cli.support import READ_PLAN, Cli, PlanFile, ok_json, submit_json
 
 SECRET_VALUE = "pa55-Word-from-stdin-7f3a"
 
@@ -160,6 +160,66 @@ def test_tenant_mode_dry_run_makes_new_executions_dry_runs(sqlite_db: str, cli: 
     assert cli("tenant", "mode", "demo", "dry_run", "--as", "admin").exit_code == 0
     data = ok_json(cli("submit", plan_file(READ_PLAN), "--as", "alice", "--json"))
     assert data["run_mode"] == "dry_run"
+
+
+PRIORITY_PLAN = "name: asks-{n}\npriority: {n}\nsteps:\n  - {{name: s, action: noop, target: localhost}}\n"
+
+
+def test_tenant_show_has_the_priority_cap_in_text_and_json(sqlite_db: str, cli: Cli) -> None:
+    """Any member reads the settings; the cap is there beside the mode, and in `tenant mode --json` too."""
+    shown = cli("tenant", "show", "demo", "--as", "dave")
+    assert shown.exit_code == 0, shown.stderr
+    assert shown.stdout.strip().endswith("plans may request priority 0-3")
+    assert ok_json(cli("tenant", "show", "demo", "--as", "dave", "--json")) == {
+        "tenant": "demo", "mode": "live", "max_live_level": 3, "over_level": "dry_run", "max_priority": 3,
+    }  # fmt: skip
+    switched = ok_json(cli("tenant", "mode", "demo", "dry_run", "--as", "admin", "--json"))
+    assert (switched["mode"], switched["max_priority"]) == ("dry_run", 3)
+    assert cli("tenant", "show", "globex", "--as", "alice").exit_code == 4  # not a member there
+
+
+def test_tenant_priority_cap_is_what_submit_then_allows(sqlite_db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """admin raises the cap to 5: a plan asking 5 is accepted, one asking 6 exits 2 naming priority; the admin
+    trail has the change with the old and the new cap."""
+    raised = cli("tenant", "priority-cap", "demo", "5", "--as", "admin")
+    assert raised.exit_code == 0, raised.stderr
+    assert "plans may request priority 0-5" in raised.stdout
+    assert ok_json(cli("tenant", "show", "demo", "--as", "alice", "--json"))["max_priority"] == 5
+    assert submit_json(cli, plan_file(PRIORITY_PLAN.format(n=5)), "alice", "--background")["priority"] == 7
+    above = cli("submit", plan_file(PRIORITY_PLAN.format(n=6)), "--as", "alice", "--background")
+    assert above.exit_code == 2
+    assert "error: priority: priority 6 is above this tenant's cap of 5" in above.stderr
+    trail = ok_json(cli("audit", "admin", "--as", "admin", "--tenant", "demo", "--json"))["events"]
+    assert (trail[0]["action"], trail[0]["subject"], trail[0]["data"]) == ("priority_cap", "demo", {"old": 3, "new": 5})
+    as_json = ok_json(cli("tenant", "priority-cap", "demo", "0", "--as", "admin", "--json"))
+    assert as_json["max_priority"] == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "says"),
+    [
+        (["demo", "2", "--as", "alice"], 3, "needs admin"),
+        (["demo", "2", "--as", "dave"], 3, "needs admin"),
+        (["demo", "10", "--as", "admin"], 2, "error: max_priority: must be a whole number from 0 to 9"),
+        (["--as", "admin", "--", "demo", "-1"], 2, "error: max_priority: must be a whole number from 0 to 9"),
+        (["demo", "high", "--as", "admin"], 2, "Invalid value for 'N'"),
+        (["nope", "2", "--as", "admin"], 4, "not found"),
+    ],
+)
+def test_tenant_priority_cap_refusals_exit_per_the_contract(
+    sqlite_db: str, cli: Cli, args: list[str], code: int, says: str
+) -> None:
+    """Not an admin 3, out of range or not a number 2, no such tenant 4; the cap stays 3 and nothing is traced."""
+    result = cli("tenant", "priority-cap", *args)
+    assert result.exit_code == code, result.output
+    assert says in result.stderr
+    assert ok_json(cli("tenant", "show", "demo", "--as", "admin", "--json"))["max_priority"] == 3
+    assert ok_json(cli("audit", "admin", "--as", "admin", "--tenant", "demo", "--json"))["events"] == []
+
+
+def test_tenant_priority_cap_help_gives_cores_bound(cli: Cli) -> None:
+    """The help writes the bound out (no settings load for --help); it must be core's."""
+    assert f"(0-{MAX_PRIORITY})" in cli("tenant", "priority-cap", "--help").stdout
 
 
 def test_policies_list_shows_the_nine_rows(sqlite_db: str, cli: Cli) -> None:

@@ -76,6 +76,38 @@ def test_the_tenant_mode_is_switched_from_the_page(console: OpenConsole) -> None
     assert (settings.mode, settings.max_live_level) == ("dry_run", 1)
 
 
+def test_the_priority_cap_shows_its_value_and_is_saved_with_a_confirmation(console: OpenConsole) -> None:
+    """Admin → Tenant: the cap's current value is in the table and the field; saving confirms it with the old
+    value after the rerun, submissions obey it at once, and the trail records it."""
+    at = console("admin", page=PAGE)
+    assert at.dataframe[1].value["max_priority"].tolist() == [3]
+    field = at.number_input(key=state.ADMIN_PRIORITY_CAP)
+    assert (field.value, field.max) == (3, core.MAX_PRIORITY)
+    assert any("priority 0 to 3" in shown(c.value) for c in at.caption)
+    field.set_value(6)
+    button(at, "Save priority cap").click().run()
+    assert not at.exception and not at.error
+    assert [shown(s.value) for s in at.success] == ["demo: plans may request priority up to 6 (was 3)."]
+    assert at.dataframe[1].value["max_priority"].tolist() == [6]
+    assert at.number_input(key=state.ADMIN_PRIORITY_CAP).value == 6
+    plan = "name: p\npriority: 6\nsteps:\n  - {name: s, action: noop, target: localhost}\n"
+    assert core.submit(core.principal("alice", "demo"), plan, background=True).execution.priority == 8
+    trail = core.list_admin_events(core.principal("admin", "demo"))
+    assert [(e.action, e.data) for e in trail] == [("priority_cap", {"old": 3, "new": 6})]
+
+
+def test_a_demoted_admin_cannot_save_the_priority_cap(console: OpenConsole) -> None:
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.ADMIN)
+    at = console("carol", page=PAGE)
+    core.set_member(core.principal("admin", "demo"), "carol", core.Role.APPROVER)  # demoted meanwhile
+    at.number_input(key=state.ADMIN_PRIORITY_CAP).set_value(9)
+    button(at, "Save priority cap").click().run()
+    assert not at.exception
+    assert any("needs admin" in shown(e.value) for e in at.error)
+    assert not at.success
+    assert core.get_tenant_settings(core.principal("admin", "demo")).max_priority == 3
+
+
 def test_members_get_roles_and_passwords(console: OpenConsole) -> None:
     at = console("admin", page=PAGE)
     at.text_input(key=state.ADMIN_MEMBER_NAME).input("erin")

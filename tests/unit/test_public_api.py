@@ -51,6 +51,8 @@ EXPORTED = {
     # issue 17 item 4: change windows per tenant and asset tag, an override with four eyes
     "ChangeWindowsView", "WindowMode", "WindowOverrideView", "get_change_windows", "list_window_overrides",
     "override_change_window", "set_change_windows",
+    # issue 17 item 5: the tenant's cap on a plan's requested priority, and the plan field's bound
+    "MAX_PRIORITY", "set_priority_cap",
 }  # fmt: skip
 
 

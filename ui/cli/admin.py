@@ -1,4 +1,5 @@
-"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant mode``, ``policies``
+"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant show|mode|priority-cap``,
+``policies``
 (the read-only command prefixes are in ui/cli/read_only.py).
 
 Reading lists needs a role in the tenant; changing anything needs ``admin`` (core checks, we only ask).
@@ -18,7 +19,7 @@ from ui.cli.output import as_json, fmt_time, print_json, table
 users_app = command_group("Users and their roles in a tenant.")
 assets_app = command_group("The tenant's inventory of target assets.")
 secrets_app = command_group("The tenant's secrets (values go in on stdin and never come out).")
-tenant_app = command_group("Tenant settings: the dark-launch mode.")
+tenant_app = command_group("Tenant settings: the dark-launch mode and the priority cap.")
 policies_app = command_group("The timeout policy matrix (DESIGN §6).")
 
 
@@ -246,9 +247,32 @@ def secrets_delete(
 # tenant --------------------------------------------------------------------------------------------
 
 
+TenantArg = Annotated[str, typer.Argument(help="Tenant name.")]
+
+
+def _settings_text(settings: core.TenantSettingsView) -> str:
+    return (
+        f"tenant {settings.tenant}: mode {settings.mode}, live up to level {settings.max_live_level}, "
+        f"above it {settings.over_level}; plans may request priority 0-{settings.max_priority}"
+    )
+
+
+def _print_settings(settings: core.TenantSettingsView, json_out: bool) -> None:
+    if json_out:
+        print_json(as_json(settings))
+    else:
+        typer.echo(_settings_text(settings))
+
+
+@tenant_app.command("show")
+def tenant_show(tenant: TenantArg, as_user: AsUser = None, json_out: JsonOpt = False) -> None:
+    """Show a tenant's settings: the mode, its live level and the priority cap (any role)."""
+    _print_settings(core.get_tenant_settings(acting(as_user, tenant)), json_out)
+
+
 @tenant_app.command("mode")
 def tenant_mode(
-    tenant: Annotated[str, typer.Argument(help="Tenant name.")],
+    tenant: TenantArg,
     mode: Annotated[core.TenantMode, typer.Argument(help="off: refuse new work; dry_run: simulate; live: run.")],
     as_user: AsUser = None,
     max_live_level: Annotated[
@@ -258,13 +282,25 @@ def tenant_mode(
         core.OverLevelBehaviour | None,
         typer.Option("--over-level", help="Above that level: run as dry_run, or refuse."),
     ] = None,
+    json_out: JsonOpt = False,
 ) -> None:
     """Switch a tenant's execution mode (admin)."""
     settings = core.set_tenant_mode(acting(as_user, tenant), mode, max_live_level=max_live_level, over_level=over_level)
-    typer.echo(
-        f"tenant {settings.tenant}: mode {settings.mode}, live up to level {settings.max_live_level}, "
-        f"above it {settings.over_level}"
-    )
+    _print_settings(settings, json_out)
+
+
+@tenant_app.command("priority-cap")
+def tenant_priority_cap(
+    tenant: TenantArg,
+    # The bound is core.MAX_PRIORITY, written out: reading it here would load settings for every --help
+    # (issue 14, fast start); a CLI test holds the two together.
+    cap: Annotated[int, typer.Argument(metavar="N", help="Highest priority a plan of the tenant may request (0-9).")],
+    as_user: AsUser = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set the tenant's priority cap: the highest priority a plan may request (admin; plans already in keep theirs)."""
+    # The range is core's to check (one message, path max_priority), not click's.
+    _print_settings(core.set_priority_cap(acting(as_user, tenant), cap), json_out)
 
 
 # policies ------------------------------------------------------------------------------------------

@@ -54,7 +54,8 @@ def admin_log_command(
     tenant: TenantOpt = None,
     json_out: JsonOpt = False,
 ) -> None:
-    """The tenant's administration trail: mode, policies, members, passwords, secret names, assets (admin)."""
+    """The tenant's administration trail: mode, priority cap, policies, members, passwords, secret names, assets
+    (admin)."""
     events = core.list_admin_events(acting(as_user, tenant), limit=limit)
     if json_out:
         print_json({"events": [e.model_dump(mode="json") for e in events]})

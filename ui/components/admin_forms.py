@@ -71,6 +71,31 @@ def tenant_mode_editor(who: Principal, current: core.TenantSettingsView) -> None
                 st.rerun()
 
 
+def priority_cap_editor(who: Principal, current: core.TenantSettingsView) -> None:
+    """The tenant's cap on a plan's requested ``priority:`` (0 up to the plan field's bound)."""
+    with st.form("priority_cap_form"):
+        st.caption(
+            f"Plans of this tenant may now request priority 0 to {current.max_priority}; a plan above the cap is "
+            "refused at submit. Plans already submitted keep theirs."
+        )
+        cap = st.number_input(
+            "Priority cap",
+            min_value=0,
+            max_value=core.MAX_PRIORITY,
+            value=current.max_priority,
+            step=1,
+            key=state.ADMIN_PRIORITY_CAP,
+        )
+        if st.form_submit_button("Save priority cap", type="primary"):
+            done = attempt(core.set_priority_cap, who, int(cap))
+            if done is not None:
+                said = (
+                    f"{done.tenant}: plans may request priority up to {done.max_priority} (was {current.max_priority})."
+                )
+                succeed(said, after_rerun=True)
+                st.rerun()
+
+
 def member_editor(who: Principal) -> None:
     """Give a user a role (creating the user), limit an operator's action class, set a password, remove."""
     with st.form("member_form"):

@@ -1,6 +1,6 @@
-"""Admin: the timeout policy matrix, the tenant's mode (dark launch), members, secrets, the inventory, what
-runs without approval (read-only commands, published runbooks), notification channels, change windows, and the
-trail of every change made here."""
+"""Admin: the timeout policy matrix, the tenant's mode (dark launch) and priority cap, members, secrets, the
+inventory, what runs without approval (read-only commands, published runbooks), notification channels, change
+windows, and the trail of every change made here."""
 
 from __future__ import annotations
 
@@ -45,6 +45,7 @@ with tenant:
     if (settings := attempt(core.get_tenant_settings, who)) is not None:
         views_table([settings])
         forms.tenant_mode_editor(who, settings)
+        forms.priority_cap_editor(who, settings)
 with members:
     views_table(attempt(core.list_members, who) or [], empty="No members.")
     forms.member_editor(who)
