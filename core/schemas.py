@@ -59,6 +59,38 @@ class TokenView(View):
     last_used_at: datetime | None
 
 
+class FanoutView(View):
+    """Where a step expanded from a fan-out sits in it (DESIGN §14): the step as written, this target's place
+    among ``of`` targets, and the limits it runs under (counts, as resolved at submit)."""
+
+    step: str
+    position: int
+    of: int
+    max_concurrency: int
+    max_errors: int
+
+
+class FanoutTargetView(View):
+    """One target of a fan-out: its step and how it went (the per-target grid)."""
+
+    index: int
+    target: str
+    status: str
+    attempts: int
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class FanoutGroupView(View):
+    """A fan-out step of an execution: its targets, its limits and how many ended each way."""
+
+    step: str
+    max_concurrency: int
+    max_errors: int
+    targets: list[FanoutTargetView]
+    counts: dict[str, int]
+
+
 class PlanStepView(View):
     """One step as the hashed plan says it runs (DESIGN §13 "what the approver sees is what runs").
 
@@ -83,6 +115,7 @@ class PlanStepView(View):
     step_limit_s: int | None = None
     # main, or the rollback list it is in (on_failure, on_cancel: DESIGN §14); its index follows the main steps.
     phase: str = "main"
+    fanout: FanoutView | None = None  # set on each step a fan-out step was expanded into
 
 
 class StepView(View):
@@ -108,6 +141,7 @@ class StepView(View):
     dry_run: str | None = None
     step_limit_s: int | None = None  # the timeout it runs with (``PlanStepView.step_limit_s``)
     phase: str = "main"  # main, on_failure or on_cancel (DESIGN §14)
+    fanout: FanoutView | None = None  # the fan-out it is a target of (``ExecutionView.fanouts`` groups them)
 
 
 class OutputChunkView(View):
@@ -208,6 +242,8 @@ class ExecutionView(ExecutionSummary):
     rollback_status: str | None = None
     # Which work workers take first (core/priority.py): the SLA class's base plus the plan's ``priority:``.
     priority: int = 0
+    # Each fan-out step with its targets (DESIGN §14); their steps are in ``steps`` too, one per target.
+    fanouts: list[FanoutGroupView] = []
 
 
 class SubmitResult(View):

@@ -18,7 +18,15 @@ from core.approval_levels import APPROVALS_REQUIRED
 from core.reads import plan_review
 from core.reads.plan_review import ReviewSource
 from core.rows import ApprovalRow, ExecutionRow, StepRow
-from core.schemas import ApprovalView, ExecutionSummary, ExecutionView, PlanStepView, StepView
+from core.schemas import (
+    ApprovalView,
+    ExecutionSummary,
+    ExecutionView,
+    FanoutGroupView,
+    FanoutTargetView,
+    PlanStepView,
+    StepView,
+)
 from db.enums import StepPhase
 
 
@@ -49,6 +57,7 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
     planned = {p.index: p for p in seen.steps or []}
     approvals = source.approvals(execution)
     summary = summaries(source, [execution])[0]
+    main = [step_view(s, planned.get(s.step_index)) for s in steps if s.phase == StepPhase.MAIN]
     return ExecutionView(
         **summary.model_dump(),
         description=execution.description,
@@ -72,7 +81,8 @@ def build_view(source: ViewSource, execution: ExecutionRow) -> ExecutionView:
             )
             for a, username in approvals
         ],
-        steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase == StepPhase.MAIN],
+        steps=main,
+        fanouts=fanout_groups(main),
         rollback_steps=[step_view(s, planned.get(s.step_index)) for s in steps if s.phase != StepPhase.MAIN],
         rollback_status=execution.rollback_status,
         priority=execution.priority,
@@ -104,7 +114,36 @@ def step_view(row: StepRow, planned: PlanStepView | None) -> StepView:
         dry_run=planned.dry_run if planned else None,
         step_limit_s=planned.step_limit_s if planned else None,
         phase=row.phase,
+        fanout=planned.fanout if planned else None,
     )
+
+
+def fanout_groups(steps: Sequence[StepView]) -> list[FanoutGroupView]:
+    """The fan-out steps among ``steps``, each with its targets in order and a count per status."""
+    groups: list[FanoutGroupView] = []
+    for step in steps:
+        fan = step.fanout
+        if fan is None:
+            continue
+        if fan.position == 0 or not groups or groups[-1].step != fan.step:
+            groups.append(
+                FanoutGroupView(
+                    step=fan.step, max_concurrency=fan.max_concurrency, max_errors=fan.max_errors, targets=[], counts={}
+                )
+            )
+        group = groups[-1]
+        group.targets.append(
+            FanoutTargetView(
+                index=step.index,
+                target=step.target,
+                status=step.status,
+                attempts=step.attempts,
+                started_at=step.started_at,
+                finished_at=step.finished_at,
+            )
+        )
+        group.counts[step.status] = group.counts.get(step.status, 0) + 1
+    return groups
 
 
 def summaries(source: ViewSource, rows: Sequence[ExecutionRow]) -> list[ExecutionSummary]:

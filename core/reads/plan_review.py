@@ -29,7 +29,7 @@ from core.plan_integrity import execution_differences, step_differences, verifie
 from core.plan_phases import flat_steps, step_at
 from core.policy_limits import effective_step_s
 from core.rows import AssetRow, ExecutionRow, PolicyRow, StepRow
-from core.schemas import AssetView, PlanStepView
+from core.schemas import AssetView, FanoutView, PlanStepView
 from db.enums import ExecutionStatus, StepPhase
 
 # Statuses an execution reaches only once approved (DESIGN §4).
@@ -190,6 +190,7 @@ def _render(plan: Mapping[str, Any], assets: Mapping[str, AssetView]) -> list[Pl
                 dry_run=described.description or (described.error or ""),
                 dry_run_ok=described.ok,
                 phase=phase.value,
+                fanout=FanoutView.model_validate(fan) if isinstance(fan := step.get("fanout"), dict) else None,
             )
         )
     return rendered

@@ -461,3 +461,32 @@ def test_show_lists_rollback_steps_apart_with_their_status(
     assert "rollback   completed" in text.stdout
     assert "1. restore [on_failure]: shell on localhost" in text.stdout
     get_settings.cache_clear()
+
+
+def test_show_lists_a_fan_outs_targets_per_step(db: str, cli: Cli, plan_file: PlanFile) -> None:
+    """Issue 17 item 2: ``show --json`` has each target's step (with its ``fanout`` record) and ``fanouts``, the
+    targets grouped per written step with their statuses; ``show`` prints one line per fan-out."""
+    admin = core.principal("admin", "demo")
+    for name in ("web-a", "web-b"):
+        core.add_asset(admin, name, core.Connection.LOCAL, tags=["web"])
+    plan = "name: fan\nsteps:\n  - {name: ping, action: noop, targets: {tags: [web]}, max_concurrency: 50%}\n"
+    execution_id = submit_json(cli, plan_file(plan), "alice", "--background")["execution_id"]
+    drive(execution_id)
+    shown = ok_json(cli("show", execution_id, "--as", "alice", "--json"))
+    assert [(s["name"], s["target"], s["fanout"]["position"]) for s in shown["steps"]] == [
+        ("ping[web-a]", "web-a", 0),
+        ("ping[web-b]", "web-b", 1),
+    ]
+    [group] = shown["fanouts"]
+    assert (group["step"], group["max_concurrency"], group["max_errors"], group["counts"]) == (
+        "ping",
+        1,
+        0,
+        {"completed": 2},
+    )
+    assert [(t["index"], t["target"], t["status"]) for t in group["targets"]] == [
+        (0, "web-a", "completed"),
+        (1, "web-b", "completed"),
+    ]
+    text = cli("show", execution_id, "--as", "alice").stdout
+    assert "fan-out ping: 2 targets, 1 at a time, max_errors 0: 2 completed" in text

@@ -179,3 +179,26 @@ def test_the_failure_banner_says_who_cancelled_a_running_step_and_shows_its_stde
     assert not at.exception
     assert _banner(at) == "Cancelled: cancelled by alice: wrong host"
     assert "stuck on the lock" in _codes(at)
+
+
+def test_a_fan_out_shows_a_tile_per_target_and_how_far_it_got(console: OpenConsole) -> None:
+    """The execution detail shows a fan-out step as a grid: one tile per asset with its status, and a line with the
+    pace, the error limit and the counts (DESIGN §14)."""
+    admin = core.principal("admin", "demo")
+    for name in ("grid-a", "grid-b", "grid-c"):
+        core.add_asset(admin, name, core.Connection.LOCAL, tags=["grid"])
+    plan = (
+        "name: grid\nsteps:\n  - name: hello\n    action: noop\n    targets: {tags: [grid]}\n"
+        "    max_concurrency: 2\n    params: {say: hi}\n"
+    )
+    execution_id = core.submit(core.principal("alice", "demo"), plan, background=True).execution.execution_id
+    drive(execution_id)
+    at = console("alice", page=PAGE)
+    at.selectbox(key=state.EXECUTION_PICK).select(execution_id).run()
+    assert not at.exception
+    texts = [shown(m.value) for m in at.markdown]
+    assert "**Fan-out hello**" in texts
+    assert [t for t in texts if t.startswith(":material/check_circle: **grid-")] == [
+        f":material/check_circle: **grid-{n}**\ncompleted" for n in "abc"
+    ]
+    assert "3 targets, 2 at a time, stops at the first failure: 3 completed." in [shown(c.value) for c in at.caption]

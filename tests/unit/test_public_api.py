@@ -14,7 +14,7 @@ EXPORTED = {
     "ActionClass", "AdminEventView", "ApprovalView", "AssetView", "AuthenticationFailed", "ChainBreak", "ChainReport",
     "CheckItem", "CheckThresholds", "Conflict", "Connection", "CoreError", "DashboardView", "DeadlineExceeded",
     "DlqView", "DryRunStep", "DurationStats", "EventView", "ExecutionMode", "ExecutionPage", "ExecutionStatus",
-    "ExecutionSummary", "ExecutionView", "HourCount", "InboxItem", "InitReport", "InvalidInput", "InvalidTransition",
+    "ExecutionSummary", "ExecutionView", "FanoutGroupView", "HourCount", "InboxItem", "InitReport", "InvalidInput", "InvalidTransition",
     "LockView", "MaskingSink", "MemberView", "NotFound", "OverLevelBehaviour", "PermissionDenied", "PlanPreview", "PlanStepView",
     "PolicyValues", "PolicyView", "Principal", "PruneReport", "QueueDepth", "Role", "RunMode", "RunModeStats",
     "ReadOnlyCommandView", "RunbookVersionView", "RunbookView", "SafetyRefused", "SecretInfo", "ServiceUnavailable", "Settings", "SlaClass",

@@ -138,9 +138,22 @@ def render_execution(view: core.ExecutionView) -> str:
         for s in view.steps
         if s.error
     )
+    lines.extend(_render_fanouts(view))
     lines.extend(_render_rollback(view))
     lines.extend(["", *render_plan(view)])
     return "\n".join(lines)
+
+
+def _render_fanouts(view: core.ExecutionView) -> list[str]:
+    """One line per fan-out step (DESIGN §14): its targets, how many at a time, its error limit, how far it got."""
+    lines = []
+    for group in view.fanouts:
+        counts = ", ".join(f"{n} {status}" for status, n in sorted(group.counts.items()))
+        lines.append(
+            f"  fan-out {terminal_safe(group.step)}: {len(group.targets)} targets, {group.max_concurrency} at a time, "
+            f"max_errors {group.max_errors}: {counts}"
+        )
+    return lines
 
 
 def _render_rollback(view: core.ExecutionView) -> list[str]:

@@ -13,6 +13,7 @@ from ui import state
 from ui.components import executions as ex
 from ui.components import session
 from ui.components import step_output as so
+from ui.components.fanout_grid import fanout_grids
 from ui.components.feedback import attempt, show_notices, succeed
 from ui.components.identity import signed_in
 from ui.components.plan_review import what_runs
@@ -81,6 +82,7 @@ def detail(execution_id: str, live: bool) -> None:
         ended_actions(view)
     ex.approvals_table(view)
     what_runs(view, title="What runs")
+    fanout_grids(view)
     so.step_timeline(who, view, outputs)
     st.markdown("**Locks held**")
     held = [lock for lock in attempt(core.list_locks, who) or [] if lock.execution_id == execution_id]
