@@ -302,6 +302,8 @@ class TenantSettingsView(View):
     max_live_level: int
     over_level: str
     max_priority: int  # the highest ``priority:`` a plan of the tenant may request (core/priority.py)
+    # From this many targets a fan-out needs one approval level more (core/plan_fanout.py); 0: never.
+    fanout_approval_targets: int = 10
 
 
 class PlanPreview(View):

@@ -6,6 +6,7 @@ from __future__ import annotations
 from sqlmodel import Session, select
 
 from core.errors import Conflict, InvalidInput, NotFound, SafetyRefused
+from core.plan_fanout import MAX_TARGETS
 from core.priority import MAX_REQUESTED
 from core.schemas import TenantSettingsView
 from db.clock import utcnow
@@ -60,6 +61,7 @@ def settings_view(session: Session, tenant: Tenant) -> TenantSettingsView:
         max_live_level=row.max_live_level,
         over_level=row.over_level,
         max_priority=row.max_priority,
+        fanout_approval_targets=row.fanout_approval_targets,
     )
 
 
@@ -88,24 +90,31 @@ def set_mode(
     return row
 
 
-def set_priority_cap(session: Session, tenant_id: str, cap: int, *, actor_id: str) -> int:
-    """Set the highest ``priority:`` a plan of the tenant may request (admin checks are the caller's).
+# The tenant's numeric limits an admin sets, and the bounds each takes (the column name is the error's path).
+LIMITS: dict[str, tuple[int, int]] = {
+    "max_priority": (0, MAX_REQUESTED),  # the highest ``priority:`` a plan may request (core/priority.py)
+    "fanout_approval_targets": (0, MAX_TARGETS),  # from this many targets a fan-out needs a level more (0: never)
+}
 
-    Plans already submitted keep their priority; the cap is checked when a plan comes in.
+
+def set_limit(session: Session, tenant_id: str, name: str, value: int, *, actor_id: str) -> int:
+    """Set one of the tenant's ``LIMITS`` (admin checks are the caller's). Work already submitted keeps what it
+    was judged under; the limit applies to plans that come in after.
 
     Returns:
-        The cap before the change.
+        The value before the change.
     Raises:
-        InvalidInput: ``cap`` is not a whole number from 0 to the plan field's bound (path ``max_priority``).
+        InvalidInput: ``value`` is not a whole number within the limit's bounds (path: the limit's name).
     """
-    # bool is an int to Python; ``True`` as a cap is a caller's mistake, not 1.
-    if isinstance(cap, bool) or not isinstance(cap, int) or not 0 <= cap <= MAX_REQUESTED:
-        raise InvalidInput(f"must be a whole number from 0 to {MAX_REQUESTED}", path="max_priority")
+    low, high = LIMITS[name]
+    # bool is an int to Python; ``True`` as a limit is a caller's mistake, not 1.
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InvalidInput(f"must be a whole number from {low} to {high}", path=name)
     # Locked, so that the old value the trail records is the one this change replaced, even when two admins
     # save at once (PostgreSQL; SQLite writers are serialised anyway).
     row = session.get(TenantSettings, tenant_id, with_for_update=True) or tenant_settings(session, tenant_id)
-    old = row.max_priority
-    row.max_priority = cap
+    old = int(getattr(row, name))
+    setattr(row, name, value)
     row.updated_at = utcnow()
     row.updated_by = actor_id
     session.add(row)

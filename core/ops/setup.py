@@ -90,12 +90,22 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
         "  - name: grace\n    action: sleep\n    target: localhost\n    params: {seconds: '{{ input:grace_s }}'}\n",
     ),
     (
+        "Disk usage across the lab",
+        "fan-out: df on every asset tagged lab (lab-1, lab-2, lab-3), two at a time (read)",
+        "name: lab-disk-usage\ndescription: df on each lab asset, two at a time, stopping at the first failure\n"
+        "steps:\n  - name: df\n    action: shell\n    targets: {tags: [lab]}\n    max_concurrency: 2\n"
+        "    max_errors: 0\n    params: {command: [df, -h]}\n",
+    ),
+    (
         "Failing check",
         "a modify step that fails on purpose: shows the dead-letter queue and requeue",
         "name: failing-check\nsteps:\n  - name: missing-file\n    action: shell\n    target: localhost\n"
         "    action_class: modify\n    params: {command: [ls, /nonexistent/opsconductor-demo]}\n",
     ),
 ]
+
+# Local assets of the demo tenant tagged ``lab``: the fleet of the fan-out runbook (each is this machine).
+DEMO_LAB_ASSETS: dict[str, tuple[str, ...]] = {"demo": ("lab-1", "lab-2", "lab-3")}
 
 # Published by seeding (DESIGN §13): their steps run as `read`, at once, like before shell became `modify`.
 DEMO_PUBLISHED = ("Disk usage", "Service status")
@@ -218,6 +228,10 @@ def seed_demo(session: Session) -> list[str]:
         if session.exec(select(Asset).where(Asset.tenant_id == tenant.id, Asset.name == "localhost")).first() is None:
             assets.add_asset(session, tenant.id, name="localhost", connection=Connection.LOCAL, tags=["demo"])
             created.append(f"asset {tenant_name}/localhost")
+        for name in DEMO_LAB_ASSETS.get(tenant_name, ()):  # the fan-out runbook's fleet (all on this machine)
+            if session.exec(select(Asset).where(Asset.tenant_id == tenant.id, Asset.name == name)).first() is None:
+                assets.add_asset(session, tenant.id, name=name, connection=Connection.LOCAL, tags=["lab"])
+                created.append(f"asset {tenant_name}/{name}")
         if (
             session.exec(select(Secret).where(Secret.tenant_id == tenant.id, Secret.name == DEMO_SECRET)).first()
             is None

@@ -204,7 +204,11 @@ def set_tenant_mode(
         view = tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
         # The mode's own fields: the priority cap has its own entry when it changes (set_priority_cap).
         record_admin_event(
-            session, principal, "tenant_mode", principal.tenant, view.model_dump(exclude={"tenant", "max_priority"})
+            session,
+            principal,
+            "tenant_mode",
+            principal.tenant,
+            view.model_dump(exclude={"tenant", "max_priority", "fanout_approval_targets"}),
         )
         return view
 
@@ -217,10 +221,25 @@ def set_priority_cap(principal: Principal, cap: int) -> TenantSettingsView:
     Raises:
         PermissionDenied: not an admin of the tenant. InvalidInput: out of range (path ``max_priority``).
     """
+    return _set_limit(principal, "max_priority", cap, event="priority_cap")
+
+
+def set_fanout_approval_targets(principal: Principal, targets: int) -> TenantSettingsView:
+    """Set from how many targets a fan-out needs one approval level more (DESIGN §14), 0 (never) to 200 (admin).
+
+    Audited with the old and the new value. Executions already submitted keep their level.
+
+    Raises:
+        PermissionDenied: not an admin of the tenant. InvalidInput: out of range (path ``fanout_approval_targets``).
+    """
+    return _set_limit(principal, "fanout_approval_targets", targets, event="fanout_approval_targets")
+
+
+def _set_limit(principal: Principal, name: str, value: int, *, event: str) -> TenantSettingsView:
     with session_scope() as session:
         rbac.require(session, principal, Permission.ADMIN)
-        old = tenants.set_priority_cap(session, principal.tenant_id, cap, actor_id=principal.user_id)
-        record_admin_event(session, principal, "priority_cap", principal.tenant, {"old": old, "new": cap})
+        old = tenants.set_limit(session, principal.tenant_id, name, value, actor_id=principal.user_id)
+        record_admin_event(session, principal, event, principal.tenant, {"old": old, "new": value})
         return tenants.settings_view(session, tenants.get_tenant(session, principal.tenant))
 
 

@@ -107,21 +107,22 @@ def test_admin_cannot_remove_their_own_role(sqlite_db: str, cli: Cli) -> None:
 
 
 def test_assets_add_list_remove(db: str, cli: Cli) -> None:
-    """admin adds an ssh asset with tags; it is listed; removing it leaves only localhost."""
+    """admin adds an ssh asset with tags; it is listed; removing it leaves the demo's own (localhost, lab-1..3)."""
     added = cli(
         "assets", "add", "web-01", "--connection", "ssh", "--host", "10.0.0.5", "--port", "2222",
         "--tag", "web", "--tag", "prod", "--credential-ref", "demo_token", "--as", "admin", "--tenant", "demo",
     )  # fmt: skip
     assert added.exit_code == 0, added.stderr
     assets = {a["name"]: a for a in ok_json(cli("assets", "list", "--as", "alice", "--json"))["assets"]}
-    assert set(assets) == {"localhost", "web-01"}
+    assert set(assets) == {"localhost", "lab-1", "lab-2", "lab-3", "web-01"}
     web = assets["web-01"]
     assert (web["connection"], web["host"], web["port"], web["tags"], web["credential_ref"]) == (
         "ssh", "10.0.0.5", 2222, ["prod", "web"], "demo_token",
     )  # fmt: skip
     assert "web-01" in cli("assets", "list", "--as", "alice").stdout
     assert cli("assets", "remove", "web-01", "--as", "admin", "--tenant", "demo").exit_code == 0
-    assert [a["name"] for a in ok_json(cli("assets", "list", "--as", "alice", "--json"))["assets"]] == ["localhost"]
+    listed = [a["name"] for a in ok_json(cli("assets", "list", "--as", "alice", "--json"))["assets"]]
+    assert listed == ["lab-1", "lab-2", "lab-3", "localhost"]
 
 
 def test_assets_add_errors_map_to_exit_codes(sqlite_db: str, cli: Cli) -> None:
@@ -169,9 +170,10 @@ def test_tenant_show_has_the_priority_cap_in_text_and_json(sqlite_db: str, cli: 
     """Any member reads the settings; the cap is there beside the mode, and in `tenant mode --json` too."""
     shown = cli("tenant", "show", "demo", "--as", "dave")
     assert shown.exit_code == 0, shown.stderr
-    assert shown.stdout.strip().endswith("plans may request priority 0-3")
+    assert "plans may request priority 0-3;" in shown.stdout
     assert ok_json(cli("tenant", "show", "demo", "--as", "dave", "--json")) == {
         "tenant": "demo", "mode": "live", "max_live_level": 3, "over_level": "dry_run", "max_priority": 3,
+        "fanout_approval_targets": 10,
     }  # fmt: skip
     switched = ok_json(cli("tenant", "mode", "demo", "dry_run", "--as", "admin", "--json"))
     assert (switched["mode"], switched["max_priority"]) == ("dry_run", 3)
@@ -241,3 +243,28 @@ def test_users_password_from_stdin_lets_the_user_sign_in(db: str, cli: Cli) -> N
     short = cli("users", "password", "erin", "--as", "admin", "--tenant", "demo", input="short\n")
     assert short.exit_code == 2 and "password: must be at least 8 characters" in short.stderr
     assert cli("users", "password", "bob", "--as", "alice", input="bobs-new-password\n").exit_code == 3
+
+
+def test_tenant_fanout_approval_sets_from_how_many_targets_a_fan_out_needs_a_level_more(
+    sqlite_db: str, cli: Cli, plan_file: PlanFile
+) -> None:
+    """Issue 17 item 2: at the default (10) a read fan-out over the demo's three lab assets runs at level 0; with
+    the threshold at 3 it needs one approval; 0 turns the rise off. Only an admin sets it, within 0-200, audited."""
+    lab = "steps:\n  - {name: df, action: shell, targets: {tags: [lab]}, params: {command: [df]}}\n"
+    assert submit_json(cli, plan_file("name: lab-1\n" + lab), "alice", "--background")["approval_level"] == 0
+    lowered = cli("tenant", "fanout-approval", "demo", "3", "--as", "admin")
+    assert lowered.exit_code == 0, lowered.stderr
+    assert "a fan-out to 3+ targets needs a level more" in lowered.stdout
+    raised = submit_json(cli, plan_file("name: lab-2\n" + lab), "alice")
+    assert (raised["approval_level"], raised["status"], len(raised["steps"])) == (1, "pending_approval", 3)
+    off = ok_json(cli("tenant", "fanout-approval", "demo", "0", "--as", "admin", "--json"))
+    assert off["fanout_approval_targets"] == 0
+    assert submit_json(cli, plan_file("name: lab-3\n" + lab), "alice", "--background")["approval_level"] == 0
+    assert cli("tenant", "fanout-approval", "demo", "4", "--as", "alice").exit_code == 3
+    refused = cli("tenant", "fanout-approval", "demo", "201", "--as", "admin")
+    assert refused.exit_code == 2 and "fanout_approval_targets" in refused.stderr
+    trail = ok_json(cli("audit", "admin", "--as", "admin", "--tenant", "demo", "--json"))["events"]
+    assert [(e["action"], e["data"]) for e in trail if e["action"] == "fanout_approval_targets"] == [
+        ("fanout_approval_targets", {"old": 3, "new": 0}),
+        ("fanout_approval_targets", {"old": 10, "new": 3}),
+    ]

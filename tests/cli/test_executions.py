@@ -372,7 +372,7 @@ def test_locks_shows_the_holder_and_waiters(sqlite_db: str, cli: Cli) -> None:
     execution_id = core.submit(
         core.principal("alice", "demo"), noop_plan("held"), background=True
     ).execution.execution_id
-    asset_id = core.list_assets(core.principal("alice", "demo"))[0].id
+    asset_id = next(a.id for a in core.list_assets(core.principal("alice", "demo")) if a.name == "localhost")
     with session_scope() as session:
         locks.acquire(
             session,

@@ -23,7 +23,7 @@ def test_initialize_seeds_nine_policies_and_demo_once(db: str) -> None:
         assert session.exec(select(func.count()).select_from(TimeoutPolicy)).one() == 9
         assert session.exec(select(func.count()).select_from(Tenant)).one() == 2
         assert session.exec(select(func.count()).select_from(Membership)).one() == 7
-        assert session.exec(select(func.count()).select_from(Asset)).one() == 2
+        assert session.exec(select(func.count()).select_from(Asset)).one() == 5  # localhost in each, lab-1..3 in demo
         assert session.exec(select(func.count()).select_from(Secret)).one() == 2
     fast_read = next(p for p in list_policies(admin) if (p.sla_class, p.action_class) == ("fast", "read"))
     assert (fast_read.step_s, fast_read.max_attempts) == (6, 4)

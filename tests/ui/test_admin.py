@@ -25,7 +25,7 @@ def test_admin_page_shows_policies_tenant_members_assets_and_secret_names(consol
     assert len(policies) == 9
     assert tenant["mode"].tolist() == ["live"]
     assert set(members["username"]) == {"alice", "bob", "carol", "dave", "admin"}
-    assert assets["name"].tolist() == ["localhost"]
+    assert assets["name"].tolist() == ["lab-1", "lab-2", "lab-3", "localhost"]
     assert secrets["name"].tolist() == ["demo_token"]
 
 

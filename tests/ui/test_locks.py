@@ -13,12 +13,16 @@ from tests.ui.conftest import OpenConsole, texts
 PAGE = "ui/pages/locks.py"
 
 
+def _localhost(who: core.Principal) -> str:
+    return next(a.id for a in core.list_assets(who) if a.name == "localhost")
+
+
 def test_shows_the_holder_of_a_locked_asset(console: OpenConsole) -> None:
     alice = core.principal("alice", "demo")
     held = core.submit(alice, noop_plan("holder"), background=True).execution
     with session_scope() as session:
         locks.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
-                      asset_ids=[core.list_assets(alice)[0].id], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
+                      asset_ids=[_localhost(alice)], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
     at = console("dave", page=PAGE)
     page = texts(at)
     assert not at.exception and held.execution_id in page and "localhost" in page
@@ -29,7 +33,7 @@ def test_other_tenant_sees_no_lock(console: OpenConsole) -> None:
     held = core.submit(alice, noop_plan("holder"), background=True).execution
     with session_scope() as session:
         locks.acquire(session, tenant_id=alice.tenant_id, execution_id=held.execution_id,
-                      asset_ids=[core.list_assets(alice)[0].id], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
+                      asset_ids=[_localhost(alice)], expires_at=datetime(2100, 1, 1, tzinfo=UTC))  # fmt: skip
     at = console("mallory", tenant="globex", page=PAGE)
     assert not at.exception and held.execution_id not in texts(at)
     assert any("No asset is locked" in c.value for c in at.caption)

@@ -14,7 +14,7 @@ EXPORTED = {
     "ActionClass", "AdminEventView", "ApprovalView", "AssetView", "AuthenticationFailed", "ChainBreak", "ChainReport",
     "CheckItem", "CheckThresholds", "Conflict", "Connection", "CoreError", "DashboardView", "DeadlineExceeded",
     "DlqView", "DryRunStep", "DurationStats", "EventView", "ExecutionMode", "ExecutionPage", "ExecutionStatus",
-    "ExecutionSummary", "ExecutionView", "FanoutGroupView", "HourCount", "InboxItem", "InitReport", "InvalidInput", "InvalidTransition",
+    "ExecutionSummary", "ExecutionView", "HourCount", "InboxItem", "InitReport", "InvalidInput", "InvalidTransition",
     "LockView", "MaskingSink", "MemberView", "NotFound", "OverLevelBehaviour", "PermissionDenied", "PlanPreview", "PlanStepView",
     "PolicyValues", "PolicyView", "Principal", "PruneReport", "QueueDepth", "Role", "RunMode", "RunModeStats",
     "ReadOnlyCommandView", "RunbookVersionView", "RunbookView", "SafetyRefused", "SecretInfo", "ServiceUnavailable", "Settings", "SlaClass",
@@ -53,6 +53,8 @@ EXPORTED = {
     "override_change_window", "set_change_windows",
     # issue 17 item 5: the tenant's cap on a plan's requested priority, and the plan field's bound
     "MAX_PRIORITY", "set_priority_cap",
+    # issue 17 item 2: the fan-out groups of an execution, and the tenant's blast-radius threshold
+    "FanoutGroupView", "set_fanout_approval_targets",
 }  # fmt: skip
 
 

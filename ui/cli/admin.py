@@ -1,5 +1,5 @@
-"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``, ``tenant show|mode|priority-cap``,
-``policies``
+"""Administration commands of the CLI: ``users``, ``assets``, ``secrets``,
+``tenant show|mode|priority-cap|fanout-approval``, ``policies``
 (the read-only command prefixes are in ui/cli/read_only.py).
 
 Reading lists needs a role in the tenant; changing anything needs ``admin`` (core checks, we only ask).
@@ -19,7 +19,7 @@ from ui.cli.output import as_json, fmt_time, print_json, table
 users_app = command_group("Users and their roles in a tenant.")
 assets_app = command_group("The tenant's inventory of target assets.")
 secrets_app = command_group("The tenant's secrets (values go in on stdin and never come out).")
-tenant_app = command_group("Tenant settings: the dark-launch mode and the priority cap.")
+tenant_app = command_group("Tenant settings: the dark-launch mode, the priority cap and the fan-out threshold.")
 policies_app = command_group("The timeout policy matrix (DESIGN §6).")
 
 
@@ -253,7 +253,12 @@ TenantArg = Annotated[str, typer.Argument(help="Tenant name.")]
 def _settings_text(settings: core.TenantSettingsView) -> str:
     return (
         f"tenant {settings.tenant}: mode {settings.mode}, live up to level {settings.max_live_level}, "
-        f"above it {settings.over_level}; plans may request priority 0-{settings.max_priority}"
+        f"above it {settings.over_level}; plans may request priority 0-{settings.max_priority}; "
+        + (
+            f"a fan-out to {settings.fanout_approval_targets}+ targets needs a level more"
+            if settings.fanout_approval_targets
+            else "a fan-out's size never raises its level"
+        )
     )
 
 
@@ -322,3 +327,17 @@ def policies_list(as_user: AsUser = None, tenant: TenantOpt = None, json_out: Js
             ),
         )
     )
+
+
+@tenant_app.command("fanout-approval")
+def tenant_fanout_approval(
+    tenant: TenantArg,
+    targets: Annotated[
+        int, typer.Argument(metavar="N", help="From this many targets a fan-out needs a level more (0: never; 0-200).")
+    ],
+    as_user: AsUser = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set the fan-out blast-radius threshold: plans fanning out to N targets or more need one approval level more
+    (admin; executions already in keep their level)."""
+    _print_settings(core.set_fanout_approval_targets(acting(as_user, tenant), targets), json_out)
