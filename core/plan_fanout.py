@@ -86,6 +86,8 @@ def expand(
         if not found:
             continue
         concurrency = _limit(step.spec.max_concurrency, len(found), f"{step.path}.max_concurrency", issues, default=1)
+        # No more slots than targets: a worker starts one thread per slot (core/engine/fanout.py).
+        concurrency = min(concurrency, len(found))
         errors = _limit(step.spec.max_errors, len(found), f"{step.path}.max_errors", issues, default=0)
         widest = max(widest, len(found))
         for position, name in enumerate(found):
@@ -133,9 +135,9 @@ def _limit(value: int | str | None, count: int, path: str, issues: list[tuple[st
     if value is None:
         return default
     if isinstance(value, int):
-        if value < 0:
-            issues.append((path, "must be 0 or more"))
-        return value
+        if not 0 <= value <= MAX_TARGETS:
+            issues.append((path, f"must be from 0 to {MAX_TARGETS} (or a percentage like '25%')"))
+        return max(0, value)
     match = _PERCENT.match(value)
     if match is None or int(match.group(1)) > 100:
         issues.append((path, f"must be a number of targets or a percentage like '25%', not {value!r}"))

@@ -122,7 +122,10 @@ def run_group(first: StepPlan) -> Outcome:
     claimed = [first] if first.started else []
     slots = [
         threading.Thread(target=_slot, args=(first, tally, plan), name=f"opsc-fanout-{n}", daemon=True)
-        for n, plan in enumerate(claimed + [None] * (group.max_concurrency - len(claimed)))
+        # Never more slots than targets, whatever the stored record says (plans from before the clamp).
+        for n, plan in enumerate(
+            claimed + [None] * (min(group.max_concurrency, group.stop - group.start) - len(claimed))
+        )
     ]
     for slot in slots:
         slot.start()
@@ -155,7 +158,7 @@ def _slot(first: StepPlan, tally: _Tally, claimed: StepPlan | None) -> None:
             index = tally.next_target()
             if index is None:
                 return
-            plan = _claim(first, tally, index)
+            plan = _claim_or_crash(first, tally, index)
             if plan is None:
                 return
         index, retry_in = plan.step_index, None
@@ -172,13 +175,27 @@ def _slot(first: StepPlan, tally: _Tally, claimed: StepPlan | None) -> None:
             plan.masker.close()
         plan = None
         if retry_in is not None and tally.wait_out(retry_in):
-            plan = _claim(first, tally, index)
+            plan = _claim_or_crash(first, tally, index)
             if plan is None:
                 return
             continue
         with tally.lock:  # ended, or left pending by a halt during its backoff
             tally.running.discard(index)
             tally.lock.notify_all()
+
+
+def _claim_or_crash(first: StepPlan, tally: _Tally, index: int) -> StepPlan | None:
+    """``_claim``; a claim that raises (not an outage) marks the group crashed: it is left to recovery, never
+    concluded with a target still pending."""
+    try:
+        return _claim(first, tally, index)
+    except Exception:
+        log.exception("fan-out target %s of %s could not be claimed", index, first.execution_id)
+        with tally.lock:
+            tally.running.discard(index)
+            tally.crashed = True
+            tally.lock.notify_all()
+        return None
 
 
 def _claim(first: StepPlan, tally: _Tally, index: int) -> StepPlan | None:
