@@ -184,6 +184,7 @@ def test_bad_selections_and_limits_name_their_paths(fleet: Path) -> None:
         "    targets: {names: [fan-1, ghost]}\n": "steps[0].targets.names[1]",
         "    targets: {tags: [fan]}\n    max_concurrency: lots\n": "steps[0].max_concurrency",
         "    targets: {tags: [fan]}\n    max_errors: 120%\n": "steps[0].max_errors",
+        "    targets: {tags: [fan]}\n    max_concurrency: 201\n": "steps[0].max_concurrency",
         "    target: localhost\n    max_errors: 1\n": "steps[0].max_errors",
         "    target: localhost\n    targets: {tags: [fan]}\n": "steps[0].targets",
         "    targets: {}\n": "steps[0].targets",
