@@ -244,11 +244,16 @@ def claim_step_in(
             update_step(session, held, status=StepStatus.COMPLETED.value, **finished)
         running = {"attempts": plan.attempts, "started_at": start.now, "finished_at": None}
         update_step(session, plan, status=StepStatus.RUNNING.value, **running)
+    _started(session, plan, spec)
+    return plan
+
+
+def _started(session: Session, plan: StepPlan, spec: _Spec) -> None:
+    """The claimed step's ``step_started`` event, and ``plan_refused`` when its plan cannot be trusted."""
     tries = plan.max_attempts if plan.retryable else 1
     step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
     if spec.problem is not None:
         step_event(session, plan, "plan_refused", spec.problem, data={"reason": PLAN_MISMATCH})
-    return plan
 
 
 _NOT_STARTED = frozenset({S.APPROVED, S.QUEUED})
@@ -375,10 +380,7 @@ def claim_target(held: StepPlan, step_index: int) -> StepPlan | None:
         plan = _plan(session, row, spec, policy, token=held.token, worker_id=held.worker_id, start=start)
         running = {"attempts": plan.attempts, "started_at": start.now, "finished_at": None}
         update_step(session, plan, status=StepStatus.RUNNING.value, **running)
-        tries = plan.max_attempts if plan.retryable else 1
-        step_event(session, plan, "step_started", f"{plan.step_name}: attempt {plan.attempts} of {tries}")
-        if spec.problem is not None:
-            step_event(session, plan, "plan_refused", spec.problem, data={"reason": PLAN_MISMATCH})
+        _started(session, plan, spec)
         return plan
 
 

@@ -42,9 +42,9 @@ from core.engine.finish import (
     cancelled_by,
     dead_letter,
     end_or_roll_back,
-    execution_timeout,
     next_or_end,
     retry_delay_s,
+    time_out,
 )
 from core.engine.outcome import Outcome
 from core.engine.watch import RunResult, run_step, shutting_down, stop_reason
@@ -375,16 +375,13 @@ def _conclude(first: StepPlan, tally: _Tally) -> Outcome:
             )
             return Outcome.FINISHED if ended else Outcome.ADVANCED
         if tally.stop is StopReason.EXECUTION_TIMEOUT:
-            why = f"{execution_timeout(execution)} during fan-out {group.step}"
-            note = DlqNote("execution_timeout", group.start, first.attempts, why)
-            ended = end_or_roll_back(
+            ended = time_out(
                 session,
                 execution,
-                S.TIMEOUT,
+                during=f"fan-out {group.step}",
+                step_index=group.start,
+                attempts=first.attempts,
                 actor=first.worker_id,
-                message="execution timeout",
-                error=why,
-                dlq=note,
                 held_locks=locks,
             )
             return Outcome.FINISHED if ended else Outcome.ADVANCED

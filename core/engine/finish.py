@@ -164,6 +164,32 @@ def end_or_roll_back(
     return True
 
 
+def time_out(
+    session: Session,
+    execution: Execution,
+    *,
+    during: str,
+    step_index: int,
+    attempts: int,
+    actor: str,
+    held_locks: Collection[str] | None,
+) -> bool:
+    """The execution's time ran out while a step (or a fan-out) ran: ``end_or_roll_back`` as ``timeout`` with a DLQ
+    entry ``execution_timeout`` naming where (``during``). True if it ended (False: its rollback started)."""
+    why = f"{execution_timeout(execution)} during {during}"
+    note = DlqNote("execution_timeout", step_index, attempts, why)
+    return end_or_roll_back(
+        session,
+        execution,
+        S.TIMEOUT,
+        actor=actor,
+        message="execution timeout",
+        error=why,
+        dlq=note,
+        held_locks=held_locks,
+    )
+
+
 def next_or_end(
     session: Session,
     execution_id: str,

@@ -38,10 +38,10 @@ from core.engine.finish import (
     cancelled_by,
     dead_letter,
     end_or_roll_back,
-    execution_timeout,
     may_retry,
     next_or_end,
     retry_delay_s,
+    time_out,
 )
 from core.engine.outcome import Outcome
 from core.engine.watch import RunResult, request_shutdown, reset_shutdown, run_step, shutting_down
@@ -215,16 +215,13 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             return Persisted(Outcome.FINISHED if ended else Outcome.ADVANCED)
         if ran.reason is StopReason.EXECUTION_TIMEOUT:
             claim.update_step(session, plan, status=StepStatus.TIMEOUT.value, **done)
-            why = f"{execution_timeout(execution)} during step {plan.step_index} ({plan.step_name})"
-            note = DlqNote("execution_timeout", plan.step_index, plan.attempts, why)
-            ended = end_or_roll_back(
+            ended = time_out(
                 session,
                 execution,
-                S.TIMEOUT,
+                during=f"step {plan.step_index} ({plan.step_name})",
+                step_index=plan.step_index,
+                attempts=plan.attempts,
                 actor=plan.worker_id,
-                message="execution timeout",
-                error=why,
-                dlq=note,
                 held_locks=_held(plan, held),
             )
             return Persisted(Outcome.FINISHED if ended else Outcome.ADVANCED)
