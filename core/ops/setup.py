@@ -90,7 +90,7 @@ DEMO_RUNBOOKS: list[tuple[str, str, str]] = [
         "  - name: grace\n    action: sleep\n    target: localhost\n    params: {seconds: '{{ input:grace_s }}'}\n",
     ),
     (
-        "Disk usage across the lab",
+        "Lab disk usage (fan-out)",
         "fan-out: df on every asset tagged lab (lab-1, lab-2, lab-3), two at a time (read)",
         "name: lab-disk-usage\ndescription: df on each lab asset, two at a time, stopping at the first failure\n"
         "steps:\n  - name: df\n    action: shell\n    targets: {tags: [lab]}\n    max_concurrency: 2\n"

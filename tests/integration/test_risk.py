@@ -168,6 +168,7 @@ def test_published_demo_runbooks_run_at_level_0(db: str) -> None:
         "Service status": True,
         "Log rotation": False,
         "Restart a service": False,
+        "Lab disk usage (fan-out)": False,  # read all the same: its one argv is the declared [df]
         "Failing check": False,
     }
     assert derived(_runbook("Service status")) == ("read", 0, "queued")  # no approval: queued for a worker
