@@ -217,8 +217,10 @@ def test_a_step_cannot_reach_the_key_the_database_or_the_workers_environment(box
         assert "-rw------- " in output["list-data-dir"]  # names visible in a world-readable dir, contents not
     else:  # the sandbox's /proc holds only its own processes; the database dir is an empty tmpfs
         assert "opsc.db" not in output["list-data-dir"] and "secret-key" not in output["list-data-dir"]
-    names = {line.split("=", 1)[0] for line in str(steps["env"]["output"]).splitlines() if "=" in line}
-    assert names == {"PATH", "HOME", "LANG"}, output["env"]
+    seen = dict(line.split("=", 1) for line in str(steps["env"]["output"]).splitlines() if "=" in line)
+    # Nothing of the worker's: the minimal three, and OPSC_TARGET, the step's own asset (fan-out, DESIGN §14).
+    assert set(seen) == {"PATH", "HOME", "LANG", "OPSC_TARGET"}, output["env"]
+    assert seen["OPSC_TARGET"] == steps["env"]["target"]
     with sqlite3.connect(box.database) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
         tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
