@@ -598,6 +598,17 @@ def _chain_update() -> Update:
 _CHAIN_UPDATE = _chain_update()
 
 
+def stale_result(session: Session, plan: StepPlan, *, ok: bool, error: str | None) -> None:
+    """Record that the lease was lost while ``plan``'s step ran, so its result was refused (nothing else written)."""
+    step_event(
+        session,
+        plan,
+        "stale_result",
+        "lease lost while the step ran; this worker's result was refused",
+        data={"ok": ok, "error": error},
+    )
+
+
 def step_event(session: Session, plan: StepPlan, kind: str, message: str, data: dict[str, Any] | None = None) -> None:
     """Record an audit event about the claimed step, by this worker."""
     record_event(

@@ -246,13 +246,7 @@ def _persist(plan: StepPlan, ran: RunResult, tally: _Tally) -> float | None:
             session, plan.execution_id, token=plan.token, lease_s=plan.lease_s, advance_to=cursor
         )
         if held is None:
-            claim.step_event(
-                session,
-                plan,
-                "stale_result",
-                "lease lost while the step ran; this worker's result was refused",
-                data={"ok": ran.result.ok, "error": error},
-            )
+            claim.stale_result(session, plan, ok=ran.result.ok, error=error)
             tally.halt(StopReason.LEASE_LOST)
             return None
         if plan.refusal is None and not plan.cancelled and not _fenced_ok(plan, held):
@@ -469,7 +463,5 @@ def _counts(session: Session, execution_id: str, group: FanoutGroup) -> dict[str
 def _group_event(first: StepPlan, session: Session, kind: str, message: str, counts: dict[str, int]) -> None:
     group = first.fanout
     assert group is not None
-    data = {"step": group.step, "targets": group.stop - group.start, "max_errors": group.max_errors} | {
-        "statuses": counts
-    }
+    data = {"step": group.step, "targets": group.stop - group.start, "max_errors": group.max_errors, "statuses": counts}
     claim.step_event(session, first, kind, message, data=data)

@@ -167,13 +167,7 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             advance_to=plan.step_index + 1 if chain else None,
         )
         if held is None:
-            claim.step_event(
-                session,
-                plan,
-                "stale_result",
-                "lease lost while the step ran; this worker's result was refused",
-                data={"ok": ran.result.ok, "error": error},
-            )
+            claim.stale_result(session, plan, ok=ran.result.ok, error=error)
             return Persisted(Outcome.STALE)
         if plan.watch.reported_position:
             workers.report_position(session, plan.worker_id, None, None)

@@ -11,19 +11,20 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlmodel import func, select
 
 from core import add_asset, get_execution, list_events, principal, submit
 from core.engine.steps import Outcome
 from core.errors import InvalidInput
 from core.usecases.dlq import list_dlq
-from core.usecases.read_only import add_read_only_command
 from db.engine import session_scope
 from db.enums import Connection
 from db.settings import get_settings
+from db.tables import Execution
 from tests.engine_support import drive
+from tests.fanout_support import NAMES, make_fleet, overlap, starts
 
 ALICE = ("alice", "demo")
-NAMES = [f"fan-{n}" for n in range(1, 7)]
 
 
 # The step every target runs: logs its start and end with the time, sleeps, fails (exit 3) where told to, and
@@ -41,23 +42,8 @@ exit 0
 
 @pytest.fixture
 def fleet(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Six local assets tagged ``fan`` (and one that is not), the step script, small backoffs, a quick watcher,
-    short leases. Yields the script's path."""
-    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
-    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
-    monkeypatch.setenv("OPSC_HEARTBEAT_S", "0.2")
-    monkeypatch.setenv("OPSC_LEASE_TTL_S", "1")
-    get_settings.cache_clear()
-    admin = principal("admin", "demo")
-    for name in NAMES:
-        add_asset(admin, name, Connection.LOCAL, tags=["fan", "lab"])
-    add_asset(admin, "fan-odd", Connection.LOCAL, tags=["lab"])
-    script = tmp_path / "fan.sh"
-    script.write_text(SCRIPT)
-    script.chmod(0o755)
-    tmp_path.chmod(0o777)  # the runner identity writes the log beside it
-    add_read_only_command(admin, [str(script)])
-    yield script
+    """The fan-out fleet with this file's script (tests/fanout_support.py). Yields the script's path."""
+    yield make_fleet(tmp_path, monkeypatch, SCRIPT)
     get_settings.cache_clear()
 
 
@@ -74,26 +60,8 @@ def _command(script: Path, *, sleep: str = "0", fail: tuple[str, ...] = (), once
     return f"['{script}', '{log}', '{sleep}', '{','.join(fail) or '-'}', '{','.join(once) or '-'}']"
 
 
-def _starts(script: Path) -> list[str]:
-    lines = (script.parent / "log").read_text().splitlines()
-    return [line.split()[1] for line in lines if line.startswith("start")]
-
-
 def _bg(plan: str) -> str:
     return submit(principal(*ALICE), plan, background=True).execution.execution_id
-
-
-def _overlap(script: Path) -> int:
-    """The most targets running at one moment, from the start and end lines their processes wrote."""
-    marks: list[tuple[float, int]] = []
-    for line in (script.parent / "log").read_text().splitlines():
-        kind, _target, at = line.split()
-        marks.append((float(at), 1 if kind == "start" else -1))
-    running = peak = 0
-    for _at, delta in sorted(marks, key=lambda m: (m[0], m[1])):
-        running += delta
-        peak = max(peak, running)
-    return peak
 
 
 def test_a_fan_out_runs_each_tagged_asset_once_two_at_a_time(fleet: Path) -> None:
@@ -107,8 +75,8 @@ def test_a_fan_out_runs_each_tagged_asset_once_two_at_a_time(fleet: Path) -> Non
     assert [(s.name, s.target, s.status, s.attempts) for s in view.steps] == [
         (f"each[{n}]", n, "completed", 1) for n in NAMES
     ]
-    assert sorted(_starts(fleet)) == NAMES
-    assert _overlap(fleet) == 2
+    assert sorted(starts(fleet)) == NAMES
+    assert overlap(fleet) == 2
 
 
 def test_max_errors_one_stops_after_the_second_failure_and_skips_the_rest(fleet: Path) -> None:
@@ -121,7 +89,7 @@ def test_max_errors_one_stops_after_the_second_failure_and_skips_the_rest(fleet:
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "failed"
     assert [s.status for s in view.steps] == ["completed", "failed", "completed", "failed", "skipped", "skipped"]
-    assert _starts(fleet) == ["fan-1", *["fan-2"] * 3, "fan-3", *["fan-4"] * 3]
+    assert starts(fleet) == ["fan-1", *["fan-2"] * 3, "fan-3", *["fan-4"] * 3]
     [entry] = list_dlq(principal(*ALICE))
     assert (entry.reason, entry.step_index) == ("max_errors", 0)
     assert "2 of 6 targets failed (max_errors 1)" in (view.error or "")
@@ -154,7 +122,7 @@ def test_a_read_target_that_fails_once_is_retried_in_its_slot(fleet: Path) -> No
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "completed"
     assert [s.attempts for s in view.steps] == [1, 1, 2, 1, 1, 1]
-    assert sorted(_starts(fleet)) == sorted([*NAMES, "fan-3"])
+    assert sorted(starts(fleet)) == sorted([*NAMES, "fan-3"])
 
 
 def test_the_hash_covers_the_targets_and_the_approver_sees_each(fleet: Path) -> None:
@@ -194,13 +162,5 @@ def test_bad_selections_and_limits_name_their_paths(fleet: Path) -> None:
         with pytest.raises(InvalidInput) as caught:
             submit(principal(*ALICE), plan)
         assert path in [p for p, _m in caught.value.issues], (selection, caught.value.issues)
-    assert get_execution_count() == 0
-
-
-def get_execution_count() -> int:
-    from sqlmodel import func, select
-
-    from db.tables import Execution
-
     with session_scope() as session:
-        return int(session.exec(select(func.count()).select_from(Execution)).one())
+        assert session.exec(select(func.count()).select_from(Execution)).one() == 0

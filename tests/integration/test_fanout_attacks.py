@@ -21,14 +21,13 @@ from core import add_asset, approve, get_execution, list_events, principal, subm
 from core.errors import InvalidInput
 from core.usecases.admin import limit_secret, set_secret
 from core.usecases.dlq import list_dlq
-from core.usecases.read_only import add_read_only_command
 from db.engine import session_scope
 from db.enums import Connection
 from db.settings import get_settings
 from tests.engine_support import drive
+from tests.fanout_support import NAMES, make_fleet, overlap, starts
 
 ALICE = ("alice", "demo")
-NAMES = [f"fan-{n}" for n in range(1, 7)]
 
 # Logs its start and end with the time and the target, sleeps, and prints its last argument (a secret, in the
 # masking attack). Declared read-only in the ``fleet`` fixture, so a step running it is a ``read`` step.
@@ -43,23 +42,8 @@ echo "said: $3"
 
 @pytest.fixture
 def fleet(db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """Six demo assets tagged ``fan`` (and ``fan-odd``, untagged), the read-only script, quick retries and
-    watcher, short leases. Yields the script's path."""
-    monkeypatch.setenv("OPSC_RETRY_BACKOFF_S", "0.01")
-    monkeypatch.setenv("OPSC_WATCH_INTERVAL_S", "0.05")
-    monkeypatch.setenv("OPSC_HEARTBEAT_S", "0.2")
-    monkeypatch.setenv("OPSC_LEASE_TTL_S", "1")
-    get_settings.cache_clear()
-    admin = principal("admin", "demo")
-    for name in NAMES:
-        add_asset(admin, name, Connection.LOCAL, tags=["fan"])
-    add_asset(admin, "fan-odd", Connection.LOCAL, tags=["lab"])
-    script = tmp_path / "fan.sh"
-    script.write_text(SCRIPT)
-    script.chmod(0o755)
-    tmp_path.chmod(0o777)  # the runner identity writes the log beside it
-    add_read_only_command(admin, [str(script)])
-    yield script
+    """The fan-out fleet with this file's script (tests/fanout_support.py). Yields the script's path."""
+    yield make_fleet(tmp_path, monkeypatch, SCRIPT)
     get_settings.cache_clear()
 
 
@@ -73,25 +57,6 @@ def _plan(command: str, *, targets: str = "{tags: [fan]}", limits: str = "", ext
 
 def _command(script: Path, *, sleep: str = "0", say: str = "-") -> str:
     return f"['{script}', '{script.parent / 'log'}', '{sleep}', '{say}']"
-
-
-def _starts(script: Path) -> list[str]:
-    log = script.parent / "log"
-    lines = log.read_text().splitlines() if log.exists() else []
-    return [line.split()[1] for line in lines if line.startswith("start")]
-
-
-def _overlap(script: Path) -> int:
-    """The most targets running at one moment, from the start and end lines their processes wrote."""
-    marks: list[tuple[float, int]] = []
-    for line in (script.parent / "log").read_text().splitlines():
-        kind, _target, at = line.split()
-        marks.append((float(at), 1 if kind == "start" else -1))
-    running = peak = 0
-    for _at, delta in sorted(marks):
-        running += delta
-        peak = max(peak, running)
-    return peak
 
 
 def _count(table: str) -> int:
@@ -154,7 +119,7 @@ def test_assets_added_retagged_or_untagged_after_approval_do_not_change_the_targ
     drive(execution_id)
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "completed"
-    assert sorted(_starts(fleet)) == NAMES
+    assert sorted(starts(fleet)) == NAMES
     assert [s.target for s in view.steps] == NAMES
 
 
@@ -172,7 +137,7 @@ def test_a_fanout_record_edited_in_the_stored_plan_runs_nothing(fleet: Path, fie
     _sql("UPDATE executions SET plan_json = :p WHERE id = :e", p=json.dumps(plan), e=execution_id)
     drive(execution_id)
     assert get_execution(principal(*ALICE), execution_id).status == "failed"
-    assert _starts(fleet) == []
+    assert starts(fleet) == []
     [entry] = list_dlq(principal(*ALICE))
     assert entry.reason == "plan_mismatch"
 
@@ -189,7 +154,7 @@ def test_a_target_row_pointed_at_another_asset_runs_nothing_there(fleet: Path) -
     drive(execution_id)
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "failed"
-    assert "fan-odd" not in _starts(fleet)
+    assert "fan-odd" not in starts(fleet)
     assert [e.reason for e in list_dlq(principal(*ALICE))] == ["plan_mismatch"]
 
 
@@ -218,7 +183,7 @@ def test_a_secret_limit_tightened_after_approval_keeps_it_off_the_other_targets(
     drive(execution_id)
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "failed"
-    assert set(_starts(fleet)) <= {"fan-1"}
+    assert set(starts(fleet)) <= {"fan-1"}
     for step in view.steps:
         assert "s3cr3t-fan-value" not in (step.output or "") + (step.error or "")
 
@@ -231,7 +196,7 @@ def test_a_secret_printed_by_concurrent_targets_is_masked_in_every_output(fleet:
     drive(execution_id)
     view = get_execution(principal(*ALICE), execution_id)
     assert view.status == "completed"
-    assert _overlap(fleet) >= 3  # targets ran together, each with its own masker
+    assert overlap(fleet) >= 3  # targets ran together, each with its own masker
     for step in view.steps:
         assert "said:" in (step.output or "")
         assert "s3cr3t-fan-value" not in (step.output or "")
@@ -285,9 +250,9 @@ def test_two_hundred_targets_all_at_once_each_run_once(fleet: Path) -> None:
     drive(execution_id, timeout_s=240)
     took = time.monotonic() - began
     view = get_execution(principal(*ALICE), execution_id)
-    print(f"200 targets at 100%: {took:.1f} s, overlap {_overlap(fleet)}")
+    print(f"200 targets at 100%: {took:.1f} s, overlap {overlap(fleet)}")
     assert view.status == "completed", view.error
-    assert sorted(_starts(fleet)) == sorted(f"fan-{n}" for n in range(1, 201))
+    assert sorted(starts(fleet)) == sorted(f"fan-{n}" for n in range(1, 201))
     add_asset(admin, "fan-201", Connection.LOCAL, tags=["fan"])
     with pytest.raises(InvalidInput) as caught:
         submit(principal(*ALICE), plan)
