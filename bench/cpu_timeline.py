@@ -51,6 +51,29 @@ def _cpu_s(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) * TICK_S
 
 
+def backends_cpu_s(url: str) -> float:
+    """The CPU seconds used so far by the PostgreSQL backends connected to ``url``'s database (0 for SQLite).
+
+    For a benchmark in one process: its pool's connections live through the run, so the difference of two
+    readings is what the server spent on the work between them (a backend that ends in between takes its CPU
+    with it; the pool keeps them open)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    if not parsed.drivername.startswith("postgresql"):
+        return 0.0
+    conn = psycopg2.connect(
+        host=parsed.host, port=parsed.port, user=parsed.username, password=parsed.password, dbname="postgres"
+    )
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s", (parsed.database,))
+            pids = [row[0] for row in cur.fetchall()]
+    finally:
+        conn.close()
+    return sum(cpu for cpu in map(_cpu_s, pids) if cpu is not None)
+
+
 def _group_members(group: int) -> set[int]:
     members = set()
     for entry in Path("/proc").iterdir():

@@ -25,7 +25,8 @@ from sqlalchemy import text
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-from bench.scratch_db import chosen, scratch_database  # noqa: E402  (after the path: runnable as a script)
+from bench.cpu_timeline import backends_cpu_s  # noqa: E402  (after the path: runnable as a script)
+from bench.scratch_db import chosen, scratch_database  # noqa: E402
 from bench.statements import StatementCounter, measure  # noqa: E402
 
 STEPS = 3
@@ -61,7 +62,9 @@ def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
                 if engine.process(execution_id, worker_id="bench") in {engine.Outcome.FINISHED, engine.Outcome.STALE}:
                     break
 
+    database_cpu = backends_cpu_s(url)
     statements, cpu_s, wall_s = measure(counter, drive_all)
+    database_cpu_s = backends_cpu_s(url) - database_cpu
     finished = {core.get_execution(alice, i).status for i in ids}
     assert finished == {"completed"}, finished  # figures of work that did not finish would mean nothing
     with session_scope() as session:
@@ -72,16 +75,20 @@ def run(url: str, plans: int, counter: StatementCounter) -> dict[str, float]:
             with session_scope() as session:
                 session.execute(text("INSERT INTO bench_floor (id, note) VALUES (:id, 'step')"), {"id": n})
 
+    database_cpu = backends_cpu_s(url)
     floor_statements, floor_cpu_s, floor_wall_s = measure(counter, floor)
+    floor_database_cpu_s = backends_cpu_s(url) - database_cpu
     dispose_engines()
     steps = plans * STEPS
     return {
         "steps": steps,
         "statements_per_step": statements / steps,
         "cpu_ms_per_step": 1000 * cpu_s / steps,
+        "database_cpu_ms_per_step": 1000 * database_cpu_s / steps,
         "steps_per_s": steps / wall_s,
         "floor_statements_per_step": floor_statements / steps,
         "floor_cpu_ms_per_step": 1000 * floor_cpu_s / steps,
+        "floor_database_cpu_ms_per_step": 1000 * floor_database_cpu_s / steps,
         "floor_steps_per_s": steps / floor_wall_s,
     }
 
@@ -101,7 +108,13 @@ def main() -> None:
             f"{name:>10}: {f['statements_per_step']:.1f} statements/step (floor {f['floor_statements_per_step']:.1f}), "
             f"{f['cpu_ms_per_step']:.2f} CPU ms/step (floor {f['floor_cpu_ms_per_step']:.2f}, "
             f"x{f['cpu_ms_per_step'] / f['floor_cpu_ms_per_step']:.1f}), "
-            f"{f['steps_per_s']:.0f} steps/s wall (floor {f['floor_steps_per_s']:.0f}, "
+            + (
+                f"{f['database_cpu_ms_per_step']:.2f} PostgreSQL CPU ms/step "
+                f"(floor {f['floor_database_cpu_ms_per_step']:.2f}), "
+                if name == "postgresql"
+                else ""
+            )
+            + f"{f['steps_per_s']:.0f} steps/s wall (floor {f['floor_steps_per_s']:.0f}, "
             f"{100 * f['steps_per_s'] / f['floor_steps_per_s']:.1f} %)"
         )
     print(json.dumps(figures))
