@@ -46,7 +46,7 @@ sys.path.insert(0, str(ROOT))
 from core.approval_levels import APPROVALS_REQUIRED  # noqa: E402  (after the path: runnable as a script)
 from core.policy_limits import DEFAULT_POLICIES  # noqa: E402
 
-PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 DEFAULT_DB = "opsc_bench_console"
 TENANTS = (("acme", 0.6), ("globex", 0.3), ("initech", 0.1))
 OPERATORS, APPROVERS, ASSETS = 24, 6, 60

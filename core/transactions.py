@@ -25,7 +25,10 @@ _CONFLICT_CODES = frozenset({"40P01", "40001"})
 
 def lock_conflict(exc: BaseException) -> bool:
     """True for a deadlock or serialization failure: the database rolled the transaction back; retry it."""
-    return isinstance(exc, OperationalError) and getattr(exc.orig, "pgcode", None) in _CONFLICT_CODES
+    if not isinstance(exc, OperationalError):
+        return False
+    # psycopg names the code ``sqlstate``, psycopg2 ``pgcode``.
+    return (getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)) in _CONFLICT_CODES
 
 
 def dispose_engines() -> None:

@@ -8,18 +8,18 @@ all. So a command that only reads a few rows may open this instead of a Session,
   missing file is not created, where the engine would create it 0600), in one deferred transaction, so
   every read sees the same snapshot. The URI names the very file SQLAlchemy opens: a path starting ``//``
   is not read as a URI authority, and a path with a NUL (which Python refuses) is not cut short at it.
-- ``postgresql+psycopg2://user:password@host:port/database?params``: ``psycopg2`` with those parts and the
-  query's parameters as libpq keywords, a parameter winning over the part it names (``?dbname=``,
-  ``?host=``, ``?user=``), as SQLAlchemy's psycopg2 dialect passes them; in a READ ONLY transaction. Not
-  ``postgresql://`` without a driver: SQLAlchemy 2.1 reads that with psycopg (3), not psycopg2. Nor a
-  repeated parameter or a multi-host ``host``/``port`` (SQLAlchemy rewrites those).
+- ``postgresql+psycopg://user:password@host:port/database?params`` (or ``postgresql://``, which SQLAlchemy 2.1
+  reads with psycopg 3 too) and ``postgresql+psycopg2://…``: that driver with those parts and the query's
+  parameters as libpq keywords, a parameter winning over the part it names (``?dbname=``, ``?host=``,
+  ``?user=``), as SQLAlchemy's dialects pass them; in a READ ONLY transaction. Not a repeated parameter or a
+  multi-host ``host``/``port`` (SQLAlchemy rewrites those).
 
 Anything else (another driver, a URL with options this module does not know, ``:memory:``, a driver that is
 not installed) and any driver error (unreachable, no schema yet, locked) raises ``DirectReadUnavailable``:
 the caller then reads through the ORM, which reports every such problem in its own words. The fast path
 never fails a command on its own account.
 
-SQL is written once with ``?`` placeholders (qmark); ``ReadConnection.rows`` adapts it for psycopg2 (``%s``,
+SQL is written once with ``?`` placeholders (qmark); ``ReadConnection.rows`` adapts it for psycopg (``%s``,
 with a literal ``%`` doubled), so SQL given here has no ``?`` inside a literal. Times come back as aware UTC
 datetimes on both databases (``utc``), as SQLModel's UTCDateTime columns give them to the ORM.
 
@@ -85,7 +85,7 @@ class ReadConnection:
 def utc(value: Any) -> datetime | None:
     """A stored time as an aware UTC datetime (None stays None).
 
-    SQLite keeps UTC text without an offset (``2026-01-02 03:04:05.678901``); psycopg2 returns aware
+    SQLite keeps UTC text without an offset (``2026-01-02 03:04:05.678901``); psycopg returns aware
     datetimes in the session's time zone. SQLModel's UTCDateTime reads both the same way.
     """
     if value is None:
@@ -109,6 +109,8 @@ def read_only(url: str) -> Iterator[ReadConnection]:
         raise DirectReadUnavailable("not a database URL this module reads") from None
     if parts.backend == "sqlite" and parts.driver in (None, "pysqlite"):
         connection = _sqlite(parts)
+    elif parts.backend == "postgresql" and parts.driver in (None, "psycopg"):
+        connection = _psycopg(parts)
     elif parts.backend == "postgresql" and parts.driver == "psycopg2":
         connection = _postgresql(parts)
     else:
@@ -155,7 +157,8 @@ def sqlite_uri(path: str) -> str:
 
 
 def connect_keywords(parts: DatabaseUrl) -> dict[str, Any]:
-    """psycopg2's keywords for ``parts``: the URL's parts, then its query over them, as SQLAlchemy's dialect.
+    """libpq's keywords (psycopg's and psycopg2's) for ``parts``: the URL's parts, then its query over them, as
+    SQLAlchemy's dialects pass them.
 
     Raises:
         DirectReadUnavailable: a repeated parameter or a multi-host form, which SQLAlchemy rewrites.
@@ -174,6 +177,21 @@ def connect_keywords(parts: DatabaseUrl) -> dict[str, Any]:
         if value:  # SQLAlchemy leaves out an empty part (translate_connect_args)
             keywords[keyword] = value
     return {**keywords, **parts.query}
+
+
+def _psycopg(parts: DatabaseUrl) -> ReadConnection:
+    keywords = connect_keywords(parts)
+    try:
+        import psycopg  # here, not at the top: a SQLite installation needs no PostgreSQL driver
+    except ImportError:
+        raise DirectReadUnavailable("psycopg is not installed") from None
+    try:
+        # No prepared statements: a one-shot read runs each statement once.
+        raw = psycopg.connect(**keywords, prepare_threshold=None)
+        raw.read_only = True
+    except (psycopg.Error, ValueError) as exc:  # ValueError: a NUL in a part (``%00``), which libpq cannot take
+        raise DirectReadUnavailable(f"postgresql connect failed: {type(exc).__name__}") from exc
+    return ReadConnection(raw, backend="postgresql", errors=(psycopg.Error,))
 
 
 def _postgresql(parts: DatabaseUrl) -> ReadConnection:

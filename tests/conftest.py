@@ -28,7 +28,7 @@ from db.settings import get_settings
 from tests.engine_support import Drivers
 from tests.maskers import close_tracked
 
-PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg2://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN_URL = os.environ.get("OPSC_TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("OPSC_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 REQUIRE_SERVICES = os.environ.get("OPSC_REQUIRE_SERVICES") == "1"
 

@@ -73,9 +73,15 @@ def test_a_claim_leases_for_the_heartbeat_ttl_not_the_policy(db: str) -> None:
     assert 0 < _lease_left_s(execution_id) <= get_settings().lease_ttl_s
 
 
-def test_a_live_step_keeps_its_lease_past_many_ttls_while_sweepers_run(quick: str) -> None:
+def test_a_live_step_keeps_its_lease_past_many_ttls_while_sweepers_run(
+    quick: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A step that runs 3 lease periods is renewed by its watcher: sweeping all along reclaims nothing."""
-    execution_id = _background(_sleep_plan(unique_seconds(3)))
+    # 1.5 s, not the fixture's 1 s: on a loaded machine SQLite's one writer (the sweeper's 10 sweeps a second
+    # beside the renewals) once stalled a renewal for a whole 1 s period.
+    monkeypatch.setenv("OPSC_LEASE_TTL_S", "1.5")
+    get_settings.cache_clear()
+    execution_id = _background(_sleep_plan(unique_seconds(4)))
     done = threading.Event()
     reclaimed: list[int] = []
 

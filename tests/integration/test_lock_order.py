@@ -16,6 +16,7 @@ import time
 import traceback
 from collections.abc import Iterator
 
+import psycopg
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import OperationalError
@@ -220,8 +221,15 @@ def test_a_waiter_cancelled_after_its_hand_off_wakes_the_next_in_line(one_step_a
     assert get_execution(alice, c).status == "completed"
 
 
+class _Psycopg2Deadlock(Exception):
+    """What psycopg2 raises for PostgreSQL's deadlock_detected (psycopg's own class names it ``sqlstate``)."""
+
+    pgcode = "40P01"
+
+
+@pytest.mark.parametrize("deadlock", [psycopg.errors.DeadlockDetected, _Psycopg2Deadlock], ids=["psycopg", "psycopg2"])
 def test_a_claim_that_loses_a_deadlock_runs_again_once_then_warns_in_one_line(
-    sqlite_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+    sqlite_db: str, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, deadlock: type[Exception]
 ) -> None:
     """The claim's transaction was rolled back whole: it is retried at once; a second loss is one warning
     line (no traceback) and the message is left to the sweeper's re-dispatch."""
@@ -233,7 +241,7 @@ def test_a_claim_that_loses_a_deadlock_runs_again_once_then_warns_in_one_line(
     def losing(*args: object, **kwargs: object) -> object:
         if losses:
             losses.pop()
-            raise OperationalError("UPDATE assets ...", {}, _Deadlock("deadlock detected\nDETAIL: Process 1 waits"))
+            raise OperationalError("UPDATE assets ...", {}, deadlock("deadlock detected\nDETAIL: Process 1 waits"))
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
     monkeypatch.setattr(claim, "claim_step_in", losing)
@@ -247,9 +255,3 @@ def test_a_claim_that_loses_a_deadlock_runs_again_once_then_warns_in_one_line(
         record.getMessage()
         == f"claim of {execution_id} lost a lock conflict twice (deadlock detected); left to the sweeper"
     )
-
-
-class _Deadlock(Exception):
-    """What psycopg2 raises for PostgreSQL's deadlock_detected."""
-
-    pgcode = "40P01"

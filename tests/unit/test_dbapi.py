@@ -9,8 +9,10 @@ import sqlite3
 import threading
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
+from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
 from sqlalchemy.dialects.postgresql.psycopg2 import PGDialect_psycopg2
 from sqlalchemy.engine import make_url
 
@@ -71,9 +73,9 @@ def test_a_database_without_the_table_or_not_a_database_is_left_to_the_orm(tmp_p
         "sqlite:///x.db?timeout=20",
         "sqlite+aiosqlite:///x.db",
         "postgresql+asyncpg://u:p@127.0.0.1/d",
-        "postgresql+psycopg://u:p@127.0.0.1/d",
-        "postgresql://u:p@127.0.0.1/d",  # SQLAlchemy 2.1's default PostgreSQL driver is psycopg (3), not psycopg2
+        "postgresql+pg8000://u:p@127.0.0.1/d",
         "postgresql+psycopg2://u:p@/d?host=h1&host=h2",  # SQLAlchemy joins a repeated host into a multi-host one
+        "postgresql+psycopg://u:p@/d?host=h1&host=h2",
         "postgresql+psycopg2://u:p@/d?host=h1:5433",  # and splits a host:port
         "postgresql+psycopg2://u:p@/d?host=h1,h2&port=1,2",
         "mysql://u:p@127.0.0.1/d",
@@ -81,15 +83,17 @@ def test_a_database_without_the_table_or_not_a_database_is_left_to_the_orm(tmp_p
     ],
 )
 def test_other_urls_and_drivers_are_left_to_the_orm(url: str) -> None:
-    """Only the plain SQLite file and psycopg2 forms are read directly; the message never quotes the URL."""
+    """Only the plain SQLite file and the psycopg and psycopg2 forms are read directly; the message never quotes
+    the URL."""
     with pytest.raises(DirectReadUnavailable) as refused, read_only(url):
         pass
     assert "u:p" not in str(refused.value)
 
 
-def test_an_unreachable_postgresql_is_left_to_the_orm() -> None:
+@pytest.mark.parametrize("driver", ["+psycopg", "+psycopg2", ""])  # no driver: SQLAlchemy 2.1 takes psycopg (3)
+def test_an_unreachable_postgresql_is_left_to_the_orm(driver: str) -> None:
     """Nothing listens on port 1: the connection fails at once, and the ORM path reports it."""
-    url = "postgresql+psycopg2://opsc:s3cret@127.0.0.1:1/opsc"
+    url = f"postgresql{driver}://opsc:s3cret@127.0.0.1:1/opsc"
     with pytest.raises(DirectReadUnavailable) as refused, read_only(url):
         pass
     assert "s3cret" not in str(refused.value)
@@ -116,10 +120,12 @@ def test_stored_times_read_as_aware_utc() -> None:
         "postgresql+psycopg2:///opsc?connect_timeout=2",
     ],
 )
-def test_postgresql_keywords_are_what_sqlalchemys_dialect_passes(url: str) -> None:
-    """The direct reader connects where the engine does: the same libpq keywords as SQLAlchemy's psycopg2
-    dialect (``?dbname=`` over the path, ``?host=`` over the host...), plus a connect timeout of its own."""
-    _args, expected = PGDialect_psycopg2().create_connect_args(make_url(url))
+@pytest.mark.parametrize("dialect", [PGDialect_psycopg2, PGDialect_psycopg])
+def test_postgresql_keywords_are_what_sqlalchemys_dialect_passes(url: str, dialect: Any) -> None:
+    """The direct reader connects where the engine does: the same libpq keywords as SQLAlchemy's psycopg2 and
+    psycopg dialects (``?dbname=`` over the path, ``?host=`` over the host...), plus a connect timeout of its
+    own."""
+    _args, expected = dialect().create_connect_args(make_url(url))
     assert connect_keywords(parse_database_url(url)) == {"connect_timeout": POSTGRESQL_CONNECT_TIMEOUT_S, **expected}
 
 
@@ -136,7 +142,8 @@ def test_a_url_no_driver_can_take_is_left_to_the_orm(tmp_path: Path) -> None:
     """A path that is not UTF-8 (a byte from the environment), a NUL in a PostgreSQL password: the ORM path
     reports them; the direct reader does not fail the command on its own account."""
     not_utf8 = os.fsdecode(b"opsc-\xff.db")
-    for url in (f"sqlite:///{tmp_path}/{not_utf8}", "postgresql+psycopg2://opsc:s3cr%00et@127.0.0.1:1/opsc"):
+    nul = "opsc:s3cr%00et@127.0.0.1:1/opsc"
+    for url in (f"sqlite:///{tmp_path}/{not_utf8}", f"postgresql+psycopg2://{nul}", f"postgresql+psycopg://{nul}"):
         with pytest.raises(DirectReadUnavailable) as refused, read_only(url):
             pass
         assert "s3cr" not in str(refused.value)
