@@ -18,6 +18,15 @@ links anything (its head row is created then). An event is therefore visible to 
 transaction commits, even to that transaction: nothing reads its own transaction's events.
 SQLite: writers are serial anyway (BEGIN IMMEDIATE), ``FOR UPDATE`` renders as nothing; same code path.
 
+PostgreSQL, the usual transaction (one tenant, one table): its events and the head's move are one statement,
+and when this process remembers the head it last moved (``_Heads``), the lock is saved too: the events are
+hashed onto that head and inserted only if the head still is exactly that (number *and* hash, compared and
+set by the same statement, under the row lock the UPDATE takes). Another writer moved it meanwhile (another
+worker, or a transaction of ours that rolled back after its statement): nothing was written, and the
+transaction links the locking way (lock, then insert and move). A tenant whose head this process keeps
+missing (several busy processes) is linked the locking way for a while before the next try, so a miss costs
+little on average: one statement per transaction without contention, two under it, three at worst.
+
 An event cannot be appended inside a savepoint: rolling the savepoint back would not take the event with
 it (it is not written yet), and the trail would record a change that did not happen.
 """
@@ -25,6 +34,8 @@ it (it is not written yet), and the trail would record a change that did not hap
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -130,11 +141,33 @@ def _link_before_commit(session: OrmSession) -> None:
 def write(session: OrmSession, pending: list[_Pending]) -> None:
     """Number, hash and insert ``pending`` (in order), chained onto their tenants' heads. See the module docstring."""
     tenants = sorted({p.tenant_id for p in pending})
+    if _link_onto_seen_head(session, tenants, pending):
+        return
     heads = _lock_heads(session, tenants)
     missing = [t for t in tenants if t not in heads]
     if missing:
         _create_heads(session, missing)
         heads |= _lock_heads(session, missing)
+    rows = _linked(pending, heads)
+    now = utcnow()
+    filled = [source for source, values in rows.items() if values]
+    if len(tenants) == 1 and len(filled) == 1 and session.get_bind().dialect.name == "postgresql":
+        # The usual transaction (one tenant, one table): its events and the head's move in one statement.
+        head_seq, head_hash = heads[tenants[0]]
+        moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
+        session.execute(_PG_LINK[filled[0]], {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
+        _HEADS.moved(session, tenants[0], head_seq, head_hash, hit=False)
+        return
+    for source in filled:  # one statement for all of the transaction's events of a table, in chain order
+        session.execute(_INSERTS[source], rows[source])
+    for tenant_id in tenants:
+        head_seq, head_hash = heads[tenant_id]
+        session.execute(_MOVE_HEAD, {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now})
+        _HEADS.moved(session, tenant_id, head_seq, head_hash, hit=False)
+
+
+def _linked(pending: list[_Pending], heads: dict[str, tuple[int, str | None]]) -> dict[str, list[dict[str, Any]]]:
+    """The rows of ``pending`` per table, numbered and hashed onto ``heads`` (moved to their new links)."""
     rows: dict[str, list[dict[str, Any]]] = {source: [] for source in TABLES}
     for p in pending:
         last_seq, prev = heads[p.tenant_id]
@@ -144,19 +177,89 @@ def write(session: OrmSession, pending: list[_Pending]) -> None:
             {**p.content, "tenant_id": p.tenant_id, "chain_seq": seq, "prev_hash": prev, "hash": digest}
         )
         heads[p.tenant_id] = (seq, digest)
-    now = utcnow()
-    filled = [source for source, values in rows.items() if values]
-    if len(tenants) == 1 and len(filled) == 1 and session.get_bind().dialect.name == "postgresql":
-        # The usual transaction (one tenant, one table): its events and the head's move in one statement.
-        head_seq, head_hash = heads[tenants[0]]
-        moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
-        session.execute(_PG_LINK[filled[0]], {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
-        return
-    for source in filled:  # one statement for all of the transaction's events of a table, in chain order
-        session.execute(_INSERTS[source], rows[source])
-    for tenant_id in tenants:
-        head_seq, head_hash = heads[tenant_id]
-        session.execute(_MOVE_HEAD, {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now})
+    return rows
+
+
+def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[_Pending]) -> bool:
+    """PostgreSQL, one tenant and one table: link onto the head this process last moved, if it still is that
+    (one statement, no lock first). False: nothing was written; link the locking way."""
+    sources = {p.source for p in pending}
+    if len(tenants) != 1 or len(sources) != 1 or session.get_bind().dialect.name != "postgresql":
+        return False
+    tenant_id, source = tenants[0], sources.pop()
+    seen = _HEADS.worth_trying(session, tenant_id)
+    if seen is None:
+        return False
+    heads = {tenant_id: seen}
+    rows = _linked(pending, heads)
+    head_seq, head_hash = heads[tenant_id]
+    params = {
+        "rows": json.dumps(rows[source], default=_iso),
+        "head_tenant": tenant_id,
+        "seen_seq": seen[0],
+        "seen_hash": seen[1],
+        "new_seq": head_seq,
+        "new_hash": head_hash,
+        "now": utcnow(),
+    }
+    if not session.execute(_PG_LINK_SEEN[source], params).scalar():
+        _HEADS.missed(session, tenant_id)
+        return False
+    _HEADS.moved(session, tenant_id, head_seq, head_hash, hit=True)
+    return True
+
+
+@dataclass
+class _Seen:
+    """A tenant's head as this process last moved it, and how its one-statement links have fared."""
+
+    seq: int
+    hash: str | None
+    skip: int = 0  # transactions still to link the locking way before the next try
+    backoff: int = 0  # how many to skip after the next miss
+
+
+class _Heads:
+    """The head this process last moved, per engine and tenant, and how long to link a tenant that keeps
+    missing it the locking way (``_link_onto_seen_head``). Only a hint: a wrong one costs a statement, never a
+    wrong link (the head is compared, number and hash, by the statement that moves it)."""
+
+    MAX_SKIP = 64  # transactions linked the locking way after repeated misses, at most, before the next try
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seen: weakref.WeakKeyDictionary[Any, dict[str, _Seen]] = weakref.WeakKeyDictionary()
+
+    def worth_trying(self, session: OrmSession, tenant_id: str) -> tuple[int, str | None] | None:
+        """The head to link onto without a lock, or None (unknown, or skipping after misses)."""
+        with self._lock:
+            seen = self._seen.get(session.get_bind(), {}).get(tenant_id)
+            if seen is None:
+                return None
+            if seen.skip > 0:
+                seen.skip -= 1
+                return None
+            return seen.seq, seen.hash
+
+    def moved(self, session: OrmSession, tenant_id: str, seq: int, digest: str | None, *, hit: bool) -> None:
+        """This transaction moved the head to (``seq``, ``digest``); ``hit``: onto the seen head, in one statement."""
+        with self._lock:
+            per_engine = self._seen.setdefault(session.get_bind(), {})
+            seen = per_engine.setdefault(tenant_id, _Seen(seq, digest))
+            seen.seq, seen.hash = seq, digest
+            if hit:
+                seen.backoff = 0
+
+    def missed(self, session: OrmSession, tenant_id: str) -> None:
+        """Someone else moved the head: skip the next tries, twice as many as after the last miss."""
+        with self._lock:
+            seen = self._seen.get(session.get_bind(), {}).get(tenant_id)
+            if seen is not None:
+                seen.backoff = min(self.MAX_SKIP, max(1, 2 * seen.backoff))
+                seen.skip = seen.backoff
+
+
+_HEADS = _Heads()
 
 
 # Built once: every transaction that writes events sends them (building each costs more CPU than sending it).
@@ -183,6 +286,27 @@ def _pg_link(source: str) -> TextClause:
 
 
 _PG_LINK = {source: _pg_link(source) for source in TABLES}
+
+
+def _pg_link_seen(source: str) -> TextClause:
+    """PostgreSQL: move the tenant's head from the seen one (number and hash) and insert the rows linked onto it,
+    only if it still is that; one statement, returning whether it did."""
+    table = TABLES[source]
+    columns = ", ".join((*CONTENT[source], "tenant_id", "chain_seq", "prev_hash", "hash"))
+    # Table and column names from this module's constants, never from input. The UPDATE waits for the head's
+    # row lock and compares the newest committed head (READ COMMITTED re-checks its WHERE after a wait).
+    sql = (
+        "WITH moved AS (UPDATE audit_heads SET seq = :new_seq, hash = :new_hash, updated_at = :now "  # noqa: S608
+        "WHERE tenant_id = :head_tenant AND seq = :seen_seq AND hash = :seen_hash RETURNING seq), "
+        f"linked AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "
+        f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) WITH ORDINALITY AS r "
+        "WHERE EXISTS (SELECT 1 FROM moved) ORDER BY r.ordinality) "
+        "SELECT count(*) FROM moved"
+    )
+    return text(sql)
+
+
+_PG_LINK_SEEN = {source: _pg_link_seen(source) for source in TABLES}
 
 
 def _iso(value: object) -> str:

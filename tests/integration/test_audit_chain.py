@@ -10,9 +10,21 @@ import threading
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, event, insert, select, text, update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, create_engine
 
-from core import NotFound, PermissionDenied, Role, audit_checkpoint, principal, set_member, submit, verify_chain
+from core import (
+    NotFound,
+    PermissionDenied,
+    Role,
+    audit_checkpoint,
+    audit_links,
+    principal,
+    set_member,
+    submit,
+    verify_chain,
+)
 from core.audit import record_event
 from core.audit_links import ADMIN, ADMIN_EVENTS, CONTENT, EVENTS, EXECUTION, HEADS, TABLES, link_hash
 from core.schemas import ChainReport
@@ -439,3 +451,102 @@ def test_events_are_written_linked_at_commit_and_never_inside_a_savepoint(db: st
             record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t")
         savepoint.rollback()
     assert verify_chain(_admin()).intact
+
+
+def _link_statements(run: Any) -> list[str]:
+    """The statements about the audit head that ``run()`` sent, in order (lock, or link and move)."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "audit_heads" in statement:
+            sent.append("locked" if statement.lstrip().startswith("SELECT") else "linked")
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        run()
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    return sent
+
+
+@pytest.mark.integration
+def test_a_process_that_moved_the_head_links_onto_it_in_one_statement(postgres_db: str) -> None:
+    """PostgreSQL: the first transaction locks the head, then links; the next ones of this process link onto
+    the head they left, in one statement (no lock first), and the chain verifies."""
+    with session_scope() as session:
+        row = raw_execution(session, ExecutionStatus.RUNNING)
+        execution_id, tenant_id = row.id, row.tenant_id
+    first = _link_statements(lambda: _notes(execution_id, tenant_id, 1))
+    then = _link_statements(lambda: _notes(execution_id, tenant_id, 3))
+    assert first[-2:] == ["locked", "linked"] or first == ["linked"]  # a head left by the fixture's own writes
+    assert then == ["linked"] * 3
+    assert verify_chain(_admin()).intact
+
+
+@pytest.mark.integration
+def test_a_head_moved_by_another_process_or_a_rollback_is_never_linked_onto(postgres_db: str) -> None:
+    """The head this process remembers is stale twice: another process (its own engine) moved it, then a
+    transaction of ours linked and rolled back. Each time the one-statement link writes nothing and the
+    transaction links the locking way: gapless, no fork, and the chain verifies."""
+    with session_scope() as session:
+        row = raw_execution(session, ExecutionStatus.RUNNING)
+        execution_id, tenant_id = row.id, row.tenant_id
+    _notes(execution_id, tenant_id, 2)  # this process now knows the head
+    other = create_engine(postgres_db)  # another worker process: its own pool, its own memory of heads
+    try:
+        with Session(other) as session:
+            record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="other")
+            session.commit()
+    finally:
+        other.dispose()
+    assert _link_statements(lambda: _notes(execution_id, tenant_id, 1)) == ["linked", "locked", "linked"]
+    with session_scope() as session:  # linked, then rolled back: the head it moved never existed
+        record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t")
+        session.flush()
+        audit_links._link_before_commit(session)
+        session.rollback()
+    # Skipping after a miss: the next transaction may lock at once; either way it never links onto the ghost.
+    assert _link_statements(lambda: _notes(execution_id, tenant_id, 1))[-2:] == ["locked", "linked"]
+    links = _links(tenant_id)
+    assert [r.chain_seq for _, r in links] == list(range(1, len(links) + 1))
+    assert len({r.prev_hash for _, r in links}) == len(links)
+    assert verify_chain(_admin()).intact
+
+
+@pytest.mark.integration
+def test_two_processes_appending_at_once_never_fork_the_chain(postgres_db: str) -> None:
+    """Two engines (two processes' pools and memories of the head) x 3 threads x 20 transactions into one
+    tenant chain: each misses the head the other moved, and falls back; numbers 1..N, no fork, it verifies."""
+    with session_scope() as session:
+        rows = [raw_execution(session, ExecutionStatus.RUNNING) for _ in range(6)]
+        ids, tenant_id = [r.id for r in rows], rows[0].tenant_id
+    before = len(_links(tenant_id))
+    engines = [create_engine(postgres_db, pool_size=3), create_engine(postgres_db, pool_size=3)]
+    barrier = threading.Barrier(6)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait()
+            for i in range(20):
+                with Session(engines[n % 2]) as session:
+                    record_event(session, execution_id=ids[n], tenant_id=tenant_id, kind="note", actor=f"t{n}-{i}")
+                    session.commit()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(6)]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    finally:
+        for engine in engines:
+            engine.dispose()
+    assert not errors, errors[:3]
+    links = _links(tenant_id)
+    assert [r.chain_seq for _, r in links] == list(range(1, before + 120 + 1))
+    assert len({r.prev_hash for _, r in links}) == len(links)
+    report = verify_chain(_admin())
+    assert report.intact, report.breaks
