@@ -25,7 +25,9 @@ set by the same statement, under the row lock the UPDATE takes). Another writer 
 worker, or a transaction of ours that rolled back after its statement): nothing was written, and the
 transaction links the locking way (lock, then insert and move). A tenant whose head this process keeps
 missing (several busy processes) is linked the locking way for a while before the next try, so a miss costs
-little on average: one statement per transaction without contention, two under it, three at worst.
+little on average: one statement per transaction without contention, two under it, three at worst. The
+threads of one process take turns per tenant (``_Heads.take_turn``, from the link to the end of the
+transaction), so they never make each other's memory stale; they would queue for the head's row lock anyway.
 
 An event cannot be appended inside a savepoint: rolling the savepoint back would not take the event with
 it (it is not written yet), and the trail would record a change that did not happen.
@@ -187,6 +189,8 @@ def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[
     if len(tenants) != 1 or len(sources) != 1 or session.get_bind().dialect.name != "postgresql":
         return False
     tenant_id, source = tenants[0], sources.pop()
+    if not _HEADS.take_turn(session, tenant_id):
+        return False  # another thread of this process took long: link the locking way, beside it
     seen = _HEADS.worth_trying(session, tenant_id)
     if seen is None:
         return False
@@ -225,10 +229,26 @@ class _Heads:
     wrong link (the head is compared, number and hash, by the statement that moves it)."""
 
     MAX_SKIP = 64  # transactions linked the locking way after repeated misses, at most, before the next try
+    TURN_WAIT_S = 0.5  # a commit takes milliseconds; longer, and the thread links beside the turn's holder
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._seen: weakref.WeakKeyDictionary[Any, dict[str, _Seen]] = weakref.WeakKeyDictionary()
+        self._turns: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
+
+    def take_turn(self, session: OrmSession, tenant_id: str) -> bool:
+        """Be this process's one transaction linking ``tenant_id`` until this transaction ends, so that the head
+        it remembers is not moved by its own threads meanwhile (they would wait for the head's row lock anyway).
+
+        Waits ``TURN_WAIT_S`` at most, then goes without (False): a thread waiting here holds its transaction's
+        row locks, and one the turn's holder needed would otherwise be a deadlock PostgreSQL cannot see."""
+        with self._lock:
+            turns = self._turns.setdefault(session.get_bind(), {})
+            turn = turns.setdefault(tenant_id, threading.Lock())
+        if not turn.acquire(timeout=self.TURN_WAIT_S):
+            return False
+        session.info[_TURN] = turn
+        return True
 
     def worth_trying(self, session: OrmSession, tenant_id: str) -> tuple[int, str | None] | None:
         """The head to link onto without a lock, or None (unknown, or skipping after misses)."""
@@ -260,6 +280,14 @@ class _Heads:
 
 
 _HEADS = _Heads()
+_TURN = "opsc.audit_turn"
+
+
+@event.listens_for(OrmSession, "after_transaction_end")
+def _end_turn(session: OrmSession, transaction: Any) -> None:
+    # The turn lasts to the end of the transaction (committed or not): its head's move is then settled.
+    if transaction.parent is None and (turn := session.info.pop(_TURN, None)) is not None:
+        turn.release()
 
 
 # Built once: every transaction that writes events sends them (building each costs more CPU than sending it).

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -550,3 +551,55 @@ def test_two_processes_appending_at_once_never_fork_the_chain(postgres_db: str) 
     assert len({r.prev_hash for _, r in links}) == len(links)
     report = verify_chain(_admin())
     assert report.intact, report.breaks
+
+
+@pytest.mark.integration
+def test_threads_of_one_process_take_turns_and_each_links_in_one_statement(postgres_db: str) -> None:
+    """4 threads x 10 transactions of one process into one tenant: they take turns at the head, so after the
+    first transaction every one links onto the head the one before left (one statement, no lock first)."""
+    with session_scope() as session:
+        rows = [raw_execution(session, ExecutionStatus.RUNNING) for _ in range(4)]
+        ids, tenant_id = [r.id for r in rows], rows[0].tenant_id
+    _notes(ids[0], tenant_id, 1)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def work(n: int) -> None:
+        try:
+            barrier.wait()
+            _notes(ids[n], tenant_id, 10)
+        except BaseException as exc:
+            errors.append(exc)
+
+    def run() -> None:
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    assert _link_statements(run) == ["linked"] * 40
+    assert not errors, errors[:3]
+    assert verify_chain(_admin()).intact
+
+
+@pytest.mark.integration
+def test_a_turn_held_too_long_delays_another_transaction_but_never_stops_it(postgres_db: str) -> None:
+    """A transaction of this process holds the tenant's turn and does not end; another one waits for the turn
+    only ``TURN_WAIT_S``, then links the locking way: committed, chained, nothing hangs."""
+    with session_scope() as session:
+        row = raw_execution(session, ExecutionStatus.RUNNING)
+        execution_id, tenant_id = row.id, row.tenant_id
+    _notes(execution_id, tenant_id, 1)
+    with session_scope() as holder:
+        holder.execute(text("SELECT 1"))  # a transaction in progress, as at a commit: the turn ends with it
+        assert audit_links._HEADS.take_turn(holder, tenant_id)
+        started = time.monotonic()
+        done = threading.Thread(target=_notes, args=(execution_id, tenant_id, 1))
+        done.start()
+        done.join(timeout=30)
+        assert not done.is_alive()
+        assert time.monotonic() - started >= audit_links._Heads.TURN_WAIT_S
+    links = _links(tenant_id)
+    assert [r.chain_seq for _, r in links] == list(range(1, len(links) + 1))
+    assert verify_chain(_admin()).intact
