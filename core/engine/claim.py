@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlalchemy import Update, bindparam, case, null
 from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
@@ -131,14 +132,22 @@ class _Spec:
 
 
 @dataclass(frozen=True)
-class _Row:
+class ClaimRows:
     """The claim's one read: the queue row with its execution, step, target asset and requester's membership."""
 
     item: QueueItem
     execution: Execution
     step: ExecutionStep
     asset: Asset
-    membership: Membership | None
+    membership: Grant | None
+
+
+@dataclass(frozen=True)
+class Grant:
+    """The requester's membership as the run-time check reads it (None on a ``ClaimRows``: no longer a member)."""
+
+    role: str
+    max_action_class: str | None
 
 
 @dataclass(frozen=True)
@@ -190,18 +199,19 @@ def claim_step_in(
     worker_id: str,
     held: StepPlan | None,
     finished: dict[str, Any] | None = None,
+    preloaded: ClaimRows | None = None,
 ) -> StepPlan | None:
     """Claim the queue row's step: take its free lease, or (``held``: chaining) keep the one we hold.
 
     The hot path: one read, one compare-and-set, one step update, one event. Policies come from a cache.
     ``finished`` (chaining only): the held step's completed columns, written by the same UPDATE that marks the
     next step running when the claim goes through (one statement for the two rows); when it returns None the
-    caller writes them itself.
+    caller writes them itself. ``preloaded`` (chaining only): the rows ``settle_into_next`` read already.
     """
     # A first step locks its plan's asset rows before anything else (the one order of core/engine/locks.py);
     # this is that lock when the execution has not started, so its rows are read once, under it.
     pre_locked = held is None and locks.lock_targets_if_unstarted(session, execution_id)
-    row = _load(session, execution_id)
+    row = preloaded if preloaded is not None and held is not None else _load(session, execution_id)
     if row is None or (held is None and not _free(row.item)):
         return None
     if S(row.execution.status) in TERMINAL:
@@ -259,7 +269,7 @@ def _started(session: Session, plan: StepPlan, spec: _Spec) -> None:
 _NOT_STARTED = frozenset({S.APPROVED, S.QUEUED})
 
 
-def _lock_first(session: Session, row: _Row, spec: _Spec) -> _Row | None:
+def _lock_first(session: Session, row: ClaimRows, spec: _Spec) -> ClaimRows | None:
     """A first step: lock the plan's asset rows before the queue row (the one order of core/engine/locks.py).
 
     The claim waited for whoever held them (a release handing an asset on, another claim), so it reads its
@@ -275,7 +285,7 @@ def _lock_first(session: Session, row: _Row, spec: _Spec) -> _Row | None:
     return fresh
 
 
-def _spec(row: _Row) -> _Spec:
+def _spec(row: ClaimRows) -> _Spec:
     """The claimed step from the verified plan (parsed once per claim), or the reason it cannot be trusted."""
     execution, step = row.execution, row.step
     plan = verified_plan(execution)
@@ -325,10 +335,69 @@ def _spec(row: _Row) -> _Spec:
     )
 
 
-def _load(session: Session, execution_id: str, *, again: bool = False) -> _Row | None:
+def _load(session: Session, execution_id: str, *, again: bool = False) -> ClaimRows | None:
     """The claim's one read (``again``: read once more, overwriting what the session holds)."""
     found = session.execute(_LOAD[again], {"claim_execution_id": execution_id}).first()
-    return None if found is None else _Row(*found)
+    return None if found is None else _row(*found)
+
+
+def _row(
+    item: QueueItem, execution: Execution, step: ExecutionStep, asset: Asset, member: Membership | None
+) -> ClaimRows:
+    grant = None if member is None else Grant(member.role, member.max_action_class)
+    return ClaimRows(item, execution, step, asset, grant)
+
+
+def settle_into_next(session: Session, held: StepPlan) -> tuple[dict[str, int], ClaimRows] | None:
+    """PostgreSQL, a chain: ``outbox.settle_lease`` moving the queue row to the next step and that step's claim
+    read (``_load``), in one ``UPDATE … FROM … RETURNING``. Returns the execution's locks and the rows.
+
+    None: nothing was written (the lease was lost, or the next step's rows do not join), or SQLite, which cannot
+    return another table's columns from an UPDATE; the caller settles the lease the usual way, which tells the
+    two apart, and the claim reads its rows itself.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    now = utcnow()
+    params = {
+        "e_id": held.execution_id,
+        "token": held.token,
+        "expires": now + timedelta(seconds=held.lease_s),
+        "step": held.step_index + 1,
+        "now": now,
+    }
+    found = session.execute(_SETTLE_INTO_NEXT, params).first()
+    if found is None:
+        return None
+    item, execution, step, asset, role, max_action_class, locks_held = found
+    grant = None if role is None else Grant(role, max_action_class)
+    return outbox.parse_held_locks(locks_held), ClaimRows(item, execution, step, asset, grant)
+
+
+def _settle_into_next_statement() -> Any:
+    member = (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by)
+    return (
+        sa_update(QueueItem)
+        .where(col(QueueItem.execution_id) == bindparam("e_id"), col(QueueItem.lease_token) == bindparam("token"))
+        .where(col(Execution.id) == QueueItem.execution_id)
+        .where(col(ExecutionStep.execution_id) == QueueItem.execution_id)
+        .where(col(ExecutionStep.step_index) == bindparam("step"))
+        .where(col(Asset.id) == ExecutionStep.target_asset_id)
+        .values(outbox.settle_values(advance=True))
+        .returning(
+            QueueItem,
+            Execution,
+            ExecutionStep,
+            Asset,
+            sa_select(col(Membership.role)).where(member).scalar_subquery(),
+            sa_select(col(Membership.max_action_class)).where(member).scalar_subquery(),
+            outbox.held_locks_column(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+_SETTLE_INTO_NEXT = _settle_into_next_statement()
 
 
 def _load_statement(*, again: bool, at_index: bool = False) -> Any:
@@ -371,7 +440,7 @@ def claim_target(held: StepPlan, step_index: int) -> StepPlan | None:
         ).first()
         if found is None:
             return None
-        row = _Row(*found)
+        row = _row(*found)
         if row.step.status != StepStatus.PENDING.value or S(row.execution.status) is not S.RUNNING:
             return None
         spec = _spec(row)
@@ -389,7 +458,7 @@ def _free(item: QueueItem) -> bool:
     return item.lease_token is None and item.available_at <= utcnow()
 
 
-def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: str) -> bool:
+def _held_at_gate(session: Session, row: ClaimRows, policy: PolicyView, worker_id: str) -> bool:
     """A level-3 step without its go: park it, or (parked before and the wait is over) end the execution."""
     execution, step_index = row.execution, row.step.step_index
     cancelled = execution.cancel_requested_at is not None and not rollback.is_rollback(row.step)
@@ -407,7 +476,7 @@ def _held_at_gate(session: Session, row: _Row, policy: PolicyView, worker_id: st
     return True
 
 
-def _start(session: Session, row: _Row, spec: _Spec, policy: PolicyView, worker_id: str) -> _Start | None:
+def _start(session: Session, row: ClaimRows, spec: _Spec, policy: PolicyView, worker_id: str) -> _Start | None:
     """The first step: take every target's lock (or park in line) and move the execution to ``running``."""
     execution, item = row.execution, row.item
     if windows_gate.held(session, execution, item, spec.targets, worker_id):
@@ -461,7 +530,7 @@ def _wait_for_lock(
 
 
 def _plan(
-    session: Session, row: _Row, spec: _Spec, policy: PolicyView, *, token: str, worker_id: str, start: _Start
+    session: Session, row: ClaimRows, spec: _Spec, policy: PolicyView, *, token: str, worker_id: str, start: _Start
 ) -> StepPlan:
     """Everything the run and the persist need, with the run-time checks done and secrets resolved."""
     execution, step, asset = row.execution, row.step, row.asset
@@ -506,7 +575,7 @@ def _plan(
     return replace(bare, params=params, credential=credential, refusal=refusal)
 
 
-def _refusal(session: Session, row: _Row, spec: _Spec, holds_every_lock: bool) -> str | None:
+def _refusal(session: Session, row: ClaimRows, spec: _Spec, holds_every_lock: bool) -> str | None:
     """Run-time authorisation (DESIGN §3.7): the action, approvals, the requester's current right, the locks.
 
     The plan's hash and its agreement with the rows were checked by ``_spec``.

@@ -220,27 +220,39 @@ def settle_lease(
     if advance_to is not None:
         params |= {"step": advance_to, "now": now}
     row = session.execute(_SETTLE[advance_to is not None], params).first()
-    if row is None:
-        return None
-    pairs = (pair.rpartition(":") for pair in (row[0] or "").split(",") if pair)
-    return {asset_id: int(fence) for asset_id, _, fence in pairs}
+    return None if row is None else parse_held_locks(row[0])
 
 
-def _settle_statement(*, advance: bool) -> Any:
+def settle_values(*, advance: bool) -> dict[str, Any]:
+    """What ``settle_lease`` writes (bound as ``expires``, and ``step`` and ``now`` when it advances)."""
     values: dict[str, Any] = {"lease_expires_at": bindparam("expires")}
     if advance:
         values |= {"step_index": bindparam("step"), "available_at": bindparam("now"), "dispatched_at": bindparam("now")}
-    # "asset:token" pairs of every lock, one string (string_agg / group_concat), read by the same UPDATE.
-    held = (
+    return values
+
+
+def held_locks_column() -> Any:
+    """The execution ``e_id``'s locks as one string of "asset:token" pairs (string_agg / group_concat), for a
+    ``RETURNING``: the fencing check's read, in the statement that settles the lease."""
+    return (
         select(func.aggregate_strings(LOCKS.c.asset_id + ":" + cast(LOCKS.c.fencing_token, String), ","))
         .where(LOCKS.c.execution_id == bindparam("e_id"))
         .scalar_subquery()
     )
+
+
+def parse_held_locks(value: str | None) -> dict[str, int]:
+    """``held_locks_column``'s string as ``{asset_id: fencing token}``."""
+    pairs = (pair.rpartition(":") for pair in (value or "").split(",") if pair)
+    return {asset_id: int(fence) for asset_id, _, fence in pairs}
+
+
+def _settle_statement(*, advance: bool) -> Any:
     return (
         QUEUE.update()
         .where(QUEUE.c.execution_id == bindparam("e_id"), QUEUE.c.lease_token == bindparam("token"))
-        .values(values)
-        .returning(held)
+        .values(settle_values(advance=advance))
+        .returning(held_locks_column())
     )
 
 

@@ -159,13 +159,17 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
     chain = _chains(plan) if ran.result.ok and plan.step_index + 1 < plan.step_count else False
     with session_scope() as session:
         now = utcnow()
-        held = outbox.settle_lease(
-            session,
-            plan.execution_id,
-            token=plan.token,
-            lease_s=plan.lease_s,
-            advance_to=plan.step_index + 1 if chain else None,
-        )
+        # Chaining on PostgreSQL, the next step's claim read comes back with the settle (one statement).
+        settled = claim.settle_into_next(session, plan) if chain else None
+        held, preloaded = settled if settled is not None else (None, None)
+        if held is None:
+            held = outbox.settle_lease(
+                session,
+                plan.execution_id,
+                token=plan.token,
+                lease_s=plan.lease_s,
+                advance_to=plan.step_index + 1 if chain else None,
+            )
         if held is None:
             claim.stale_result(session, plan, ok=ran.result.ok, error=error)
             return Persisted(Outcome.STALE)
@@ -191,7 +195,7 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
         if ran.result.ok:
             if not chain:  # a chain writes it with the next step's start (``_completed``)
                 claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan, held, chain=chain, done=done)
+            return _completed(session, plan, held, chain=chain, done=done, preloaded=preloaded)
         execution = session.get(Execution, plan.execution_id)
         assert execution is not None
         if ran.reason is StopReason.CANCEL:
@@ -242,13 +246,22 @@ def _chains(plan: StepPlan) -> bool:
 
 
 def _completed(
-    session: Session, plan: StepPlan, held: dict[str, int], *, chain: bool, done: dict[str, Any]
+    session: Session,
+    plan: StepPlan,
+    held: dict[str, int],
+    *,
+    chain: bool,
+    done: dict[str, Any],
+    preloaded: claim.ClaimRows | None = None,
 ) -> Persisted:
-    """A step succeeded: the next step (chained into at once: ``settle_lease`` already moved the queue row to
-    it) or the end of the execution. Chaining, the step's row is written here (``done``), with the next's."""
+    """A step succeeded: the next step (chained into at once: the settle already moved the queue row to it,
+    and ``preloaded`` holds the next claim's rows if it read them) or the end of the execution. Chaining, the
+    step's row is written here (``done``), with the next's."""
     outcome = _advance(session, plan, held, moved=chain)
     if outcome is Outcome.ADVANCED and chain:
-        chained = claim.claim_step_in(session, plan.execution_id, plan.worker_id, held=plan, finished=done)
+        chained = claim.claim_step_in(
+            session, plan.execution_id, plan.worker_id, held=plan, finished=done, preloaded=preloaded
+        )
         if chained is not None:
             return Persisted(outcome, chained)
         claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
