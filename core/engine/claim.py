@@ -26,7 +26,6 @@ from typing import Any
 
 from sqlalchemy import Update, bindparam, case, null
 from sqlalchemy import select as sa_select
-from sqlalchemy import update as sa_update
 from sqlalchemy.exc import OperationalError
 from sqlmodel import Session, col
 
@@ -206,7 +205,7 @@ def claim_step_in(
     The hot path: one read, one compare-and-set, one step update, one event. Policies come from a cache.
     ``finished`` (chaining only): the held step's completed columns, written by the same UPDATE that marks the
     next step running when the claim goes through (one statement for the two rows); when it returns None the
-    caller writes them itself. ``preloaded`` (chaining only): the rows ``settle_into_next`` read already.
+    caller writes them itself. ``preloaded`` (chaining only): the rows ``settle.into_next`` read already.
     """
     # A first step locks its plan's asset rows before anything else (the one order of core/engine/locks.py);
     # this is that lock when the execution has not started, so its rows are read once, under it.
@@ -346,58 +345,6 @@ def _row(
 ) -> ClaimRows:
     grant = None if member is None else Grant(member.role, member.max_action_class)
     return ClaimRows(item, execution, step, asset, grant)
-
-
-def settle_into_next(session: Session, held: StepPlan) -> tuple[dict[str, int], ClaimRows] | None:
-    """PostgreSQL, a chain: ``outbox.settle_lease`` moving the queue row to the next step and that step's claim
-    read (``_load``), in one ``UPDATE … FROM … RETURNING``. Returns the execution's locks and the rows.
-
-    None: nothing was written (the lease was lost, or the next step's rows do not join), or SQLite, which cannot
-    return another table's columns from an UPDATE; the caller settles the lease the usual way, which tells the
-    two apart, and the claim reads its rows itself.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return None
-    now = utcnow()
-    params = {
-        "e_id": held.execution_id,
-        "token": held.token,
-        "expires": now + timedelta(seconds=held.lease_s),
-        "step": held.step_index + 1,
-        "now": now,
-    }
-    found = session.execute(_SETTLE_INTO_NEXT, params).first()
-    if found is None:
-        return None
-    item, execution, step, asset, role, max_action_class, locks_held = found
-    grant = None if role is None else Grant(role, max_action_class)
-    return outbox.parse_held_locks(locks_held), ClaimRows(item, execution, step, asset, grant)
-
-
-def _settle_into_next_statement() -> Any:
-    member = (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by)
-    return (
-        sa_update(QueueItem)
-        .where(col(QueueItem.execution_id) == bindparam("e_id"), col(QueueItem.lease_token) == bindparam("token"))
-        .where(col(Execution.id) == QueueItem.execution_id)
-        .where(col(ExecutionStep.execution_id) == QueueItem.execution_id)
-        .where(col(ExecutionStep.step_index) == bindparam("step"))
-        .where(col(Asset.id) == ExecutionStep.target_asset_id)
-        .values(outbox.settle_values(advance=True))
-        .returning(
-            QueueItem,
-            Execution,
-            ExecutionStep,
-            Asset,
-            sa_select(col(Membership.role)).where(member).scalar_subquery(),
-            sa_select(col(Membership.max_action_class)).where(member).scalar_subquery(),
-            outbox.held_locks_column(),
-        )
-        .execution_options(synchronize_session=False)
-    )
-
-
-_SETTLE_INTO_NEXT = _settle_into_next_statement()
 
 
 def _load_statement(*, again: bool, at_index: bool = False) -> Any:

@@ -199,18 +199,22 @@ def next_or_end(
     actor: str,
     held_locks: Collection[str] | None,
     moved: bool = False,
+    ending: tuple[Execution, bool] | None = None,
 ) -> bool:
     """After a step (or a fan-out) went well: point the queue row at ``next_index`` and announce it, or, past the
     last step, end the execution ``completed`` (``partial`` if a main step did not complete). True if it ended.
 
-    ``moved``: the queue row already points at the next step (a chain keeps its lease).
+    ``moved``: the queue row already points at the next step (a chain keeps its lease). ``ending``: the
+    execution and whether a main step did not complete, read already (core/engine/settle.py).
     """
     if next_index < step_count:
         if not moved:
             outbox.move_to_step(session, execution_id, step_index=next_index)
         return False
-    found = session.execute(_ENDING, {"end_execution_id": execution_id}).one()
-    execution, unfinished = found[0], found[1]
+    if ending is None:
+        found = session.execute(_ENDING, {"end_execution_id": execution_id}).one()
+        ending = found[0], found[1]
+    execution, unfinished = ending
     final = S.PARTIAL if unfinished else S.COMPLETED
     finish_execution(session, execution, final, actor=actor, message=final.value, held_locks=held_locks)
     return True

@@ -31,7 +31,7 @@ from sqlmodel import Session, col, select
 
 from core import metrics
 from core.actions.context import ActionResult
-from core.engine import claim, fanout, outbox, reachability, workers
+from core.engine import claim, fanout, outbox, reachability, settle, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.finish import (
     DlqNote,
@@ -157,11 +157,18 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
     """Store the step's result and decide what comes next, in one transaction, if the lease is still ours."""
     error = plan.masker.mask(ran.result.error)
     chain = _chains(plan) if ran.result.ok and plan.step_index + 1 < plan.step_count else False
+    last = ran.result.ok and plan.step_index + 1 >= plan.step_count and ran.reason is not StopReason.SHUTDOWN
     with session_scope() as session:
         now = utcnow()
-        # Chaining on PostgreSQL, the next step's claim read comes back with the settle (one statement).
-        settled = claim.settle_into_next(session, plan) if chain else None
-        held, preloaded = settled if settled is not None else (None, None)
+        done = {"output": ran.output or None, "error": error, "finished_at": now}
+        # On PostgreSQL the settle also brings the next step's claim read (a chain), or writes the last step
+        # completed and reads the execution's end (settle.py); None: settle the usual way.
+        held: dict[str, int] | None = None
+        preloaded, ending = None, None
+        if chain and (next_settled := settle.into_next(session, plan)) is not None:
+            held, preloaded = next_settled
+        elif last and (end_settled := settle.into_end(session, plan, done)) is not None:
+            held, ending = end_settled
         if held is None:
             held = outbox.settle_lease(
                 session,
@@ -177,7 +184,6 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             workers.report_position(session, plan.worker_id, None, None)
         if plan.refusal is None and not plan.cancelled and held != plan.lock_tokens:
             return Persisted(_refuse_fenced(session, plan))
-        done = {"output": ran.output or None, "error": error, "finished_at": now}
         live = ran.live
         if ran.reason is StopReason.SHUTDOWN:
             claim.update_step(
@@ -193,9 +199,9 @@ def _persist(plan: StepPlan, ran: RunResult) -> Persisted:
             retried = not ran.result.ok and not stopped and _will_retry(plan)
             live.finish(session, ran.output, keep=retried)
         if ran.result.ok:
-            if not chain:  # a chain writes it with the next step's start (``_completed``)
+            if not chain and ending is None:  # a chain writes it with the next step's start (``_completed``)
                 claim.update_step(session, plan, status=StepStatus.COMPLETED.value, **done)
-            return _completed(session, plan, held, chain=chain, done=done, preloaded=preloaded)
+            return _completed(session, plan, held, chain=chain, done=done, preloaded=preloaded, ending=ending)
         execution = session.get(Execution, plan.execution_id)
         assert execution is not None
         if ran.reason is StopReason.CANCEL:
@@ -253,11 +259,12 @@ def _completed(
     chain: bool,
     done: dict[str, Any],
     preloaded: claim.ClaimRows | None = None,
+    ending: settle.Ending | None = None,
 ) -> Persisted:
     """A step succeeded: the next step (chained into at once: the settle already moved the queue row to it,
-    and ``preloaded`` holds the next claim's rows if it read them) or the end of the execution. Chaining, the
-    step's row is written here (``done``), with the next's."""
-    outcome = _advance(session, plan, held, moved=chain)
+    and ``preloaded`` holds the next claim's rows if it read them) or the end of the execution (``ending``: read
+    by the settle). Chaining, the step's row is written here (``done``), with the next's."""
+    outcome = _advance(session, plan, held, moved=chain, ending=ending)
     if outcome is Outcome.ADVANCED and chain:
         chained = claim.claim_step_in(
             session, plan.execution_id, plan.worker_id, held=plan, finished=done, preloaded=preloaded
@@ -309,7 +316,9 @@ def _failed(
 def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
     """The locks changed hands while the step ran: refuse its result, record it, send it to the DLQ."""
     message = "fencing token changed while the step ran: its result was refused"
-    claim.update_step(session, plan, status=StepStatus.UNKNOWN.value, error=message, finished_at=utcnow())
+    # output: the settle may have written the step completed, output included (settle.into_end)
+    values = {"error": message, "finished_at": utcnow(), "output": None}
+    claim.update_step(session, plan, status=StepStatus.UNKNOWN.value, **values)
     claim.step_event(session, plan, "fencing_refused", message)
     execution = session.get(Execution, plan.execution_id)
     assert execution is not None
@@ -326,8 +335,16 @@ def _refuse_fenced(session: Session, plan: StepPlan) -> Outcome:
     return Outcome.FINISHED
 
 
-def _advance(session: Session, plan: StepPlan, held: dict[str, int], *, moved: bool = False) -> Outcome:
-    """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept."""
+def _advance(
+    session: Session,
+    plan: StepPlan,
+    held: dict[str, int],
+    *,
+    moved: bool = False,
+    ending: settle.Ending | None = None,
+) -> Outcome:
+    """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept;
+    ``ending``: the end's read, done by the settle."""
     claim.step_event(session, plan, "step_finished", f"{plan.step_name}: done")
     ended = next_or_end(
         session,
@@ -337,5 +354,6 @@ def _advance(session: Session, plan: StepPlan, held: dict[str, int], *, moved: b
         actor=plan.worker_id,
         held_locks=_held(plan, held),
         moved=moved,
+        ending=None if ending is None else (ending.execution, ending.unfinished),
     )
     return Outcome.FINISHED if ended else Outcome.ADVANCED

@@ -1,0 +1,141 @@
+"""The persist's first statement on PostgreSQL, with what can ride along with it (issue 15: a step in a handful
+of statements).
+
+Every persist starts by settling the lease (``outbox.settle_lease``): renew it if it is still this worker's
+and read the execution's locks for the fencing check, in one round trip. Two common persists need more
+right after it, and on PostgreSQL get it from the same statement (an ``UPDATE … FROM … RETURNING``, with a
+data-modifying CTE for the second):
+
+- ``into_next``: a step succeeded and the worker chains into the next one. The settle moves the queue row to
+  that step and returns the rows its claim reads (``claim._load``: queue row, execution, step, asset, the
+  requester's membership).
+- ``into_end``: the last step of its phase succeeded. The settle writes the step completed and returns the
+  execution with "did any main step not complete?" (``finish.next_or_end``'s read).
+
+Each writes nothing unless the lease is still ours: the other writes join the settled queue row. None
+back means nothing was written, for whatever reason (the lease was lost; the rows do not join, as after
+tampering); the caller then settles the usual way, which tells those apart, and carries on as it would
+without this module. SQLite cannot return another table's columns from an UPDATE, so it always takes the
+usual way; the same tests run on both databases.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import bindparam, exists
+from sqlalchemy import select as sa_select
+from sqlalchemy import update as sa_update
+from sqlmodel import Session, col
+
+from core.engine import outbox
+from core.engine.claim import ClaimRows, Grant, StepPlan
+from db.clock import utcnow
+from db.enums import StepPhase, StepStatus
+from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem
+
+
+@dataclass(frozen=True)
+class Ending:
+    """What ``into_end`` read for the end of the execution: the row, and whether a main step did not complete."""
+
+    execution: Execution
+    unfinished: bool
+
+
+def into_next(session: Session, held: StepPlan) -> tuple[dict[str, int], ClaimRows] | None:
+    """``settle_lease(advance_to=next step)`` and the next step's claim read in one statement: the execution's
+    locks and the rows, or None (see the module docstring)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    found = session.execute(_INTO_NEXT, _lease(held) | {"step": held.step_index + 1, "now": utcnow()}).first()
+    if found is None:
+        return None
+    item, execution, step, asset, role, max_action_class, locks_held = found
+    grant = None if role is None else Grant(role, max_action_class)
+    return outbox.parse_held_locks(locks_held), ClaimRows(item, execution, step, asset, grant)
+
+
+def into_end(session: Session, plan: StepPlan, done: dict[str, Any]) -> tuple[dict[str, int], Ending] | None:
+    """``settle_lease`` with ``plan``'s step written completed (``done``: output, error, finished_at) and the
+    execution's end read, in one statement: the execution's locks and the ending, or None (module docstring)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    params = _lease(plan) | {
+        "done_index": plan.step_index,
+        "done_status": StepStatus.COMPLETED.value,
+        "done_output": done["output"],
+        "done_error": done["error"],
+        "done_finished_at": done["finished_at"],
+    }
+    found = session.execute(_INTO_END, params).first()
+    if found is None:
+        return None
+    execution, locks_held, unfinished = found
+    return outbox.parse_held_locks(locks_held), Ending(execution, bool(unfinished))
+
+
+def _lease(plan: StepPlan) -> dict[str, Any]:
+    expires = utcnow() + timedelta(seconds=plan.lease_s)
+    return {"e_id": plan.execution_id, "token": plan.token, "expires": expires}
+
+
+def _into_next_statement() -> Any:
+    member = (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by)
+    return (
+        sa_update(QueueItem)
+        .where(col(QueueItem.execution_id) == bindparam("e_id"), col(QueueItem.lease_token) == bindparam("token"))
+        .where(col(Execution.id) == QueueItem.execution_id)
+        .where(col(ExecutionStep.execution_id) == QueueItem.execution_id)
+        .where(col(ExecutionStep.step_index) == bindparam("step"))
+        .where(col(Asset.id) == ExecutionStep.target_asset_id)
+        .values(outbox.settle_values(advance=True))
+        .returning(
+            QueueItem,
+            Execution,
+            ExecutionStep,
+            Asset,
+            sa_select(col(Membership.role)).where(member).scalar_subquery(),
+            sa_select(col(Membership.max_action_class)).where(member).scalar_subquery(),
+            outbox.held_locks_column(),
+        )
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _into_end_statement() -> Any:
+    settled = (
+        sa_update(QueueItem)
+        .where(col(QueueItem.execution_id) == bindparam("e_id"), col(QueueItem.lease_token) == bindparam("token"))
+        .values(outbox.settle_values(advance=False))
+        .returning(col(QueueItem.execution_id), outbox.held_locks_column().label("held"))
+        .cte("settled")
+    )
+    # Read in the statement's snapshot, before its own write: the step being completed is left out.
+    unfinished = exists().where(
+        col(ExecutionStep.execution_id) == bindparam("e_id"),
+        col(ExecutionStep.step_index) != bindparam("done_index"),
+        col(ExecutionStep.status) != StepStatus.COMPLETED.value,
+        col(ExecutionStep.phase) == StepPhase.MAIN.value,  # rollback steps that did not run are no failure
+    )
+    return (
+        sa_update(ExecutionStep)
+        .where(col(ExecutionStep.execution_id) == settled.c.execution_id)
+        .where(col(ExecutionStep.step_index) == bindparam("done_index"))
+        .where(col(Execution.id) == settled.c.execution_id)
+        .values(
+            status=bindparam("done_status"),
+            output=bindparam("done_output"),
+            error=bindparam("done_error"),
+            finished_at=bindparam("done_finished_at"),
+        )
+        .returning(Execution, settled.c.held, unfinished)
+        .execution_options(synchronize_session=False)
+    )
+
+
+# Built once: a step sends one of them (building one costs more CPU than sending it).
+_INTO_NEXT = _into_next_statement()
+_INTO_END = _into_end_statement()
