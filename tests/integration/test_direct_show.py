@@ -9,6 +9,7 @@ refuses with the same error type and the same message as the ORM path (``princip
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -381,6 +382,23 @@ def test_the_query_names_the_postgresql_database_as_for_sqlalchemy(postgres_db: 
         pass  # the ORM fails on that database too: the direct reader leaves it to say so
     with read_only(f"{render(elsewhere)}?dbname={real.database}") as connection:
         assert connection.rows("SELECT count(*) FROM installation") == [(1,)]
+
+
+@pytest.mark.parametrize("hidden", [None, "psycopg2"])
+def test_postgresql_is_read_through_psycopg2_or_else_psycopg_read_only(
+    postgres_db: str, monkeypatch: pytest.MonkeyPatch, hidden: str | None
+) -> None:
+    """Whichever driver the URL names, the one-shot read takes psycopg2 when it is installed (its import costs a
+    fifth of psycopg's) and psycopg when it is not; either reads the same rows and refuses to write."""
+    if hidden is not None:
+        monkeypatch.setitem(sys.modules, hidden, None)  # ``import psycopg2`` raises ImportError
+    for driver in ("psycopg", "psycopg2"):
+        url = render(make_url(postgres_db).set(drivername=f"postgresql+{driver}"))
+        with read_only(url) as connection:
+            assert connection.rows("SELECT count(*) FROM installation") == [(1,)]
+            with pytest.raises(DirectReadUnavailable):
+                connection.rows("DELETE FROM installation")
+            assert type(connection._raw).__module__.split(".")[0] == ("psycopg" if hidden else "psycopg2")
 
 
 def render(url: URL) -> str:
