@@ -3,6 +3,11 @@
 Usage: client.py submit N PLAN_FILE [SPREAD] | wait IDS_FILE TIMEOUT_S | workers [COUNT TIMEOUT_S] | show ID | approve ID | requeue ID |
        policy SLA CLASS STEP EXEC LEASE APPROVAL ATTEMPTS
 Prints one JSON object on its last line.
+
+``client.py serve`` answers many such commands in one process (what the e2e fixtures use: a process per
+command paid a Python start-up each): one JSON array of arguments a line on stdin, one JSON object a line on
+stdout, ``{"error": traceback}`` when the command failed. Between commands it forgets its database engines
+and cached policies, so each command sees the database as a fresh process would.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import core
@@ -17,6 +23,7 @@ from ui import runtime
 
 
 def main(argv: list[str]) -> dict[str, object]:
+    """Run one command (the module docstring's usage) and return its JSON answer."""
     runtime.connect()  # Redis configured: messages go out after each commit
     command = argv[0]
     if command == "submit":
@@ -107,5 +114,27 @@ def main(argv: list[str]) -> dict[str, object]:
     raise SystemExit(f"unknown command {command}")
 
 
+def serve() -> None:
+    """Answer one command per stdin line until stdin closes (see the module docstring)."""
+    from core.policies import clear_policy_cache
+    from db.engine import dispose_engines
+
+    answers = sys.stdout
+    sys.stdout = sys.stderr  # whatever a command prints must not end up in the answers
+    for line in sys.stdin:
+        try:
+            answer = main(json.loads(line))
+        except (Exception, SystemExit):  # SystemExit: an unknown command
+            answer = {"error": traceback.format_exc()}
+        finally:
+            dispose_engines()  # a fresh process's connections each time (the chaos test restarts PostgreSQL)
+            clear_policy_cache()
+        answers.write(json.dumps(answer) + "\n")
+        answers.flush()
+
+
 if __name__ == "__main__":
-    print(json.dumps(main(sys.argv[1:])))
+    if sys.argv[1:] == ["serve"]:
+        serve()
+    else:
+        print(json.dumps(main(sys.argv[1:])))

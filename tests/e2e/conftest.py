@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -27,6 +29,9 @@ class Cluster:
         self.env = env
         self.log_dir = log_dir
         self.groups: list[subprocess.Popen[bytes]] = []
+        self._client: subprocess.Popen[bytes] | None = None  # tests/e2e/client.py serve, started on first use
+        self._client_env: dict[str, str] = {}  # the environment it was started with
+        self._client_log = log_dir / "client.log"
 
     def start_worker(self, *, processes: int = 1, threads: int = 4) -> subprocess.Popen[bytes]:
         """Start one `opsconductor worker` process tree (its own process group)."""
@@ -50,34 +55,85 @@ class Cluster:
         if self.client("workers", str(count), str(timeout_s))["live"] < count:
             raise AssertionError(f"{count} workers did not start; logs in {self.log_dir}")
 
-    def client(self, *args: str) -> dict:  # type: ignore[type-arg]
-        """Run tests/e2e/client.py with the cluster's environment and return its JSON answer."""
-        out = subprocess.run(
-            [sys.executable, str(ROOT / "tests" / "e2e" / "client.py"), *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        assert out.returncode == 0, out.stderr[-3000:]
-        return json.loads(out.stdout.strip().splitlines()[-1])
+    def client(self, *args: str, timeout_s: float = 300) -> dict:  # type: ignore[type-arg]
+        """Run one tests/e2e/client.py command with the cluster's environment and return its JSON answer.
 
-    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
-        with_pg = os.getpgid(proc.pid) if proc.poll() is None else None
-        if with_pg is not None:
-            os.killpg(with_pg, sig)
+        The commands go to one long-lived ``client.py serve`` process: a process per command paid a Python
+        start-up and the imports each time, seconds on a loaded machine. It is started again when a test
+        changed ``env`` since, so every command runs with the environment as it is now.
+        """
+        proc = self._serving()
+        assert proc.stdin is not None and proc.stdout is not None
+        proc.stdin.write(json.dumps(list(args)).encode() + b"\n")
+        proc.stdin.flush()
+        line, deadline, fd = b"", time.monotonic() + timeout_s, proc.stdout.fileno()
+        while not line.endswith(b"\n"):  # raw reads: a buffered readline cannot be bounded in time
+            remaining = deadline - time.monotonic()
+            ready, _, _ = select.select([fd], [], [], max(0.0, remaining))
+            chunk = os.read(fd, 1 << 20) if ready else b""
+            if not chunk:
+                self._stop_client()
+                why = "timed out" if remaining <= 0 or not ready else "exited"
+                raise AssertionError(f"client {why} on {args}: {self._client_log.read_text(errors='replace')[-3000:]}")
+            line += chunk
+        answer = json.loads(line)
+        assert "error" not in answer, f"client {args}: {answer['error'][-3000:]}"
+        return answer  # type: ignore[no-any-return]
+
+    def _serving(self) -> subprocess.Popen[bytes]:
+        if self._client is not None and (self._client.poll() is not None or self._client_env != self.env):
+            self._stop_client()
+        if self._client is None:
+            self._client_env = dict(self.env)
+            with self._client_log.open("ab") as log:
+                self._client = subprocess.Popen(
+                    [sys.executable, str(ROOT / "tests" / "e2e" / "client.py"), "serve"],
+                    cwd=ROOT,
+                    env=self._client_env,
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                )
+        return self._client
+
+    def _stop_client(self) -> None:
+        """End the client process: its stdin closed, it finishes the command at hand and leaves."""
+        proc, self._client = self._client, None
+        if proc is None:
+            return
+        for pipe in (proc.stdin, proc.stdout):
+            if pipe is not None:
+                pipe.close()
         try:
-            proc.wait(timeout=30)
+            proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            proc.kill()
             proc.wait()
 
+    def stop(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM) -> None:
+        """Signal ``proc``'s process group with ``sig`` and wait for it (SIGKILL after 30 s)."""
+        self._stop_groups([proc], sig)
+
     def stop_all(self) -> None:
-        for proc in self.groups:
+        """Stop every worker process group still running, and the client process."""
+        self._stop_client()
+        self._stop_groups([proc for proc in self.groups if proc.poll() is None], signal.SIGTERM)
+
+    @staticmethod
+    def _stop_groups(procs: list[subprocess.Popen[bytes]], sig: int) -> None:
+        """Signal all, then wait for all: a graceful stop takes seconds, and they take them side by side."""
+        signalled = []
+        for proc in procs:
             if proc.poll() is None:
-                self.stop(proc)
+                os.killpg(os.getpgid(proc.pid), sig)
+                signalled.append(proc)
+        deadline = time.monotonic() + 30
+        for proc in signalled:
+            try:
+                proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def cluster_env(database_url: str, redis_url: str) -> dict[str, str]:
