@@ -6,7 +6,8 @@ Prints one JSON object on its last line.
 
 ``client.py serve`` answers many such commands in one process (what the e2e fixtures use: a process per
 command paid a Python start-up each): one JSON array of arguments a line on stdin, one JSON object a line on
-stdout, ``{"error": traceback}`` when the command failed. Between commands it forgets its database engines
+stdout: ``{"answer": …}``, or ``{"error": traceback}`` when the command failed (an answer may itself hold
+an ``error`` field: an execution's). Between commands it forgets its database engines
 and cached policies, so each command sees the database as a fresh process would.
 """
 
@@ -123,13 +124,13 @@ def serve() -> None:
     sys.stdout = sys.stderr  # whatever a command prints must not end up in the answers
     for line in sys.stdin:
         try:
-            answer = main(json.loads(line))
+            reply: dict[str, object] = {"answer": main(json.loads(line))}
         except (Exception, SystemExit):  # SystemExit: an unknown command
-            answer = {"error": traceback.format_exc()}
+            reply = {"error": traceback.format_exc()}
         finally:
             dispose_engines()  # a fresh process's connections each time (the chaos test restarts PostgreSQL)
             clear_policy_cache()
-        answers.write(json.dumps(answer) + "\n")
+        answers.write(json.dumps(reply) + "\n")
         answers.flush()
 
 

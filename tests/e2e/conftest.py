@@ -76,9 +76,9 @@ class Cluster:
                 why = "timed out" if remaining <= 0 or not ready else "exited"
                 raise AssertionError(f"client {why} on {args}: {self._client_log.read_text(errors='replace')[-3000:]}")
             line += chunk
-        answer = json.loads(line)
-        assert "error" not in answer, f"client {args}: {answer['error'][-3000:]}"
-        return answer  # type: ignore[no-any-return]
+        reply = json.loads(line)
+        assert "answer" in reply, f"client {args}: {reply['error'][-3000:]}"
+        return reply["answer"]  # type: ignore[no-any-return]
 
     def _serving(self) -> subprocess.Popen[bytes]:
         if self._client is not None and (self._client.poll() is not None or self._client_env != self.env):
