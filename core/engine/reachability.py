@@ -26,6 +26,9 @@ T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
+# A migration beside live workers: a pool of 30 connections, a few altered statements in one transaction.
+STALE_PLAN_RETRIES = 100
+
 _lock = threading.Lock()
 _down_since: float | None = None  # monotonic time of the first failure of the current outage
 _up_since: float = float("-inf")  # monotonic time the database was last seen coming back (never: -inf)
@@ -38,6 +41,16 @@ def is_outage(exc: BaseException) -> bool:
     if isinstance(exc, DBAPIError):
         return bool(exc.connection_invalidated) or _looks_unreachable(str(exc.orig))
     return False
+
+
+def is_stale_plan(exc: BaseException) -> bool:
+    """True when PostgreSQL refused a prepared statement whose table another process altered meanwhile (a
+    migration run beside live workers): the transaction was rolled back whole, and psycopg dropped the
+    statement, so running the work again prepares it anew (db/engine.py: statements are prepared)."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    orig = exc.orig
+    return getattr(orig, "sqlstate", None) == "0A000" and "cached plan must not change result type" in str(orig)
 
 
 def _looks_unreachable(text: str) -> bool:
@@ -84,14 +97,20 @@ def through_outages(where: str, work: Callable[[], T], *, give_up: Callable[[], 
 
     Waits 0.1 s, doubling to 1 s, between tries, so that a result is stored within about a second of the
     database coming back (before the sweeper's hold-off ends). Gives up, re-raising the last error, after
-    ``Settings.outage_retry_s`` or as soon as ``give_up()`` is true. Any other error is raised at once.
+    ``Settings.outage_retry_s`` or as soon as ``give_up()`` is true. A stale prepared statement
+    (``is_stale_plan``) is run again at once, quietly, up to ``STALE_PLAN_RETRIES`` times (each pooled
+    connection refuses each altered statement once). Any other error is raised at once.
     """
     stop_at = time.monotonic() + get_settings().outage_retry_s
     delay_s = 0.1
+    stale_retries = 0
     while True:
         try:
             result = work()
         except Exception as exc:
+            if is_stale_plan(exc) and stale_retries < STALE_PLAN_RETRIES:
+                stale_retries += 1
+                continue
             if not is_outage(exc) or give_up() or time.monotonic() + delay_s > stop_at:
                 raise
             outage(where, exc)

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from core import engine, get_execution, principal, submit
+from core.engine import reachability
 from core.engine.steps import Outcome
 from db.engine import session_scope
 from db.settings import get_settings
@@ -99,3 +102,45 @@ def test_a_three_step_plan_keeps_the_hot_paths_statement_budget(db: str) -> None
         event.remove(Engine, "before_cursor_execute", seen)
     assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
     assert len(sent) <= (18 if db.startswith("postgresql") else 36), sent
+
+
+@pytest.mark.integration
+def test_a_statement_prepared_before_another_process_altered_its_table_is_run_again(pg_url: str) -> None:
+    """A migration run beside a live worker changes a table under the statements its connections prepared:
+    PostgreSQL refuses the next use ("cached plan must not change result type") and rolls the transaction
+    back whole. ``through_outages`` (the claim's and the persist's wrapper) runs the work again at once and
+    quietly; psycopg prepares the statement anew."""
+    worker = create_engine(pg_url, pool_size=1, max_overflow=0, connect_args={"prepare_threshold": 1})
+    other = create_engine(pg_url, isolation_level="AUTOCOMMIT")
+    table = f"stale_plan_{uuid.uuid4().hex[:8]}"
+    attempts: list[str] = []
+
+    def read() -> str | None:
+        attempts.append("read")
+        with worker.begin() as conn:
+            return conn.execute(text(f"SELECT name FROM {table} WHERE id = 1")).scalar()
+
+    try:
+        with other.connect() as conn:
+            conn.execute(text(f"CREATE TABLE {table} (id int PRIMARY KEY, name varchar(10))"))
+            conn.execute(text(f"INSERT INTO {table} VALUES (1, 'n')"))
+        for _ in range(3):
+            assert read() == "n"  # prepared on the worker's one connection
+        with other.connect() as conn:
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN name TYPE varchar(20)"))
+        attempts.clear()
+        with pytest.raises(DBAPIError) as refused:
+            read()
+        assert reachability.is_stale_plan(refused.value)
+        for _ in range(3):
+            assert read() == "n"  # prepared anew
+        with other.connect() as conn:
+            conn.execute(text(f"ALTER TABLE {table} ALTER COLUMN name TYPE varchar(30)"))
+        attempts.clear()
+        assert reachability.through_outages("test", read) == "n"
+        assert attempts == ["read", "read"]  # refused once, then run again
+    finally:
+        with other.connect() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        worker.dispose()
+        other.dispose()
