@@ -10,6 +10,10 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Engine
 
 from core import engine, ports
 from core.engine.steps import Outcome
@@ -168,3 +172,20 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str
     while not condition():
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.05)
+
+
+def link_statements(run: Callable[[], object]) -> list[str]:
+    """The statements about the tenant's audit head that ``run()`` sent, in order: "locked" (the head read
+    under its lock) or "linked" (events inserted and the head moved; core/audit_links.py)."""
+    sent: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if "audit_heads" in statement:
+            sent.append("locked" if statement.lstrip().startswith("SELECT") else "linked")
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        run()
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    return sent

@@ -11,8 +11,7 @@ import time
 from typing import Any
 
 import pytest
-from sqlalchemy import delete, event, insert, select, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import delete, insert, select, text, update
 from sqlmodel import Session, create_engine
 
 from core import (
@@ -33,6 +32,7 @@ from db.clock import utcnow
 from db.engine import session_scope
 from db.enums import ExecutionStatus
 from db.tables import Execution, Tenant
+from tests.engine_support import link_statements
 from tests.factories import noop_plan, raw_execution
 
 _EXECUTIONS = Execution.__table__  # type: ignore[attr-defined]
@@ -454,22 +454,6 @@ def test_events_are_written_linked_at_commit_and_never_inside_a_savepoint(db: st
     assert verify_chain(_admin()).intact
 
 
-def _link_statements(run: Any) -> list[str]:
-    """The statements about the audit head that ``run()`` sent, in order (lock, or link and move)."""
-    sent: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "audit_heads" in statement:
-            sent.append("locked" if statement.lstrip().startswith("SELECT") else "linked")
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
-        run()
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
-    return sent
-
-
 @pytest.mark.integration
 def test_a_process_that_moved_the_head_links_onto_it_in_one_statement(postgres_db: str) -> None:
     """PostgreSQL: the first transaction locks the head, then links; the next ones of this process link onto
@@ -477,8 +461,8 @@ def test_a_process_that_moved_the_head_links_onto_it_in_one_statement(postgres_d
     with session_scope() as session:
         row = raw_execution(session, ExecutionStatus.RUNNING)
         execution_id, tenant_id = row.id, row.tenant_id
-    first = _link_statements(lambda: _notes(execution_id, tenant_id, 1))
-    then = _link_statements(lambda: _notes(execution_id, tenant_id, 3))
+    first = link_statements(lambda: _notes(execution_id, tenant_id, 1))
+    then = link_statements(lambda: _notes(execution_id, tenant_id, 3))
     assert first[-2:] == ["locked", "linked"] or first == ["linked"]  # a head left by the fixture's own writes
     assert then == ["linked"] * 3
     assert verify_chain(_admin()).intact
@@ -500,14 +484,14 @@ def test_a_head_moved_by_another_process_or_a_rollback_is_never_linked_onto(post
             session.commit()
     finally:
         other.dispose()
-    assert _link_statements(lambda: _notes(execution_id, tenant_id, 1)) == ["linked", "locked", "linked"]
+    assert link_statements(lambda: _notes(execution_id, tenant_id, 1)) == ["linked", "locked", "linked"]
     with session_scope() as session:  # linked, then rolled back: the head it moved never existed
         record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t")
         session.flush()
         audit_links._link_before_commit(session)
         session.rollback()
     # Skipping after a miss: the next transaction may lock at once; either way it never links onto the ghost.
-    assert _link_statements(lambda: _notes(execution_id, tenant_id, 1))[-2:] == ["locked", "linked"]
+    assert link_statements(lambda: _notes(execution_id, tenant_id, 1))[-2:] == ["locked", "linked"]
     links = _links(tenant_id)
     assert [r.chain_seq for _, r in links] == list(range(1, len(links) + 1))
     assert len({r.prev_hash for _, r in links}) == len(links)
@@ -578,7 +562,7 @@ def test_threads_of_one_process_take_turns_and_each_links_in_one_statement(postg
         for thread in threads:
             thread.join()
 
-    assert _link_statements(run) == ["linked"] * 40
+    assert link_statements(run) == ["linked"] * 40
     assert not errors, errors[:3]
     assert verify_chain(_admin()).intact
 

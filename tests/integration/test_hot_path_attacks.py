@@ -20,7 +20,6 @@ from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, event, select, text
-from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
@@ -33,7 +32,15 @@ from db.engine import get_engine, session_scope
 from db.enums import Connection, ExecutionStatus
 from db.settings import get_settings
 from db.tables import Execution, ExecutionStep, Tenant
-from tests.engine_support import approved, cancel_in_flight, drive, python_plan, tee_step, unique_seconds
+from tests.engine_support import (
+    approved,
+    cancel_in_flight,
+    drive,
+    link_statements,
+    python_plan,
+    tee_step,
+    unique_seconds,
+)
 from tests.factories import raw_execution
 
 STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
@@ -94,22 +101,6 @@ def _turn_free(tenant_id: str) -> bool:
         return False
     turn.release()
     return True
-
-
-def _link_statements(run: Any) -> list[str]:
-    """The statements about the audit head that ``run()`` sent, in order (lock, or link and move)."""
-    sent: list[str] = []
-
-    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        if "audit_heads" in statement:
-            sent.append("locked" if statement.lstrip().startswith("SELECT") else "linked")
-
-    event.listen(Engine, "before_cursor_execute", seen)
-    try:
-        run()
-    finally:
-        event.remove(Engine, "before_cursor_execute", seen)
-    return sent
 
 
 # -- several processes -------------------------------------------------------------------------------------
@@ -227,9 +218,9 @@ def test_a_commit_that_fails_after_the_one_statement_link_leaves_no_link_and_fre
             _deferred_failure(session)
             record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="ghost")
 
-    assert _link_statements(failing) == ["linked"]  # the one-statement link ran, and then the commit failed
+    assert link_statements(failing) == ["linked"]  # the one-statement link ran, and then the commit failed
     assert _turn_free(tenant_id)
-    then = _link_statements(lambda: _notes(execution_id, tenant_id, 1))
+    then = link_statements(lambda: _notes(execution_id, tenant_id, 1))
     assert then == ["linked", "locked", "linked"]  # onto the ghost: nothing written; then the locking way
     assert _assert_chain_sound("demo") == before + 1
 
