@@ -190,6 +190,14 @@ def time_out(
     )
 
 
+@dataclass(frozen=True)
+class Ending:
+    """What ending an execution after its last step reads: the row, and whether a main step did not complete."""
+
+    execution: Execution
+    unfinished: bool
+
+
 def next_or_end(
     session: Session,
     execution_id: str,
@@ -199,13 +207,13 @@ def next_or_end(
     actor: str,
     held_locks: Collection[str] | None,
     moved: bool = False,
-    ending: tuple[Execution, bool] | None = None,
+    ending: Ending | None = None,
 ) -> bool:
     """After a step (or a fan-out) went well: point the queue row at ``next_index`` and announce it, or, past the
     last step, end the execution ``completed`` (``partial`` if a main step did not complete). True if it ended.
 
-    ``moved``: the queue row already points at the next step (a chain keeps its lease). ``ending``: the
-    execution and whether a main step did not complete, read already (core/engine/settle.py).
+    ``moved``: the queue row already points at the next step (a chain keeps its lease). ``ending``: read
+    already (core/engine/settle.py).
     """
     if next_index < step_count:
         if not moved:
@@ -213,10 +221,9 @@ def next_or_end(
         return False
     if ending is None:
         found = session.execute(_ENDING, {"end_execution_id": execution_id}).one()
-        ending = found[0], found[1]
-    execution, unfinished = ending
-    final = S.PARTIAL if unfinished else S.COMPLETED
-    finish_execution(session, execution, final, actor=actor, message=final.value, held_locks=held_locks)
+        ending = Ending(found[0], bool(found[1]))
+    final = S.PARTIAL if ending.unfinished else S.COMPLETED
+    finish_execution(session, ending.execution, final, actor=actor, message=final.value, held_locks=held_locks)
     return True
 
 

@@ -21,7 +21,6 @@ usual way; the same tests run on both databases.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
@@ -32,17 +31,10 @@ from sqlmodel import Session, col
 
 from core.engine import outbox
 from core.engine.claim import ClaimRows, Grant, StepPlan
+from core.engine.finish import Ending
 from db.clock import utcnow
 from db.enums import StepPhase, StepStatus
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem
-
-
-@dataclass(frozen=True)
-class Ending:
-    """What ``into_end`` read for the end of the execution: the row, and whether a main step did not complete."""
-
-    execution: Execution
-    unfinished: bool
 
 
 def into_next(session: Session, held: StepPlan) -> tuple[dict[str, int], ClaimRows] | None:

@@ -35,6 +35,7 @@ from core.engine import claim, fanout, outbox, reachability, settle, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.finish import (
     DlqNote,
+    Ending,
     cancelled_by,
     dead_letter,
     end_or_roll_back,
@@ -259,7 +260,7 @@ def _completed(
     chain: bool,
     done: dict[str, Any],
     preloaded: claim.ClaimRows | None = None,
-    ending: settle.Ending | None = None,
+    ending: Ending | None = None,
 ) -> Persisted:
     """A step succeeded: the next step (chained into at once: the settle already moved the queue row to it,
     and ``preloaded`` holds the next claim's rows if it read them) or the end of the execution (``ending``: read
@@ -341,7 +342,7 @@ def _advance(
     held: dict[str, int],
     *,
     moved: bool = False,
-    ending: settle.Ending | None = None,
+    ending: Ending | None = None,
 ) -> Outcome:
     """The next step, or the end. ``moved``: the queue row already points at the next step, lease kept;
     ``ending``: the end's read, done by the settle."""
@@ -354,6 +355,6 @@ def _advance(
         actor=plan.worker_id,
         held_locks=_held(plan, held),
         moved=moved,
-        ending=None if ending is None else (ending.execution, ending.unfinished),
+        ending=ending,
     )
     return Outcome.FINISHED if ended else Outcome.ADVANCED
