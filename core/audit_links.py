@@ -50,6 +50,7 @@ from sqlmodel import Session
 
 from core.safety.audit_keys import chain_key, link_mac
 from db.clock import utcnow
+from db.prepared import Prepared
 from db.tables import AdminEvent, AuditHead, ExecutionEvent
 
 EXECUTION = "execution"
@@ -157,7 +158,7 @@ def write(session: OrmSession, pending: list[_Pending]) -> None:
         # The usual transaction (one tenant, one table): its events and the head's move in one statement.
         head_seq, head_hash = heads[tenants[0]]
         moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
-        session.execute(_PG_LINK[filled[0]], {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
+        _PG_LINK[filled[0]].rowcount(session, {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
         _HEADS.moved(session, tenants[0], head_seq, head_hash, hit=False)
         return
     for source in filled:  # one statement for all of the transaction's events of a table, in chain order
@@ -206,7 +207,7 @@ def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[
         "new_hash": head_hash,
         "now": utcnow(),
     }
-    if not session.execute(_PG_LINK_SEEN[source], params).scalar():
+    if not _PG_LINK_SEEN[source].scalar(session, params):
         _HEADS.missed(session, tenant_id)
         return False
     _HEADS.moved(session, tenant_id, head_seq, head_hash, hit=True)
@@ -313,7 +314,7 @@ def _pg_link(source: str) -> TextClause:
     return text(sql)
 
 
-_PG_LINK = {source: _pg_link(source) for source in TABLES}
+_PG_LINK = {source: Prepared(_pg_link(source)) for source in TABLES}
 
 
 def _pg_link_seen(source: str) -> TextClause:
@@ -334,7 +335,7 @@ def _pg_link_seen(source: str) -> TextClause:
     return text(sql)
 
 
-_PG_LINK_SEEN = {source: _pg_link_seen(source) for source in TABLES}
+_PG_LINK_SEEN = {source: Prepared(_pg_link_seen(source)) for source in TABLES}
 
 
 def _iso(value: object) -> str:

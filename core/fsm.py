@@ -23,6 +23,7 @@ from core.notify import outbox as notify_outbox
 from db.clock import utcnow
 from db.enums import ExecutionStatus as S
 from db.enums import NotifyEvent
+from db.prepared import Prepared
 from db.tables import Execution
 
 EDGES: dict[S, frozenset[S]] = {
@@ -87,16 +88,15 @@ def transition(
         raise InvalidTransition(execution_id, current, to)
     changes = _changes(to, values)
     ending = to in TERMINAL
-    result = session.execute(
-        _move(tuple(sorted(changes)), ending=ending),
-        {"m_id": execution_id, "m_tenant_id": tenant_id, "m_from": current.value}
-        | {f"m_new_{name}": value for name, value in changes.items()},
-    )
+    move = _move(tuple(sorted(changes)), ending=ending)
+    params = {"m_id": execution_id, "m_tenant_id": tenant_id, "m_from": current.value} | {
+        f"m_new_{name}": value for name, value in changes.items()
+    }
     if ending:
-        row = result.first()
+        row = move.first(session, params)
         moved, has_channels = row is not None, bool(row and row[0])
     else:
-        moved, has_channels = result.rowcount == 1, False  # type: ignore[attr-defined]
+        moved, has_channels = move.rowcount(session, params) == 1, False
     if not moved:
         raise InvalidTransition(execution_id, _status(session, execution_id, tenant_id), to)
     _refresh_held(session, execution_id, changes)
@@ -166,7 +166,7 @@ _STATUSES = select(_EXECUTIONS.c.id, _EXECUTIONS.c.status).where(
 
 
 @functools.cache
-def _move(columns: tuple[str, ...], *, ending: bool) -> Update:
+def _move(columns: tuple[str, ...], *, ending: bool) -> Prepared:
     """The compare-and-set UPDATE for a set of columns, built once (a step's start and end each send one).
 
     Ending, whether the tenant has any notification channel rides on it (RETURNING): a tenant without one
@@ -183,7 +183,7 @@ def _move(columns: tuple[str, ...], *, ending: bool) -> Update:
     )
     if ending:
         statement = statement.returning(notify_outbox.tenant_has_channels(_EXECUTIONS.c.tenant_id))
-    return statement
+    return Prepared(statement)
 
 
 def _refresh_held(session: Session, execution_id: str, changes: dict[str, Any]) -> None:

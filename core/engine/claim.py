@@ -46,6 +46,7 @@ from core.transactions import lock_conflict, session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
+from db.prepared import Prepared
 from db.settings import get_settings
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem, new_id
 
@@ -544,15 +545,15 @@ def _refusal(session: Session, row: ClaimRows, spec: _Spec, holds_every_lock: bo
 
 def update_step(session: Session, plan: StepPlan, **values: Any) -> None:
     """Write the claimed step's row (status, attempts, times, output)."""
-    session.execute(
-        _step_update(tuple(sorted(values))),
+    _step_update(tuple(sorted(values))).rowcount(
+        session,
         {"row_execution_id": plan.execution_id, "row_step_index": plan.step_index}
         | {f"new_{name}": value for name, value in values.items()},
     )
 
 
 @functools.cache
-def _step_update(columns: tuple[str, ...]) -> Update:
+def _step_update(columns: tuple[str, ...]) -> Prepared:
     # Built once per set of columns: a step writes its row twice, and building the statement each time
     # (coercing every operand, then its cache key) cost more CPU than sending it.
     statement: Update = (
@@ -562,7 +563,7 @@ def _step_update(columns: tuple[str, ...]) -> Update:
         )
         .values({name: bindparam(f"new_{name}") for name in columns})
     )
-    return statement
+    return Prepared(statement)
 
 
 def _complete_and_start(
@@ -570,8 +571,8 @@ def _complete_and_start(
 ) -> None:
     """A chain's two step writes in one UPDATE: ``held``'s step completed (``finished``: output, error,
     finished_at), the next one running (its attempt counted, started now)."""
-    session.execute(
-        _CHAIN_UPDATE,
+    _CHAIN_UPDATE.rowcount(
+        session,
         {
             "row_execution_id": held.execution_id,
             "done_index": held.step_index,
@@ -611,7 +612,7 @@ def _chain_update() -> Update:
     return statement
 
 
-_CHAIN_UPDATE = _chain_update()
+_CHAIN_UPDATE = Prepared(_chain_update())
 
 
 def stale_result(session: Session, plan: StepPlan, *, ok: bool, error: str | None) -> None:

@@ -43,6 +43,7 @@ from core.audit import record_event
 from core.engine import outbox
 from core.schemas import LockView
 from db.clock import utcnow
+from db.prepared import Prepared
 from db.tables import Asset, Execution, ExecutionLock, ExecutionStep, QueueItem
 
 _LOCKS = ExecutionLock.__table__  # type: ignore[attr-defined]
@@ -136,8 +137,8 @@ def _acquire_one(
     assets first: ``lock_targets_if_unstarted``), so the bump never waits and nothing that orders by that row
     (a release, a park) can commit between the look and the upsert.
     """
-    row = session.execute(
-        _ACQUIRE_ONE,
+    row = _ACQUIRE_ONE.first(
+        session,
         {
             "a_tenant_id": tenant_id,
             "a_asset_id": asset_id,
@@ -146,7 +147,8 @@ def _acquire_one(
             "a_expires_at": expires_at,
             "a_before": waiting_since,
         },
-    ).one()
+    )
+    assert row is not None  # the statement returns its one row whatever happened
     token, ahead, taken = int(row[0]), row[1], bool(row[2])
     if taken:
         return {asset_id: token}
@@ -162,7 +164,7 @@ def _busy(session: Session, tenant_id: str, asset_id: str, ahead: str | None) ->
     return Busy(asset_id=asset_id, asset_name=name, holder=holder, ahead=ahead)
 
 
-_ACQUIRE_ONE = text(
+_acquire_one_text = text(
     "WITH fence AS (UPDATE assets SET lock_fence = lock_fence + 1 WHERE id = :a_asset_id RETURNING lock_fence), "
     "ahead AS (SELECT execution_id FROM execution_queue WHERE waiting_for_asset_id = :a_asset_id "
     "AND execution_id <> :a_execution_id AND (CAST(:a_before AS timestamptz) IS NULL OR waiting_since < :a_before) "
@@ -180,6 +182,7 @@ _ACQUIRE_ONE = text(
     bindparam("a_expires_at", type_=_LOCKS.c.expires_at.type),
     bindparam("a_before", type_=_QUEUE.c.waiting_since.type),
 )
+_ACQUIRE_ONE = Prepared(_acquire_one_text)
 
 
 def held(session: Session, execution_id: str) -> dict[str, int]:
@@ -234,19 +237,20 @@ def _release_running(session: Session, execution_id: str, mine: list[str]) -> li
     queue row and its lock rows and finds the first in line of each asset (the snapshot before the deletes:
     a started execution is in no line itself), whose hand-off is sent after commit."""
     lock_assets(session, mine)
-    waiters = session.execute(_RELEASE_RUNNING, {"r_execution_id": execution_id, "r_assets": mine}).scalars().all()
+    waiters = [row[0] for row in _RELEASE_RUNNING.rows(session, {"r_execution_id": execution_id, "r_assets": mine})]
     for waiter in waiters:
         outbox.release_now(session, waiter)  # still in line until it has the lock
     return mine
 
 
-_RELEASE_RUNNING = text(
+_release_running_text = text(
     "WITH gone_queue AS (DELETE FROM execution_queue WHERE execution_id = :r_execution_id), "
     "gone_locks AS (DELETE FROM execution_locks WHERE execution_id = :r_execution_id) "
     "SELECT first.execution_id FROM (SELECT DISTINCT ON (waiting_for_asset_id) waiting_for_asset_id, execution_id "
     "FROM execution_queue WHERE waiting_for_asset_id = ANY(:r_assets) "
     "ORDER BY waiting_for_asset_id, waiting_since, id) AS first ORDER BY first.waiting_for_asset_id"
 )
+_RELEASE_RUNNING = Prepared(_release_running_text)
 
 
 def lock_unstarted(session: Session, execution_id: str) -> None:
@@ -284,12 +288,11 @@ def lock_assets(session: Session, asset_ids: list[str] | set[str] | frozenset[st
     on an asset, and leaves alone the key-share locks of inserts that merely reference the asset.
     """
     if asset_ids and session.get_bind().dialect.name == "postgresql":
-        session.execute(
-            select(_ASSETS.c.id)
-            .where(_ASSETS.c.id.in_(sorted(set(asset_ids))))
-            .order_by(_ASSETS.c.id)
-            .with_for_update(key_share=True)
-        )
+        _LOCK_ASSETS.rows(session, {"ids": sorted(set(asset_ids))})
+
+
+# One text whatever the number of assets (an array, not IN (...)): compiled once, prepared once per connection.
+_LOCK_ASSETS = Prepared(text("SELECT id FROM assets WHERE id = ANY(:ids) ORDER BY id FOR NO KEY UPDATE"))
 
 
 def lock_targets_if_unstarted(session: Session, execution_id: str) -> bool:
@@ -302,11 +305,11 @@ def lock_targets_if_unstarted(session: Session, execution_id: str) -> bool:
     """
     if session.get_bind().dialect.name != "postgresql":
         return True
-    return session.execute(_LOCK_UNSTARTED_TARGETS, {"l_execution_id": execution_id}).first() is not None
+    return _LOCK_UNSTARTED_TARGETS.first(session, {"l_execution_id": execution_id}) is not None
 
 
 # Every step list's targets: rollback steps' too (core/plan_phases.py), whose locks the execution takes at start.
-_LOCK_UNSTARTED_TARGETS = text(
+_lock_unstarted_targets = text(
     "SELECT a.id FROM assets a WHERE a.id IN ("
     "SELECT jsonb_array_elements((p.j -> 'steps') || COALESCE(p.j -> 'on_failure', CAST('[]' AS jsonb))"
     " || COALESCE(p.j -> 'on_cancel', CAST('[]' AS jsonb))) ->> 'target' "
@@ -314,6 +317,7 @@ _LOCK_UNSTARTED_TARGETS = text(
     "WHERE e.id = :l_execution_id AND e.status IN ('approved', 'queued')) p) "
     "ORDER BY a.id FOR NO KEY UPDATE"
 )
+_LOCK_UNSTARTED_TARGETS = Prepared(_lock_unstarted_targets)
 
 
 def _holder(session: Session, asset_id: str) -> str | None:

@@ -41,6 +41,7 @@ from core.ports import AFTER_COMMIT_KEY, Outgoing, get_dispatcher, held_messages
 from core.priority import pick_margin_s, sort_at
 from db.clock import utcnow
 from db.enums import ExecutionStatus
+from db.prepared import Prepared
 from db.tables import Execution, ExecutionLock, QueueItem, new_id
 
 # The per-step writes go through the table (SQLAlchemy Core), not the ORM: they run for every step,
@@ -187,22 +188,27 @@ def remove(session: Session, execution_id: str) -> None:
 
 def take_lease(session: Session, item_id: str, *, token: str, worker_id: str, lease_s: float) -> bool:
     """Compare-and-set a free lease to ``token``: False when someone else holds it (a duplicate message)."""
-    taken = session.execute(
-        QUEUE.update()
-        .where(QUEUE.c.id == item_id, QUEUE.c.lease_token.is_(None))
-        .values(lease_token=token, lease_expires_at=utcnow() + timedelta(seconds=lease_s), claimed_by=worker_id)
-    )
-    return bool(taken.rowcount == 1)  # type: ignore[attr-defined]
+    expires = utcnow() + timedelta(seconds=lease_s)
+    return _TAKE_LEASE.rowcount(session, {"i_id": item_id, "token": token, "expires": expires, "by": worker_id}) == 1
 
 
 def renew_lease(session: Session, execution_id: str, *, token: str, lease_s: float) -> bool:
     """Push the lease's expiry if it is still ``token``'s: False when it was lost (reclaimed)."""
-    renewed = session.execute(
-        QUEUE.update()
-        .where(QUEUE.c.execution_id == execution_id, QUEUE.c.lease_token == token)
-        .values(lease_expires_at=utcnow() + timedelta(seconds=lease_s))
-    )
-    return bool(renewed.rowcount == 1)  # type: ignore[attr-defined]
+    expires = utcnow() + timedelta(seconds=lease_s)
+    return _RENEW_LEASE.rowcount(session, {"e_id": execution_id, "token": token, "expires": expires}) == 1
+
+
+# Built once: every claim and heartbeat sends one (building it costs more CPU than sending it).
+_TAKE_LEASE = Prepared(
+    QUEUE.update()
+    .where(QUEUE.c.id == bindparam("i_id"), QUEUE.c.lease_token.is_(None))
+    .values(lease_token=bindparam("token"), lease_expires_at=bindparam("expires"), claimed_by=bindparam("by"))
+)
+_RENEW_LEASE = Prepared(
+    QUEUE.update()
+    .where(QUEUE.c.execution_id == bindparam("e_id"), QUEUE.c.lease_token == bindparam("token"))
+    .values(lease_expires_at=bindparam("expires"))
+)
 
 
 def settle_lease(

@@ -24,16 +24,17 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, exists
+from sqlalchemy import Table, bindparam, exists
 from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
-from sqlmodel import Session, col
+from sqlmodel import Session, SQLModel, col
 
 from core.engine import outbox
 from core.engine.claim import ClaimRows, Grant, StepPlan
 from core.engine.finish import Ending
 from db.clock import utcnow
 from db.enums import StepPhase, StepStatus
+from db.prepared import Prepared, record
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem
 
 
@@ -42,12 +43,18 @@ def into_next(session: Session, held: StepPlan) -> tuple[dict[str, int], ClaimRo
     locks and the rows, or None (see the module docstring)."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    found = session.execute(_INTO_NEXT, _lease(held) | {"step": held.step_index + 1, "now": utcnow()}).first()
+    found = _INTO_NEXT.first(session, _lease(held) | {"step": held.step_index + 1, "now": utcnow()})
     if found is None:
         return None
-    item, execution, step, asset, role, max_action_class, locks_held = found
+    # Records, not ORM rows: a chained claim only reads them (a gated plan, whose claim may write its
+    # execution, never chains), and building four entities in the session cost more than the statement.
+    item, execution, step, asset = (found[start:end] for start, end in _INTO_NEXT_SPANS)
+    role, max_action_class, locks_held = found[_INTO_NEXT_SPANS[-1][1] :]
     grant = None if role is None else Grant(role, max_action_class)
-    return outbox.parse_held_locks(locks_held), ClaimRows(item, execution, step, asset, grant)
+    rows = ClaimRows(
+        record(QueueItem, item), record(Execution, execution), record(ExecutionStep, step), record(Asset, asset), grant
+    )
+    return outbox.parse_held_locks(locks_held), rows
 
 
 def into_end(session: Session, plan: StepPlan, done: dict[str, Any]) -> tuple[dict[str, int], Ending] | None:
@@ -77,7 +84,8 @@ def _lease(plan: StepPlan) -> dict[str, Any]:
 def _into_next_statement() -> Any:
     member = (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by)
     return (
-        sa_update(QueueItem)
+        _table(QueueItem)
+        .update()
         .where(col(QueueItem.execution_id) == bindparam("e_id"), col(QueueItem.lease_token) == bindparam("token"))
         .where(col(Execution.id) == QueueItem.execution_id)
         .where(col(ExecutionStep.execution_id) == QueueItem.execution_id)
@@ -85,15 +93,11 @@ def _into_next_statement() -> Any:
         .where(col(Asset.id) == ExecutionStep.target_asset_id)
         .values(outbox.settle_values(advance=True))
         .returning(
-            QueueItem,
-            Execution,
-            ExecutionStep,
-            Asset,
+            *(column for entity in _ENTITIES for column in _table(entity).columns),
             sa_select(col(Membership.role)).where(member).scalar_subquery(),
             sa_select(col(Membership.max_action_class)).where(member).scalar_subquery(),
             outbox.held_locks_column(),
         )
-        .execution_options(synchronize_session=False)
     )
 
 
@@ -128,6 +132,22 @@ def _into_end_statement() -> Any:
     )
 
 
+def _table(entity: type[SQLModel]) -> Table:
+    return entity.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+def _spans(entities: tuple[type[SQLModel], ...]) -> list[tuple[int, int]]:
+    """Where each entity's columns sit in a RETURNING of all of them, in order."""
+    spans, start = [], 0
+    for entity in entities:
+        end = start + len(_table(entity).columns)
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+_ENTITIES = (QueueItem, Execution, ExecutionStep, Asset)
+_INTO_NEXT_SPANS = _spans(_ENTITIES)
 # Built once: a step sends one of them (building one costs more CPU than sending it).
-_INTO_NEXT = _into_next_statement()
+_INTO_NEXT = Prepared(_into_next_statement())
 _INTO_END = _into_end_statement()
