@@ -16,8 +16,11 @@ What is kept from SQLAlchemy's own path, so nothing else can tell the difference
 - bind and result types: only statements whose parameters and columns need no SQLAlchemy conversion on this
   dialect are taken (plain strings, numbers, booleans, timestamps); ``Prepared`` refuses one that does.
 
-SQLite, and any dialect but psycopg and psycopg2, run the statement through the session as before: the same
-rows, so the callers and the tests do not depend on the database.
+SQLite, and any dialect but psycopg and psycopg2, run the statement on the session's connection through
+SQLAlchemy: the same rows, so the callers and the tests do not depend on the database.
+
+Like any Core statement, a prepared one does not flush what the session holds first (the ORM's autoflush is for
+ORM statements): the hot path sends them before it adds anything, or flushes itself.
 """
 
 from __future__ import annotations
@@ -81,7 +84,7 @@ class Prepared:
         connection = session.connection()
         dialect = connection.dialect
         if dialect.driver not in _DIRECT:
-            result = cast(CursorResult[Any], session.execute(self._statement, dict(params)))
+            result = cast(CursorResult[Any], connection.execute(self._statement, dict(params)))
             return ([tuple(row) for row in result] if fetch and result.returns_rows else []), result.rowcount
         compiled = self._compiled.get(dialect) or self._compile(dialect)
         try:
@@ -151,7 +154,7 @@ class _Compiled:
                 listener(connection, cursor, sql, params, None, False)
             try:
                 cursor.execute(sql, params)
-                rows = [tuple(row) for row in cursor.fetchall()] if fetch and cursor.description else []
+                rows = [tuple(row) for row in cursor.fetchall()] if fetch and _returns_rows(cursor) else []
                 if rows and self.results:
                     rows = [_converted(row, self.results) for row in rows]
             except connection.dialect.loaded_dbapi.Error as exc:
@@ -167,3 +170,15 @@ class _Compiled:
 
 def _converted(row: tuple[Any, ...], processors: list[Callable[[Any], Any] | None]) -> tuple[Any, ...]:
     return tuple(value if process is None else process(value) for value, process in zip(row, processors, strict=False))
+
+
+def _returns_rows(cursor: Any) -> bool:
+    """Whether the statement returned rows. psycopg's ``description`` builds an object per column each time it is
+    read (a chained claim's read has ~90), so its result's status is read instead."""
+    result = getattr(cursor, "pgresult", None)
+    if result is not None:
+        return bool(result.status == _TUPLES_OK)
+    return cursor.description is not None
+
+
+_TUPLES_OK = 2  # libpq's PGRES_TUPLES_OK (libpq-fe.h's ExecStatusType, fixed by its ABI), psycopg's pq.ExecStatus

@@ -46,7 +46,7 @@ from core.transactions import lock_conflict, session_scope
 from db.clock import utcnow
 from db.enums import ActionClass, Role, RunMode, StepStatus
 from db.enums import ExecutionStatus as S
-from db.prepared import Prepared
+from db.prepared import Prepared, record
 from db.settings import get_settings
 from db.tables import Asset, Execution, ExecutionStep, Membership, QueueItem, new_id
 
@@ -336,9 +336,24 @@ def _spec(row: ClaimRows) -> _Spec:
 
 
 def _load(session: Session, execution_id: str, *, again: bool = False) -> ClaimRows | None:
-    """The claim's one read (``again``: read once more, overwriting what the session holds)."""
-    found = session.execute(_LOAD[again], {"claim_execution_id": execution_id}).first()
-    return None if found is None else _row(*found)
+    """The claim's one read (``again``: read once more, overwriting what the session holds).
+
+    Records, not ORM rows (db/prepared.py): the claim of an ordinary plan only reads them. A gated plan's
+    claim may move its execution's deadline (a gate's wait) and a plan with rollback steps may record how its
+    rollback went as it ends: those read their rows through the session, as ORM rows, instead.
+    """
+    found = _LOAD_RECORDS.first(session, {"claim_execution_id": execution_id})
+    if found is None:
+        return None
+    values = [found[start:end] for start, end in _RECORD_SPANS]
+    execution = record(Execution, values[1])
+    if gates.needs_gate(execution) or rollback.has_rollback(execution):
+        orm = session.execute(_LOAD[again], {"claim_execution_id": execution_id}).first()
+        return None if orm is None else _row(*orm)
+    role, max_action_class = found[_RECORD_SPANS[-1][1] :]
+    grant = None if role is None else Grant(role, max_action_class)
+    item, step, asset = record(QueueItem, values[0]), record(ExecutionStep, values[2]), record(Asset, values[3])
+    return ClaimRows(item, execution, step, asset, grant)
 
 
 def _row(
@@ -370,6 +385,41 @@ def _load_statement(*, again: bool, at_index: bool = False) -> Any:
 
 # Built once: every claim sends it, and building a five-table join costs more CPU than running it.
 _LOAD = {False: _load_statement(again=False), True: _load_statement(again=True)}
+
+
+def _record_spans() -> list[tuple[int, int]]:
+    spans, start = [], 0
+    for entity in _RECORDED:
+        end = start + len(entity.__table__.columns)
+        spans.append((start, end))
+        start = end
+    return spans
+
+
+def _load_records_statement() -> Any:
+    """``_load_statement`` as plain columns (every column of the four tables, then the membership's two)."""
+    return (
+        sa_select(*(column for entity in _RECORDED for column in entity.__table__.columns))
+        .add_columns(col(Membership.role), col(Membership.max_action_class))
+        .select_from(QueueItem)
+        .join(Execution, col(Execution.id) == QueueItem.execution_id)
+        .join(
+            ExecutionStep,
+            (col(ExecutionStep.execution_id) == QueueItem.execution_id)
+            & (col(ExecutionStep.step_index) == QueueItem.step_index),
+        )
+        .join(Asset, col(Asset.id) == ExecutionStep.target_asset_id)
+        .outerjoin(
+            Membership,
+            (col(Membership.tenant_id) == Execution.tenant_id) & (col(Membership.user_id) == Execution.requested_by),
+        )
+        .where(col(QueueItem.execution_id) == bindparam("claim_execution_id"))
+    )
+
+
+_RECORDED: tuple[Any, ...] = (QueueItem, Execution, ExecutionStep, Asset)
+_RECORD_SPANS = _record_spans()
+_LOAD_RECORDS = Prepared(_load_records_statement())
 _LOAD_AT = _load_statement(again=True, at_index=True)
 
 

@@ -29,7 +29,7 @@ from sqlalchemy import select as sa_select
 from sqlalchemy import update as sa_update
 from sqlmodel import Session, SQLModel, col
 
-from core.engine import outbox
+from core.engine import outbox, rollback
 from core.engine.claim import ClaimRows, Grant, StepPlan
 from core.engine.finish import Ending
 from db.clock import utcnow
@@ -69,10 +69,13 @@ def into_end(session: Session, plan: StepPlan, done: dict[str, Any]) -> tuple[di
         "done_error": done["error"],
         "done_finished_at": done["finished_at"],
     }
-    found = session.execute(_INTO_END, params).first()
+    found = _INTO_END.first(session, params)
     if found is None:
         return None
-    execution, locks_held, unfinished = found
+    execution = record(Execution, found[:_EXECUTION_COLUMNS])
+    if rollback.has_rollback(execution):  # ending it may record how its rollback went: that needs the ORM row
+        execution = session.get_one(Execution, execution.id)
+    locks_held, unfinished = found[_EXECUTION_COLUMNS:]
     return outbox.parse_held_locks(locks_held), Ending(execution, bool(unfinished))
 
 
@@ -117,7 +120,8 @@ def _into_end_statement() -> Any:
         col(ExecutionStep.phase) == StepPhase.MAIN.value,  # rollback steps that did not run are no failure
     )
     return (
-        sa_update(ExecutionStep)
+        _table(ExecutionStep)
+        .update()
         .where(col(ExecutionStep.execution_id) == settled.c.execution_id)
         .where(col(ExecutionStep.step_index) == bindparam("done_index"))
         .where(col(Execution.id) == settled.c.execution_id)
@@ -127,8 +131,7 @@ def _into_end_statement() -> Any:
             error=bindparam("done_error"),
             finished_at=bindparam("done_finished_at"),
         )
-        .returning(Execution, settled.c.held, unfinished)
-        .execution_options(synchronize_session=False)
+        .returning(*_table(Execution).columns, settled.c.held, unfinished)
     )
 
 
@@ -150,4 +153,5 @@ _ENTITIES = (QueueItem, Execution, ExecutionStep, Asset)
 _INTO_NEXT_SPANS = _spans(_ENTITIES)
 # Built once: a step sends one of them (building one costs more CPU than sending it).
 _INTO_NEXT = Prepared(_into_next_statement())
-_INTO_END = _into_end_statement()
+_INTO_END = Prepared(_into_end_statement())
+_EXECUTION_COLUMNS = len(_table(Execution).columns)

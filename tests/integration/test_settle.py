@@ -19,6 +19,7 @@ from core.engine import reachability
 from core.engine.steps import Outcome
 from db.engine import session_scope
 from db.settings import get_settings
+from db.tables import Asset, Execution, ExecutionStep, QueueItem
 from tests.engine_support import drive
 
 
@@ -144,3 +145,49 @@ def test_a_statement_prepared_before_another_process_altered_its_table_is_run_ag
             conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
         worker.dispose()
         other.dispose()
+
+
+def _orm_loads(run: Any) -> list[str]:
+    """The ORM rows loaded (of the tables a claim reads) while ``run()`` runs."""
+    loaded: list[str] = []
+    entities = (QueueItem, Execution, ExecutionStep, Asset)
+
+    def on_load(target: Any, _context: Any) -> None:
+        loaded.append(type(target).__name__)
+
+    for entity in entities:
+        event.listen(entity, "load", on_load)
+    try:
+        run()
+    finally:
+        for entity in entities:
+            event.remove(entity, "load", on_load)
+    return loaded
+
+
+@pytest.mark.integration
+def test_an_ordinary_plan_loads_no_orm_row_on_the_hot_path(postgres_db: str) -> None:
+    """PostgreSQL: the claim reads, the chained settles and the end come back as records (db/prepared.py), so a
+    3-step plan builds no ORM row from its first claim to its end."""
+    plan = "name: NAME\nsteps:\n" + "".join(f"  - {{name: s{i}, action: noop, target: localhost}}\n" for i in range(3))
+    execution_id = _bg(plan.replace("NAME", "records"))
+    outcomes: list[Outcome] = []
+    assert _orm_loads(lambda: outcomes.extend(drive(execution_id))) == []
+    assert outcomes == [Outcome.FINISHED]
+    assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
+
+
+def test_a_plan_whose_claim_may_write_its_rows_reads_them_through_the_session(db: str) -> None:
+    """A plan with rollback steps (its end records how the rollback went) reads its execution as an ORM row, on
+    both databases, and runs to its end: a record would be refused by the session that has to write it."""
+    plan = (
+        "name: undo\nsteps:\n  - {name: a, action: noop, target: localhost}\n"
+        "  - {name: b, action: noop, target: localhost}\n"
+        "on_failure:\n  - {name: undo, action: noop, target: localhost}\n"
+    )
+    execution_id = _bg(plan)
+    outcomes: list[Outcome] = []
+    loaded = _orm_loads(lambda: outcomes.extend(drive(execution_id)))
+    assert outcomes == [Outcome.FINISHED]
+    assert "Execution" in loaded
+    assert get_execution(principal("alice", "demo"), execution_id).status == "completed"
