@@ -352,11 +352,20 @@ _LOCK_HEADS = (
 )
 
 
+# PostgreSQL: one text whatever the number of tenants (an array, not IN (...)), so it is prepared once.
+_PG_LOCK_HEADS = Prepared(
+    text("SELECT tenant_id, seq, hash FROM audit_heads WHERE tenant_id = ANY(:tenants) ORDER BY tenant_id FOR UPDATE")
+)
+
+
 def _lock_heads(session: OrmSession, tenants: list[str]) -> dict[str, tuple[int, str | None]]:
     # Sorted, so two transactions that both span tenants A and B lock them in the same order. Under READ
     # COMMITTED a row returned FOR UPDATE after a wait is its newest committed version: one statement.
-    rows = session.execute(_LOCK_HEADS, {"tenants": tenants}).all()
-    return {row.tenant_id: (int(row.seq), row.hash) for row in rows}
+    if session.get_bind().dialect.name == "postgresql":
+        rows = _PG_LOCK_HEADS.rows(session, {"tenants": tenants})
+    else:
+        rows = [tuple(row) for row in session.execute(_LOCK_HEADS, {"tenants": tenants})]
+    return {tenant_id: (int(seq), digest) for tenant_id, seq, digest in rows}
 
 
 def _create_heads(session: OrmSession, tenants: list[str]) -> None:
