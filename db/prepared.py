@@ -13,11 +13,12 @@ What is kept from SQLAlchemy's own path, so nothing else can tell the difference
 - error handling: a driver error becomes the SQLAlchemy exception the callers catch (``OperationalError`` for
   a deadlock or a lost server, ``lock_conflict`` and ``reachability`` read it), and a lost connection is
   invalidated, exactly as ``Connection`` does it, by its own handler;
-- bind and result types: only statements whose parameters and columns need no SQLAlchemy conversion on this
-  dialect are taken (plain strings, numbers, booleans, timestamps); ``Prepared`` refuses one that does.
+- bind and result types: the dialect's own bind and result processors convert values as SQLAlchemy would
+  (``UTCDateTime``'s aware UTC datetimes, SQLite's datetime text); a statement whose SQL depends on its values
+  (an expanding ``IN``) is refused.
 
-SQLite, and any dialect but psycopg and psycopg2, run the statement on the session's connection through
-SQLAlchemy: the same rows, so the callers and the tests do not depend on the database.
+psycopg, psycopg2 and SQLite's pysqlite take the direct way; any other driver runs the statement on the
+session's connection through SQLAlchemy: the same rows, so the callers and the tests do not depend on it.
 
 Like any Core statement, a prepared one does not flush what the session holds first (the ORM's autoflush is for
 ORM statements): the hot path sends them before it adds anything, or flushes itself.
@@ -37,7 +38,7 @@ from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import Compiled
 from sqlmodel import SQLModel
 
-_DIRECT = frozenset({"psycopg", "psycopg2"})
+_DIRECT = frozenset({"psycopg", "psycopg2", "pysqlite"})
 
 
 Model = TypeVar("Model", bound=SQLModel)
@@ -47,10 +48,37 @@ def record(model: type[Model], values: Sequence[Any]) -> Model:
     """An instance of the table class ``model`` holding ``values`` (its columns, in table order), outside any
     session: for reading only. It carries no ORM state, so a session refuses to add it; a caller that changes a
     row loads it through the session instead."""
-    columns = model.__table__.columns  # type: ignore[attr-defined]
-    return cast(
-        Model, model.model_construct(**{column.key: value for column, value in zip(columns, values, strict=True)})
+    keys = _RECORD_KEYS[model] if model in _RECORD_KEYS else _record_keys(model)
+    if keys is None:  # a model pydantic fills in more than its columns: its own constructor
+        columns = model.__table__.columns  # type: ignore[attr-defined]
+        return cast(Model, model.model_construct(**{c.key: v for c, v in zip(columns, values, strict=True)}))
+    # What ``model_construct`` leaves when every field is given, without its per-field look for aliases and
+    # defaults (half a record's cost; a chained step builds four).
+    instance = model.__new__(model)
+    fields = dict(zip(keys, values, strict=True))  # a value short is a ValueError
+    _set(instance, "__dict__", fields)
+    _set(instance, "__pydantic_fields_set__", set(keys))
+    _set(instance, "__pydantic_extra__", None)
+    _set(instance, "__pydantic_private__", None)
+    return cast(Model, instance)
+
+
+_set = object.__setattr__
+_RECORD_KEYS: dict[type[SQLModel], tuple[str, ...] | None] = {}
+
+
+def _record_keys(model: type[SQLModel]) -> tuple[str, ...] | None:
+    """The column keys of ``model``, when its pydantic fields are exactly its columns, without aliases or a
+    post-init (every table of db/tables.py); None otherwise."""
+    keys = tuple(column.key for column in model.__table__.columns)  # type: ignore[attr-defined]
+    fields = model.__pydantic_fields__
+    plain = (
+        set(keys) == set(fields)
+        and not model.__pydantic_post_init__
+        and all(field.alias is None and field.validation_alias is None for field in fields.values())
     )
+    _RECORD_KEYS[model] = keys if plain else None
+    return _RECORD_KEYS[model]
 
 
 class Prepared:
@@ -81,7 +109,7 @@ class Prepared:
         return self._run(session, params, fetch=False)[1]
 
     def _run(self, session: Session, params: Mapping[str, Any], *, fetch: bool) -> tuple[list[tuple[Any, ...]], int]:
-        connection = session.connection()
+        connection = _connection(session)
         dialect = connection.dialect
         if dialect.driver not in _DIRECT:
             result = cast(CursorResult[Any], connection.execute(self._statement, dict(params)))
@@ -100,6 +128,22 @@ class Prepared:
             return self._compiled[dialect]
 
 
+def _connection(session: Session) -> Connection:
+    """The connection of the session's transaction, as ``session.connection()`` gives it, kept in the session's
+    ``info`` for the rest of that transaction: asking the session again costs more than a statement's own
+    Python on the hot path. A new transaction (after a commit or a rollback) or one no longer active asks again."""
+    transaction = session.get_transaction()
+    held = session.info.get(_HELD)
+    if transaction is not None and held is not None and held[0] is transaction and transaction.is_active:
+        return cast(Connection, held[1])
+    connection = session.connection()
+    session.info[_HELD] = (session.get_transaction(), connection)
+    return connection
+
+
+_HELD = "db.prepared.connection"
+
+
 class _Compiled:
     """The SQL text for one dialect, the statement's fixed parameter values (``.values(status="x")``) and the
     type conversions SQLAlchemy would apply on this dialect (``UTCDateTime``: aware datetimes, in UTC)."""
@@ -110,11 +154,13 @@ class _Compiled:
         defaults: dict[str, Any],
         binds: dict[str, Callable[[Any], Any]],
         results: list[Callable[[Any], Any] | None],
+        order: tuple[str, ...] | None,
     ) -> None:
         self.sql = sql
+        self.order = order  # a positional paramstyle's names in order (SQLite's ``?``), None for named ones
         self.defaults = defaults
         self.binds = binds
-        self.results = results if any(results) else []
+        self.results = [(index, process) for index, process in enumerate(results) if process is not None]
 
     @classmethod
     def of(cls, compiled: Compiled) -> _Compiled:
@@ -130,34 +176,44 @@ class _Compiled:
             column[3]._cached_result_processor(dialect, None) for column in getattr(compiled, "_result_columns", ())
         ]
         defaults = {name: bind.value for name, bind in binds.items() if not bind.required and not bind.callable}
-        sql = compiled.string
+        sql, order = compiled.string, compiled.positiontup  # type: ignore[attr-defined]
         if compiled.literal_execute_params:  # type: ignore[attr-defined]
             # Values SQLAlchemy renders into the text when it sends it (``aggregate_strings``' separator): fixed,
             # so rendered once here, by SQLAlchemy's own step for it.
             every = {name: defaults.get(name) for name in binds}
-            sql = compiled._process_parameters_for_postcompile(every, _populate_self=False).statement  # type: ignore[attr-defined]
-        return cls(sql, defaults, processors, results)
+            expanded = compiled._process_parameters_for_postcompile(every, _populate_self=False)  # type: ignore[attr-defined]
+            sql, order = expanded.statement, expanded.positiontup
+        return cls(sql, defaults, processors, results, tuple(order) if compiled.positional else None)  # type: ignore[attr-defined]
 
-    def params(self, given: Mapping[str, Any]) -> dict[str, Any]:
-        """The driver's parameters: the fixed values, then ``given``, converted as the bind types say."""
+    def params(self, given: Mapping[str, Any]) -> dict[str, Any] | tuple[Any, ...]:
+        """The driver's parameters: the fixed values, then ``given``, converted as the bind types say (in the
+        text's order for a positional paramstyle; a name given nowhere is refused, as by the session)."""
         params = {**self.defaults, **given}
         for name, process in self.binds.items():
             if name in params:
                 params[name] = process(params[name])
+        if self.order is not None:
+            return tuple(params[name] for name in self.order)
         return params
 
-    def run(self, connection: Connection, params: dict[str, Any], *, fetch: bool) -> tuple[list[tuple[Any, ...]], int]:
-        cursor = connection.connection.cursor()
+    def run(
+        self, connection: Connection, params: dict[str, Any] | tuple[Any, ...], *, fetch: bool
+    ) -> tuple[list[tuple[Any, ...]], int]:
+        held = connection.connection
+        reused = connection.dialect.driver == "psycopg"
+        cursor = _reused_cursor(held) if reused else held.cursor()
         try:
             sql = self.sql
             for listener in connection.dispatch.before_cursor_execute:
                 listener(connection, cursor, sql, params, None, False)
             try:
                 cursor.execute(sql, params)
-                rows = [tuple(row) for row in cursor.fetchall()] if fetch and _returns_rows(cursor) else []
+                # Tuples already (the drivers' default rows, which SQLAlchemy keeps): no copy per row.
+                rows = cast(list[tuple[Any, ...]], cursor.fetchall()) if fetch and _returns_rows(cursor) else []
                 if rows and self.results:
                     rows = [_converted(row, self.results) for row in rows]
             except connection.dialect.loaded_dbapi.Error as exc:
+                held.info.pop(_CURSOR, None)  # the handler closes the cursor
                 # SQLAlchemy's own handler: the exception it would raise, and a lost connection invalidated.
                 connection._handle_dbapi_exception(exc, sql, params, cursor, None)
                 raise  # not reached: the handler raises
@@ -165,11 +221,33 @@ class _Compiled:
                 listener(connection, cursor, sql, params, None, False)
             return rows, cursor.rowcount
         finally:
-            cursor.close()
+            if not reused:
+                # pysqlite's statement stays open (and its transaction's locks with it) until the cursor is
+                # closed or exhausted; a cursor costs it little.
+                cursor.close()
 
 
-def _converted(row: tuple[Any, ...], processors: list[Callable[[Any], Any] | None]) -> tuple[Any, ...]:
-    return tuple(value if process is None else process(value) for value, process in zip(row, processors, strict=False))
+def _reused_cursor(held: Any) -> Any:
+    """One psycopg cursor per DB-API connection, kept in the pool's ``info`` for that connection (emptied when
+    it reconnects): a new psycopg cursor costs more Python than the statement it sends. psycopg reads a result
+    whole before ``execute`` returns, so reusing it leaves nothing pending."""
+    found = held.info.get(_CURSOR)
+    if found is not None and found[0] is held.dbapi_connection and not found[1].closed:
+        return found[1]
+    cursor = held.cursor()
+    held.info[_CURSOR] = (held.dbapi_connection, cursor)
+    return cursor
+
+
+_CURSOR = "db.prepared.cursor"
+
+
+def _converted(row: tuple[Any, ...], processors: list[tuple[int, Callable[[Any], Any]]]) -> tuple[Any, ...]:
+    """``row`` with the columns that need it converted (a claim's read: 8 datetimes among ~90 columns)."""
+    values = list(row)
+    for index, process in processors:
+        values[index] = process(values[index])
+    return tuple(values)
 
 
 def _returns_rows(cursor: Any) -> bool:

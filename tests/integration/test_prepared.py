@@ -1,6 +1,6 @@
 """db/prepared.py: a statement compiled once and sent to the session's DB-API cursor behaves as the same statement
 run through the session: its rows and types, its transaction, the statement events, the exceptions (and a lost
-connection's invalidation). On SQLite it is the session's own path; the same tests run on both databases."""
+connection's invalidation). The same tests run on both databases (psycopg's and pysqlite's cursors)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from sqlalchemy import Column, Integer, MetaData, String, Table, bindparam, create_engine, event, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError, OperationalError, StatementError
+from sqlalchemy.exc import IntegrityError, OperationalError, PendingRollbackError, StatementError
+from sqlalchemy.orm import Session
 from sqlalchemy.orm.exc import UnmappedInstanceError
 from sqlalchemy.pool import NullPool
 from sqlmodel.sql.sqltypes import UTCDateTime
@@ -83,6 +84,24 @@ def test_it_runs_in_the_sessions_transaction(probe: str) -> None:
         assert session.execute(select(PROBE.c.note).where(PROBE.c.id == 1)).scalar() == "one"
 
 
+def test_each_transaction_of_a_session_gets_its_own_connection(probe: str) -> None:
+    """The connection a session's transaction holds is kept for that transaction only: after a commit, a
+    rollback or a savepoint's rollback, a statement goes where the session's next statement would."""
+    with Session(get_engine()) as session:
+        MOVE.rows(session, {"probe_id": 1, "note": "kept", "at": None})
+        session.commit()
+        MOVE.rows(session, {"probe_id": 2, "note": "undone", "at": None})
+        session.rollback()
+        with session.begin_nested() as savepoint:
+            MOVE.rows(session, {"probe_id": 1, "note": "undone too", "at": None})
+            savepoint.rollback()
+        INSERT.rowcount(session, {"probe_id": 9})
+        session.commit()
+    with session_scope() as session:
+        notes = dict(session.execute(select(PROBE.c.id, PROBE.c.note)).all())
+    assert notes == {1: "kept", 2: "two", 9: "fixed"}
+
+
 def test_the_statement_events_see_it(probe: str) -> None:
     """The statement counters of the tests and benchmarks listen to the engine's cursor events."""
     seen: list[tuple[str, dict[str, Any]]] = []
@@ -126,7 +145,11 @@ def test_a_lost_connection_is_invalidated_and_the_pool_recovers(pg_probe: str) -
         pid = session.execute(text("SELECT pg_backend_pid()")).scalar()
         with killer.connect() as other:
             other.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid})
-        MOVE.rows(session, {"probe_id": 1, "note": "lost", "at": None})
+        try:
+            MOVE.rows(session, {"probe_id": 1, "note": "lost", "at": None})
+        finally:  # the next statement is refused as the session's own would be: roll back first
+            with pytest.raises(PendingRollbackError):
+                MOVE.rows(session, {"probe_id": 1, "note": "still lost", "at": None})
     killer.dispose()
     assert lost.value.connection_invalidated
     with session_scope() as session:
