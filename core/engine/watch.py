@@ -13,13 +13,14 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from functools import partial
 
 from sqlmodel import Session, select
 
 from core import metrics
 from core.actions import registry
 from core.actions.context import ActionResult, OutputSink, StepContext
-from core.engine import locks, orphans, outbox, reachability, workers
+from core.engine import locks, orphans, outbox, reachability, watch_threads, workers
 from core.engine.claim import StepPlan, StopReason
 from core.engine.live_output import LiveOutput
 from core.transactions import session_scope
@@ -79,13 +80,10 @@ def run_step(plan: StepPlan) -> RunResult:
         attempt=plan.attempts,
         started=started,
     )
-    watcher = threading.Thread(  # in a copy of this context: the watcher's log records carry the step's fields
-        target=contextvars.copy_context().run,
-        args=(watch, plan, stop, reason, done, live),
-        daemon=True,
-        name="opsc-watch",
+    # In a copy of this context: the watcher's log records carry the step's fields.
+    watcher = watch_threads.start(
+        partial(contextvars.copy_context().run, watch, plan, stop, reason, done, live), name="opsc-watch"
     )
-    watcher.start()
     deadline = started + min(plan.step_timeout_s, max(0.0, plan.watch.deadline_at_epoch - time.time()))
     ctx = StepContext(
         execution_id=plan.execution_id,
