@@ -396,16 +396,15 @@ def pick(session: Session, execution_id: str, message_id: str | None) -> tuple[s
     """
     if message_id is None or pick_margin_s() <= 0:  # OPSC_PRIORITY_STEP_S=0: priority off, the broker's FIFO
         return execution_id, None
-    now = utcnow()
-    own = session.execute(_OWN, {"p_message_id": message_id, "p_now": now}).first()
-    if own is None:
+    found = _PICK.first(session, {"p_message_id": message_id, "p_now": utcnow()})
+    if found is None:
         return execution_id, None
-    if not own.free or own.sort_at is None:
-        return own.execution_id, None
-    best = session.execute(_BEST, {"p_sort_at": own.sort_at, "p_now": now, "p_execution_id": own.execution_id}).first()
-    if best is None or (own.sort_at - best.sort_at).total_seconds() <= pick_margin_s():
-        return own.execution_id, None
-    return own.execution_id, Pick(own.execution_id, best.execution_id, best.message_id, best.dispatched_at)
+    own, own_sort_at, free, best, best_sort_at, best_message_id, best_dispatched_at = found
+    if not free or own_sort_at is None or best is None:
+        return own, None
+    if (own_sort_at - best_sort_at).total_seconds() <= pick_margin_s():
+        return own, None
+    return own, Pick(own, best, best_message_id, best_dispatched_at)
 
 
 def swap_messages(session: Session, chosen: Pick, message_id: str) -> None:
@@ -417,24 +416,42 @@ def swap_messages(session: Session, chosen: Pick, message_id: str) -> None:
     session.execute(_SWAP_OWN, {"s_id": chosen.picked, "s_message_id": message_id, "s_dispatched_at": utcnow()})
 
 
-_FREE = (
-    QUEUE.c.lease_token.is_(None),
-    QUEUE.c.available_at <= bindparam("p_now"),
-    QUEUE.c.waiting_for_asset_id.is_(None),
-)
-_OWN = select(QUEUE.c.execution_id, QUEUE.c.sort_at, and_(*_FREE).label("free")).where(
-    QUEUE.c.message_id == bindparam("p_message_id")
-)
-_BEST = (
-    select(QUEUE.c.execution_id, QUEUE.c.sort_at, QUEUE.c.message_id, QUEUE.c.dispatched_at)
-    .where(
-        QUEUE.c.sort_at < bindparam("p_sort_at", type_=QUEUE.c.sort_at.type),
-        QUEUE.c.execution_id != bindparam("p_execution_id"),
-        *_FREE,
+def _free(row: Any) -> Any:
+    """The row is free and due, and not in an asset's line."""
+    return and_(
+        row.c.lease_token.is_(None), row.c.available_at <= bindparam("p_now"), row.c.waiting_for_asset_id.is_(None)
     )
-    .order_by(QUEUE.c.sort_at)
-    .limit(1)
-)
+
+
+def _pick() -> Prepared:
+    """The message's own row and, when it is free and due, the free and due row sorting first before it: one
+    read (it runs for every message a worker takes)."""
+    own, best, other = QUEUE.alias("own"), QUEUE.alias("best"), QUEUE.alias("other")
+    first_before = (
+        select(other.c.execution_id)
+        .where(other.c.sort_at < own.c.sort_at, other.c.execution_id != own.c.execution_id, _free(other))
+        .order_by(other.c.sort_at)
+        .limit(1)
+        .correlate(own)
+        .scalar_subquery()
+    )
+    joined = own.outerjoin(best, and_(_free(own), best.c.execution_id == first_before))
+    return Prepared(
+        select(
+            own.c.execution_id,
+            own.c.sort_at,
+            _free(own).label("free"),
+            best.c.execution_id,
+            best.c.sort_at,
+            best.c.message_id,
+            best.c.dispatched_at,
+        )
+        .select_from(joined)
+        .where(own.c.message_id == bindparam("p_message_id"))
+    )
+
+
+_PICK = _pick()
 _SWAP_OWN = (
     QUEUE.update()
     .where(QUEUE.c.execution_id == bindparam("s_id"))
