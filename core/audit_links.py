@@ -21,13 +21,13 @@ SQLite: writers are serial anyway (BEGIN IMMEDIATE), ``FOR UPDATE`` renders as n
 PostgreSQL, the usual transaction (one tenant, one table): its events and the head's move are one statement,
 and when this process remembers the head it last moved (``_Heads``), the lock is saved too: the events are
 hashed onto that head and inserted only if the head still is exactly that (number *and* hash, compared and
-set by the same statement, under the row lock the UPDATE takes). Another writer moved it meanwhile (another
-worker, or a transaction of ours that rolled back after its statement): nothing was written, and the
-transaction links the locking way (lock, then insert and move). A tenant whose head this process keeps
-missing (several busy processes) is linked the locking way for a while before the next try, so a miss costs
-little on average: one statement per transaction without contention, two under it, three at worst. The
-threads of one process take turns per tenant (``_Heads.take_turn``, from the link to the end of the
-transaction), so they never make each other's memory stale; they would queue for the head's row lock anyway.
+set by the same statement, under the row lock the UPDATE takes). If another writer moved it meanwhile
+(another worker, or a transaction of ours that rolled back after its statement), that statement wrote no
+event, but it has locked the head and returned it as it stands: the events are hashed onto that one and
+linked by a second statement. So a transaction links in one statement without contention and in two under
+it (as the locking way does), never three. The threads of one process take turns per tenant
+(``_Heads.take_turn``, from the link to the end of the transaction), so they never make each other's memory
+stale; they would queue for the head's row lock anyway.
 
 An event cannot be appended inside a savepoint: rolling the savepoint back would not take the event with
 it (it is not written yet), and the trail would record a change that did not happen.
@@ -159,14 +159,14 @@ def write(session: OrmSession, pending: list[_Pending]) -> None:
         head_seq, head_hash = heads[tenants[0]]
         moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
         _PG_LINK[filled[0]].rowcount(session, {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
-        _HEADS.moved(session, tenants[0], head_seq, head_hash, hit=False)
+        _HEADS.moved(session, tenants[0], head_seq, head_hash)
         return
     for source in filled:  # one statement for all of the transaction's events of a table, in chain order
         session.execute(_INSERTS[source], rows[source])
     for tenant_id in tenants:
         head_seq, head_hash = heads[tenant_id]
         session.execute(_MOVE_HEAD, {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now})
-        _HEADS.moved(session, tenant_id, head_seq, head_hash, hit=False)
+        _HEADS.moved(session, tenant_id, head_seq, head_hash)
 
 
 def _linked(pending: list[_Pending], heads: dict[str, tuple[int, str | None]]) -> dict[str, list[dict[str, Any]]]:
@@ -185,19 +185,22 @@ def _linked(pending: list[_Pending], heads: dict[str, tuple[int, str | None]]) -
 
 def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[_Pending]) -> bool:
     """PostgreSQL, one tenant and one table: link onto the head this process last moved, if it still is that
-    (one statement, no lock first). False: nothing was written; link the locking way."""
+    (one statement, no lock first); if another writer moved it, that statement has locked the head and read it,
+    and the events are linked onto it (a second statement). False: nothing was written (no head remembered, or
+    no head row yet); link the locking way."""
     sources = {p.source for p in pending}
     if len(tenants) != 1 or len(sources) != 1 or session.get_bind().dialect.name != "postgresql":
         return False
     tenant_id, source = tenants[0], sources.pop()
     if not _HEADS.take_turn(session, tenant_id):
         return False  # another thread of this process took long: link the locking way, beside it
-    seen = _HEADS.worth_trying(session, tenant_id)
+    seen = _HEADS.seen(session, tenant_id)
     if seen is None:
         return False
     heads = {tenant_id: seen}
     rows = _linked(pending, heads)
     head_seq, head_hash = heads[tenant_id]
+    now = utcnow()
     params = {
         "rows": json.dumps(rows[source], default=_iso),
         "head_tenant": tenant_id,
@@ -205,36 +208,33 @@ def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[
         "seen_hash": seen[1],
         "new_seq": head_seq,
         "new_hash": head_hash,
-        "now": utcnow(),
+        "now": now,
     }
-    if not _PG_LINK_SEEN[source].scalar(session, params):
-        _HEADS.missed(session, tenant_id)
+    found = _PG_LINK_SEEN[source].first(session, params)
+    if found is None:
         return False
-    _HEADS.moved(session, tenant_id, head_seq, head_hash, hit=True)
+    if (found[0], found[1]) == (head_seq, head_hash):  # an HMAC onto the seen head: only this statement wrote it
+        _HEADS.moved(session, tenant_id, head_seq, head_hash)
+        return True
+    heads = {tenant_id: (int(found[0]), found[1])}  # moved by another writer; locked by us now
+    rows = _linked(pending, heads)
+    head_seq, head_hash = heads[tenant_id]
+    moved = {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now}
+    _PG_LINK[source].rowcount(session, {"rows": json.dumps(rows[source], default=_iso)} | moved)
+    _HEADS.moved(session, tenant_id, head_seq, head_hash)
     return True
 
 
-@dataclass
-class _Seen:
-    """A tenant's head as this process last moved it, and how its one-statement links have fared."""
-
-    seq: int
-    hash: str | None
-    skip: int = 0  # transactions still to link the locking way before the next try
-    backoff: int = 0  # how many to skip after the next miss
-
-
 class _Heads:
-    """The head this process last moved, per engine and tenant, and how long to link a tenant that keeps
-    missing it the locking way (``_link_onto_seen_head``). Only a hint: a wrong one costs a statement, never a
-    wrong link (the head is compared, number and hash, by the statement that moves it)."""
+    """The head this process last moved, per engine and tenant (``_link_onto_seen_head``), and the turns of
+    this process's threads. Only a hint: a wrong one costs a statement, never a wrong link (the head is
+    compared, number and hash, by the statement that moves it)."""
 
-    MAX_SKIP = 64  # transactions linked the locking way after repeated misses, at most, before the next try
     TURN_WAIT_S = 0.5  # a commit takes milliseconds; longer, and the thread links beside the turn's holder
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._seen: weakref.WeakKeyDictionary[Any, dict[str, _Seen]] = weakref.WeakKeyDictionary()
+        self._seen: weakref.WeakKeyDictionary[Any, dict[str, tuple[int, str | None]]] = weakref.WeakKeyDictionary()
         self._turns: weakref.WeakKeyDictionary[Any, dict[str, threading.Lock]] = weakref.WeakKeyDictionary()
 
     def take_turn(self, session: OrmSession, tenant_id: str) -> bool:
@@ -251,33 +251,15 @@ class _Heads:
         session.info[_TURN] = turn
         return True
 
-    def worth_trying(self, session: OrmSession, tenant_id: str) -> tuple[int, str | None] | None:
-        """The head to link onto without a lock, or None (unknown, or skipping after misses)."""
+    def seen(self, session: OrmSession, tenant_id: str) -> tuple[int, str | None] | None:
+        """The head this process last moved for ``tenant_id`` (number, hash), or None."""
         with self._lock:
-            seen = self._seen.get(session.get_bind(), {}).get(tenant_id)
-            if seen is None:
-                return None
-            if seen.skip > 0:
-                seen.skip -= 1
-                return None
-            return seen.seq, seen.hash
+            return self._seen.get(session.get_bind(), {}).get(tenant_id)
 
-    def moved(self, session: OrmSession, tenant_id: str, seq: int, digest: str | None, *, hit: bool) -> None:
-        """This transaction moved the head to (``seq``, ``digest``); ``hit``: onto the seen head, in one statement."""
+    def moved(self, session: OrmSession, tenant_id: str, seq: int, digest: str | None) -> None:
+        """This transaction moved the head to (``seq``, ``digest``)."""
         with self._lock:
-            per_engine = self._seen.setdefault(session.get_bind(), {})
-            seen = per_engine.setdefault(tenant_id, _Seen(seq, digest))
-            seen.seq, seen.hash = seq, digest
-            if hit:
-                seen.backoff = 0
-
-    def missed(self, session: OrmSession, tenant_id: str) -> None:
-        """Someone else moved the head: skip the next tries, twice as many as after the last miss."""
-        with self._lock:
-            seen = self._seen.get(session.get_bind(), {}).get(tenant_id)
-            if seen is not None:
-                seen.backoff = min(self.MAX_SKIP, max(1, 2 * seen.backoff))
-                seen.skip = seen.backoff
+            self._seen.setdefault(session.get_bind(), {})[tenant_id] = (seq, digest)
 
 
 _HEADS = _Heads()
@@ -319,18 +301,23 @@ _PG_LINK = {source: Prepared(_pg_link(source)) for source in TABLES}
 
 def _pg_link_seen(source: str) -> TextClause:
     """PostgreSQL: move the tenant's head from the seen one (number and hash) and insert the rows linked onto it,
-    only if it still is that; one statement, returning whether it did."""
+    only if it still is that; one statement, returning the head as it now stands, under this transaction's lock:
+    the new one (it moved) or the one another writer left (nothing was written)."""
     table = TABLES[source]
     columns = ", ".join((*CONTENT[source], "tenant_id", "chain_seq", "prev_hash", "hash"))
-    # Table and column names from this module's constants, never from input. The UPDATE waits for the head's
-    # row lock and compares the newest committed head (READ COMMITTED re-checks its WHERE after a wait).
+    # Table and column names from this module's constants, never from input. The UPDATE takes the head's row
+    # lock (waiting for its holder) and its SET sees the newest committed head (READ COMMITTED re-reads a row
+    # it waited for); a head that is not the seen one is left as it is, but locked, and returned.
+    seen = "seq = :seen_seq AND hash = :seen_hash"
     sql = (
-        "WITH moved AS (UPDATE audit_heads SET seq = :new_seq, hash = :new_hash, updated_at = :now "  # noqa: S608
-        "WHERE tenant_id = :head_tenant AND seq = :seen_seq AND hash = :seen_hash RETURNING seq), "
+        f"WITH head AS (UPDATE audit_heads SET seq = CASE WHEN {seen} THEN :new_seq ELSE seq END, "  # noqa: S608
+        f"hash = CASE WHEN {seen} THEN :new_hash ELSE hash END, "
+        f"updated_at = CASE WHEN {seen} THEN :now ELSE updated_at END "
+        "WHERE tenant_id = :head_tenant RETURNING seq, hash), "
         f"linked AS (INSERT INTO {table.name} ({columns}) SELECT {columns} "
         f"FROM json_populate_recordset(NULL::{table.name}, CAST(:rows AS json)) WITH ORDINALITY AS r "
-        "WHERE EXISTS (SELECT 1 FROM moved) ORDER BY r.ordinality) "
-        "SELECT count(*) FROM moved"
+        "WHERE EXISTS (SELECT 1 FROM head WHERE seq = :new_seq AND hash = :new_hash) ORDER BY r.ordinality) "
+        "SELECT seq, hash FROM head"
     )
     return text(sql)
 

@@ -176,12 +176,17 @@ def wait_until(condition: Callable[[], bool], timeout_s: float = 30.0, what: str
 
 def link_statements(run: Callable[[], object]) -> list[str]:
     """The statements about the tenant's audit head that ``run()`` sent, in order: "locked" (the head read
-    under its lock) or "linked" (events inserted and the head moved; core/audit_links.py)."""
+    under its lock), "tried" (onto the head this process remembers: events inserted and the head moved if it
+    still is that one, else the head locked and read) or "linked" (events inserted and the head moved;
+    core/audit_links.py)."""
     sent: list[str] = []
 
     def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
         if "audit_heads" in statement:
-            sent.append("locked" if statement.lstrip().startswith("SELECT") else "linked")
+            head = statement.lstrip()
+            sent.append(
+                "locked" if head.startswith("SELECT") else "tried" if head.startswith("WITH head ") else "linked"
+            )
 
     event.listen(Engine, "before_cursor_execute", seen)
     try:

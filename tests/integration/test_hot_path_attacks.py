@@ -208,7 +208,7 @@ def test_a_commit_that_fails_after_the_one_statement_link_leaves_no_link_and_fre
 ) -> None:
     """The link statement succeeded (onto the remembered head), then the COMMIT failed (a deferred constraint):
     the process remembers a head that never existed. The turn is free, the next transaction misses that ghost
-    and links the locking way, and the chain is gapless and verifies."""
+    and links onto the real head, and the chain is gapless and verifies."""
     execution_id, tenant_id = _execution()
     _notes(execution_id, tenant_id, 2)  # this process knows the head
     before = _assert_chain_sound("demo")
@@ -218,10 +218,10 @@ def test_a_commit_that_fails_after_the_one_statement_link_leaves_no_link_and_fre
             _deferred_failure(session)
             record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="ghost")
 
-    assert link_statements(failing) == ["linked"]  # the one-statement link ran, and then the commit failed
+    assert link_statements(failing) == ["tried"]  # the one-statement link ran, and then the commit failed
     assert _turn_free(tenant_id)
     then = link_statements(lambda: _notes(execution_id, tenant_id, 1))
-    assert then == ["linked", "locked", "linked"]  # onto the ghost: nothing written; then the locking way
+    assert then == ["tried", "linked"]  # onto the ghost: nothing written, the head locked; onto the real one
     assert _assert_chain_sound("demo") == before + 1
 
 
