@@ -58,7 +58,7 @@ class OpsMiddleware(Middleware):
         configure_logging(get_settings().log_format)  # again: in case handlers were added since process boot
         self.worker_id = engine.worker_identity("worker")
         bind_process(worker=self.worker_id)
-        workers.register_worker(self.worker_id, kind=type(broker).__name__, threads=worker.worker_threads)
+        workers.register_worker(self.worker_id, kind=broker_kind(broker), threads=worker.worker_threads)
         current_worker_id.set(self.worker_id)
         settings = get_settings()
         self._threads = [
@@ -159,3 +159,10 @@ class _CurrentWorker:
 current_worker_id = _CurrentWorker()
 # The message the worker thread is processing (set before, cleared after): the actor hands it to the claim.
 current_message_id: ContextVar[str | None] = ContextVar("opsc_current_message_id", default=None)
+
+
+def broker_kind(broker: dramatiq.Broker) -> str:
+    """The broker's kind as the workers table shows it: Dramatiq's class (``RedisBroker``, ``StubBroker``), also
+    for our subclass of one (jobs/consumer.py); the column holds 16 characters."""
+    dramatiq_class = next((c for c in type(broker).__mro__ if c.__module__.startswith("dramatiq.")), type(broker))
+    return dramatiq_class.__name__

@@ -13,6 +13,7 @@ import redis
 from dramatiq import Message
 
 from jobs.consumer import WakingConsumer, WakingRedisBroker
+from jobs.middleware import broker_kind
 
 QUEUE = "waking"
 
@@ -79,3 +80,8 @@ def test_a_consumer_with_room_takes_messages_as_dramatiqs_does(broker: WakingRed
     for message in messages:
         consumer.ack(message)
     consumer.close()
+
+
+def test_its_workers_are_listed_as_redis_workers(broker: WakingRedisBroker) -> None:
+    """The workers table's kind is Dramatiq's broker class (16 characters at most), not our subclass's name."""
+    assert broker_kind(broker) == "RedisBroker"
