@@ -16,7 +16,7 @@ this script with a database and Redis namespaces of its own, and then the modes 
 latency figures come from the ``--latency-at`` process count. The last line is one JSON object with every
 figure.
 
-Usage: uv run python bench/throughput.py [--plans 300] [--processes 1,2,4] [--threads 4] [--approvals 30]
+Usage: uv run python bench/throughput.py [--plans 300] [--processes 1,2,4] [--threads 4] [--approvals 30] [--kinds]
                                          [--latency-at 2] [--no-modes]
 Needs PostgreSQL (OPSC_TEST_DATABASE_URL or 127.0.0.1:5432) and Redis (OPSC_TEST_REDIS_URL or :6379);
 it creates and drops its own databases and uses its own Redis namespaces.
@@ -34,6 +34,7 @@ import sys
 import tempfile
 import time
 import zlib
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -175,6 +176,7 @@ def opsconductor(
     latency: bool,
     history: int = 0,
     dsn: str = "",
+    kinds: bool = False,
 ) -> dict[str, float]:
     """The full path. Throughput: queue ``plans`` 3-noop-step plans (background), start `opsconductor worker`
     processes, time the drain from the first step started to the last step finished. Latency (if asked): with
@@ -210,11 +212,13 @@ def opsconductor(
         print(f"  history: {history:,} completed executions cloned in {took:.1f} s", flush=True)
     queued = [submit_background(core, alice, f"drain-{i}")[0] for i in range(plans)]
     counts = Path(tempfile.mkdtemp(prefix="bench-counts-"))
+    kinds_dir = Path(tempfile.mkdtemp(prefix="bench-kinds-"))
     env = {
         **os.environ,
         "PGAPPNAME": OPSC_APP,
         "BENCH_COUNT_DIR": str(counts),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "counting"), str(ROOT)]),
+        **({"BENCH_KINDS_DIR": str(kinds_dir)} if kinds else {}),
     }
     workers = start_group(
         [sys.executable, "-m", "ui.cli", "worker", "--processes", str(processes), "--threads", str(threads)],
@@ -233,6 +237,8 @@ def opsconductor(
         cost = cost_per_step(timeline.at(first.timestamp()), timeline.at(last.timestamp()), 3 * plans)
         waits = timeline.waits_between(first.timestamp(), last.timestamp())
         lock_waits = timeline.lock_waits_between(first.timestamp(), last.timestamp())
+        if kinds:  # read before the latency phase adds its own statements
+            print_kinds(kinds_dir, 3 * plans)
         if latency:
             figures = latency_figures(core, alice, bob, plans, approvals)
         rss = peak_rss_mb(workers.pid)
@@ -313,6 +319,17 @@ def deadlock_count(dsn: str) -> int:
         conn.close()
 
 
+def print_kinds(directory: Path, steps: int, most: int = 16) -> None:
+    """The workers' statements by kind (their first 70 characters), per step, most frequent first: every
+    statement the workers sent since they started, which before the latency phase is the drain's."""
+    found: Counter[str] = Counter()
+    for path in directory.glob("[0-9]*.json"):
+        found.update(json.loads(path.read_text()))
+    print(f"  statements by kind, per step ({sum(found.values()) / steps:.2f} in all):")
+    for kind, count in found.most_common(most):
+        print(f"    {count / steps:6.3f}  {kind}")
+
+
 def submit_background(core: Any, alice: Any, name: str) -> tuple[str, float]:
     """Submit one 3-noop-step plan in background mode; its id and how long submit took (ms)."""
     started = time.perf_counter()
@@ -330,6 +347,7 @@ def main() -> None:
     parser.add_argument("--latency-at", type=int, default=2, help="the process count that measures latency")
     parser.add_argument("--no-modes", action="store_true", help="skip the embedded and immediate modes")
     parser.add_argument("--history", type=int, default=0, help="completed executions in the database before")
+    parser.add_argument("--kinds", action="store_true", help="print the workers' statements per step by kind")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: one process count
     args = parser.parse_args()
     os.environ["PGAPPNAME"] = BENCH_APP  # this process's own connections are not the workers' cost
@@ -348,6 +366,7 @@ def main() -> None:
             str(args.approvals),
             "--latency-at",
             str(args.latency_at),
+            *(["--kinds"] if args.kinds else []),
         ]
         rows.append(child_figures(argv))
         print_configuration(rows[-1])
@@ -391,6 +410,7 @@ def one_configuration(args: argparse.Namespace, processes: int, *, latency: bool
                     latency=latency,
                     history=args.history,
                     dsn=dsn,
+                    kinds=args.kinds,
                 )
         finally:
             from db.engine import dispose_engines

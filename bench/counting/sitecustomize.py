@@ -5,10 +5,14 @@ puts this directory (and the repository root) on PYTHONPATH of the workers it st
 set, so that the engine's code is measured unchanged. Each process writes "statements transactions" to
 ``$BENCH_COUNT_DIR/<pid>`` every 0.1 s; a forked worker process starts its own counts and its own writer
 (threads do not survive a fork). Without BENCH_COUNT_DIR it does nothing.
+
+With BENCH_KINDS_DIR too (``bench/throughput.py --kinds``), each process also counts its statements by kind
+(their first 70 characters) and writes them as JSON to ``$BENCH_KINDS_DIR/<pid>.json`` every 0.1 s.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -27,6 +31,20 @@ def _write_counts(counter: object, pid: int, directory: Path) -> None:
         time.sleep(0.1)
 
 
+def _write_kinds(kinds: dict[str, int], pid: int, directory: Path) -> None:
+    path, spare = directory / f"{pid}.json", directory / f".{pid}.json"
+    while os.getpid() == pid:
+        spare.write_text(json.dumps(dict(kinds)))
+        spare.replace(path)
+        time.sleep(0.1)
+
+
+def _start_kinds(kinds: dict[str, int]) -> None:
+    kinds.clear()
+    args = (kinds, os.getpid(), Path(os.environ["BENCH_KINDS_DIR"]))
+    threading.Thread(target=_write_kinds, args=args, daemon=True, name="bench-kinds").start()
+
+
 def _start(counter: object) -> None:
     counter.count = counter.transactions = 0  # type: ignore[attr-defined]
     args = (counter, os.getpid(), Path(str(_DIR)))
@@ -39,3 +57,17 @@ if _DIR:
     _counter = StatementCounter()
     _start(_counter)
     os.register_at_fork(after_in_child=lambda: _start(_counter))
+    if os.environ.get("BENCH_KINDS_DIR"):
+        from collections import Counter
+
+        from sqlalchemy import event
+        from sqlalchemy.engine import Engine
+
+        _kinds: Counter[str] = Counter()
+
+        def _kind(_conn: object, _cursor: object, statement: str, *_args: object) -> None:
+            _kinds[" ".join(statement.split())[:70]] += 1
+
+        event.listen(Engine, "before_cursor_execute", _kind)
+        _start_kinds(_kinds)
+        os.register_at_fork(after_in_child=lambda: _start_kinds(_kinds))
