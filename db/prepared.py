@@ -132,12 +132,12 @@ def _connection(session: Session) -> Connection:
     """The connection of the session's transaction, as ``session.connection()`` gives it, kept in the session's
     ``info`` for the rest of that transaction: asking the session again costs more than a statement's own
     Python on the hot path. A new transaction (after a commit or a rollback) or one no longer active asks again."""
-    transaction = session.get_transaction()
+    transaction = session.get_nested_transaction() or session.get_transaction()
     held = session.info.get(_HELD)
     if transaction is not None and held is not None and held[0] is transaction and transaction.is_active:
         return cast(Connection, held[1])
     connection = session.connection()
-    session.info[_HELD] = (session.get_transaction(), connection)
+    session.info[_HELD] = (session.get_nested_transaction() or session.get_transaction(), connection)
     return connection
 
 

@@ -44,6 +44,7 @@ class _Thread:
                 job()
             finally:
                 watching._finished.set()
+                del job, watching  # the finished step's plan (its secrets) must not outlive it here
             if not _rest(self):
                 return
 
