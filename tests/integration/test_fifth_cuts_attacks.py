@@ -31,11 +31,10 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from core import add_asset, approve, audit_links, principal, set_secret, submit, verify_chain
+from core import add_asset, approve, audit_links, principal, set_secret, submit
 from core.actions.context import ActionResult, StepContext
 from core.actions.registry import ActionType, _registry, register
 from core.audit import record_event
-from core.audit_links import HEADS, TABLES
 from core.engine import outbox, watch_threads
 from core.engine.claim import StepPlan
 from core.logs import current_fields, log_context, set_trace_id
@@ -44,7 +43,7 @@ from db.engine import get_engine, session_scope
 from db.enums import ActionClass, Connection, ExecutionStatus
 from db.prepared import _CURSOR, Prepared
 from db.settings import get_settings
-from db.tables import Tenant
+from tests.audit_support import assert_chain_sound, running_execution, turn_free
 from tests.engine_support import delete_namespace, drive, link_statements, recording_dispatcher, wait_until
 from tests.factories import raw_execution
 
@@ -606,56 +605,9 @@ def test_the_one_statement_pick_picks_exactly_what_the_two_statements_picked(
 # -- 4. core/audit_links.py: the missed one-statement link -----------------------------------------------------
 
 
-def _tenant_id(name: str) -> str:
-    with session_scope() as session:
-        return str(session.execute(select(Tenant.id).where(Tenant.name == name)).scalar_one())  # type: ignore[call-overload]
-
-
-def _execution(tenant: str = "demo") -> tuple[str, str]:
-    with session_scope() as session:
-        row = raw_execution(session, ExecutionStatus.RUNNING, tenant=tenant)
-        return row.id, row.tenant_id
-
-
 def _note(execution_id: str, tenant_id: str, actor: str = "t") -> None:
     with session_scope() as session:
         record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor=actor)
-
-
-def _chain_sound(tenant: str) -> int:
-    """Gapless 1..N, no predecessor named twice, the head is the last link, verify_chain intact. Returns N."""
-    tenant_id = _tenant_id(tenant)
-    with session_scope() as session:
-        links = sorted(
-            (row.chain_seq, row.prev_hash, row.hash)
-            for table in TABLES.values()
-            for row in session.execute(
-                select(table.c.chain_seq, table.c.prev_hash, table.c.hash).where(
-                    table.c.tenant_id == tenant_id, table.c.chain_seq.is_not(None)
-                )
-            ).all()
-        )
-        head = session.execute(select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.tenant_id == tenant_id)).first()
-    assert [seq for seq, _, _ in links] == list(range(1, len(links) + 1))
-    assert len({prev for _, prev, _ in links}) == len(links)
-    for (seq, prev, _), (_, _, before_hash) in zip(links[1:], links[:-1], strict=True):
-        assert prev == before_hash, f"link {seq} names a predecessor that is not link {seq - 1}"
-    if links:
-        assert head is not None and (head.seq, head.hash) == (links[-1][0], links[-1][2])
-    report = verify_chain(principal("admin", tenant))
-    assert report.intact, report.breaks
-    assert report.links == report.head_seq == len(links)
-    return len(links)
-
-
-def _turn_free(tenant_id: str) -> bool:
-    turn = audit_links._HEADS._turns.get(get_engine(), {}).get(tenant_id)
-    if turn is None:
-        return True
-    if not turn.acquire(blocking=False):
-        return False
-    turn.release()
-    return True
 
 
 @pytest.mark.integration
@@ -663,10 +615,10 @@ def test_a_backend_killed_between_the_missed_link_and_its_second_statement_keeps
     """Another engine (another worker's memory) moves the head, so this process's one-statement link misses and
     locks the head; the server connection is killed before the second statement links the events onto it. The
     transaction fails, the turn is free, nothing of it is in the chain, and the next link goes onto the real head."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _note(execution_id, tenant_id)
     _note(execution_id, tenant_id)  # this process remembers the head
-    before = _chain_sound("demo")
+    before = assert_chain_sound("demo")
     other = create_engine(postgres_db, pool_size=1)
     killer = create_engine(postgres_db, poolclass=NullPool)
     try:
@@ -692,12 +644,12 @@ def test_a_backend_killed_between_the_missed_link_and_its_second_statement_keeps
         finally:
             event.remove(get_engine(), "before_cursor_execute", kill_on_second)
         assert [s[:9] for s in sent] == ["WITH head", "WITH link"]  # missed, then the second statement met the kill
-        assert _turn_free(tenant_id)
-        assert _chain_sound("demo") == before + 1  # the other's link only
+        assert turn_free(tenant_id)
+        assert assert_chain_sound("demo") == before + 1  # the other's link only
         then = link_statements(lambda: _note(execution_id, tenant_id, "after"))
         assert then == ["tried", "linked"]  # still stale: missed, locked, linked onto the real head
         assert link_statements(lambda: _note(execution_id, tenant_id, "again")) == ["tried"]
-        assert _chain_sound("demo") == before + 3
+        assert assert_chain_sound("demo") == before + 3
     finally:
         other.dispose()
         killer.dispose()
@@ -708,9 +660,9 @@ def test_a_missed_link_waits_for_the_head_holder_and_links_onto_what_it_committe
     """The other engine holds the head's row lock (it has linked, not yet committed) while this process tries its
     remembered head: the try waits, then finds the head the other committed (not the one it remembered, not one
     rolled back), and links onto it. Then the same with the holder rolling back: the try links onto the old head."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _note(execution_id, tenant_id)
-    before = _chain_sound("demo")
+    before = assert_chain_sound("demo")
     other = create_engine(postgres_db, pool_size=1)
     try:
         for outcome in ("commit", "rollback"):
@@ -749,7 +701,7 @@ def test_a_missed_link_waits_for_the_head_holder_and_links_onto_what_it_committe
             holder_session.close()
             assert done.wait(10) and not errors, errors
             waiter.join(5)
-        assert _chain_sound("demo") == before + 3  # holder (committed), waiter, waiter
+        assert assert_chain_sound("demo") == before + 3  # holder (committed), waiter, waiter
     finally:
         other.dispose()
 
@@ -788,8 +740,8 @@ def test_writer_processes_whose_backends_are_killed_at_random_never_fork_or_gap_
     """Three writer processes (own engines, own memories of the head) link into one tenant while this process kills
     their backends at random (mid-link, mid-commit, idle): whatever reached the server, the chain is gapless, unforked,
     holds every event whose commit returned, no more than were attempted, and verifies."""
-    execution_id, tenant_id = _execution()
-    before = _chain_sound("demo")
+    execution_id, tenant_id = running_execution()
+    before = assert_chain_sound("demo")
     start = tmp_path / "start"
     url = postgres_db + ("&" if "?" in postgres_db else "?") + "application_name=fifth-writer"
     env = os.environ | {"OPSC_DATABASE_URL": url}
@@ -852,7 +804,7 @@ def test_writer_processes_whose_backends_are_killed_at_random_never_fork_or_gap_
                 writer.kill()
         killer.dispose()
     assert kills > 0, "no backend was killed: the attack did not happen"
-    written = _chain_sound("demo") - before
+    written = assert_chain_sound("demo") - before
     assert sure <= written <= attempted, (sure, written, attempted, kills)
 
 

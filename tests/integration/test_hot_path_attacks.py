@@ -23,15 +23,15 @@ from sqlalchemy import create_engine, event, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session
 
-from core import add_asset, audit_links, engine, get_execution, principal, remove_member, submit, verify_chain
+from core import add_asset, audit_links, engine, get_execution, principal, remove_member, submit
 from core.audit import record_event
-from core.audit_links import HEADS, TABLES
 from core.engine.steps import Outcome
 from core.usecases.dlq import list_dlq
 from db.engine import get_engine, session_scope
-from db.enums import Connection, ExecutionStatus
+from db.enums import Connection
 from db.settings import get_settings
-from db.tables import Execution, ExecutionStep, Tenant
+from db.tables import Execution, ExecutionStep
+from tests.audit_support import assert_chain_sound, running_execution, turn_free
 from tests.engine_support import (
     approved,
     cancel_in_flight,
@@ -41,21 +41,9 @@ from tests.engine_support import (
     tee_step,
     unique_seconds,
 )
-from tests.factories import raw_execution
 
 STEPS = ExecutionStep.__table__  # type: ignore[attr-defined]
 REPO = Path(__file__).resolve().parents[2]
-
-
-def _tenant_id(name: str) -> str:
-    with session_scope() as session:
-        return str(session.execute(select(Tenant.id).where(Tenant.name == name)).scalar_one())  # type: ignore[call-overload]
-
-
-def _execution(tenant: str = "demo") -> tuple[str, str]:
-    with session_scope() as session:
-        row = raw_execution(session, ExecutionStatus.RUNNING, tenant=tenant)
-        return row.id, row.tenant_id
 
 
 def _notes(execution_id: str, tenant_id: str, n: int) -> None:
@@ -64,43 +52,6 @@ def _notes(execution_id: str, tenant_id: str, n: int) -> None:
             record_event(
                 session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="t", message=f"{i}"
             )
-
-
-def _assert_chain_sound(tenant: str) -> int:
-    """The tenant's links are numbered 1..N with no gap, no two name the same predecessor, the head is the last
-    link, and verify (which recomputes every HMAC) finds it intact. Returns N."""
-    tenant_id = _tenant_id(tenant)
-    with session_scope() as session:
-        links = sorted(
-            (row.chain_seq, row.prev_hash, row.hash)
-            for table in TABLES.values()
-            for row in session.execute(
-                select(table.c.chain_seq, table.c.prev_hash, table.c.hash).where(
-                    table.c.tenant_id == tenant_id, table.c.chain_seq.is_not(None)
-                )
-            ).all()
-        )
-        head = session.execute(select(HEADS.c.seq, HEADS.c.hash).where(HEADS.c.tenant_id == tenant_id)).first()
-    assert [seq for seq, _, _ in links] == list(range(1, len(links) + 1))
-    assert len({prev for _, prev, _ in links}) == len(links)  # no fork: each predecessor is named once
-    if links:
-        assert head is not None and (head.seq, head.hash) == (links[-1][0], links[-1][2])
-    report = verify_chain(principal("admin", tenant))
-    assert report.intact, report.breaks
-    assert report.links == report.head_seq == len(links)
-    return len(links)
-
-
-def _turn_free(tenant_id: str) -> bool:
-    """Whether no transaction of this process holds the tenant's turn (taking it without waiting works)."""
-    turns = audit_links._HEADS._turns.get(get_engine(), {})
-    turn = turns.get(tenant_id)
-    if turn is None:
-        return True
-    if not turn.acquire(blocking=False):
-        return False
-    turn.release()
-    return True
 
 
 # -- several processes -------------------------------------------------------------------------------------
@@ -151,9 +102,9 @@ def test_writer_processes_mixing_tables_tenants_and_rollbacks_never_fork_a_chain
     """Three real processes x 60 transactions at once into two tenants' chains: one-statement links, admin
     events beside execution events, two tenants in one transaction, links rolled back after their statement.
     Each chain comes out gapless, unforked, with exactly the committed events, and verifies."""
-    demo_exec, demo_tenant = _execution("demo")
-    globex_exec, globex_tenant = _execution("globex")
-    before = {"demo": _assert_chain_sound("demo"), "globex": _assert_chain_sound("globex")}
+    demo_exec, demo_tenant = running_execution("demo")
+    globex_exec, globex_tenant = running_execution("globex")
+    before = {"demo": assert_chain_sound("demo"), "globex": assert_chain_sound("globex")}
     start = tmp_path / "start"
     env = os.environ | {"OPSC_DATABASE_URL": postgres_db}
     writers = [
@@ -188,7 +139,7 @@ def test_writer_processes_mixing_tables_tenants_and_rollbacks_never_fork_a_chain
         committed["globex"] += globex
     assert committed == {"demo": 3 * 60, "globex": 3 * 10}  # what the writers say they committed
     for tenant in ("demo", "globex"):
-        assert _assert_chain_sound(tenant) == before[tenant] + committed[tenant]
+        assert assert_chain_sound(tenant) == before[tenant] + committed[tenant]
 
 
 # -- a transaction that ends badly after its link ----------------------------------------------------------
@@ -209,9 +160,9 @@ def test_a_commit_that_fails_after_the_one_statement_link_leaves_no_link_and_fre
     """The link statement succeeded (onto the remembered head), then the COMMIT failed (a deferred constraint):
     the process remembers a head that never existed. The turn is free, the next transaction misses that ghost
     and links onto the real head, and the chain is gapless and verifies."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _notes(execution_id, tenant_id, 2)  # this process knows the head
-    before = _assert_chain_sound("demo")
+    before = assert_chain_sound("demo")
 
     def failing() -> None:
         with pytest.raises(DBAPIError, match="attack_deferred"), session_scope() as session:
@@ -219,10 +170,10 @@ def test_a_commit_that_fails_after_the_one_statement_link_leaves_no_link_and_fre
             record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="ghost")
 
     assert link_statements(failing) == ["tried"]  # the one-statement link ran, and then the commit failed
-    assert _turn_free(tenant_id)
+    assert turn_free(tenant_id)
     then = link_statements(lambda: _notes(execution_id, tenant_id, 1))
     assert then == ["tried", "linked"]  # onto the ghost: nothing written, the head locked; onto the real one
-    assert _assert_chain_sound("demo") == before + 1
+    assert assert_chain_sound("demo") == before + 1
 
 
 @pytest.mark.integration
@@ -230,9 +181,9 @@ def test_a_connection_killed_at_commit_after_the_link_frees_the_turn_and_keeps_t
     """The server connection is terminated between the link statement and the COMMIT (the server crashed or
     an admin killed it). The transaction fails, the turn is free at once (another thread links without waiting
     out ``TURN_WAIT_S``), and the chain is gapless and verifies whatever reached the server."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _notes(execution_id, tenant_id, 2)
-    before = _assert_chain_sound("demo")
+    before = assert_chain_sound("demo")
     killer = create_engine(postgres_db, isolation_level="AUTOCOMMIT")
     armed = [True]
 
@@ -253,43 +204,43 @@ def test_a_connection_killed_at_commit_after_the_link_frees_the_turn_and_keeps_t
         event.remove(get_engine(), "commit", kill_before_commit)
         killer.dispose()
     assert not armed[0]
-    assert _turn_free(tenant_id)
+    assert turn_free(tenant_id)
     started = time.monotonic()
     other = threading.Thread(target=_notes, args=(execution_id, tenant_id, 1))
     other.start()
     other.join(timeout=30)
     assert not other.is_alive()
     assert time.monotonic() - started < audit_links._Heads.TURN_WAIT_S  # it did not wait for a leaked turn
-    assert _assert_chain_sound("demo") == before + 1
+    assert assert_chain_sound("demo") == before + 1
 
 
 @pytest.mark.integration
 def test_a_session_closed_without_commit_after_its_link_frees_the_turn(postgres_db: str) -> None:
     """A session linked its events (the statement ran), then was closed without committing or rolling back
     (a caller that gave up): the turn is released with the transaction, nothing of it stays, the chain goes on."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _notes(execution_id, tenant_id, 2)
-    before = _assert_chain_sound("demo")
+    before = assert_chain_sound("demo")
     session = Session(get_engine())
     try:
         record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="closed")
         session.flush()
         audit_links._link_before_commit(session)
-        assert not _turn_free(tenant_id)  # held from the link to the end of the transaction
+        assert not turn_free(tenant_id)  # held from the link to the end of the transaction
     finally:
         session.close()
-    assert _turn_free(tenant_id)
+    assert turn_free(tenant_id)
     _notes(execution_id, tenant_id, 2)
-    assert _assert_chain_sound("demo") == before + 2
+    assert assert_chain_sound("demo") == before + 2
 
 
 @pytest.mark.integration
 def test_an_error_raised_inside_commit_after_the_link_frees_the_turn(postgres_db: str) -> None:
     """Something raises inside the commit itself, after the link (a listener of the connection's commit): the
     transaction is rolled back, its turn released, and the next commits link as usual."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _notes(execution_id, tenant_id, 2)
-    before = _assert_chain_sound("demo")
+    before = assert_chain_sound("demo")
 
     def boom(_conn: Any) -> None:
         raise RuntimeError("inside commit")
@@ -300,9 +251,9 @@ def test_an_error_raised_inside_commit_after_the_link_frees_the_turn(postgres_db
             record_event(session, execution_id=execution_id, tenant_id=tenant_id, kind="note", actor="boom")
     finally:
         event.remove(get_engine(), "commit", boom)
-    assert _turn_free(tenant_id)
+    assert turn_free(tenant_id)
     _notes(execution_id, tenant_id, 2)
-    assert _assert_chain_sound("demo") == before + 2
+    assert assert_chain_sound("demo") == before + 2
 
 
 @pytest.mark.integration
@@ -314,23 +265,23 @@ def test_a_transaction_with_two_tenants_and_both_tables_after_one_statement_link
     following one-statement links of each tenant go on from the real heads, never from the failed one's."""
     from core.admin_audit import record_admin_event
 
-    demo_exec, demo_tenant = _execution("demo")
-    globex_exec, globex_tenant = _execution("globex")
+    demo_exec, demo_tenant = running_execution("demo")
+    globex_exec, globex_tenant = running_execution("globex")
     _notes(demo_exec, demo_tenant, 2)
     _notes(globex_exec, globex_tenant, 2)
-    before = {t: _assert_chain_sound(t) for t in ("demo", "globex")}
+    before = {t: assert_chain_sound(t) for t in ("demo", "globex")}
     with pytest.raises(DBAPIError, match="attack_deferred"), session_scope() as session:
         _deferred_failure(session)
         record_event(session, execution_id=demo_exec, tenant_id=demo_tenant, kind="note", actor="both")
         record_admin_event(session, principal("admin", "demo"), "note", "both")
         record_event(session, execution_id=globex_exec, tenant_id=globex_tenant, kind="note", actor="both")
-    assert _turn_free(demo_tenant) and _turn_free(globex_tenant)
+    assert turn_free(demo_tenant) and turn_free(globex_tenant)
     with session_scope() as session:  # two tenants, committed
         record_event(session, execution_id=demo_exec, tenant_id=demo_tenant, kind="note", actor="both")
         record_event(session, execution_id=globex_exec, tenant_id=globex_tenant, kind="note", actor="both")
     _notes(demo_exec, demo_tenant, 2)
     _notes(globex_exec, globex_tenant, 2)
-    assert {t: _assert_chain_sound(t) for t in ("demo", "globex")} == {t: n + 3 for t, n in before.items()}
+    assert {t: assert_chain_sound(t) for t in ("demo", "globex")} == {t: n + 3 for t, n in before.items()}
 
 
 @pytest.mark.integration
@@ -338,9 +289,9 @@ def test_many_threads_with_failing_commits_never_leak_a_turn_or_fork_the_chain(p
     """6 threads x 15 transactions of one process into one tenant, every third failing at commit after its link
     (a deferred constraint), every fifth rolled back after it: none waits for a leaked turn (the whole run is
     bounded), each thread's committed events are in the chain, gapless and verifiable."""
-    execution_id, tenant_id = _execution()
+    execution_id, tenant_id = running_execution()
     _notes(execution_id, tenant_id, 1)
-    before = _assert_chain_sound("demo")
+    before = assert_chain_sound("demo")
     errors: list[BaseException] = []
     committed = [0] * 6
     barrier = threading.Barrier(6)
@@ -372,8 +323,8 @@ def test_many_threads_with_failing_commits_never_leak_a_turn_or_fork_the_chain(p
         thread.join(timeout=120)
     assert not any(t.is_alive() for t in threads), "a writer hung"
     assert not errors, errors[:3]
-    assert _turn_free(tenant_id)
-    assert _assert_chain_sound("demo") == before + sum(committed)
+    assert turn_free(tenant_id)
+    assert assert_chain_sound("demo") == before + sum(committed)
 
 
 # -- the combined settles (core/engine/settle.py), on both databases: the same contract -------------------
