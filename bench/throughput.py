@@ -212,13 +212,13 @@ def opsconductor(
         print(f"  history: {history:,} completed executions cloned in {took:.1f} s", flush=True)
     queued = [submit_background(core, alice, f"drain-{i}")[0] for i in range(plans)]
     counts = Path(tempfile.mkdtemp(prefix="bench-counts-"))
-    kinds_dir = Path(tempfile.mkdtemp(prefix="bench-kinds-"))
+    kinds_dir = Path(tempfile.mkdtemp(prefix="bench-kinds-")) if kinds else None
     env = {
         **os.environ,
         "PGAPPNAME": OPSC_APP,
         "BENCH_COUNT_DIR": str(counts),
         "PYTHONPATH": os.pathsep.join([str(ROOT / "bench" / "counting"), str(ROOT)]),
-        **({"BENCH_KINDS_DIR": str(kinds_dir)} if kinds else {}),
+        **({"BENCH_KINDS_DIR": str(kinds_dir)} if kinds_dir else {}),
     }
     workers = start_group(
         [sys.executable, "-m", "ui.cli", "worker", "--processes", str(processes), "--threads", str(threads)],
@@ -237,7 +237,7 @@ def opsconductor(
         cost = cost_per_step(timeline.at(first.timestamp()), timeline.at(last.timestamp()), 3 * plans)
         waits = timeline.waits_between(first.timestamp(), last.timestamp())
         lock_waits = timeline.lock_waits_between(first.timestamp(), last.timestamp())
-        if kinds:  # read before the latency phase adds its own statements
+        if kinds_dir:  # read before the latency phase adds its own statements
             print_kinds(kinds_dir, 3 * plans)
         if latency:
             figures = latency_figures(core, alice, bob, plans, approvals)

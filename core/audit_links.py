@@ -151,16 +151,14 @@ def write(session: OrmSession, pending: list[_Pending]) -> None:
     if missing:
         _create_heads(session, missing)
         heads |= _lock_heads(session, missing)
+    sources = {p.source for p in pending}
+    if len(tenants) == 1 and len(sources) == 1 and session.get_bind().dialect.name == "postgresql":
+        # The usual transaction (one tenant, one table): its events and the head's move in one statement.
+        _pg_link_locked(session, sources.pop(), tenants[0], heads[tenants[0]], pending, utcnow())
+        return
     rows = _linked(pending, heads)
     now = utcnow()
     filled = [source for source, values in rows.items() if values]
-    if len(tenants) == 1 and len(filled) == 1 and session.get_bind().dialect.name == "postgresql":
-        # The usual transaction (one tenant, one table): its events and the head's move in one statement.
-        head_seq, head_hash = heads[tenants[0]]
-        moved = {"head_tenant": tenants[0], "new_seq": head_seq, "new_hash": head_hash, "now": now}
-        _PG_LINK[filled[0]].rowcount(session, {"rows": json.dumps(rows[filled[0]], default=_iso)} | moved)
-        _HEADS.moved(session, tenants[0], head_seq, head_hash)
-        return
     for source in filled:  # one statement for all of the transaction's events of a table, in chain order
         session.execute(_INSERTS[source], rows[source])
     for tenant_id in tenants:
@@ -216,13 +214,26 @@ def _link_onto_seen_head(session: OrmSession, tenants: list[str], pending: list[
     if (found[0], found[1]) == (head_seq, head_hash):  # an HMAC onto the seen head: only this statement wrote it
         _HEADS.moved(session, tenant_id, head_seq, head_hash)
         return True
-    heads = {tenant_id: (int(found[0]), found[1])}  # moved by another writer; locked by us now
+    _pg_link_locked(session, source, tenant_id, (int(found[0]), found[1]), pending, now)  # moved by another writer
+    return True
+
+
+def _pg_link_locked(
+    session: OrmSession,
+    source: str,
+    tenant_id: str,
+    head: tuple[int, str | None],
+    pending: list[_Pending],
+    now: datetime,
+) -> None:
+    """PostgreSQL: link ``pending`` (one tenant, one table) onto ``head``, which this transaction holds locked,
+    and move the head, in one statement."""
+    heads = {tenant_id: head}
     rows = _linked(pending, heads)
     head_seq, head_hash = heads[tenant_id]
     moved = {"head_tenant": tenant_id, "new_seq": head_seq, "new_hash": head_hash, "now": now}
     _PG_LINK[source].rowcount(session, {"rows": json.dumps(rows[source], default=_iso)} | moved)
     _HEADS.moved(session, tenant_id, head_seq, head_hash)
-    return True
 
 
 class _Heads:

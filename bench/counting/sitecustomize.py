@@ -16,39 +16,39 @@ import json
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 _DIR = os.environ.get("BENCH_COUNT_DIR")
 
 
-def _write_counts(counter: object, pid: int, directory: Path) -> None:
-    path, spare = directory / str(pid), directory / f".{pid}"
-    while os.getpid() == pid:  # a forked child's copy of this thread does not exist; the check is for clarity
-        statements, transactions = counter.count, counter.transactions  # type: ignore[attr-defined]
-        if statements:
-            spare.write_text(f"{statements} {transactions}")
-            spare.replace(path)  # whole lines only: the sampler never reads half a write
-        time.sleep(0.1)
-
-
-def _write_kinds(kinds: dict[str, int], pid: int, directory: Path) -> None:
-    path, spare = directory / f"{pid}.json", directory / f".{pid}.json"
+def _keep_writing(path: Path, text: Callable[[], str | None]) -> None:
+    """Every 0.1 s, ``text()`` (unless None) written whole to ``path``, for as long as this is the process that
+    started it (a forked child's copy of the thread does not exist; the check is for clarity)."""
+    pid, spare = os.getpid(), path.with_name(f".{path.name}")
     while os.getpid() == pid:
-        spare.write_text(json.dumps(dict(kinds)))
-        spare.replace(path)
+        if (now := text()) is not None:
+            spare.write_text(now)
+            spare.replace(path)  # whole writes only: the reader never sees half of one
         time.sleep(0.1)
+
+
+def _counts_text(counter: object) -> str | None:
+    statements, transactions = counter.count, counter.transactions  # type: ignore[attr-defined]
+    return f"{statements} {transactions}" if statements else None
 
 
 def _start_kinds(kinds: dict[str, int]) -> None:
     kinds.clear()
-    args = (kinds, os.getpid(), Path(os.environ["BENCH_KINDS_DIR"]))
-    threading.Thread(target=_write_kinds, args=args, daemon=True, name="bench-kinds").start()
+    path = Path(os.environ["BENCH_KINDS_DIR"]) / f"{os.getpid()}.json"
+    args = (path, lambda: json.dumps(dict(kinds)))
+    threading.Thread(target=_keep_writing, args=args, daemon=True, name="bench-kinds").start()
 
 
 def _start(counter: object) -> None:
     counter.count = counter.transactions = 0  # type: ignore[attr-defined]
-    args = (counter, os.getpid(), Path(str(_DIR)))
-    threading.Thread(target=_write_counts, args=args, daemon=True, name="bench-counts").start()
+    args = (Path(str(_DIR)) / str(os.getpid()), lambda: _counts_text(counter))
+    threading.Thread(target=_keep_writing, args=args, daemon=True, name="bench-counts").start()
 
 
 if _DIR:
