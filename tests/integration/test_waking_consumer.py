@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-import redis
 from dramatiq import Message
 
 from jobs.consumer import WakingConsumer, WakingRedisBroker
 from jobs.middleware import broker_kind
+from tests.engine_support import delete_namespace
 
 QUEUE = "waking"
 
@@ -25,13 +25,7 @@ def broker(redis_url: str) -> Iterator[WakingRedisBroker]:
     broker.declare_queue(QUEUE)
     yield broker
     broker.close()
-    client = redis.Redis.from_url(redis_url)
-    try:
-        mine = list(client.scan_iter(f"{namespace}*"))  # only this test's keys: the server is shared
-        if mine:
-            client.delete(*mine)
-    finally:
-        client.close()
+    delete_namespace(redis_url, namespace)  # only this test's keys: the server is shared
 
 
 def _send(broker: WakingRedisBroker, n: int) -> None:

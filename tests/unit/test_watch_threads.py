@@ -9,6 +9,7 @@ import threading
 import pytest
 
 from core.engine import watch_threads
+from tests.engine_support import wait_until
 
 
 def test_a_finished_watcher_thread_watches_the_next_step() -> None:
@@ -69,10 +70,5 @@ def test_a_forked_process_watches_with_threads_of_its_own() -> None:
 
 
 def _wait_until_idle(count: int) -> None:
-    """A watcher thread goes back to the idle list just after its watch returns: wait for that event."""
-    rested = threading.Event()
-    for _ in range(3000):
-        if watch_threads.idle_count() >= count:
-            return
-        rested.wait(0.01)
-    raise AssertionError(f"{watch_threads.idle_count()} idle watcher threads, expected {count}")
+    """A watcher thread goes back to the idle list just after its watch returns."""
+    wait_until(lambda: watch_threads.idle_count() >= count, 30, f"{count} idle watcher threads")
